@@ -1,0 +1,83 @@
+"""The command line: parse flags, build a RenderRequest, run the pipeline, map errors to exit codes.
+
+Output discipline: stdout receives the rendered YAML exactly once, at the very end, and only
+on success. Argo CD reads empty output as "no resources", which with auto-prune deletes the
+app, so every failure writes to stderr only and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import ExitStatus, TagpinError
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args == ["generate"]:
+        # The sidecar runs `tagpin generate` once per render: skip importing click (~30 ms).
+        sys.exit(generate(os.environ, Path.cwd()))
+    sys.exit(_click_main(args))
+
+
+def generate(environ: Mapping[str, str], cwd: Path, *, debug: bool = False) -> int:
+    """What Argo CD's cmp-server runs: everything comes from the environment."""
+    from .app import run
+    from .request import from_argocd_environment
+
+    return execute(lambda: run(from_argocd_environment(environ, cwd)), debug=debug)
+
+
+def execute(job: Callable[[], Any], *, debug: bool = False) -> int:
+    """Run a render job; print its YAML once on success, or its problems on stderr."""
+    try:
+        result = job()
+    except TagpinError as exc:
+        _report(exc)
+        if debug:
+            traceback.print_exc(file=sys.stderr)
+        return int(exc.exit_status)
+    except KeyboardInterrupt:
+        return 130
+    except Exception:  # noqa: BLE001 - anything else is a bug; never print partial output
+        sys.stderr.write("tagpin: internal error (a bug in tagpin; please report it)\n")
+        if debug:
+            traceback.print_exc(file=sys.stderr)
+        else:
+            sys.stderr.write(f"  {sys.exc_info()[1]!r}\n  rerun with --debug for a traceback\n")
+        return int(ExitStatus.INTERNAL)
+    for warning in result.warnings:
+        sys.stderr.write(f"tagpin: warning: {warning}\n")
+    for note in result.notes:
+        sys.stderr.write(f"tagpin: {note}\n")
+    sys.stdout.write(result.text)
+    sys.stdout.flush()
+    return int(ExitStatus.OK)
+
+
+def _report(exc: TagpinError) -> None:
+    lines = [f"tagpin: {exc.title} (exit {int(exc.exit_status)}):"]
+    lines += [f"  {problem}" for problem in exc.problems]
+    sys.stderr.write("\n".join(lines) + "\n")
+
+
+def _click_main(args: list[str]) -> int:
+    import click
+
+    from .commands import cli
+
+    try:
+        code = cli.main(args=args, prog_name="tagpin", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return int(ExitStatus.USAGE)
+    except click.exceptions.Abort:
+        return 130
+    return int(code or 0)

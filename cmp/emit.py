@@ -1,0 +1,160 @@
+"""Canonical YAML out: the same objects always give the same bytes.
+
+The canonical form (documented in the README):
+- every document starts with `---`; the stream ends with a newline;
+- in every mapping `apiVersion`, `kind`, `metadata` come first, then the other keys sorted by
+  Unicode code point (never by locale); non-string keys become strings as Kubernetes does;
+- a string is quoted whenever a YAML 1.1 or 1.2 reader could take it for anything else
+  (`yes`, `NO`, `on`, `y`, `0755`, `1.10`, `1e3`, `0o17`, `~`, `2024-01-01`, `12:30`, `=`, `<<`);
+- strings with line breaks are block literals (`|`), unless they cannot be (trailing spaces,
+  control characters), in which case libyaml double-quotes them;
+- no anchors or aliases, no line folding, UTF-8 text as-is, two-space indentation, and
+  sequences indented under their key.
+
+libyaml's C emitter does the writing; the Python part is limited to key order and scalar style.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import yaml
+
+_CDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+FIRST_KEYS = {"apiVersion": 0, "kind": 1, "metadata": 2}
+NO_WRAP = 2**31 - 1
+
+# Anything a YAML 1.1 reader (PyYAML, go-yaml v2) or a YAML 1.2 reader (go-yaml v3) could
+# resolve to a non-string, so such strings are always quoted.
+_QUOTE_PATTERNS: list[tuple[str, re.Pattern[str], str]] = [
+    (
+        "tag:yaml.org,2002:bool",
+        re.compile(
+            r"^(?:y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE"
+            r"|on|On|ON|off|Off|OFF)$"
+        ),
+        "yYnNtTfFoO",
+    ),
+    ("tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"), "~nN"),
+    (
+        "tag:yaml.org,2002:int",
+        re.compile(
+            r"^[-+]?(?:0[bB][01_]+|0[oO][0-7_]+|0[xX][0-9a-fA-F_]+|[0-9][0-9_]*"
+            r"|[1-9][0-9_]*(?::[0-5]?[0-9])+)$"
+        ),
+        "-+0123456789",
+    ),
+    (
+        "tag:yaml.org,2002:float",
+        re.compile(
+            r"^(?:[-+]?(?:\.[0-9_]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?"
+            r"|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*"
+            r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+        ),
+        "-+0123456789.",
+    ),
+    (
+        "tag:yaml.org,2002:timestamp",
+        re.compile(
+            r"^(?:[0-9][0-9][0-9][0-9]-[0-9][0-9]?-[0-9][0-9]?"
+            r"(?:(?:[Tt]|[ \t]+)[0-9][0-9]?:[0-9][0-9]:[0-9][0-9](?:\.[0-9]*)?"
+            r"(?:[ \t]*(?:Z|[-+][0-9][0-9]?(?::[0-9][0-9])?))?)?)$"
+        ),
+        "0123456789",
+    ),
+    ("tag:yaml.org,2002:merge", re.compile(r"^(?:<<)$"), "<"),
+    ("tag:yaml.org,2002:value", re.compile(r"^(?:=)$"), "="),
+]
+
+
+def _quoting_resolvers() -> dict[str | None, list[tuple[str, re.Pattern[str]]]]:
+    resolvers: dict[str | None, list[tuple[str, re.Pattern[str]]]] = {}
+    for tag, pattern, first in _QUOTE_PATTERNS:
+        for ch in first:
+            resolvers.setdefault(ch, []).append((tag, pattern))
+    resolvers.setdefault(None, []).append(("tag:yaml.org,2002:null", re.compile(r"^$")))
+    return resolvers
+
+
+def _key_text(key: Any) -> str:
+    """Map keys as sigs.k8s.io/yaml turns them into JSON object keys."""
+    if isinstance(key, str):
+        return key
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if key is None:
+        return "null"
+    if isinstance(key, float):
+        return repr(key) if math.isfinite(key) else str(key)
+    return str(key)
+
+
+def _key_order(item: tuple[str, Any]) -> tuple[int, str]:
+    return FIRST_KEYS.get(item[0], 3), item[0]
+
+
+class CanonicalDumper(_CDumper):  # type: ignore[misc,valid-type]
+    yaml_implicit_resolvers = _quoting_resolvers()
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True  # never emit anchors: every value is written out in full
+
+    def represent_mapping_canonical(self, data: dict[Any, Any]) -> yaml.MappingNode:
+        items = [(_key_text(k), v) for k, v in data.items()]
+        items.sort(key=_key_order)
+        return self.represent_mapping("tag:yaml.org,2002:map", items)
+
+    def represent_str_canonical(self, data: str) -> yaml.ScalarNode:
+        style = "|" if "\n" in data else None
+        return self.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+    def represent_float_canonical(self, data: float) -> yaml.ScalarNode:
+        if data != data:
+            text = ".nan"
+        elif math.isinf(data):
+            text = ".inf" if data > 0 else "-.inf"
+        else:
+            text = repr(data)  # shortest round-trip form, identical on every CPython 3.x
+            if "e" in text and "." not in text.split("e")[0]:
+                mantissa, exponent = text.split("e")
+                text = f"{mantissa}.0e{exponent}"
+        return self.represent_scalar("tag:yaml.org,2002:float", text)
+
+    def represent_tuple(self, data: tuple[Any, ...]) -> yaml.SequenceNode:
+        return self.represent_list(list(data))
+
+
+CanonicalDumper.add_representer(dict, CanonicalDumper.represent_mapping_canonical)
+CanonicalDumper.add_multi_representer(dict, CanonicalDumper.represent_mapping_canonical)
+CanonicalDumper.add_representer(str, CanonicalDumper.represent_str_canonical)
+CanonicalDumper.add_representer(float, CanonicalDumper.represent_float_canonical)
+CanonicalDumper.add_representer(tuple, CanonicalDumper.represent_tuple)
+
+_DUMP_OPTIONS: dict[str, Any] = {
+    "Dumper": CanonicalDumper,
+    "default_flow_style": False,
+    "allow_unicode": True,
+    "width": NO_WRAP,
+    "indent": 2,
+    "sort_keys": False,  # the mapping representer orders keys itself
+    "line_break": "\n",
+}
+
+
+def emit_stream(documents: Iterable[Any]) -> str:
+    """The canonical YAML stream for `documents`: `---` before each, newline at the end."""
+    text: str = yaml.dump_all(documents, explicit_start=True, **_DUMP_OPTIONS)
+    return text
+
+
+def emit_value(value: Any) -> str:
+    """One value in canonical form with no document marker and no trailing newline
+    (the `to_yaml` template filter, like Helm's toYaml)."""
+    text: str = yaml.dump(value, **_DUMP_OPTIONS)
+    if text.endswith("\n...\n"):  # libyaml closes a bare top-level scalar with `...`
+        text = text[: -len("...\n")]
+    return text.rstrip("\n")

@@ -1,0 +1,122 @@
+"""The error hierarchy: one root, one subclass per cause, each with its own exit code.
+
+Every message is written for the person reading Argo CD's UI: it names the file and line,
+the object or the image at fault, and what to do. Messages never carry credentials or the
+contents of files outside the app's repository.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import IntEnum
+
+
+class ExitStatus(IntEnum):
+    """Process exit codes. Documented in the README's exit-code table."""
+
+    OK = 0
+    DIFFERENT = 1  # `tagpin diff` only: the two renders differ (like diff(1))
+    USAGE = 2  # bad command line (click's own code)
+    CONFIG = 3  # tagpin.yaml, plugin parameters, environment or settings are invalid
+    SOURCE = 4  # an app file is missing, unreadable, too large or outside the repository
+    TEMPLATE = 5  # a Jinja2 template failed to compile or render
+    MANIFEST = 6  # the rendered YAML is not a valid stream of Kubernetes objects
+    IMAGE = 7  # an image reference is malformed, or unpinned where digests are required
+    RESOLVE = 8  # a tag or repository does not exist, or no tag satisfies a constraint
+    REGISTRY = 9  # ECR could not be asked: unreachable, throttled, access denied, no credentials
+    APP_LOOKUP = 10  # the live Application could not be read from the Kubernetes API
+    LOCK = 11  # tagpin.lock is malformed, incomplete under strict mode, or disagrees with ECR
+    INTERNAL = 70  # a bug in tagpin: rerun with --debug and report it
+
+
+class TagpinError(Exception):
+    """Root of every error tagpin expects. `problems` holds one line per problem found."""
+
+    exit_status: ExitStatus = ExitStatus.INTERNAL
+    title: str = "tagpin failed"
+
+    def __init__(self, *problems: str) -> None:
+        if not problems:
+            raise ValueError("a TagpinError needs at least one problem")
+        super().__init__(*problems)
+        self.problems: tuple[str, ...] = problems
+
+    def __str__(self) -> str:
+        return "\n".join(self.problems)
+
+
+class ConfigError(TagpinError):
+    exit_status = ExitStatus.CONFIG
+    title = "invalid configuration"
+
+
+class SourceError(TagpinError):
+    exit_status = ExitStatus.SOURCE
+    title = "cannot read the app"
+
+
+class TemplateError(TagpinError):
+    exit_status = ExitStatus.TEMPLATE
+    title = "template error"
+
+
+class ManifestError(TagpinError):
+    exit_status = ExitStatus.MANIFEST
+    title = "invalid manifests"
+
+
+class ImageError(TagpinError):
+    exit_status = ExitStatus.IMAGE
+    title = "invalid image reference"
+
+
+class ResolveError(TagpinError):
+    exit_status = ExitStatus.RESOLVE
+    title = "cannot resolve image tags"
+
+
+class RegistryError(TagpinError):
+    exit_status = ExitStatus.REGISTRY
+    title = "cannot reach the registry"
+
+
+class AppLookupError(TagpinError):
+    exit_status = ExitStatus.APP_LOOKUP
+    title = "cannot read the Argo CD Application"
+
+
+class LockError(TagpinError):
+    exit_status = ExitStatus.LOCK
+    title = "tagpin.lock problem"
+
+
+class Problems:
+    """Collects errors from one stage so a run reports every problem, not only the first."""
+
+    def __init__(self) -> None:
+        self._errors: list[TagpinError] = []
+
+    def add(self, error: TagpinError) -> None:
+        self._errors.append(error)
+
+    def extend(self, errors: Iterable[TagpinError]) -> None:
+        self._errors.extend(errors)
+
+    def __bool__(self) -> bool:
+        return bool(self._errors)
+
+    def raise_if_any(self) -> None:
+        """Raise one error holding every problem; its class (and exit code) is the first's."""
+        if not self._errors:
+            return
+        first = self._errors[0]
+        if len(self._errors) == 1:
+            raise first
+        lines = [line for error in self._errors for line in error.problems]
+        combined = type(first)(*lines)
+        raise combined from first
+
+
+def location(path: str, line: int | None = None) -> str:
+    """`path:line` (1-based line) for messages, or just `path` when the line is unknown."""
+    return f"{path}:{line}" if line else path

@@ -1,0 +1,133 @@
+"""What one render is asked to do: a plain value built from Argo CD's environment or from flags.
+
+`tagpin generate` and `tagpin render` both build a RenderRequest and hand it to the same
+pipeline, which is why they print the same bytes for the same inputs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from .errors import ConfigError
+from .settings import parse_parameters
+
+ENV_PREFIX = "ARGOCD_ENV_"
+
+
+@dataclass(frozen=True)
+class AppInfo:
+    """The `app` template variable: who is being rendered, from the ARGOCD_APP_* variables."""
+
+    instance: str = ""  # ARGOCD_APP_NAME as given: `<name>` or `<app namespace>_<name>`
+    namespace: str = ""  # destination namespace
+    project: str = ""
+    revision: str = ""
+    repo_url: str = ""
+    source_path: str = ""
+    target_revision: str = ""
+
+    @property
+    def name(self) -> str:
+        # Application names are DNS subdomains and cannot contain `_`, so the split is exact.
+        return self.instance.split("_", 1)[1] if "_" in self.instance else self.instance
+
+    @property
+    def app_namespace(self) -> str:
+        """The namespace of the Application object when Argo CD names it `<ns>_<name>`."""
+        return self.instance.split("_", 1)[0] if "_" in self.instance else ""
+
+    def context(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "instance": self.instance,
+            "app_namespace": self.app_namespace,
+            "namespace": self.namespace,
+            "project": self.project,
+            "revision": self.revision,
+            "revision_short": self.revision[:7],
+            "revision_short_8": self.revision[:8],
+            "source": {
+                "repo_url": self.repo_url,
+                "path": self.source_path,
+                "target_revision": self.target_revision,
+            },
+        }
+
+
+@dataclass(frozen=True)
+class KubeInfo:
+    version: str = ""  # e.g. "1.31.2" as Argo CD sends it (no "v")
+    api_versions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    app_dir: Path
+    repo_root: Path
+    app: AppInfo
+    kube: KubeInfo
+    env: Mapping[str, str]  # ARGOCD_ENV_* with the prefix stripped
+    parameters: Mapping[str, Any]  # announced defaults applied
+    settings_env: Mapping[str, str] = field(default_factory=dict)  # TAGPIN_*, AWS_* etc.
+
+
+def from_argocd_environment(environ: Mapping[str, str], cwd: Path) -> RenderRequest:
+    """Everything `tagpin generate` knows, read from the environment Argo CD builds."""
+    source_path = environ.get("ARGOCD_APP_SOURCE_PATH", "")
+    app = AppInfo(
+        instance=environ.get("ARGOCD_APP_NAME", ""),
+        namespace=environ.get("ARGOCD_APP_NAMESPACE", ""),
+        project=environ.get("ARGOCD_APP_PROJECT_NAME", ""),
+        revision=environ.get("ARGOCD_APP_REVISION", ""),
+        repo_url=environ.get("ARGOCD_APP_SOURCE_REPO_URL", ""),
+        source_path=source_path,
+        target_revision=environ.get("ARGOCD_APP_SOURCE_TARGET_REVISION", ""),
+    )
+    return RenderRequest(
+        app_dir=cwd,
+        repo_root=repo_root_for(cwd, source_path),
+        app=app,
+        kube=KubeInfo(
+            version=environ.get("KUBE_VERSION", ""),
+            api_versions=parse_api_versions(environ.get("KUBE_API_VERSIONS", "")),
+        ),
+        env=plugin_env(environ),
+        parameters=parse_parameters(environ.get("ARGOCD_APP_PARAMETERS")),
+        settings_env=dict(environ),
+    )
+
+
+def plugin_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The `env` template variable: ARGOCD_ENV_* without the prefix, and nothing else."""
+    return {
+        key[len(ENV_PREFIX):]: value
+        for key, value in sorted(environ.items())
+        if key.startswith(ENV_PREFIX) and len(key) > len(ENV_PREFIX)
+    }
+
+
+def parse_api_versions(raw: str) -> tuple[str, ...]:
+    return tuple(sorted({item.strip() for item in raw.split(",") if item.strip()}))
+
+
+def repo_root_for(app_dir: Path, source_path: str) -> Path:
+    """The repository copy's root: the working directory minus ARGOCD_APP_SOURCE_PATH.
+
+    Without a source path the app directory is its own root, so nothing above it is reachable.
+    """
+    parts = [p for p in PurePosixPath(source_path.strip()).parts if p not in (".", "/")]
+    if any(p == ".." for p in parts):
+        raise ConfigError(f"ARGOCD_APP_SOURCE_PATH={source_path!r} must not contain '..'")
+    root = Path(os.path.abspath(app_dir))
+    for part in reversed(parts):
+        if root.name != part:
+            raise ConfigError(
+                f"the working directory {app_dir} does not end with ARGOCD_APP_SOURCE_PATH="
+                f"{source_path!r}; cannot tell where the repository starts"
+            )
+        root = root.parent
+    return root

@@ -1,0 +1,214 @@
+"""One table of plugin parameters and one of sidecar settings.
+
+The parameter table feeds three things that must agree: the defaults the code applies, the
+static announcements in plugin.yaml (`tagpin plugin-yaml` regenerates it; a test fails on drift)
+and the README. Argo CD never sends announced defaults, so the code applies them itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConfigError
+
+PLUGIN_NAME = "tagpin"
+MARKER_FILE = "tagpin.yaml"
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    title: str
+    tooltip: str
+    collection_type: str  # "string" | "array" | "map", as Argo CD's ParameterAnnouncement
+    default: Any
+
+    def announcement(self) -> dict[str, Any]:
+        announced: dict[str, Any] = {
+            "name": self.name,
+            "title": self.title,
+            "tooltip": self.tooltip,
+            "collectionType": self.collection_type,
+        }
+        if self.collection_type == "array":
+            announced["array"] = list(self.default)
+        elif self.collection_type == "map":
+            announced["map"] = dict(self.default)
+        else:
+            announced["string"] = self.default
+        return announced
+
+
+PARAMETERS: tuple[Parameter, ...] = (
+    Parameter(
+        name="values-files",
+        title="Values files",
+        tooltip="Extra values files, relative to the app directory, layered in order over "
+        "values.yaml and tagpin.yaml's valuesFiles.",
+        collection_type="array",
+        default=(),
+    ),
+    Parameter(
+        name="values",
+        title="Values",
+        tooltip="Values set by dotted key, like helm --set (image.tag=v2). Applied last.",
+        collection_type="map",
+        default={},
+    ),
+    Parameter(
+        name="image-updater",
+        title="Image Updater overrides",
+        tooltip="Argo CD Image Updater annotation keys without the "
+        "argocd-image-updater.argoproj.io/ prefix (image-list, <alias>.allow-tags, ...). "
+        "They win over the live Application's annotations.",
+        collection_type="map",
+        default={},
+    ),
+)
+
+PARAMETERS_BY_NAME = {p.name: p for p in PARAMETERS}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A sidecar-wide setting read from the environment (not per app)."""
+
+    env: str
+    default: str
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("TAGPIN_CACHE_DIR", "$XDG_CACHE_HOME/tagpin, else <tmp>/tagpin-cache-<uid>",
+            "Directory of the digest cache shared by concurrent renders."),
+    Setting("TAGPIN_CACHE", "on", "`on`, `off` (no cache at all) or `refresh` "
+            "(ask ECR, then update the cache)."),
+    Setting("TAGPIN_CACHE_TTL", "300", "Seconds a cached tag→digest answer is trusted."),
+    Setting("TAGPIN_TAG_LIST_TTL", "30", "Seconds a cached tag list (branch deploys) is trusted."),
+    Setting("TAGPIN_ECR_MAX_ATTEMPTS", "3", "Attempts per ECR call (botocore standard retries)."),
+    Setting("TAGPIN_ECR_CONNECT_TIMEOUT", "3", "Seconds to connect to ECR."),
+    Setting("TAGPIN_ECR_READ_TIMEOUT", "8", "Seconds to wait for an ECR answer."),
+    Setting("TAGPIN_ECR_DEADLINE", "25", "Seconds after which no new ECR call starts."),
+    Setting("TAGPIN_ECR_CONCURRENCY", "8", "Repositories asked in parallel."),
+    Setting("TAGPIN_APP_LOOKUP", "auto", "`auto`, `on` or `off`: read the live Application's "
+            "Image Updater annotations from the Kubernetes API."),
+    Setting("TAGPIN_MAX_FILE_BYTES", str(32 * 1024 * 1024),
+            "Largest app file (template, values) tagpin reads."),
+    Setting("TAGPIN_MAX_OUTPUT_BYTES", str(64 * 1024 * 1024),
+            "Largest rendered output; Argo CD's own gRPC limit is 100 MiB."),
+    Setting("TAGPIN_MAX_YAML_NODES", "2000000",
+            "Most YAML nodes one document may expand to through aliases."),
+)
+
+SETTINGS_BY_ENV = {s.env: s for s in SETTINGS}
+
+
+def setting_int(environ: Mapping[str, str], env: str, *, minimum: int = 0) -> int:
+    """An integer setting; unset or empty means the table's default (Argo CD sends `NAME=`)."""
+    raw = environ.get(env) or SETTINGS_BY_ENV[env].default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{env}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise ConfigError(f"{env}={value} must be at least {minimum}")
+    return value
+
+
+def setting_choice(environ: Mapping[str, str], env: str, choices: tuple[str, ...]) -> str:
+    raw = (environ.get(env) or SETTINGS_BY_ENV[env].default).strip().lower()
+    if raw not in choices:
+        raise ConfigError(f"{env}={raw!r} must be one of {', '.join(choices)}")
+    return raw
+
+
+def parse_parameters(raw: str | None) -> dict[str, Any]:
+    """`ARGOCD_APP_PARAMETERS` (absent, `null`, or a JSON list) → {name: value}, with the
+    announced defaults for every parameter the Application does not set."""
+    values: dict[str, Any] = {p.name: _copy_default(p.default) for p in PARAMETERS}
+    if raw is None or not raw.strip() or raw.strip() == "null":
+        return values
+    try:
+        items = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"ARGOCD_APP_PARAMETERS is not valid JSON: {exc}") from None
+    if items is None:
+        return values
+    if not isinstance(items, list):
+        raise ConfigError("ARGOCD_APP_PARAMETERS must be a JSON list of parameters")
+    problems: list[str] = []
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            problems.append(f"plugin parameter {json.dumps(item)} has no name")
+            continue
+        name = item["name"]
+        parameter = PARAMETERS_BY_NAME.get(name)
+        if parameter is None:
+            known = ", ".join(p.name for p in PARAMETERS)
+            problems.append(f"unknown plugin parameter {name!r} (tagpin knows: {known})")
+            continue
+        try:
+            values[name] = _parameter_value(parameter, item)
+        except ValueError as exc:
+            problems.append(f"plugin parameter {name!r}: {exc}")
+    if problems:
+        raise ConfigError(*problems)
+    return values
+
+
+def _parameter_value(parameter: Parameter, item: Mapping[str, Any]) -> Any:
+    kind = parameter.collection_type
+    value = item.get(kind)
+    others = [k for k in ("string", "array", "map") if k != kind and item.get(k) is not None]
+    if value is None:
+        if others:
+            raise ValueError(f"must be given as {kind}, not {others[0]}")
+        return _copy_default(parameter.default)
+    if kind == "array":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError("must be an array of strings")
+        return list(value)
+    if kind == "map":
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise ValueError("must be a map of strings to strings")
+        return dict(value)
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    return value
+
+
+def _copy_default(default: Any) -> Any:
+    if isinstance(default, tuple):
+        return list(default)
+    if isinstance(default, dict):
+        return dict(default)
+    return default
+
+
+def plugin_config() -> dict[str, Any]:
+    """The plugin.yaml object for Argo CD's cmp-server."""
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "ConfigManagementPlugin",
+        "metadata": {"name": PLUGIN_NAME},
+        "spec": {
+            # No version: the socket is tagpin.sock and Applications say `plugin: {name: tagpin}`.
+            "discover": {"fileName": MARKER_FILE},
+            "generate": {"command": ["tagpin", "generate"]},
+            "parameters": {"static": [p.announcement() for p in PARAMETERS]},
+        },
+    }
+
+
+def plugin_yaml() -> str:
+    from .emit import emit_stream
+
+    header = (
+        "# Generated by `tagpin plugin-yaml` from cmp/settings.py; do not edit by hand.\n"
+    )
+    return header + emit_stream([plugin_config()])

@@ -1,0 +1,235 @@
+"""Reading the app directory: tagpin.yaml, values files and the template list.
+
+Every path is resolved (symlinks included) and must stay inside the repository copy, because
+templates and values come from repositories that many people can push to and the sidecar
+holds credentials.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, Problems, SourceError
+from .settings import MARKER_FILE
+from .yamlread import load_one
+
+TEMPLATE_DIR = "templates"
+COPIED_SUFFIXES = (".yaml", ".yml", ".json")
+JINJA_SUFFIX = ".j2"
+CONFIG_KEYS = {
+    "valuesFiles": "values files layered over values.yaml",
+    "images": "image settings: paths, requireDigests",
+}
+IMAGE_KEYS = ("paths", "requireDigests")
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_file_bytes: int = 32 * 1024 * 1024
+    max_output_bytes: int = 64 * 1024 * 1024
+    max_yaml_nodes: int = 2_000_000
+
+
+class RepoFiles:
+    """Reads files by path, refusing anything that resolves outside the repository root."""
+
+    def __init__(self, repo_root: Path, app_dir: Path, limits: Limits) -> None:
+        self.root = Path(os.path.realpath(repo_root))
+        self.app_dir = Path(os.path.abspath(app_dir))
+        self.limits = limits
+
+    def display(self, path: Path) -> str:
+        """Repository-relative POSIX path for messages (never an absolute sidecar path)."""
+        try:
+            return Path(os.path.abspath(path)).relative_to(self.root).as_posix()
+        except ValueError:
+            return path.name
+
+    def inside(self, path: Path) -> Path:
+        real = Path(os.path.realpath(path))
+        if real != self.root and self.root not in real.parents:
+            raise SourceError(
+                f"{self.display(path)}: resolves outside the repository "
+                "(a symlink or '..'); tagpin only reads files inside the app's repository"
+            )
+        return real
+
+    def read_text(self, path: Path) -> str:
+        shown = self.display(path)
+        real = self.inside(path)
+        try:
+            with open(real, "rb") as handle:
+                data = handle.read(self.limits.max_file_bytes + 1)
+        except FileNotFoundError:
+            raise SourceError(f"{shown}: file not found") from None
+        except IsADirectoryError:
+            raise SourceError(f"{shown}: is a directory, expected a file") from None
+        except OSError as exc:
+            raise SourceError(f"{shown}: cannot read: {exc.strerror}") from None
+        if len(data) > self.limits.max_file_bytes:
+            raise SourceError(
+                f"{shown}: larger than {self.limits.max_file_bytes} bytes "
+                "(TAGPIN_MAX_FILE_BYTES); refusing to read it"
+            )
+        return decode(data, shown)
+
+
+def decode(data: bytes, shown: str) -> str:
+    if b"\x00" in data:
+        raise SourceError(f"{shown}: looks like a binary file (contains NUL bytes)")
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]  # a UTF-8 byte order mark is harmless; drop it
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise SourceError(f"{shown}:{line}: not valid UTF-8 (byte offset {exc.start})") from None
+
+
+@dataclass(frozen=True)
+class TemplateFile:
+    path: Path
+    name: str  # repository-relative POSIX path, e.g. "apps/web/templates/web.yaml.j2"
+    app_name: str  # app-relative POSIX path, e.g. "templates/web.yaml.j2"; the sort key
+
+    @property
+    def is_jinja(self) -> bool:
+        return self.name.endswith(JINJA_SUFFIX)
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    values_files: tuple[str, ...] = ()
+    image_paths: Any = ()  # raw `images.paths`; parsed by cmp.images
+    require_digests: bool = False
+
+
+@dataclass(frozen=True)
+class AppSource:
+    config: AppConfig
+    values_layers: tuple[tuple[str, dict[str, Any]], ...]  # (where from, values) lowest first
+    templates: tuple[TemplateFile, ...]
+    files: RepoFiles = field(compare=False)
+
+
+def load_app(app_dir: Path, repo_root: Path, values_files_param: list[str],
+             limits: Limits) -> AppSource:
+    """Read the app, reporting every problem found, not only the first."""
+    files = RepoFiles(repo_root, app_dir, limits)
+    files.inside(app_dir)  # the app itself must be inside the repository
+    problems = Problems()
+    config = AppConfig()
+    try:
+        config = load_config(files, app_dir / MARKER_FILE)
+    except (ConfigError, SourceError) as exc:
+        problems.add(exc)
+
+    layers: list[tuple[str, dict[str, Any]]] = []
+    default_values = app_dir / "values.yaml"
+    candidates: list[tuple[Path, bool]] = [(default_values, False)]
+    candidates += [(app_dir / p, True) for p in config.values_files]
+    candidates += [(app_dir / p, True) for p in values_files_param]
+    for path, required in candidates:
+        if not required and not os.path.lexists(path):
+            continue
+        try:
+            layers.append((files.display(path), load_values_file(files, path)))
+        except (ConfigError, SourceError) as exc:
+            problems.add(exc)
+
+    templates: tuple[TemplateFile, ...] = ()
+    try:
+        templates = list_templates(files, app_dir)
+    except SourceError as exc:
+        problems.add(exc)
+    problems.raise_if_any()
+    return AppSource(config=config, values_layers=tuple(layers), templates=templates, files=files)
+
+
+def load_config(files: RepoFiles, path: Path) -> AppConfig:
+    shown = files.display(path)
+    if not os.path.lexists(path):
+        raise ConfigError(f"{shown}: missing; an app directory needs a {MARKER_FILE} (it may be {{}})")
+    raw = load_one(files.read_text(path), shown, max_nodes=files.limits.max_yaml_nodes)
+    if raw is None:
+        return AppConfig()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{shown}: must be a mapping (it may be {{}}), found {_kind(raw)}")
+    problems: list[str] = []
+    for key in raw:
+        if key not in CONFIG_KEYS:
+            known = ", ".join(sorted(CONFIG_KEYS))
+            problems.append(f"{shown}: unknown key {key!r} (known keys: {known})")
+    values_files = raw.get("valuesFiles") or []
+    if not isinstance(values_files, list) or not all(isinstance(v, str) for v in values_files):
+        problems.append(f"{shown}: valuesFiles must be a list of file paths")
+        values_files = []
+    images = raw.get("images") or {}
+    if not isinstance(images, dict):
+        problems.append(f"{shown}: images must be a mapping with keys {', '.join(IMAGE_KEYS)}")
+        images = {}
+    for key in images:
+        if key not in IMAGE_KEYS:
+            problems.append(f"{shown}: unknown key images.{key} (known: {', '.join(IMAGE_KEYS)})")
+    require = images.get("requireDigests", False)
+    if not isinstance(require, bool):
+        problems.append(f"{shown}: images.requireDigests must be true or false")
+        require = False
+    if problems:
+        raise ConfigError(*problems)
+    return AppConfig(
+        values_files=tuple(values_files),
+        image_paths=images.get("paths") or (),
+        require_digests=require,
+    )
+
+
+def load_values_file(files: RepoFiles, path: Path) -> dict[str, Any]:
+    shown = files.display(path)
+    if not os.path.lexists(path):
+        raise SourceError(f"{shown}: values file not found")
+    raw = load_one(files.read_text(path), shown, max_nodes=files.limits.max_yaml_nodes)
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{shown}: a values file must hold a mapping, found {_kind(raw)}")
+    return raw
+
+
+def list_templates(files: RepoFiles, app_dir: Path) -> tuple[TemplateFile, ...]:
+    """Files under templates/, recursively, sorted by their POSIX path (code point order).
+
+    `*.yaml`, `*.yml`, `*.json` are copied; `*.j2` are rendered. Names starting with `_` are
+    partials for `{% include %}`/`{% import %}` and produce no output; dotfiles are skipped.
+    """
+    root = app_dir / TEMPLATE_DIR
+    if not os.path.lexists(root):
+        raise SourceError(f"{files.display(root)}/: missing; put the app's manifests there")
+    files.inside(root)
+    found: list[TemplateFile] = []
+    visited: set[Path] = set()
+    for directory, dirnames, filenames in os.walk(root, followlinks=True):
+        real = files.inside(Path(directory))  # a linked directory must stay inside too
+        if real in visited:  # a symlink loop
+            dirnames[:] = []
+            continue
+        visited.add(real)
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for filename in filenames:
+            if filename.startswith((".", "_")):
+                continue
+            if not filename.endswith((*COPIED_SUFFIXES, JINJA_SUFFIX)):
+                continue
+            path = Path(directory) / filename
+            found.append(TemplateFile(path=path, name=files.display(path),
+                                      app_name=path.relative_to(app_dir).as_posix()))
+    found.sort(key=lambda t: t.app_name)
+    return tuple(found)
+
+
+def _kind(value: Any) -> str:
+    return {list: "a list", str: "a string", int: "a number", float: "a number",
+            bool: "a boolean"}.get(type(value), type(value).__name__)

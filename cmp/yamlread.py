@@ -1,0 +1,187 @@
+"""Reading YAML the way Kubernetes tooling does (go-yaml v2 via sigs.k8s.io/yaml), on libyaml.
+
+PyYAML's YAML 1.1 resolvers differ from go-yaml's in ways that change meaning: PyYAML reads
+`12:30` as the sexagesimal int 750, `2024-01-01` as a date and `=` as an error, and reads
+`y`, `1e3` and `0o17` as strings. kubectl and Argo CD read them as the strings "12:30",
+"2024-01-01" and "=", the bool true, the float 1000.0 and the int 15. tagpin follows Kubernetes,
+so a plain-YAML app means the same thing here as it does to `kubectl apply`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+
+from .errors import SourceError
+
+_CLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+# go-yaml v2's bool set is YAML 1.1's, including y/n (PyYAML leaves those out).
+BOOL_TRUE = frozenset(["y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"])
+BOOL_FALSE = frozenset(["n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"])
+BOOL_PATTERN = re.compile(
+    r"^(?:y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF)$"
+)
+NULL_PATTERN = re.compile(r"^(?:~|null|Null|NULL|)$")
+# strconv.ParseInt(s, 0, 64) after go-yaml strips underscores: decimal, 0x, 0o, 0b, 0-octal.
+INT_PATTERN = re.compile(
+    r"^[-+]?(?:0[bB][01_]+|0[oO][0-7_]+|0[xX][0-9a-fA-F_]+|0[0-7_]*|[1-9][0-9_]*)$"
+)
+# go-yaml's yamlStyleFloat plus its .inf/.nan spellings.
+FLOAT_PATTERN = re.compile(
+    r"^(?:[-+]?(?:\.[0-9_]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+)
+FIRST_CHARS_NUMERIC = list("-+0123456789.")
+
+
+def _resolvers() -> dict[str | None, list[tuple[str, re.Pattern[str]]]]:
+    resolvers: dict[str | None, list[tuple[str, re.Pattern[str]]]] = {}
+
+    def add(tag: str, pattern: re.Pattern[str], first: Sequence[str | None]) -> None:
+        for ch in first:
+            resolvers.setdefault(ch, []).append((tag, pattern))
+
+    add("tag:yaml.org,2002:bool", BOOL_PATTERN, list("yYnNtTfFoO"))
+    add("tag:yaml.org,2002:int", INT_PATTERN, FIRST_CHARS_NUMERIC)
+    add("tag:yaml.org,2002:float", FLOAT_PATTERN, FIRST_CHARS_NUMERIC)
+    add("tag:yaml.org,2002:null", NULL_PATTERN, ["~", "n", "N", ""])
+    add("tag:yaml.org,2002:merge", re.compile(r"^(?:<<)$"), ["<"])
+    return resolvers
+
+
+class KubeLoader(_CLoader):  # type: ignore[misc,valid-type]
+    """libyaml parser + Kubernetes' scalar rules + duplicate-key detection."""
+
+    yaml_implicit_resolvers = _resolvers()
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        # go-yaml refuses duplicate keys ("key already set in map"), and silently keeping the
+        # last one would hide a mistake, so it is an error here too. Keys brought in by a
+        # merge (<<) may be overridden; only keys written in this mapping are compared.
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    "found an unhashable key", key_node.start_mark,
+                ) from None
+            if duplicate:
+                raise DuplicateKeyError(key, key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
+
+    def construct_yaml_bool(self, node: yaml.ScalarNode) -> bool:
+        return self.construct_scalar(node) in BOOL_TRUE
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        text = str(self.construct_scalar(node)).replace("_", "")
+        sign = -1 if text.startswith("-") else 1
+        digits = text.lstrip("+-")
+        if len(digits) > 1 and digits[0] == "0" and digits[1].isdigit():
+            return sign * int(digits, 8)
+        return sign * int(digits, 0)
+
+    def construct_yaml_float(self, node: yaml.ScalarNode) -> float:
+        text = str(self.construct_scalar(node)).replace("_", "").lower()
+        if text.endswith(".inf"):
+            return float("-inf") if text.startswith("-") else float("inf")
+        if text == ".nan":
+            return float("nan")
+        return float(text)
+
+    def construct_undefined(self, node: yaml.Node) -> Any:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"unsupported YAML tag {node.tag!r}", node.start_mark
+        )
+
+
+KubeLoader.add_constructor("tag:yaml.org,2002:bool", KubeLoader.construct_yaml_bool)
+KubeLoader.add_constructor("tag:yaml.org,2002:int", KubeLoader.construct_yaml_int)
+KubeLoader.add_constructor("tag:yaml.org,2002:float", KubeLoader.construct_yaml_float)
+KubeLoader.add_constructor(None, KubeLoader.construct_undefined)
+# Explicit timestamps/binary/sets/omaps have no JSON form; Kubernetes would reject them.
+for _tag in ("timestamp", "binary", "set", "omap", "pairs"):
+    KubeLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", KubeLoader.construct_undefined)
+
+
+class DuplicateKeyError(yaml.MarkedYAMLError):
+    def __init__(self, key: Any, mark: yaml.Mark) -> None:
+        super().__init__(problem=f"duplicate key {key!r} in a mapping", problem_mark=mark)
+
+
+def load_all(text: str, source: str, *, max_nodes: int) -> list[tuple[int, Any]]:
+    """Parse a YAML stream into (start line, document) pairs; errors name `source` and line.
+
+    `max_nodes` bounds the expanded size of each document, refusing alias bombs quickly.
+    """
+    loader = KubeLoader(text)
+    documents: list[tuple[int, Any]] = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            line = node.start_mark.line + 1 if node is not None else 1
+            _check_expansion(node, source, line, max_nodes)
+            documents.append((line, loader.construct_document(node)))
+    except yaml.MarkedYAMLError as exc:
+        raise SourceError(yaml_problem(source, exc)) from None
+    except yaml.YAMLError as exc:  # e.g. reader errors on control characters
+        raise SourceError(f"{source}: invalid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+    return documents
+
+
+def load_one(text: str, source: str, *, max_nodes: int) -> Any:
+    """Parse a file holding at most one YAML document (values files, tagpin.yaml)."""
+    documents = load_all(text, source, max_nodes=max_nodes)
+    if len(documents) > 1:
+        raise SourceError(f"{source}:{documents[1][0]}: expected one YAML document, found several")
+    return documents[0][1] if documents else None
+
+
+def yaml_problem(source: str, exc: yaml.MarkedYAMLError) -> str:
+    mark = exc.problem_mark or exc.context_mark
+    where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+    problem = exc.problem or exc.context or "invalid YAML"
+    context = f" ({exc.context})" if exc.context and exc.problem else ""
+    return f"{where}: invalid YAML: {problem}{context}"
+
+
+def _check_expansion(node: yaml.Node | None, source: str, line: int, max_nodes: int) -> None:
+    """Count nodes as aliases would expand them, without expanding (memoised by identity)."""
+    if node is None:
+        return
+    sizes: dict[int, int] = {}
+
+    def size(n: yaml.Node) -> int:
+        cached = sizes.get(id(n))
+        if cached is not None:
+            return cached
+        sizes[id(n)] = 1  # a recursive alias counts once; go-yaml rejects those anyway
+        if isinstance(n, yaml.MappingNode):
+            total = 1 + sum(size(k) + size(v) for k, v in n.value)
+        elif isinstance(n, yaml.SequenceNode):
+            total = 1 + sum(size(item) for item in n.value)
+        else:
+            total = 1
+        sizes[id(n)] = total
+        return total
+
+    try:
+        total = size(node)
+    except RecursionError:
+        raise SourceError(f"{source}:{line}: YAML nested too deeply") from None
+    if total > max_nodes:
+        raise SourceError(
+            f"{source}:{line}: YAML document expands to {total} nodes through aliases "
+            f"(limit {max_nodes}); refusing it (an alias bomb?)"
+        )
