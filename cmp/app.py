@@ -6,17 +6,23 @@ I/O that tests swap (ECR, the digest cache, the Kubernetes API) is passed in as 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from . import values as values_mod
 from .emit import emit_stream
 from .manifests import Manifest, parse_rendered
 from .render import build_context, render_all
 from .request import RenderRequest
-from .settings import setting_int
+from .settings import setting_choice, setting_int
 from .sources import AppSource, Limits, load_app
+
+if TYPE_CHECKING:
+    from .registry.base import Registry
 
 
 @dataclass
@@ -58,7 +64,84 @@ def render_manifests(request: RenderRequest, limits: Limits) -> tuple[AppSource,
     return source, manifests
 
 
-def run(request: RenderRequest) -> RenderResult:
+@dataclass
+class Services:
+    """The I/O a render may need, built lazily; tests swap `registry_factory`."""
+
+    registry_factory: Callable[[], Registry]
+    concurrency: int = 8
+    digests_file: Path | None = None  # `tagpin render --digests FILE`: offline, nothing else
+    warnings: list[str] = field(default_factory=list)
+
+
+def default_cache_dir(environ: Mapping[str, str]) -> Path:
+    if environ.get("TAGPIN_CACHE_DIR"):
+        return Path(environ["TAGPIN_CACHE_DIR"])
+    if environ.get("XDG_CACHE_HOME"):
+        return Path(environ["XDG_CACHE_HOME"]) / "tagpin"
+    return Path(tempfile.gettempdir()) / f"tagpin-cache-{os.getuid()}"
+
+
+def ecr_registry_factory(environ: Mapping[str, str], warnings: list[str]) -> Callable[[], Registry]:
+    """ECR behind the in-process and on-disk caches, configured from TAGPIN_* settings."""
+    mode = setting_choice(environ, "TAGPIN_CACHE", ("on", "off", "refresh"))
+    ttl = setting_int(environ, "TAGPIN_CACHE_TTL")
+    list_ttl = setting_int(environ, "TAGPIN_TAG_LIST_TTL")
+    ecr_numbers = {
+        "max_attempts": setting_int(environ, "TAGPIN_ECR_MAX_ATTEMPTS", minimum=1),
+        "connect_timeout": setting_int(environ, "TAGPIN_ECR_CONNECT_TIMEOUT", minimum=1),
+        "read_timeout": setting_int(environ, "TAGPIN_ECR_READ_TIMEOUT", minimum=1),
+        "deadline": setting_int(environ, "TAGPIN_ECR_DEADLINE", minimum=1),
+        "concurrency": setting_int(environ, "TAGPIN_ECR_CONCURRENCY", minimum=1),
+    }
+    cache_dir = default_cache_dir(environ)
+
+    def build() -> Registry:
+        from .registry.cache import CacheMode, CachingRegistry, DiskCache
+        from .registry.ecr import EcrRegistryClient, EcrSettings
+
+        ecr_settings = EcrSettings(**ecr_numbers)  # type: ignore[arg-type]
+
+        cache_mode = CacheMode(mode)
+        store = None if cache_mode is CacheMode.OFF else DiskCache(cache_dir, warnings=warnings)
+        return CachingRegistry(EcrRegistryClient(ecr_settings), store, mode=cache_mode,
+                               ttl=float(ttl), tag_list_ttl=float(list_ttl))
+
+    return build
+
+
+def services_from(environ: Mapping[str, str]) -> Services:
+    warnings: list[str] = []
+    return Services(
+        registry_factory=ecr_registry_factory(environ, warnings),
+        concurrency=setting_int(environ, "TAGPIN_ECR_CONCURRENCY", minimum=1),
+        warnings=warnings,
+    )
+
+
+def registry_for(request: RenderRequest, services: Services) -> Callable[[], Registry]:
+    """A lock in the app directory (or --digests) answers first; ECR only for what it lacks."""
+    from .lock import LOCK_FILE, LockedRegistry, read_lock
+
+    if services.digests_file is not None:
+        entries = read_lock(services.digests_file, str(services.digests_file))
+        return lambda: LockedRegistry(entries, fallback=None)
+    lock_path = request.app_dir / LOCK_FILE
+    if lock_path.is_file():
+        entries = read_lock(lock_path, LOCK_FILE)
+        return lambda: LockedRegistry(entries, fallback=services.registry_factory)
+    return services.registry_factory
+
+
+def run(request: RenderRequest, services: Services | None = None) -> RenderResult:
+    services = services or services_from(request.settings_env)
     limits = limits_from(request.settings_env)
-    _source, manifests = render_manifests(request, limits)
-    return RenderResult(text=emit_stream(m.body for m in manifests), manifests=manifests)
+    source, manifests = render_manifests(request, limits)
+    from .images import parse_image_paths
+    from .pin import pin
+
+    extra_paths = parse_image_paths(list(source.config.image_paths or []), "tagpin.yaml")
+    pin(manifests, extra_paths=extra_paths, require_digests=source.config.require_digests,
+        registry_factory=registry_for(request, services), concurrency=services.concurrency)
+    return RenderResult(text=emit_stream(m.body for m in manifests), manifests=manifests,
+                        warnings=services.warnings)

@@ -88,9 +88,9 @@ SETTINGS: tuple[Setting, ...] = (
             "(ask ECR, then update the cache)."),
     Setting("TAGPIN_CACHE_TTL", "300", "Seconds a cached tag→digest answer is trusted."),
     Setting("TAGPIN_TAG_LIST_TTL", "30", "Seconds a cached tag list (branch deploys) is trusted."),
-    Setting("TAGPIN_ECR_MAX_ATTEMPTS", "3", "Attempts per ECR call (botocore standard retries)."),
+    Setting("TAGPIN_ECR_MAX_ATTEMPTS", "4", "Attempts per ECR call (botocore standard retries)."),
     Setting("TAGPIN_ECR_CONNECT_TIMEOUT", "3", "Seconds to connect to ECR."),
-    Setting("TAGPIN_ECR_READ_TIMEOUT", "8", "Seconds to wait for an ECR answer."),
+    Setting("TAGPIN_ECR_READ_TIMEOUT", "5", "Seconds to wait for an ECR answer."),
     Setting("TAGPIN_ECR_DEADLINE", "25", "Seconds after which no new ECR call starts."),
     Setting("TAGPIN_ECR_CONCURRENCY", "8", "Repositories asked in parallel."),
     Setting("TAGPIN_APP_LOOKUP", "auto", "`auto`, `on` or `off`: read the live Application's "

@@ -1,0 +1,142 @@
+"""Pin every ECR image to its digest: find image fields, batch the lookups, rewrite in place.
+
+An image already carrying a digest keeps it; an image outside ECR is left as written unless
+the app demands digests everywhere (`images.requireDigests`). Every missing tag or repository
+is reported in one error naming the image, the tag and each manifest that uses it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .errors import ImageError, Problems, ResolveError
+from .images import (
+    EcrRepository,
+    ImageField,
+    ImagePath,
+    ImageRef,
+    ecr_repository,
+    find_images,
+    set_image,
+)
+from .manifests import Manifest
+from .registry.base import Lookup, Registry, TagInfo, describe_many
+
+IMPLICIT_TAG = "latest"
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """One image field that needs a digest, and the tag that will be pinned."""
+
+    field: ImageField
+    ref: ImageRef
+    repository: EcrRepository
+    tag: str
+
+
+@dataclass
+class PinReport:
+    pinned: list[tuple[ImageField, str]] = field(default_factory=list)  # (field, new value)
+    kept: list[ImageField] = field(default_factory=list)  # already pinned or outside ECR
+
+
+# Picks the tag to pin for an image (branch-deploy overrides); None keeps the tag from git.
+TagChooser = Callable[[Sequence[Wanted]], Mapping[ImageField, str]]
+
+
+def collect(manifests: Sequence[Manifest], extra_paths: Sequence[ImagePath],
+            require_digests: bool) -> tuple[list[Wanted], list[ImageField]]:
+    """Parse every image field; split into those needing a digest and those kept as written."""
+    problems = Problems()
+    wanted: list[Wanted] = []
+    kept: list[ImageField] = []
+    for image in find_images(manifests, extra_paths):
+        try:
+            ref = image.parse()
+        except ImageError as exc:
+            problems.add(exc)
+            continue
+        if ref.pinned:
+            kept.append(image)
+            continue
+        repository = ecr_repository(ref)
+        if repository is None:
+            if require_digests:
+                problems.add(ImageError(
+                    f"{image.describe()}: {image.value!r} is not pinned to a digest and is not in "
+                    "ECR, so tagpin cannot pin it; write it as name:tag@sha256:... "
+                    "(tagpin.yaml sets images.requireDigests: true)"))
+            else:
+                kept.append(image)
+            continue
+        wanted.append(Wanted(image, ref, repository, ref.tag or IMPLICIT_TAG))
+    problems.raise_if_any()
+    return wanted, kept
+
+
+def resolve(wanted: Sequence[Wanted], registry: Registry,
+            concurrency: int) -> dict[tuple[EcrRepository, str], TagInfo]:
+    """One batched lookup per repository; every missing tag and repository in one error."""
+    requests: dict[EcrRepository, set[str]] = defaultdict(set)
+    for item in wanted:
+        requests[item.repository].add(item.tag)
+    ordered = {repo: sorted(requests[repo]) for repo in sorted(requests, key=_repo_key)}
+    lookups = describe_many(registry, ordered, max_workers=concurrency)
+    return _found_or_raise(wanted, lookups)
+
+
+def _found_or_raise(wanted: Sequence[Wanted],
+                    lookups: Mapping[EcrRepository, Lookup]) -> dict[tuple[EcrRepository, str], TagInfo]:
+    found: dict[tuple[EcrRepository, str], TagInfo] = {}
+    users: dict[tuple[EcrRepository, str], list[Wanted]] = defaultdict(list)
+    for item in wanted:
+        users[(item.repository, item.tag)].append(item)
+    problems: list[str] = []
+    for (repository, tag), items in sorted(users.items(), key=lambda kv: (_repo_key(kv[0][0]), kv[0][1])):
+        lookup = lookups[repository]
+        info = lookup.found.get(tag)
+        if info is not None:
+            found[(repository, tag)] = info
+            continue
+        image = f"{repository.registry.host}/{repository.name}:{tag}"
+        if lookup.repository_missing:
+            reason = (f"repository {repository.name!r} does not exist in registry "
+                      f"{repository.registry.account} ({repository.registry.region})")
+        else:
+            reason = f"tag {tag!r} does not exist in repository {repository.name!r}"
+        used_by = "; ".join(item.field.describe() for item in items)
+        problems.append(f"{image}: {reason}; used by {used_by}")
+    if problems:
+        raise ResolveError(*problems)
+    return found
+
+
+def _repo_key(repository: EcrRepository) -> tuple[str, str, str]:
+    return repository.registry.region, repository.registry.account, repository.name
+
+
+def pin(manifests: Sequence[Manifest], *, extra_paths: Sequence[ImagePath] = (),
+        require_digests: bool = False, registry_factory: Callable[[], Registry],
+        concurrency: int = 8, choose_tags: TagChooser | None = None) -> PinReport:
+    """Rewrite every unpinned ECR image in `manifests` to `repo:tag@sha256:...`.
+
+    The registry is only built when some image needs a lookup, so an app whose images are all
+    pinned (or outside ECR) never touches AWS or imports boto3.
+    """
+    wanted, kept = collect(manifests, extra_paths, require_digests)
+    report = PinReport(kept=kept)
+    if not wanted:
+        return report
+    if choose_tags is not None:
+        chosen = choose_tags(wanted)
+        wanted = [Wanted(w.field, w.ref, w.repository, chosen.get(w.field, w.tag)) for w in wanted]
+    digests = resolve(wanted, registry_factory(), concurrency)
+    for item in wanted:
+        info = digests[(item.repository, item.tag)]
+        value = str(item.ref.with_pin(item.tag, info.digest))
+        set_image(item.field, value)
+        report.pinned.append((item.field, value))
+    return report
