@@ -73,14 +73,17 @@ def generate_command(ctx: click.Context) -> int:
               help="Parameters exactly as Argo CD sends them in ARGOCD_APP_PARAMETERS.")
 @click.option("--kube-version", default="", help="Cluster version, e.g. 1.31.2.")
 @click.option("--api-versions", default="", help="Comma-separated API versions, as KUBE_API_VERSIONS.")
+@click.option("--digests", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Render offline: take every digest from this lock file; never ask ECR.")
 @click.pass_context
 def render_command(ctx: click.Context, app_dir: Path, repo_root: Path | None, app_name: str,
                    namespace: str, project: str, revision: str, repo_url: str,
                    target_revision: str, env_pairs: tuple[str, ...], values_files: tuple[str, ...],
                    set_pairs: tuple[str, ...], updater_pairs: tuple[str, ...],
-                   parameters_json: str | None, kube_version: str, api_versions: str) -> int:
+                   parameters_json: str | None, kube_version: str, api_versions: str,
+                   digests: Path | None) -> int:
     """Render APP_DIR exactly as the sidecar would, for people and CI."""
-    from .app import run
+    from .app import run, services_from
 
     env = _pairs(env_pairs, "--env")
     sets = _pairs(set_pairs, "--set")
@@ -110,7 +113,10 @@ def render_command(ctx: click.Context, app_dir: Path, repo_root: Path | None, ap
             parameters=parameters,
             settings_env=dict(os.environ),
         )
-        return run(request)
+        services = services_from(request.settings_env)
+        if digests is not None:
+            services.digests_file = Path(os.path.abspath(digests))
+        return run(request, services)
 
     return execute(job, debug=debug)
 

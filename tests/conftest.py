@@ -4,4 +4,5 @@ pytest_plugins: list[str] = [
     "tests.support.fake_kube",
     "tests.support.moto_ecr",
     "tests.support.fake_ecr",
+    "tests.support.snapshots",
 ]
