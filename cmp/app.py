@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +22,12 @@ from .settings import setting_choice, setting_int
 from .sources import AppSource, Limits, load_app
 
 if TYPE_CHECKING:
-    from .registry.base import Registry
+    from .images import ImageField
+    from .pin import TagChooser, Wanted
+    from .registry.base import Registry, TagInfo
+
+# The live Application's annotations (and warnings) for a request; swapped in tests.
+AnnotationSource = Callable[[RenderRequest], tuple[dict[str, str], list[str]]]
 
 
 @dataclass
@@ -69,9 +74,11 @@ class Services:
     """The I/O a render may need, built lazily; tests swap `registry_factory`."""
 
     registry_factory: Callable[[], Registry]
+    annotations: AnnotationSource | None = None
     concurrency: int = 8
     digests_file: Path | None = None  # `tagpin render --digests FILE`: offline, nothing else
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def default_cache_dir(environ: Mapping[str, str]) -> Path:
@@ -110,13 +117,47 @@ def ecr_registry_factory(environ: Mapping[str, str], warnings: list[str]) -> Cal
     return build
 
 
+def live_annotations(request: RenderRequest) -> tuple[dict[str, str], list[str]]:
+    """The live Application's annotations through the Kubernetes API (TAGPIN_APP_LOOKUP)."""
+    from .kube import KubeApi, fetch_annotations, lookup_settings
+
+    environ = request.settings_env
+    settings = lookup_settings(environ, request.app.instance)
+    return fetch_annotations(settings, lambda: KubeApi.from_environment(environ))
+
+
 def services_from(environ: Mapping[str, str]) -> Services:
     warnings: list[str] = []
     return Services(
         registry_factory=ecr_registry_factory(environ, warnings),
+        annotations=live_annotations,
         concurrency=setting_int(environ, "TAGPIN_ECR_CONCURRENCY", minimum=1),
         warnings=warnings,
     )
+
+
+def tag_chooser(request: RenderRequest, services: Services) -> TagChooser:
+    """Branch deploys: Image Updater overrides from the `image-updater` parameter and the live
+    Application. Asked only when some ECR image needs a digest."""
+    from . import branch_deploy
+
+    def choose(wanted: Sequence[Wanted],
+               registry: Callable[[], Registry]) -> Mapping[ImageField, TagInfo]:
+        annotations: dict[str, str] = {}
+        if services.annotations is not None:
+            annotations, warnings = services.annotations(request)
+            services.warnings.extend(warnings)
+        parameter = request.parameters.get("image-updater") or {}
+        policies = branch_deploy.policies_from(annotations, parameter)
+        if not policies:
+            return {}
+        plan = branch_deploy.plan(
+            [(w.field, w.repository, w.ref.repository, w.tag) for w in wanted], policies, registry)
+        services.warnings.extend(plan.warnings)
+        services.notes.extend(branch_deploy.annotate(plan.overrides))
+        return plan.chosen
+
+    return choose
 
 
 def registry_for(request: RenderRequest, services: Services) -> Callable[[], Registry]:
@@ -142,6 +183,7 @@ def run(request: RenderRequest, services: Services | None = None) -> RenderResul
 
     extra_paths = parse_image_paths(list(source.config.image_paths or []), "tagpin.yaml")
     pin(manifests, extra_paths=extra_paths, require_digests=source.config.require_digests,
-        registry_factory=registry_for(request, services), concurrency=services.concurrency)
+        registry_factory=registry_for(request, services), concurrency=services.concurrency,
+        choose_tags=tag_chooser(request, services))
     return RenderResult(text=emit_stream(m.body for m in manifests), manifests=manifests,
-                        warnings=services.warnings)
+                        warnings=services.warnings, notes=services.notes)

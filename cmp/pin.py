@@ -43,8 +43,8 @@ class PinReport:
     kept: list[ImageField] = field(default_factory=list)  # already pinned or outside ECR
 
 
-# Picks the tag to pin for an image (branch-deploy overrides); None keeps the tag from git.
-TagChooser = Callable[[Sequence[Wanted]], Mapping[ImageField, str]]
+# Chooses tags for branch deploys: returns the TagInfo (tag + digest) picked for some fields.
+TagChooser = Callable[[Sequence[Wanted], Callable[[], Registry]], Mapping[ImageField, TagInfo]]
 
 
 def collect(manifests: Sequence[Manifest], extra_paths: Sequence[ImagePath],
@@ -130,13 +130,25 @@ def pin(manifests: Sequence[Manifest], *, extra_paths: Sequence[ImagePath] = (),
     report = PinReport(kept=kept)
     if not wanted:
         return report
-    if choose_tags is not None:
-        chosen = choose_tags(wanted)
-        wanted = [Wanted(w.field, w.ref, w.repository, chosen.get(w.field, w.tag)) for w in wanted]
-    digests = resolve(wanted, registry_factory(), concurrency)
+    registry = once(registry_factory)
+    chosen = dict(choose_tags(wanted, registry)) if choose_tags is not None else {}
+    digests = resolve([w for w in wanted if w.field not in chosen], registry(), concurrency) \
+        if len(chosen) < len(wanted) else {}
     for item in wanted:
-        info = digests[(item.repository, item.tag)]
-        value = str(item.ref.with_pin(item.tag, info.digest))
+        info = chosen.get(item.field) or digests[(item.repository, item.tag)]
+        value = str(item.ref.with_pin(info.tag, info.digest))
         set_image(item.field, value)
         report.pinned.append((item.field, value))
     return report
+
+
+def once(factory: Callable[[], Registry]) -> Callable[[], Registry]:
+    """Build the registry at most once (one boto3 session and client per region per render)."""
+    built: list[Registry] = []
+
+    def get() -> Registry:
+        if not built:
+            built.append(factory())
+        return built[0]
+
+    return get

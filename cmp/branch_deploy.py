@@ -1,0 +1,107 @@
+"""Branch deploys: apply Image Updater overrides (live annotations + the `image-updater`
+parameter) to the images of a render, before they are pinned.
+
+Production apps carry no override and render exactly what git says. An app whose Application
+points `<alias>.allow-tags` at a branch's tags gets the newest matching tag, pinned to its
+digest, and an annotation on the workload saying which rule chose it, so `argocd app diff`
+shows why the image changed. No matching tag is an error, never a silent fallback to git's tag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .errors import ResolveError
+from .images import EcrRepository, ImageField
+from .manifests import Manifest
+from .overrides import Candidate, ImagePolicy, merge_sources, parse_policies
+from .registry.base import Registry, TagInfo
+
+OVERRIDE_ANNOTATION = "tagpin.dev/image-overrides"
+
+
+@dataclass(frozen=True)
+class Override:
+    field: ImageField
+    policy: ImagePolicy
+    git_tag: str
+    chosen: TagInfo
+
+
+@dataclass
+class OverridePlan:
+    chosen: dict[ImageField, TagInfo] = field(default_factory=dict)
+    overrides: list[Override] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def policies_from(annotations: Mapping[str, str],
+                  parameter: Mapping[str, str]) -> tuple[ImagePolicy, ...]:
+    return parse_policies(merge_sources(annotations, parameter))
+
+
+def plan(wanted: Sequence[tuple[ImageField, EcrRepository, str, str]],
+         policies: Sequence[ImagePolicy], registry_factory: Callable[[], Registry]) -> OverridePlan:
+    """For each (field, repository, repository text, git tag), pick the tag its policy allows.
+
+    A repository's tags are listed once per render, however many images use it.
+    """
+    result = OverridePlan()
+    for policy in policies:
+        result.warnings.extend(f"image-updater {policy.describe()}: {p}" for p in policy.problems)
+    listings: dict[EcrRepository, list[Candidate]] = {}
+    infos: dict[EcrRepository, dict[str, TagInfo]] = {}
+    registry: Registry | None = None
+    problems: list[str] = []
+    for image, repository, repository_text, git_tag in wanted:
+        policy = next((p for p in policies if p.matches_repository(repository_text)), None)
+        if policy is None:
+            continue
+        if repository not in listings:
+            registry = registry or registry_factory()
+            lookup = registry.list_tags(repository)
+            if lookup.repository_missing:
+                problems.append(f"{repository_text}: repository does not exist, but image-updater "
+                                f"{policy.describe()} asks for its tags; used by {image.describe()}")
+                listings[repository] = []
+                continue
+            infos[repository] = dict(lookup.found)
+            listings[repository] = [Candidate(tag=i.tag, digest=i.digest, pushed_at=i.pushed_at)
+                                    for _, i in sorted(lookup.found.items())]
+        candidates = listings[repository]
+        if repository in infos and not candidates and not problems:
+            pass
+        winner = policy.select(candidates) if candidates else None
+        if winner is None:
+            if repository in infos:
+                problems.append(
+                    f"{repository_text}: no tag satisfies image-updater {policy.describe()} "
+                    f"(of {len(candidates)} tags); refusing to fall back to git's tag "
+                    f"{git_tag!r}; used by {image.describe()}")
+            continue
+        info = infos[repository][winner.tag]
+        result.chosen[image] = info
+        result.overrides.append(Override(image, policy, git_tag, info))
+    if problems:
+        raise ResolveError(*problems)
+    return result
+
+
+def annotate(overrides: Sequence[Override]) -> list[str]:
+    """Record on each workload what chose its images; returns one summary line per override."""
+    by_manifest: dict[int, tuple[Manifest, list[str]]] = {}
+    notes: list[str] = []
+    for item in overrides:
+        manifest = item.field.manifest
+        line = (f"{item.field.value} -> {item.chosen.tag}: {item.policy.describe()}; "
+                f"git tag {item.git_tag}")
+        by_manifest.setdefault(id(manifest), (manifest, []))[1].append(line)
+        notes.append(f"override: {item.field.describe()}: {line}")
+    for manifest, lines in by_manifest.values():
+        metadata = manifest.body.setdefault("metadata", {})
+        annotations = metadata.get("annotations")
+        if not isinstance(annotations, dict):
+            annotations = metadata["annotations"] = {}
+        annotations[OVERRIDE_ANNOTATION] = "\n".join(sorted(set(lines))) + "\n"
+    return notes
