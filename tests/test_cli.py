@@ -20,9 +20,15 @@ TAGPIN = str(Path(sys.executable).with_name("tagpin"))
 REVISION = "4f2a9c1e0b7d3a5f6e8c9b0a1d2e3f4a5b6c7d8e"
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TAGPIN_CACHE_DIR", str(tmp_path / "cache"))
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ARGOCD_", "TAGPIN_"))}
-    env.update(AWS_EC2_METADATA_DISABLED="true", **extra)
+    env.update(AWS_EC2_METADATA_DISABLED="true", TAGPIN_CACHE_DIR=os.environ["TAGPIN_CACHE_DIR"],
+               **extra)
     return env
 
 

@@ -1,0 +1,103 @@
+"""The registry port: what tagpin asks a registry (tag → digest) and the values it gets back.
+
+Adapters (ECR, cache, static) implement `Registry`; the rest of tagpin depends only on this module.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Protocol, TypeGuard
+
+from cmp.errors import Problems, RegistryError
+
+if TYPE_CHECKING:
+    from cmp.images import EcrRepository
+
+# ECR only stores sha256 manifest digests; anything else in a cache or a response is corrupt.
+DIGEST_PATTERN = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class TagInfo:
+    """One tag of a repository and the immutable manifest digest it points to now."""
+
+    tag: str
+    digest: str
+    pushed_at: float | None = None  # epoch seconds, UTC
+    media_type: str | None = None  # an index/manifest-list type for multi-arch images
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """The answer for one repository: the tags found, the tags that do not exist."""
+
+    found: Mapping[str, TagInfo] = field(default_factory=dict)
+    missing: frozenset[str] = frozenset()
+    repository_missing: bool = False
+
+
+class Registry(Protocol):
+    """Resolves tags of one repository; raises `RegistryError` when the registry cannot be asked."""
+
+    def describe_tags(self, repo: EcrRepository, tags: Collection[str]) -> Lookup:
+        """Every requested tag ends up in `found` or in `missing`."""
+        ...
+
+    def list_tags(self, repo: EcrRepository) -> Lookup:
+        """Every tagged image of the repository (for branch deploys), `found` keyed by tag."""
+        ...
+
+
+def is_digest(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and DIGEST_PATTERN.fullmatch(value) is not None
+
+
+def epoch_seconds(moment: datetime | float | int | None) -> float | None:
+    """Epoch seconds UTC: botocore hands out `tzlocal()` datetimes, which must not leak out."""
+    if moment is None:
+        return None
+    if isinstance(moment, datetime):
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.timestamp()
+    return float(moment)
+
+
+def describe_many(
+    registry: Registry,
+    requests: Mapping[EcrRepository, Collection[str]],
+    max_workers: int = 8,
+) -> dict[EcrRepository, Lookup]:
+    """Describe the tags of many repositories in parallel (they and their regions are independent).
+
+    Every repository is asked even when another fails, so one run reports every registry problem.
+    """
+    if not requests:
+        return {}
+
+    def describe(repo: EcrRepository) -> Lookup | RegistryError:
+        try:
+            return registry.describe_tags(repo, requests[repo])
+        except RegistryError as error:
+            return error
+
+    workers = max(1, min(max_workers, len(requests)))
+    if workers == 1:
+        answers = [describe(repo) for repo in requests]
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tagpin-registry") as pool:
+            answers = list(pool.map(describe, requests))
+    # Problems in request order, so the message is the same from run to run.
+    problems = Problems()
+    results: dict[EcrRepository, Lookup] = {}
+    for repo, answer in zip(requests, answers, strict=True):
+        if isinstance(answer, RegistryError):
+            problems.add(answer)
+        else:
+            results[repo] = answer
+    problems.raise_if_any()
+    return results

@@ -1,0 +1,457 @@
+"""Caches in front of a registry: in-process (cachetools) and on disk, shared between processes.
+
+Argo CD starts one tagpin per render; the disk cache with per-repository locks lets them share
+answers so many renders of apps using one repository make one ECR call for it.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from cachetools import TTLCache
+
+from cmp.registry.base import Lookup, Registry, TagInfo, is_digest
+
+if TYPE_CHECKING:
+    from cmp.images import EcrRepository
+
+FORMAT = "v1"
+STALE_TEMP_AGE = 300.0  # seconds; a temp file this old belongs to a writer that died
+_LOCK_POLL = 0.02  # seconds between attempts to take a busy lock
+_MAX_FILE_NAME = 200  # leave room for the temp-file affixes below the usual 255-byte limit
+
+
+class CacheMode(enum.Enum):
+    ON = "on"  # use cached values, write new ones
+    REFRESH = "refresh"  # ignore cached values, still write what ECR says
+    OFF = "off"  # no disk cache at all
+
+
+@dataclass(frozen=True)
+class CachedTag:
+    info: TagInfo
+    fetched_at: float
+
+
+@dataclass(frozen=True)
+class CachedRepository:
+    """One repository's cache file: tag entries and, maybe, the list of every tag."""
+
+    tags: Mapping[str, CachedTag] = field(default_factory=dict)
+    tag_list: tuple[str, ...] | None = None
+    tag_list_fetched_at: float | None = None
+
+
+class DiskCache:
+    """One JSON file per repository under `root`, written atomically and merged under a lock.
+
+    Any I/O problem turns the cache off for what it affects; the first one adds a warning to
+    `warnings` (one in all, however many files it affects). Nothing here prints or fails a render.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        warnings: list[str] | None = None,
+        lock_timeout: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.root = Path(root)
+        self.warnings: list[str] = warnings if warnings is not None else []
+        self._lock_timeout = lock_timeout
+        self._clock = clock
+        self._warned = False
+        self._usable: bool | None = None  # checked once, on first use
+        self._writable = True
+        self._swept: set[Path] = set()
+        self._guard = threading.Lock()
+
+    def path_for(self, repo: EcrRepository) -> Path:
+        name = quote(repo.name, safe="")
+        if len(name) > _MAX_FILE_NAME:
+            name = name[:100] + "-" + hashlib.sha256(repo.name.encode()).hexdigest()
+        registry = repo.registry
+        return self.root / FORMAT / registry.region / registry.account / f"{name}.json"
+
+    def read(self, repo: EcrRepository) -> CachedRepository | None:
+        """The repository's cached entries, or None when there are none (or they are unusable)."""
+        if not self._check_root():
+            return None
+        path = self.path_for(repo)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            self._warn(f"cannot read the image cache {path}: {_reason(error)}")
+            return None
+        cached = _decode(raw, repo)
+        if cached is None:
+            self._warn(
+                f"ignored a corrupt image cache file {path}; it will be rewritten",
+            )
+        return cached
+
+    @contextmanager
+    def locked(self, repo: EcrRepository) -> Iterator[bool]:
+        """Hold the repository's lock (across processes); yields False when it could not be taken
+        within the timeout or at all, in which case the caller goes on without it."""
+        if not self._check_root() or not self._writable:
+            yield False
+            return
+        path = self.path_for(repo)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            handle = os.open(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as error:
+            self._unwritable(path.parent, error)
+            yield False
+            return
+        try:
+            acquired = self._acquire(handle)
+            if not acquired:
+                self._warn(
+                    f"the image cache lock for {repo.name} was busy for "
+                    f"{self._lock_timeout:g} s; resolving without waiting for it",
+                )
+            yield acquired
+        finally:
+            os.close(handle)  # closing releases the flock
+
+    def merge(
+        self,
+        repo: EcrRepository,
+        infos: Mapping[str, TagInfo],
+        fetched_at: float,
+        *,
+        tag_list: bool = False,
+    ) -> None:
+        """Add entries to the repository's file, keeping the newest entry per tag.
+
+        Call it inside `locked(repo)` so concurrent writers never lose each other's entries.
+        """
+        if not self._check_root() or not self._writable:
+            return
+        path = self.path_for(repo)
+        current = self.read(repo) or CachedRepository()
+        tags = dict(current.tags)
+        for tag, info in infos.items():
+            known = tags.get(tag)
+            if known is None or known.fetched_at <= fetched_at:
+                tags[tag] = CachedTag(info, fetched_at)
+        listed, listed_at = current.tag_list, current.tag_list_fetched_at
+        if tag_list and (listed_at is None or listed_at <= fetched_at):
+            listed, listed_at = tuple(sorted(infos)), fetched_at
+        merged = CachedRepository(tags, listed, listed_at)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._sweep(path.parent)
+            _write_atomically(path, _encode(merged, repo))
+        except OSError as error:
+            self._unwritable(path.parent, error)
+
+    # -- recovery ---------------------------------------------------------------------------
+
+    def _check_root(self) -> bool:
+        """Refuse a cache directory another user owns: its contents could pin any digest."""
+        if self._usable is None:
+            try:
+                self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+                owner = self.root.stat().st_uid
+            except OSError as error:
+                self._warn(
+                    f"cannot use the image cache directory {self.root}: {_reason(error)}; "
+                    "resolving without a cache",
+                )
+                self._usable = False
+                return False
+            self._usable = owner == os.getuid()
+            if not self._usable:
+                self._warn(
+                    f"the image cache directory {self.root} belongs to another user; "
+                    "resolving without a cache",
+                )
+        return self._usable
+
+    def _unwritable(self, where: Path, error: OSError) -> None:
+        self._writable = False
+        self._warn(
+            f"cannot write the image cache in {where}: {_reason(error)}; "
+            "new digests will not be cached",
+        )
+
+    def _warn(self, message: str) -> None:
+        with self._guard:
+            if not self._warned:
+                self._warned = True
+                self.warnings.append(message)
+
+    def _acquire(self, handle: int) -> bool:
+        deadline = time.monotonic() + self._lock_timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(_LOCK_POLL)
+            except OSError as error:
+                if error.errno in (errno.ENOLCK, errno.EINVAL, errno.EOPNOTSUPP):
+                    return False  # a file system without flock: no single-flight, still correct
+                raise
+
+    def _sweep(self, directory: Path) -> None:
+        """Delete temp files left by writers that were killed before their rename."""
+        if directory in self._swept:
+            return
+        self._swept.add(directory)
+        cutoff = self._clock() - STALE_TEMP_AGE
+        for leftover in directory.glob(".*.tmp"):
+            try:
+                if leftover.stat().st_mtime < cutoff:
+                    leftover.unlink()
+            except OSError:
+                continue  # another process swept it first
+
+
+class CachingRegistry:
+    """`Registry` that answers from memory, then disk, and asks `inner` only for misses.
+
+    On a miss it takes the repository's lock, re-reads the file (another process may have just
+    filled it), asks `inner` for what is still missing and merges the answer, all under the lock.
+    Missing tags and repositories are never cached: a push must show up on the next render.
+    """
+
+    def __init__(
+        self,
+        inner: Registry,
+        store: DiskCache | None,
+        clock: Callable[[], float] = time.time,
+        *,
+        mode: CacheMode = CacheMode.ON,
+        ttl: float = 300.0,
+        tag_list_ttl: float = 60.0,
+        memory_size: int = 4096,
+    ) -> None:
+        self._inner = inner
+        self._store = store if mode is not CacheMode.OFF else None
+        self._clock = clock
+        self._read_disk = mode is CacheMode.ON
+        self._ttl = ttl
+        self._tag_list_ttl = tag_list_ttl
+        self._memory_lock = threading.Lock()
+        self._tags: TTLCache[tuple[EcrRepository, str], TagInfo] = TTLCache(
+            memory_size, ttl, timer=clock
+        )
+        self._lists: TTLCache[EcrRepository, Lookup] = TTLCache(
+            max(1, memory_size // 16), tag_list_ttl, timer=clock
+        )
+
+    def describe_tags(self, repo: EcrRepository, tags: Collection[str]) -> Lookup:
+        wanted = set(tags)
+        found = self._from_memory(repo, wanted)
+        if len(found) == len(wanted):
+            return Lookup(found=found)
+        store = self._store
+        if store is None:
+            return self._ask(repo, wanted, found)
+        if self._read_disk:
+            found.update(self._fresh(store.read(repo), wanted - found.keys()))
+            if len(found) == len(wanted):
+                self._remember(repo, found)
+                return Lookup(found=found)
+        with store.locked(repo):
+            if self._read_disk:
+                found.update(self._fresh(store.read(repo), wanted - found.keys()))
+                if len(found) == len(wanted):
+                    self._remember(repo, found)
+                    return Lookup(found=found)
+            fetched_at = self._clock()
+            answer = self._ask(repo, wanted, found)
+            fresh = {t: answer.found[t] for t in wanted - found.keys() if t in answer.found}
+            if fresh:
+                store.merge(repo, fresh, fetched_at)
+            return answer
+
+    def list_tags(self, repo: EcrRepository) -> Lookup:
+        with self._memory_lock:
+            remembered = self._lists.get(repo)
+        if remembered is not None:
+            return remembered
+        store = self._store
+        if store is None:
+            return self._list(repo)
+        if self._read_disk:
+            cached = self._fresh_list(store.read(repo))
+            if cached is not None:
+                return self._remember_list(repo, cached)
+        with store.locked(repo):
+            if self._read_disk:
+                cached = self._fresh_list(store.read(repo))
+                if cached is not None:
+                    return self._remember_list(repo, cached)
+            fetched_at = self._clock()
+            answer = self._list(repo)
+            if not answer.repository_missing:
+                store.merge(repo, answer.found, fetched_at, tag_list=True)
+            return answer
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _ask(self, repo: EcrRepository, wanted: set[str], known: dict[str, TagInfo]) -> Lookup:
+        answer = self._inner.describe_tags(repo, sorted(wanted - known.keys()))
+        self._remember(repo, answer.found)
+        return Lookup(
+            found={**known, **answer.found},
+            missing=answer.missing,
+            repository_missing=answer.repository_missing,
+        )
+
+    def _list(self, repo: EcrRepository) -> Lookup:
+        answer = self._inner.list_tags(repo)
+        if not answer.repository_missing:
+            self._remember_list(repo, answer)
+        return answer
+
+    def _from_memory(self, repo: EcrRepository, wanted: set[str]) -> dict[str, TagInfo]:
+        with self._memory_lock:
+            hits = {tag: self._tags.get((repo, tag)) for tag in wanted}
+        return {tag: info for tag, info in hits.items() if info is not None}
+
+    def _remember(self, repo: EcrRepository, infos: Mapping[str, TagInfo]) -> None:
+        with self._memory_lock:
+            for tag, info in infos.items():
+                self._tags[(repo, tag)] = info
+
+    def _remember_list(self, repo: EcrRepository, listing: Lookup) -> Lookup:
+        self._remember(repo, listing.found)
+        with self._memory_lock:
+            self._lists[repo] = listing
+        return listing
+
+    def _fresh(self, cached: CachedRepository | None, tags: Collection[str]) -> dict[str, TagInfo]:
+        if cached is None:
+            return {}
+        oldest = self._clock() - self._ttl
+        entries = (cached.tags.get(tag) for tag in tags)
+        return {
+            entry.info.tag: entry.info
+            for entry in entries
+            if entry is not None and oldest < entry.fetched_at
+        }
+
+    def _fresh_list(self, cached: CachedRepository | None) -> Lookup | None:
+        if cached is None or cached.tag_list is None or cached.tag_list_fetched_at is None:
+            return None
+        if cached.tag_list_fetched_at <= self._clock() - self._tag_list_ttl:
+            return None
+        entries = [cached.tags.get(tag) for tag in cached.tag_list]
+        if any(entry is None for entry in entries):
+            return None
+        return Lookup(found={entry.info.tag: entry.info for entry in entries if entry is not None})
+
+
+# -- the file format ------------------------------------------------------------------------
+
+
+def _encode(cached: CachedRepository, repo: EcrRepository) -> bytes:
+    body: dict[str, Any] = {
+        "account": repo.registry.account,
+        "region": repo.registry.region,
+        "repository": repo.name,
+        "tags": {
+            tag: {
+                "digest": entry.info.digest,
+                "pushed_at": entry.info.pushed_at,
+                "media_type": entry.info.media_type,
+                "fetched_at": entry.fetched_at,
+            }
+            for tag, entry in sorted(cached.tags.items())
+        },
+        "tag_list": None
+        if cached.tag_list is None
+        else {"fetched_at": cached.tag_list_fetched_at, "tags": list(cached.tag_list)},
+    }
+    document = {"format": FORMAT, "checksum": _checksum(body), "body": body}
+    return json.dumps(document, sort_keys=True, indent=1).encode() + b"\n"
+
+
+def _decode(raw: bytes, repo: EcrRepository) -> CachedRepository | None:
+    """The file's entries, or None when it is torn, tampered with or not for this repository."""
+    try:
+        document = json.loads(raw)
+        body = document["body"]
+        if document.get("format") != FORMAT or document.get("checksum") != _checksum(body):
+            return None
+        if (body["account"], body["region"], body["repository"]) != (
+            repo.registry.account,
+            repo.registry.region,
+            repo.name,
+        ):
+            return None
+        tags: dict[str, CachedTag] = {}
+        for tag, entry in body["tags"].items():
+            if not is_digest(entry["digest"]):
+                return None
+            pushed_at, media_type = entry["pushed_at"], entry["media_type"]
+            info = TagInfo(
+                tag=str(tag),
+                digest=entry["digest"],
+                pushed_at=None if pushed_at is None else float(pushed_at),
+                media_type=None if media_type is None else str(media_type),
+            )
+            tags[tag] = CachedTag(info, float(entry["fetched_at"]))
+        listing = body["tag_list"]
+        if listing is None:
+            return CachedRepository(tags)
+        return CachedRepository(
+            tags, tuple(str(t) for t in listing["tags"]), float(listing["fetched_at"])
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _checksum(body: Mapping[str, Any]) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    return "sha256:" + hashlib.sha256(canonical).hexdigest()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Readers see the old file or the new one, never a torn one: temp file, fsync, rename."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        handle = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            _write_all(handle, data)
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def _write_all(handle: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(handle, view) :]
+
+
+def _reason(error: OSError) -> str:
+    return error.strerror or type(error).__name__

@@ -1,0 +1,451 @@
+"""The Amazon ECR adapter of the registry port: DescribeImages in chunks of 100, via boto3.
+
+boto3/botocore are imported only when a call is about to be made, so a render served from the cache
+never pays their ~150 ms import.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from cmp.errors import RegistryError
+from cmp.registry.base import Lookup, TagInfo, epoch_seconds, is_digest
+
+if TYPE_CHECKING:
+    from cmp.images import EcrRegistry, EcrRepository
+
+IDS_PER_CALL = 100  # the most imageIds DescribeImages/BatchGetImage take; botocore does not split
+PAGE_SIZE = 1000  # the maximum maxResults for DescribeImages/ListImages
+# After this many ImageNotFoundException retries in one repository, one listing is cheaper.
+MISSING_RETRIES_BEFORE_LISTING = 3
+
+# The one id AWS (and moto) name in ImageNotFoundException:
+# "The image with imageId {imageDigest:'null', imageTag:'latest'} does not exist within ..."
+_MISSING_TAG = re.compile(r"imageTag:'([^']*)'")
+
+# BatchGetImage converts manifests it is not allowed to return as-is; accepting every type keeps
+# the stored (index) digest, the one a pull by tag resolves to.
+ACCEPTED_MEDIA_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.v1+json",
+)
+
+_THROTTLING_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "TooManyRequestsException",
+        "LimitExceededException",
+        "RequestLimitExceeded",
+    }
+)
+_BAD_CREDENTIAL_CODES = frozenset(
+    {
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+    }
+)
+
+
+@dataclass(frozen=True)
+class EcrSettings:
+    """How hard to try: the defaults end a hung, unreachable or throttling ECR in an error < 30 s.
+
+    Worst cases with the defaults: hung endpoint 4 attempts x 5 s read timeout = 20 s; throttling
+    4 attempts with 1-2-4 s jittered backoff <= 7 s. No attempt (first or retry) starts after
+    `deadline`, so a whole run ends within deadline + one timeout (30 s) however many repositories.
+    """
+
+    max_attempts: int = 4  # per call, including the first (botocore "standard" retry mode)
+    connect_timeout: float = 3.0  # seconds
+    read_timeout: float = 5.0  # seconds; DescribeImages answers in well under one
+    deadline: float = 25.0  # seconds from client creation after which no new call starts
+    concurrency: int = 8  # parallel repositories; also the HTTP pool size per region
+
+
+class _RepositoryNotFound(Exception):
+    pass
+
+
+class _ImageNotFound(Exception):
+    pass
+
+
+class _DeadlinePassed(Exception):
+    pass
+
+
+class EcrRegistryClient:
+    """`Registry` backed by ECR. Thread-safe: one lazily created boto3 client per region."""
+
+    def __init__(
+        self,
+        settings: EcrSettings | None = None,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._settings = settings or EcrSettings()
+        self._monotonic = monotonic
+        self._deadline_at = monotonic() + self._settings.deadline
+        self._lock = threading.Lock()
+        self._session: Any = None  # boto3 sessions are not thread-safe: used only under _lock
+        self._clients: dict[tuple[str, bool, bool], Any] = {}
+
+    @property
+    def settings(self) -> EcrSettings:
+        return self._settings
+
+    # -- the port ---------------------------------------------------------------------------
+
+    def describe_tags(self, repo: EcrRepository, tags: Collection[str]) -> Lookup:
+        wanted = sorted(set(tags))
+        if not wanted:
+            return Lookup()
+        client = self._client(repo.registry)
+        found: dict[str, TagInfo] = {}
+        missing: set[str] = set()
+        tagged: frozenset[str] | None = None  # every tag of the repository, once listed
+        retries_left = MISSING_RETRIES_BEFORE_LISTING
+        try:
+            for chunk in _chunks(wanted, IDS_PER_CALL):
+                pending = list(chunk) if tagged is None else [t for t in chunk if t in tagged]
+                missing.update(t for t in chunk if t not in pending)
+                while pending:
+                    try:
+                        response = self._call(
+                            client,
+                            "DescribeImages",
+                            repo,
+                            repositoryName=repo.name,
+                            registryId=repo.registry.account,
+                            imageIds=[{"imageTag": tag} for tag in pending],
+                        )
+                    except _ImageNotFound as error:
+                        # One missing tag fails the whole call: drop it and ask again.
+                        named = _missing_tag(str(error))
+                        if named in pending and (retries_left > 0 or tagged is not None):
+                            retries_left -= 1
+                            pending.remove(named)
+                            missing.add(named)
+                            continue
+                        if tagged is not None:
+                            raise RegistryError(
+                                f"ECR keeps reporting a missing image in {_display(repo)} that "
+                                f"its tag listing contains ({error}); retry the render"
+                            ) from error
+                        tagged = self._tagged(client, repo)
+                        missing.update(t for t in pending if t not in tagged)
+                        pending = [t for t in pending if t in tagged]
+                        continue
+                    for detail in response.get("imageDetails", []):
+                        info = _tag_infos(detail, pending)
+                        found.update(info)
+                    # Defensive: a tag neither returned nor reported missing is still missing.
+                    missing.update(t for t in pending if t not in found)
+                    pending = []
+        except _RepositoryNotFound:
+            if repo.pull_through_prefix is not None:
+                return self._pull_through(client, repo, wanted, repository_missing=True)
+            return Lookup(found={}, missing=frozenset(wanted), repository_missing=True)
+        if missing and repo.pull_through_prefix is not None:
+            pulled = self._pull_through(client, repo, sorted(missing), repository_missing=False)
+            found.update(pulled.found)
+            missing = set(pulled.missing)
+        return Lookup(found=found, missing=frozenset(missing))
+
+    def list_tags(self, repo: EcrRepository) -> Lookup:
+        client = self._client(repo.registry)
+        found: dict[str, TagInfo] = {}
+        pages = self._paginate(
+            client,
+            "DescribeImages",
+            repo,
+            repositoryName=repo.name,
+            registryId=repo.registry.account,
+            filter={"tagStatus": "TAGGED"},
+            PaginationConfig={"PageSize": PAGE_SIZE},
+        )
+        try:
+            for page in pages:
+                for detail in page.get("imageDetails", []):
+                    found.update(_tag_infos(detail, detail.get("imageTags", [])))
+        except _RepositoryNotFound:
+            return Lookup(repository_missing=True)
+        return Lookup(found=found)
+
+    # -- ECR calls --------------------------------------------------------------------------
+
+    def _tagged(self, client: Any, repo: EcrRepository) -> frozenset[str]:
+        """Every tag in the repository, via ListImages (light: ids only)."""
+        tags: set[str] = set()
+        for page in self._paginate(
+            client,
+            "ListImages",
+            repo,
+            repositoryName=repo.name,
+            registryId=repo.registry.account,
+            filter={"tagStatus": "TAGGED"},
+            PaginationConfig={"PageSize": PAGE_SIZE},
+        ):
+            tags.update(i["imageTag"] for i in page.get("imageIds", []) if "imageTag" in i)
+        return frozenset(tags)
+
+    def _pull_through(
+        self, client: Any, repo: EcrRepository, tags: Sequence[str], *, repository_missing: bool
+    ) -> Lookup:
+        """Pull-through-cache repositories only hold what was pulled before, so DescribeImages
+        misses images that exist upstream. BatchGetImage is a pull: ECR fetches them from upstream
+        (creating the repository if needed) and answers with the digest it now caches."""
+        found: dict[str, TagInfo] = {}
+        missing: set[str] = set()
+        problems: list[str] = []
+        try:
+            for chunk in _chunks(tags, IDS_PER_CALL):
+                response = self._call(
+                    client,
+                    "BatchGetImage",
+                    repo,
+                    repositoryName=repo.name,
+                    registryId=repo.registry.account,
+                    imageIds=[{"imageTag": tag} for tag in chunk],
+                    acceptedMediaTypes=list(ACCEPTED_MEDIA_TYPES),
+                )
+                for image in response.get("images", []):
+                    image_id = image.get("imageId", {})
+                    tag, digest = image_id.get("imageTag"), image_id.get("imageDigest")
+                    if tag in chunk and is_digest(digest):
+                        found[tag] = TagInfo(tag, digest, None, image.get("imageManifestMediaType"))
+                for failure in response.get("failures", []):
+                    tag = failure.get("imageId", {}).get("imageTag")
+                    code = failure.get("failureCode", "")
+                    if tag in chunk and code.startswith("Upstream"):
+                        problems.append(
+                            f"ECR pull-through cache could not fetch {_display(repo)}:{tag} from "
+                            f"upstream ({code}: {failure.get('failureReason', '')}); check the "
+                            "pull-through rule's upstream credentials or retry later"
+                        )
+                missing.update(t for t in chunk if t not in found)
+        except _RepositoryNotFound:
+            return Lookup(found={}, missing=frozenset(tags), repository_missing=True)
+        if problems:
+            raise RegistryError(*problems)
+        return Lookup(
+            found=found,
+            missing=frozenset(missing),
+            repository_missing=repository_missing and not found,
+        )
+
+    def _call(self, client: Any, operation: str, repo: EcrRepository, **params: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped,unused-ignore]
+
+        self._check_deadline(operation, repo)
+        method = getattr(client, _snake(operation))
+        try:
+            return method(**params)
+        except _DeadlinePassed:
+            raise self._deadline_error(operation, repo) from None
+        except ClientError as error:
+            raise self._translate_client_error(error, operation, repo) from error
+        except BotoCoreError as error:
+            raise self._translate_transport_error(error, client, repo) from error
+
+    def _paginate(
+        self, client: Any, operation: str, repo: EcrRepository, **params: Any
+    ) -> Iterator[Any]:
+        from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped,unused-ignore]
+
+        self._check_deadline(operation, repo)
+        pages = client.get_paginator(_snake(operation)).paginate(**params)
+        try:
+            for page in pages:
+                yield page
+                self._check_deadline(operation, repo)  # before the next page is requested
+        except _DeadlinePassed:
+            raise self._deadline_error(operation, repo) from None
+        except ClientError as error:
+            raise self._translate_client_error(error, operation, repo) from error
+        except BotoCoreError as error:
+            raise self._translate_transport_error(error, client, repo) from error
+
+    def _check_deadline(self, operation: str, repo: EcrRepository) -> None:
+        if self._monotonic() >= self._deadline_at:
+            raise self._deadline_error(operation, repo)
+
+    def _refuse_after_deadline(self, **_: Any) -> None:
+        """botocore `before-send` hook: also stops retries once the deadline has passed."""
+        if self._monotonic() >= self._deadline_at:
+            raise _DeadlinePassed()
+
+    def _deadline_error(self, operation: str, repo: EcrRepository) -> RegistryError:
+        return RegistryError(
+            f"ECR lookups did not finish within {self._settings.deadline:g} s, so {operation} "
+            f"on {_display(repo)} was not (re)tried; check that ECR is reachable and not "
+            "throttling, or raise the deadline (TAGPIN_ECR_DEADLINE)"
+        )
+
+    def _client(self, registry: EcrRegistry) -> Any:
+        key = (registry.region, registry.fips, registry.dualstack)
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = self._clients[key] = self._new_client(registry)
+            return client
+
+    def _new_client(self, registry: EcrRegistry) -> Any:
+        import boto3.session  # type: ignore[import-untyped,unused-ignore]
+        from botocore.config import Config  # type: ignore[import-untyped,unused-ignore]
+        from botocore.exceptions import BotoCoreError  # type: ignore[import-untyped,unused-ignore]
+
+        settings = self._settings
+        # An endpoint set by AWS_ENDPOINT_URL_ECR (honoured by botocore) wins over FIPS/dual-stack.
+        config = Config(
+            retries={"mode": "standard", "total_max_attempts": settings.max_attempts},
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+            max_pool_connections=max(1, settings.concurrency),
+            user_agent_appid="tagpin",
+            use_fips_endpoint=registry.fips,
+            use_dualstack_endpoint=registry.dualstack,
+        )
+        try:
+            if self._session is None:
+                self._session = boto3.session.Session()  # the standard chain: env, profile, IRSA...
+            client = self._session.client("ecr", region_name=registry.region, config=config)
+        except BotoCoreError as error:
+            raise RegistryError(
+                f"cannot create an ECR client for {registry.region}: {error}; check the "
+                "sidecar's AWS configuration (AWS_PROFILE, AWS_CONFIG_FILE, AWS_REGION)"
+            ) from error
+        client.meta.events.register("before-send.ecr", self._refuse_after_deadline)
+        return client
+
+    # -- errors -----------------------------------------------------------------------------
+
+    def _translate_client_error(self, error: Any, operation: str, repo: EcrRepository) -> Exception:
+        response = error.response
+        code = str(response.get("Error", {}).get("Code", ""))
+        message = _clip(str(response.get("Error", {}).get("Message", "")))
+        metadata = response.get("ResponseMetadata", {})
+        attempts = int(metadata.get("RetryAttempts", 0)) + 1
+        status = int(metadata.get("HTTPStatusCode", 0) or 0)
+        where = _display(repo)
+        if code == "RepositoryNotFoundException":
+            return _RepositoryNotFound(message)
+        if code == "ImageNotFoundException":
+            return _ImageNotFound(message)
+        if code in _THROTTLING_CODES:
+            return RegistryError(
+                f"ECR throttled {operation} on {where} after {attempts} attempts ({code}: "
+                f"{message}); retry later, lower the concurrency (TAGPIN_ECR_CONCURRENCY) or ask "
+                f"AWS to raise the ECR {operation} rate quota"
+            )
+        if code == "AccessDeniedException":
+            policy = (
+                f"and the repository policy in account {repo.registry.account} must allow it"
+                if "resource-based policy" in message
+                else "grant it to the sidecar's role"
+            )
+            return RegistryError(
+                f"missing permission ecr:{operation} on {_arn(repo)}: {policy} "
+                f"(AWS said: {message})"
+            )
+        if code in _BAD_CREDENTIAL_CODES:
+            return RegistryError(
+                f"AWS rejected the sidecar's credentials calling {operation} on {where} "
+                f"({code}: {message}); check the IRSA/Pod Identity role or refresh the credentials"
+            )
+        if status >= 500 or code == "ServerException":
+            return RegistryError(
+                f"ECR failed {operation} on {where} with a server error (HTTP {status}) after "
+                f"{attempts} attempts; retry later"
+            )
+        return RegistryError(f"ECR rejected {operation} on {where}: {code}: {message}")
+
+    def _translate_transport_error(
+        self, error: Exception, client: Any, repo: EcrRepository
+    ) -> RegistryError:
+        from botocore import exceptions as boto  # type: ignore[import-untyped,unused-ignore]
+
+        region = repo.registry.region
+        if isinstance(error, boto.NoCredentialsError):
+            return RegistryError(
+                f"no AWS credentials found to ask ECR about {_display(repo)}: configure IRSA "
+                "(eks.amazonaws.com/role-arn on the repo-server's service account), EKS Pod "
+                "Identity, or AWS_PROFILE/AWS_ACCESS_KEY_ID for the tagpin sidecar"
+            )
+        if isinstance(error, boto.ParamValidationError):
+            return RegistryError(f"invalid ECR request for {_display(repo)}: {error}")
+        if isinstance(error, boto.ConnectionError | boto.HTTPClientError):
+            what = "timed out" if isinstance(error, boto.ReadTimeoutError) else "failed"
+            if isinstance(error, boto.ConnectTimeoutError):
+                what = "connection timed out"
+            return RegistryError(
+                f"cannot reach ECR at {client.meta.endpoint_url} in {region} ({what} after up to "
+                f"{self._settings.max_attempts} attempts) while resolving {_display(repo)}: check "
+                "the network path (VPC endpoint, proxy, NetworkPolicy) from the repo-server pod"
+            )
+        # Credential providers (SSO, web identity, container) and configuration errors; their
+        # messages name files, roles and profiles, never secrets.
+        return RegistryError(
+            f"cannot load AWS credentials to ask ECR about {_display(repo)}: {_clip(str(error))}"
+        )
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+def _tag_infos(detail: dict[str, Any], tags: Collection[str]) -> dict[str, TagInfo]:
+    """The requested tags this image carries; an image lists all its tags, in no fixed order."""
+    digest = detail.get("imageDigest")
+    # Archived images cannot be pulled until restored: pinning one would break the deployment.
+    if not is_digest(digest) or detail.get("imageStatus", "ACTIVE") != "ACTIVE":
+        return {}
+    pushed_at = epoch_seconds(detail.get("imagePushedAt"))
+    media_type = detail.get("imageManifestMediaType")
+    wanted = set(tags)
+    return {
+        tag: TagInfo(tag, digest, pushed_at, media_type)
+        for tag in detail.get("imageTags", [])
+        if tag in wanted
+    }
+
+
+def _missing_tag(message: str) -> str | None:
+    match = _MISSING_TAG.search(message)
+    return match.group(1) if match else None
+
+
+def _snake(operation: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", operation).lower()
+
+
+def _display(repo: EcrRepository) -> str:
+    return f"{repo.registry.host}/{repo.name}"
+
+
+def _arn(repo: EcrRepository) -> str:
+    region = repo.registry.region
+    partition = "aws"
+    if region.startswith("cn-"):
+        partition = "aws-cn"
+    elif region.startswith("us-gov-"):
+        partition = "aws-us-gov"
+    return f"arn:{partition}:ecr:{region}:{repo.registry.account}:repository/{repo.name}"
+
+
+def _clip(text: str, limit: int = 400) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
