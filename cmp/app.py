@@ -49,13 +49,19 @@ def limits_from(environ: Mapping[str, str]) -> Limits:
 def layered_values(source: AppSource, parameters: Mapping[str, Any]) -> dict[str, Any]:
     """values.yaml < tagpin.yaml valuesFiles < `values-files` parameter < `values` parameter."""
     merged = values_mod.layer(values for _, values in source.values_layers)
-    return values_mod.set_dotted(merged, parameters.get("values") or {}, "plugin parameter 'values'")
+    return values_mod.set_dotted(
+        merged, parameters.get("values") or {}, "plugin parameter 'values'"
+    )
 
 
 def render_manifests(request: RenderRequest, limits: Limits) -> tuple[AppSource, list[Manifest]]:
     """The pure part: files in, checked Kubernetes objects out (images not yet pinned)."""
-    source = load_app(request.app_dir, request.repo_root,
-                      list(request.parameters.get("values-files") or []), limits)
+    source = load_app(
+        request.app_dir,
+        request.repo_root,
+        list(request.parameters.get("values-files") or []),
+        limits,
+    )
     context = build_context(
         values=layered_values(source, request.parameters),
         app=request.app.context(),
@@ -64,8 +70,9 @@ def render_manifests(request: RenderRequest, limits: Limits) -> tuple[AppSource,
         kube=request.kube,
     )
     rendered = render_all(source, request.app_dir, context, limits)
-    manifests = parse_rendered(rendered, default_namespace=request.app.namespace,
-                               max_nodes=limits.max_yaml_nodes)
+    manifests = parse_rendered(
+        rendered, default_namespace=request.app.namespace, max_nodes=limits.max_yaml_nodes
+    )
     return source, manifests
 
 
@@ -94,6 +101,7 @@ def ecr_registry_factory(environ: Mapping[str, str], warnings: list[str]) -> Cal
     mode = setting_choice(environ, "TAGPIN_CACHE", ("on", "off", "refresh"))
     ttl = setting_int(environ, "TAGPIN_CACHE_TTL")
     list_ttl = setting_int(environ, "TAGPIN_TAG_LIST_TTL")
+    stale_hours = setting_int(environ, "TAGPIN_SERVE_STALE_HOURS")
     ecr_numbers = {
         "max_attempts": setting_int(environ, "TAGPIN_ECR_MAX_ATTEMPTS", minimum=1),
         "connect_timeout": setting_int(environ, "TAGPIN_ECR_CONNECT_TIMEOUT", minimum=1),
@@ -107,12 +115,19 @@ def ecr_registry_factory(environ: Mapping[str, str], warnings: list[str]) -> Cal
         from .registry.cache import CacheMode, CachingRegistry, DiskCache
         from .registry.ecr import EcrRegistryClient, EcrSettings
 
-        ecr_settings = EcrSettings(**ecr_numbers)  # type: ignore[arg-type]
+        ecr_settings = EcrSettings(**ecr_numbers)
 
         cache_mode = CacheMode(mode)
         store = None if cache_mode is CacheMode.OFF else DiskCache(cache_dir, warnings=warnings)
-        return CachingRegistry(EcrRegistryClient(ecr_settings), store, mode=cache_mode,
-                               ttl=float(ttl), tag_list_ttl=float(list_ttl))
+        return CachingRegistry(
+            EcrRegistryClient(ecr_settings),
+            store,
+            mode=cache_mode,
+            ttl=float(ttl),
+            tag_list_ttl=float(list_ttl),
+            stale_for=stale_hours * 3600.0,
+            warnings=warnings,
+        )
 
     return build
 
@@ -141,8 +156,9 @@ def tag_chooser(request: RenderRequest, services: Services) -> TagChooser:
     Application. Asked only when some ECR image needs a digest."""
     from . import branch_deploy
 
-    def choose(wanted: Sequence[Wanted],
-               registry: Callable[[], Registry]) -> Mapping[ImageField, TagInfo]:
+    def choose(
+        wanted: Sequence[Wanted], registry: Callable[[], Registry]
+    ) -> Mapping[ImageField, TagInfo]:
         annotations: dict[str, str] = {}
         if services.annotations is not None:
             annotations, warnings = services.annotations(request)
@@ -152,7 +168,8 @@ def tag_chooser(request: RenderRequest, services: Services) -> TagChooser:
         if not policies:
             return {}
         plan = branch_deploy.plan(
-            [(w.field, w.repository, w.ref.repository, w.tag) for w in wanted], policies, registry)
+            [(w.field, w.repository, w.ref.repository, w.tag) for w in wanted], policies, registry
+        )
         services.warnings.extend(plan.warnings)
         services.notes.extend(branch_deploy.annotate(plan.overrides))
         return plan.chosen
@@ -182,8 +199,17 @@ def run(request: RenderRequest, services: Services | None = None) -> RenderResul
     from .pin import pin
 
     extra_paths = parse_image_paths(list(source.config.image_paths or []), "tagpin.yaml")
-    pin(manifests, extra_paths=extra_paths, require_digests=source.config.require_digests,
-        registry_factory=registry_for(request, services), concurrency=services.concurrency,
-        choose_tags=tag_chooser(request, services))
-    return RenderResult(text=emit_stream(m.body for m in manifests), manifests=manifests,
-                        warnings=services.warnings, notes=services.notes)
+    pin(
+        manifests,
+        extra_paths=extra_paths,
+        require_digests=source.config.require_digests,
+        registry_factory=registry_for(request, services),
+        concurrency=services.concurrency,
+        choose_tags=tag_chooser(request, services),
+    )
+    return RenderResult(
+        text=emit_stream(m.body for m in manifests),
+        manifests=manifests,
+        warnings=services.warnings,
+        notes=services.notes,
+    )

@@ -36,53 +36,53 @@ class OverridePlan:
     warnings: list[str] = field(default_factory=list)
 
 
-def policies_from(annotations: Mapping[str, str],
-                  parameter: Mapping[str, str]) -> tuple[ImagePolicy, ...]:
+def policies_from(
+    annotations: Mapping[str, str], parameter: Mapping[str, str]
+) -> tuple[ImagePolicy, ...]:
     return parse_policies(merge_sources(annotations, parameter))
 
 
-def plan(wanted: Sequence[tuple[ImageField, EcrRepository, str, str]],
-         policies: Sequence[ImagePolicy], registry_factory: Callable[[], Registry]) -> OverridePlan:
-    """For each (field, repository, repository text, git tag), pick the tag its policy allows.
-
-    A repository's tags are listed once per render, however many images use it.
-    """
+def plan(
+    wanted: Sequence[tuple[ImageField, EcrRepository, str, str]],
+    policies: Sequence[ImagePolicy],
+    registry_factory: Callable[[], Registry],
+) -> OverridePlan:
+    """For each (field, repository, repository as written, git tag), pick the tag its policy
+    allows. A repository's tags are listed once per render, however many images use it."""
     result = OverridePlan()
     for policy in policies:
         result.warnings.extend(f"image-updater {policy.describe()}: {p}" for p in policy.problems)
-    listings: dict[EcrRepository, list[Candidate]] = {}
-    infos: dict[EcrRepository, dict[str, TagInfo]] = {}
-    registry: Registry | None = None
+    listings: dict[EcrRepository, dict[str, TagInfo] | None] = {}  # None: no such repository
     problems: list[str] = []
     for image, repository, repository_text, git_tag in wanted:
-        policy = next((p for p in policies if p.matches_repository(repository_text)), None)
-        if policy is None:
+        governing = [p for p in policies if p.matches_repository(repository_text)]
+        if not governing:
             continue
+        policy = governing[0]
         if repository not in listings:
-            registry = registry or registry_factory()
-            lookup = registry.list_tags(repository)
-            if lookup.repository_missing:
-                problems.append(f"{repository_text}: repository does not exist, but image-updater "
-                                f"{policy.describe()} asks for its tags; used by {image.describe()}")
-                listings[repository] = []
-                continue
-            infos[repository] = dict(lookup.found)
-            listings[repository] = [Candidate(tag=i.tag, digest=i.digest, pushed_at=i.pushed_at)
-                                    for _, i in sorted(lookup.found.items())]
-        candidates = listings[repository]
-        if repository in infos and not candidates and not problems:
-            pass
-        winner = policy.select(candidates) if candidates else None
-        if winner is None:
-            if repository in infos:
-                problems.append(
-                    f"{repository_text}: no tag satisfies image-updater {policy.describe()} "
-                    f"(of {len(candidates)} tags); refusing to fall back to git's tag "
-                    f"{git_tag!r}; used by {image.describe()}")
+            lookup = registry_factory().list_tags(repository)
+            listings[repository] = None if lookup.repository_missing else dict(lookup.found)
+        tags = listings[repository]
+        if tags is None:
+            problems.append(
+                f"{repository_text}: repository does not exist, but image-updater "
+                f"{policy.describe()} asks for its tags; used by {image.describe()}"
+            )
             continue
-        info = infos[repository][winner.tag]
-        result.chosen[image] = info
-        result.overrides.append(Override(image, policy, git_tag, info))
+        candidates = [
+            Candidate(tag=i.tag, digest=i.digest, pushed_at=i.pushed_at)
+            for _, i in sorted(tags.items())
+        ]
+        winner = policy.select(candidates)
+        if winner is None:
+            problems.append(
+                f"{repository_text}: no tag satisfies image-updater {policy.describe()} "
+                f"(of {len(candidates)} tags); refusing to fall back to git's tag {git_tag!r}; "
+                f"used by {image.describe()}"
+            )
+            continue
+        result.chosen[image] = tags[winner.tag]
+        result.overrides.append(Override(image, policy, git_tag, tags[winner.tag]))
     if problems:
         raise ResolveError(*problems)
     return result
@@ -94,8 +94,10 @@ def annotate(overrides: Sequence[Override]) -> list[str]:
     notes: list[str] = []
     for item in overrides:
         manifest = item.field.manifest
-        line = (f"{item.field.value} -> {item.chosen.tag}: {item.policy.describe()}; "
-                f"git tag {item.git_tag}")
+        line = (
+            f"{item.field.value} -> {item.chosen.tag}: {item.policy.describe()}; "
+            f"git tag {item.git_tag}"
+        )
         by_manifest.setdefault(id(manifest), (manifest, []))[1].append(line)
         notes.append(f"override: {item.field.describe()}: {line}")
     for manifest, lines in by_manifest.values():

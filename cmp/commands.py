@@ -53,35 +53,82 @@ def generate_command(ctx: click.Context) -> int:
 
 @cli.command("render")
 @click.argument("app_dir", default=".", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--repo-root", type=click.Path(file_okay=False, path_type=Path),
-              help="Repository root (default: the nearest directory holding .git).")
+@click.option(
+    "--repo-root",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Repository root (default: the nearest directory holding .git).",
+)
 @click.option("--app-name", default="", help="Application name (ARGOCD_APP_NAME).")
 @click.option("--namespace", "-n", default="", help="Destination namespace.")
 @click.option("--project", default="", help="Argo CD project.")
 @click.option("--revision", default="", help="Resolved revision (commit SHA).")
 @click.option("--repo-url", default="", help="Source repository URL.")
 @click.option("--target-revision", default="", help="Source target revision (e.g. HEAD).")
-@click.option("--env", "env_pairs", multiple=True, metavar="KEY=VALUE",
-              help="Plugin env entry, as ARGOCD_ENV_KEY (repeatable).")
-@click.option("--values-file", "-f", "values_files", multiple=True, metavar="FILE",
-              help="Values file relative to APP_DIR: the values-files parameter (repeatable).")
-@click.option("--set", "set_pairs", multiple=True, metavar="KEY=VALUE",
-              help="The values parameter, e.g. --set image.tag=v2 (repeatable).")
-@click.option("--image-updater", "updater_pairs", multiple=True, metavar="KEY=VALUE",
-              help="The image-updater parameter, e.g. web.allow-tags=regexp:^pr-42- (repeatable).")
-@click.option("--parameters-json", default=None, metavar="JSON",
-              help="Parameters exactly as Argo CD sends them in ARGOCD_APP_PARAMETERS.")
+@click.option(
+    "--env",
+    "env_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Plugin env entry, as ARGOCD_ENV_KEY (repeatable).",
+)
+@click.option(
+    "--values-file",
+    "-f",
+    "values_files",
+    multiple=True,
+    metavar="FILE",
+    help="Values file relative to APP_DIR: the values-files parameter (repeatable).",
+)
+@click.option(
+    "--set",
+    "set_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="The values parameter, e.g. --set image.tag=v2 (repeatable).",
+)
+@click.option(
+    "--image-updater",
+    "updater_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="The image-updater parameter, e.g. web.allow-tags=regexp:^pr-42- (repeatable).",
+)
+@click.option(
+    "--parameters-json",
+    default=None,
+    metavar="JSON",
+    help="Parameters exactly as Argo CD sends them in ARGOCD_APP_PARAMETERS.",
+)
 @click.option("--kube-version", default="", help="Cluster version, e.g. 1.31.2.")
-@click.option("--api-versions", default="", help="Comma-separated API versions, as KUBE_API_VERSIONS.")
-@click.option("--digests", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Render offline: take every digest from this lock file; never ask ECR.")
+@click.option(
+    "--api-versions", default="", help="Comma-separated API versions, as KUBE_API_VERSIONS."
+)
+@click.option(
+    "--digests",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Render offline: take every digest from this lock file; never ask ECR.",
+)
 @click.pass_context
-def render_command(ctx: click.Context, app_dir: Path, repo_root: Path | None, app_name: str,
-                   namespace: str, project: str, revision: str, repo_url: str,
-                   target_revision: str, env_pairs: tuple[str, ...], values_files: tuple[str, ...],
-                   set_pairs: tuple[str, ...], updater_pairs: tuple[str, ...],
-                   parameters_json: str | None, kube_version: str, api_versions: str,
-                   digests: Path | None) -> int:
+def render_command(
+    ctx: click.Context,
+    app_dir: Path,
+    repo_root: Path | None,
+    app_name: str,
+    namespace: str,
+    project: str,
+    revision: str,
+    repo_url: str,
+    target_revision: str,
+    env_pairs: tuple[str, ...],
+    values_files: tuple[str, ...],
+    set_pairs: tuple[str, ...],
+    updater_pairs: tuple[str, ...],
+    parameters_json: str | None,
+    kube_version: str,
+    api_versions: str,
+    digests: Path | None,
+) -> int:
     """Render APP_DIR exactly as the sidecar would, for people and CI."""
     from .app import run, services_from
 
@@ -99,15 +146,21 @@ def render_command(ctx: click.Context, app_dir: Path, repo_root: Path | None, ap
             source_path = app_path.resolve().relative_to(root.resolve()).as_posix()
         except ValueError:
             raise ConfigError(f"{app_dir} is not inside the repository root {root}") from None
-        parameters = parse_parameters(parameters_json or _parameters_from_flags(
-            values_files, sets, updater))
+        parameters = parse_parameters(
+            parameters_json or _parameters_from_flags(values_files, sets, updater)
+        )
         request = RenderRequest(
             app_dir=app_path,
             repo_root=root,
-            app=AppInfo(instance=app_name, namespace=namespace, project=project,
-                        revision=revision, repo_url=repo_url,
-                        source_path="" if source_path == "." else source_path,
-                        target_revision=target_revision),
+            app=AppInfo(
+                instance=app_name,
+                namespace=namespace,
+                project=project,
+                revision=revision,
+                repo_url=repo_url,
+                source_path="" if source_path == "." else source_path,
+                target_revision=target_revision,
+            ),
             kube=KubeInfo(version=kube_version, api_versions=parse_api_versions(api_versions)),
             env=dict(sorted(env.items())),
             parameters=parameters,
@@ -121,8 +174,9 @@ def render_command(ctx: click.Context, app_dir: Path, repo_root: Path | None, ap
     return execute(job, debug=debug)
 
 
-def _parameters_from_flags(values_files: tuple[str, ...], sets: dict[str, str],
-                           updater: dict[str, str]) -> str:
+def _parameters_from_flags(
+    values_files: tuple[str, ...], sets: dict[str, str], updater: dict[str, str]
+) -> str:
     items: list[dict[str, Any]] = []
     if values_files:
         items.append({"name": "values-files", "array": list(values_files)})
@@ -135,8 +189,12 @@ def _parameters_from_flags(values_files: tuple[str, ...], sets: dict[str, str],
 
 
 @cli.command("plugin-yaml")
-@click.option("--check", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Exit 1 if this file differs from what would be generated.")
+@click.option(
+    "--check",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Exit 1 if this file differs from what would be generated.",
+)
 def plugin_yaml_command(check: Path | None) -> int:
     """Print plugin.yaml for Argo CD's cmp-server, generated from the parameter table."""
     text = plugin_yaml()

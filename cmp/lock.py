@@ -7,17 +7,24 @@ The file is canonical YAML sorted by image, so a bump is a one-line diff.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass
+import os
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .emit import emit_stream
-from .errors import ImageError, LockError, SourceError
+from .errors import ConfigError, ImageError, LockError, RegistryError, SourceError
 from .images import EcrRepository, ecr_repository, parse_image
 from .registry.base import Lookup, Registry, TagInfo, is_digest
 from .yamlread import load_one
 
+if TYPE_CHECKING:
+    from .request import RenderRequest
+
 LOCK_FILE = "tagpin.lock"
+LOCK_SETTING = "TAGPIN_LOCK"
 API_VERSION = "tagpin.dev/v1"
 KIND = "ImageLock"
 HEADER = (
@@ -40,7 +47,9 @@ def parse_lock(text: str, shown: str) -> list[LockEntry]:
     except SourceError as exc:
         raise LockError(*exc.problems) from None
     if not isinstance(raw, dict) or raw.get("kind") != KIND or raw.get("apiVersion") != API_VERSION:
-        raise LockError(f"{shown}: not a tagpin lock (expected apiVersion {API_VERSION}, kind {KIND})")
+        raise LockError(
+            f"{shown}: not a tagpin lock (expected apiVersion {API_VERSION}, kind {KIND})"
+        )
     images = raw.get("images") or []
     if not isinstance(images, list):
         raise LockError(f"{shown}: images must be a list")
@@ -63,7 +72,9 @@ def parse_lock(text: str, shown: str) -> list[LockEntry]:
             continue
         repository = ecr_repository(ref)
         if repository is None or ref.tag is None or ref.digest is not None:
-            problems.append(f"{where}: {item['image']!r} must be an ECR image with a tag and no digest")
+            problems.append(
+                f"{where}: {item['image']!r} must be an ECR image with a tag and no digest"
+            )
             continue
         key = (repository, ref.tag)
         if key in seen and seen[key] != digest:
@@ -100,11 +111,14 @@ class LockedRegistry:
     """`Registry` answering from a lock; tags not in it go to `fallback` (ECR), or fail when
     `fallback` is None (strict mode)."""
 
-    def __init__(self, entries: Iterable[LockEntry],
-                 fallback: Callable[[], Registry] | None) -> None:
+    def __init__(
+        self, entries: Iterable[LockEntry], fallback: Callable[[], Registry] | None
+    ) -> None:
         self._table: dict[EcrRepository, dict[str, TagInfo]] = {}
         for entry in entries:
-            self._table.setdefault(entry.repository, {})[entry.tag] = TagInfo(entry.tag, entry.digest)
+            self._table.setdefault(entry.repository, {})[entry.tag] = TagInfo(
+                entry.tag, entry.digest
+            )
         self._fallback_factory = fallback
         self._fallback: Registry | None = None
 
@@ -123,8 +137,11 @@ class LockedRegistry:
         if inner is None:
             return Lookup(found=found, missing=frozenset(rest))
         answer = inner.describe_tags(repo, rest)
-        return Lookup(found={**found, **answer.found}, missing=answer.missing,
-                      repository_missing=answer.repository_missing and not found)
+        return Lookup(
+            found={**found, **answer.found},
+            missing=answer.missing,
+            repository_missing=answer.repository_missing and not found,
+        )
 
     def list_tags(self, repo: EcrRepository) -> Lookup:
         inner = self._inner()

@@ -56,8 +56,9 @@ class Manifest:
         return f"{self.kind}/{self.name} in {self.source}:{self.line}"
 
 
-def parse_rendered(files: Iterable[RenderedFile], *, default_namespace: str,
-                   max_nodes: int) -> list[Manifest]:
+def parse_rendered(
+    files: Iterable[RenderedFile], *, default_namespace: str, max_nodes: int
+) -> list[Manifest]:
     """Parse every rendered file into Kubernetes objects and check them; report every problem.
 
     Empty documents are skipped (a template may render nothing); `*List` objects are
@@ -87,13 +88,17 @@ def parse_rendered(files: Iterable[RenderedFile], *, default_namespace: str,
     if not manifests:
         raise ManifestError(
             "the app rendered no Kubernetes objects; refusing to print an empty stream, which "
-            "Argo CD would read as 'delete every resource of this app'")
+            "Argo CD would read as 'delete every resource of this app'"
+        )
     return manifests
 
 
 def _flatten(document: Any) -> list[Any]:
-    if (isinstance(document, dict) and str(document.get("kind", "")).endswith("List")
-            and isinstance(document.get("items"), list)):
+    if (
+        isinstance(document, dict)
+        and str(document.get("kind", "")).endswith("List")
+        and isinstance(document.get("items"), list)
+    ):
         return list(document["items"])
     return [document]
 
@@ -103,13 +108,17 @@ def _check_object(body: Any, manifest: Manifest) -> str | None:
     if not isinstance(body, dict):
         kind = "a list" if isinstance(body, list) else f"the value {body!r}"[:80]
         return f"{where}: expected a Kubernetes object (a mapping), found {kind}"
-    missing = [key for key in ("apiVersion", "kind") if not isinstance(body.get(key), str)
-               or not body.get(key)]
+    missing = [
+        key
+        for key in ("apiVersion", "kind")
+        if not isinstance(body.get(key), str) or not body.get(key)
+    ]
     metadata = body.get("metadata")
     if not isinstance(metadata, dict):
         missing.append("metadata")
     elif not (isinstance(metadata.get("name"), str) and metadata["name"]) and not (
-            isinstance(metadata.get("generateName"), str) and metadata["generateName"]):
+        isinstance(metadata.get("generateName"), str) and metadata["generateName"]
+    ):
         missing.append("metadata.name")
     if missing:
         kind_name = body["kind"] if isinstance(body.get("kind"), str) else "object"
@@ -123,8 +132,12 @@ def _check_duplicates(manifests: list[Manifest], default_namespace: str) -> None
     for manifest in manifests:
         if not manifest.name:
             continue  # generateName objects are unique by construction
-        key = (manifest.group, manifest.kind, manifest.namespace or default_namespace,
-               manifest.name)
+        key = (
+            manifest.group,
+            manifest.kind,
+            manifest.namespace or default_namespace,
+            manifest.name,
+        )
         first = seen.get(key)
         if first is None:
             seen[key] = manifest
@@ -133,6 +146,7 @@ def _check_duplicates(manifests: list[Manifest], default_namespace: str) -> None
         namespace = f" in namespace {key[2]}" if key[2] else ""
         problems.append(
             f"{group}{manifest.kind} {manifest.name!r}{namespace} is defined twice: "
-            f"{first.source}:{first.line} and {manifest.source}:{manifest.line}")
+            f"{first.source}:{first.line} and {manifest.source}:{manifest.line}"
+        )
     if problems:
         raise ManifestError(*problems)

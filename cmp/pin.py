@@ -47,8 +47,9 @@ class PinReport:
 TagChooser = Callable[[Sequence[Wanted], Callable[[], Registry]], Mapping[ImageField, TagInfo]]
 
 
-def collect(manifests: Sequence[Manifest], extra_paths: Sequence[ImagePath],
-            require_digests: bool) -> tuple[list[Wanted], list[ImageField]]:
+def collect(
+    manifests: Sequence[Manifest], extra_paths: Sequence[ImagePath], require_digests: bool
+) -> tuple[list[Wanted], list[ImageField]]:
     """Parse every image field; split into those needing a digest and those kept as written."""
     problems = Problems()
     wanted: list[Wanted] = []
@@ -65,10 +66,14 @@ def collect(manifests: Sequence[Manifest], extra_paths: Sequence[ImagePath],
         repository = ecr_repository(ref)
         if repository is None:
             if require_digests:
-                problems.add(ImageError(
-                    f"{image.describe()}: {image.value!r} is not pinned to a digest and is not in "
-                    "ECR, so tagpin cannot pin it; write it as name:tag@sha256:... "
-                    "(tagpin.yaml sets images.requireDigests: true)"))
+                problems.add(
+                    ImageError(
+                        f"{image.describe()}: {image.value!r} is not pinned to a digest and "
+                        "is not in ECR, so tagpin cannot pin it; write it as "
+                        "name:tag@sha256:... "
+                        "(tagpin.yaml sets images.requireDigests: true)"
+                    )
+                )
             else:
                 kept.append(image)
             continue
@@ -77,8 +82,9 @@ def collect(manifests: Sequence[Manifest], extra_paths: Sequence[ImagePath],
     return wanted, kept
 
 
-def resolve(wanted: Sequence[Wanted], registry: Registry,
-            concurrency: int) -> dict[tuple[EcrRepository, str], TagInfo]:
+def resolve(
+    wanted: Sequence[Wanted], registry: Registry, concurrency: int
+) -> dict[tuple[EcrRepository, str], TagInfo]:
     """One batched lookup per repository; every missing tag and repository in one error."""
     requests: dict[EcrRepository, set[str]] = defaultdict(set)
     for item in wanted:
@@ -88,14 +94,17 @@ def resolve(wanted: Sequence[Wanted], registry: Registry,
     return _found_or_raise(wanted, lookups)
 
 
-def _found_or_raise(wanted: Sequence[Wanted],
-                    lookups: Mapping[EcrRepository, Lookup]) -> dict[tuple[EcrRepository, str], TagInfo]:
+def _found_or_raise(
+    wanted: Sequence[Wanted], lookups: Mapping[EcrRepository, Lookup]
+) -> dict[tuple[EcrRepository, str], TagInfo]:
     found: dict[tuple[EcrRepository, str], TagInfo] = {}
     users: dict[tuple[EcrRepository, str], list[Wanted]] = defaultdict(list)
     for item in wanted:
         users[(item.repository, item.tag)].append(item)
     problems: list[str] = []
-    for (repository, tag), items in sorted(users.items(), key=lambda kv: (_repo_key(kv[0][0]), kv[0][1])):
+    for (repository, tag), items in sorted(
+        users.items(), key=lambda kv: (_repo_key(kv[0][0]), kv[0][1])
+    ):
         lookup = lookups[repository]
         info = lookup.found.get(tag)
         if info is not None:
@@ -103,8 +112,10 @@ def _found_or_raise(wanted: Sequence[Wanted],
             continue
         image = f"{repository.registry.host}/{repository.name}:{tag}"
         if lookup.repository_missing:
-            reason = (f"repository {repository.name!r} does not exist in registry "
-                      f"{repository.registry.account} ({repository.registry.region})")
+            reason = (
+                f"repository {repository.name!r} does not exist in registry "
+                f"{repository.registry.account} ({repository.registry.region})"
+            )
         else:
             reason = f"tag {tag!r} does not exist in repository {repository.name!r}"
         used_by = "; ".join(item.field.describe() for item in items)
@@ -118,9 +129,15 @@ def _repo_key(repository: EcrRepository) -> tuple[str, str, str]:
     return repository.registry.region, repository.registry.account, repository.name
 
 
-def pin(manifests: Sequence[Manifest], *, extra_paths: Sequence[ImagePath] = (),
-        require_digests: bool = False, registry_factory: Callable[[], Registry],
-        concurrency: int = 8, choose_tags: TagChooser | None = None) -> PinReport:
+def pin(
+    manifests: Sequence[Manifest],
+    *,
+    extra_paths: Sequence[ImagePath] = (),
+    require_digests: bool = False,
+    registry_factory: Callable[[], Registry],
+    concurrency: int = 8,
+    choose_tags: TagChooser | None = None,
+) -> PinReport:
     """Rewrite every unpinned ECR image in `manifests` to `repo:tag@sha256:...`.
 
     The registry is only built when some image needs a lookup, so an app whose images are all
@@ -132,8 +149,11 @@ def pin(manifests: Sequence[Manifest], *, extra_paths: Sequence[ImagePath] = (),
         return report
     registry = once(registry_factory)
     chosen = dict(choose_tags(wanted, registry)) if choose_tags is not None else {}
-    digests = resolve([w for w in wanted if w.field not in chosen], registry(), concurrency) \
-        if len(chosen) < len(wanted) else {}
+    digests = (
+        resolve([w for w in wanted if w.field not in chosen], registry(), concurrency)
+        if len(chosen) < len(wanted)
+        else {}
+    )
     for item in wanted:
         info = chosen.get(item.field) or digests[(item.repository, item.tag)]
         value = str(item.ref.with_pin(info.tag, info.digest))

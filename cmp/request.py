@@ -104,7 +104,7 @@ def from_argocd_environment(environ: Mapping[str, str], cwd: Path) -> RenderRequ
 def plugin_env(environ: Mapping[str, str]) -> dict[str, str]:
     """The `env` template variable: ARGOCD_ENV_* without the prefix, and nothing else."""
     return {
-        key[len(ENV_PREFIX):]: value
+        key[len(ENV_PREFIX) :]: value
         for key, value in sorted(environ.items())
         if key.startswith(ENV_PREFIX) and len(key) > len(ENV_PREFIX)
     }

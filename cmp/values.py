@@ -76,7 +76,9 @@ def split_key(dotted: str) -> list[str | int]:
     return path
 
 
-def set_dotted(values: dict[str, Any], assignments: Mapping[str, str], where: str) -> dict[str, Any]:
+def set_dotted(
+    values: dict[str, Any], assignments: Mapping[str, str], where: str
+) -> dict[str, Any]:
     """Apply `{"image.tag": "v2"}` style assignments in key order; errors name `where`."""
     result = copy.deepcopy(values)
     problems: list[str] = []

@@ -71,13 +71,15 @@ class KubeLoader(_CLoader):  # type: ignore[misc,valid-type]
                 duplicate = key in seen
             except TypeError:
                 raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping", node.start_mark,
-                    "found an unhashable key", key_node.start_mark,
+                    "while constructing a mapping",
+                    node.start_mark,
+                    "found an unhashable key",
+                    key_node.start_mark,
                 ) from None
             if duplicate:
                 raise DuplicateKeyError(key, key_node.start_mark)
             seen.add(key)
-        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
+        return super().construct_mapping(node, deep=deep)
 
     def construct_yaml_bool(self, node: yaml.ScalarNode) -> bool:
         return self.construct_scalar(node) in BOOL_TRUE
@@ -133,7 +135,13 @@ def load_all(text: str, source: str, *, max_nodes: int) -> list[tuple[int, Any]]
             documents.append((line, loader.construct_document(node)))
     except yaml.MarkedYAMLError as exc:
         raise SourceError(yaml_problem(source, exc)) from None
-    except yaml.YAMLError as exc:  # e.g. reader errors on control characters
+    except yaml.reader.ReaderError as exc:  # control characters: name the line, not an offset
+        line = text[: exc.position].count("\n") + 1
+        raise SourceError(
+            f"{source}:{line}: invalid YAML: character {_codepoint(exc.character)} is not allowed "
+            "(control characters must be escaped in a double-quoted string)"
+        ) from None
+    except yaml.YAMLError as exc:
         raise SourceError(f"{source}: invalid YAML: {exc}") from None
     finally:
         loader.dispose()
@@ -146,6 +154,13 @@ def load_one(text: str, source: str, *, max_nodes: int) -> Any:
     if len(documents) > 1:
         raise SourceError(f"{source}:{documents[1][0]}: expected one YAML document, found several")
     return documents[0][1] if documents else None
+
+
+def _codepoint(character: object) -> str:
+    # libyaml reports the code point as an int, PyYAML's pure reader as a one-character str.
+    if isinstance(character, str) and len(character) == 1:
+        return f"U+{ord(character):04X}"
+    return f"U+{character:04X}" if isinstance(character, int) else repr(character)
 
 
 def yaml_problem(source: str, exc: yaml.MarkedYAMLError) -> str:

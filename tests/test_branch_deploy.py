@@ -23,8 +23,15 @@ PREFIX = "argocd-image-updater.argoproj.io/"
 
 
 def manifest(seed: str) -> bytes:
-    return json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                       "layers": [], "seed": seed}, sort_keys=True).encode()
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "layers": [],
+            "seed": seed,
+        },
+        sort_keys=True,
+    ).encode()
 
 
 @pytest.fixture
@@ -38,35 +45,56 @@ def app(tmp_path: Path) -> Path:
         "    spec:\n      containers:\n"
         f"      - name: web\n        image: {WEB}:{{{{ values.tag }}}}\n"
         "      - name: sidecar\n        image: {{ values.sidecar }}\n"
-        "      - name: proxy\n        image: nginx:1.27\n")
+        "      - name: proxy\n        image: nginx:1.27\n"
+    )
     return root
 
 
 @pytest.fixture
 def env(tmp_path: Path, moto_ecr, kubeconfig: Path) -> dict[str, str]:
-    return dict(os.environ, KUBECONFIG=str(kubeconfig), ARGOCD_NAMESPACE="argocd",
-                TAGPIN_CACHE_DIR=str(tmp_path / "cache"))
+    return dict(
+        os.environ,
+        KUBECONFIG=str(kubeconfig),
+        ARGOCD_NAMESPACE="argocd",
+        TAGPIN_CACHE_DIR=str(tmp_path / "cache"),
+    )
 
 
 @pytest.fixture
 def branch_tags(moto_ecr) -> dict[str, str]:
-    return {tag: moto_ecr.push("shop/web", tag, manifest(tag)) for tag in (
-        "main", "v1.2.0", "v1.3.0", "v2.0.0-rc.1", "pr-41-1700000300-aaa111",
-        "pr-42-1700000100-bbb222", "pr-42-1700000200-ccc333")}
+    return {
+        tag: moto_ecr.push("shop/web", tag, manifest(tag))
+        for tag in (
+            "main",
+            "v1.2.0",
+            "v1.3.0",
+            "v2.0.0-rc.1",
+            "pr-41-1700000300-aaa111",
+            "pr-42-1700000100-bbb222",
+            "pr-42-1700000200-ccc333",
+        )
+    }
 
 
 def render(app: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     tagpin = str(Path(sys.executable).with_name("tagpin"))
-    return subprocess.run([tagpin, "render", str(app), "--app-name", "web", *args], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [tagpin, "render", str(app), "--app-name", "web", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def images(output: str) -> list[str]:
     return [line.split("image:", 1)[1].strip() for line in output.splitlines() if "image:" in line]
 
 
-def test_production_without_annotations_renders_what_git_says(app: Path, env, fake_kube,
-                                                              branch_tags) -> None:
+def test_production_without_annotations_renders_what_git_says(
+    app: Path, env, fake_kube, branch_tags
+) -> None:
     fake_kube.add("argocd", "web")
     done = render(app, env)
     assert done.returncode == 0, done.stderr
@@ -74,13 +102,18 @@ def test_production_without_annotations_renders_what_git_says(app: Path, env, fa
     assert OVERRIDE_ANNOTATION not in done.stdout
 
 
-def test_live_allow_tags_annotation_pins_the_branch_newest_tag(app: Path, env, fake_kube,
-                                                               branch_tags, moto_ecr) -> None:
-    fake_kube.add("argocd", "web", {
-        f"{PREFIX}image-list": f"web={WEB}",
-        f"{PREFIX}web.allow-tags": "regexp:^pr-42-",
-        f"{PREFIX}web.update-strategy": "alphabetical",
-    })
+def test_live_allow_tags_annotation_pins_the_branch_newest_tag(
+    app: Path, env, fake_kube, branch_tags, moto_ecr
+) -> None:
+    fake_kube.add(
+        "argocd",
+        "web",
+        {
+            f"{PREFIX}image-list": f"web={WEB}",
+            f"{PREFIX}web.allow-tags": "regexp:^pr-42-",
+            f"{PREFIX}web.update-strategy": "alphabetical",
+        },
+    )
     moto_ecr.reset_calls()
     done = render(app, env)
     assert done.returncode == 0, done.stderr
@@ -90,33 +123,48 @@ def test_live_allow_tags_annotation_pins_the_branch_newest_tag(app: Path, env, f
     assert sum(moto_ecr.counts().values()) == 1
     # Why the image changed is on the workload, and in the summary on stderr.
     assert f"{OVERRIDE_ANNOTATION}: |" in done.stdout
-    assert ("alias web, strategy alphabetical, allow-tags regexp:^pr-42-, from annotation"
-            in done.stdout)
+    assert (
+        "alias web, strategy alphabetical, allow-tags regexp:^pr-42-, from annotation"
+        in done.stdout
+    )
     assert "override:" in done.stderr and "pr-42-1700000200-ccc333" in done.stderr
     assert [r.path for r in fake_kube.requests] == [
-        "/apis/argoproj.io/v1alpha1/namespaces/argocd/applications/web"]
+        "/apis/argoproj.io/v1alpha1/namespaces/argocd/applications/web"
+    ]
 
 
-def test_the_parameter_wins_over_the_live_annotation(app: Path, env, fake_kube,
-                                                     branch_tags) -> None:
-    fake_kube.add("argocd", "web", {f"{PREFIX}image-list": f"web={WEB}",
-                                    f"{PREFIX}web.allow-tags": "regexp:^pr-42-",
-                                    f"{PREFIX}web.update-strategy": "alphabetical"})
+def test_the_parameter_wins_over_the_live_annotation(
+    app: Path, env, fake_kube, branch_tags
+) -> None:
+    fake_kube.add(
+        "argocd",
+        "web",
+        {
+            f"{PREFIX}image-list": f"web={WEB}",
+            f"{PREFIX}web.allow-tags": "regexp:^pr-42-",
+            f"{PREFIX}web.update-strategy": "alphabetical",
+        },
+    )
     done = render(app, env, "--image-updater", "web.allow-tags=regexp:^pr-41-")
     assert done.returncode == 0, done.stderr
     assert images(done.stdout)[0] == (
-        f"{WEB}:pr-41-1700000300-aaa111@{branch_tags['pr-41-1700000300-aaa111']}")
+        f"{WEB}:pr-41-1700000300-aaa111@{branch_tags['pr-41-1700000300-aaa111']}"
+    )
     assert "from parameter" in done.stdout
 
 
-@pytest.mark.parametrize("constraint, expected", [
-    ("~1.2", "v1.2.0"),
-    ("^1.2", "v1.3.0"),
-    ("2.x-0", "v2.0.0-rc.1"),
-    (">=1.2 <2", "v1.3.0"),
-])
-def test_semver_constraints_from_the_image_list(app: Path, env, fake_kube, branch_tags,
-                                                constraint: str, expected: str) -> None:
+@pytest.mark.parametrize(
+    "constraint, expected",
+    [
+        ("~1.2", "v1.2.0"),
+        ("^1.2", "v1.3.0"),
+        ("2.x-0", "v2.0.0-rc.1"),
+        (">=1.2 <2", "v1.3.0"),
+    ],
+)
+def test_semver_constraints_from_the_image_list(
+    app: Path, env, fake_kube, branch_tags, constraint: str, expected: str
+) -> None:
     fake_kube.add("argocd", "web", {f"{PREFIX}image-list": f"web={WEB}:{constraint}"})
     done = render(app, env)
     assert done.returncode == 0, done.stderr
@@ -125,8 +173,11 @@ def test_semver_constraints_from_the_image_list(app: Path, env, fake_kube, branc
 
 def test_digest_strategy_tracks_a_mutable_tag(app: Path, env, fake_kube, moto_ecr) -> None:
     moto_ecr.push("shop/web", "main", manifest("first build"))
-    fake_kube.add("argocd", "web", {f"{PREFIX}image-list": f"web={WEB}:main",
-                                    f"{PREFIX}web.update-strategy": "digest"})
+    fake_kube.add(
+        "argocd",
+        "web",
+        {f"{PREFIX}image-list": f"web={WEB}:main", f"{PREFIX}web.update-strategy": "digest"},
+    )
     moved = moto_ecr.push("shop/web", "main", manifest("second build"))
     done = render(app, env, "--set", "tag=v0-in-git")
     assert done.returncode == 0, done.stderr
@@ -134,7 +185,8 @@ def test_digest_strategy_tracks_a_mutable_tag(app: Path, env, fake_kube, moto_ec
 
 
 def test_newest_build_orders_by_push_time_so_a_re_push_keeps_its_old_time(
-        app: Path, env, fake_kube, moto_ecr) -> None:
+    app: Path, env, fake_kube, moto_ecr
+) -> None:
     """Documented caveat: ECR keeps an image's first push time when the same bytes get a new
     tag, so newest-build does not see a rebuilt revert as new; alphabetical on sortable tags
     does."""
@@ -155,10 +207,14 @@ def test_newest_build_orders_by_push_time_so_a_re_push_keeps_its_old_time(
     assert images(done.stdout)[0] == f"{WEB}:pr-7-3-revert@{rebuilt}"
 
 
-def test_no_matching_tag_is_an_error_never_a_fallback(app: Path, env, fake_kube,
-                                                      branch_tags) -> None:
-    fake_kube.add("argocd", "web", {f"{PREFIX}image-list": f"web={WEB}",
-                                    f"{PREFIX}web.allow-tags": "regexp:^pr-99-"})
+def test_no_matching_tag_is_an_error_never_a_fallback(
+    app: Path, env, fake_kube, branch_tags
+) -> None:
+    fake_kube.add(
+        "argocd",
+        "web",
+        {f"{PREFIX}image-list": f"web={WEB}", f"{PREFIX}web.allow-tags": "regexp:^pr-99-"},
+    )
     done = render(app, env)
     assert done.returncode == ExitStatus.RESOLVE and done.stdout == ""
     assert f"{WEB}: no tag satisfies image-updater alias web" in done.stderr
@@ -166,17 +222,20 @@ def test_no_matching_tag_is_an_error_never_a_fallback(app: Path, env, fake_kube,
     assert "Deployment/web" in done.stderr
 
 
-def test_invalid_allow_tags_matches_nothing_and_says_so(app: Path, env, fake_kube,
-                                                        branch_tags) -> None:
-    fake_kube.add("argocd", "web", {f"{PREFIX}image-list": f"web={WEB}",
-                                    f"{PREFIX}web.allow-tags": "^pr-42-"})  # no regexp: prefix
+def test_invalid_allow_tags_matches_nothing_and_says_so(
+    app: Path, env, fake_kube, branch_tags
+) -> None:
+    fake_kube.add(
+        "argocd", "web", {f"{PREFIX}image-list": f"web={WEB}", f"{PREFIX}web.allow-tags": "^pr-42-"}
+    )  # no regexp: prefix
     done = render(app, env)
     assert done.returncode == ExitStatus.RESOLVE and done.stdout == ""
     assert "no tag satisfies" in done.stderr
 
 
-def test_missing_application_warns_under_auto_and_fails_when_on(app: Path, env, fake_kube,
-                                                                branch_tags) -> None:
+def test_missing_application_warns_under_auto_and_fails_when_on(
+    app: Path, env, fake_kube, branch_tags
+) -> None:
     done = render(app, env)
     assert done.returncode == 0, done.stderr
     assert "warning:" in done.stderr and "web" in done.stderr
@@ -187,14 +246,27 @@ def test_missing_application_warns_under_auto_and_fails_when_on(app: Path, env, 
     assert "Application argocd/web does not exist" in done.stderr
 
 
-def test_apps_in_any_namespace_are_looked_up_in_their_own_namespace(app: Path, env, fake_kube,
-                                                                    branch_tags) -> None:
-    fake_kube.add("team-a", "web", {f"{PREFIX}image-list": f"web={WEB}",
-                                    f"{PREFIX}web.allow-tags": "regexp:^pr-41-",
-                                    f"{PREFIX}web.update-strategy": "alphabetical"})
+def test_apps_in_any_namespace_are_looked_up_in_their_own_namespace(
+    app: Path, env, fake_kube, branch_tags
+) -> None:
+    fake_kube.add(
+        "team-a",
+        "web",
+        {
+            f"{PREFIX}image-list": f"web={WEB}",
+            f"{PREFIX}web.allow-tags": "regexp:^pr-41-",
+            f"{PREFIX}web.update-strategy": "alphabetical",
+        },
+    )
     tagpin = str(Path(sys.executable).with_name("tagpin"))
-    done = subprocess.run([tagpin, "render", str(app), "--app-name", "team-a_web"], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [tagpin, "render", str(app), "--app-name", "team-a_web"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert "pr-41-1700000300-aaa111" in images(done.stdout)[0]
     assert fake_kube.requests[-1].path.endswith("/namespaces/team-a/applications/web")

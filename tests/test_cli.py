@@ -27,8 +27,9 @@ def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ARGOCD_", "TAGPIN_"))}
-    env.update(AWS_EC2_METADATA_DISABLED="true", TAGPIN_CACHE_DIR=os.environ["TAGPIN_CACHE_DIR"],
-               **extra)
+    env.update(
+        AWS_EC2_METADATA_DISABLED="true", TAGPIN_CACHE_DIR=os.environ["TAGPIN_CACHE_DIR"], **extra
+    )
     return env
 
 
@@ -68,19 +69,46 @@ def test_generate_and_render_print_the_same_bytes(repo_copy: Path) -> None:
     assert generated.returncode == 0, generated.stderr.decode()
 
     rendered = run(
-        ["render", "examples/web", "--app-name", "team-a_web", "-n", "shop", "--project", "shop",
-         "--revision", REVISION, "--repo-url", "https://git.example.com/shop/deploy.git",
-         "--target-revision", "main", "--env", "LOG_LEVEL=info", "-f", "values-prod.yaml",
-         "--set", "replicas=9", "--set", "image.tag=v1.4.2", "--kube-version", "1.31.2",
-         "--api-versions", "v1,v1/ConfigMap,batch/v1,batch/v1/CronJob"],
-        repo_copy, clean_env())
+        [
+            "render",
+            "examples/web",
+            "--app-name",
+            "team-a_web",
+            "-n",
+            "shop",
+            "--project",
+            "shop",
+            "--revision",
+            REVISION,
+            "--repo-url",
+            "https://git.example.com/shop/deploy.git",
+            "--target-revision",
+            "main",
+            "--env",
+            "LOG_LEVEL=info",
+            "-f",
+            "values-prod.yaml",
+            "--set",
+            "replicas=9",
+            "--set",
+            "image.tag=v1.4.2",
+            "--kube-version",
+            "1.31.2",
+            "--api-versions",
+            "v1,v1/ConfigMap,batch/v1,batch/v1/CronJob",
+        ],
+        repo_copy,
+        clean_env(),
+    )
     assert rendered.returncode == 0, rendered.stderr.decode()
     assert rendered.stdout == generated.stdout
     assert b"replicas: 9" in generated.stdout and b"value: info" in generated.stdout
 
 
 @pytest.mark.parametrize("parameters", [None, "null", "[]"])
-def test_generate_accepts_every_form_of_no_parameters(repo_copy: Path, parameters: str | None) -> None:
+def test_generate_accepts_every_form_of_no_parameters(
+    repo_copy: Path, parameters: str | None
+) -> None:
     env = clean_env(ARGOCD_APP_NAME="web", ARGOCD_APP_SOURCE_PATH="examples/web")
     if parameters is not None:
         env["ARGOCD_APP_PARAMETERS"] = parameters
@@ -92,16 +120,23 @@ def test_generate_accepts_every_form_of_no_parameters(repo_copy: Path, parameter
 @pytest.mark.parametrize(
     "change, status, message",
     [
-        ({"templates/deployment.yaml.j2": "{% if %}"}, ExitStatus.TEMPLATE,
-         "examples/web/templates/deployment.yaml.j2:1: template syntax error"),
-        ({"templates/service.yaml": "kind: [unclosed\n"}, ExitStatus.MANIFEST,
-         "examples/web/templates/service.yaml:2:1: invalid YAML"),
+        (
+            {"templates/deployment.yaml.j2": "{% if %}"},
+            ExitStatus.TEMPLATE,
+            "examples/web/templates/deployment.yaml.j2:1: template syntax error",
+        ),
+        (
+            {"templates/service.yaml": "kind: [unclosed\n"},
+            ExitStatus.MANIFEST,
+            "examples/web/templates/service.yaml:2:1: invalid YAML",
+        ),
         ({"tagpin.yaml": "valueFiles: []\n"}, ExitStatus.CONFIG, "unknown key 'valueFiles'"),
         ({"values-common.yaml": "- a list\n"}, ExitStatus.CONFIG, "must hold a mapping"),
     ],
 )
 def test_failures_exit_with_their_code_and_print_nothing(
-        repo_copy: Path, change: dict[str, str], status: ExitStatus, message: str) -> None:
+    repo_copy: Path, change: dict[str, str], status: ExitStatus, message: str
+) -> None:
     for name, text in change.items():
         (repo_copy / "examples" / "web" / name).write_text(text)
     env = clean_env(ARGOCD_APP_NAME="web", ARGOCD_APP_SOURCE_PATH="examples/web")
@@ -112,8 +147,11 @@ def test_failures_exit_with_their_code_and_print_nothing(
 
 
 def test_unknown_parameter_is_a_config_error(repo_copy: Path) -> None:
-    env = clean_env(ARGOCD_APP_NAME="web", ARGOCD_APP_SOURCE_PATH="examples/web",
-                    ARGOCD_APP_PARAMETERS='[{"name":"valuesFiles","array":["x.yaml"]}]')
+    env = clean_env(
+        ARGOCD_APP_NAME="web",
+        ARGOCD_APP_SOURCE_PATH="examples/web",
+        ARGOCD_APP_PARAMETERS='[{"name":"valuesFiles","array":["x.yaml"]}]',
+    )
     done = run(["generate"], repo_copy / "examples" / "web", env)
     assert done.returncode == ExitStatus.CONFIG
     assert done.stdout == b""
@@ -121,8 +159,18 @@ def test_unknown_parameter_is_a_config_error(repo_copy: Path) -> None:
 
 
 def test_missing_tag_in_lock_without_ecr_is_a_clear_error(repo_copy: Path) -> None:
-    done = run(["render", "examples/web", "--set", "image.tag=v9.9.9", "--digests",
-                "examples/web/tagpin.lock"], repo_copy, clean_env())
+    done = run(
+        [
+            "render",
+            "examples/web",
+            "--set",
+            "image.tag=v9.9.9",
+            "--digests",
+            "examples/web/tagpin.lock",
+        ],
+        repo_copy,
+        clean_env(),
+    )
     assert done.returncode == ExitStatus.RESOLVE
     assert done.stdout == b""
     assert "shop/web:v9.9.9" in done.stderr.decode()
@@ -132,8 +180,12 @@ def test_missing_tag_in_lock_without_ecr_is_a_clear_error(repo_copy: Path) -> No
 def test_plugin_yaml_is_generated_from_the_parameter_table() -> None:
     committed = (REPO / "plugin.yaml").read_text(encoding="utf-8")
     assert committed == plugin_yaml(), "run `tagpin plugin-yaml > plugin.yaml`"
-    announced = [p["name"] for p in
-                 __import__("yaml").safe_load(committed.split("---", 1)[1])["spec"]["parameters"]["static"]]
+    announced = [
+        p["name"]
+        for p in __import__("yaml").safe_load(committed.split("---", 1)[1])["spec"]["parameters"][
+            "static"
+        ]
+    ]
     assert announced == [p.name for p in PARAMETERS]
 
 
@@ -142,7 +194,10 @@ def test_plugin_yaml_check_flag_detects_drift(tmp_path: Path) -> None:
     stale.write_text("kind: ConfigManagementPlugin\n")
     done = run(["plugin-yaml", "--check", str(stale)], tmp_path, clean_env())
     assert done.returncode == 1
-    assert run(["plugin-yaml", "--check", str(REPO / "plugin.yaml")], tmp_path, clean_env()).returncode == 0
+    assert (
+        run(["plugin-yaml", "--check", str(REPO / "plugin.yaml")], tmp_path, clean_env()).returncode
+        == 0
+    )
 
 
 def test_ci_runs_the_readme_test_command() -> None:

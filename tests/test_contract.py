@@ -28,9 +28,12 @@ def user_repo(tmp_path: Path) -> Path:
     shutil.copytree(REPO / "examples" / "lib", root / "examples" / "lib")
     (root / "apps" / "plain").mkdir(parents=True)
     (root / "apps" / "plain" / "cm.yaml").write_text(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: plain}\n")
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: plain}\n"
+    )
     (root / "apps" / "chart").mkdir()
-    (root / "apps" / "chart" / "Chart.yaml").write_text("apiVersion: v2\nname: chart\nversion: 1.0.0\n")
+    (root / "apps" / "chart" / "Chart.yaml").write_text(
+        "apiVersion: v2\nname: chart\nversion: 1.0.0\n"
+    )
     (root / "apps" / "kustomized").mkdir()
     (root / "apps" / "kustomized" / "kustomization.yaml").write_text("resources: []\n")
     (root / ".git").mkdir()
@@ -49,17 +52,25 @@ def server(tmp_path: Path) -> CmpServer:
     }
     workdir = tmp_path / "cmp-tmp"
     workdir.mkdir()
-    return CmpServer.from_plugin_yaml(REPO / "plugin.yaml", sidecar_env=sidecar_env,
-                                      workdir=workdir, timeout=60)
+    return CmpServer.from_plugin_yaml(
+        REPO / "plugin.yaml", sidecar_env=sidecar_env, workdir=workdir, timeout=60
+    )
 
 
 def web_app(**overrides: object) -> AppSpec:
     spec: dict[str, object] = dict(
-        name="web", source_path="apps/web", destination_namespace="shop", revision=REVISION,
-        plugin={"name": "tagpin",
-                "env": [{"name": "LOG_LEVEL", "value": "debug-$ARGOCD_APP_REVISION_SHORT"}],
-                "parameters": [{"name": "values-files", "array": ["values-prod.yaml"]},
-                               {"name": "values", "map": {"replicas": "3"}}]},
+        name="web",
+        source_path="apps/web",
+        destination_namespace="shop",
+        revision=REVISION,
+        plugin={
+            "name": "tagpin",
+            "env": [{"name": "LOG_LEVEL", "value": "debug-$ARGOCD_APP_REVISION_SHORT"}],
+            "parameters": [
+                {"name": "values-files", "array": ["values-prod.yaml"]},
+                {"name": "values", "map": {"replicas": "3"}},
+            ],
+        },
     )
     spec.update(overrides)
     return AppSpec(**spec)  # type: ignore[arg-type]
@@ -71,13 +82,18 @@ def test_discovery_claims_only_tagpin_apps(server: CmpServer, user_repo: Path) -
         assert not server.match_repository(user_repo, AppSpec(name="x", source_path=other)), other
 
 
-def test_generate_through_the_cmp_contract_matches_tagpin_render(server: CmpServer,
-                                                                 user_repo: Path) -> None:
+def test_generate_through_the_cmp_contract_matches_tagpin_render(
+    server: CmpServer, user_repo: Path
+) -> None:
     result = server.generate(user_repo, web_app(), exclude=[".git"])
     assert result.ok, result.error
     kinds = sorted((o["kind"], o["metadata"]["name"]) for o in result.objects)
-    assert kinds == [("ConfigMap", "web-config"), ("CronJob", "web-cleanup"),
-                     ("Deployment", "web"), ("Service", "web")]
+    assert kinds == [
+        ("ConfigMap", "web-config"),
+        ("CronJob", "web-cleanup"),
+        ("Deployment", "web"),
+        ("Service", "web"),
+    ]
     deployment = next(o for o in result.objects if o["kind"] == "Deployment")
     assert deployment["spec"]["replicas"] == 3
     container = deployment["spec"]["template"]["spec"]["containers"][0]
@@ -86,13 +102,38 @@ def test_generate_through_the_cmp_contract_matches_tagpin_render(server: CmpServ
 
     # The same inputs through `tagpin render` give the very same bytes.
     rendered = subprocess.run(
-        [str(BIN / "tagpin"), "render", "apps/web", "--app-name", "web", "-n", "shop",
-         "--project", "default", "--revision", REVISION,
-         "--repo-url", "https://git.example.com/org/repo.git", "--target-revision", "HEAD",
-         "--env", f"LOG_LEVEL=debug-{REVISION[:7]}", "-f", "values-prod.yaml", "--set", "replicas=3",
-         "--kube-version", "1.31.0", "--api-versions", ",".join(web_app().api_versions)],
-        cwd=user_repo, capture_output=True, check=False,
-        env={**os.environ, "TAGPIN_APP_LOOKUP": "off", "TAGPIN_CACHE_DIR": str(user_repo / ".c")})
+        [
+            str(BIN / "tagpin"),
+            "render",
+            "apps/web",
+            "--app-name",
+            "web",
+            "-n",
+            "shop",
+            "--project",
+            "default",
+            "--revision",
+            REVISION,
+            "--repo-url",
+            "https://git.example.com/org/repo.git",
+            "--target-revision",
+            "HEAD",
+            "--env",
+            f"LOG_LEVEL=debug-{REVISION[:7]}",
+            "-f",
+            "values-prod.yaml",
+            "--set",
+            "replicas=3",
+            "--kube-version",
+            "1.31.0",
+            "--api-versions",
+            ",".join(web_app().api_versions),
+        ],
+        cwd=user_repo,
+        capture_output=True,
+        check=False,
+        env={**os.environ, "TAGPIN_APP_LOOKUP": "off", "TAGPIN_CACHE_DIR": str(user_repo / ".c")},
+    )
     assert rendered.returncode == 0, rendered.stderr.decode()
     assert rendered.stdout.decode() == result.stdout + "\n"  # Argo trims one newline
 
@@ -104,16 +145,20 @@ def test_apps_in_other_namespaces_see_their_plain_name(server: CmpServer, user_r
     assert labels["app.kubernetes.io/name"] == "web"
 
 
-def test_auto_discovered_app_without_plugin_block_renders(server: CmpServer, user_repo: Path) -> None:
+def test_auto_discovered_app_without_plugin_block_renders(
+    server: CmpServer, user_repo: Path
+) -> None:
     result = server.generate(user_repo, web_app(plugin=None), exclude=[".git"])
     assert result.ok, result.error
     assert len(result.objects) == 4
 
 
-def test_a_failed_render_is_an_error_for_argo_cd_not_an_empty_app(server: CmpServer,
-                                                                   user_repo: Path) -> None:
+def test_a_failed_render_is_an_error_for_argo_cd_not_an_empty_app(
+    server: CmpServer, user_repo: Path
+) -> None:
     (user_repo / "apps" / "web" / "templates" / "service.yaml").write_text(
-        "apiVersion: v1\nkind: Service\nmetadata: {}\n")
+        "apiVersion: v1\nkind: Service\nmetadata: {}\n"
+    )
     result = server.generate(user_repo, web_app(), exclude=[".git"])
     assert not result.ok
     assert result.objects == [] and result.stdout == ""

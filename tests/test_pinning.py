@@ -41,17 +41,27 @@ def write_app(root: Path, images: dict[str, str], extra: str = "") -> Path:
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ name }}\nspec:\n"
         "  template:\n    spec:\n      containers:\n      - name: main\n"
         "        image: {{ image }}\n"
-        "{% endfor %}\n")
+        "{% endfor %}\n"
+    )
     return app
 
 
-def tagpin(app: Path, *args: str, env: dict[str, str] | None = None,
-           probe: bool = False) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-c", BOTO_PROBE] if probe else [
-        str(Path(sys.executable).with_name("tagpin"))]
-    return subprocess.run([*command, "render", str(app), "--app-name", "app", *args],
-                          capture_output=True, text=True, env=env or dict(os.environ),
-                          timeout=120, check=False)
+def tagpin(
+    app: Path, *args: str, env: dict[str, str] | None = None, probe: bool = False
+) -> subprocess.CompletedProcess[str]:
+    command = (
+        [sys.executable, "-c", BOTO_PROBE]
+        if probe
+        else [str(Path(sys.executable).with_name("tagpin"))]
+    )
+    return subprocess.run(
+        [*command, "render", str(app), "--app-name", "app", *args],
+        capture_output=True,
+        text=True,
+        env=env or dict(os.environ),
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -66,7 +76,8 @@ def images_in(output: str) -> list[str]:
 
 
 def test_cold_render_asks_once_per_repository_and_warm_render_not_at_all(
-        tmp_path: Path, moto_ecr, cache_env: dict[str, str]) -> None:
+    tmp_path: Path, moto_ecr, cache_env: dict[str, str]
+) -> None:
     images: dict[str, str] = {}
     digests: dict[str, str] = {}
     for number in range(12):
@@ -83,7 +94,8 @@ def test_cold_render_asks_once_per_repository_and_warm_render_not_at_all(
     assert moto_ecr.calls("DescribeImages") == 12
     assert sum(moto_ecr.counts().values()) == 12
     assert sorted(images_in(cold.stdout)) == sorted(
-        f"{HOST}/{ref}@{digest}" for ref, digest in digests.items())
+        f"{HOST}/{ref}@{digest}" for ref, digest in digests.items()
+    )
 
     moto_ecr.reset_calls()
     warm = tagpin(app, env=cache_env, probe=True)
@@ -94,11 +106,16 @@ def test_cold_render_asks_once_per_repository_and_warm_render_not_at_all(
 
 
 def test_revert_reproduces_the_old_bytes_and_a_rebuild_under_a_new_tag_is_visible(
-        tmp_path: Path, moto_ecr, cache_env: dict[str, str]) -> None:
+    tmp_path: Path, moto_ecr, cache_env: dict[str, str]
+) -> None:
     """The seed's failure: a revert rebuilt a byte-identical image, ECR only added a tag, the
     push time stayed old, and the deploy tool never rolled back."""
-    digest_v1 = moto_ecr.push("shop/web", "v1", b'{"schemaVersion":2,"mediaType":'
-                              b'"application/vnd.oci.image.manifest.v1+json","layers":[],"v":1}')
+    digest_v1 = moto_ecr.push(
+        "shop/web",
+        "v1",
+        b'{"schemaVersion":2,"mediaType":'
+        b'"application/vnd.oci.image.manifest.v1+json","layers":[],"v":1}',
+    )
     digest_v2 = moto_ecr.push("shop/web", "v2")
     app = write_app(tmp_path, {"web": f"{HOST}/shop/web:v1"})
 
@@ -114,15 +131,23 @@ def test_revert_reproduces_the_old_bytes_and_a_rebuild_under_a_new_tag_is_visibl
 
     # The revert commit's CI rebuilt the same bytes and pushed them as v3: same digest as v1,
     # old push time. The output still differs from v2, so Argo CD rolls back.
-    assert moto_ecr.push("shop/web", "v3", b'{"schemaVersion":2,"mediaType":'
-                         b'"application/vnd.oci.image.manifest.v1+json","layers":[],"v":1}') == digest_v1
+    assert (
+        moto_ecr.push(
+            "shop/web",
+            "v3",
+            b'{"schemaVersion":2,"mediaType":'
+            b'"application/vnd.oci.image.manifest.v1+json","layers":[],"v":1}',
+        )
+        == digest_v1
+    )
     rebuilt = render("v3")
     assert rebuilt != at_v2
     assert f"{HOST}/shop/web:v3@{digest_v1}" in rebuilt
 
 
-def test_multi_arch_images_pin_the_index_digest(tmp_path: Path, moto_ecr,
-                                                cache_env: dict[str, str]) -> None:
+def test_multi_arch_images_pin_the_index_digest(
+    tmp_path: Path, moto_ecr, cache_env: dict[str, str]
+) -> None:
     index_digest = moto_ecr.push("shop/api", "v5", index=True)
     done = tagpin(write_app(tmp_path, {"api": f"{HOST}/shop/api:v5"}), env=cache_env)
     assert done.returncode == 0, done.stderr
@@ -130,7 +155,8 @@ def test_multi_arch_images_pin_the_index_digest(tmp_path: Path, moto_ecr,
 
 
 def test_cross_account_repositories_are_asked_with_their_registry_id(
-        tmp_path: Path, moto_ecr, cache_env: dict[str, str]) -> None:
+    tmp_path: Path, moto_ecr, cache_env: dict[str, str]
+) -> None:
     other = "111122223333"
     digest = moto_ecr.push("platform/base", "2024.1", account=other)
     image = f"{other}.dkr.ecr.{REGION}.amazonaws.com/platform/base:2024.1"
@@ -140,7 +166,8 @@ def test_cross_account_repositories_are_asked_with_their_registry_id(
 
 
 def test_pinned_and_non_ecr_images_are_kept_and_strict_apps_refuse_unpinned_ones(
-        tmp_path: Path, moto_ecr, cache_env: dict[str, str]) -> None:
+    tmp_path: Path, moto_ecr, cache_env: dict[str, str]
+) -> None:
     pinned = f"{HOST}/shop/web:v1@sha256:" + "a" * 64
     images = {"a": pinned, "b": "nginx:1.27", "c": "quay.io/org/tool:3"}
     moto_ecr.reset_calls()
@@ -156,17 +183,23 @@ def test_pinned_and_non_ecr_images_are_kept_and_strict_apps_refuse_unpinned_ones
 
 
 def test_every_missing_tag_and_repository_is_reported_at_once(
-        tmp_path: Path, moto_ecr, cache_env: dict[str, str]) -> None:
+    tmp_path: Path, moto_ecr, cache_env: dict[str, str]
+) -> None:
     moto_ecr.push("shop/web", "v1")
-    app = write_app(tmp_path, {
-        "ok": f"{HOST}/shop/web:v1",
-        "gone1": f"{HOST}/shop/web:v404",
-        "gone2": f"{HOST}/shop/web:v405",
-        "norepo": f"{HOST}/shop/nothing:v1",
-    })
+    app = write_app(
+        tmp_path,
+        {
+            "ok": f"{HOST}/shop/web:v1",
+            "gone1": f"{HOST}/shop/web:v404",
+            "gone2": f"{HOST}/shop/web:v405",
+            "norepo": f"{HOST}/shop/nothing:v1",
+        },
+    )
     done = tagpin(app, env=cache_env)
     assert done.returncode == ExitStatus.RESOLVE and done.stdout == ""
-    assert f"{HOST}/shop/web:v404: tag 'v404' does not exist in repository 'shop/web'" in done.stderr
+    assert (
+        f"{HOST}/shop/web:v404: tag 'v404' does not exist in repository 'shop/web'" in done.stderr
+    )
     assert f"{HOST}/shop/web:v405: tag 'v405'" in done.stderr
     assert f"{HOST}/shop/nothing:v1: repository 'shop/nothing' does not exist" in done.stderr
     assert "Deployment/gone1 in templates/workloads.yaml.j2" in done.stderr
@@ -179,8 +212,12 @@ def test_unreachable_ecr_ends_in_a_clear_error_in_bounded_time(tmp_path: Path, a
     with socket.socket() as probe:  # a port on loopback that nobody listens on
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
-    env = dict(os.environ, AWS_ENDPOINT_URL_ECR=f"http://127.0.0.1:{closed_port}",
-               TAGPIN_CACHE="off", TAGPIN_APP_LOOKUP="off")
+    env = dict(
+        os.environ,
+        AWS_ENDPOINT_URL_ECR=f"http://127.0.0.1:{closed_port}",
+        TAGPIN_CACHE="off",
+        TAGPIN_APP_LOOKUP="off",
+    )
     started = time.monotonic()
     done = tagpin(write_app(tmp_path, {"web": f"{HOST}/shop/web:v1"}), env=env)
     elapsed = time.monotonic() - started
