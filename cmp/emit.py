@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from .yamlread import key_text
+
 _CDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 FIRST_KEYS = {"apiVersion": 0, "kind": 1, "metadata": 2}
@@ -80,19 +82,6 @@ def _quoting_resolvers() -> dict[str | None, list[tuple[str, re.Pattern[str]]]]:
     return resolvers
 
 
-def _key_text(key: Any) -> str:
-    """Map keys as sigs.k8s.io/yaml turns them into JSON object keys."""
-    if isinstance(key, str):
-        return key
-    if isinstance(key, bool):
-        return "true" if key else "false"
-    if key is None:
-        return "null"
-    if isinstance(key, float):
-        return repr(key) if math.isfinite(key) else str(key)
-    return str(key)
-
-
 def _key_order(item: tuple[str, Any]) -> tuple[int, str]:
     return FIRST_KEYS.get(item[0], 3), item[0]
 
@@ -104,7 +93,7 @@ class CanonicalDumper(_CDumper):  # type: ignore[misc,valid-type]
         return True  # never emit anchors: every value is written out in full
 
     def represent_mapping_canonical(self, data: dict[Any, Any]) -> yaml.MappingNode:
-        items = [(_key_text(k), v) for k, v in data.items()]
+        items = [(key_text(k), v) for k, v in data.items()]
         items.sort(key=_key_order)
         return self.represent_mapping("tag:yaml.org,2002:map", items)
 

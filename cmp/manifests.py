@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .emit import emit_value
 from .errors import ManifestError, Problems, SourceError
 from .yamlread import load_all
 
@@ -108,12 +109,17 @@ def _check_object(body: Any, manifest: Manifest) -> str | None:
     if not isinstance(body, dict):
         kind = "a list" if isinstance(body, list) else f"the value {body!r}"[:80]
         return f"{where}: expected a Kubernetes object (a mapping), found {kind}"
-    missing = [
-        key
-        for key in ("apiVersion", "kind")
-        if not isinstance(body.get(key), str) or not body.get(key)
-    ]
+    kind_name = body["kind"] if isinstance(body.get("kind"), str) and body["kind"] else "object"
     metadata = body.get("metadata")
+    fields = [("apiVersion", body.get("apiVersion")), ("kind", body.get("kind"))]
+    if isinstance(metadata, dict) and not metadata.get("generateName"):
+        fields.append(("metadata.name", metadata.get("name")))
+    # `name: y` or `apiVersion: 1` parse as a bool/number: say so rather than "lacks".
+    for field_name, value in fields:
+        if value not in (None, "") and not isinstance(value, str):
+            return (f"{where}: {kind_name} {field_name} must be a string, found "
+                    f"{emit_value(value)} (quote it)")
+    missing = [key for key in ("apiVersion", "kind") if not body.get(key)]
     if not isinstance(metadata, dict):
         missing.append("metadata")
     elif not (isinstance(metadata.get("name"), str) and metadata["name"]) and not (
@@ -121,7 +127,6 @@ def _check_object(body: Any, manifest: Manifest) -> str | None:
     ):
         missing.append("metadata.name")
     if missing:
-        kind_name = body["kind"] if isinstance(body.get("kind"), str) else "object"
         return f"{where}: {kind_name} lacks {', '.join(missing)}"
     return None
 

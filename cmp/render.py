@@ -25,6 +25,7 @@ from .sources import AppSource, Limits, RepoFiles, TemplateFile
 
 MAX_REPEAT = 1_000_000  # longest string/list a template may build with `*`
 MAX_POWER = 10_000
+MAX_INT_BITS = 100_000  # largest integer `*`/`**` may build; far beyond any real manifest value
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,9 @@ def build_environment(files: RepoFiles, app_dir: Path, limits: Limits) -> Any:
     class RepoLoader(jinja2.BaseLoader):
         """Finds templates relative to the app directory first, then the repository root."""
 
-        def get_source(self, environment: Any, template: str) -> tuple[str, str, Callable[[], bool]]:
+        def get_source(
+            self, environment: Any, template: str
+        ) -> tuple[str, str, Callable[[], bool]]:
             pieces = jinja2.loaders.split_template_path(template)  # refuses '..'
             for base in (app_dir, files.root):
                 candidate = Path(base, *pieces)
@@ -102,7 +105,8 @@ def build_environment(files: RepoFiles, app_dir: Path, limits: Limits) -> Any:
         @property
         def _undefined_message(self) -> str:
             owner = self._undefined_obj
-            if isinstance(owner, Tree):
+            # A hint is the sandbox's own reason (an unsafe attribute): keep it.
+            if isinstance(owner, Tree) and not self._undefined_hint:
                 return f"{owner._tagpin_path}.{self._undefined_name} is not defined"
             return str(super()._undefined_message)
 
@@ -118,12 +122,25 @@ def build_environment(files: RepoFiles, app_dir: Path, limits: Limits) -> Any:
         def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
             if operator == "**" and isinstance(right, int) and abs(right) > MAX_POWER:
                 raise sandbox.SecurityError(f"exponent {right} is too large")
+            # Small operands can still build huge integers: (10**10000) ** 10000 takes minutes.
+            if (
+                isinstance(left, int)
+                and isinstance(right, int)
+                and _int_bits(operator, left, right) > MAX_INT_BITS
+            ):
+                raise sandbox.SecurityError(
+                    f"the result of {operator} would exceed {MAX_INT_BITS} bits"
+                )
             if operator == "*":
                 for seq, count in ((left, right), (right, left)):
-                    if isinstance(seq, (str, list, tuple)) and isinstance(count, int) \
-                            and len(seq) * count > MAX_REPEAT:
+                    if (
+                        isinstance(seq, (str, list, tuple))
+                        and isinstance(count, int)
+                        and len(seq) * count > MAX_REPEAT
+                    ):
                         raise sandbox.SecurityError(
-                            f"repeating a sequence {count} times exceeds {MAX_REPEAT} items")
+                            f"repeating a sequence {count} times exceeds {MAX_REPEAT} items"
+                        )
             return super().call_binop(context, operator, left, right)
 
     env = TagpinSandbox(
@@ -168,6 +185,15 @@ def build_environment(files: RepoFiles, app_dir: Path, limits: Limits) -> Any:
     return env
 
 
+def _int_bits(operator: str, left: int, right: int) -> int:
+    """An upper bound on the size in bits of `left <operator> right` for integers."""
+    if operator == "*":
+        return left.bit_length() + right.bit_length()
+    if right <= 0 or abs(left) <= 1:
+        return 1
+    return left.bit_length() * right
+
+
 def _bytes(value: Any) -> bytes:
     return value if isinstance(value, bytes) else str(value).encode("utf-8")
 
@@ -177,8 +203,13 @@ def _indent(text: str, width: int) -> str:
     return "\n".join(pad + line if line else line for line in text.split("\n"))
 
 
-def build_context(values: Mapping[str, Any], app: Mapping[str, Any], env: Mapping[str, str],
-                  params: Mapping[str, Any], kube: KubeInfo) -> dict[str, Any]:
+def build_context(
+    values: Mapping[str, Any],
+    app: Mapping[str, Any],
+    env: Mapping[str, str],
+    params: Mapping[str, Any],
+    kube: KubeInfo,
+) -> dict[str, Any]:
     return {
         "values": tree(values, "values"),
         "app": tree(app, "app"),
@@ -188,8 +219,9 @@ def build_context(values: Mapping[str, Any], app: Mapping[str, Any], env: Mappin
     }
 
 
-def render_all(source: AppSource, app_dir: Path, context: Mapping[str, Any],
-               limits: Limits) -> list[RenderedFile]:
+def render_all(
+    source: AppSource, app_dir: Path, context: Mapping[str, Any], limits: Limits
+) -> list[RenderedFile]:
     """Render every template; report every failing file, not only the first."""
     problems = Problems()
     rendered: list[RenderedFile] = []
@@ -208,17 +240,21 @@ def render_all(source: AppSource, app_dir: Path, context: Mapping[str, Any],
             continue
         budget -= len(text)
         if budget < 0:
-            problems.add(SourceError(
-                f"{template.name}: the rendered output exceeds {limits.max_output_bytes} bytes "
-                "(TAGPIN_MAX_OUTPUT_BYTES)"))
+            problems.add(
+                SourceError(
+                    f"{template.name}: the rendered output exceeds {limits.max_output_bytes} bytes "
+                    "(TAGPIN_MAX_OUTPUT_BYTES)"
+                )
+            )
             break
         rendered.append(RenderedFile(name=template.name, text=text))
     problems.raise_if_any()
     return rendered
 
 
-def render_one(environment: Any, template: TemplateFile, context: Mapping[str, Any],
-               budget: int) -> str:
+def render_one(
+    environment: Any, template: TemplateFile, context: Mapping[str, Any], budget: int
+) -> str:
     jinja2, sandbox = _jinja()
     try:
         compiled = environment.get_template(template.app_name)
@@ -229,7 +265,8 @@ def render_one(environment: Any, template: TemplateFile, context: Mapping[str, A
             if size > budget:
                 raise TemplateError(
                     f"{template.name}: the rendered output exceeds the output limit "
-                    "(TAGPIN_MAX_OUTPUT_BYTES); is a loop running away?")
+                    "(TAGPIN_MAX_OUTPUT_BYTES); is a loop running away?"
+                )
             chunks.append(chunk)
         return "".join(chunks)
     except jinja2.TemplateSyntaxError as exc:
@@ -249,7 +286,8 @@ def render_one(environment: Any, template: TemplateFile, context: Mapping[str, A
         raise TemplateError(f"{_template_line(template.name)}: {exc.message}") from None
     except sandbox.SecurityError as exc:
         raise TemplateError(
-            f"{_template_line(template.name)}: not allowed in a template: {exc}") from None
+            f"{_template_line(template.name)}: not allowed in a template: {exc}"
+        ) from None
     except RecursionError:
         raise TemplateError(
             f"{_template_line(template.name)}: templates include each other endlessly"
@@ -258,7 +296,8 @@ def render_one(environment: Any, template: TemplateFile, context: Mapping[str, A
         raise
     except Exception as exc:  # noqa: BLE001 - any error raised by template code is the template's
         raise TemplateError(
-            f"{_template_line(template.name)}: {type(exc).__name__}: {exc}") from None
+            f"{_template_line(template.name)}: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def _template_line(default_name: str) -> str:

@@ -115,8 +115,9 @@ class AppSource:
     files: RepoFiles = field(compare=False)
 
 
-def load_app(app_dir: Path, repo_root: Path, values_files_param: list[str],
-             limits: Limits) -> AppSource:
+def load_app(
+    app_dir: Path, repo_root: Path, values_files_param: list[str], limits: Limits
+) -> AppSource:
     """Read the app, reporting every problem found, not only the first."""
     files = RepoFiles(repo_root, app_dir, limits)
     files.inside(app_dir)  # the app itself must be inside the repository
@@ -152,7 +153,9 @@ def load_app(app_dir: Path, repo_root: Path, values_files_param: list[str],
 def load_config(files: RepoFiles, path: Path) -> AppConfig:
     shown = files.display(path)
     if not os.path.lexists(path):
-        raise ConfigError(f"{shown}: missing; an app directory needs a {MARKER_FILE} (it may be {{}})")
+        raise ConfigError(
+            f"{shown}: missing; an app directory needs a {MARKER_FILE} (it may be {{}})"
+        )
     raw = load_one(files.read_text(path), shown, max_nodes=files.limits.max_yaml_nodes)
     if raw is None:
         return AppConfig()
@@ -224,12 +227,22 @@ def list_templates(files: RepoFiles, app_dir: Path) -> tuple[TemplateFile, ...]:
             if not filename.endswith((*COPIED_SUFFIXES, JINJA_SUFFIX)):
                 continue
             path = Path(directory) / filename
-            found.append(TemplateFile(path=path, name=files.display(path),
-                                      app_name=path.relative_to(app_dir).as_posix()))
+            found.append(
+                TemplateFile(
+                    path=path,
+                    name=files.display(path),
+                    app_name=path.relative_to(app_dir).as_posix(),
+                )
+            )
     found.sort(key=lambda t: t.app_name)
     return tuple(found)
 
 
 def _kind(value: Any) -> str:
-    return {list: "a list", str: "a string", int: "a number", float: "a number",
-            bool: "a boolean"}.get(type(value), type(value).__name__)
+    return {
+        list: "a list",
+        str: "a string",
+        int: "a number",
+        float: "a number",
+        bool: "a boolean",
+    }.get(type(value), type(value).__name__)

@@ -9,6 +9,7 @@ so a plain-YAML app means the same thing here as it does to `kubectl apply`.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -58,28 +59,33 @@ class KubeLoader(_CLoader):  # type: ignore[misc,valid-type]
 
     yaml_implicit_resolvers = _resolvers()
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        # go-yaml refuses duplicate keys ("key already set in map"), and silently keeping the
-        # last one would hide a mistake, so it is an error here too. Keys brought in by a
-        # merge (<<) may be overridden; only keys written in this mapping are compared.
-        seen: set[Any] = set()
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[str, Any]:
+        # Keys become strings as sigs.k8s.io/yaml makes them (`1` → "1", `y` → "true"), so
+        # templates and the emitter see what Kubernetes sees. go-yaml refuses duplicate keys
+        # ("key already set in map"), and so does tagpin, including keys that only collide once
+        # stringified. Keys brought in by a merge (<<) may be overridden by explicit ones.
+        seen: dict[str, Any] = {}
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue
             key = self.construct_object(key_node, deep=deep)
             try:
-                duplicate = key in seen
+                text = key if isinstance(key, str) else key_text(key)
             except TypeError:
                 raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping",
-                    node.start_mark,
-                    "found an unhashable key",
-                    key_node.start_mark,
+                    "while constructing a mapping", node.start_mark,
+                    "found a key that is a mapping or a list", key_node.start_mark,
                 ) from None
-            if duplicate:
-                raise DuplicateKeyError(key, key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+            if text in seen:
+                raise DuplicateKeyError(seen[text], key, key_node.start_mark)
+            seen[text] = key
+        self.flatten_mapping(node)
+        mapping: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            text = key if isinstance(key, str) else key_text(key)
+            mapping[text] = self.construct_object(value_node, deep=deep)
+        return mapping
 
     def construct_yaml_bool(self, node: yaml.ScalarNode) -> bool:
         return self.construct_scalar(node) in BOOL_TRUE
@@ -116,8 +122,32 @@ for _tag in ("timestamp", "binary", "set", "omap", "pairs"):
 
 
 class DuplicateKeyError(yaml.MarkedYAMLError):
-    def __init__(self, key: Any, mark: yaml.Mark) -> None:
-        super().__init__(problem=f"duplicate key {key!r} in a mapping", problem_mark=mark)
+    def __init__(self, first: Any, second: Any, mark: yaml.Mark) -> None:
+        if first == second and type(first) is type(second):
+            problem = f"duplicate key {first!r} in a mapping"
+        else:
+            problem = (f"keys {_shown(first)} and {_shown(second)} both mean "
+                       f"{key_text(second)!r} in Kubernetes; quote or rename one")
+        super().__init__(problem=problem, problem_mark=mark)
+
+
+def _shown(key: Any) -> str:
+    return repr(key) if isinstance(key, str) else key_text(key)
+
+
+def key_text(key: Any) -> str:
+    """A mapping key as sigs.k8s.io/yaml turns it into a JSON object key."""
+    if isinstance(key, str):
+        return key
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if key is None:
+        return "null"
+    if isinstance(key, float):
+        return repr(key) if math.isfinite(key) else str(key)
+    if isinstance(key, int):
+        return str(key)
+    raise TypeError(f"unsupported key type {type(key).__name__}")
 
 
 def load_all(text: str, source: str, *, max_nodes: int) -> list[tuple[int, Any]]:
