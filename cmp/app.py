@@ -23,6 +23,7 @@ from .sources import AppSource, Limits, load_app
 
 if TYPE_CHECKING:
     from .images import ImageField
+    from .lock import LockMode
     from .pin import TagChooser, Wanted
     from .registry.base import Registry, TagInfo
 
@@ -84,6 +85,7 @@ class Services:
     annotations: AnnotationSource | None = None
     concurrency: int = 8
     digests_file: Path | None = None  # `tagpin render --digests FILE`: offline, nothing else
+    lock_mode: LockMode | None = None  # None: TAGPIN_LOCK from the request's settings
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -178,17 +180,18 @@ def tag_chooser(request: RenderRequest, services: Services) -> TagChooser:
 
 
 def registry_for(request: RenderRequest, services: Services) -> Callable[[], Registry]:
-    """A lock in the app directory (or --digests) answers first; ECR only for what it lacks."""
-    from .lock import LOCK_FILE, LockedRegistry, read_lock
+    """A lock in the app directory (or --digests) answers first; TAGPIN_LOCK decides whether
+    ECR fills its gaps (use), checks it (verify), is never asked (strict) or the lock is ignored."""
+    from .lock import LOCK_FILE, LockedRegistry, lock_mode, read_lock, registry_with_lock
 
     if services.digests_file is not None:
-        entries = read_lock(services.digests_file, str(services.digests_file))
-        return lambda: LockedRegistry(entries, fallback=None)
-    lock_path = request.app_dir / LOCK_FILE
-    if lock_path.is_file():
-        entries = read_lock(lock_path, LOCK_FILE)
-        return lambda: LockedRegistry(entries, fallback=services.registry_factory)
-    return services.registry_factory
+        shown = str(services.digests_file)
+        entries = read_lock(services.digests_file, shown)
+        return lambda: LockedRegistry(entries, fallback=None, shown=shown,
+                                      strict_reason="--digests never asks ECR")
+    mode = services.lock_mode or lock_mode(request.settings_env)
+    return registry_with_lock(mode, request.app_dir / LOCK_FILE, LOCK_FILE,
+                              services.registry_factory)
 
 
 def run(request: RenderRequest, services: Services | None = None) -> RenderResult:

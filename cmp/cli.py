@@ -30,7 +30,27 @@ def generate(environ: Mapping[str, str], cwd: Path, *, debug: bool = False) -> i
     from .app import run
     from .request import from_argocd_environment
 
+    limit_memory(environ)
     return execute(lambda: run(from_argocd_environment(environ, cwd)), debug=debug)
+
+
+def limit_memory(environ: Mapping[str, str]) -> None:
+    """Cap this process's address space (TAGPIN_MAX_MEMORY_MB): the Jinja2 sandbox cannot stop
+    every way a template can build a huge string, and a MemoryError with the template's file and
+    line is a far better failure than the sidecar being OOM-killed."""
+    import resource
+
+    from .settings import setting_int
+
+    megabytes = setting_int(environ, "TAGPIN_MAX_MEMORY_MB")
+    if megabytes <= 0:
+        return
+    wanted = megabytes * 1024 * 1024
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        wanted = min(wanted, hard)
+    if soft == resource.RLIM_INFINITY or wanted < soft:
+        resource.setrlimit(resource.RLIMIT_AS, (wanted, hard))
 
 
 def execute(job: Callable[[], Any], *, debug: bool = False) -> int:

@@ -131,6 +131,7 @@ def render_command(
 ) -> int:
     """Render APP_DIR exactly as the sidecar would, for people and CI."""
     from .app import run, services_from
+    from .cli import limit_memory
 
     env = _pairs(env_pairs, "--env")
     sets = _pairs(set_pairs, "--set")
@@ -166,6 +167,7 @@ def render_command(
             parameters=parameters,
             settings_env=dict(os.environ),
         )
+        limit_memory(request.settings_env)
         services = services_from(request.settings_env)
         if digests is not None:
             services.digests_file = Path(os.path.abspath(digests))
@@ -206,3 +208,138 @@ def plugin_yaml_command(check: Path | None) -> int:
         return 0
     click.echo(text, nl=False)
     return 0
+
+
+def _app_options(command: Any) -> Any:
+    """The flags `lock` and `diff` share with `render`: what to render, as the sidecar would."""
+    options = [
+        click.argument("app_dir", default=".", type=click.Path(file_okay=False, path_type=Path)),
+        click.option("--app-name", default="", help="Application name (ARGOCD_APP_NAME)."),
+        click.option("--namespace", "-n", default="", help="Destination namespace."),
+        click.option("--project", default="", help="Argo CD project."),
+        click.option("--revision", default="", help="Revision templates see as app.revision."),
+        click.option("--env", "env_pairs", multiple=True, metavar="KEY=VALUE",
+                     help="Plugin env entry, as ARGOCD_ENV_KEY (repeatable)."),
+        click.option("--values-file", "-f", "values_files", multiple=True, metavar="FILE",
+                     help="Values file relative to APP_DIR: the values-files parameter "
+                     "(repeatable)."),
+        click.option("--set", "set_pairs", multiple=True, metavar="KEY=VALUE",
+                     help="The values parameter, e.g. --set image.tag=v2 (repeatable)."),
+        click.option("--parameters-json", default=None, metavar="JSON",
+                     help="Parameters exactly as Argo CD sends them in ARGOCD_APP_PARAMETERS."),
+        click.option("--kube-version", default="", help="Cluster version, e.g. 1.31.2."),
+        click.option("--api-versions", default="",
+                     help="Comma-separated API versions, as KUBE_API_VERSIONS."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _app_request(app_dir: Path, options: dict[str, Any], *,
+                 must_exist: bool = True) -> RenderRequest:
+    """A RenderRequest from `_app_options` flags (no image-updater: locks and previews show
+    what git says, not what a branch deploy would pick)."""
+    app_path = Path(os.path.abspath(app_dir))
+    if must_exist and not app_path.is_dir():
+        raise ConfigError(f"{app_dir}: not a directory")
+    root = find_repo_root(next(p for p in (app_path, *app_path.parents) if p.is_dir()))
+    try:
+        source_path = app_path.relative_to(root).as_posix()
+    except ValueError:
+        source_path = ""
+    parameters = parse_parameters(options["parameters_json"] or _parameters_from_flags(
+        options["values_files"], _pairs(options["set_pairs"], "--set"), {}))
+    return RenderRequest(
+        app_dir=app_path,
+        repo_root=root,
+        app=AppInfo(instance=options["app_name"], namespace=options["namespace"],
+                    project=options["project"], revision=options["revision"],
+                    source_path="" if source_path == "." else source_path),
+        kube=KubeInfo(version=options["kube_version"],
+                      api_versions=parse_api_versions(options["api_versions"])),
+        env=dict(sorted(_pairs(options["env_pairs"], "--env").items())),
+        parameters=parameters,
+        settings_env=dict(os.environ),
+    )
+
+
+@cli.command("lock")
+@_app_options
+@click.option("--update", is_flag=True,
+              help="Ask ECR for every tag, also those already locked (default: only new tags).")
+@click.option("--keep", is_flag=True,
+              help="Keep entries this render does not use (lock one app's values files in turn).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the lock (default: APP_DIR/tagpin.lock).")
+@click.pass_context
+def lock_command(ctx: click.Context, app_dir: Path, update: bool, keep: bool,
+                 output: Path | None, **options: Any) -> int:
+    """Write APP_DIR/tagpin.lock: the digest of every ECR image tag a render with these flags
+    uses. Commit it; renders then take digests from git instead of ECR."""
+    from .app import services_from
+    from .lock import LOCK_FILE, LockOutcome, lock_app, read_lock, write_lock
+
+    def job() -> LockOutcome:
+        request = _app_request(app_dir, options)
+        target = Path(os.path.abspath(output)) if output else request.app_dir / LOCK_FILE
+        existing = read_lock(target, str(target)) if target.is_file() else []
+        environ = dict(os.environ)
+        if (environ.get("TAGPIN_CACHE") or "on").strip().lower() != "off":
+            environ["TAGPIN_CACHE"] = "refresh"  # what ECR says now, not what a cache remembers
+        services = services_from(environ)
+        result = lock_app(request, services.registry_factory, existing=existing, update=update,
+                          keep=keep, concurrency=services.concurrency)
+        write_lock(target, result.entries)
+        shown = os.path.relpath(target) if output is None else str(output)
+        return LockOutcome(warnings=services.warnings, notes=result.summary(shown))
+
+    return execute(job, debug=ctx.obj["debug"])
+
+
+@cli.command("diff")
+@_app_options
+@click.option("--base", default="HEAD", show_default=True,
+              help="Git revision to compare from (in CI: the merge base with the target branch).")
+@click.option("--head", default=None,
+              help="Git revision to compare to (default: the working tree, uncommitted changes "
+              "included).")
+@click.option("--context", "-U", "context_lines", default=3, show_default=True,
+              type=click.IntRange(min=0), help="Lines of context around each change.")
+@click.pass_context
+def diff_command(ctx: click.Context, app_dir: Path, base: str, head: str | None,
+                 context_lines: int, **options: Any) -> int:
+    """Render APP_DIR at two git revisions and print a unified diff of the outputs.
+
+    Exit 0 when they are equal, 1 when they differ, another code on an error (see README)."""
+    from .app import Services, services_from
+    from .diff import DiffResult, diff_app
+    from .errors import ExitStatus
+
+    outcome: list[DiffResult] = []
+
+    def job() -> DiffResult:
+        request = _app_request(app_dir, options, must_exist=False)
+
+        def services() -> Services:
+            built = services_from(request.settings_env)
+            built.annotations = None  # a preview shows git's tags, not a live branch deploy's
+            return built
+
+        result = diff_app(request, services, base=base, head=head, context_lines=context_lines)
+        outcome.append(result)
+        return result
+
+    status = execute(job, debug=ctx.obj["debug"])
+    if status == ExitStatus.OK and outcome and outcome[0].different:
+        return int(ExitStatus.DIFFERENT)
+    return status
+
+
+def _register_webhook() -> None:
+    from .webhook import webhook_command
+
+    cli.add_command(webhook_command())
+
+
+_register_webhook()

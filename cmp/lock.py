@@ -2,12 +2,14 @@
 
 With a lock, a render takes digests from git instead of ECR: no AWS call, the digest change
 is visible in the pull request, and reverting the commit restores the exact old digest.
-The file is canonical YAML sorted by image, so a bump is a one-line diff.
+The file is canonical YAML sorted by image, so a bump is a one-line diff. TAGPIN_LOCK says
+whether ECR fills the lock's gaps (use), checks it (verify) or is never asked (strict).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -50,7 +52,9 @@ def parse_lock(text: str, shown: str) -> list[LockEntry]:
         raise LockError(
             f"{shown}: not a tagpin lock (expected apiVersion {API_VERSION}, kind {KIND})"
         )
-    images = raw.get("images") or []
+    images = raw.get("images")
+    if images is None:  # `images:` with nothing under it: an app without ECR images
+        images = []
     if not isinstance(images, list):
         raise LockError(f"{shown}: images must be a list")
     entries: list[LockEntry] = []
@@ -107,41 +111,93 @@ def format_lock(entries: Iterable[LockEntry]) -> str:
     return HEADER + emit_stream([{"apiVersion": API_VERSION, "kind": KIND, "images": images}])
 
 
-class LockedRegistry:
-    """`Registry` answering from a lock; tags not in it go to `fallback` (ECR), or fail when
-    `fallback` is None (strict mode)."""
+class LockMode(Enum):
+    """TAGPIN_LOCK: what a render does with the app's tagpin.lock."""
 
-    def __init__(
-        self, entries: Iterable[LockEntry], fallback: Callable[[], Registry] | None
-    ) -> None:
+    USE = "use"  # the lock answers first; ECR resolves the tags it lacks (the default)
+    VERIFY = "verify"  # ECR answers every tag; a locked digest that disagrees fails the render
+    STRICT = "strict"  # the lock only: ECR is never asked, a tag it lacks fails the render
+    OFF = "off"  # ignore the lock and ask ECR, as `tagpin lock` does
+
+
+def lock_mode(environ: Mapping[str, str]) -> LockMode:
+    """TAGPIN_LOCK from the sidecar's (or the shell's) environment; unset or empty means `use`."""
+    raw = (environ.get(LOCK_SETTING) or LockMode.USE.value).strip().lower()
+    try:
+        return LockMode(raw)
+    except ValueError:
+        choices = ", ".join(mode.value for mode in LockMode)
+        raise ConfigError(f"{LOCK_SETTING}={raw!r} must be one of {choices}") from None
+
+
+class LockProblem(LockError, RegistryError):
+    """A lock that cannot answer, or disagrees with ECR. A RegistryError too, so
+    `describe_many` gathers every repository's problems into one report; exits as a LockError."""
+
+
+class LockedRegistry:
+    """`Registry` answering from a lock.
+
+    Tags not in it go to `fallback` (ECR); with no fallback (strict) they are a LockProblem.
+    With `verify`, ECR answers every tag and each locked digest must match ECR's.
+    """
+
+    def __init__(self, entries: Iterable[LockEntry], fallback: Callable[[], Registry] | None,
+                 *, shown: str = LOCK_FILE, verify: bool = False,
+                 strict_reason: str = f"{LOCK_SETTING}=strict never asks ECR") -> None:
         self._table: dict[EcrRepository, dict[str, TagInfo]] = {}
         for entry in entries:
-            self._table.setdefault(entry.repository, {})[entry.tag] = TagInfo(
-                entry.tag, entry.digest
-            )
+            tags = self._table.setdefault(entry.repository, {})
+            tags[entry.tag] = TagInfo(entry.tag, entry.digest)
+        if verify and fallback is None:
+            raise ValueError("verifying a lock needs a registry to verify it against")
         self._fallback_factory = fallback
         self._fallback: Registry | None = None
+        self._building = threading.Lock()
+        self._shown = shown
+        self._verify = verify
+        self._strict_reason = strict_reason
 
     def _inner(self) -> Registry | None:
-        if self._fallback is None and self._fallback_factory is not None:
-            self._fallback = self._fallback_factory()
-        return self._fallback
+        # Repositories are asked from several threads; build ECR's client (and cache) once.
+        with self._building:
+            if self._fallback is None and self._fallback_factory is not None:
+                self._fallback = self._fallback_factory()
+            return self._fallback
 
     def describe_tags(self, repo: EcrRepository, tags: Collection[str]) -> Lookup:
         locked = self._table.get(repo, {})
         found = {tag: locked[tag] for tag in tags if tag in locked}
         rest = [tag for tag in tags if tag not in locked]
-        if not rest:
+        if not rest and not self._verify:
             return Lookup(found=found)
         inner = self._inner()
         if inner is None:
-            return Lookup(found=found, missing=frozenset(rest))
+            raise LockProblem(*(
+                f"{_image(repo, tag)}: not in {self._shown} ({self._strict_reason}); run "
+                f"`tagpin lock` in the app directory and commit {LOCK_FILE}"
+                for tag in sorted(rest)))
+        if self._verify:
+            return self._verified(repo, found, inner.describe_tags(repo, list(tags)))
         answer = inner.describe_tags(repo, rest)
-        return Lookup(
-            found={**found, **answer.found},
-            missing=answer.missing,
-            repository_missing=answer.repository_missing and not found,
-        )
+        return Lookup(found={**found, **answer.found}, missing=answer.missing,
+                      repository_missing=answer.repository_missing and not found)
+
+    def _verified(self, repo: EcrRepository, locked: Mapping[str, TagInfo], ecr: Lookup) -> Lookup:
+        problems: list[str] = []
+        for tag, info in sorted(locked.items()):
+            current = ecr.found.get(tag)
+            if current is None:
+                where = "the repository" if ecr.repository_missing else "the tag"
+                problems.append(f"{_image(repo, tag)}: {self._shown} locks {info.digest}, but "
+                                f"{where} no longer exists in ECR; restore it or run `tagpin lock`")
+            elif current.digest != info.digest:
+                problems.append(f"{_image(repo, tag)}: {self._shown} locks {info.digest}, but ECR "
+                                f"now has {current.digest}; if the new image is intended run "
+                                "`tagpin lock --update` and commit the lock, else restore the tag")
+        if problems:
+            raise LockProblem(*problems)
+        return ecr
 
     def list_tags(self, repo: EcrRepository) -> Lookup:
         inner = self._inner()
@@ -150,5 +206,108 @@ class LockedRegistry:
         return inner.list_tags(repo)
 
 
+def _image(repo: EcrRepository, tag: str) -> str:
+    return f"{repo.registry.host}/{repo.name}:{tag}"
+
+
+def registry_with_lock(mode: LockMode, lock_path: Path, shown: str,
+                       fallback: Callable[[], Registry]) -> Callable[[], Registry]:
+    """The registry a render asks, given TAGPIN_LOCK and the app's lock (if it has one)."""
+    if mode is LockMode.OFF:
+        return fallback
+    has_lock = lock_path.is_file()
+    if mode is LockMode.STRICT:
+        entries = read_lock(lock_path, shown) if has_lock else []
+        where = shown if has_lock else f"{shown} (the app has none)"
+        return lambda: LockedRegistry(entries, fallback=None, shown=where)
+    if not has_lock:
+        return fallback
+    entries = read_lock(lock_path, shown)
+    verify = mode is LockMode.VERIFY
+    return lambda: LockedRegistry(entries, fallback=fallback, shown=shown, verify=verify)
+
+
 def lock_table(entries: Iterable[LockEntry]) -> Mapping[tuple[EcrRepository, str], str]:
     return {(e.repository, e.tag): e.digest for e in entries}
+
+
+@dataclass(frozen=True)
+class LockUpdate:
+    """What `tagpin lock` wrote, and how it differs from the lock it replaced."""
+
+    entries: tuple[LockEntry, ...]
+    added: tuple[LockEntry, ...] = ()
+    changed: tuple[LockEntry, ...] = ()
+    removed: tuple[LockEntry, ...] = ()
+
+    def summary(self, shown: str) -> list[str]:
+        lines = [f"{shown}: {len(self.entries)} image(s); {len(self.added)} added, "
+                 f"{len(self.changed)} changed, {len(self.removed)} removed"]
+        lines += [f"  + {e.image} {e.digest}" for e in self.added]
+        lines += [f"  ~ {e.image} {e.digest}" for e in self.changed]
+        lines += [f"  - {e.image}" for e in self.removed]
+        return lines
+
+
+@dataclass
+class LockOutcome:
+    """Shaped like RenderResult for `cli.execute`: nothing on stdout, the summary on stderr."""
+
+    text: str = ""
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def lock_app(request: RenderRequest, registry_factory: Callable[[], Registry], *,
+             existing: Sequence[LockEntry] = (), update: bool = False, keep: bool = False,
+             concurrency: int = 8) -> LockUpdate:
+    """The lock for every ECR tag a render of `request` uses (all values layers applied).
+
+    Tags already in `existing` keep their digest unless `update`, so a bump changes one line;
+    the rest are asked of `registry_factory` (ECR). Entries this render no longer uses are
+    dropped unless `keep` (an app rendered with several values files locks each in turn).
+    Branch-deploy overrides are not locked: they follow tags pushed after the lock is written.
+    """
+    # The composition root imports this module, so its pipeline is imported late.
+    from .app import limits_from, render_manifests
+    from .images import parse_image_paths
+    from .pin import collect, once, resolve
+
+    source, manifests = render_manifests(request, limits_from(request.settings_env))
+    extra_paths = parse_image_paths(list(source.config.image_paths or []), "tagpin.yaml")
+    wanted, _ = collect(manifests, extra_paths, require_digests=False)
+    old = {(e.repository, e.tag): e for e in existing}
+    reuse = {} if update else old
+    ask = [w for w in wanted if (w.repository, w.tag) not in reuse]
+    registry = once(registry_factory)
+    fresh = resolve(ask, registry(), concurrency) if ask else {}
+    new: dict[tuple[EcrRepository, str], LockEntry] = dict(old) if keep else {}
+    for item in wanted:
+        key = (item.repository, item.tag)
+        info = fresh.get(key)
+        new[key] = reuse[key] if info is None else LockEntry(
+            item.repository, _image(item.repository, item.tag), item.tag, info.digest)
+    ordered = tuple(sorted(new.values(), key=_entry_key))
+    return LockUpdate(
+        entries=ordered,
+        added=tuple(e for e in ordered if (e.repository, e.tag) not in old),
+        changed=tuple(e for e in ordered if (e.repository, e.tag) in old
+                      and old[(e.repository, e.tag)].digest != e.digest),
+        removed=tuple(sorted((e for k, e in old.items() if k not in new), key=_entry_key)),
+    )
+
+
+def _entry_key(entry: LockEntry) -> tuple[str, str, str]:
+    return entry.repository.registry.host, entry.repository.name, entry.tag
+
+
+def write_lock(path: Path, entries: Iterable[LockEntry]) -> None:
+    """Replace `path` atomically, so a concurrent render reads the old lock or the new one."""
+    text = format_lock(entries)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise LockError(f"{path}: cannot write: {exc.strerror}") from None

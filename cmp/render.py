@@ -294,6 +294,11 @@ def render_one(
         ) from None
     except TemplateError:
         raise
+    except MemoryError:
+        raise TemplateError(
+            f"{_template_line(template.name)}: the template needs more memory than tagpin "
+            "allows (TAGPIN_MAX_MEMORY_MB); is it building a huge string or list?"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - any error raised by template code is the template's
         raise TemplateError(
             f"{_template_line(template.name)}: {type(exc).__name__}: {exc}"

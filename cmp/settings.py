@@ -94,8 +94,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("TAGPIN_CACHE_TTL", "300", "Seconds a cached tag→digest answer is trusted."),
     Setting("TAGPIN_TAG_LIST_TTL", "30", "Seconds a cached tag list (branch deploys) is trusted."),
-    Setting("TAGPIN_SERVE_STALE_HOURS", "0", "When ECR is down or throttling, serve cached "
-            "digests up to this many hours old, with a warning; 0 = never (the default)."),
+    Setting(
+        "TAGPIN_SERVE_STALE_HOURS",
+        "0",
+        "When ECR is down or throttling, serve cached digests up to this many hours old, "
+        "with a warning; 0 = never (the default).",
+    ),
     Setting("TAGPIN_ECR_MAX_ATTEMPTS", "4", "Attempts per ECR call (botocore standard retries)."),
     Setting("TAGPIN_ECR_CONNECT_TIMEOUT", "3", "Seconds to connect to ECR."),
     Setting("TAGPIN_ECR_READ_TIMEOUT", "5", "Seconds to wait for an ECR answer."),
@@ -121,6 +125,18 @@ SETTINGS: tuple[Setting, ...] = (
         "TAGPIN_MAX_YAML_NODES",
         "2000000",
         "Most YAML nodes one document may expand to through aliases.",
+    ),
+    Setting(
+        "TAGPIN_LOCK",
+        "use",
+        "`use`, `verify`, `strict` or `off`: what a render does with the app's tagpin.lock "
+        "(docs/previews.md).",
+    ),
+    Setting(
+        "TAGPIN_MAX_MEMORY_MB",
+        "4096",
+        "Address-space cap of one render process, so a runaway template fails with its file "
+        "and line instead of the sidecar being OOM-killed; 0 = no cap.",
     ),
 )
 

@@ -273,3 +273,20 @@ def test_generate_in_a_subprocess_keeps_the_environment_out(tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr.decode()
     assert b'env: \'{"MODE":"x"}\'' in done.stdout
     assert SECRET.encode() not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("expression", [
+    "'a' | center(10**10)",
+    "'x'.ljust(10**10)",
+    "'{:>10000000000}'.format('a')",
+])
+def test_memory_bombs_fail_with_the_template_line_not_an_oom_kill(
+        tmp_path: Path, expression: str) -> None:
+    """The sandbox cannot intercept every builtin that allocates; the address-space cap
+    (TAGPIN_MAX_MEMORY_MB) turns those into a clear template error."""
+    app = build_tree(tmp_path, {"tagpin.yaml": "{}\n",
+                                "templates/attack.yaml.j2": cm("x", a="{{ " + expression + " }}")})
+    done = run_cli(["generate"], cwd=app, env={"TAGPIN_MAX_MEMORY_MB": "1024"})
+    assert (done.returncode, done.stdout) == (ExitStatus.TEMPLATE, b"")
+    assert "templates/attack.yaml.j2" in done.stderr.decode()
+    assert "more memory than tagpin allows" in done.stderr.decode()

@@ -1,0 +1,92 @@
+"""Render an app in your own tests, offline: digests come from its tagpin.lock, never from ECR.
+
+    from cmp.testing import render_app
+
+    def test_web(snapshot):
+        assert render_app("deploy/web", app_name="web", namespace="shop") == snapshot
+
+The output is byte for byte what `tagpin render` (and the Argo CD sidecar, given the same
+inputs) prints. No AWS configuration is needed or read: an ECR tag missing from the lock
+raises `cmp.errors.LockError` naming it, so a snapshot can never depend on ECR's state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .app import Services, run
+from .errors import ConfigError, LockError
+from .lock import LockMode
+from .registry.base import Registry
+from .request import AppInfo, KubeInfo, RenderRequest, parse_api_versions
+from .settings import parse_parameters
+
+
+def render_app(app_dir: str | os.PathLike[str], *, app_name: str = "", namespace: str = "",
+               project: str = "", revision: str = "", repo_url: str = "",
+               target_revision: str = "", values_files: Sequence[str] = (),
+               values: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None,
+               digests: str | os.PathLike[str] | None = None, kube_version: str = "",
+               api_versions: Sequence[str] = (),
+               repo_root: str | os.PathLike[str] | None = None) -> str:
+    """The canonical YAML `tagpin render` prints for these inputs, rendered without ECR.
+
+    app_dir:      the app directory (holding tagpin.yaml).
+    app_name:     ARGOCD_APP_NAME (`name` or `<app namespace>_<name>`); `app.name` in templates.
+    namespace:    the destination namespace (`app.namespace`, and the default for objects).
+    values_files: the `values-files` plugin parameter, relative to app_dir, layered in order.
+    values:       the `values` plugin parameter: dotted keys to strings, like `--set`
+                  (`{"image.tag": "v2", "replicas": "8"}`), as Argo CD sends them.
+    env:          the Application's plugin env, without the ARGOCD_ENV_ prefix.
+    digests:      a lock file to take digests from instead of app_dir/tagpin.lock.
+    repo_root:    how far templates may reach; default the nearest ancestor holding `.git`.
+
+    Raises a `cmp.errors.TagpinError` subclass (with `.problems` and `.exit_status`) when the
+    render fails, `LockError` when an ECR tag is not in the lock.
+    """
+    app_path = Path(os.path.abspath(app_dir))
+    if not app_path.is_dir():
+        raise ConfigError(f"{app_dir}: not a directory")
+    root = Path(os.path.abspath(repo_root)) if repo_root is not None else _repo_root(app_path)
+    try:
+        source_path = app_path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        raise ConfigError(f"{app_dir} is not inside the repository root {root}") from None
+    request = RenderRequest(
+        app_dir=app_path,
+        repo_root=root,
+        app=AppInfo(instance=app_name, namespace=namespace, project=project, revision=revision,
+                    repo_url=repo_url, source_path="" if source_path == "." else source_path,
+                    target_revision=target_revision),
+        kube=KubeInfo(version=kube_version,
+                      api_versions=parse_api_versions(",".join(api_versions))),
+        env=dict(sorted((env or {}).items())),
+        parameters=parse_parameters(_parameters_json(values_files, values or {})),
+        settings_env={},  # the defaults, whatever TAGPIN_* the test process happens to have
+    )
+    services = Services(registry_factory=_no_registry, annotations=None,
+                        lock_mode=LockMode.STRICT,
+                        digests_file=Path(os.path.abspath(digests)) if digests else None)
+    return run(request, services).text
+
+
+def _repo_root(app_dir: Path) -> Path:
+    for candidate in (app_dir, *app_dir.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return app_dir
+
+
+def _parameters_json(values_files: Sequence[str], values: Mapping[str, str]) -> str:
+    items: list[dict[str, Any]] = [{"name": "values-files", "array": list(values_files)},
+                                   {"name": "values", "map": dict(values)}]
+    return json.dumps(items)
+
+
+def _no_registry() -> Registry:
+    # Strict lock mode never builds the fallback registry; this only guards that promise.
+    raise LockError("render_app never asks ECR; add the image to tagpin.lock with `tagpin lock`")
