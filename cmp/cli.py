@@ -63,7 +63,7 @@ def execute(job: Callable[[], Any], *, debug: bool = False) -> int:
             traceback.print_exc(file=sys.stderr)
         return int(exc.exit_status)
     except KeyboardInterrupt:
-        return 130
+        return int(ExitStatus.INTERRUPTED)
     except Exception:  # noqa: BLE001 - anything else is a bug; never print partial output
         sys.stderr.write("tagpin: internal error (a bug in tagpin; please report it)\n")
         if debug:
@@ -99,5 +99,5 @@ def _click_main(args: list[str]) -> int:
         exc.show()
         return int(ExitStatus.USAGE)
     except click.exceptions.Abort:
-        return 130
+        return int(ExitStatus.INTERRUPTED)
     return int(code or 0)

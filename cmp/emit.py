@@ -9,7 +9,7 @@ The canonical form (documented in the README):
 - strings with line breaks are block literals (`|`), unless they cannot be (trailing spaces,
   control characters), in which case libyaml double-quotes them;
 - no anchors or aliases, no line folding, UTF-8 text as-is, two-space indentation, and
-  sequences indented under their key.
+  sequence items at their key's indentation (`key:\n- item`, as kubectl writes them).
 
 libyaml's C emitter does the writing; the Python part is limited to key order and scalar style.
 """

@@ -27,6 +27,7 @@ class ExitStatus(IntEnum):
     APP_LOOKUP = 10  # the live Application could not be read from the Kubernetes API
     LOCK = 11  # tagpin.lock is malformed, incomplete under strict mode, or disagrees with ECR
     INTERNAL = 70  # a bug in tagpin: rerun with --debug and report it
+    INTERRUPTED = 130  # stopped by SIGINT (Ctrl-C)
 
 
 class TagpinError(Exception):

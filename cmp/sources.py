@@ -8,6 +8,7 @@ holds credentials.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,20 @@ class RepoFiles:
         shown = self.display(path)
         real = self.inside(path)
         try:
-            with open(real, "rb") as handle:
+            # O_NONBLOCK: a FIFO where a file should be must not hang the render until Argo CD
+            # kills it; anything but a regular file is refused before reading.
+            descriptor = os.open(real, os.O_RDONLY | os.O_NONBLOCK)
+            with os.fdopen(descriptor, "rb") as handle:
+                mode = os.fstat(handle.fileno()).st_mode
+                if stat.S_ISDIR(mode):
+                    raise SourceError(f"{shown}: is a directory, expected a file")
+                if not stat.S_ISREG(mode):
+                    raise SourceError(f"{shown}: not a regular file (a FIFO or device?)")
+                if os.fstat(handle.fileno()).st_size > self.limits.max_file_bytes:
+                    raise SourceError(
+                        f"{shown}: larger than {self.limits.max_file_bytes} bytes "
+                        "(TAGPIN_MAX_FILE_BYTES); refusing to read it"
+                    )
                 data = handle.read(self.limits.max_file_bytes + 1)
         except FileNotFoundError:
             raise SourceError(f"{shown}: file not found") from None

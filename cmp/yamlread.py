@@ -90,21 +90,28 @@ class KubeLoader(_CLoader):  # type: ignore[misc,valid-type]
     def construct_yaml_bool(self, node: yaml.ScalarNode) -> bool:
         return self.construct_scalar(node) in BOOL_TRUE
 
-    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
-        text = str(self.construct_scalar(node)).replace("_", "")
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int | str:
+        text = str(self.construct_scalar(node))
+        digits = text.replace("_", "").lstrip("+-")
         sign = -1 if text.startswith("-") else 1
-        digits = text.lstrip("+-")
-        if len(digits) > 1 and digits[0] == "0" and digits[1].isdigit():
-            return sign * int(digits, 8)
-        return sign * int(digits, 0)
+        try:
+            if len(digits) > 1 and digits[0] == "0" and digits[1].isdigit():
+                return sign * int(digits, 8)
+            return sign * int(digits, 0)
+        except ValueError:  # `0x_`: go-yaml strips `_`, fails to parse, and keeps the string
+            return text
 
-    def construct_yaml_float(self, node: yaml.ScalarNode) -> float:
-        text = str(self.construct_scalar(node)).replace("_", "").lower()
+    def construct_yaml_float(self, node: yaml.ScalarNode) -> float | str:
+        original = str(self.construct_scalar(node))
+        text = original.replace("_", "").lower()
         if text.endswith(".inf"):
             return float("-inf") if text.startswith("-") else float("inf")
         if text == ".nan":
             return float("nan")
-        return float(text)
+        try:
+            return float(text)
+        except ValueError:  # `._`: not a number to go-yaml either
+            return original
 
     def construct_undefined(self, node: yaml.Node) -> Any:
         raise yaml.constructor.ConstructorError(

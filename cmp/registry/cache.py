@@ -12,6 +12,7 @@ import fcntl
 import hashlib
 import json
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -24,6 +25,7 @@ from urllib.parse import quote
 from cachetools import TTLCache
 
 from cmp.registry.base import Lookup, Registry, TagInfo, is_digest
+from cmp.registry.ecr import RegistryUnavailable
 
 if TYPE_CHECKING:
     from cmp.images import EcrRepository
@@ -93,7 +95,7 @@ class DiskCache:
             return None
         path = self.path_for(repo)
         try:
-            raw = path.read_bytes()
+            raw = _read_regular_file(path)
         except FileNotFoundError:
             return None
         except OSError as error:
@@ -235,6 +237,11 @@ class CachingRegistry:
     On a miss it takes the repository's lock, re-reads the file (another process may have just
     filled it), asks `inner` for what is still missing and merges the answer, all under the lock.
     Missing tags and repositories are never cached: a push must show up on the next render.
+
+    `stale_for` > 0 (seconds, opt-in): when `inner` is unavailable (`RegistryUnavailable`: down,
+    throttling, server errors; never access denied), disk entries older than the TTL but younger
+    than `stale_for` answer instead, with a warning naming each image and its age. All the tags
+    asked of a repository must be covered, or the registry's error stands.
     """
 
     def __init__(
@@ -247,8 +254,12 @@ class CachingRegistry:
         ttl: float = 300.0,
         tag_list_ttl: float = 60.0,
         memory_size: int = 4096,
+        stale_for: float = 0.0,
+        warnings: list[str] | None = None,
     ) -> None:
         self._inner = inner
+        self._stale_for = stale_for if mode is CacheMode.ON else 0.0
+        self.warnings: list[str] = warnings if warnings is not None else []
         self._store = store if mode is not CacheMode.OFF else None
         self._clock = clock
         self._read_disk = mode is CacheMode.ON
@@ -282,7 +293,14 @@ class CachingRegistry:
                     self._remember(repo, found)
                     return Lookup(found=found)
             fetched_at = self._clock()
-            answer = self._ask(repo, wanted, found)
+            try:
+                answer = self._ask(repo, wanted, found)
+            except RegistryUnavailable:
+                stale = self._stale(store.read(repo), wanted - found.keys())
+                if stale is None:
+                    raise
+                self._warn_stale(repo, stale)
+                return Lookup(found={**found, **{t: entry.info for t, entry in stale.items()}})
             fresh = {t: answer.found[t] for t in wanted - found.keys() if t in answer.found}
             if fresh:
                 store.merge(repo, fresh, fetched_at)
@@ -306,7 +324,13 @@ class CachingRegistry:
                 if cached is not None:
                     return self._remember_list(repo, cached)
             fetched_at = self._clock()
-            answer = self._list(repo)
+            try:
+                answer = self._list(repo)
+            except RegistryUnavailable:
+                listed = self._stale_list(repo, store.read(repo))
+                if listed is None:
+                    raise
+                return listed
             if not answer.repository_missing:
                 store.merge(repo, answer.found, fetched_at, tag_list=True)
             return answer
@@ -355,15 +379,55 @@ class CachingRegistry:
             if entry is not None and oldest < entry.fetched_at
         }
 
-    def _fresh_list(self, cached: CachedRepository | None) -> Lookup | None:
+    def _fresh_list(
+        self, cached: CachedRepository | None, max_age: float | None = None
+    ) -> Lookup | None:
         if cached is None or cached.tag_list is None or cached.tag_list_fetched_at is None:
             return None
-        if cached.tag_list_fetched_at <= self._clock() - self._tag_list_ttl:
+        max_age = self._tag_list_ttl if max_age is None else max_age
+        if cached.tag_list_fetched_at <= self._clock() - max_age:
             return None
         entries = [cached.tags.get(tag) for tag in cached.tag_list]
         if any(entry is None for entry in entries):
             return None
         return Lookup(found={entry.info.tag: entry.info for entry in entries if entry is not None})
+
+    # -- serving stale entries while the registry is down (opt-in) --------------------------
+
+    def _stale(
+        self, cached: CachedRepository | None, tags: Collection[str]
+    ) -> dict[str, CachedTag] | None:
+        """Cached entries younger than `stale_for` for every tag, or None if any is lacking."""
+        if self._stale_for <= 0 or cached is None:
+            return None
+        oldest = self._clock() - self._stale_for
+        entries = {tag: cached.tags.get(tag) for tag in tags}
+        usable = {t: e for t, e in entries.items() if e is not None and oldest < e.fetched_at}
+        return usable if len(usable) == len(entries) else None
+
+    def _stale_list(self, repo: EcrRepository, cached: CachedRepository | None) -> Lookup | None:
+        if self._stale_for <= 0 or cached is None or cached.tag_list_fetched_at is None:
+            return None
+        listing = self._fresh_list(cached, max_age=self._stale_for)
+        if listing is not None:
+            age = _age(self._clock() - cached.tag_list_fetched_at)
+            self.warnings.append(
+                f"ECR is unavailable, so the tags of {_image(repo)} come from a listing cached "
+                f"{age} ago and may be out of date (TAGPIN_SERVE_STALE_HOURS)"
+            )
+        return listing
+
+    def _warn_stale(self, repo: EcrRepository, stale: Mapping[str, CachedTag]) -> None:
+        now = self._clock()
+        pinned = ", ".join(
+            f"{_image(repo)}:{tag} (cached {_age(now - entry.fetched_at)} ago)"
+            for tag, entry in sorted(stale.items())
+        )
+        self.warnings.append(
+            f"ECR is unavailable, so these digests come from the image cache and may be out "
+            f"of date: {pinned}; they are served for up to TAGPIN_SERVE_STALE_HOURS="
+            f"{self._stale_for / 3600:g} while ECR is down"
+        )
 
 
 # -- the file format ------------------------------------------------------------------------
@@ -431,6 +495,20 @@ def _checksum(body: Mapping[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(canonical).hexdigest()
 
 
+def _read_regular_file(path: Path) -> bytes:
+    """The file's bytes, refusing anything but a regular file: reading a FIFO would block."""
+    handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(handle).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+            raise OSError(errno.EINVAL, f"it is {kind}")
+        with os.fdopen(handle, "rb", closefd=False) as file:
+            return file.read()
+    finally:
+        os.close(handle)
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
     """Readers see the old file or the new one, never a torn one: temp file, fsync, rename."""
     temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -455,3 +533,13 @@ def _write_all(handle: int, data: bytes) -> None:
 
 def _reason(error: OSError) -> str:
     return error.strerror or type(error).__name__
+
+
+def _image(repo: EcrRepository) -> str:
+    return f"{repo.registry.host}/{repo.name}"
+
+
+def _age(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{max(0, round(seconds / 60))} min"
+    return f"{seconds / 3600:.1f} h"

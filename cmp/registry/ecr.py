@@ -74,6 +74,12 @@ class EcrSettings:
     concurrency: int = 8  # parallel repositories; also the HTTP pool size per region
 
 
+class RegistryUnavailable(RegistryError):
+    """ECR could not answer now (unreachable, timed out, throttled, a server error, the deadline
+    passed): asking again later may work. Unlike access denied or bad credentials, this is the
+    case where a cache may answer for it (TAGPIN_SERVE_STALE_HOURS)."""
+
+
 class _RepositoryNotFound(Exception):
     pass
 
@@ -288,7 +294,7 @@ class EcrRegistryClient:
             raise _DeadlinePassed()
 
     def _deadline_error(self, operation: str, repo: EcrRepository) -> RegistryError:
-        return RegistryError(
+        return RegistryUnavailable(
             f"ECR lookups did not finish within {self._settings.deadline:g} s, so {operation} "
             f"on {_display(repo)} was not (re)tried; check that ECR is reachable and not "
             "throttling, or raise the deadline (TAGPIN_ECR_DEADLINE)"
@@ -345,7 +351,7 @@ class EcrRegistryClient:
         if code == "ImageNotFoundException":
             return _ImageNotFound(message)
         if code in _THROTTLING_CODES:
-            return RegistryError(
+            return RegistryUnavailable(
                 f"ECR throttled {operation} on {where} after {attempts} attempts ({code}: "
                 f"{message}); retry later, lower the concurrency (TAGPIN_ECR_CONCURRENCY) or ask "
                 f"AWS to raise the ECR {operation} rate quota"
@@ -366,7 +372,7 @@ class EcrRegistryClient:
                 f"({code}: {message}); check the IRSA/Pod Identity role or refresh the credentials"
             )
         if status >= 500 or code == "ServerException":
-            return RegistryError(
+            return RegistryUnavailable(
                 f"ECR failed {operation} on {where} with a server error (HTTP {status}) after "
                 f"{attempts} attempts; retry later"
             )
@@ -390,7 +396,7 @@ class EcrRegistryClient:
             what = "timed out" if isinstance(error, boto.ReadTimeoutError) else "failed"
             if isinstance(error, boto.ConnectTimeoutError):
                 what = "connection timed out"
-            return RegistryError(
+            return RegistryUnavailable(
                 f"cannot reach ECR at {client.meta.endpoint_url} in {region} ({what} after up to "
                 f"{self._settings.max_attempts} attempts) while resolving {_display(repo)}: check "
                 "the network path (VPC endpoint, proxy, NetworkPolicy) from the repo-server pod"
