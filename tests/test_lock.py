@@ -14,19 +14,10 @@ import pytest
 from cmp.errors import ExitStatus, LockError
 from cmp.lock import LockMode, format_lock, lock_mode, parse_lock
 from tests.support.moto_ecr import ACCOUNT, REGION
+from tests.support.renders import BOTO_PROBE
 
 HOST = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 TAGPIN = str(Path(sys.executable).with_name("tagpin"))
-# Runs tagpin in-process and reports whether boto3/botocore were imported at all.
-BOTO_PROBE = (
-    "import sys\n"
-    "from cmp.cli import main\n"
-    "try:\n    main(sys.argv[1:])\n"
-    "except SystemExit as exit:\n    code = exit.code\n"
-    "loaded = sorted(m for m in ('boto3', 'botocore') if m in sys.modules)\n"
-    "sys.stderr.write('\\nIMPORTED=' + ','.join(loaded) + '\\n')\n"
-    "sys.exit(code)\n"
-)
 
 
 def rebuilt(seed: str) -> bytes:

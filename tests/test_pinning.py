@@ -15,17 +15,9 @@ import pytest
 from cmp.errors import ExitStatus
 from tests.support.fake_ecr import access_denied, throttling
 from tests.support.moto_ecr import ACCOUNT, REGION
+from tests.support.renders import BOTO_PROBE
 
 HOST = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
-BOTO_PROBE = (
-    "import sys\n"
-    "from cmp.cli import main\n"
-    "try:\n    main(sys.argv[1:])\n"
-    "except SystemExit as exit:\n    code = exit.code\n"
-    "loaded = sorted(m for m in ('boto3', 'botocore') if m in sys.modules)\n"
-    "sys.stderr.write('\\nIMPORTED=' + ','.join(loaded) + '\\n')\n"
-    "sys.exit(code)\n"
-)
 
 
 def write_app(root: Path, images: dict[str, str], extra: str = "") -> Path:

@@ -19,6 +19,17 @@ HOST = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 TAGPIN = Path(sys.executable).with_name("tagpin")
 ARGOCD_DEADLINE = 60  # seconds: Argo CD's default repo-server/cmp-server request timeout
 
+# Runs tagpin in-process, then reports on stderr whether boto3/botocore were imported at all.
+BOTO_PROBE = (
+    "import sys\n"
+    "from cmp.cli import main\n"
+    "try:\n    main(sys.argv[1:])\n"
+    "except SystemExit as exit:\n    code = exit.code\n"
+    "loaded = sorted(m for m in ('boto3', 'botocore') if m in sys.modules)\n"
+    "sys.stderr.write('\\nIMPORTED=' + ','.join(loaded) + '\\n')\n"
+    "sys.exit(code)\n"
+)
+
 # Credentials no message may ever show; moto and the scripted ECR accept any.
 ACCESS_KEY_ID = "AKIATAGPINTESTKEY042"
 SECRET_ACCESS_KEY = "tagpin/Secret+Key/must-never-appear-0123456789"
