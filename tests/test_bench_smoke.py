@@ -1,0 +1,72 @@
+"""The benchmark suite still runs: tiny apps, one run each, and no assertion on time.
+
+What it does assert is behaviour the benchmarks report: a cold render asks ECR once per
+repository, and the warm path imports neither boto3 nor a Kubernetes client (nor Jinja2 for an
+app without templates).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    workdir = tmp_path_factory.mktemp("bench")
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--no-compile", "--workdir", str(workdir)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    return completed.stdout, workdir
+
+
+def _table_rows(output: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in output.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and not line.startswith("| case") and len(cells) > 2:
+            rows[cells[0]] = cells
+    return rows
+
+
+def test_every_case_has_a_row(smoke_run: tuple[str, Path]) -> None:
+    rows = _table_rows(smoke_run[0])
+    assert set(rows) == {"example", "example-lock", "large-40", "large-200", "images-8 cold"}
+
+
+@pytest.mark.parametrize(("case", "objects"), [("example", 4), ("large-40", 40),
+                                               ("large-200", 200), ("images-8 cold", 8)])
+def test_tagpin_output_holds_every_object(smoke_run: tuple[str, Path], case: str,
+                                          objects: int) -> None:
+    text = (smoke_run[1] / f"{case}.out.yaml").read_text()
+    documents = [d for d in yaml.load_all(text, Loader=yaml.CSafeLoader) if d is not None]
+    assert len(documents) == objects
+
+
+def test_large_app_images_are_pinned_from_the_primed_cache(smoke_run: tuple[str, Path]) -> None:
+    text = (smoke_run[1] / "large-40.out.yaml").read_text()
+    images = [container["image"]
+              for document in yaml.load_all(text, Loader=yaml.CSafeLoader)
+              if document["kind"] == "Deployment"
+              for container in document["spec"]["template"]["spec"]["containers"]]
+    assert len(images) == 10
+    assert all("@sha256:" in image for image in images)
+
+
+def test_cold_render_asks_ecr_once_per_repository(smoke_run: tuple[str, Path]) -> None:
+    note = _table_rows(smoke_run[0])["images-8 cold"][-1]
+    assert note.startswith("4 repos in 2 regions")
+    assert note.endswith("ECR calls/run 4 (DescribeImages 4)")
+
+
+def test_warm_path_imports_no_aws_or_kubernetes_client(smoke_run: tuple[str, Path]) -> None:
+    lines = [line for line in smoke_run[0].splitlines() if line.startswith("- ")]
+    assert [line.split(";")[0] for line in lines] == ["- example: OK", "- large-40: OK"]
