@@ -7,7 +7,6 @@ I/O that tests swap (ECR, the digest cache, the Kubernetes API) is passed in as 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from .emit import emit_stream
 from .manifests import Manifest, parse_rendered
 from .render import build_context, render_all
 from .request import RenderRequest
-from .settings import setting_choice, setting_int
+from .settings import IMAGE_LIST_KEY, IMAGE_UPDATER_PREFIX, setting_choice, setting_int
 from .sources import AppSource, Limits, load_app
 
 if TYPE_CHECKING:
@@ -55,8 +54,10 @@ def layered_values(source: AppSource, parameters: Mapping[str, Any]) -> dict[str
     )
 
 
-def render_manifests(request: RenderRequest, limits: Limits) -> tuple[AppSource, list[Manifest]]:
-    """The pure part: files in, checked Kubernetes objects out (images not yet pinned)."""
+def render_manifests(request: RenderRequest, limits: Limits,
+                     bytecode_dir: Path | None = None) -> tuple[AppSource, list[Manifest]]:
+    """The pure part: files in, checked Kubernetes objects out (images not yet pinned).
+    `bytecode_dir` optionally keeps compiled templates between processes."""
     source = load_app(
         request.app_dir,
         request.repo_root,
@@ -70,7 +71,7 @@ def render_manifests(request: RenderRequest, limits: Limits) -> tuple[AppSource,
         params=request.parameters,
         kube=request.kube,
     )
-    rendered = render_all(source, request.app_dir, context, limits)
+    rendered = render_all(source, request.app_dir, context, limits, bytecode_dir)
     manifests = parse_rendered(
         rendered, default_namespace=request.app.namespace, max_nodes=limits.max_yaml_nodes
     )
@@ -95,7 +96,18 @@ def default_cache_dir(environ: Mapping[str, str]) -> Path:
         return Path(environ["TAGPIN_CACHE_DIR"])
     if environ.get("XDG_CACHE_HOME"):
         return Path(environ["XDG_CACHE_HOME"]) / "tagpin"
+    import tempfile
+
     return Path(tempfile.gettempdir()) / f"tagpin-cache-{os.getuid()}"
+
+
+def template_cache_dir(environ: Mapping[str, str]) -> Path | None:
+    """Where compiled Jinja2 templates are kept, next to the digest cache (off with it)."""
+    from . import __version__
+
+    if (environ.get("TAGPIN_CACHE") or "on").strip().lower() == "off":
+        return None
+    return default_cache_dir(environ) / f"jinja-{__version__}"
 
 
 def ecr_registry_factory(environ: Mapping[str, str], warnings: list[str]) -> Callable[[], Registry]:
@@ -156,8 +168,6 @@ def services_from(environ: Mapping[str, str]) -> Services:
 def tag_chooser(request: RenderRequest, services: Services) -> TagChooser:
     """Branch deploys: Image Updater overrides from the `image-updater` parameter and the live
     Application. Asked only when some ECR image needs a digest."""
-    from . import branch_deploy
-
     def choose(
         wanted: Sequence[Wanted], registry: Callable[[], Registry]
     ) -> Mapping[ImageField, TagInfo]:
@@ -166,6 +176,11 @@ def tag_chooser(request: RenderRequest, services: Services) -> TagChooser:
             annotations, warnings = services.annotations(request)
             services.warnings.extend(warnings)
         parameter = request.parameters.get("image-updater") or {}
+        if (IMAGE_LIST_KEY not in parameter
+                and IMAGE_UPDATER_PREFIX + IMAGE_LIST_KEY not in annotations):
+            return {}  # production apps: skip loading the semver/override machinery
+        from . import branch_deploy
+
         policies = branch_deploy.policies_from(annotations, parameter)
         if not policies:
             return {}
@@ -197,7 +212,7 @@ def registry_for(request: RenderRequest, services: Services) -> Callable[[], Reg
 def run(request: RenderRequest, services: Services | None = None) -> RenderResult:
     services = services or services_from(request.settings_env)
     limits = limits_from(request.settings_env)
-    source, manifests = render_manifests(request, limits)
+    source, manifests = render_manifests(request, limits, template_cache_dir(request.settings_env))
     from .images import parse_image_paths
     from .pin import pin
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -60,6 +59,8 @@ def execute(job: Callable[[], Any], *, debug: bool = False) -> int:
     except TagpinError as exc:
         _report(exc)
         if debug:
+            import traceback
+
             traceback.print_exc(file=sys.stderr)
         return int(exc.exit_status)
     except KeyboardInterrupt:
@@ -67,6 +68,8 @@ def execute(job: Callable[[], Any], *, debug: bool = False) -> int:
     except Exception:  # noqa: BLE001 - anything else is a bug; never print partial output
         sys.stderr.write("tagpin: internal error (a bug in tagpin; please report it)\n")
         if debug:
+            import traceback
+
             traceback.print_exc(file=sys.stderr)
         else:
             sys.stderr.write(f"  {sys.exc_info()[1]!r}\n  rerun with --debug for a traceback\n")

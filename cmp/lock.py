@@ -165,6 +165,13 @@ class LockedRegistry:
                 self._fallback = self._fallback_factory()
             return self._fallback
 
+    def describe_cached(self, repo: EcrRepository, tags: Collection[str]) -> Lookup | None:
+        """The lock's answer when it holds every tag (and is not being verified), else None."""
+        locked = self._table.get(repo, {})
+        if self._verify or any(tag not in locked for tag in tags):
+            return None
+        return Lookup(found={tag: locked[tag] for tag in tags})
+
     def describe_tags(self, repo: EcrRepository, tags: Collection[str]) -> Lookup:
         locked = self._table.get(repo, {})
         found = {tag: locked[tag] for tag in tags if tag in locked}

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from cmp.semver import Constraint, Version
+from cmp.settings import IMAGE_UPDATER_PREFIX
 
-PREFIX = "argocd-image-updater.argoproj.io/"
+PREFIX = IMAGE_UPDATER_PREFIX
 
 STRATEGIES = ("semver", "newest-build", "alphabetical", "digest")
 # Old names Image Updater still accepts, with a warning.

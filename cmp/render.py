@@ -8,12 +8,9 @@ no Python internals, no randomness or clock (output must be deterministic).
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
+import contextlib
 import os
 import sys
-import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,14 +70,20 @@ class TemplateAbort(Exception):
 
 def _jinja() -> Any:
     # Imported here: an app with no .j2 files never pays for Jinja2.
+
     import jinja2
     import jinja2.sandbox
 
     return jinja2, jinja2.sandbox
 
 
-def build_environment(files: RepoFiles, app_dir: Path, limits: Limits) -> Any:
-    # Imported here: an app with no .j2 files never pays for Jinja2.
+def build_environment(files: RepoFiles, app_dir: Path, limits: Limits,
+                      bytecode_dir: Path | None = None) -> Any:
+    # Imported here: an app with no .j2 files never pays for Jinja2 (or these).
+    import base64
+    import hashlib
+    import json
+
     import jinja2
     import jinja2.loaders
     from jinja2 import sandbox
@@ -153,6 +156,7 @@ def build_environment(files: RepoFiles, app_dir: Path, limits: Limits) -> Any:
         finalize=lambda value: "" if value is None else value,
         auto_reload=False,
         cache_size=-1,
+        bytecode_cache=_bytecode_cache(jinja2, bytecode_dir),
     )
     for unsafe in ("lipsum",):  # random text would make output non-deterministic
         env.globals.pop(unsafe, None)
@@ -194,6 +198,36 @@ def _int_bits(operator: str, left: int, right: int) -> int:
     return left.bit_length() * right
 
 
+def _bytecode_cache(jinja2: Any, directory: Path | None) -> Any:
+    """Compiled templates kept between renders (Argo CD starts a process per render, and
+    compiling is a good part of a small app's time). Jinja2 loads them with marshal, so only a
+    directory that this user alone can write is trusted; any I/O problem just means no cache.
+    The directory name carries tagpin's version, because compiled code depends on the
+    environment's options, which Jinja2 does not put in its cache key."""
+    if directory is None:
+        return None
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        info = os.stat(directory)
+    except OSError:
+        return None
+    if info.st_uid != os.getuid() or info.st_mode & 0o022:
+        return None
+
+    class QuietBytecodeCache(jinja2.FileSystemBytecodeCache):
+        def load_bytecode(self, bucket: Any) -> None:
+            try:
+                super().load_bytecode(bucket)
+            except Exception:  # noqa: BLE001 - a damaged entry is a miss, never an error
+                bucket.reset()
+
+        def dump_bytecode(self, bucket: Any) -> None:
+            with contextlib.suppress(OSError):  # read-only or full: the render goes on uncached
+                super().dump_bytecode(bucket)
+
+    return QuietBytecodeCache(str(directory))
+
+
 def _bytes(value: Any) -> bytes:
     return value if isinstance(value, bytes) else str(value).encode("utf-8")
 
@@ -220,7 +254,8 @@ def build_context(
 
 
 def render_all(
-    source: AppSource, app_dir: Path, context: Mapping[str, Any], limits: Limits
+    source: AppSource, app_dir: Path, context: Mapping[str, Any], limits: Limits,
+    bytecode_dir: Path | None = None,
 ) -> list[RenderedFile]:
     """Render every template; report every failing file, not only the first."""
     problems = Problems()
@@ -231,7 +266,8 @@ def render_all(
         try:
             if template.is_jinja:
                 if environment is None:
-                    environment = build_environment(source.files, app_dir, limits)
+                    environment = build_environment(source.files, app_dir, limits,
+                                                    bytecode_dir)
                 text = render_one(environment, template, context, budget)
             else:
                 text = source.files.read_text(template.path)
@@ -307,7 +343,9 @@ def render_one(
 
 def _template_line(default_name: str) -> str:
     """`file:line` of the innermost template frame of the exception being handled."""
-    frames: Iterable[traceback.FrameSummary] = traceback.extract_tb(sys.exc_info()[2])
+    import traceback
+
+    frames: Iterable[Any] = traceback.extract_tb(sys.exc_info()[2])
     where = default_name
     for frame in frames:
         name = frame.filename

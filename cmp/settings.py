@@ -16,6 +16,8 @@ from .errors import ConfigError
 
 PLUGIN_NAME = "tagpin"
 MARKER_FILE = "tagpin.yaml"
+IMAGE_UPDATER_PREFIX = "argocd-image-updater.argoproj.io/"
+IMAGE_LIST_KEY = "image-list"  # without it, Image Updater annotations govern no image
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,12 @@ class KubeLoader(_CLoader):  # type: ignore[misc,valid-type]
         # templates and the emitter see what Kubernetes sees. go-yaml refuses duplicate keys
         # ("key already set in map"), and so does tagpin, including keys that only collide once
         # stringified. Keys brought in by a merge (<<) may be overridden by explicit ones.
+        keys = [k.value for k, _ in node.value
+                if k.tag == "tag:yaml.org,2002:str" and isinstance(k, yaml.ScalarNode)]
+        if len(keys) == len(node.value) and len(set(keys)) == len(keys):
+            # The common case: plain string keys, all different. Nothing to merge or convert.
+            return {key: self.construct_object(value_node, deep=deep)
+                    for key, (_, value_node) in zip(keys, node.value, strict=True)}
         seen: dict[str, Any] = {}
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
@@ -163,12 +169,14 @@ def load_all(text: str, source: str, *, max_nodes: int) -> list[tuple[int, Any]]
     `max_nodes` bounds the expanded size of each document, refusing alias bombs quickly.
     """
     loader = KubeLoader(text)
+    may_alias = "*" in text  # no alias without a `*`: skip the expansion walk
     documents: list[tuple[int, Any]] = []
     try:
         while loader.check_node():
             node = loader.get_node()
             line = node.start_mark.line + 1 if node is not None else 1
-            _check_expansion(node, source, line, max_nodes)
+            if may_alias:
+                _check_expansion(node, source, line, max_nodes)
             documents.append((line, loader.construct_document(node)))
     except yaml.MarkedYAMLError as exc:
         raise SourceError(yaml_problem(source, exc)) from None

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol, TypeGuard
@@ -85,12 +84,26 @@ def describe_many(
         except RegistryError as error:
             return error
 
-    workers = max(1, min(max_workers, len(requests)))
+    # Answers every cache already holds come first: a warm render then starts no thread pool
+    # (and imports nothing for one).
+    cached_answer = getattr(registry, "describe_cached", None)
+    known: dict[EcrRepository, Lookup | RegistryError] = {}
+    if cached_answer is not None:
+        for repo in requests:
+            hit = cached_answer(repo, requests[repo])
+            if hit is not None:
+                known[repo] = hit
+    pending = [repo for repo in requests if repo not in known]
+    workers = max(1, min(max_workers, len(pending)))
     if workers == 1:
-        answers = [describe(repo) for repo in requests]
+        asked = [describe(repo) for repo in pending]
     else:
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tagpin-registry") as pool:
-            answers = list(pool.map(describe, requests))
+            asked = list(pool.map(describe, pending))
+    known.update(zip(pending, asked, strict=True))
+    answers = [known[repo] for repo in requests]
     # Problems in request order, so the message is the same from run to run.
     problems = Problems()
     results: dict[EcrRepository, Lookup] = {}

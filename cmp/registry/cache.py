@@ -306,6 +306,18 @@ class CachingRegistry:
                 store.merge(repo, fresh, fetched_at)
             return answer
 
+    def describe_cached(self, repo: EcrRepository, tags: Collection[str]) -> Lookup | None:
+        """The answer if memory or disk holds every tag fresh, else None; never asks ECR and
+        takes no lock (a warm render's fast path in `describe_many`)."""
+        wanted = set(tags)
+        found = self._from_memory(repo, wanted)
+        if len(found) < len(wanted) and self._store is not None and self._read_disk:
+            found.update(self._fresh(self._store.read(repo), wanted - found.keys()))
+        if len(found) < len(wanted):
+            return None
+        self._remember(repo, found)
+        return Lookup(found=found)
+
     def list_tags(self, repo: EcrRepository) -> Lookup:
         with self._memory_lock:
             remembered = self._lists.get(repo)
