@@ -17,7 +17,13 @@ from .emit import emit_stream
 from .manifests import Manifest, parse_rendered
 from .render import build_context, render_all
 from .request import RenderRequest
-from .settings import IMAGE_LIST_KEY, IMAGE_UPDATER_PREFIX, setting_choice, setting_int
+from .settings import (
+    IMAGE_LIST_KEY,
+    IMAGE_UPDATER_PREFIX,
+    LOCK_FILE,
+    setting_choice,
+    setting_int,
+)
 from .sources import AppSource, Limits, load_app
 
 if TYPE_CHECKING:
@@ -148,10 +154,14 @@ def ecr_registry_factory(environ: Mapping[str, str], warnings: list[str]) -> Cal
 
 def live_annotations(request: RenderRequest) -> tuple[dict[str, str], list[str]]:
     """The live Application's annotations through the Kubernetes API (TAGPIN_APP_LOOKUP)."""
-    from .kube import KubeApi, fetch_annotations, lookup_settings
+    from .lookup import lookup_settings
 
     environ = request.settings_env
     settings = lookup_settings(environ, request.app.instance)
+    if not settings.enabled:
+        return {}, []  # decided without importing the Kubernetes client
+    from .kube import KubeApi, fetch_annotations
+
     return fetch_annotations(settings, lambda: KubeApi.from_environment(environ))
 
 
@@ -197,7 +207,11 @@ def tag_chooser(request: RenderRequest, services: Services) -> TagChooser:
 def registry_for(request: RenderRequest, services: Services) -> Callable[[], Registry]:
     """A lock in the app directory (or --digests) answers first; TAGPIN_LOCK decides whether
     ECR fills its gaps (use), checks it (verify), is never asked (strict) or the lock is ignored."""
-    from .lock import LOCK_FILE, LockedRegistry, lock_mode, read_lock, registry_with_lock
+    lock_setting = (request.settings_env.get("TAGPIN_LOCK") or "use").strip().lower()
+    if (services.digests_file is None and services.lock_mode is None
+            and lock_setting in ("use", "off") and not (request.app_dir / LOCK_FILE).exists()):
+        return services.registry_factory  # no lock to read: skip importing the lock module
+    from .lock import LockedRegistry, lock_mode, read_lock, registry_with_lock
 
     if services.digests_file is not None:
         shown = str(services.digests_file)

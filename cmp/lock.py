@@ -20,12 +20,12 @@ from .emit import emit_stream
 from .errors import ConfigError, ImageError, LockError, RegistryError, SourceError
 from .images import EcrRepository, ecr_repository, parse_image
 from .registry.base import Lookup, Registry, TagInfo, is_digest
+from .settings import LOCK_FILE
 from .yamlread import load_one
 
 if TYPE_CHECKING:
     from .request import RenderRequest
 
-LOCK_FILE = "tagpin.lock"
 LOCK_SETTING = "TAGPIN_LOCK"
 API_VERSION = "tagpin.dev/v1"
 KIND = "ImageLock"
