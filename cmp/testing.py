@@ -66,7 +66,9 @@ def render_app(app_dir: str | os.PathLike[str], *, app_name: str = "", namespace
                       api_versions=parse_api_versions(",".join(api_versions))),
         env=dict(sorted((env or {}).items())),
         parameters=parse_parameters(_parameters_json(values_files, values or {})),
-        settings_env={},  # the defaults, whatever TAGPIN_* the test process happens to have
+        # The defaults, whatever TAGPIN_* the test process has, and no cache on disk: a snapshot
+        # test reads nothing but the app and writes nothing at all.
+        settings_env={"TAGPIN_CACHE": "off"},
     )
     services = Services(registry_factory=_no_registry, annotations=None,
                         lock_mode=LockMode.STRICT,
