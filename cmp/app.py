@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,12 +35,17 @@ if TYPE_CHECKING:
 AnnotationSource = Callable[[RenderRequest], tuple[dict[str, str], list[str]]]
 
 
-@dataclass
 class RenderResult:
-    text: str
-    manifests: list[Manifest]
-    warnings: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # human summary (overrides applied)
+    """The YAML to print, the objects it holds, and what to say on stderr."""
+
+    __slots__ = ("manifests", "notes", "text", "warnings")
+
+    def __init__(self, text: str, manifests: list[Manifest], warnings: list[str] | None = None,
+                 notes: list[str] | None = None) -> None:
+        self.text = text
+        self.manifests = manifests
+        self.warnings = warnings if warnings is not None else []
+        self.notes = notes if notes is not None else []  # human summary (overrides applied)
 
 
 def limits_from(environ: Mapping[str, str]) -> Limits:
@@ -84,17 +88,29 @@ def render_manifests(request: RenderRequest, limits: Limits,
     return source, manifests
 
 
-@dataclass
 class Services:
     """The I/O a render may need, built lazily; tests swap `registry_factory`."""
 
-    registry_factory: Callable[[], Registry]
-    annotations: AnnotationSource | None = None
-    concurrency: int = 8
-    digests_file: Path | None = None  # `tagpin render --digests FILE`: offline, nothing else
-    lock_mode: LockMode | None = None  # None: TAGPIN_LOCK from the request's settings
-    warnings: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    __slots__ = ("annotations", "concurrency", "digests_file", "lock_mode", "notes",
+                 "registry_factory", "warnings")
+
+    def __init__(
+        self,
+        registry_factory: Callable[[], Registry],
+        annotations: AnnotationSource | None = None,
+        concurrency: int = 8,
+        digests_file: Path | None = None,  # `tagpin render --digests FILE`: offline, no ECR
+        lock_mode: LockMode | None = None,  # None: TAGPIN_LOCK from the request's settings
+        warnings: list[str] | None = None,
+        notes: list[str] | None = None,
+    ) -> None:
+        self.registry_factory = registry_factory
+        self.annotations = annotations
+        self.concurrency = concurrency
+        self.digests_file = digests_file
+        self.lock_mode = lock_mode
+        self.warnings = warnings if warnings is not None else []
+        self.notes = notes if notes is not None else []
 
 
 def default_cache_dir(environ: Mapping[str, str]) -> Path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .app import RenderResult, Services, run
@@ -93,7 +93,7 @@ def _render_at(request: RenderRequest, services: Callable[[], Services], repo: P
         app_dir = root / app_path
         if not app_dir.is_dir():
             return Side(revision.label, None)
-        at_revision = replace(request, app_dir=app_dir, repo_root=root)
+        at_revision = request._replace(app_dir=app_dir, repo_root=root)
         return Side(revision.label, _render_or_label(revision.label, at_revision, services()))
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Any
+from functools import cache
+from typing import Any, NamedTuple
 
 from cmp.errors import ConfigError, ImageError, Problems
 from cmp.manifests import Manifest
@@ -66,8 +66,7 @@ def _quoted(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-@dataclass(frozen=True)
-class ImageRef:
+class ImageRef(NamedTuple):
     """A parsed image reference, kept exactly as written so rewriting it changes only the pin."""
 
     domain: str  # registry host as written (with any port); "" when implicit Docker Hub
@@ -100,7 +99,7 @@ class ImageRef:
         problem = _digest_problem(digest)
         if problem:
             raise ImageError(f"cannot pin {self.repository}: {problem}")
-        return replace(self, tag=tag, digest=digest)
+        return self._replace(tag=tag, digest=digest)
 
     def __str__(self) -> str:
         text = self.repository
@@ -237,8 +236,7 @@ DEFAULT_PULL_THROUGH_PREFIXES: frozenset[str] = frozenset(
 """Repository prefixes the ECR console suggests for pull-through cache rules."""
 
 
-@dataclass(frozen=True)
-class EcrRegistry:
+class EcrRegistry(NamedTuple):
     """A private ECR registry: which account owns it and which Region's API answers for it."""
 
     host: str  # the registry host without any :port
@@ -268,15 +266,31 @@ def ecr_registry(domain: str) -> EcrRegistry | None:
     )
 
 
-@dataclass(frozen=True)
-class EcrRepository:
-    """A repository in a private ECR registry, named as the ECR API expects."""
+class EcrRepository(NamedTuple):
+    """A repository in a private ECR registry, named as the ECR API expects.
+
+    Two repositories are equal when registry and name are: the prefix set only says how to read
+    the name, so it is left out of equality, hashing and repr.
+    """
 
     registry: EcrRegistry
     name: str  # ImageRef.path, e.g. "team/web" or "docker-hub/library/nginx"
-    pull_through_prefixes: frozenset[str] = field(
-        default=DEFAULT_PULL_THROUGH_PREFIXES, compare=False, repr=False
-    )
+    pull_through_prefixes: frozenset[str] = DEFAULT_PULL_THROUGH_PREFIXES
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, EcrRepository):
+            return NotImplemented
+        return self.registry == other.registry and self.name == other.name
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __hash__(self) -> int:
+        return hash((self.registry, self.name))
+
+    def __repr__(self) -> str:
+        return f"EcrRepository(registry={self.registry!r}, name={self.name!r})"
 
     @property
     def pull_through_prefix(self) -> str | None:
@@ -360,6 +374,11 @@ def parse_field_path(text: str) -> tuple[PathStep, ...]:
     return tuple(steps)
 
 
+@cache
+def _parsed_field_path(text: str) -> tuple[PathStep, ...]:
+    return parse_field_path(text)
+
+
 def format_field_path(path: Sequence[str | int | Wildcard]) -> str:
     """The inverse of parse_field_path, for messages: `spec.containers[0].image`."""
     text = ""
@@ -375,8 +394,7 @@ def format_field_path(path: Sequence[str | int | Wildcard]) -> str:
     return text
 
 
-@dataclass(frozen=True)
-class ImagePath:
+class ImagePath(NamedTuple):
     """Where a kind keeps image references, from tagpin.yaml `images.paths` or the built-ins.
 
     `api_group` None matches any group; "" is the core group (`apiVersion: v1`).
@@ -385,10 +403,10 @@ class ImagePath:
     kind: str
     path: str
     api_group: str | None = None
-    steps: tuple[PathStep, ...] = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "steps", parse_field_path(self.path))
+    @property
+    def steps(self) -> tuple[PathStep, ...]:
+        return _parsed_field_path(self.path)
 
     def applies_to(self, manifest: Manifest) -> bool:
         return manifest.kind == self.kind and (
@@ -460,6 +478,7 @@ def _parse_image_path(entry: object, where: str) -> ImagePath:
             f'{where} ({kind}) group must be a string such as "argoproj.io" ("" for core)'
         )
     try:
+        parse_field_path(path)  # checked here; ImagePath.steps parses (and caches) on use
         return ImagePath(kind=kind, path=path, api_group=group)
     except ValueError as error:
         raise ConfigError(f"{where} ({kind}): {error}") from None
@@ -470,8 +489,7 @@ def _type_name(value: object) -> str:
     return names.get(type(value), "null" if value is None else f"a {type(value).__name__}")
 
 
-@dataclass(frozen=True)
-class ImageField:
+class ImageField(NamedTuple):
     """One image reference found in one object, and where it is so it can be rewritten."""
 
     manifest: Manifest

@@ -7,8 +7,8 @@ importing the Kubernetes client (Argo CD starts a new process for every render).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from cmp.errors import ConfigError
 
@@ -17,8 +17,7 @@ DEFAULT_NAMESPACE = "argocd"
 LOOKUP_MODES = ("auto", "on", "off")
 
 
-@dataclass(frozen=True)
-class LookupSettings:
+class LookupSettings(NamedTuple):
     """Whether and where to read the live Application, resolved from the environment."""
 
     mode: str  # "auto", "on" or "off", as requested

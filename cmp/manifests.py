@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .emit import emit_value
@@ -14,19 +13,24 @@ if TYPE_CHECKING:
     from .render import RenderedFile
 
 
-@dataclass(eq=False)
 class Manifest:
     """One Kubernetes object and its provenance.
 
-    `body` is the object itself (plain dicts/lists/scalars). `source` is the app-relative
-    path of the template file that produced it, `line` the 1-based line in that file's
-    rendered output where the document starts.
+    `body` is the object itself (plain dicts/lists/scalars), rewritten in place when images are
+    pinned; `source` is the repository-relative path of the template file that produced it,
+    `line` the 1-based line in that file's rendered output where the document starts. Compared
+    by identity: two equal bodies from two files are two objects.
     """
 
-    body: dict[str, Any]
-    source: str
-    line: int = 1
-    annotations_added: dict[str, str] = field(default_factory=dict)
+    __slots__ = ("body", "line", "source")
+
+    def __init__(self, body: dict[str, Any], source: str, line: int = 1) -> None:
+        self.body = body
+        self.source = source
+        self.line = line
+
+    def __repr__(self) -> str:
+        return f"Manifest({self.describe()})"
 
     @property
     def api_version(self) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .errors import ImageError, Problems, ResolveError
 from .images import (
@@ -27,8 +27,7 @@ from .registry.base import Lookup, Registry, TagInfo, describe_many
 IMPLICIT_TAG = "latest"
 
 
-@dataclass(frozen=True)
-class Wanted:
+class Wanted(NamedTuple):
     """One image field that needs a digest, and the tag that will be pinned."""
 
     field: ImageField
@@ -37,10 +36,14 @@ class Wanted:
     tag: str
 
 
-@dataclass
 class PinReport:
-    pinned: list[tuple[ImageField, str]] = field(default_factory=list)  # (field, new value)
-    kept: list[ImageField] = field(default_factory=list)  # already pinned or outside ECR
+    """What pinning did: each rewritten field with its new value, and the fields kept."""
+
+    __slots__ = ("kept", "pinned")
+
+    def __init__(self, kept: list[ImageField] | None = None) -> None:
+        self.pinned: list[tuple[ImageField, str]] = []  # (field, new value)
+        self.kept: list[ImageField] = kept if kept is not None else []  # pinned or outside ECR
 
 
 # Chooses tags for branch deploys: returns the TagInfo (tag + digest) picked for some fields.

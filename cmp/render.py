@@ -12,9 +12,8 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import Problems, SourceError, TemplateError
 from .request import KubeInfo
@@ -25,8 +24,7 @@ MAX_POWER = 10_000
 MAX_INT_BITS = 100_000  # largest integer `*`/`**` may build; far beyond any real manifest value
 
 
-@dataclass(frozen=True)
-class RenderedFile:
+class RenderedFile(NamedTuple):
     name: str  # repository-relative path of the template
     text: str
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from .errors import ConfigError
 from .settings import parse_parameters
@@ -18,8 +18,7 @@ from .settings import parse_parameters
 ENV_PREFIX = "ARGOCD_ENV_"
 
 
-@dataclass(frozen=True)
-class AppInfo:
+class AppInfo(NamedTuple):
     """The `app` template variable: who is being rendered, from the ARGOCD_APP_* variables."""
 
     instance: str = ""  # ARGOCD_APP_NAME as given: `<name>` or `<app namespace>_<name>`
@@ -58,21 +57,19 @@ class AppInfo:
         }
 
 
-@dataclass(frozen=True)
-class KubeInfo:
+class KubeInfo(NamedTuple):
     version: str = ""  # e.g. "1.31.2" as Argo CD sends it (no "v")
     api_versions: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class RenderRequest:
+class RenderRequest(NamedTuple):
     app_dir: Path
     repo_root: Path
     app: AppInfo
     kube: KubeInfo
     env: Mapping[str, str]  # ARGOCD_ENV_* with the prefix stripped
     parameters: Mapping[str, Any]  # announced defaults applied
-    settings_env: Mapping[str, str] = field(default_factory=dict)  # TAGPIN_*, AWS_* etc.
+    settings_env: Mapping[str, str] = MappingProxyType({})  # TAGPIN_*, AWS_* etc.
 
 
 def from_argocd_environment(environ: Mapping[str, str], cwd: Path) -> RenderRequest:

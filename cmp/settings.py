@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import ConfigError
 
@@ -21,8 +20,7 @@ IMAGE_UPDATER_PREFIX = "argocd-image-updater.argoproj.io/"
 IMAGE_LIST_KEY = "image-list"  # without it, Image Updater annotations govern no image
 
 
-@dataclass(frozen=True)
-class Parameter:
+class Parameter(NamedTuple):
     name: str
     title: str
     tooltip: str
@@ -75,8 +73,7 @@ PARAMETERS: tuple[Parameter, ...] = (
 PARAMETERS_BY_NAME = {p.name: p for p in PARAMETERS}
 
 
-@dataclass(frozen=True)
-class Setting:
+class Setting(NamedTuple):
     """A sidecar-wide setting read from the environment (not per app)."""
 
     env: str

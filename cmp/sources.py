@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import ConfigError, Problems, SourceError
 from .settings import MARKER_FILE
@@ -27,8 +26,7 @@ CONFIG_KEYS = {
 IMAGE_KEYS = ("paths", "requireDigests")
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(NamedTuple):
     max_file_bytes: int = 32 * 1024 * 1024
     max_output_bytes: int = 64 * 1024 * 1024
     max_yaml_nodes: int = 2_000_000
@@ -103,8 +101,7 @@ def decode(data: bytes, shown: str) -> str:
         raise SourceError(f"{shown}:{line}: not valid UTF-8 (byte offset {exc.start})") from None
 
 
-@dataclass(frozen=True)
-class TemplateFile:
+class TemplateFile(NamedTuple):
     path: Path
     name: str  # repository-relative POSIX path, e.g. "apps/web/templates/web.yaml.j2"
     app_name: str  # app-relative POSIX path, e.g. "templates/web.yaml.j2"; the sort key
@@ -114,19 +111,17 @@ class TemplateFile:
         return self.name.endswith(JINJA_SUFFIX)
 
 
-@dataclass(frozen=True)
-class AppConfig:
+class AppConfig(NamedTuple):
     values_files: tuple[str, ...] = ()
     image_paths: Any = ()  # raw `images.paths`; parsed by cmp.images
     require_digests: bool = False
 
 
-@dataclass(frozen=True)
-class AppSource:
+class AppSource(NamedTuple):
     config: AppConfig
     values_layers: tuple[tuple[str, dict[str, Any]], ...]  # (where from, values) lowest first
     templates: tuple[TemplateFile, ...]
-    files: RepoFiles = field(compare=False)
+    files: RepoFiles
 
 
 def load_app(

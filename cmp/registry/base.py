@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Protocol, TypeGuard
+from types import MappingProxyType
+from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeGuard
 
 from cmp.errors import Problems, RegistryError
 
@@ -20,8 +20,7 @@ if TYPE_CHECKING:
 DIGEST_PATTERN = re.compile(r"sha256:[0-9a-f]{64}")
 
 
-@dataclass(frozen=True)
-class TagInfo:
+class TagInfo(NamedTuple):
     """One tag of a repository and the immutable manifest digest it points to now."""
 
     tag: str
@@ -30,11 +29,10 @@ class TagInfo:
     media_type: str | None = None  # an index/manifest-list type for multi-arch images
 
 
-@dataclass(frozen=True)
-class Lookup:
+class Lookup(NamedTuple):
     """The answer for one repository: the tags found, the tags that do not exist."""
 
-    found: Mapping[str, TagInfo] = field(default_factory=dict)
+    found: Mapping[str, TagInfo] = MappingProxyType({})
     missing: frozenset[str] = frozenset()
     repository_missing: bool = False
 

@@ -17,9 +17,9 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote
 
 from cachetools import TTLCache
@@ -42,17 +42,15 @@ class CacheMode(enum.Enum):
     OFF = "off"  # no disk cache at all
 
 
-@dataclass(frozen=True)
-class CachedTag:
+class CachedTag(NamedTuple):
     info: TagInfo
     fetched_at: float
 
 
-@dataclass(frozen=True)
-class CachedRepository:
+class CachedRepository(NamedTuple):
     """One repository's cache file: tag entries and, maybe, the list of every tag."""
 
-    tags: Mapping[str, CachedTag] = field(default_factory=dict)
+    tags: Mapping[str, CachedTag] = MappingProxyType({})
     tag_list: tuple[str, ...] | None = None
     tag_list_fetched_at: float | None = None
 

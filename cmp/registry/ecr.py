@@ -10,8 +10,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cmp.errors import RegistryError
 from cmp.registry.base import Lookup, TagInfo, epoch_seconds, is_digest
@@ -58,8 +57,7 @@ _BAD_CREDENTIAL_CODES = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class EcrSettings:
+class EcrSettings(NamedTuple):
     """How hard to try: the defaults end a hung, unreachable or throttling ECR in an error < 30 s.
 
     Worst cases with the defaults: hung endpoint 4 attempts x 5 s read timeout = 20 s; throttling
