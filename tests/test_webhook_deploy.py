@@ -3,37 +3,24 @@
 
 from __future__ import annotations
 
-import subprocess
-import sysconfig
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import click
-import kubernetes_validate
 import pytest
-import yaml
 
 from cmp.webhook import SECRET_ENV, parse_listen, webhook_command
+from tests.support.kustomize import K8S_VERSIONS, kustomize_build, schema_problems
 
 REPO = Path(__file__).resolve().parent.parent
 WEBHOOK = REPO / "deploy" / "webhook"
 NAME = "tagpin-webhook"
-K8S_VERSIONS = ("1.31.0", kubernetes_validate.utils.latest_version())
 
 
 @pytest.fixture(scope="module")
 def built() -> list[dict[str, Any]]:
-    kubectl = Path(sysconfig.get_path("scripts")) / "kubectl"
-    done = subprocess.run(
-        [str(kubectl), "kustomize", str(WEBHOOK)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, f"kubectl kustomize {WEBHOOK} failed:\n{done.stderr}"
-    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+    return kustomize_build(WEBHOOK)
 
 
 def find(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
@@ -64,14 +51,7 @@ def test_builds_offline_into_its_own_objects(built: list[dict[str, Any]]) -> Non
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 def test_every_object_is_valid_kubernetes(built: list[dict[str, Any]], version: str) -> None:
-    problems = []
-    for obj in built:
-        try:
-            kubernetes_validate.validate(obj, version, strict=True)
-        except kubernetes_validate.ValidationError as error:
-            path = ".".join(str(p) for p in error.path)
-            problems.append(f"{obj['kind']}/{obj['metadata']['name']}: {path}: {error.message}")
-    assert problems == []
+    assert schema_problems(built, version) == []
 
 
 def test_may_list_and_patch_applications_and_nothing_else(built: list[dict[str, Any]]) -> None:
