@@ -131,8 +131,6 @@ class EcrRegistryClient:
                             client,
                             "DescribeImages",
                             repo,
-                            repositoryName=repo.name,
-                            registryId=repo.registry.account,
                             imageIds=[{"imageTag": tag} for tag in pending],
                         )
                     except _ImageNotFound as error:
@@ -171,15 +169,7 @@ class EcrRegistryClient:
     def list_tags(self, repo: EcrRepository) -> Lookup:
         client = self._client(repo.registry)
         found: dict[str, TagInfo] = {}
-        pages = self._paginate(
-            client,
-            "DescribeImages",
-            repo,
-            repositoryName=repo.name,
-            registryId=repo.registry.account,
-            filter={"tagStatus": "TAGGED"},
-            PaginationConfig={"PageSize": PAGE_SIZE},
-        )
+        pages = self._tagged_pages(client, "DescribeImages", repo)
         try:
             for page in pages:
                 for detail in page.get("imageDetails", []):
@@ -193,15 +183,7 @@ class EcrRegistryClient:
     def _tagged(self, client: Any, repo: EcrRepository) -> frozenset[str]:
         """Every tag in the repository, via ListImages (light: ids only)."""
         tags: set[str] = set()
-        for page in self._paginate(
-            client,
-            "ListImages",
-            repo,
-            repositoryName=repo.name,
-            registryId=repo.registry.account,
-            filter={"tagStatus": "TAGGED"},
-            PaginationConfig={"PageSize": PAGE_SIZE},
-        ):
+        for page in self._tagged_pages(client, "ListImages", repo):
             tags.update(i["imageTag"] for i in page.get("imageIds", []) if "imageTag" in i)
         return frozenset(tags)
 
@@ -220,8 +202,6 @@ class EcrRegistryClient:
                     client,
                     "BatchGetImage",
                     repo,
-                    repositoryName=repo.name,
-                    registryId=repo.registry.account,
                     imageIds=[{"imageTag": tag} for tag in chunk],
                     acceptedMediaTypes=list(ACCEPTED_MEDIA_TYPES),
                 )
@@ -251,12 +231,13 @@ class EcrRegistryClient:
         )
 
     def _call(self, client: Any, operation: str, repo: EcrRepository, **params: Any) -> Any:
+        """One ECR call about `repo` (its name and registryId are added here)."""
         from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped,unused-ignore]
 
         self._check_deadline(operation, repo)
         method = getattr(client, _snake(operation))
         try:
-            return method(**params)
+            return method(repositoryName=repo.name, registryId=repo.registry.account, **params)
         except _DeadlinePassed:
             raise self._deadline_error(operation, repo) from None
         except ClientError as error:
@@ -264,13 +245,17 @@ class EcrRegistryClient:
         except BotoCoreError as error:
             raise self._translate_transport_error(error, client, repo) from error
 
-    def _paginate(
-        self, client: Any, operation: str, repo: EcrRepository, **params: Any
-    ) -> Iterator[Any]:
+    def _tagged_pages(self, client: Any, operation: str, repo: EcrRepository) -> Iterator[Any]:
+        """Every page of `operation` over the repository's tagged images."""
         from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped,unused-ignore]
 
         self._check_deadline(operation, repo)
-        pages = client.get_paginator(_snake(operation)).paginate(**params)
+        pages = client.get_paginator(_snake(operation)).paginate(
+            repositoryName=repo.name,
+            registryId=repo.registry.account,
+            filter={"tagStatus": "TAGGED"},
+            PaginationConfig={"PageSize": PAGE_SIZE},
+        )
         try:
             for page in pages:
                 yield page
