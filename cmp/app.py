@@ -20,6 +20,7 @@ from .settings import (
     IMAGE_LIST_KEY,
     IMAGE_UPDATER_PREFIX,
     LOCK_FILE,
+    LOCK_MODES,
     setting_choice,
     setting_int,
 )
@@ -223,20 +224,22 @@ def tag_chooser(request: RenderRequest, services: Services) -> TagChooser:
 def registry_for(request: RenderRequest, services: Services) -> Callable[[], Registry]:
     """A lock in the app directory (or --digests) answers first; TAGPIN_LOCK decides whether
     ECR fills its gaps (use), checks it (verify), is never asked (strict) or the lock is ignored."""
-    lock_setting = (request.settings_env.get("TAGPIN_LOCK") or "use").strip().lower()
-    if (services.digests_file is None and services.lock_mode is None
-            and lock_setting in ("use", "off") and not (request.app_dir / LOCK_FILE).exists()):
-        return services.registry_factory  # no lock to read: skip importing the lock module
-    from .lock import LockedRegistry, lock_mode, read_lock, registry_with_lock
+    mode = (services.lock_mode.value if services.lock_mode is not None
+            else setting_choice(request.settings_env, "TAGPIN_LOCK", LOCK_MODES))
+    lock_path = request.app_dir / LOCK_FILE
+    if services.digests_file is None and (
+            mode == "off" or (mode != "strict" and not lock_path.is_file())):
+        # No lock to read (as lock.registry_with_lock decides too): ECR, without importing
+        # the lock module on the most common path.
+        return services.registry_factory
+    from .lock import LockedRegistry, LockMode, read_lock, registry_with_lock
 
     if services.digests_file is not None:
         shown = str(services.digests_file)
         entries = read_lock(services.digests_file, shown)
         return lambda: LockedRegistry(entries, fallback=None, shown=shown,
                                       strict_reason="--digests never asks ECR")
-    mode = services.lock_mode or lock_mode(request.settings_env)
-    return registry_with_lock(mode, request.app_dir / LOCK_FILE, LOCK_FILE,
-                              services.registry_factory)
+    return registry_with_lock(LockMode(mode), lock_path, LOCK_FILE, services.registry_factory)
 
 
 def run(request: RenderRequest, services: Services | None = None) -> RenderResult:

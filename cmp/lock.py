@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .emit import emit_stream
-from .errors import ConfigError, ImageError, LockError, RegistryError, SourceError
+from .errors import ImageError, LockError, RegistryError, SourceError
 from .images import EcrRepository, ecr_repository, parse_image
 from .registry.base import Lookup, Registry, TagInfo, is_digest
-from .settings import LOCK_FILE
+from .settings import LOCK_FILE, LOCK_MODES, setting_choice
 from .yamlread import load_one
 
 if TYPE_CHECKING:
@@ -122,12 +122,7 @@ class LockMode(Enum):
 
 def lock_mode(environ: Mapping[str, str]) -> LockMode:
     """TAGPIN_LOCK from the sidecar's (or the shell's) environment; unset or empty means `use`."""
-    raw = (environ.get(LOCK_SETTING) or LockMode.USE.value).strip().lower()
-    try:
-        return LockMode(raw)
-    except ValueError:
-        choices = ", ".join(mode.value for mode in LockMode)
-        raise ConfigError(f"{LOCK_SETTING}={raw!r} must be one of {choices}") from None
+    return LockMode(setting_choice(environ, LOCK_SETTING, LOCK_MODES))
 
 
 class LockProblem(LockError, RegistryError):

@@ -16,6 +16,7 @@ from .errors import ConfigError
 PLUGIN_NAME = "tagpin"
 MARKER_FILE = "tagpin.yaml"
 LOCK_FILE = "tagpin.lock"
+LOCK_MODES = ("use", "verify", "strict", "off")  # TAGPIN_LOCK; see cmp.lock.LockMode
 IMAGE_UPDATER_PREFIX = "argocd-image-updater.argoproj.io/"
 IMAGE_LIST_KEY = "image-list"  # without it, Image Updater annotations govern no image
 
