@@ -10,6 +10,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cmp.errors import RegistryError
@@ -232,23 +233,13 @@ class EcrRegistryClient:
 
     def _call(self, client: Any, operation: str, repo: EcrRepository, **params: Any) -> Any:
         """One ECR call about `repo` (its name and registryId are added here)."""
-        from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped,unused-ignore]
-
         self._check_deadline(operation, repo)
         method = getattr(client, _snake(operation))
-        try:
+        with self._translated_errors(client, operation, repo):
             return method(repositoryName=repo.name, registryId=repo.registry.account, **params)
-        except _DeadlinePassed:
-            raise self._deadline_error(operation, repo) from None
-        except ClientError as error:
-            raise self._translate_client_error(error, operation, repo) from error
-        except BotoCoreError as error:
-            raise self._translate_transport_error(error, client, repo) from error
 
     def _tagged_pages(self, client: Any, operation: str, repo: EcrRepository) -> Iterator[Any]:
         """Every page of `operation` over the repository's tagged images."""
-        from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped,unused-ignore]
-
         self._check_deadline(operation, repo)
         pages = client.get_paginator(_snake(operation)).paginate(
             repositoryName=repo.name,
@@ -256,10 +247,20 @@ class EcrRegistryClient:
             filter={"tagStatus": "TAGGED"},
             PaginationConfig={"PageSize": PAGE_SIZE},
         )
-        try:
+        with self._translated_errors(client, operation, repo):
             for page in pages:
                 yield page
                 self._check_deadline(operation, repo)  # before the next page is requested
+
+    @contextmanager
+    def _translated_errors(
+        self, client: Any, operation: str, repo: EcrRepository
+    ) -> Iterator[None]:
+        """botocore's errors (and a deadline passed mid-call) as tagpin's RegistryErrors."""
+        from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped,unused-ignore]
+
+        try:
+            yield
         except _DeadlinePassed:
             raise self._deadline_error(operation, repo) from None
         except ClientError as error:
