@@ -20,6 +20,12 @@ from tests.support.moto_ecr import ACCOUNT, REGION
 HOST = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 WEB = f"{HOST}/shop/web"
 PREFIX = "argocd-image-updater.argoproj.io/"
+# The branch deploy of pull request 42: its newest sortable tag.
+PR_42_NEWEST = {
+    f"{PREFIX}image-list": f"web={WEB}",
+    f"{PREFIX}web.allow-tags": "regexp:^pr-42-",
+    f"{PREFIX}web.update-strategy": "alphabetical",
+}
 
 
 def manifest(seed: str) -> bytes:
@@ -105,15 +111,7 @@ def test_production_without_annotations_renders_what_git_says(
 def test_live_allow_tags_annotation_pins_the_branch_newest_tag(
     app: Path, env, fake_kube, branch_tags, moto_ecr
 ) -> None:
-    fake_kube.add(
-        "argocd",
-        "web",
-        {
-            f"{PREFIX}image-list": f"web={WEB}",
-            f"{PREFIX}web.allow-tags": "regexp:^pr-42-",
-            f"{PREFIX}web.update-strategy": "alphabetical",
-        },
-    )
+    fake_kube.add("argocd", "web", PR_42_NEWEST)
     moto_ecr.reset_calls()
     done = render(app, env)
     assert done.returncode == 0, done.stderr
@@ -136,15 +134,7 @@ def test_live_allow_tags_annotation_pins_the_branch_newest_tag(
 def test_the_parameter_wins_over_the_live_annotation(
     app: Path, env, fake_kube, branch_tags
 ) -> None:
-    fake_kube.add(
-        "argocd",
-        "web",
-        {
-            f"{PREFIX}image-list": f"web={WEB}",
-            f"{PREFIX}web.allow-tags": "regexp:^pr-42-",
-            f"{PREFIX}web.update-strategy": "alphabetical",
-        },
-    )
+    fake_kube.add("argocd", "web", PR_42_NEWEST)
     done = render(app, env, "--image-updater", "web.allow-tags=regexp:^pr-41-")
     assert done.returncode == 0, done.stderr
     assert images(done.stdout)[0] == (
