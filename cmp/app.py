@@ -26,6 +26,8 @@ from .settings import (
 )
 from .sources import AppSource, Limits, load_app
 
+CACHE_MODES = ("on", "off", "refresh")  # TAGPIN_CACHE; see cmp.registry.cache.CacheMode
+
 if TYPE_CHECKING:
     from .images import ImageField
     from .lock import LockMode
@@ -128,14 +130,14 @@ def template_cache_dir(environ: Mapping[str, str]) -> Path | None:
     """Where compiled Jinja2 templates are kept, next to the digest cache (off with it)."""
     from . import __version__
 
-    if (environ.get("TAGPIN_CACHE") or "on").strip().lower() == "off":
+    if setting_choice(environ, "TAGPIN_CACHE", CACHE_MODES) == "off":
         return None
     return default_cache_dir(environ) / f"jinja-{__version__}"
 
 
 def ecr_registry_factory(environ: Mapping[str, str], warnings: list[str]) -> Callable[[], Registry]:
     """ECR behind the in-process and on-disk caches, configured from TAGPIN_* settings."""
-    mode = setting_choice(environ, "TAGPIN_CACHE", ("on", "off", "refresh"))
+    mode = setting_choice(environ, "TAGPIN_CACHE", CACHE_MODES)
     ttl = setting_int(environ, "TAGPIN_CACHE_TTL")
     list_ttl = setting_int(environ, "TAGPIN_TAG_LIST_TTL")
     stale_hours = setting_int(environ, "TAGPIN_SERVE_STALE_HOURS")
