@@ -29,7 +29,7 @@ from .sources import AppSource, Limits, load_app
 CACHE_MODES = ("on", "off", "refresh")  # TAGPIN_CACHE; see cmp.registry.cache.CacheMode
 
 if TYPE_CHECKING:
-    from .images import ImageField
+    from .images import ImageField, ImagePath
     from .lock import LockMode
     from .pin import TagChooser, Wanted
     from .registry.base import Registry, TagInfo
@@ -244,17 +244,22 @@ def registry_for(request: RenderRequest, services: Services) -> Callable[[], Reg
     return registry_with_lock(LockMode(mode), lock_path, LOCK_FILE, services.registry_factory)
 
 
+def custom_image_paths(source: AppSource) -> tuple[ImagePath, ...]:
+    """tagpin.yaml's `images.paths` rules, parsed; errors name tagpin.yaml."""
+    from .images import parse_image_paths
+
+    return parse_image_paths(list(source.config.image_paths or []), "tagpin.yaml")
+
+
 def run(request: RenderRequest, services: Services | None = None) -> RenderResult:
     services = services or services_from(request.settings_env)
     limits = limits_from(request.settings_env)
     source, manifests = render_manifests(request, limits, template_cache_dir(request.settings_env))
-    from .images import parse_image_paths
     from .pin import pin
 
-    extra_paths = parse_image_paths(list(source.config.image_paths or []), "tagpin.yaml")
     pin(
         manifests,
-        extra_paths=extra_paths,
+        extra_paths=custom_image_paths(source),
         require_digests=source.config.require_digests,
         registry_factory=registry_for(request, services),
         concurrency=services.concurrency,

@@ -271,18 +271,15 @@ def lock_app(request: RenderRequest, registry_factory: Callable[[], Registry], *
     Branch-deploy overrides are not locked: they follow tags pushed after the lock is written.
     """
     # The composition root imports this module, so its pipeline is imported late.
-    from .app import limits_from, render_manifests
-    from .images import parse_image_paths
-    from .pin import collect, once, resolve
+    from .app import custom_image_paths, limits_from, render_manifests
+    from .pin import collect, resolve
 
     source, manifests = render_manifests(request, limits_from(request.settings_env))
-    extra_paths = parse_image_paths(list(source.config.image_paths or []), "tagpin.yaml")
-    wanted, _ = collect(manifests, extra_paths, require_digests=False)
+    wanted, _ = collect(manifests, custom_image_paths(source), require_digests=False)
     old = {(e.repository, e.tag): e for e in existing}
     reuse = {} if update else old
     ask = [w for w in wanted if (w.repository, w.tag) not in reuse]
-    registry = once(registry_factory)
-    fresh = resolve(ask, registry(), concurrency) if ask else {}
+    fresh = resolve(ask, registry_factory(), concurrency) if ask else {}
     new: dict[tuple[EcrRepository, str], LockEntry] = dict(old) if keep else {}
     for item in wanted:
         key = (item.repository, item.tag)
