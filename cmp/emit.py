@@ -18,12 +18,20 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import yaml
 
-from .yamlread import key_text
+from .yamlread import (
+    BOOL_PATTERN,
+    FIRST_CHARS_BOOL,
+    FIRST_CHARS_NULL,
+    MERGE_PATTERN,
+    NULL_PATTERN,
+    key_text,
+    resolver_table,
+)
 
 _CDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
@@ -31,17 +39,12 @@ FIRST_KEYS = {"apiVersion": 0, "kind": 1, "metadata": 2}
 NO_WRAP = 2**31 - 1
 
 # Anything a YAML 1.1 reader (PyYAML, go-yaml v2) or a YAML 1.2 reader (go-yaml v3) could
-# resolve to a non-string, so such strings are always quoted.
-_QUOTE_PATTERNS: list[tuple[str, re.Pattern[str], str]] = [
-    (
-        "tag:yaml.org,2002:bool",
-        re.compile(
-            r"^(?:y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE"
-            r"|on|On|ON|off|Off|OFF)$"
-        ),
-        "yYnNtTfFoO",
-    ),
-    ("tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"), "~nN"),
+# resolve to a non-string, so such strings are always quoted. A superset of what tagpin's own
+# loader resolves (bools, nulls and merge keys are the loader's very patterns), which is what
+# makes a render of tagpin's output a fixed point.
+_QUOTE_PATTERNS: list[tuple[str, re.Pattern[str], Sequence[str]]] = [
+    ("tag:yaml.org,2002:bool", BOOL_PATTERN, FIRST_CHARS_BOOL),
+    ("tag:yaml.org,2002:null", NULL_PATTERN, FIRST_CHARS_NULL),
     (
         "tag:yaml.org,2002:int",
         re.compile(
@@ -68,18 +71,9 @@ _QUOTE_PATTERNS: list[tuple[str, re.Pattern[str], str]] = [
         ),
         "0123456789",
     ),
-    ("tag:yaml.org,2002:merge", re.compile(r"^(?:<<)$"), "<"),
+    ("tag:yaml.org,2002:merge", MERGE_PATTERN, "<"),
     ("tag:yaml.org,2002:value", re.compile(r"^(?:=)$"), "="),
 ]
-
-
-def _quoting_resolvers() -> dict[str | None, list[tuple[str, re.Pattern[str]]]]:
-    resolvers: dict[str | None, list[tuple[str, re.Pattern[str]]]] = {}
-    for tag, pattern, first in _QUOTE_PATTERNS:
-        for ch in first:
-            resolvers.setdefault(ch, []).append((tag, pattern))
-    resolvers.setdefault(None, []).append(("tag:yaml.org,2002:null", re.compile(r"^$")))
-    return resolvers
 
 
 def _key_order(item: tuple[str, Any]) -> tuple[int, str]:
@@ -87,7 +81,7 @@ def _key_order(item: tuple[str, Any]) -> tuple[int, str]:
 
 
 class CanonicalDumper(_CDumper):  # type: ignore[misc,valid-type]
-    yaml_implicit_resolvers = _quoting_resolvers()
+    yaml_implicit_resolvers = resolver_table(_QUOTE_PATTERNS)
 
     def ignore_aliases(self, data: Any) -> bool:
         return True  # never emit anchors: every value is written out in full

@@ -36,22 +36,31 @@ FLOAT_PATTERN = re.compile(
     r"^(?:[-+]?(?:\.[0-9_]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?"
     r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
 )
-FIRST_CHARS_NUMERIC = list("-+0123456789.")
+MERGE_PATTERN = re.compile(r"^(?:<<)$")
+FIRST_CHARS_NUMERIC = "-+0123456789."
+FIRST_CHARS_BOOL = "yYnNtTfFoO"
+FIRST_CHARS_NULL = ("~", "n", "N", "")  # "" is PyYAML's key for the empty scalar
+
+Resolvers = dict[str | None, list[tuple[str, re.Pattern[str]]]]
 
 
-def _resolvers() -> dict[str | None, list[tuple[str, re.Pattern[str]]]]:
-    resolvers: dict[str | None, list[tuple[str, re.Pattern[str]]]] = {}
-
-    def add(tag: str, pattern: re.Pattern[str], first: Sequence[str | None]) -> None:
+def resolver_table(entries: Sequence[tuple[str, re.Pattern[str], Sequence[str]]]) -> Resolvers:
+    """PyYAML's implicit-resolver table: (tag, pattern) pairs by a scalar's first character."""
+    resolvers: Resolvers = {}
+    for tag, pattern, first in entries:
         for ch in first:
             resolvers.setdefault(ch, []).append((tag, pattern))
-
-    add("tag:yaml.org,2002:bool", BOOL_PATTERN, list("yYnNtTfFoO"))
-    add("tag:yaml.org,2002:int", INT_PATTERN, FIRST_CHARS_NUMERIC)
-    add("tag:yaml.org,2002:float", FLOAT_PATTERN, FIRST_CHARS_NUMERIC)
-    add("tag:yaml.org,2002:null", NULL_PATTERN, ["~", "n", "N", ""])
-    add("tag:yaml.org,2002:merge", re.compile(r"^(?:<<)$"), ["<"])
     return resolvers
+
+
+def _resolvers() -> Resolvers:
+    return resolver_table([
+        ("tag:yaml.org,2002:bool", BOOL_PATTERN, FIRST_CHARS_BOOL),
+        ("tag:yaml.org,2002:int", INT_PATTERN, FIRST_CHARS_NUMERIC),
+        ("tag:yaml.org,2002:float", FLOAT_PATTERN, FIRST_CHARS_NUMERIC),
+        ("tag:yaml.org,2002:null", NULL_PATTERN, FIRST_CHARS_NULL),
+        ("tag:yaml.org,2002:merge", MERGE_PATTERN, "<"),
+    ])
 
 
 class KubeLoader(_CLoader):  # type: ignore[misc,valid-type]
