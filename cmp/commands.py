@@ -11,9 +11,8 @@ import click
 
 from . import __version__
 from .cli import execute, generate
-from .errors import ConfigError
-from .request import AppInfo, KubeInfo, RenderRequest, parse_api_versions
-from .settings import PARAMETERS_BY_NAME, parse_parameters, plugin_yaml
+from .request import AppInfo, KubeInfo, RenderRequest, for_directory, parse_api_versions
+from .settings import PARAMETERS_BY_NAME, parse_parameters, plugin_yaml, setting_choice
 
 
 def _pairs(items: tuple[str, ...], flag: str) -> dict[str, str]:
@@ -24,15 +23,6 @@ def _pairs(items: tuple[str, ...], flag: str) -> dict[str, str]:
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint=flag)
         pairs[key] = value
     return pairs
-
-
-def find_repo_root(app_dir: Path) -> Path:
-    """The nearest ancestor holding `.git`, else the app directory itself."""
-    current = app_dir.resolve()
-    for candidate in (current, *current.parents):
-        if (candidate / ".git").exists():
-            return candidate
-    return current
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -139,32 +129,15 @@ def render_command(
     debug = ctx.obj["debug"]
 
     def job() -> Any:
-        app_path = Path(os.path.abspath(app_dir))
-        if not app_path.is_dir():
-            raise ConfigError(f"{app_dir}: not a directory")
-        root = Path(os.path.abspath(repo_root)) if repo_root else find_repo_root(app_path)
-        try:
-            source_path = app_path.resolve().relative_to(root.resolve()).as_posix()
-        except ValueError:
-            raise ConfigError(f"{app_dir} is not inside the repository root {root}") from None
-        parameters = parse_parameters(
-            parameters_json or _parameters_from_flags(values_files, sets, updater)
-        )
-        request = RenderRequest(
-            app_dir=app_path,
-            repo_root=root,
-            app=AppInfo(
-                instance=app_name,
-                namespace=namespace,
-                project=project,
-                revision=revision,
-                repo_url=repo_url,
-                source_path="" if source_path == "." else source_path,
-                target_revision=target_revision,
-            ),
+        request = for_directory(
+            app_dir,
+            repo_root=repo_root,
+            app=AppInfo(instance=app_name, namespace=namespace, project=project,
+                        revision=revision, repo_url=repo_url, target_revision=target_revision),
             kube=KubeInfo(version=kube_version, api_versions=parse_api_versions(api_versions)),
-            env=dict(sorted(env.items())),
-            parameters=parameters,
+            env=env,
+            parameters=parse_parameters(
+                parameters_json or _parameters_from_flags(values_files, sets, updater)),
             settings_env=dict(os.environ),
         )
         limit_memory(request.settings_env)
@@ -240,25 +213,16 @@ def _app_request(app_dir: Path, options: dict[str, Any], *,
                  must_exist: bool = True) -> RenderRequest:
     """A RenderRequest from `_app_options` flags (no image-updater: locks and previews show
     what git says, not what a branch deploy would pick)."""
-    app_path = Path(os.path.abspath(app_dir))
-    if must_exist and not app_path.is_dir():
-        raise ConfigError(f"{app_dir}: not a directory")
-    root = find_repo_root(next(p for p in (app_path, *app_path.parents) if p.is_dir()))
-    try:
-        source_path = app_path.relative_to(root).as_posix()
-    except ValueError:
-        source_path = ""
     parameters = parse_parameters(options["parameters_json"] or _parameters_from_flags(
         options["values_files"], _pairs(options["set_pairs"], "--set"), {}))
-    return RenderRequest(
-        app_dir=app_path,
-        repo_root=root,
+    return for_directory(
+        app_dir,
+        must_exist=must_exist,
         app=AppInfo(instance=options["app_name"], namespace=options["namespace"],
-                    project=options["project"], revision=options["revision"],
-                    source_path="" if source_path == "." else source_path),
+                    project=options["project"], revision=options["revision"]),
         kube=KubeInfo(version=options["kube_version"],
                       api_versions=parse_api_versions(options["api_versions"])),
-        env=dict(sorted(_pairs(options["env_pairs"], "--env").items())),
+        env=_pairs(options["env_pairs"], "--env"),
         parameters=parameters,
         settings_env=dict(os.environ),
     )
@@ -277,7 +241,7 @@ def lock_command(ctx: click.Context, app_dir: Path, update: bool, keep: bool,
                  output: Path | None, **options: Any) -> int:
     """Write APP_DIR/tagpin.lock: the digest of every ECR image tag a render with these flags
     uses. Commit it; renders then take digests from git instead of ECR."""
-    from .app import services_from
+    from .app import CACHE_MODES, services_from
     from .lock import LOCK_FILE, LockOutcome, lock_app, read_lock, write_lock
 
     def job() -> LockOutcome:
@@ -285,7 +249,7 @@ def lock_command(ctx: click.Context, app_dir: Path, update: bool, keep: bool,
         target = Path(os.path.abspath(output)) if output else request.app_dir / LOCK_FILE
         existing = read_lock(target, str(target)) if target.is_file() else []
         environ = dict(os.environ)
-        if (environ.get("TAGPIN_CACHE") or "on").strip().lower() != "off":
+        if setting_choice(environ, "TAGPIN_CACHE", CACHE_MODES) != "off":
             environ["TAGPIN_CACHE"] = "refresh"  # what ECR says now, not what a cache remembers
         services = services_from(environ)
         result = lock_app(request, services.registry_factory, existing=existing, update=update,

@@ -128,3 +128,41 @@ def repo_root_for(app_dir: Path, source_path: str) -> Path:
             )
         root = root.parent
     return root
+
+
+def find_repo_root(app_dir: Path) -> Path:
+    """The nearest ancestor holding `.git`, else the app directory itself."""
+    current = app_dir.resolve()
+    for candidate in (current, *current.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return current
+
+
+def for_directory(app_dir: str | os.PathLike[str], *, app: AppInfo, kube: KubeInfo,
+                  env: Mapping[str, str], parameters: Mapping[str, Any],
+                  settings_env: Mapping[str, str], repo_root: str | os.PathLike[str] | None = None,
+                  must_exist: bool = True) -> RenderRequest:
+    """A request for an app directory on disk (`tagpin render`, `lock`, `diff`, cmp.testing):
+    the repository root is `repo_root` or the nearest ancestor holding `.git`, and
+    `app.source_path` is the app's path inside it, as Argo CD would send it."""
+    app_path = Path(os.path.abspath(app_dir))
+    if must_exist and not app_path.is_dir():
+        raise ConfigError(f"{app_dir}: not a directory")
+    if repo_root is not None:
+        root = Path(os.path.abspath(repo_root))
+    else:  # `tagpin diff` may name an app the working tree no longer has
+        root = find_repo_root(next(p for p in (app_path, *app_path.parents) if p.is_dir()))
+    try:
+        source_path = app_path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        raise ConfigError(f"{app_dir} is not inside the repository root {root}") from None
+    return RenderRequest(
+        app_dir=app_path,
+        repo_root=root,
+        app=app._replace(source_path="" if source_path == "." else source_path),
+        kube=kube,
+        env=dict(sorted(env.items())),
+        parameters=parameters,
+        settings_env=settings_env,
+    )

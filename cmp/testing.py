@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from .app import Services, run
-from .errors import ConfigError, LockError
+from .errors import LockError
 from .lock import LockMode
 from .registry.base import Registry
-from .request import AppInfo, KubeInfo, RenderRequest, parse_api_versions
+from .request import AppInfo, KubeInfo, for_directory, parse_api_versions
 from .settings import parse_parameters
 
 
@@ -48,23 +48,14 @@ def render_app(app_dir: str | os.PathLike[str], *, app_name: str = "", namespace
     Raises a `cmp.errors.TagpinError` subclass (with `.problems` and `.exit_status`) when the
     render fails, `LockError` when an ECR tag is not in the lock.
     """
-    app_path = Path(os.path.abspath(app_dir))
-    if not app_path.is_dir():
-        raise ConfigError(f"{app_dir}: not a directory")
-    root = Path(os.path.abspath(repo_root)) if repo_root is not None else _repo_root(app_path)
-    try:
-        source_path = app_path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        raise ConfigError(f"{app_dir} is not inside the repository root {root}") from None
-    request = RenderRequest(
-        app_dir=app_path,
-        repo_root=root,
+    request = for_directory(
+        app_dir,
+        repo_root=repo_root,
         app=AppInfo(instance=app_name, namespace=namespace, project=project, revision=revision,
-                    repo_url=repo_url, source_path="" if source_path == "." else source_path,
-                    target_revision=target_revision),
+                    repo_url=repo_url, target_revision=target_revision),
         kube=KubeInfo(version=kube_version,
                       api_versions=parse_api_versions(",".join(api_versions))),
-        env=dict(sorted((env or {}).items())),
+        env=env or {},
         parameters=parse_parameters(_parameters_json(values_files, values or {})),
         # The defaults, whatever TAGPIN_* the test process has, and no cache on disk: a snapshot
         # test reads nothing but the app and writes nothing at all.
@@ -74,13 +65,6 @@ def render_app(app_dir: str | os.PathLike[str], *, app_name: str = "", namespace
                         lock_mode=LockMode.STRICT,
                         digests_file=Path(os.path.abspath(digests)) if digests else None)
     return run(request, services).text
-
-
-def _repo_root(app_dir: Path) -> Path:
-    for candidate in (app_dir, *app_dir.parents):
-        if (candidate / ".git").exists():
-            return candidate
-    return app_dir
 
 
 def _parameters_json(values_files: Sequence[str], values: Mapping[str, str]) -> str:
