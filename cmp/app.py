@@ -151,15 +151,18 @@ def ecr_registry_factory(environ: Mapping[str, str], warnings: list[str]) -> Cal
     cache_dir = default_cache_dir(environ)
 
     def build() -> Registry:
+        from .registry.base import DeferredRegistry
         from .registry.cache import CacheMode, CachingRegistry, DiskCache
-        from .registry.ecr import EcrRegistryClient, EcrSettings
 
-        ecr_settings = EcrSettings(**ecr_numbers)
+        def ecr() -> Registry:
+            from .registry.ecr import EcrRegistryClient, EcrSettings
+
+            return EcrRegistryClient(EcrSettings(**ecr_numbers))
 
         cache_mode = CacheMode(mode)
         store = None if cache_mode is CacheMode.OFF else DiskCache(cache_dir, warnings=warnings)
         return CachingRegistry(
-            EcrRegistryClient(ecr_settings),
+            DeferredRegistry(ecr),
             store,
             mode=cache_mode,
             ttl=float(ttl),

@@ -21,7 +21,7 @@ from cmp.errors import ExitStatus
 from cmp.images import EcrRepository
 from cmp.registry.base import Lookup, TagInfo
 from cmp.registry.cache import CachingRegistry, DiskCache
-from cmp.registry.ecr import RegistryUnavailable
+from cmp.registry.base import RegistryUnavailable
 from tests.support.fake_ecr import FakeEcr, Reply, access_denied, server_error, throttling
 from tests.support.moto_ecr import MotoEcr
 from tests.support.renders import (
@@ -422,7 +422,7 @@ from pathlib import Path
 from cmp.images import EcrRepository
 from cmp.registry.base import Lookup, TagInfo
 from cmp.registry.cache import CachingRegistry, DiskCache
-from cmp.registry.ecr import RegistryUnavailable
+from cmp.registry.base import RegistryUnavailable
 from tests.support.renders import repository
 
 stage, ready, wrong = sys.argv[1], Path(sys.argv[2]), sys.argv[3]

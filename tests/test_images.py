@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from cmp.errors import ConfigError, ImageError
 from cmp.images import (
-    REFERENCE_RE,
     EcrRegistry,
     ImageField,
     ImagePath,
@@ -23,6 +22,7 @@ from cmp.images import (
     parse_field_path,
     parse_image,
     parse_image_paths,
+    reference_pattern,
     set_image,
 )
 from cmp.manifests import Manifest
@@ -182,7 +182,7 @@ def test_everything_accepted_matches_the_distribution_grammar(text: str) -> None
         ref = parse_image(text)
     except ImageError:
         return
-    assert REFERENCE_RE.fullmatch(text)
+    assert reference_pattern().fullmatch(text)
     assert str(ref) == text
 
 

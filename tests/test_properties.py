@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from cmp.emit import emit_stream
 from cmp.errors import ImageError
-from cmp.images import REFERENCE_RE, ImageRef, parse_image
+from cmp.images import ImageRef, parse_image, reference_pattern
 from cmp.values import layer, merge
 from cmp.yamlread import load_all
 
@@ -65,7 +65,7 @@ def test_an_image_reference_prints_and_parses_back_to_itself(ref: ImageRef) -> N
     text = str(ref)
     assert parse_image(text) == ref
     assert str(parse_image(text)) == text  # rewriting changes nothing but the pin
-    assert REFERENCE_RE.fullmatch(text)
+    assert reference_pattern().fullmatch(text)
 
 
 @EXAMPLES
@@ -97,7 +97,7 @@ def test_any_text_either_parses_to_what_it_says_or_raises_image_error(text: str)
         assert error.problems and all(problem.strip() for problem in error.problems)
         return
     assert str(ref) == text
-    assert REFERENCE_RE.fullmatch(text)
+    assert reference_pattern().fullmatch(text)
 
 
 # -- values merge ----------------------------------------------------------------------------

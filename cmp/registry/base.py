@@ -6,7 +6,7 @@ Adapters (ECR, cache, static) implement `Registry`; the rest of tagpin depends o
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeGuard
@@ -18,6 +18,12 @@ if TYPE_CHECKING:
 
 # ECR only stores sha256 manifest digests; anything else in a cache or a response is corrupt.
 DIGEST_PATTERN = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+class RegistryUnavailable(RegistryError):
+    """The registry could not answer now (unreachable, timed out, throttled, a server error, the
+    deadline passed): asking again later may work. Unlike access denied or bad credentials, this
+    is the case where a cache may answer for it (TAGPIN_SERVE_STALE_HOURS)."""
 
 
 class TagInfo(NamedTuple):
@@ -47,6 +53,30 @@ class Registry(Protocol):
     def list_tags(self, repo: EcrRepository) -> Lookup:
         """Every tagged image of the repository (for branch deploys), `found` keyed by tag."""
         ...
+
+
+class DeferredRegistry:
+    """A `Registry` built on first use: a render the cache answers never imports the adapter
+    (for ECR, a module and settings that cost a few ms at every start)."""
+
+    def __init__(self, build: Callable[[], Registry]) -> None:
+        import threading
+
+        self._build = build
+        self._lock = threading.Lock()  # repositories are described from several threads
+        self._registry: Registry | None = None
+
+    def _get(self) -> Registry:
+        with self._lock:
+            if self._registry is None:
+                self._registry = self._build()
+            return self._registry
+
+    def describe_tags(self, repo: EcrRepository, tags: Collection[str]) -> Lookup:
+        return self._get().describe_tags(repo, tags)
+
+    def list_tags(self, repo: EcrRepository) -> Lookup:
+        return self._get().list_tags(repo)
 
 
 def is_digest(value: object) -> TypeGuard[str]:

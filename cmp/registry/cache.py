@@ -24,8 +24,7 @@ from urllib.parse import quote
 
 from cachetools import TTLCache
 
-from cmp.registry.base import Lookup, Registry, TagInfo, is_digest
-from cmp.registry.ecr import RegistryUnavailable
+from cmp.registry.base import Lookup, Registry, RegistryUnavailable, TagInfo, is_digest
 
 if TYPE_CHECKING:
     from cmp.images import EcrRepository

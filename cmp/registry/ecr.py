@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cmp.errors import RegistryError
-from cmp.registry.base import Lookup, TagInfo, epoch_seconds, is_digest
+from cmp.registry.base import Lookup, RegistryUnavailable, TagInfo, epoch_seconds, is_digest
 
 if TYPE_CHECKING:
     from cmp.images import EcrRegistry, EcrRepository
@@ -71,12 +71,6 @@ class EcrSettings(NamedTuple):
     read_timeout: float = 5.0  # seconds; DescribeImages answers in well under one
     deadline: float = 25.0  # seconds from client creation after which no new call starts
     concurrency: int = 8  # parallel repositories; also the HTTP pool size per region
-
-
-class RegistryUnavailable(RegistryError):
-    """ECR could not answer now (unreachable, timed out, throttled, a server error, the deadline
-    passed): asking again later may work. Unlike access denied or bad credentials, this is the
-    case where a cache may answer for it (TAGPIN_SERVE_STALE_HOURS)."""
 
 
 class _RepositoryNotFound(Exception):
