@@ -9,28 +9,47 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from typing import Any
 
-from .errors import ExitStatus, TagpinError
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+
+if TYPE_CHECKING:  # imported where used: a served render imports next to nothing
+    from collections.abc import Callable, Mapping, Sequence
+    from pathlib import Path
+    from typing import Any
+
+    from .errors import TagpinError
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if args == ["generate"]:
-        # The sidecar runs `tagpin generate` once per render: skip importing click (~30 ms).
+        # The sidecar runs `tagpin generate` once per render: a render server's warm worker
+        # answers if one is configured; otherwise skip importing click (~30 ms).
+        if os.environ.get("TAGPIN_RENDER_SERVER", "").strip().lower() in ("on", "auto"):
+            from .renderclient import generate as served
+
+            status = served(os.environ, os.getcwd())
+            if status is not None:
+                sys.exit(status)
+        from pathlib import Path
+
         sys.exit(generate(os.environ, Path.cwd()))
     sys.exit(_click_main(args))
 
 
 def generate(environ: Mapping[str, str], cwd: Path, *, debug: bool = False) -> int:
     """What Argo CD's cmp-server runs: everything comes from the environment."""
-    from .app import run
-    from .request import from_argocd_environment
 
-    limit_memory(environ)
-    return execute(lambda: run(from_argocd_environment(environ, cwd)), debug=debug)
+    def job() -> Any:
+        from .app import run
+        from .request import from_argocd_environment
+        from .settings import RENDER_SERVER_MODES, setting_choice
+
+        limit_memory(environ)
+        setting_choice(environ, "TAGPIN_RENDER_SERVER", RENDER_SERVER_MODES)  # typos: an error
+        return run(from_argocd_environment(environ, cwd))
+
+    return execute(job, debug=debug)
 
 
 def limit_memory(environ: Mapping[str, str]) -> None:
@@ -54,6 +73,8 @@ def limit_memory(environ: Mapping[str, str]) -> None:
 
 def execute(job: Callable[[], Any], *, debug: bool = False) -> int:
     """Run a render job; print its YAML once on success, or its problems on stderr."""
+    from .errors import ExitStatus, TagpinError
+
     try:
         result = job()
     except TagpinError as exc:
@@ -93,6 +114,7 @@ def _click_main(args: list[str]) -> int:
     import click
 
     from .commands import cli
+    from .errors import ExitStatus
 
     try:
         code = cli.main(args=args, prog_name="tagpin", standalone_mode=False)

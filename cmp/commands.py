@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import click
 
 from . import __version__
 from .cli import execute, generate
+from .errors import ConfigError
 from .request import AppInfo, KubeInfo, RenderRequest, for_directory, parse_api_versions
 from .settings import PARAMETERS_BY_NAME, parse_parameters, plugin_yaml, setting_choice
 
@@ -161,6 +163,28 @@ def _parameters_from_flags(
         items.append({"name": "image-updater", "map": updater})
     assert set(i["name"] for i in items) <= set(PARAMETERS_BY_NAME)
     return json.dumps(items)
+
+
+@cli.command("render-server")
+@click.option("--socket", "socket_path", default=None, metavar="PATH",
+              help="Unix socket to serve (default: TAGPIN_RENDER_SERVER_SOCKET, else "
+                   "render-server-<version>.sock in the cache directory).")
+@click.option("--log-renders", is_flag=True,
+              help="Log every render (exit status, time, peak memory), not only failures.")
+def render_server_command(socket_path: str | None, log_renders: bool) -> int:
+    """Serve `tagpin generate` from warm forked workers (TAGPIN_RENDER_SERVER; docs/server.md)."""
+    from .renderclient import socket_path as default_socket
+    from .renderserver import serve
+
+    path = socket_path or default_socket(os.environ)
+    if path is None:
+        raise click.UsageError("no socket path: pass --socket, or set "
+                               "TAGPIN_RENDER_SERVER_SOCKET or TAGPIN_CACHE_DIR "
+                               "(a path of at most 100 bytes)")
+    try:
+        return serve(path, sys.stderr, log_renders=log_renders)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @cli.command("plugin-yaml")

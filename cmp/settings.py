@@ -19,6 +19,7 @@ LOCK_FILE = "tagpin.lock"
 LOCK_MODES = ("use", "verify", "strict", "off")  # TAGPIN_LOCK; see cmp.lock.LockMode
 IMAGE_UPDATER_PREFIX = "argocd-image-updater.argoproj.io/"
 IMAGE_LIST_KEY = "image-list"  # without it, Image Updater annotations govern no image
+RENDER_SERVER_MODES = ("off", "on", "auto")  # TAGPIN_RENDER_SERVER; cmp.renderclient.MODES
 
 
 class Parameter(NamedTuple):
@@ -132,6 +133,19 @@ SETTINGS: tuple[Setting, ...] = (
         "use",
         "`use`, `verify`, `strict` or `off`: what a render does with the app's tagpin.lock "
         "(docs/previews.md).",
+    ),
+    Setting(
+        "TAGPIN_RENDER_SERVER",
+        "off",
+        "`off`, `on` or `auto`: `tagpin generate` asks a render server's warm worker to render "
+        "(`on`), and starts that server itself when none answers (`auto`, set in the image); "
+        "without one it renders in its own process (docs/server.md).",
+    ),
+    Setting(
+        "TAGPIN_RENDER_SERVER_SOCKET",
+        "$TAGPIN_CACHE_DIR/render-server-<version>.sock",
+        "The render server's Unix socket (at most 100 bytes); its directory must be writable "
+        "by this user alone.",
     ),
     Setting(
         "TAGPIN_MAX_MEMORY_MB",

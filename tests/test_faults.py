@@ -19,9 +19,8 @@ import pytest
 
 from cmp.errors import ExitStatus
 from cmp.images import EcrRepository
-from cmp.registry.base import Lookup, TagInfo
+from cmp.registry.base import Lookup, RegistryUnavailable, TagInfo
 from cmp.registry.cache import CachingRegistry, DiskCache
-from cmp.registry.base import RegistryUnavailable
 from tests.support.fake_ecr import FakeEcr, Reply, access_denied, server_error, throttling
 from tests.support.moto_ecr import MotoEcr
 from tests.support.renders import (
