@@ -46,13 +46,16 @@ COPY --from=builder /opt/tagpin /opt/tagpin
 COPY plugin.yaml /home/argocd/cmp-server/config/plugin.yaml
 
 # The root filesystem is read-only in the pod; /tmp is the only writable place (the sidecar's
-# cmp-tmp emptyDir), so every home, cache and work directory lives under it.
+# cmp-tmp emptyDir), so every home, cache and work directory lives under it. The first render
+# starts a render server there (TAGPIN_RENDER_SERVER=auto, docs/server.md); later renders are
+# answered by its warm workers.
 ENV PATH=/opt/tagpin/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp \
     XDG_CACHE_HOME=/tmp/.cache \
-    TAGPIN_CACHE_DIR=/tmp/tagpin-cache
+    TAGPIN_CACHE_DIR=/tmp/tagpin-cache \
+    TAGPIN_RENDER_SERVER=auto
 
 # UID 999 is what Argo CD's cmp-server expects (the argocd user of its own image); no passwd
 # entry is needed because nothing looks the user up and HOME is set above.

@@ -17,6 +17,7 @@ import jsonschema
 import pytest
 import yaml
 
+from cmp.renderclient import socket_path
 from cmp.settings import PARAMETERS_BY_NAME, plugin_config
 from tests.support.kustomize import K8S_VERSIONS, kustomize_build, schema_problems
 
@@ -472,6 +473,20 @@ def test_everything_the_image_writes_lands_on_the_sidecar_tmp(
     for name, path in places.items():
         assert name not in overridden, f"the sidecar overrides {name}"
         assert any(PurePosixPath(path).is_relative_to(w) for w in writable), (name, path)
+
+
+def test_the_image_starts_a_render_server_on_the_sidecar_tmp(
+    final_stage: list[Instruction], built: list[dict[str, Any]]
+) -> None:
+    """TAGPIN_RENDER_SERVER=auto in the image: its socket must land on the writable /tmp and
+    fit in a Unix socket address, or every render would quietly run in-process."""
+    env = image_env(final_stage)
+    assert env["TAGPIN_RENDER_SERVER"] == "auto"
+    path = socket_path(env)
+    assert path is not None, "the default socket path does not fit in a Unix socket address"
+    sidecar = container(pod_spec(built), SIDECAR)
+    assert "TAGPIN_RENDER_SERVER" not in {e["name"] for e in sidecar["env"]}
+    assert mounts(sidecar)["/tmp"] == "cmp-tmp" and PurePosixPath(path).is_relative_to("/tmp")
 
 
 def test_image_carries_oci_labels(final_stage: list[Instruction]) -> None:
