@@ -44,6 +44,7 @@ FLOOR_PROGRAM = (
 # Modules the warm path must never import (issue 9), and what else is worth watching.
 FORBIDDEN_WARM = ("boto3", "botocore", "kubernetes")
 FORBIDDEN_PLAIN = ("jinja2",)
+FORBIDDEN_SERVED = ("yaml",)  # the thin client of the render server
 WATCHED = ("click", "cachetools", "concurrent.futures", "urllib.parse", "ssl", "json")
 CLOSED_ENDPOINT = "http://127.0.0.1:9"  # a warm render that calls ECR fails fast, never leaks
 
@@ -349,14 +350,21 @@ def _push_all(url: str, images: Sequence[Image]) -> None:
 
 
 def cold_cases(workspace: Workspace, app: BenchApp, runs: int, serial: bool,
-               latency_ms: float) -> list[Row]:
+               latency_ms: float, server: RenderServer | None = None) -> list[Row]:
     """Empty cache each run: one DescribeImages per repository, in parallel across them."""
     variants: list[tuple[str, dict[str, str]]] = [("cold", {})]
     if serial:
         variants.append(("cold-serial", {"TAGPIN_ECR_CONCURRENCY": "1"}))
+    if server is not None:
+        variants.append(("cold served", server.env()))
+    rows = []
     with moto_ecr(app, latency_ms) as moto:
-        return [cold_variant(workspace, app, moto, label, extra, runs, latency_ms)
-                for label, extra in variants]
+        for label, extra in variants:
+            before = len(server.worker_peaks_kb()) if server is not None else 0
+            row = cold_variant(workspace, app, moto, label, extra, runs, latency_ms)
+            rows.append(served(row, server, before) if server and label == "cold served"
+                        else row)
+    return rows
 
 
 def cold_variant(workspace: Workspace, app: BenchApp, moto: MotoHandle, label: str,
@@ -388,14 +396,15 @@ def _span(values: Sequence[int]) -> str:
 
 
 def import_check(workspace: Workspace, app: BenchApp, env: Mapping[str, str],
-                 runs: int = 3) -> ImportCheck:
-    """`python -X importtime` of one render (the quickest of `runs`): what it loads and costs."""
-    checks = [_import_check_once(workspace, app, env) for _ in range(runs)]
+                 runs: int = 3, served: bool = False) -> ImportCheck:
+    """`python -X importtime` of one render (the quickest of `runs`): what it loads and costs.
+    A render the server answers must not even import PyYAML or Jinja2."""
+    checks = [_import_check_once(workspace, app, env, served) for _ in range(runs)]
     return min(checks, key=lambda check: check.total_ms)
 
 
 def _import_check_once(workspace: Workspace, app: BenchApp,
-                       env: Mapping[str, str]) -> ImportCheck:
+                       env: Mapping[str, str], served: bool) -> ImportCheck:
     command = [str(workspace.python), "-X", "importtime", *workspace.generate]
     completed = subprocess.run(command, cwd=app.app_dir, env=dict(env),
                                capture_output=True, text=True, check=True)
@@ -412,11 +421,89 @@ def _import_check_once(workspace: Workspace, app: BenchApp,
         total_us += int(self_us)
         if len(raw_name) - len(raw_name.lstrip(" ")) == 1 and module != "site":
             top.append((module, int(cumulative_us) / 1000))
-    forbidden = FORBIDDEN_WARM + (() if app.has_jinja else FORBIDDEN_PLAIN)
+    forbidden = FORBIDDEN_WARM + (() if app.has_jinja and not served else FORBIDDEN_PLAIN)
+    forbidden += FORBIDDEN_SERVED if served else ()
     found = tuple(m for m in forbidden if m in modules)
     watched = tuple(m for m in WATCHED if m in modules)
     top.sort(key=lambda item: -item[1])
-    return ImportCheck(app.name, found, watched, total_us / 1000, tuple(top[:8]))
+    return ImportCheck(f"{app.name} served" if served else app.name, found, watched,
+                       total_us / 1000, tuple(top[:8]))
+
+
+# -- the render server (TAGPIN_RENDER_SERVER) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RenderServer:
+    socket: Path
+    log: Path
+    pid: int
+
+    def env(self) -> dict[str, str]:
+        return {"TAGPIN_RENDER_SERVER": "on", "TAGPIN_RENDER_SERVER_SOCKET": str(self.socket)}
+
+    def worker_peaks_kb(self) -> list[int]:
+        """Peak RSS of every worker so far, from the server's --log-renders lines."""
+        peaks = []
+        for line in self.log.read_text().splitlines():
+            if " worker " in line and "peak RSS " in line:
+                peaks.append(int(float(line.split("peak RSS ")[1].split()[0]) * 1024))
+        return peaks
+
+    def rss_kb(self) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+
+@contextlib.contextmanager
+def render_server(workspace: Workspace) -> Iterator[RenderServer]:
+    """`python -m cmp.renderserver`, as TAGPIN_RENDER_SERVER=auto starts it in the sidecar."""
+    directory = Path(tempfile.mkdtemp(prefix="tagpin-bench-", dir="/tmp"))  # short socket path
+    socket, log = directory / "render.sock", directory / "server.log"
+    process = subprocess.Popen(
+        [str(workspace.python), "-m", "cmp.renderserver", "--socket", str(socket),
+         "--log", str(log), "--log-renders"],
+        env=dict(workspace.env_base), stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (log.exists() and "serving" in log.read_text()):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the render server did not start: "
+                                   + (log.read_text() if log.exists() else "no log"))
+            time.sleep(0.05)
+        yield RenderServer(socket, log, process.pid)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def served(row: Row, server: RenderServer, before: int) -> Row:
+    """A row measured through the server: its memory is the workers' peak RSS (pages shared
+    with the server included, so an overstatement), not the thin client's."""
+    peaks = server.worker_peaks_kb()[before:]
+    if len(peaks) != row.runs + 1:  # + the warm-up run
+        raise RuntimeError(f"{row.case}: {len(peaks)} renders reached the server, expected "
+                           f"{row.runs + 1}; the rest ran in-process")
+    client_kb = row.tagpin.peak_rss_kb
+    tagpin = Stats(row.tagpin.median_ms, int(statistics.median(peaks)), row.tagpin.cpu_ms)
+    note = (f"{row.note}; render server: MiB = a worker's peak RSS, client "
+            f"{client_kb / 1024:.1f} MiB, server {server.rss_kb() / 1024:.1f} MiB; CPU is the "
+            "client's")
+    return Row(row.case, row.objects, tagpin, row.floor, row.runs, note.lstrip("; "))
+
+
+def served_warm_case(workspace: Workspace, app: BenchApp, runs: int,
+                     server: RenderServer) -> Row:
+    cache_dir = workspace.root / f"cache-{app.name}"
+    prime_cache(cache_dir, app.images)
+    env = argocd_env(workspace, app, cache_dir, extra=server.env())
+    before = len(server.worker_peaks_kb())
+    row = compare(workspace, app, env, runs, f"warm cache, {len(app.images)} images",
+                  case=f"{app.name} served")
+    return served(row, server, before)
 
 
 # -- reporting ------------------------------------------------------------------------------
@@ -515,7 +602,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="tiny apps and one run: checks the suite works, times mean nothing")
     parser.add_argument("--cases", nargs="*",
                         help="subset of: example example-lock large-2000 large-10000 images-200 "
-                             "cold imports")
+                             "cold served imports")
     parser.add_argument("--profile", metavar="CASE",
                         help="render CASE once under cProfile, print the top functions")
     parser.add_argument("--profile-out", type=Path,
@@ -551,7 +638,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
 
         wanted = set(args.cases or ["example", "example-lock", "large", "images-200", "cold",
-                                    "imports"])
+                                    "served", "imports"])
         rows: list[Row] = []
         checks: list[ImportCheck] = []
         for app in apps.values():
@@ -562,11 +649,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rows.append(warm_case(workspace, app, min(runs, 5) if app.objects > 5000
                                       else runs))
         images_app = next(a for a in apps.values() if a.name.startswith("images-"))
+        server = stack.enter_context(render_server(workspace)) if "served" in wanted else None
+        if server is not None:
+            print("measuring example through the render server ...", file=sys.stderr,
+                  flush=True)
+            rows.append(served_warm_case(workspace, apps["example"], runs, server))
         if "cold" in wanted:
             print(f"measuring {images_app.name} cold against moto ...", file=sys.stderr,
                   flush=True)
             rows.extend(cold_cases(workspace, images_app, max(1, min(runs, 7)),
-                                   serial=not args.smoke, latency_ms=args.ecr_latency_ms))
+                                   serial=not args.smoke, latency_ms=args.ecr_latency_ms,
+                                   server=server))
         if "imports" in wanted:
             for app in (apps["example"], next(a for a in apps.values()
                                               if a.name.startswith("large-"))):
@@ -574,6 +667,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 prime_cache(cache_dir, app.images)
                 env = argocd_env(workspace, app, cache_dir)
                 checks.append(import_check(workspace, app, env, runs=1 if args.smoke else 3))
+            if server is not None:
+                app = apps["example"]
+                env = argocd_env(workspace, app, workspace.root / f"cache-{app.name}",
+                                 extra=server.env())
+                checks.append(import_check(workspace, app, env, runs=1 if args.smoke else 3,
+                                           served=True))
         print(f"Machine: {machine()}")
         print("Medians of each case's runs; floor = same interpreter loading tagpin's "
               "output with yaml.CSafeLoader and dumping it with yaml.CSafeDumper")

@@ -39,11 +39,14 @@ def _table_rows(output: str) -> dict[str, list[str]]:
 
 def test_every_case_has_a_row(smoke_run: tuple[str, Path]) -> None:
     rows = _table_rows(smoke_run[0])
-    assert set(rows) == {"example", "example-lock", "large-40", "large-200", "images-8 cold"}
+    assert set(rows) == {"example", "example-lock", "large-40", "large-200", "images-8 cold",
+                         "example served", "images-8 cold served"}
 
 
 @pytest.mark.parametrize(("case", "objects"), [("example", 4), ("large-40", 40),
-                                               ("large-200", 200), ("images-8 cold", 8)])
+                                               ("large-200", 200), ("images-8 cold", 8),
+                                               ("example served", 4),
+                                               ("images-8 cold served", 8)])
 def test_tagpin_output_holds_every_object(smoke_run: tuple[str, Path], case: str,
                                           objects: int) -> None:
     text = (smoke_run[1] / f"{case}.out.yaml").read_text()
@@ -61,12 +64,24 @@ def test_large_app_images_are_pinned_from_the_primed_cache(smoke_run: tuple[str,
     assert all("@sha256:" in image for image in images)
 
 
-def test_cold_render_asks_ecr_once_per_repository(smoke_run: tuple[str, Path]) -> None:
-    note = _table_rows(smoke_run[0])["images-8 cold"][-1]
+@pytest.mark.parametrize("case", ["images-8 cold", "images-8 cold served"])
+def test_cold_render_asks_ecr_once_per_repository(smoke_run: tuple[str, Path], case: str) -> None:
+    note = _table_rows(smoke_run[0])[case][-1]
     assert note.startswith("4 repos in 2 regions")
-    assert note.endswith("ECR calls/run 4 (DescribeImages 4)")
+    assert "ECR calls/run 4 (DescribeImages 4)" in note
+
+
+def test_the_served_rows_were_answered_by_the_render_server(smoke_run: tuple[str, Path]) -> None:
+    """bench.run.served fails the run unless every render reached the server; the row says so."""
+    rows = _table_rows(smoke_run[0])
+    for case in ("example served", "images-8 cold served"):
+        assert "render server: MiB = a worker's peak RSS" in rows[case][-1]
+    assert (smoke_run[1] / "example served.out.yaml").read_text() == \
+        (smoke_run[1] / "example.out.yaml").read_text()
 
 
 def test_warm_path_imports_no_aws_or_kubernetes_client(smoke_run: tuple[str, Path]) -> None:
+    """...and a render the server answers imports neither PyYAML nor Jinja2 in the client."""
     lines = [line for line in smoke_run[0].splitlines() if line.startswith("- ")]
-    assert [line.split(";")[0] for line in lines] == ["- example: OK", "- large-40: OK"]
+    assert [line.split(";")[0] for line in lines] == [
+        "- example: OK", "- large-40: OK", "- example served: OK"]
