@@ -92,15 +92,22 @@ def serve(path: str, log: IO[str], *, log_renders: bool = False) -> int:
                 connection, _ = listener.accept()
             except (BlockingIOError, ConnectionAbortedError):
                 continue
-            connection.setblocking(True)
-            if not _same_user(connection):
-                connection.close()
+            except OSError as exc:  # out of file descriptors, say: clients render in-process
+                say(f"cannot accept: {exc}")
+                time.sleep(0.1)
                 continue
-            pid = os.fork()
-            if pid == 0:
-                _worker(connection, close_in_child=(listener, lock, wake_read, wake_write))
-            workers[pid] = time.monotonic()
-            connection.close()
+            with connection:
+                connection.setblocking(True)
+                if not _same_user(connection):
+                    continue
+                try:
+                    pid = os.fork()
+                except OSError as exc:  # out of processes or memory: this client renders itself
+                    say(f"cannot start a worker: {exc}")
+                    continue
+                if pid == 0:
+                    _worker(connection, close_in_child=(listener, lock, wake_read, wake_write))
+                workers[pid] = time.monotonic()
     finally:
         with contextlib.suppress(OSError):
             if os.stat(path).st_ino == bound:
@@ -280,6 +287,12 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as exc:
             log.write(f"tagpin render-server: cannot serve: {exc}\n")
             return int(exc.exit_status)
+        except Exception:  # started detached: this log is the only place anyone can look
+            import traceback
+
+            log.write("tagpin render-server: cannot serve (renders run in-process):\n"
+                      + traceback.format_exc())
+            return int(ExitStatus.INTERNAL)
 
 
 if __name__ == "__main__":
