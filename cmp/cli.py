@@ -33,8 +33,21 @@ def main(argv: Sequence[str] | None = None) -> None:
                 sys.exit(status)
         from pathlib import Path
 
-        sys.exit(generate(os.environ, Path.cwd()))
+        exit_now(generate(os.environ, Path.cwd()))
     sys.exit(_click_main(args))
+
+
+def exit_now(status: int) -> None:
+    """End `tagpin generate` without the interpreter's teardown: freeing Jinja2's, PyYAML's and
+    tagpin's modules object by object takes ~20 ms, a fifth of a small render, and nothing
+    needs it. Every file is written and closed and every thread joined by now (the pipeline
+    uses `with` for both); only the standard streams may hold buffered output."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:
+        sys.exit(status)  # let Python report a closed pipe as it always does
+    os._exit(status)
 
 
 def generate(environ: Mapping[str, str], cwd: Path, *, debug: bool = False) -> int:

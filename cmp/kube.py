@@ -80,6 +80,10 @@ def fetch_annotations(
         if error.status not in soft_statuses:
             raise
         return {}, [f"{line}; {WITHOUT_OVERRIDES}" for line in error.problems]
+    finally:
+        close = getattr(api, "close", None)
+        if close is not None:
+            close()  # removes any client key written to disk now: `generate` skips teardown
     if application is None:
         problem = (
             f"{settings.where} does not exist: check the app name and namespace "

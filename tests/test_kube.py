@@ -508,6 +508,28 @@ def test_client_certificate_data_goes_to_private_files_removed_on_close(
     assert list(scratch.iterdir()) == []
 
 
+def test_a_lookup_removes_its_client_key_before_returning(
+    fake_kube_tls: FakeKube, pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`tagpin generate` ends with os._exit (no interpreter teardown), so no finalizer would
+    remove a key written for the lookup: fetch_annotations must."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    user = {"client-certificate-data": b64(pki.client_cert), "client-key-data": b64(pki.client_key)}
+    cluster = {"certificate-authority-data": b64(pki.ca_cert)}
+    config = write_kubeconfig(tmp_path / "config", fake_kube_tls.url, user, cluster)
+    fake_kube_tls.add("argocd", "web", annotations={UPDATER: "app=x/app:~1.2"})
+    apis: list[KubeApi] = []
+
+    def factory() -> KubeApi:
+        apis.append(api_from(config, tmp_path))
+        return apis[-1]
+
+    assert fetch_annotations(settings("on"), factory) == ({UPDATER: "app=x/app:~1.2"}, [])
+    assert apis and list(scratch.iterdir()) == []
+
+
 def test_exec_plugin_client_certificate(fake_kube_tls: FakeKube, pki: Pki, tmp_path: Path) -> None:
     status = {
         "clientCertificateData": pki.client_cert.read_text(),
