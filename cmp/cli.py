@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
             status = served(os.environ, os.getcwd())
             if status is not None:
-                sys.exit(status)
+                exit_now(status)
         from pathlib import Path
 
         exit_now(generate(os.environ, Path.cwd()))
