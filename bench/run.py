@@ -483,6 +483,9 @@ def render_server(workspace: Workspace) -> Iterator[RenderServer]:
 def served(row: Row, server: RenderServer, before: int) -> Row:
     """A row measured through the server: its memory is the workers' peak RSS (pages shared
     with the server included, so an overstatement), not the thin client's."""
+    deadline = time.monotonic() + 10  # the server logs a worker once it has reaped it
+    while len(server.worker_peaks_kb()) - before < row.runs + 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
     peaks = server.worker_peaks_kb()[before:]
     if len(peaks) != row.runs + 1:  # + the warm-up run
         raise RuntimeError(f"{row.case}: {len(peaks)} renders reached the server, expected "

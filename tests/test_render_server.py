@@ -111,6 +111,7 @@ def test_a_served_render_is_the_in_process_render(server: Server, app: Path) -> 
     assert alone.returncode == 0, alone.stderr.decode()
     assert (answered.returncode, answered.stdout, answered.stderr) == (0, alone.stdout, b"")
     assert b"team: payments" in answered.stdout
+    wait_for(lambda: server.worker_lines(), "the worker's log line")
     assert len(server.worker_lines()) == 1 and "exit 0" in server.worker_lines()[0]
 
 
@@ -150,7 +151,7 @@ def test_concurrent_served_renders_match_serial_ones(server: Server, app: Path) 
         parallel = list(pool.map(render, teams))
     assert parallel == [render(team) for team in teams]
     assert all(f"team: {team}".encode() in out for team, out in zip(teams, parallel, strict=True))
-    assert len(server.worker_lines()) == 2 * len(teams)
+    wait_for(lambda: len(server.worker_lines()) == 2 * len(teams), "a log line per render")
 
 
 def test_argo_cds_deadline_ends_the_worker_too(server: Server, app: Path, tmp_path: Path) -> None:
