@@ -430,6 +430,57 @@ def _import_check_once(workspace: Workspace, app: BenchApp,
                        total_us / 1000, tuple(top[:8]))
 
 
+# -- the live Application lookup (TAGPIN_APP_LOOKUP) ------------------------------------------
+
+
+@contextlib.contextmanager
+def kube_api(workspace: Workspace) -> Iterator[dict[str, str]]:
+    """A Kubernetes API over TLS on 127.0.0.1 holding the bench Application, and the settings
+    that make a render read it, as the sidecar does on every render that pins an ECR image."""
+    import ssl
+
+    import yaml
+
+    from tests.support.fake_kube import FakeKube, make_pki, serve
+
+    (workspace.root / "pki").mkdir(exist_ok=True)
+    pki = make_pki(workspace.root / "pki")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki.server_cert, pki.server_key)
+    fake = FakeKube()
+    fake.add("argocd", "bench")
+    server = serve(fake, tls=context)
+    kubeconfig = workspace.root / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "bench",
+        "clusters": [{"name": "bench", "cluster": {
+            "server": fake.url, "certificate-authority": str(pki.ca_cert)}}],
+        "contexts": [{"name": "bench", "context": {"cluster": "bench", "user": "bench"}}],
+        "users": [{"name": "bench", "user": {"token": fake.token}}],
+    }))
+    try:
+        yield {"TAGPIN_APP_LOOKUP": "on", "KUBECONFIG": str(kubeconfig),
+               "ARGOCD_NAMESPACE": "argocd"}
+    finally:
+        server.shutdown()
+        server.server_close()
+        if not any(r.path.endswith("/applications/bench") for r in fake.requests):
+            raise RuntimeError("no render read the Application: the lookup case measured nothing")
+
+
+def lookup_case(workspace: Workspace, app: BenchApp, runs: int, lookup: Mapping[str, str],
+                server: RenderServer | None) -> Row:
+    cache_dir = workspace.root / f"cache-{app.name}"
+    prime_cache(cache_dir, app.images)
+    extra = {**lookup, **(server.env() if server else {})}
+    env = argocd_env(workspace, app, cache_dir, extra=extra)
+    before = len(server.worker_peaks_kb()) if server else 0
+    label = f"{app.name} lookup{' served' if server else ''}"
+    row = compare(workspace, app, env, runs, "warm cache, reads its Application over TLS",
+                  case=label)
+    return served(row, server, before) if server else row
+
+
 # -- the render server (TAGPIN_RENDER_SERVER) ------------------------------------------------
 
 
@@ -605,7 +656,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="tiny apps and one run: checks the suite works, times mean nothing")
     parser.add_argument("--cases", nargs="*",
                         help="subset of: example example-lock large-2000 large-10000 images-200 "
-                             "cold served imports")
+                             "cold served lookup imports")
     parser.add_argument("--profile", metavar="CASE",
                         help="render CASE once under cProfile, print the top functions")
     parser.add_argument("--profile-out", type=Path,
@@ -641,7 +692,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
 
         wanted = set(args.cases or ["example", "example-lock", "large", "images-200", "cold",
-                                    "served", "imports"])
+                                    "served", "lookup", "imports"])
         rows: list[Row] = []
         checks: list[ImportCheck] = []
         for app in apps.values():
@@ -657,6 +708,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("measuring example through the render server ...", file=sys.stderr,
                   flush=True)
             rows.append(served_warm_case(workspace, apps["example"], runs, server))
+        if "lookup" in wanted:
+            print("measuring example reading its Application ...", file=sys.stderr, flush=True)
+            with kube_api(workspace) as lookup:
+                for via in (None, server) if server else (None,):
+                    rows.append(lookup_case(workspace, apps["example"], runs, lookup, via))
         if "cold" in wanted:
             print(f"measuring {images_app.name} cold against moto ...", file=sys.stderr,
                   flush=True)

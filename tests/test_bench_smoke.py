@@ -40,13 +40,16 @@ def _table_rows(output: str) -> dict[str, list[str]]:
 def test_every_case_has_a_row(smoke_run: tuple[str, Path]) -> None:
     rows = _table_rows(smoke_run[0])
     assert set(rows) == {"example", "example-lock", "large-40", "large-200", "images-8 cold",
-                         "example served", "images-8 cold served"}
+                         "example served", "images-8 cold served", "example lookup",
+                         "example lookup served"}
 
 
 @pytest.mark.parametrize(("case", "objects"), [("example", 4), ("large-40", 40),
                                                ("large-200", 200), ("images-8 cold", 8),
                                                ("example served", 4),
-                                               ("images-8 cold served", 8)])
+                                               ("images-8 cold served", 8),
+                                               ("example lookup", 4),
+                                               ("example lookup served", 4)])
 def test_tagpin_output_holds_every_object(smoke_run: tuple[str, Path], case: str,
                                           objects: int) -> None:
     text = (smoke_run[1] / f"{case}.out.yaml").read_text()
