@@ -143,9 +143,9 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "TAGPIN_RENDER_SERVER_SOCKET",
-        "$TAGPIN_CACHE_DIR/render-server-<version>.sock",
+        "render-server-<version>.sock in $TAGPIN_CACHE_DIR or $XDG_CACHE_HOME/tagpin",
         "The render server's Unix socket (at most 100 bytes); its directory must be writable "
-        "by this user alone.",
+        "by this user alone. Without it or either directory, renders run in-process.",
     ),
     Setting(
         "TAGPIN_MAX_MEMORY_MB",
