@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
-from .errors import ImageError, Problems, ResolveError
+from .errors import ImageError, Problems, ResolveError, TagpinError
 from .images import (
     EcrRepository,
     ImageField,
@@ -93,8 +93,29 @@ def resolve(
     for item in wanted:
         requests[item.repository].add(item.tag)
     ordered = {repo: sorted(requests[repo]) for repo in sorted(requests, key=_repo_key)}
-    lookups = describe_many(registry, ordered, max_workers=concurrency)
+    try:
+        lookups = describe_many(registry, ordered, max_workers=concurrency)
+    except TagpinError as error:
+        raise _naming_users(error, wanted) from error
     return _found_or_raise(wanted, lookups)
+
+
+def _naming_users(error: TagpinError, wanted: Sequence[Wanted]) -> TagpinError:
+    """The same error, each `<image>: …` problem followed by the manifest fields using that
+    image, as a missing tag is reported (a lock that lacks a tag, say, or disagrees with ECR)."""
+    users: dict[str, list[str]] = defaultdict(list)
+    for item in wanted:
+        users[_image_text(item.repository, item.tag)].append(item.field.describe())
+    problems = []
+    for problem in error.problems:
+        image = problem.split(": ", 1)[0]
+        used_by = users.get(image)
+        problems.append(f"{problem}; used by {'; '.join(used_by)}" if used_by else problem)
+    return type(error)(*problems)
+
+
+def _image_text(repository: EcrRepository, tag: str) -> str:
+    return f"{repository.registry.host}/{repository.name}:{tag}"
 
 
 def _found_or_raise(
@@ -113,7 +134,7 @@ def _found_or_raise(
         if info is not None:
             found[(repository, tag)] = info
             continue
-        image = f"{repository.registry.host}/{repository.name}:{tag}"
+        image = _image_text(repository, tag)
         if lookup.repository_missing:
             reason = (
                 f"repository {repository.name!r} does not exist in registry "

@@ -192,6 +192,7 @@ def test_verify_fails_when_a_tag_moved_after_locking(
     assert (f"{HOST}/shop/web:v1: tagpin.lock locks {locked}, but ECR now has {moved}"
             in done.stderr)
     assert "tagpin lock --update" in done.stderr
+    assert "used by Deployment/web in templates/web.yaml.j2:1 at" in done.stderr
     # The default mode trusts the lock: the render still deploys what was reviewed.
     trusting = run("render", str(app), env=dict(ecr_env, TAGPIN_CACHE="off"))
     assert f"{HOST}/shop/web:v1@{locked}" in images_in(trusting.stdout)
@@ -232,6 +233,9 @@ def test_a_tag_missing_from_the_lock_is_resolved_unless_strict(
     strict = run("render", str(app), env=dict(ecr_env, TAGPIN_LOCK="strict"))
     assert strict.returncode == ExitStatus.LOCK and strict.stdout == ""
     assert f"{HOST}/shop/worker:v2: not in tagpin.lock (TAGPIN_LOCK=strict" in strict.stderr
+    # ...and, like a tag missing from ECR, which manifest field uses it.
+    assert ("commit tagpin.lock; used by CronJob/worker in templates/worker.yaml.j2:1 at "
+            "spec.jobTemplate.spec.template.spec.containers[0].image") in strict.stderr
     assert sum(moto_ecr.counts().values()) == 0
 
 
