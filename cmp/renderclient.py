@@ -136,12 +136,13 @@ def start_server(path: str) -> None:
 
     lock_path = path + ".lock"
     try:
+        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)  # the first render
         try:
             lock, fresh = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600), True
         except FileExistsError:
             lock, fresh = os.open(lock_path, os.O_RDWR), False
     except OSError:
-        return  # no cache directory yet (this render creates it) or not ours to write
+        return  # not ours to write: every render runs in-process
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while a server holds it
         if not fresh and time.time() - os.fstat(lock).st_mtime < RESTART_BACKOFF:

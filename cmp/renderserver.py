@@ -280,8 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-renders", action="store_true")
     args = parser.parse_args(argv)
     with contextlib.ExitStack() as stack:
-        log = stack.enter_context(open(args.log, "a", encoding="utf-8")) if args.log \
-            else sys.stderr
+        log = stack.enter_context(open(
+            args.log, "a", encoding="utf-8",
+            opener=lambda name, flags: os.open(name, flags, 0o600),  # tracebacks name paths
+        )) if args.log else sys.stderr
         try:
             return serve(args.socket, log, log_renders=args.log_renders)
         except ConfigError as exc:
