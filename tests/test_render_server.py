@@ -195,7 +195,8 @@ def test_a_stuck_server_does_not_hang_renders(server: Server, app: Path) -> None
 def test_auto_starts_a_server_for_later_renders(app: Path, tmp_path: Path) -> None:
     """Through the cmp-server harness, which waits for the render's pipes to close: a server
     started by a render must not hold them (Argo CD would wait for it forever)."""
-    cache = Path(tempfile.mkdtemp(prefix="tp-", dir="/tmp"))
+    scratch = Path(tempfile.mkdtemp(prefix="tp-", dir="/tmp"))
+    cache = scratch / "cache"  # a fresh sidecar: not there until the first render
     sock = cache / f"render-server-{__version__}.sock"
     (tmp_path / "cmp-tmp").mkdir()
     cmp = CmpServer.from_plugin_yaml(
@@ -220,7 +221,7 @@ def test_auto_starts_a_server_for_later_renders(app: Path, tmp_path: Path) -> No
         if pid:
             os.kill(int(pid.group(1)), signal.SIGTERM)
             wait_for(lambda: "stopped" in log.read_text(), "the server to stop")
-        shutil.rmtree(cache, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def test_a_server_that_cannot_start_is_tried_once_per_backoff(app: Path) -> None:
