@@ -261,11 +261,13 @@ def _render(cwd: str, environ: dict[bytes, bytes]) -> tuple[int, bytes, bytes]:
     os.environb.update(environ)
     sys.argv = ["tagpin", "generate"]
     output, errors = io.BytesIO(), io.BytesIO()
-    # Encoded as the client's own streams would be: the server runs with the sidecar's locale.
-    sys.stdout = io.TextIOWrapper(output, encoding=sys.stdout.encoding,
-                                  errors=sys.stdout.errors, write_through=True)
-    sys.stderr = io.TextIOWrapper(errors, encoding=sys.stderr.encoding,
-                                  errors=sys.stderr.errors, write_through=True)
+    # Encoded as the client's own streams would be: the server runs with the sidecar's locale,
+    # and a client's PYTHONIOENCODING ("encoding[:errors]") wins, as it would in-process.
+    chosen, _, handler = os.environ.get("PYTHONIOENCODING", "").partition(":")
+    sys.stdout = io.TextIOWrapper(output, encoding=chosen or sys.stdout.encoding,
+                                  errors=handler or sys.stdout.errors, write_through=True)
+    sys.stderr = io.TextIOWrapper(errors, encoding=chosen or sys.stderr.encoding,
+                                  errors=handler or sys.stderr.errors, write_through=True)
     status = generate(os.environ, Path(cwd))
     return int(status), output.getvalue(), errors.getvalue()
 

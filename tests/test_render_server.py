@@ -106,13 +106,23 @@ def served(server: Server, **extra: str) -> dict[str, str]:
 
 
 def test_a_served_render_is_the_in_process_render(server: Server, app: Path) -> None:
-    alone = run_cli(["generate"], cwd=app, env=argocd_env(app))
-    answered = run_cli(["generate"], cwd=app, env={**argocd_env(app), **served(server)})
+    env = argocd_env(app, ARGOCD_ENV_TEAM="zürich-支払い")  # the worker encodes like the client
+    alone = run_cli(["generate"], cwd=app, env=env)
+    answered = run_cli(["generate"], cwd=app, env={**env, **served(server)})
     assert alone.returncode == 0, alone.stderr.decode()
     assert (answered.returncode, answered.stdout, answered.stderr) == (0, alone.stdout, b"")
-    assert b"team: payments" in answered.stdout
+    assert "team: zürich-支払い".encode() in answered.stdout
     wait_for(lambda: server.worker_lines(), "the worker's log line")
     assert len(server.worker_lines()) == 1 and "exit 0" in server.worker_lines()[0]
+
+
+def test_a_served_render_encodes_its_output_as_the_client_asked(server: Server,
+                                                               app: Path) -> None:
+    env = argocd_env(app, ARGOCD_ENV_TEAM="zürich", PYTHONIOENCODING="latin-1")
+    alone = run_cli(["generate"], cwd=app, env=env)
+    answered = run_cli(["generate"], cwd=app, env={**env, **served(server)})
+    assert "team: zürich".encode("latin-1") in alone.stdout
+    assert (answered.returncode, answered.stdout) == (0, alone.stdout)
 
 
 def test_a_served_failure_fails_the_same_way(server: Server, app: Path) -> None:
