@@ -28,7 +28,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         if os.environ.get("TAGPIN_RENDER_SERVER", "").strip().lower() in ("on", "auto"):
             from .renderclient import generate as served
 
-            status = served(os.environ, os.getcwd())
+            try:
+                status = served(os.environ, os.getcwd())
+            except KeyboardInterrupt:  # the worker sees the connection close and ends too
+                status = 130  # ExitStatus.INTERRUPTED, as an in-process render reports it
             if status is not None:
                 exit_now(status)
         from pathlib import Path

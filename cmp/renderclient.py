@@ -16,7 +16,7 @@ import os
 import socket
 from collections.abc import Mapping
 
-PROTOCOL = b"tagpin-render/1"
+PROTOCOL = b"tagpin-render/2"
 SOCKET_NAME = "render-server-{version}.sock"  # in the cache directory, one per tagpin version
 MAX_SOCKET_PATH = 100  # sockaddr_un holds 108 bytes; a longer path cannot be bound
 MODES = ("off", "on", "auto")
@@ -50,9 +50,11 @@ def socket_path(environ: Mapping[str, str]) -> str | None:
     return path if len(os.fsencode(path)) <= MAX_SOCKET_PATH else None
 
 
-def encode_request(cwd: str, environ: Mapping[bytes, bytes]) -> bytes:
-    """PROTOCOL, cwd, then NAME=VALUE per variable, NUL-separated (no C string holds NUL)."""
-    fields = [PROTOCOL, os.fsencode(cwd)] + [k + b"=" + v for k, v in environ.items()]
+def encode_request(cwd: str, umask: int, environ: Mapping[bytes, bytes]) -> bytes:
+    """PROTOCOL, cwd, umask (octal), then NAME=VALUE per variable, NUL-separated (no C string
+    holds NUL)."""
+    fields = [PROTOCOL, os.fsencode(cwd), b"%o" % umask]
+    fields += [k + b"=" + v for k, v in environ.items()]
     payload = b"\0".join(fields)
     return len(payload).to_bytes(4, "big") + payload
 
@@ -90,7 +92,9 @@ def _same_user(connection: socket.socket) -> bool:
 def _exchange(connection: socket.socket, cwd: str) -> int | None:
     try:
         connection.settimeout(START_TIMEOUT)
-        connection.sendall(encode_request(cwd, os.environb))
+        umask = os.umask(0o077)
+        os.umask(umask)  # reading it means setting it
+        connection.sendall(encode_request(cwd, umask, os.environb))
         if _read_exact(connection, 1) != STARTED:
             return None
         connection.settimeout(None)  # the render itself may take as long as Argo CD allows

@@ -197,12 +197,12 @@ def _worker(connection: socket.socket,
         for inherited in close_in_child:
             # The lock must die with the server, not with its last worker.
             os.close(inherited) if isinstance(inherited, int) else inherited.close()
-        cwd, environ = _read_request(connection)
+        cwd, umask, environ = _read_request(connection)
         connection.sendall(STARTED)
         done = threading.Event()
         threading.Thread(target=_exit_when_client_leaves, args=(connection, done),
                          daemon=True).start()
-        status, output, errors = _render(cwd, environ)
+        status, output, errors = _render(cwd, umask, environ)
         done.set()
         connection.sendall(RESULT + status.to_bytes(4, "big") + len(output).to_bytes(8, "big")
                            + len(errors).to_bytes(8, "big") + output + errors)
@@ -212,7 +212,7 @@ def _worker(connection: socket.socket,
         os._exit(status)
 
 
-def _read_request(connection: socket.socket) -> tuple[str, dict[bytes, bytes]]:
+def _read_request(connection: socket.socket) -> tuple[str, int, dict[bytes, bytes]]:
     connection.settimeout(REQUEST_TIMEOUT)
     header = connection.recv(4, socket.MSG_WAITALL)
     if len(header) != 4:
@@ -230,14 +230,14 @@ def _read_request(connection: socket.socket) -> tuple[str, dict[bytes, bytes]]:
         received += len(chunk)
     connection.settimeout(None)
     fields = b"".join(chunks).split(b"\0")
-    if fields[0] != PROTOCOL or len(fields) < 2:
+    if fields[0] != PROTOCOL or len(fields) < 3:
         raise ValueError("unknown protocol")
     environ = {}
-    for field in fields[2:]:
+    for field in fields[3:]:
         name, equals, value = field.partition(b"=")
         if equals:
             environ[name] = value
-    return os.fsdecode(fields[1]), environ
+    return os.fsdecode(fields[1]), int(fields[2], 8), environ
 
 
 def _exit_when_client_leaves(connection: socket.socket, done: threading.Event) -> None:
@@ -249,14 +249,15 @@ def _exit_when_client_leaves(connection: socket.socket, done: threading.Event) -
         os._exit(int(ExitStatus.INTERRUPTED))
 
 
-def _render(cwd: str, environ: dict[bytes, bytes]) -> tuple[int, bytes, bytes]:
-    """Become the client's `tagpin generate` (its cwd and environment) and run it, keeping
-    stdout and stderr to send back."""
+def _render(cwd: str, umask: int, environ: dict[bytes, bytes]) -> tuple[int, bytes, bytes]:
+    """Become the client's `tagpin generate` (its cwd, umask and environment) and run it,
+    keeping stdout and stderr to send back."""
     from pathlib import Path
 
     from .cli import generate
 
     os.chdir(cwd)
+    os.umask(umask)  # the cache files it writes get the modes they would in-process
     os.environb.clear()
     os.environb.update(environ)
     sys.argv = ["tagpin", "generate"]

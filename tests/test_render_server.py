@@ -180,6 +180,34 @@ def test_argo_cds_deadline_ends_the_worker_too(server: Server, app: Path, tmp_pa
              "the worker to end once its client was killed")
 
 
+def test_ctrl_c_on_a_served_render_stops_it_quietly(server: Server, app: Path) -> None:
+    (app / "templates" / "spin.yaml.j2").write_text(
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}\n")
+    client = subprocess.Popen([str(BIN / "tagpin"), "generate"], cwd=app,
+                              env=clean_env({**argocd_env(app), **served(server)}),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(2)  # well into the render
+    client.send_signal(signal.SIGINT)
+    stdout, stderr = client.communicate(timeout=WAIT)
+    assert (client.returncode, stdout) == (130, b"")
+    assert b"Traceback" not in stderr
+    wait_for(lambda: any("exit 130" in line for line in server.worker_lines()),
+             "the worker to end with its client")
+
+
+def test_a_served_render_writes_files_with_the_clients_umask(server: Server, app: Path,
+                                                             socket_dir: Path) -> None:
+    """Compiled templates land in the cache with the modes an in-process render gives them."""
+    cache = socket_dir / "cache"
+    done = subprocess.run([str(BIN / "tagpin"), "generate"], cwd=app, capture_output=True,
+                          env=clean_env({**argocd_env(app), **served(server),
+                                         "TAGPIN_CACHE": "on", "TAGPIN_CACHE_DIR": str(cache)}),
+                          preexec_fn=lambda: os.umask(0o077), check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    compiled = list((cache / f"jinja-{__version__}").iterdir())
+    assert compiled and all(path.stat().st_mode & 0o077 == 0 for path in compiled)
+
+
 def test_a_dead_server_means_an_in_process_render(server: Server, app: Path) -> None:
     server.process.kill()  # SIGKILL: the socket file stays behind
     server.process.wait(timeout=WAIT)
