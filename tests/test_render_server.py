@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,6 +27,7 @@ from cmp.renderclient import MODES, START_TIMEOUT, socket_path
 from cmp.settings import RENDER_SERVER_MODES
 from tests.support.apptree import build_tree, clean_env, run_cli
 from tests.support.cmpserver import AppSpec, CmpServer
+from tests.support.moto_ecr import ACCOUNT, REGION
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -195,17 +197,25 @@ def test_ctrl_c_on_a_served_render_stops_it_quietly(server: Server, app: Path) -
              "the worker to end with its client")
 
 
-def test_a_served_render_writes_files_with_the_clients_umask(server: Server, app: Path,
-                                                             socket_dir: Path) -> None:
-    """Compiled templates land in the cache with the modes an in-process render gives them."""
-    cache = socket_dir / "cache"
-    done = subprocess.run([str(BIN / "tagpin"), "generate"], cwd=app, capture_output=True,
-                          env=clean_env({**argocd_env(app), **served(server),
-                                         "TAGPIN_CACHE": "on", "TAGPIN_CACHE_DIR": str(cache)}),
-                          preexec_fn=lambda: os.umask(0o077), check=False)
+def test_a_served_render_writes_the_cache_with_the_clients_umask(
+        server: Server, tmp_path: Path, moto_ecr: Any) -> None:
+    """The digest cache's directories get the modes an in-process render gives them."""
+    moto_ecr.push("shop/web", "v1")
+    app = tmp_path / "repo" / "app"
+    build_tree(app, {"tagpin.yaml": "{}\n", "templates/web.yaml": (
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers:\n"
+        f"  - name: web\n    image: {ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/shop/web:v1\n")})
+    cache = tmp_path / "cache"
+    env = {**os.environ, **served(server), "TAGPIN_CACHE_DIR": str(cache),
+           "TAGPIN_APP_LOOKUP": "off", "ARGOCD_APP_NAME": "web", "ARGOCD_APP_SOURCE_PATH": "app"}
+    done = subprocess.run([str(BIN / "tagpin"), "generate"], cwd=app, env=env,
+                          capture_output=True, preexec_fn=lambda: os.umask(0o077), check=False)
     assert done.returncode == 0, done.stderr.decode()
-    compiled = list((cache / f"jinja-{__version__}").iterdir())
-    assert compiled and all(path.stat().st_mode & 0o077 == 0 for path in compiled)
+    assert b"@sha256:" in done.stdout
+    wait_for(lambda: server.worker_lines(), "the render to be served")
+    made = [path for path in cache.rglob("*") if path.is_dir()]
+    assert made and all(path.stat().st_mode & 0o077 == 0 for path in made), [
+        (str(path), oct(path.stat().st_mode)) for path in made]
 
 
 def test_a_dead_server_means_an_in_process_render(server: Server, app: Path) -> None:
