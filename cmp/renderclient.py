@@ -76,15 +76,16 @@ def generate(environ: Mapping[str, str], cwd: str) -> int | None:
             if chosen == "auto":
                 start_server(path)
             return None
-        if not _same_user(connection):
+        if not same_user(connection):
             return None
         return _exchange(connection, cwd)
     finally:
         connection.close()
 
 
-def _same_user(connection: socket.socket) -> bool:
-    # A socket another user owns could feed us any YAML: only our own server is trusted.
+def same_user(connection: socket.socket) -> bool:
+    """Whether this user is at the other end: only our own server (or client) is trusted, as a
+    socket another user owns could feed us any YAML."""
     creds = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
     return int.from_bytes(creds[4:8], "little") == os.getuid()
 

@@ -26,7 +26,7 @@ import time
 from typing import IO
 
 from .errors import ConfigError, ExitStatus
-from .renderclient import PROTOCOL, RESULT, STARTED
+from .renderclient import PROTOCOL, RESULT, STARTED, same_user
 
 MAX_REQUEST_BYTES = 8 * 1024 * 1024  # cwd + environment; Linux caps an environment far lower
 REQUEST_TIMEOUT = 10.0  # seconds for a connected client to send its request
@@ -98,7 +98,7 @@ def serve(path: str, log: IO[str], *, log_renders: bool = False) -> int:
                 continue
             with connection:
                 connection.setblocking(True)
-                if not _same_user(connection):
+                if not same_user(connection):
                     continue
                 try:
                     pid = os.fork()
@@ -142,11 +142,6 @@ def _listen(path: str) -> socket.socket:
         os.umask(old_umask)
     listener.listen(128)
     return listener
-
-
-def _same_user(connection: socket.socket) -> bool:
-    creds = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
-    return int.from_bytes(creds[4:8], "little") == os.getuid()
 
 
 def warm_up() -> None:
