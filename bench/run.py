@@ -501,6 +501,11 @@ class RenderServer:
                 peaks.append(int(float(line.split("peak RSS ")[1].split()[0]) * 1024))
         return peaks
 
+    def worker_private_kb(self) -> list[int]:
+        """What each worker added to the server's shared pages, from its own log line."""
+        return [int(float(line.split("private memory ")[1].split()[0]) * 1024)
+                for line in self.log.read_text().splitlines() if "private memory " in line]
+
     def rss_kb(self) -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
@@ -541,11 +546,13 @@ def served(row: Row, server: RenderServer, before: int) -> Row:
     if len(peaks) != row.runs + 1:  # + the warm-up run
         raise RuntimeError(f"{row.case}: {len(peaks)} renders reached the server, expected "
                            f"{row.runs + 1}; the rest ran in-process")
+    private = server.worker_private_kb()[before:] or [0]
     client_kb = row.tagpin.peak_rss_kb
     tagpin = Stats(row.tagpin.median_ms, int(statistics.median(peaks)), row.tagpin.cpu_ms)
-    note = (f"{row.note}; render server: MiB = a worker's peak RSS, client "
-            f"{client_kb / 1024:.1f} MiB, server {server.rss_kb() / 1024:.1f} MiB; CPU is the "
-            "client's")
+    note = (f"{row.note}; render server: MiB = a worker's peak RSS, of which "
+            f"{statistics.median(private) / 1024:.1f} MiB its own (the rest shared with the "
+            f"server, {server.rss_kb() / 1024:.1f} MiB); client {client_kb / 1024:.1f} MiB; "
+            "CPU is the client's")
     return Row(row.case, row.objects, tagpin, row.floor, row.runs, note.lstrip("; "))
 
 

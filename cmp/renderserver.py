@@ -106,7 +106,8 @@ def serve(path: str, log: IO[str], *, log_renders: bool = False) -> int:
                     say(f"cannot start a worker: {exc}")
                     continue
                 if pid == 0:
-                    _worker(connection, close_in_child=(listener, lock, wake_read, wake_write))
+                    _worker(connection, close_in_child=(listener, lock, wake_read, wake_write),
+                            log=log if log_renders else None)
                 workers[pid] = time.monotonic()
     finally:
         with contextlib.suppress(OSError):
@@ -182,8 +183,10 @@ def warm_up() -> None:
 
 
 def _worker(connection: socket.socket,
-            close_in_child: tuple[socket.socket, IO[str], int, int]) -> None:
-    """Runs in the forked child; never returns."""
+            close_in_child: tuple[socket.socket, IO[str], int, int],
+            log: IO[str] | None = None) -> None:
+    """Runs in the forked child; never returns. With `log`, it notes its private memory (what
+    it added to the server's shared pages) once it has answered."""
     status = int(ExitStatus.INTERNAL)
     try:
         signal.set_wakeup_fd(-1)
@@ -201,10 +204,24 @@ def _worker(connection: socket.socket,
         done.set()
         connection.sendall(RESULT + status.to_bytes(4, "big") + len(output).to_bytes(8, "big")
                            + len(errors).to_bytes(8, "big") + output + errors)
+        if log is not None:
+            log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} tagpin render-server: worker "
+                      f"{os.getpid()} private memory {_private_kib() / 1024:.1f} MiB\n")
+            log.flush()
     except BaseException:  # noqa: BLE001 - the client renders itself when no result comes
         status = int(ExitStatus.INTERNAL)
     finally:
         os._exit(status)
+
+
+def _private_kib() -> int:
+    """Memory only this process holds (Private_Clean + Private_Dirty), in KiB; 0 if unknown."""
+    total = 0
+    with contextlib.suppress(OSError), open("/proc/self/smaps_rollup", encoding="ascii") as rollup:
+        for line in rollup:
+            if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                total += int(line.split()[1])
+    return total
 
 
 def _read_request(connection: socket.socket) -> tuple[str, int, dict[bytes, bytes]]:

@@ -49,7 +49,12 @@ class Server:
         return self.log.read_text() if self.log.exists() else ""
 
     def worker_lines(self) -> list[str]:
-        return [line for line in self.log_text().splitlines() if " worker " in line]
+        """One line per render, written when the server reaps its worker."""
+        return [line for line in self.log_text().splitlines()
+                if " worker " in line and "private memory" not in line]
+
+    def private_lines(self) -> list[str]:
+        return [line for line in self.log_text().splitlines() if "private memory" in line]
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -116,6 +121,10 @@ def test_a_served_render_is_the_in_process_render(server: Server, app: Path) -> 
     assert "team: zürich-支払い".encode() in answered.stdout
     wait_for(lambda: server.worker_lines(), "the worker's log line")
     assert len(server.worker_lines()) == 1 and "exit 0" in server.worker_lines()[0]
+    # --log-renders also says what the worker added to the server's shared pages.
+    (private,) = server.private_lines()
+    peak = float(server.worker_lines()[0].split("peak RSS ")[1].split()[0])
+    assert 0 < float(private.split("private memory ")[1].split()[0]) < peak
 
 
 def test_a_served_render_encodes_its_output_as_the_client_asked(server: Server,
