@@ -296,6 +296,11 @@ class EcrRepository(NamedTuple):
         return f"EcrRepository(registry={self.registry!r}, name={self.name!r})"
 
     @property
+    def uri(self) -> str:
+        """`<host>/<name>`, as ECR's repositoryUri and as messages name the repository."""
+        return f"{self.registry.host}/{self.name}"
+
+    @property
     def pull_through_prefix(self) -> str | None:
         """The pull-through cache rule prefix (e.g. "docker-hub"), when the name starts with one.
 

@@ -176,7 +176,7 @@ class LockedRegistry:
         inner = self._inner()
         if inner is None:
             raise LockProblem(*(
-                f"{_image(repo, tag)}: not in {self._shown} ({self._strict_reason}); run "
+                f"{repo.uri}:{tag}: not in {self._shown} ({self._strict_reason}); run "
                 f"`tagpin lock` in the app directory and commit {LOCK_FILE}"
                 for tag in sorted(rest)))
         if self._verify:
@@ -191,10 +191,10 @@ class LockedRegistry:
             current = ecr.found.get(tag)
             if current is None:
                 where = "the repository" if ecr.repository_missing else "the tag"
-                problems.append(f"{_image(repo, tag)}: {self._shown} locks {info.digest}, but "
+                problems.append(f"{repo.uri}:{tag}: {self._shown} locks {info.digest}, but "
                                 f"{where} no longer exists in ECR; restore it or run `tagpin lock`")
             elif current.digest != info.digest:
-                problems.append(f"{_image(repo, tag)}: {self._shown} locks {info.digest}, but ECR "
+                problems.append(f"{repo.uri}:{tag}: {self._shown} locks {info.digest}, but ECR "
                                 f"now has {current.digest}; if the new image is intended run "
                                 "`tagpin lock --update` and commit the lock, else restore the tag")
         if problems:
@@ -206,10 +206,6 @@ class LockedRegistry:
         if inner is None:
             return Lookup(found=dict(self._table.get(repo, {})))
         return inner.list_tags(repo)
-
-
-def _image(repo: EcrRepository, tag: str) -> str:
-    return f"{repo.registry.host}/{repo.name}:{tag}"
 
 
 def registry_with_lock(mode: LockMode, lock_path: Path, shown: str,
@@ -285,7 +281,7 @@ def lock_app(request: RenderRequest, registry_factory: Callable[[], Registry], *
         key = (item.repository, item.tag)
         info = fresh.get(key)
         new[key] = reuse[key] if info is None else LockEntry(
-            item.repository, _image(item.repository, item.tag), item.tag, info.digest)
+            item.repository, f"{item.repository.uri}:{item.tag}", item.tag, info.digest)
     ordered = tuple(sorted(new.values(), key=_entry_key))
     return LockUpdate(
         entries=ordered,

@@ -105,17 +105,13 @@ def _naming_users(error: TagpinError, wanted: Sequence[Wanted]) -> TagpinError:
     image, as a missing tag is reported (a lock that lacks a tag, say, or disagrees with ECR)."""
     users: dict[str, list[str]] = defaultdict(list)
     for item in wanted:
-        users[_image_text(item.repository, item.tag)].append(item.field.describe())
+        users[f"{item.repository.uri}:{item.tag}"].append(item.field.describe())
     problems = []
     for problem in error.problems:
         image = problem.split(": ", 1)[0]
         used_by = users.get(image)
         problems.append(f"{problem}; used by {'; '.join(used_by)}" if used_by else problem)
     return type(error)(*problems)
-
-
-def _image_text(repository: EcrRepository, tag: str) -> str:
-    return f"{repository.registry.host}/{repository.name}:{tag}"
 
 
 def _found_or_raise(
@@ -134,7 +130,7 @@ def _found_or_raise(
         if info is not None:
             found[(repository, tag)] = info
             continue
-        image = _image_text(repository, tag)
+        image = f"{repository.uri}:{tag}"
         if lookup.repository_missing:
             reason = (
                 f"repository {repository.name!r} does not exist in registry "

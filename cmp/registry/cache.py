@@ -421,7 +421,7 @@ class CachingRegistry:
         if listing is not None:
             age = _age(self._clock() - cached.tag_list_fetched_at)
             self.warnings.append(
-                f"ECR is unavailable, so the tags of {_image(repo)} come from a listing cached "
+                f"ECR is unavailable, so the tags of {repo.uri} come from a listing cached "
                 f"{age} ago and may be out of date (TAGPIN_SERVE_STALE_HOURS)"
             )
         return listing
@@ -429,7 +429,7 @@ class CachingRegistry:
     def _warn_stale(self, repo: EcrRepository, stale: Mapping[str, CachedTag]) -> None:
         now = self._clock()
         pinned = ", ".join(
-            f"{_image(repo)}:{tag} (cached {_age(now - entry.fetched_at)} ago)"
+            f"{repo.uri}:{tag} (cached {_age(now - entry.fetched_at)} ago)"
             for tag, entry in sorted(stale.items())
         )
         self.warnings.append(
@@ -542,10 +542,6 @@ def _write_all(handle: int, data: bytes) -> None:
 
 def _reason(error: OSError) -> str:
     return error.strerror or type(error).__name__
-
-
-def _image(repo: EcrRepository) -> str:
-    return f"{repo.registry.host}/{repo.name}"
 
 
 def _age(seconds: float) -> str:

@@ -138,7 +138,7 @@ class EcrRegistryClient:
                             continue
                         if tagged is not None:
                             raise RegistryError(
-                                f"ECR keeps reporting a missing image in {_display(repo)} that "
+                                f"ECR keeps reporting a missing image in {repo.uri} that "
                                 f"its tag listing contains ({error}); retry the render"
                             ) from error
                         tagged = self._tagged(client, repo)
@@ -210,7 +210,7 @@ class EcrRegistryClient:
                     code = failure.get("failureCode", "")
                     if tag in chunk and code.startswith("Upstream"):
                         problems.append(
-                            f"ECR pull-through cache could not fetch {_display(repo)}:{tag} from "
+                            f"ECR pull-through cache could not fetch {repo.uri}:{tag} from "
                             f"upstream ({code}: {failure.get('failureReason', '')}); check the "
                             "pull-through rule's upstream credentials or retry later"
                         )
@@ -274,7 +274,7 @@ class EcrRegistryClient:
     def _deadline_error(self, operation: str, repo: EcrRepository) -> RegistryError:
         return RegistryUnavailable(
             f"ECR lookups did not finish within {self._settings.deadline:g} s, so {operation} "
-            f"on {_display(repo)} was not (re)tried; check that ECR is reachable and not "
+            f"on {repo.uri} was not (re)tried; check that ECR is reachable and not "
             "throttling, or raise the deadline (TAGPIN_ECR_DEADLINE)"
         )
 
@@ -323,7 +323,7 @@ class EcrRegistryClient:
         metadata = response.get("ResponseMetadata", {})
         attempts = int(metadata.get("RetryAttempts", 0)) + 1
         status = int(metadata.get("HTTPStatusCode", 0) or 0)
-        where = _display(repo)
+        where = repo.uri
         if code == "RepositoryNotFoundException":
             return _RepositoryNotFound(message)
         if code == "ImageNotFoundException":
@@ -364,25 +364,25 @@ class EcrRegistryClient:
         region = repo.registry.region
         if isinstance(error, boto.NoCredentialsError):
             return RegistryError(
-                f"no AWS credentials found to ask ECR about {_display(repo)}: configure IRSA "
+                f"no AWS credentials found to ask ECR about {repo.uri}: configure IRSA "
                 "(eks.amazonaws.com/role-arn on the repo-server's service account), EKS Pod "
                 "Identity, or AWS_PROFILE/AWS_ACCESS_KEY_ID for the tagpin sidecar"
             )
         if isinstance(error, boto.ParamValidationError):
-            return RegistryError(f"invalid ECR request for {_display(repo)}: {error}")
+            return RegistryError(f"invalid ECR request for {repo.uri}: {error}")
         if isinstance(error, boto.ConnectionError | boto.HTTPClientError):
             what = "timed out" if isinstance(error, boto.ReadTimeoutError) else "failed"
             if isinstance(error, boto.ConnectTimeoutError):
                 what = "connection timed out"
             return RegistryUnavailable(
                 f"cannot reach ECR at {client.meta.endpoint_url} in {region} ({what} after up to "
-                f"{self._settings.max_attempts} attempts) while resolving {_display(repo)}: check "
+                f"{self._settings.max_attempts} attempts) while resolving {repo.uri}: check "
                 "the network path (VPC endpoint, proxy, NetworkPolicy) from the repo-server pod"
             )
         # Credential providers (SSO, web identity, container) and configuration errors; their
         # messages name files, roles and profiles, never secrets.
         return RegistryError(
-            f"cannot load AWS credentials to ask ECR about {_display(repo)}: {_clip(str(error))}"
+            f"cannot load AWS credentials to ask ECR about {repo.uri}: {_clip(str(error))}"
         )
 
 
@@ -414,10 +414,6 @@ def _missing_tag(message: str) -> str | None:
 
 def _snake(operation: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", operation).lower()
-
-
-def _display(repo: EcrRepository) -> str:
-    return f"{repo.registry.host}/{repo.name}"
 
 
 def _arn(repo: EcrRepository) -> str:
