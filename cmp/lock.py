@@ -9,7 +9,6 @@ whether ECR fills the lock's gaps (use), checks it (verify) or is never asked (s
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING
 from .emit import emit_stream
 from .errors import ImageError, LockError, RegistryError, SourceError
 from .images import EcrRepository, ecr_repository, parse_image
-from .registry.base import Lookup, Registry, TagInfo, is_digest
+from .registry.base import DeferredRegistry, Lookup, Registry, TagInfo, is_digest
 from .settings import LOCK_FILE, LOCK_MODES, setting_choice
 from .yamlread import load_one
 
@@ -146,19 +145,11 @@ class LockedRegistry:
             tags[entry.tag] = TagInfo(entry.tag, entry.digest)
         if verify and fallback is None:
             raise ValueError("verifying a lock needs a registry to verify it against")
-        self._fallback_factory = fallback
-        self._fallback: Registry | None = None
-        self._building = threading.Lock()
+        # Built on first use, once, though repositories are asked from several threads.
+        self._fallback = DeferredRegistry(fallback) if fallback is not None else None
         self._shown = shown
         self._verify = verify
         self._strict_reason = strict_reason
-
-    def _inner(self) -> Registry | None:
-        # Repositories are asked from several threads; build ECR's client (and cache) once.
-        with self._building:
-            if self._fallback is None and self._fallback_factory is not None:
-                self._fallback = self._fallback_factory()
-            return self._fallback
 
     def describe_cached(self, repo: EcrRepository, tags: Collection[str]) -> Lookup | None:
         """The lock's answer when it holds every tag (and is not being verified), else None."""
@@ -173,7 +164,7 @@ class LockedRegistry:
         rest = [tag for tag in tags if tag not in locked]
         if not rest and not self._verify:
             return Lookup(found=found)
-        inner = self._inner()
+        inner = self._fallback
         if inner is None:
             raise LockProblem(*(
                 f"{repo.uri}:{tag}: not in {self._shown} ({self._strict_reason}); run "
@@ -202,7 +193,7 @@ class LockedRegistry:
         return ecr
 
     def list_tags(self, repo: EcrRepository) -> Lookup:
-        inner = self._inner()
+        inner = self._fallback
         if inner is None:
             return Lookup(found=dict(self._table.get(repo, {})))
         return inner.list_tags(repo)
