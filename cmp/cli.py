@@ -11,6 +11,8 @@ import os
 import sys
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+# The TAGPIN_RENDER_SERVER values that ask a server (settings.RENDER_SERVER_MODES has them all).
+SERVED_MODES = ("on", "auto")
 
 if TYPE_CHECKING:  # imported where used: a served render imports next to nothing
     from collections.abc import Callable, Mapping, Sequence
@@ -25,11 +27,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args == ["generate"]:
         # The sidecar runs `tagpin generate` once per render: a render server's warm worker
         # answers if one is configured; otherwise skip importing click (~30 ms).
-        if os.environ.get("TAGPIN_RENDER_SERVER", "").strip().lower() in ("on", "auto"):
+        # Read here, not through cmp.settings, to import nothing: any other value renders
+        # in-process, which reports a typo.
+        server_mode = os.environ.get("TAGPIN_RENDER_SERVER", "").strip().lower()
+        if server_mode in SERVED_MODES:
             from .renderclient import generate as served
 
             try:
-                status = served(os.environ, os.getcwd())
+                status = served(os.environ, os.getcwd(), start=server_mode == "auto")
             except KeyboardInterrupt:  # the worker sees the connection close and ends too
                 status = 130  # ExitStatus.INTERRUPTED, as an in-process render reports it
             if status is not None:

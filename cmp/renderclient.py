@@ -19,7 +19,6 @@ from collections.abc import Mapping
 PROTOCOL = b"tagpin-render/2"
 SOCKET_NAME = "render-server-{version}.sock"  # in the cache directory, one per tagpin version
 MAX_SOCKET_PATH = 100  # sockaddr_un holds 108 bytes; a longer path cannot be bound
-MODES = ("off", "on", "auto")
 START_TIMEOUT = 5.0  # seconds for a worker to say it started before this process renders itself
 RESTART_BACKOFF = 30.0  # seconds between two starts of a server (`auto`) that did not stay up
 
@@ -27,12 +26,6 @@ RESTART_BACKOFF = 30.0  # seconds between two starts of a server (`auto`) that d
 # stdout and stderr. Anything else (EOF first, a short frame) means it died: render here.
 STARTED = b"S"
 RESULT = b"R"
-
-
-def mode(environ: Mapping[str, str]) -> str:
-    """TAGPIN_RENDER_SERVER, read without importing cmp.settings (this is the fast path)."""
-    raw = (environ.get("TAGPIN_RENDER_SERVER") or "off").strip().lower()
-    return raw if raw in MODES else "off"  # a typo is reported by the in-process render
 
 
 def socket_path(environ: Mapping[str, str]) -> str | None:
@@ -59,12 +52,10 @@ def encode_request(cwd: str, umask: int, environ: Mapping[bytes, bytes]) -> byte
     return len(payload).to_bytes(4, "big") + payload
 
 
-def generate(environ: Mapping[str, str], cwd: str) -> int | None:
+def generate(environ: Mapping[str, str], cwd: str, *, start: bool) -> int | None:
     """The exit status of a render served by the server, or None when this process must render
-    (no server, not ours, or it died before sending a result)."""
-    chosen = mode(environ)
-    if chosen == "off":
-        return None
+    (no server, not ours, or it died before sending a result). `start`: when no server answers,
+    start one for the next renders (TAGPIN_RENDER_SERVER=auto)."""
     path = socket_path(environ)
     if path is None:
         return None
@@ -73,7 +64,7 @@ def generate(environ: Mapping[str, str], cwd: str) -> int | None:
         try:
             connection.connect(path)
         except OSError:
-            if chosen == "auto":
+            if start:
                 start_server(path)
             return None
         if not same_user(connection):

@@ -19,7 +19,7 @@ LOCK_FILE = "tagpin.lock"
 LOCK_MODES = ("use", "verify", "strict", "off")  # TAGPIN_LOCK; see cmp.lock.LockMode
 IMAGE_UPDATER_PREFIX = "argocd-image-updater.argoproj.io/"
 IMAGE_LIST_KEY = "image-list"  # without it, Image Updater annotations govern no image
-RENDER_SERVER_MODES = ("off", "on", "auto")  # TAGPIN_RENDER_SERVER; cmp.renderclient.MODES
+RENDER_SERVER_MODES = ("off", "on", "auto")  # TAGPIN_RENDER_SERVER; see cmp.cli.SERVED_MODES
 
 
 class Parameter(NamedTuple):
