@@ -52,6 +52,19 @@ def encode_request(cwd: str, umask: int, environ: Mapping[bytes, bytes]) -> byte
     return len(payload).to_bytes(4, "big") + payload
 
 
+def decode_request(payload: bytes) -> tuple[str, int, dict[bytes, bytes]]:
+    """cwd, umask and environment from encode_request's payload (after its length)."""
+    fields = payload.split(b"\0")
+    if fields[0] != PROTOCOL or len(fields) < 3:
+        raise ValueError("unknown protocol")
+    environ = {}
+    for field in fields[3:]:
+        name, equals, value = field.partition(b"=")
+        if equals:
+            environ[name] = value
+    return os.fsdecode(fields[1]), int(fields[2], 8), environ
+
+
 def generate(environ: Mapping[str, str], cwd: str, *, start: bool) -> int | None:
     """The exit status of a render served by the server, or None when this process must render
     (no server, not ours, or it died before sending a result). `start`: when no server answers,
@@ -87,15 +100,15 @@ def _exchange(connection: socket.socket, cwd: str) -> int | None:
         umask = os.umask(0o077)
         os.umask(umask)  # reading it means setting it
         connection.sendall(encode_request(cwd, umask, os.environb))
-        if _read_exact(connection, 1) != STARTED:
+        if read_exact(connection, 1) != STARTED:
             return None
         connection.settimeout(None)  # the render itself may take as long as Argo CD allows
-        if _read_exact(connection, 1) != RESULT:
+        if read_exact(connection, 1) != RESULT:
             return None
-        header = _read_exact(connection, 20)
+        header = read_exact(connection, 20)
         status = int.from_bytes(header[:4], "big")
-        output = _read_exact(connection, int.from_bytes(header[4:12], "big"))
-        errors = _read_exact(connection, int.from_bytes(header[12:], "big"))
+        output = read_exact(connection, int.from_bytes(header[4:12], "big"))
+        errors = read_exact(connection, int.from_bytes(header[12:], "big"))
     except (OSError, EOFError):
         return None
     _write_all(2, errors)
@@ -109,7 +122,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _read_exact(connection: socket.socket, size: int) -> bytes:
+def read_exact(connection: socket.socket, size: int) -> bytes:
     chunks, left = [], size
     while left:
         chunk = connection.recv(min(left, 1 << 20))

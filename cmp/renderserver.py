@@ -26,7 +26,7 @@ import time
 from typing import IO
 
 from .errors import ConfigError, ExitStatus
-from .renderclient import PROTOCOL, RESULT, STARTED, same_user
+from .renderclient import RESULT, STARTED, decode_request, read_exact, same_user
 
 MAX_REQUEST_BYTES = 8 * 1024 * 1024  # cwd + environment; Linux caps an environment far lower
 REQUEST_TIMEOUT = 10.0  # seconds for a connected client to send its request
@@ -51,8 +51,7 @@ def serve(path: str, log: IO[str], *, log_renders: bool = False) -> int:
     stopping: list[int] = []
 
     def say(message: str) -> None:
-        log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} tagpin render-server: {message}\n")
-        log.flush()
+        _say(log, message)
 
     def reap() -> None:
         while True:
@@ -117,6 +116,11 @@ def serve(path: str, log: IO[str], *, log_renders: bool = False) -> int:
         say("stopped")
         lock.close()
     return 0
+
+
+def _say(log: IO[str], message: str) -> None:
+    log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} tagpin render-server: {message}\n")
+    log.flush()
 
 
 def _check_directory(directory: str) -> None:
@@ -205,9 +209,7 @@ def _worker(connection: socket.socket,
         connection.sendall(RESULT + status.to_bytes(4, "big") + len(output).to_bytes(8, "big")
                            + len(errors).to_bytes(8, "big") + output + errors)
         if log is not None:
-            log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} tagpin render-server: worker "
-                      f"{os.getpid()} private memory {_private_kib() / 1024:.1f} MiB\n")
-            log.flush()
+            _say(log, f"worker {os.getpid()} private memory {_private_kib() / 1024:.1f} MiB")
     except BaseException:  # noqa: BLE001 - the client renders itself when no result comes
         status = int(ExitStatus.INTERNAL)
     finally:
@@ -226,30 +228,12 @@ def _private_kib() -> int:
 
 def _read_request(connection: socket.socket) -> tuple[str, int, dict[bytes, bytes]]:
     connection.settimeout(REQUEST_TIMEOUT)
-    header = connection.recv(4, socket.MSG_WAITALL)
-    if len(header) != 4:
-        raise EOFError
-    size = int.from_bytes(header, "big")
+    size = int.from_bytes(read_exact(connection, 4), "big")
     if size > MAX_REQUEST_BYTES:
         raise ValueError("request too large")
-    chunks: list[bytes] = []
-    received = 0
-    while received < size:
-        chunk = connection.recv(min(size - received, 1 << 20))
-        if not chunk:
-            raise EOFError
-        chunks.append(chunk)
-        received += len(chunk)
+    payload = read_exact(connection, size)
     connection.settimeout(None)
-    fields = b"".join(chunks).split(b"\0")
-    if fields[0] != PROTOCOL or len(fields) < 3:
-        raise ValueError("unknown protocol")
-    environ = {}
-    for field in fields[3:]:
-        name, equals, value = field.partition(b"=")
-        if equals:
-            environ[name] = value
-    return os.fsdecode(fields[1]), int(fields[2], 8), environ
+    return decode_request(payload)
 
 
 def _exit_when_client_leaves(connection: socket.socket, done: threading.Event) -> None:
