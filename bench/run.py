@@ -264,13 +264,25 @@ def compare(workspace: Workspace, app: BenchApp, env: Mapping[str, str], runs: i
                runs, note)
 
 
-def warm_case(workspace: Workspace, app: BenchApp, runs: int) -> Row:
+def warm_case(workspace: Workspace, app: BenchApp, runs: int, *,
+              lookup: Mapping[str, str] | None = None,
+              server: RenderServer | None = None) -> Row:
+    """Every digest in the disk cache; with `lookup`, the render also reads its Application
+    (kube_api); with `server`, the render server answers."""
     cache_dir = workspace.root / f"cache-{app.name}"
     prime_cache(cache_dir, app.images)
-    env = argocd_env(workspace, app, cache_dir)
-    note = "lock file" if app.name.endswith("-lock") else \
-        f"warm cache, {len(app.images)} images"
-    return compare(workspace, app, env, runs, note)
+    extra = {**(lookup or {}), **(server.env() if server else {})}
+    env = argocd_env(workspace, app, cache_dir, extra=extra)
+    if lookup:
+        note = "warm cache, reads its Application over TLS"
+    elif app.name.endswith("-lock"):
+        note = "lock file"
+    else:
+        note = f"warm cache, {len(app.images)} images"
+    case = app.name + (" lookup" if lookup else "") + (" served" if server else "")
+    before = len(server.worker_peaks_kb()) if server else 0
+    row = compare(workspace, app, env, runs, note, case=case)
+    return served(row, server, before) if server else row
 
 
 @dataclass(frozen=True)
@@ -468,19 +480,6 @@ def kube_api(workspace: Workspace) -> Iterator[dict[str, str]]:
             raise RuntimeError("no render read the Application: the lookup case measured nothing")
 
 
-def lookup_case(workspace: Workspace, app: BenchApp, runs: int, lookup: Mapping[str, str],
-                server: RenderServer | None) -> Row:
-    cache_dir = workspace.root / f"cache-{app.name}"
-    prime_cache(cache_dir, app.images)
-    extra = {**lookup, **(server.env() if server else {})}
-    env = argocd_env(workspace, app, cache_dir, extra=extra)
-    before = len(server.worker_peaks_kb()) if server else 0
-    label = f"{app.name} lookup{' served' if server else ''}"
-    row = compare(workspace, app, env, runs, "warm cache, reads its Application over TLS",
-                  case=label)
-    return served(row, server, before) if server else row
-
-
 # -- the render server (TAGPIN_RENDER_SERVER) ------------------------------------------------
 
 
@@ -554,17 +553,6 @@ def served(row: Row, server: RenderServer, before: int) -> Row:
             f"server, {server.rss_kb() / 1024:.1f} MiB); client {client_kb / 1024:.1f} MiB; "
             "CPU is the client's")
     return Row(row.case, row.objects, tagpin, row.floor, row.runs, note.lstrip("; "))
-
-
-def served_warm_case(workspace: Workspace, app: BenchApp, runs: int,
-                     server: RenderServer) -> Row:
-    cache_dir = workspace.root / f"cache-{app.name}"
-    prime_cache(cache_dir, app.images)
-    env = argocd_env(workspace, app, cache_dir, extra=server.env())
-    before = len(server.worker_peaks_kb())
-    row = compare(workspace, app, env, runs, f"warm cache, {len(app.images)} images",
-                  case=f"{app.name} served")
-    return served(row, server, before)
 
 
 # -- reporting ------------------------------------------------------------------------------
@@ -714,12 +702,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if server is not None:
             print("measuring example through the render server ...", file=sys.stderr,
                   flush=True)
-            rows.append(served_warm_case(workspace, apps["example"], runs, server))
+            rows.append(warm_case(workspace, apps["example"], runs, server=server))
         if "lookup" in wanted:
             print("measuring example reading its Application ...", file=sys.stderr, flush=True)
             with kube_api(workspace) as lookup:
                 for via in (None, server) if server else (None,):
-                    rows.append(lookup_case(workspace, apps["example"], runs, lookup, via))
+                    rows.append(warm_case(workspace, apps["example"], runs, lookup=lookup,
+                                          server=via))
         if "cold" in wanted:
             print(f"measuring {images_app.name} cold against moto ...", file=sys.stderr,
                   flush=True)
