@@ -449,27 +449,15 @@ def _import_check_once(workspace: Workspace, app: BenchApp,
 def kube_api(workspace: Workspace) -> Iterator[dict[str, str]]:
     """A Kubernetes API over TLS on 127.0.0.1 holding the bench Application, and the settings
     that make a render read it, as the sidecar does on every render that pins an ECR image."""
-    import ssl
-
-    import yaml
-
-    from tests.support.fake_kube import FakeKube, make_pki, serve
+    from tests.support.fake_kube import FakeKube, make_pki, serve, server_tls, write_kubeconfig
 
     (workspace.root / "pki").mkdir(exist_ok=True)
     pki = make_pki(workspace.root / "pki")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(pki.server_cert, pki.server_key)
     fake = FakeKube()
     fake.add("argocd", "bench")
-    server = serve(fake, tls=context)
-    kubeconfig = workspace.root / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "bench",
-        "clusters": [{"name": "bench", "cluster": {
-            "server": fake.url, "certificate-authority": str(pki.ca_cert)}}],
-        "contexts": [{"name": "bench", "context": {"cluster": "bench", "user": "bench"}}],
-        "users": [{"name": "bench", "user": {"token": fake.token}}],
-    }))
+    server = serve(fake, tls=server_tls(pki))
+    kubeconfig = write_kubeconfig(workspace.root / "kubeconfig", fake.url, {"token": fake.token},
+                                  {"certificate-authority": str(pki.ca_cert)})
     try:
         yield {"TAGPIN_APP_LOOKUP": "on", "KUBECONFIG": str(kubeconfig),
                "ARGOCD_NAMESPACE": "argocd"}

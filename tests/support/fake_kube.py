@@ -343,15 +343,21 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return make_pki(tmp_path_factory.mktemp("pki"))
 
 
-@pytest.fixture
-def fake_kube_tls(pki: Pki) -> Iterator[FakeKube]:
-    """The fake over TLS; a client certificate signed by `pki.ca_cert` replaces the token."""
+def server_tls(pki: Pki) -> ssl.SSLContext:
+    """The fake's TLS: `pki.server_cert`, and a client certificate signed by `pki.ca_cert`
+    accepted in place of the token."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(pki.server_cert, pki.server_key)
     context.load_verify_locations(pki.ca_cert)
     context.verify_mode = ssl.CERT_OPTIONAL
+    return context
+
+
+@pytest.fixture
+def fake_kube_tls(pki: Pki) -> Iterator[FakeKube]:
+    """The fake over TLS; a client certificate signed by `pki.ca_cert` replaces the token."""
     fake = FakeKube()
-    server = serve(fake, tls=context)
+    server = serve(fake, tls=server_tls(pki))
     yield fake
     server.shutdown()
     server.server_close()
