@@ -490,15 +490,24 @@ def test_client_certificate_files(fake_kube_tls: FakeKube, pki: Pki, tmp_path: P
     assert request.client_certificate and "authorization" not in request.headers
 
 
-def test_client_certificate_data_goes_to_private_files_removed_on_close(
+@pytest.fixture
+def key_data_config(
     fake_kube_tls: FakeKube, pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> tuple[Path, Path]:
+    """A kubeconfig holding client key data (which tagpin must write to disk to load), and the
+    empty directory standing in for the temporary directory it goes to."""
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     user = {"client-certificate-data": b64(pki.client_cert), "client-key-data": b64(pki.client_key)}
     cluster = {"certificate-authority-data": b64(pki.ca_cert)}
-    config = write_kubeconfig(tmp_path / "config", fake_kube_tls.url, user, cluster)
+    return write_kubeconfig(tmp_path / "config", fake_kube_tls.url, user, cluster), scratch
+
+
+def test_client_certificate_data_goes_to_private_files_removed_on_close(
+    fake_kube_tls: FakeKube, key_data_config: tuple[Path, Path], tmp_path: Path
+) -> None:
+    config, scratch = key_data_config
     fake_kube_tls.add("argocd", "web")
     with api_from(config, tmp_path) as api:
         assert api.get_application("argocd", "web") is not None
@@ -509,16 +518,11 @@ def test_client_certificate_data_goes_to_private_files_removed_on_close(
 
 
 def test_a_lookup_removes_its_client_key_before_returning(
-    fake_kube_tls: FakeKube, pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fake_kube_tls: FakeKube, key_data_config: tuple[Path, Path], tmp_path: Path
 ) -> None:
     """`tagpin generate` ends with os._exit (no interpreter teardown), so no finalizer would
     remove a key written for the lookup: fetch_annotations must."""
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    user = {"client-certificate-data": b64(pki.client_cert), "client-key-data": b64(pki.client_key)}
-    cluster = {"certificate-authority-data": b64(pki.ca_cert)}
-    config = write_kubeconfig(tmp_path / "config", fake_kube_tls.url, user, cluster)
+    config, scratch = key_data_config
     fake_kube_tls.add("argocd", "web", annotations={UPDATER: "app=x/app:~1.2"})
     apis: list[KubeApi] = []
 
