@@ -33,6 +33,8 @@ from tests.support.moto_ecr import ACCOUNT, REGION
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 WAIT = 30.0  # seconds for a server to come up on a loaded CI machine
+# A template that renders for hours (10^10 empty iterations): only a signal ends it.
+SPIN = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}\n"
 
 
 class Server:
@@ -178,8 +180,7 @@ def test_concurrent_served_renders_match_serial_ones(server: Server, app: Path) 
 
 def test_argo_cds_deadline_ends_the_worker_too(server: Server, app: Path, tmp_path: Path) -> None:
     """The worker is not in the render's process group, which is all Argo CD signals."""
-    (app / "templates" / "spin.yaml.j2").write_text(
-        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}\n")
+    (app / "templates" / "spin.yaml.j2").write_text(SPIN)
     cmp = CmpServer.from_plugin_yaml(
         REPO / "plugin.yaml", workdir=tmp_path / "cmp-tmp", timeout=3,
         sidecar_env={"PATH": f"{BIN}{os.pathsep}/usr/bin:/bin", "HOME": str(tmp_path),
@@ -193,8 +194,7 @@ def test_argo_cds_deadline_ends_the_worker_too(server: Server, app: Path, tmp_pa
 
 
 def test_ctrl_c_on_a_served_render_stops_it_quietly(server: Server, app: Path) -> None:
-    (app / "templates" / "spin.yaml.j2").write_text(
-        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}\n")
+    (app / "templates" / "spin.yaml.j2").write_text(SPIN)
     client = subprocess.Popen([str(BIN / "tagpin"), "generate"], cwd=app,
                               env=clean_env({**argocd_env(app), **served(server)}),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
