@@ -244,7 +244,9 @@ def registry_for(request: RenderRequest, services: Services) -> Callable[[], Reg
         entries = read_lock(services.digests_file, shown)
         return lambda: LockedRegistry(entries, fallback=None, shown=shown,
                                       strict_reason="--digests never asks ECR")
-    return registry_with_lock(LockMode(mode), lock_path, LOCK_FILE, services.registry_factory)
+    return registry_with_lock(LockMode(mode), lock_path, LOCK_FILE, services.registry_factory,
+                              repo_root=request.repo_root,
+                              max_bytes=limits_from(request.settings_env).max_file_bytes)
 
 
 def custom_image_paths(source: AppSource) -> tuple[ImagePath, ...]:

@@ -265,13 +265,18 @@ def lock_command(ctx: click.Context, app_dir: Path, update: bool, keep: bool,
                  output: Path | None, **options: Any) -> int:
     """Write APP_DIR/tagpin.lock: the digest of every ECR image tag a render with these flags
     uses. Commit it; renders then take digests from git instead of ECR."""
-    from .app import CACHE_MODES, services_from
+    from .app import CACHE_MODES, limits_from, services_from
     from .lock import LOCK_FILE, LockOutcome, lock_app, read_lock, write_lock
 
     def job() -> LockOutcome:
         request = _app_request(app_dir, options)
         target = Path(os.path.abspath(output)) if output else request.app_dir / LOCK_FILE
-        existing = read_lock(target, str(target)) if target.is_file() else []
+        limit = limits_from(os.environ).max_file_bytes
+        # The app's own lock obeys the repository's rules; a path given with --output is the
+        # user's choice.
+        root = None if output else request.repo_root
+        existing = (read_lock(target, str(target), repo_root=root, max_bytes=limit)
+                    if target.is_file() else [])
         environ = dict(os.environ)
         if setting_choice(environ, "TAGPIN_CACHE", CACHE_MODES) != "off":
             environ["TAGPIN_CACHE"] = "refresh"  # what ECR says now, not what a cache remembers

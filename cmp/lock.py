@@ -9,6 +9,7 @@ whether ECR fills the lock's gaps (use), checks it (verify) or is never asked (s
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -20,6 +21,7 @@ from .errors import ImageError, LockError, RegistryError, SourceError
 from .images import EcrRepository, ecr_repository, parse_image
 from .registry.base import DeferredRegistry, Lookup, Registry, TagInfo, is_digest
 from .settings import LOCK_FILE, LOCK_MODES, setting_choice
+from .sources import Limits, RepoFiles, read_file
 from .yamlread import load_one
 
 if TYPE_CHECKING:
@@ -90,14 +92,20 @@ def parse_lock(text: str, shown: str) -> list[LockEntry]:
     return entries
 
 
-def read_lock(path: Path, shown: str | None = None) -> list[LockEntry]:
+def read_lock(path: Path, shown: str | None = None, *, repo_root: Path | None = None,
+              max_bytes: int = Limits().max_file_bytes) -> list[LockEntry]:
+    """The lock at `path`. An app's lock comes from a repository many people can push to, so
+    with `repo_root` it obeys the rules templates do: it must resolve inside the repository
+    (a symlink out of it is refused before anything is read or shown) and be at most
+    `max_bytes` (TAGPIN_MAX_FILE_BYTES) long. A path the user names (--digests) is read as is."""
     shown = shown or path.name
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise LockError(f"{shown}: cannot read: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise LockError(f"{shown}: not valid UTF-8") from None
+        real = path
+        if repo_root is not None:
+            real = RepoFiles(repo_root, path.parent, Limits()).inside(path)
+        text = read_file(real, shown, max_bytes)
+    except SourceError as exc:
+        raise LockError(*exc.problems) from None
     return parse_lock(text, shown)
 
 
@@ -200,18 +208,21 @@ class LockedRegistry:
 
 
 def registry_with_lock(mode: LockMode, lock_path: Path, shown: str,
-                       fallback: Callable[[], Registry]) -> Callable[[], Registry]:
-    """The registry a render asks, given TAGPIN_LOCK and the app's lock (if it has one)."""
+                       fallback: Callable[[], Registry], *, repo_root: Path | None = None,
+                       max_bytes: int = Limits().max_file_bytes) -> Callable[[], Registry]:
+    """The registry a render asks, given TAGPIN_LOCK and the app's lock (if it has one);
+    the lock is read as `read_lock` reads it with `repo_root` and `max_bytes`."""
     if mode is LockMode.OFF:
         return fallback
     has_lock = lock_path.is_file()
     if mode is LockMode.STRICT:
-        entries = read_lock(lock_path, shown) if has_lock else []
+        entries = read_lock(lock_path, shown, repo_root=repo_root,
+                            max_bytes=max_bytes) if has_lock else []
         where = shown if has_lock else f"{shown} (the app has none)"
         return lambda: LockedRegistry(entries, fallback=None, shown=where)
     if not has_lock:
         return fallback
-    entries = read_lock(lock_path, shown)
+    entries = read_lock(lock_path, shown, repo_root=repo_root, max_bytes=max_bytes)
     verify = mode is LockMode.VERIFY
     return lambda: LockedRegistry(entries, fallback=fallback, shown=shown, verify=verify)
 
@@ -288,11 +299,21 @@ def _entry_key(entry: LockEntry) -> tuple[str, str, str]:
 
 
 def write_lock(path: Path, entries: Iterable[LockEntry]) -> None:
-    """Replace `path` atomically, so a concurrent render reads the old lock or the new one."""
-    text = format_lock(entries)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Replace `path` atomically, so a concurrent render reads the old lock or the new one.
+
+    The temporary file is created new (O_EXCL) under a random name and never through a link
+    (O_NOFOLLOW): the directory belongs to a repository others push to, and a planted link
+    must not turn this write into one somewhere else."""
+    text = format_lock(entries).encode("utf-8")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
     try:
-        partial.write_text(text, encoding="utf-8")
+        descriptor = os.open(partial, flags, 0o644)
+    except OSError as exc:
+        raise LockError(f"{path}: cannot write: {exc.strerror}") from None
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(text)
         os.replace(partial, path)
     except OSError as exc:
         partial.unlink(missing_ok=True)

@@ -57,36 +57,39 @@ class RepoFiles:
         return real
 
     def read_text(self, path: Path) -> str:
-        shown = self.display(path)
-        real = self.inside(path)
-        try:
-            # O_NONBLOCK: a FIFO where a file should be must not hang the render until Argo CD
-            # kills it; anything but a regular file is refused before reading.
-            descriptor = os.open(real, os.O_RDONLY | os.O_NONBLOCK)
-            with os.fdopen(descriptor, "rb") as handle:
-                mode = os.fstat(handle.fileno()).st_mode
-                if stat.S_ISDIR(mode):
-                    raise SourceError(f"{shown}: is a directory, expected a file")
-                if not stat.S_ISREG(mode):
-                    raise SourceError(f"{shown}: not a regular file (a FIFO or device?)")
-                if os.fstat(handle.fileno()).st_size > self.limits.max_file_bytes:
-                    raise SourceError(
-                        f"{shown}: larger than {self.limits.max_file_bytes} bytes "
-                        "(TAGPIN_MAX_FILE_BYTES); refusing to read it"
-                    )
-                data = handle.read(self.limits.max_file_bytes + 1)
-        except FileNotFoundError:
-            raise SourceError(f"{shown}: file not found") from None
-        except IsADirectoryError:
-            raise SourceError(f"{shown}: is a directory, expected a file") from None
-        except OSError as exc:
-            raise SourceError(f"{shown}: cannot read: {exc.strerror}") from None
-        if len(data) > self.limits.max_file_bytes:
-            raise SourceError(
-                f"{shown}: larger than {self.limits.max_file_bytes} bytes "
-                "(TAGPIN_MAX_FILE_BYTES); refusing to read it"
-            )
-        return decode(data, shown)
+        return read_file(self.inside(path), self.display(path), self.limits.max_file_bytes)
+
+
+def read_file(real: Path, shown: str, max_bytes: int) -> str:
+    """A regular file's text, at most `max_bytes` long; errors name it as `shown`."""
+    try:
+        # O_NONBLOCK: a FIFO where a file should be must not hang the render until Argo CD
+        # kills it; anything but a regular file is refused before reading.
+        descriptor = os.open(real, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(descriptor, "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            if stat.S_ISDIR(mode):
+                raise SourceError(f"{shown}: is a directory, expected a file")
+            if not stat.S_ISREG(mode):
+                raise SourceError(f"{shown}: not a regular file (a FIFO or device?)")
+            if os.fstat(handle.fileno()).st_size > max_bytes:
+                raise SourceError(
+                    f"{shown}: larger than {max_bytes} bytes "
+                    "(TAGPIN_MAX_FILE_BYTES); refusing to read it"
+                )
+            data = handle.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise SourceError(f"{shown}: file not found") from None
+    except IsADirectoryError:
+        raise SourceError(f"{shown}: is a directory, expected a file") from None
+    except OSError as exc:
+        raise SourceError(f"{shown}: cannot read: {exc.strerror}") from None
+    if len(data) > max_bytes:
+        raise SourceError(
+            f"{shown}: larger than {max_bytes} bytes "
+            "(TAGPIN_MAX_FILE_BYTES); refusing to read it"
+        )
+    return decode(data, shown)
 
 
 def decode(data: bytes, shown: str) -> str:
