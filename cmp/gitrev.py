@@ -6,6 +6,7 @@ HEAD or any ref: files come from `git ls-tree` and `git cat-file`, which only re
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import tempfile
@@ -87,7 +88,12 @@ def checkout(repo: Path, revision: Revision) -> Iterator[Path]:
 
 def write_tree(repo: Path, commit: str, destination: Path) -> None:
     """Write the files of `commit` under `destination`: regular files with their executable
-    bit, symlinks as symlinks; submodules are skipped (their commits are not here)."""
+    bit, symlinks as symlinks; submodules are skipped (their commits are not here).
+
+    The tree comes from anyone who can push, and a malformed one (a symlink `zz` and a
+    directory `zz/` in the same tree) would otherwise lead a write through the link. So every
+    file is created relative to its parent directory's descriptor, never following a link,
+    never over an existing entry; the tree is checked first so such a tree ends in one error."""
     listing = git(repo, ["ls-tree", "-r", "-z", "--full-tree", commit])
     entries: list[tuple[str, str, PurePosixPath]] = []
     for record in listing.split(b"\0"):
@@ -100,17 +106,83 @@ def write_tree(repo: Path, commit: str, destination: Path) -> None:
         entries.append((mode, object_id, _safe_path(os.fsdecode(raw_path))))
     if not entries:
         return
+    _check_tree(commit, [relative for _, _, relative in entries])
     blobs = _read_blobs(repo, [object_id for _, object_id, _ in entries])
-    for mode, object_id, relative in entries:
-        target = destination.joinpath(*relative.parts)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        content = blobs[object_id]
-        if mode == SYMLINK_MODE:
-            os.symlink(os.fsdecode(content), target)
-            continue
-        target.write_bytes(content)
+    with _DirectoryWalker(destination) as walker:
+        for mode, object_id, relative in entries:
+            try:
+                parent = walker.open(relative.parts[:-1])
+                _create(parent, relative.name, mode, blobs[object_id])
+            except OSError as exc:
+                raise _malformed(commit, relative, exc.strerror or str(exc)) from None
+
+
+def _check_tree(commit: str, paths: Sequence[PurePosixPath]) -> None:
+    """Refuse a tree in which one path is listed twice, or is both a file and a directory."""
+    files: set[PurePosixPath] = set()
+    for path in paths:
+        if path in files:
+            raise _malformed(commit, path, "listed twice")
+        files.add(path)
+    for path in paths:
+        for parent in path.parents:
+            if parent in files:
+                raise _malformed(commit, parent, f"both a file or symlink and the directory "
+                                                 f"holding {path}")
+
+
+def _malformed(commit: str, path: PurePosixPath, why: str) -> SourceError:
+    return SourceError(f"{path}: malformed git tree at {commit[:7]} ({why}); `git fsck` reports "
+                       "such trees; refusing to write it")
+
+
+def _create(parent: int, name: str, mode: str, content: bytes) -> None:
+    if mode == SYMLINK_MODE:
+        os.symlink(os.fsdecode(content), name, dir_fd=parent)  # EEXIST if anything is there
+        return
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    descriptor = os.open(name, flags, 0o644, dir_fd=parent)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(content)
         if mode == "100755":
-            target.chmod(0o755)
+            os.fchmod(handle.fileno(), 0o755)
+
+
+class _DirectoryWalker:
+    """Opens directories under a root one component at a time (O_NOFOLLOW), creating them as
+    needed, keeping the descriptors of the last path open: ls-tree lists a directory's files
+    together, so most entries reuse them."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        self._open: list[tuple[str, int]] = []
+
+    def __enter__(self) -> _DirectoryWalker:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._close_from(0)
+        os.close(self._root)
+
+    def _close_from(self, depth: int) -> None:
+        for _, descriptor in reversed(self._open[depth:]):
+            os.close(descriptor)
+        del self._open[depth:]
+
+    def open(self, parts: Sequence[str]) -> int:
+        depth = 0
+        while (depth < len(self._open) and depth < len(parts)
+               and self._open[depth][0] == parts[depth]):
+            depth += 1
+        self._close_from(depth)
+        for name in parts[depth:]:
+            parent = self._open[-1][1] if self._open else self._root
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, 0o755, dir_fd=parent)
+            # ENOTDIR/ELOOP when `name` is a file or a link: nothing is followed.
+            flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+            self._open.append((name, os.open(name, flags, dir_fd=parent)))
+        return self._open[-1][1] if self._open else self._root
 
 
 def _safe_path(path: str) -> PurePosixPath:

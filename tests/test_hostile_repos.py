@@ -1,0 +1,195 @@
+"""Attacks by someone who can push to one app's repository: files written or read through
+links (`tagpin diff`, tagpin.lock), oversized inputs, and inputs that used to end in
+"a bug in tagpin" (exit 70). Each test is named after its attack; docs/reliability.md's threat
+table lists them. Nothing outside the repository may be written, read or shown."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cmp import lock
+from cmp.errors import ExitStatus, LockError
+from cmp.testing import render_app
+from tests.support.apptree import build_tree, run_cli
+from tests.support.cmpserver import AppSpec, CmpServer, GenerateResult
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+HOST = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+DIGEST = "sha256:" + "1" * 64
+SECRET = "outside-secret-0xC0FFEE"
+LOCK = ("apiVersion: tagpin.dev/v1\nkind: ImageLock\nimages:\n"
+        f"- image: {HOST}/shop/web:v1\n  digest: {DIGEST}\n")
+APP = {
+    "apps/web/tagpin.yaml": "{}\n",
+    "apps/web/templates/deploy.yaml": (
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  template:\n"
+        f"    spec:\n      containers:\n      - name: web\n        image: {HOST}/shop/web:v1\n"),
+}
+LOCKED_APP = {**APP, "apps/web/tagpin.lock": LOCK}
+OFFLINE = {"TAGPIN_LOCK": "strict", "AWS_CONFIG_FILE": os.devnull}
+
+
+Sidecar = Callable[..., GenerateResult]
+
+
+@pytest.fixture
+def cmp_sidecar(tmp_path: Path) -> Sidecar:
+    """GenerateManifests through the cmp-server emulator and the shipped plugin.yaml, with the
+    sidecar's settings `settings` and the Application's plugin block `plugin`."""
+    def generate(repo: Path, settings: Mapping[str, str],
+                 plugin: Mapping[str, Any] | None = None) -> GenerateResult:
+        workdir = tmp_path / "cmp-tmp"
+        workdir.mkdir(exist_ok=True)
+        server = CmpServer.from_plugin_yaml(
+            REPO / "plugin.yaml", workdir=workdir, timeout=60,
+            sidecar_env={"PATH": f"{BIN}{os.pathsep}/usr/bin:/bin", "HOME": str(tmp_path),
+                         "TAGPIN_APP_LOOKUP": "off", "TAGPIN_CACHE_DIR": str(tmp_path / "cache"),
+                         **OFFLINE, **settings})
+        return server.generate(repo, AppSpec(name="web", source_path="apps/web", plugin=plugin),
+                               exclude=[".git"])
+    return generate
+
+
+def git(repo: Path, *args: str, stdin: bytes | None = None) -> bytes:
+    env = {"PATH": os.environ["PATH"], "HOME": str(repo), "GIT_CONFIG_NOSYSTEM": "1",
+           "GIT_CONFIG_GLOBAL": os.devnull, "GIT_AUTHOR_NAME": "t", "GIT_COMMITTER_NAME": "t",
+           "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    return subprocess.run(["git", *args], cwd=repo, env=env, input=stdin, capture_output=True,
+                          check=True).stdout
+
+
+def committed_repo(root: Path, files: dict[str, str]) -> Path:
+    build_tree(root, files)
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "app")
+    return root
+
+
+def raw_tree(repo: Path, entries: list[tuple[str, str, str]]) -> str:
+    """Write a tree object as given (mode, name, object id), duplicates and all: what a
+    host without object checks accepts from a crafted push."""
+    body = b"".join(f"{mode} {name}".encode() + b"\0" + bytes.fromhex(oid)
+                    for mode, name, oid in entries)
+    return git(repo, "hash-object", "-w", "-t", "tree", "--literally", "--stdin",
+               stdin=body).decode().strip()
+
+
+def blob(repo: Path, content: str) -> str:
+    return git(repo, "hash-object", "-w", "--stdin", stdin=content.encode()).decode().strip()
+
+
+# --- D: `tagpin diff` writes only inside its temporary tree --------------------------------
+
+def test_diff_of_a_tree_with_a_symlink_and_a_directory_of_one_name_writes_nothing_outside(
+        tmp_path: Path) -> None:
+    """A commit holding a symlink `zz -> <outside>` and a directory `zz/` (a duplicate entry
+    `git fsck` flags) must not make `tagpin diff --head` write through the link."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    repo = committed_repo(tmp_path / "repo", LOCKED_APP)
+    head_tree = git(repo, "rev-parse", "HEAD^{tree}").decode().strip()
+    listing = git(repo, "ls-tree", head_tree).decode().splitlines()
+    kept = [(line.split()[0].lstrip("0") or "0", line.split("\t")[1], line.split()[2])
+            for line in listing]
+    inner = raw_tree(repo, [("100644", "pwned.txt", blob(repo, "written through a link\n"))])
+    evil = raw_tree(repo, [*kept, ("120000", "zz", blob(repo, str(outside))),
+                           ("40000", "zz", inner)])
+    commit = git(repo, "commit-tree", evil, "-p", "HEAD", "-m", "evil").decode().strip()
+
+    done = run_cli(["diff", "apps/web", "--head", commit], cwd=repo, env=OFFLINE)
+
+    assert list(outside.iterdir()) == []
+    assert (done.returncode, done.stdout) == (ExitStatus.SOURCE, b""), done.stderr.decode()
+    assert "zz: malformed git tree at" in done.stderr.decode()
+
+
+def test_diff_of_a_tree_listing_one_file_twice_is_a_clear_error(tmp_path: Path) -> None:
+    repo = committed_repo(tmp_path / "repo", LOCKED_APP)
+    listing = git(repo, "ls-tree", "HEAD").decode().splitlines()
+    kept = [(line.split()[0], line.split("\t")[1], line.split()[2]) for line in listing]
+    first, second = blob(repo, "one\n"), blob(repo, "two\n")
+    evil = raw_tree(repo, [*kept, ("100644", "twice", first), ("100644", "twice", second)])
+    commit = git(repo, "commit-tree", evil, "-p", "HEAD", "-m", "evil").decode().strip()
+
+    done = run_cli(["diff", "apps/web", "--head", commit], cwd=repo, env=OFFLINE)
+
+    assert (done.returncode, done.stdout) == (ExitStatus.SOURCE, b"")
+    assert "twice: malformed git tree at" in done.stderr.decode()
+    assert "listed twice" in done.stderr.decode()
+
+
+# --- E: tagpin.lock obeys the repository's rules ---------------------------------------------
+
+@pytest.fixture
+def linked_lock(tmp_path: Path) -> Path:
+    """An app whose tagpin.lock is a symlink to a file outside the repository."""
+    (tmp_path / "outside.lock").write_text(f"images: [{SECRET}]\n")
+    build_tree(tmp_path / "repo", APP)
+    (tmp_path / "repo/apps/web/tagpin.lock").symlink_to(tmp_path / "outside.lock")
+    return committed_repo(tmp_path / "repo", {})
+
+
+@pytest.mark.parametrize("command", [["render", "apps/web"], ["lock", "apps/web"],
+                                     ["diff", "apps/web"]])
+def test_a_lock_symlinked_outside_the_repository_is_refused_unread(
+        linked_lock: Path, command: list[str]) -> None:
+    done = run_cli(command, cwd=linked_lock, env=OFFLINE)
+    assert (done.returncode, done.stdout) == (ExitStatus.LOCK, b""), done.stderr.decode()
+    assert "apps/web/tagpin.lock: resolves outside the repository" in done.stderr.decode()
+    assert SECRET not in done.stderr.decode()
+
+
+def test_a_lock_symlinked_outside_the_repository_is_refused_by_cmp_testing(
+        linked_lock: Path) -> None:
+    with pytest.raises(Exception) as caught:
+        render_app(linked_lock / "apps/web", repo_root=linked_lock)
+    assert "resolves outside the repository" in str(caught.value)
+    assert SECRET not in str(caught.value)
+
+
+def test_a_lock_over_the_file_size_limit_is_refused_before_it_is_read(
+        tmp_path: Path, cmp_sidecar: Sidecar) -> None:
+    repo = committed_repo(tmp_path / "repo", {**LOCKED_APP, "apps/web/tagpin.lock":
+                                              LOCK + "#" * 4096 + "\n"})
+    result = cmp_sidecar(repo, {"TAGPIN_MAX_FILE_BYTES": "4096"})
+    assert result.exit_code == ExitStatus.LOCK and result.stdout == ""
+    assert "tagpin.lock: larger than 4096 bytes (TAGPIN_MAX_FILE_BYTES)" in str(result.error)
+    assert cmp_sidecar(repo, {}).ok  # the same lock under the default limit
+
+
+def test_tagpin_lock_does_not_write_through_a_planted_temporary_file_link(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app directory is the attacker's: a link planted where the temporary file will be
+    created is refused (O_CREAT|O_EXCL|O_NOFOLLOW), the victim is untouched. The random part
+    of the name is fixed here so the link sits exactly there."""
+    victim = tmp_path / "victim"
+    victim.write_text("untouched\n")
+    app = build_tree(tmp_path / "app", {"tagpin.lock": LOCK})
+    monkeypatch.setattr(lock.secrets, "token_hex", lambda _n: "fixed")
+    (app / f".tagpin.lock.{os.getpid()}.fixed.tmp").symlink_to(victim)
+    entries = lock.parse_lock(LOCK, "tagpin.lock")
+    with pytest.raises(LockError, match="tagpin.lock: cannot write: File exists"):
+        lock.write_lock(app / "tagpin.lock", entries)
+    assert victim.read_text() == "untouched\n"
+    assert (app / "tagpin.lock").read_text() == LOCK  # the old lock stays
+
+
+def test_tagpin_lock_replaces_a_lock_that_is_a_link_instead_of_writing_through_it(
+        tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("untouched\n")
+    repo = committed_repo(tmp_path / "repo", APP)
+    (repo / "apps/web/tagpin.lock").symlink_to("../../../victim")
+    done = run_cli(["lock", "apps/web"], cwd=repo, env=OFFLINE)
+    assert done.returncode == ExitStatus.LOCK  # refused to read it: outside the repository
+    assert victim.read_text() == "untouched\n"
