@@ -187,6 +187,9 @@ def parse_parameters(raw: str | None) -> dict[str, Any]:
         items = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"ARGOCD_APP_PARAMETERS is not valid JSON: {exc}") from None
+    except RecursionError:  # parameters are strings, lists and maps: a few levels at most
+        raise ConfigError("ARGOCD_APP_PARAMETERS is nested too deeply to be plugin "
+                          "parameters") from None
     if items is None:
         return values
     if not isinstance(items, list):
@@ -194,7 +197,9 @@ def parse_parameters(raw: str | None) -> dict[str, Any]:
     problems: list[str] = []
     for item in items:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-            problems.append(f"plugin parameter {json.dumps(item)} has no name")
+            shown = json.dumps(item)  # loaded from JSON, so it dumps at the same depth
+            shown = shown if len(shown) <= 200 else shown[:200] + "..."
+            problems.append(f"plugin parameter {shown} has no name")
             continue
         name = item["name"]
         parameter = PARAMETERS_BY_NAME.get(name)

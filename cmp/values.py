@@ -9,7 +9,9 @@ from typing import Any
 
 from .errors import ConfigError
 
-_INDEX = re.compile(r"^(?P<key>.*?)\[(?P<index>\d+)\]$")
+# Deeper than any real chart's values; a deeper key is an attack on the recursive merge and
+# copy below (a 3,000-deep key used to end in "a bug in tagpin").
+MAX_KEY_DEPTH = 100
 _INT = re.compile(r"^-?(?:0|[1-9][0-9]*)$")
 
 
@@ -63,17 +65,30 @@ def split_key(dotted: str) -> list[str | int]:
     parts.append(current)
     path: list[str | int] = []
     for part in parts:
-        indices: list[int] = []
-        match = _INDEX.match(part)
-        while match:
-            indices.insert(0, int(match["index"]))
-            part = match["key"]
-            match = _INDEX.match(part)
-        if not part:
+        key, indices = _indices(part)
+        if not key:
             raise ValueError("empty key segment")
-        path.append(part)
+        path.append(key)
         path.extend(indices)
+        if len(path) > MAX_KEY_DEPTH:
+            raise ValueError(f"nests deeper than {MAX_KEY_DEPTH} levels")
     return path
+
+
+def _indices(part: str) -> tuple[str, list[int]]:
+    """`env[0][1]` → ("env", [0, 1]), scanning from the end once (linear in the part)."""
+    indices: list[int] = []
+    while part.endswith("]"):
+        opening = part.rfind("[")
+        digits = part[opening + 1:-1]
+        if opening < 0 or not (digits.isascii() and digits.isdigit()):
+            break
+        if len(digits) > 18:
+            raise ValueError(f"index {digits[:20]}... is too large")
+        indices.append(int(digits))
+        part = part[:opening]
+    indices.reverse()
+    return part, indices
 
 
 def set_dotted(
@@ -86,10 +101,14 @@ def set_dotted(
         try:
             _assign(result, split_key(dotted), typed(assignments[dotted]))
         except ValueError as exc:
-            problems.append(f"{where}: key {dotted!r}: {exc}")
+            problems.append(f"{where}: key {_shown(dotted)}: {exc}")
     if problems:
         raise ConfigError(*problems)
     return result
+
+
+def _shown(dotted: str) -> str:
+    return repr(dotted) if len(dotted) <= 80 else f"{dotted[:60]!r}... ({len(dotted)} characters)"
 
 
 def _assign(target: Any, path: list[str | int], value: Any) -> None:

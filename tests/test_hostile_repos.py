@@ -193,3 +193,26 @@ def test_tagpin_lock_replaces_a_lock_that_is_a_link_instead_of_writing_through_i
     done = run_cli(["lock", "apps/web"], cwd=repo, env=OFFLINE)
     assert done.returncode == ExitStatus.LOCK  # refused to read it: outside the repository
     assert victim.read_text() == "untouched\n"
+
+
+# --- F: inputs that used to end in "a bug in tagpin" -----------------------------------------
+
+@pytest.mark.parametrize("key", ["image" + "[0]" * 30_000, ".".join(["a"] * 3_000)],
+                         ids=["30000-indexes", "3000-deep"])
+def test_a_huge_dotted_values_key_is_a_quick_config_error(
+        tmp_path: Path, cmp_sidecar: Sidecar, key: str) -> None:
+    repo = committed_repo(tmp_path / "repo", LOCKED_APP)
+    result = cmp_sidecar(repo, {}, plugin={"parameters": [{"name": "values", "map": {key: "1"}}]})
+    assert result.exit_code == ExitStatus.CONFIG and result.stdout == ""
+    assert "nests deeper than 100 levels" in str(result.error)
+    assert len(str(result.error)) < 1_000  # the key is shortened, not echoed whole
+
+
+def test_deeply_nested_argocd_app_parameters_json_is_a_quick_config_error(
+        tmp_path: Path) -> None:
+    repo = committed_repo(tmp_path / "repo", LOCKED_APP)
+    deep = '[{"name": "values", "map": ' + "[" * 50_000 + "]" * 50_000 + "}]"
+    done = run_cli(["generate"], cwd=repo / "apps/web",
+                   env=OFFLINE | {"ARGOCD_APP_PARAMETERS": deep, "ARGOCD_APP_NAME": "web"})
+    assert (done.returncode, done.stdout) == (ExitStatus.CONFIG, b""), done.stderr.decode()
+    assert b"ARGOCD_APP_PARAMETERS is nested too deeply" in done.stderr
