@@ -83,8 +83,13 @@ def build_environment(files: RepoFiles, app_dir: Path, limits: Limits,
     import json
 
     import jinja2
+    import jinja2.compiler
     import jinja2.loaders
     from jinja2 import sandbox
+    from jinja2.utils import _PassArg
+
+    from .printable import TEXT_FILTERS, checked_filter, checked_join
+    from .printable import check as check_printable
 
     class RepoLoader(jinja2.BaseLoader):
         """Finds templates relative to the app directory first, then the repository root."""
@@ -111,8 +116,48 @@ def build_environment(files: RepoFiles, app_dir: Path, limits: Limits,
                 return f"{owner._tagpin_path}.{self._undefined_name} is not defined"
             return str(super()._undefined_message)
 
+    def printable(value: Any) -> Any:
+        return check_printable(value, jinja2.Undefined, sandbox.SecurityError)
+
+    class PrintableFormatter(sandbox.SandboxedFormatter):
+        def convert_field(self, value: Any, conversion: str | None) -> Any:
+            return super().convert_field(printable(value), conversion)  # `!r` and `!s` too
+
+        def format_field(self, value: Any, format_spec: str) -> Any:
+            return super().format_field(printable(value), format_spec)
+
+    class PrintableConcat(jinja2.compiler.CodeGenerator):
+        """`a ~ b` with each operand checked (Jinja2 would str() it)."""
+
+        @jinja2.compiler.optimizeconst
+        def visit_Concat(self, node: Any, frame: Any) -> None:
+            self.write("str_join((" if not frame.eval_ctx.autoescape else "markup_join((")
+            for argument in node.nodes:
+                self.write("environment.printable(")
+                self.visit(argument, frame)
+                self.write("), ")
+            self.write("))")
+
     class TagpinSandbox(sandbox.ImmutableSandboxedEnvironment):
-        intercepted_binops = frozenset(["*", "**"])
+        intercepted_binops = frozenset(["*", "**", "%"])
+        code_generator_class = PrintableConcat
+
+        def printable(self, value: Any) -> Any:
+            return printable(value)
+
+        def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+            """Jinja2's own `str.format` wrapper, with a formatter that prints only data."""
+            if super().wrap_str_format(value) is None:
+                return None
+            template, vformat = value.__self__, PrintableFormatter(self).vformat
+            if value.__name__ == "format_map":
+                def format_map(mapping: Any) -> str:
+                    return type(template)(vformat(template, (), mapping))
+                return format_map
+
+            def format_(*args: Any, **kwargs: Any) -> str:
+                return type(template)(vformat(template, args, kwargs))
+            return format_
 
         def getattr(self, obj: Any, attribute: str) -> Any:
             # `values.items` means the key "items", not dict.items: values are data.
@@ -132,6 +177,8 @@ def build_environment(files: RepoFiles, app_dir: Path, limits: Limits,
                 raise sandbox.SecurityError(
                     f"the result of {operator} would exceed {MAX_INT_BITS} bits"
                 )
+            if operator == "%" and isinstance(left, str):
+                printable(right)  # old-style formatting prints its operands too
             if operator == "*":
                 for seq, count in ((left, right), (right, left)):
                     if (
@@ -151,7 +198,7 @@ def build_environment(files: RepoFiles, app_dir: Path, limits: Limits,
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
-        finalize=lambda value: "" if value is None else value,
+        finalize=lambda value: "" if value is None else printable(value),
         auto_reload=False,
         cache_size=-1,
         bytecode_cache=_bytecode_cache(jinja2, bytecode_dir),
@@ -184,6 +231,11 @@ def build_environment(files: RepoFiles, app_dir: Path, limits: Limits,
         required=required,
     )
     env.globals.update(required=required, fail=fail)
+    for name in TEXT_FILTERS:
+        function = env.filters[name]
+        env.filters[name] = checked_filter(function, printable,
+                                           0 if _PassArg.from_obj(function) is None else 1)
+    env.filters["join"] = checked_join(env.filters["join"], printable)
     return env
 
 

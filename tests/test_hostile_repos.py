@@ -6,9 +6,13 @@ table lists them. Nothing outside the repository may be written, read or shown."
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +21,7 @@ import pytest
 from cmp import lock
 from cmp.errors import ExitStatus, LockError
 from cmp.testing import render_app
-from tests.support.apptree import build_tree, run_cli
+from tests.support.apptree import build_tree, clean_env, cm, run_cli
 from tests.support.cmpserver import AppSpec, CmpServer, GenerateResult
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,6 +61,30 @@ def cmp_sidecar(tmp_path: Path) -> Sidecar:
         return server.generate(repo, AppSpec(name="web", source_path="apps/web", plugin=plugin),
                                exclude=[".git"])
     return generate
+
+
+@pytest.fixture(params=["in-process", "render-server"])
+def render_mode(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """The sidecar's settings for rendering in `tagpin generate` itself, or in a worker of a
+    real `tagpin render-server` (the image's default)."""
+    if request.param == "in-process":
+        yield {"TAGPIN_RENDER_SERVER": "off"}
+        return
+    directory = Path(tempfile.mkdtemp(prefix="tp-", dir="/tmp"))  # a socket path is short
+    socket, log = directory / "render.sock", directory / "server.log"
+    server = subprocess.Popen([sys.executable, "-m", "cmp.renderserver", "--socket", str(socket),
+                               "--log", str(log)], env=clean_env(), stdin=subprocess.DEVNULL,
+                              start_new_session=True)
+    deadline = time.monotonic() + 30
+    while "serving" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline and server.poll() is None, "no render server"
+        time.sleep(0.05)
+    try:
+        yield {"TAGPIN_RENDER_SERVER": "on", "TAGPIN_RENDER_SERVER_SOCKET": str(socket)}
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def git(repo: Path, *args: str, stdin: bytes | None = None) -> bytes:
@@ -216,3 +244,46 @@ def test_deeply_nested_argocd_app_parameters_json_is_a_quick_config_error(
                    env=OFFLINE | {"ARGOCD_APP_PARAMETERS": deep, "ARGOCD_APP_NAME": "web"})
     assert (done.returncode, done.stdout) == (ExitStatus.CONFIG, b""), done.stderr.decode()
     assert b"ARGOCD_APP_PARAMETERS is nested too deeply" in done.stderr
+
+
+@pytest.mark.parametrize("expression", [
+    "'{0[items]}'.format(values)",
+    "'{0!r}'.format(values.items)",
+    "'{v}'.format_map({'v': values.keys})",
+    "'%s' % values.items",
+    "'%s' | format(values.items)",
+    "'at ' ~ values.items",
+    "values.items | string",
+    "values.items | upper",
+    "[values.items] | join(',')",
+    "values.items",
+    "kube",
+    "values.list | map('string')",
+])
+def test_formatting_a_sandboxed_object_shows_no_python_repr(
+        tmp_path: Path, cmp_sidecar: Sidecar, render_mode: dict[str, str],
+        expression: str) -> None:
+    """A bound method or object printed as text would show its heap address: a leak of the
+    sidecar's memory layout, and output that differs on every run."""
+    repo = committed_repo(tmp_path / "repo", {
+        **LOCKED_APP, "apps/web/values.yaml": "list: [1, 2]\n",
+        "apps/web/templates/leak.yaml.j2": cm("leak", v="{{ " + expression + " }}")})
+    result = cmp_sidecar(repo, render_mode)
+    assert result.exit_code == ExitStatus.TEMPLATE and result.stdout == "", result.error
+    assert "templates/leak.yaml.j2:6: not allowed in a template: cannot turn a" in str(result.error)
+    assert "0x" not in str(result.error)
+
+
+def test_printing_data_through_the_same_paths_still_works(tmp_path: Path,
+                                                          cmp_sidecar: Sidecar) -> None:
+    repo = committed_repo(tmp_path / "repo", {
+        **LOCKED_APP, "apps/web/values.yaml": "name: web\nlist: [1, 2]\n",
+        "apps/web/templates/ok.yaml.j2": cm(
+            "ok", a="{{ '{0[name]}-{1}'.format(values, 2) | quote }}",
+            b="{{ ('%s-%d' % (values.name, 3)) | quote }}", c="{{ ('x' ~ values.list) | quote }}",
+            d="{{ values.list | map('string') | join(',') | quote }}",
+            e="{{ '{name}'.format_map(values) | upper | quote }}")})
+    result = cmp_sidecar(repo, {})
+    assert result.ok, result.error
+    (leak,) = [o for o in result.objects if o["kind"] == "ConfigMap"]
+    assert leak["data"] == {"a": "web-2", "b": "web-3", "c": "x[1, 2]", "d": "1,2", "e": "WEB"}
