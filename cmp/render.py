@@ -263,6 +263,7 @@ def _bytecode_cache(jinja2: Any, directory: Path | None) -> Any:
         return None
     if info.st_uid != os.getuid() or info.st_mode & 0o022:
         return None
+    from . import cachedir
 
     class QuietBytecodeCache(jinja2.FileSystemBytecodeCache):
         def load_bytecode(self, bucket: Any) -> None:
@@ -274,6 +275,9 @@ def _bytecode_cache(jinja2: Any, directory: Path | None) -> Any:
         def dump_bytecode(self, bucket: Any) -> None:
             with contextlib.suppress(OSError):  # read-only or full: the render goes on uncached
                 super().dump_bytecode(bucket)
+            # Only a new compilation adds a file: bound the directory then.
+            cachedir.trim(Path(self.directory), ".cache", cachedir.MAX_COMPILED_TEMPLATES,
+                          cachedir.MAX_COMPILED_BYTES)
 
     return QuietBytecodeCache(str(directory))
 

@@ -21,8 +21,9 @@ import pytest
 from cmp import lock
 from cmp.errors import ExitStatus, LockError
 from cmp.testing import render_app
-from tests.support.apptree import build_tree, clean_env, cm, run_cli
+from tests.support.apptree import build_tree, clean_env, cm, render_text, run_cli
 from tests.support.cmpserver import AppSpec, CmpServer, GenerateResult
+from tests.support.moto_ecr import ACCOUNT, REGION, MotoEcr
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -287,3 +288,62 @@ def test_printing_data_through_the_same_paths_still_works(tmp_path: Path,
     assert result.ok, result.error
     (leak,) = [o for o in result.objects if o["kind"] == "ConfigMap"]
     assert leak["data"] == {"a": "web-2", "b": "web-3", "c": "x[1, 2]", "d": "1,2", "e": "WEB"}
+
+
+# --- F: caches on the sidecar's disk stay bounded --------------------------------------------
+
+def test_renders_asking_for_hundreds_of_missing_repositories_leave_a_bounded_set_of_lock_files(
+        tmp_path: Path, cmp_sidecar: Sidecar, moto_ecr: MotoEcr) -> None:
+    """Each repository name a render asks ECR about used to leave a lock file behind, real or
+    not: 300 per render of this app, and more with every push of new names."""
+    host = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
+    aws = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+    for round_ in range(2):
+        images = "".join(f"      - {{name: c{i}, image: {host}/missing-{round_}/r{i}:v1}}\n"
+                         for i in range(300))
+        repo = committed_repo(tmp_path / f"repo-{round_}", {
+            "apps/web/tagpin.yaml": "{}\n",
+            "apps/web/templates/pod.yaml": ("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n"
+                                            f"spec:\n  containers:\n{images}")})
+        result = cmp_sidecar(repo, {**aws, "TAGPIN_LOCK": "off"})
+        assert result.exit_code == ExitStatus.RESOLVE, result.error
+        assert f"{host}/missing-{round_}/r299:v1" in str(result.error)
+    files = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    assert 0 < len(files) <= 256  # LOCK_STRIPES, however many names were asked
+    assert not [p for p in files if "missing" in str(p)]
+
+
+def test_compiled_templates_are_evicted_oldest_first(tmp_path: Path) -> None:
+    """Every changed template adds a compiled file to the sidecar's cache directory."""
+    from cmp import cachedir
+
+    directory = tmp_path / "jinja"
+    directory.mkdir()
+    for number in range(12):
+        entry = directory / f"__jinja2_{number:02d}.cache"
+        entry.write_bytes(b"x" * 100)
+        os.utime(entry, (1_000_000 + number, 1_000_000 + number))
+    (directory / "unrelated").write_bytes(b"kept")
+    assert cachedir.trim(directory, ".cache", max_files=12, max_bytes=10_000) == 0
+    assert cachedir.trim(directory, ".cache", max_files=8, max_bytes=10_000) == 6  # down to 6
+    assert sorted(p.name for p in directory.iterdir()) == [
+        *(f"__jinja2_{n:02d}.cache" for n in range(6, 12)), "unrelated"]
+    assert cachedir.trim(directory, ".cache", max_files=100, max_bytes=400) == 3  # bytes too
+    assert len(list(directory.glob("*.cache"))) == 3
+
+
+def test_a_sidecar_rendering_ever_new_templates_keeps_a_bounded_template_cache(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process renders with the bound lowered to 10. Compiled files are keyed by template
+    path, so each render of a newly named template (another app, a renamed file) adds one."""
+    from cmp import cachedir
+
+    monkeypatch.setattr(cachedir, "MAX_COMPILED_TEMPLATES", 10)
+    cache = tmp_path / "cache"
+    app = build_tree(tmp_path / "app", {"tagpin.yaml": "{}\n"})
+    for number in range(30):
+        shutil.rmtree(app / "templates", ignore_errors=True)
+        build_tree(app, {f"templates/cm-{number}.yaml.j2": cm(f"cm-{number}", n=str(number))})
+        assert f"cm-{number}" in render_text(app, settings_env={"TAGPIN_CACHE_DIR": str(cache)})
+        compiled = list(cache.rglob("__jinja2_*.cache"))
+        assert 1 <= len(compiled) <= 10

@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 FORMAT = "v1"
 STALE_TEMP_AGE = 300.0  # seconds; a temp file this old belongs to a writer that died
 _LOCK_POLL = 0.02  # seconds between attempts to take a busy lock
+# Repository locks are shared by hash: a fixed set of lock files, however many repository
+# names renders ask for (names that do not exist included: a template can ask for hundreds).
+# Two repositories sharing a lock only wait for each other's ECR call.
+LOCK_STRIPES = 256
 _MAX_FILE_NAME = 200  # leave room for the temp-file affixes below the usual 255-byte limit
 
 
@@ -86,6 +90,11 @@ class DiskCache:
         registry = repo.registry
         return self.root / FORMAT / registry.region / registry.account / f"{name}.json"
 
+    def lock_path_for(self, repo: EcrRepository) -> Path:
+        key = f"{repo.registry.host}/{repo.name}".encode()
+        stripe = int.from_bytes(hashlib.sha256(key).digest()[:4], "big") % LOCK_STRIPES
+        return self.root / FORMAT / "locks" / f"{stripe:03d}.lock"
+
     def read(self, repo: EcrRepository) -> CachedRepository | None:
         """The repository's cached entries, or None when there are none (or they are unusable)."""
         if not self._check_root():
@@ -112,10 +121,11 @@ class DiskCache:
         if not self._check_root() or not self._writable:
             yield False
             return
-        path = self.path_for(repo)
+        path = self.lock_path_for(repo)
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            handle = os.open(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+            flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+            handle = os.open(path, flags, 0o600)
         except OSError as error:
             self._unwritable(path.parent, error)
             yield False
