@@ -62,34 +62,29 @@ def generate(environ: Mapping[str, str], cwd: Path, *, debug: bool = False) -> i
     """What Argo CD's cmp-server runs: everything comes from the environment."""
 
     def job() -> Any:
-        from .app import run
+        from .app import default_cache_dir, run
+        from .memory import render_slot
         from .request import from_argocd_environment
         from .settings import RENDER_SERVER_MODES, setting_choice
 
         limit_memory(environ)
         setting_choice(environ, "TAGPIN_RENDER_SERVER", RENDER_SERVER_MODES)  # typos: an error
-        return run(from_argocd_environment(environ, cwd))
+        request = from_argocd_environment(environ, cwd)
+        with render_slot(environ, default_cache_dir(environ)):
+            return run(request)
 
     return execute(job, debug=debug)
 
 
 def limit_memory(environ: Mapping[str, str]) -> None:
-    """Cap this process's address space (TAGPIN_MAX_MEMORY_MB): the Jinja2 sandbox cannot stop
-    every way a template can build a huge string, and a MemoryError with the template's file and
-    line is a far better failure than the sidecar being OOM-killed."""
-    import resource
+    """Cap this process at one render's share of the container's memory (TAGPIN_MAX_MEMORY_MB,
+    cmp/memory.py): the Jinja2 sandbox cannot stop every way a template can build a huge
+    string, and a clear error naming the template is far better than the sidecar being
+    OOM-killed with every tenant's renders."""
+    from .memory import container_limit_bytes, per_render_megabytes
+    from .memory import limit_memory as cap
 
-    from .settings import setting_int
-
-    megabytes = setting_int(environ, "TAGPIN_MAX_MEMORY_MB")
-    if megabytes <= 0:
-        return
-    wanted = megabytes * 1024 * 1024
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    if hard != resource.RLIM_INFINITY:
-        wanted = min(wanted, hard)
-    if soft == resource.RLIM_INFINITY or wanted < soft:
-        resource.setrlimit(resource.RLIMIT_AS, (wanted, hard))
+    cap(per_render_megabytes(environ, container_limit_bytes()))
 
 
 def execute(job: Callable[[], Any], *, debug: bool = False) -> int:
@@ -107,6 +102,14 @@ def execute(job: Callable[[], Any], *, debug: bool = False) -> int:
         return int(exc.exit_status)
     except KeyboardInterrupt:
         return int(ExitStatus.INTERRUPTED)
+    except MemoryError:  # the cap (TAGPIN_MAX_MEMORY_MB) at work: the input is too large
+        from .errors import SourceError
+
+        _report(SourceError(
+            "the render needs more memory than tagpin allows one render (TAGPIN_MAX_MEMORY_MB, "
+            "docs/reliability.md); is a values file, a YAML document or a template's output "
+            "very large?"))
+        return int(ExitStatus.SOURCE)
     except Exception:  # noqa: BLE001 - anything else is a bug; never print partial output
         sys.stderr.write("tagpin: internal error (a bug in tagpin; please report it)\n")
         if debug:

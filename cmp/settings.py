@@ -125,8 +125,8 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "TAGPIN_MAX_YAML_NODES",
-        "2000000",
-        "Most YAML nodes one document may expand to through aliases.",
+        "200000",
+        "Most YAML nodes in one document, aliases expanded (a node costs ~300 bytes to parse).",
     ),
     Setting(
         "TAGPIN_LOCK",
@@ -149,9 +149,17 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "TAGPIN_MAX_MEMORY_MB",
-        "4096",
-        "Address-space cap of one render process, so a runaway template fails with its file "
-        "and line instead of the sidecar being OOM-killed; 0 = no cap.",
+        "auto",
+        "Memory (data size) cap of one render, so a runaway template or a huge input fails "
+        "with a clear error instead of the sidecar being OOM-killed. `auto`: the container's "
+        "cgroup memory limit less 128 MiB, divided by TAGPIN_MAX_PARALLEL_RENDERS (4096 "
+        "without a limit); a number of MiB; 0 = no cap.",
+    ),
+    Setting(
+        "TAGPIN_MAX_PARALLEL_RENDERS",
+        "2",
+        "Renders the sidecar runs at once; the others wait for a slot (up to 40 s). With "
+        "TAGPIN_MAX_MEMORY_MB=auto each gets an equal share of the container's memory.",
     ),
 )
 

@@ -175,8 +175,10 @@ def key_text(key: Any) -> str:
 def load_all(text: str, source: str, *, max_nodes: int) -> list[tuple[int, Any]]:
     """Parse a YAML stream into (start line, document) pairs; errors name `source` and line.
 
-    `max_nodes` bounds the expanded size of each document, refusing alias bombs quickly.
+    `max_nodes` bounds the size of each document, aliases expanded: composing a node costs
+    about 300 bytes, so a plain 8 MiB list would otherwise take gigabytes before any check.
     """
+    _check_plain_size(text, source, max_nodes)
     loader = KubeLoader(text)
     may_alias = "*" in text  # no alias without a `*`: skip the expansion walk
     documents: list[tuple[int, Any]] = []
@@ -225,6 +227,42 @@ def yaml_problem(source: str, exc: yaml.MarkedYAMLError) -> str:
     return f"{where}: invalid YAML: {problem}{context}"
 
 
+# A document marker: `---` or `...` at the start of a line, then a space or the line's end.
+_DOCUMENT_MARKER = re.compile(r"^(?:---|\.\.\.)(?=[ \t\r\n]|$)", re.MULTILINE)
+_NODE_EVENTS = (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent,
+                yaml.AliasEvent)
+
+
+def _check_plain_size(text: str, source: str, max_nodes: int) -> None:
+    """Refuse a document of more than `max_nodes` nodes before composing it. A node takes at
+    least one character, so only a document longer than `max_nodes` characters (found by one
+    regex scan) can be too large; only then are its parser events counted."""
+    if len(text) <= max_nodes:
+        return
+    starts = [0, *(m.start() for m in _DOCUMENT_MARKER.finditer(text)), len(text)]
+    if all(end - start <= max_nodes for start, end in zip(starts, starts[1:], strict=False)):
+        return
+    parser = KubeLoader(text)
+    nodes, line = 0, 0
+    try:
+        while parser.check_event():
+            event = parser.get_event()
+            if isinstance(event, yaml.DocumentStartEvent):
+                nodes = 0
+            elif isinstance(event, _NODE_EVENTS):
+                nodes += 1
+                if nodes == 1 and event.start_mark is not None:  # as load_all names it
+                    line = event.start_mark.line + 1
+                if nodes > max_nodes:
+                    raise SourceError(
+                        f"{source}:{line}: YAML document has more than {max_nodes} nodes "
+                        "(TAGPIN_MAX_YAML_NODES); refusing it")
+    except yaml.YAMLError:
+        return  # malformed: composing it reports the error with its line
+    finally:
+        parser.dispose()
+
+
 def _check_expansion(node: yaml.Node | None, source: str, line: int, max_nodes: int) -> None:
     """Count nodes as aliases would expand them, without expanding (memoised by identity)."""
     if node is None:
@@ -252,5 +290,5 @@ def _check_expansion(node: yaml.Node | None, source: str, line: int, max_nodes: 
     if total > max_nodes:
         raise SourceError(
             f"{source}:{line}: YAML document expands to {total} nodes through aliases "
-            f"(limit {max_nodes}); refusing it (an alias bomb?)"
+            f"(limit {max_nodes}, TAGPIN_MAX_YAML_NODES); refusing it (an alias bomb?)"
         )
