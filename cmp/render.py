@@ -376,7 +376,7 @@ def render_one(
         raise TemplateError(f"{_template_line(template.name)}: {exc.message}") from None
     except sandbox.SecurityError as exc:
         raise TemplateError(
-            f"{_template_line(template.name)}: not allowed in a template: {exc}"
+            f"{_template_line(template.name)}: not allowed in a template: {_no_address(exc)}"
         ) from None
     except RecursionError:
         raise TemplateError(
@@ -391,8 +391,16 @@ def render_one(
         ) from None
     except Exception as exc:  # noqa: BLE001 - any error raised by template code is the template's
         raise TemplateError(
-            f"{_template_line(template.name)}: {type(exc).__name__}: {exc}"
+            f"{_template_line(template.name)}: {type(exc).__name__}: {_no_address(exc)}"
         ) from None
+
+
+def _no_address(exc: BaseException) -> str:
+    """The message without the heap addresses Python reprs carry (`<… at 0x7f…>`): some
+    errors quote the object they failed on, and the address differs on every run."""
+    import re
+
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", str(exc))
 
 
 def _template_line(default_name: str) -> str:

@@ -173,6 +173,7 @@ def test_deeply_nested_argocd_app_parameters_json_is_a_quick_config_error(
     "values.items",
     "kube",
     "values.list | map('string')",
+    "values.items | to_yaml",
 ])
 def test_formatting_a_sandboxed_object_shows_no_python_repr(
         tmp_path: Path, cmp_sidecar: Sidecar, render_mode: dict[str, str],
@@ -184,8 +185,10 @@ def test_formatting_a_sandboxed_object_shows_no_python_repr(
         "apps/web/templates/leak.yaml.j2": cm("leak", v="{{ " + expression + " }}")})
     result = cmp_sidecar(repo, render_mode)
     assert result.exit_code == ExitStatus.TEMPLATE and result.stdout == "", result.error
-    assert "templates/leak.yaml.j2:6: not allowed in a template: cannot turn a" in str(result.error)
+    assert "templates/leak.yaml.j2:6: " in str(result.error)
     assert "0x" not in str(result.error)
+    if "to_yaml" not in expression:  # an error of the filter itself, naming the object
+        assert "not allowed in a template: cannot turn a" in str(result.error)
 
 
 def test_printing_data_through_the_same_paths_still_works(tmp_path: Path,
