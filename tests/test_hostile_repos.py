@@ -100,13 +100,13 @@ def test_a_lock_symlinked_outside_the_repository_is_refused_by_cmp_testing(
 
 
 def test_a_lock_over_the_file_size_limit_is_refused_before_it_is_read(
-        tmp_path: Path, cmp_sidecar: Sidecar) -> None:
+        tmp_path: Path, cmp_sidecar: Sidecar, render_mode: dict[str, str]) -> None:
     repo = committed_repo(tmp_path / "repo", {**LOCKED_APP, "apps/web/tagpin.lock":
                                               LOCK + "#" * 4096 + "\n"})
-    result = cmp_sidecar(repo, {"TAGPIN_MAX_FILE_BYTES": "4096"})
+    result = cmp_sidecar(repo, {**render_mode, "TAGPIN_MAX_FILE_BYTES": "4096"})
     assert result.exit_code == ExitStatus.LOCK and result.stdout == ""
     assert "tagpin.lock: larger than 4096 bytes (TAGPIN_MAX_FILE_BYTES)" in str(result.error)
-    assert cmp_sidecar(repo, {}).ok  # the same lock under the default limit
+    assert cmp_sidecar(repo, render_mode).ok  # the same lock under the default limit
 
 
 def test_tagpin_lock_does_not_write_through_a_planted_temporary_file_link(
@@ -142,9 +142,10 @@ def test_tagpin_lock_replaces_a_lock_that_is_a_link_instead_of_writing_through_i
 @pytest.mark.parametrize("key", ["image" + "[0]" * 30_000, ".".join(["a"] * 3_000)],
                          ids=["30000-indexes", "3000-deep"])
 def test_a_huge_dotted_values_key_is_a_quick_config_error(
-        tmp_path: Path, cmp_sidecar: Sidecar, key: str) -> None:
+        tmp_path: Path, cmp_sidecar: Sidecar, render_mode: dict[str, str], key: str) -> None:
     repo = committed_repo(tmp_path / "repo", LOCKED_APP)
-    result = cmp_sidecar(repo, {}, plugin={"parameters": [{"name": "values", "map": {key: "1"}}]})
+    result = cmp_sidecar(repo, render_mode,
+                         plugin={"parameters": [{"name": "values", "map": {key: "1"}}]})
     assert result.exit_code == ExitStatus.CONFIG and result.stdout == ""
     assert "nests deeper than 100 levels" in str(result.error)
     assert len(str(result.error)) < 1_000  # the key is shortened, not echoed whole
