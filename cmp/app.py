@@ -94,8 +94,8 @@ def render_manifests(request: RenderRequest, limits: Limits,
 class Services:
     """The I/O a render may need, built lazily; tests swap `registry_factory`."""
 
-    __slots__ = ("annotations", "concurrency", "digests_file", "lock_mode", "notes",
-                 "registry_factory", "warnings")
+    __slots__ = ("annotations", "concurrency", "digests_file", "fresh_registry_factory",
+                 "lock_mode", "notes", "registry_factory", "warnings")
 
     def __init__(
         self,
@@ -106,8 +106,12 @@ class Services:
         lock_mode: LockMode | None = None,  # None: TAGPIN_LOCK from the request's settings
         warnings: list[str] | None = None,
         notes: list[str] | None = None,
+        fresh_registry_factory: Callable[[], Registry] | None = None,
     ) -> None:
         self.registry_factory = registry_factory
+        # ECR itself, never answered from a digest cache: what TAGPIN_LOCK=verify checks
+        # the lock against. None: registry_factory (tests that swap in a cache-less registry).
+        self.fresh_registry_factory = fresh_registry_factory
         self.annotations = annotations
         self.concurrency = concurrency
         self.digests_file = digests_file
@@ -189,8 +193,12 @@ def live_annotations(request: RenderRequest) -> tuple[dict[str, str], list[str]]
 
 def services_from(environ: Mapping[str, str]) -> Services:
     warnings: list[str] = []
+    fresh = dict(environ)
+    if setting_choice(environ, "TAGPIN_CACHE", CACHE_MODES) != "off":
+        fresh["TAGPIN_CACHE"] = "refresh"  # asks ECR every time, still keeps the cache current
     return Services(
         registry_factory=ecr_registry_factory(environ, warnings),
+        fresh_registry_factory=ecr_registry_factory(fresh, warnings),
         annotations=live_annotations,
         concurrency=setting_int(environ, "TAGPIN_ECR_CONCURRENCY", minimum=1),
         warnings=warnings,
@@ -244,7 +252,11 @@ def registry_for(request: RenderRequest, services: Services) -> Callable[[], Reg
         entries = read_lock(services.digests_file, shown)
         return lambda: LockedRegistry(entries, fallback=None, shown=shown,
                                       strict_reason="--digests never asks ECR")
-    return registry_with_lock(LockMode(mode), lock_path, LOCK_FILE, services.registry_factory)
+    lock_mode = LockMode(mode)
+    fallback = services.registry_factory
+    if lock_mode is LockMode.VERIFY and services.fresh_registry_factory is not None:
+        fallback = services.fresh_registry_factory  # a warm cache must not vouch for the lock
+    return registry_with_lock(lock_mode, lock_path, LOCK_FILE, fallback)
 
 
 def custom_image_paths(source: AppSource) -> tuple[ImagePath, ...]:
