@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from . import values as values_mod
 from .emit import emit_stream
+from .errors import LockError, ResolveError, TemplateError
 from .manifests import Manifest, parse_rendered
-from .render import build_context, render_all
+from .render import TEMPLATE_NOT_FOUND, build_context, render_all
 from .request import RenderRequest
 from .settings import (
     IMAGE_LIST_KEY,
@@ -84,7 +85,16 @@ def render_manifests(request: RenderRequest, limits: Limits,
         params=request.parameters,
         kube=request.kube,
     )
-    rendered = render_all(source, request.app_dir, context, limits, bytecode_dir)
+    try:
+        rendered = render_all(source, request.app_dir, context, limits, bytecode_dir)
+    except TemplateError as error:
+        if not (request.root_guessed
+                and any(TEMPLATE_NOT_FOUND in problem for problem in error.problems)):
+            raise
+        raise TemplateError(*error.problems, (
+            f"no .git was found above {request.app_dir}, so the repository root is the app "
+            "directory itself and nothing above it can be included; pass --repo-root "
+            "(the directory Argo CD's source path is relative to)")) from error
     manifests = parse_rendered(
         rendered, default_namespace=request.app.namespace, max_nodes=limits.max_yaml_nodes
     )
@@ -224,14 +234,32 @@ def tag_chooser(request: RenderRequest, services: Services) -> TagChooser:
         policies = branch_deploy.policies_from(annotations, parameter)
         if not policies:
             return {}
-        plan = branch_deploy.plan(
-            [(w.field, w.repository, w.ref.repository, w.tag) for w in wanted], policies, registry
-        )
+        try:
+            plan = branch_deploy.plan(
+                [(w.field, w.repository, w.ref.repository, w.tag) for w in wanted], policies,
+                registry)
+        except ResolveError as error:
+            only = lock_only_source(request, services)
+            if only is None:
+                raise
+            raise type(error)(*error.problems, (
+                f"the candidate tags came from {only} only: ECR is never listed there, so a "
+                "branch's new tags are not seen; branch deploys need TAGPIN_LOCK=use (or a lock "
+                "holding the branch's tags)")) from error
         services.warnings.extend(plan.warnings)
         services.notes.extend(branch_deploy.annotate(plan.overrides))
         return plan.chosen
 
     return choose
+
+
+def lock_only_source(request: RenderRequest, services: Services) -> str | None:
+    """What answers alone when ECR is never asked (--digests, TAGPIN_LOCK=strict), else None."""
+    if services.digests_file is not None:
+        return f"--digests {services.digests_file}"
+    mode = (services.lock_mode.value if services.lock_mode is not None
+            else setting_choice(request.settings_env, "TAGPIN_LOCK", LOCK_MODES))
+    return f"{LOCK_FILE} (TAGPIN_LOCK=strict)" if mode == "strict" else None
 
 
 def registry_for(request: RenderRequest, services: Services) -> Callable[[], Registry]:
@@ -272,14 +300,22 @@ def run(request: RenderRequest, services: Services | None = None) -> RenderResul
     source, manifests = render_manifests(request, limits, template_cache_dir(request.settings_env))
     from .pin import pin
 
-    pin(
-        manifests,
-        extra_paths=custom_image_paths(source),
-        require_digests=source.config.require_digests,
-        registry_factory=registry_for(request, services),
-        concurrency=services.concurrency,
-        choose_tags=tag_chooser(request, services),
-    )
+    try:
+        pin(
+            manifests,
+            extra_paths=custom_image_paths(source),
+            require_digests=source.config.require_digests,
+            registry_factory=registry_for(request, services),
+            concurrency=services.concurrency,
+            choose_tags=tag_chooser(request, services),
+        )
+    except (ResolveError, LockError) as error:
+        from .hints import with_number_hints
+
+        hinted = with_number_hints(error, layered_values(source, request.parameters))
+        if hinted is error:
+            raise
+        raise hinted from error
     return RenderResult(
         text=emit_stream(m.body for m in manifests),
         manifests=manifests,

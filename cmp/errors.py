@@ -113,7 +113,8 @@ class Problems:
         first = self._errors[0]
         if len(self._errors) == 1:
             raise first
-        lines = [line for error in self._errors for line in error.problems]
+        # A hint shared by several problems (no AWS credentials, say) is said once.
+        lines = list(dict.fromkeys(line for error in self._errors for line in error.problems))
         combined = type(first)(*lines)
         raise combined from first
 

@@ -24,6 +24,9 @@ MAX_POWER = 10_000
 MAX_INT_BITS = 100_000  # largest integer `*`/`**` may build; far beyond any real manifest value
 
 
+TEMPLATE_NOT_FOUND = "not found in the app directory or the repository"
+
+
 class RenderedFile(NamedTuple):
     name: str  # repository-relative path of the template
     text: str
@@ -309,7 +312,7 @@ def render_one(
     except jinja2.TemplateNotFound as exc:
         line = _template_line(template.name)
         raise TemplateError(
-            f"{line}: template {exc.name!r} not found in the app directory or the repository "
+            f"{line}: template {exc.name!r} {TEMPLATE_NOT_FOUND} "
             "(paths are relative to the app directory or the repository root; '..' is not allowed)"
         ) from None
     except SourceError as exc:
