@@ -27,6 +27,8 @@ from .settings import (
 )
 from .sources import AppSource, Limits, load_app
 
+SCHEMA_FILE = "values.schema.json"  # cmp.schema checks values against it (Helm's name)
+
 CACHE_MODES = ("on", "off", "refresh")  # TAGPIN_CACHE; see cmp.registry.cache.CacheMode
 
 if TYPE_CHECKING:
@@ -78,8 +80,15 @@ def render_manifests(request: RenderRequest, limits: Limits,
         list(request.parameters.get("values-files") or []),
         limits,
     )
+    values = layered_values(source, request.parameters)
+    schema_path = request.app_dir / SCHEMA_FILE
+    if os.path.lexists(schema_path):  # jsonschema is imported only for apps that have one
+        from .schema import check_values
+
+        check_values(source.files, schema_path, source.values_layers,
+                     request.parameters.get("values") or {}, values)
     context = build_context(
-        values=layered_values(source, request.parameters),
+        values=values,
         app=request.app.context(),
         env=request.env,
         params=request.parameters,
