@@ -117,11 +117,41 @@ def build_environment(files: RepoFiles, app_dir: Path, limits: Limits,
     class TagpinSandbox(sandbox.ImmutableSandboxedEnvironment):
         intercepted_binops = frozenset(["*", "**"])
 
+        # The last value a lookup returned and its path (`values.image`), so a lookup into it
+        # that fails can say which value it was: Jinja2 only knows "'str object' has no
+        # attribute 'repository'". Only the last one: the next lookup is almost always into it.
+        _tagpin_last: tuple[Any, str] = (None, "")
+
         def getattr(self, obj: Any, attribute: str) -> Any:
             # `values.items` means the key "items", not dict.items: values are data.
             if isinstance(obj, dict) and attribute in obj:
-                return obj[attribute]
-            return super().getattr(obj, attribute)
+                return self._explained(obj, attribute, obj[attribute])
+            return self._explained(obj, attribute, super().getattr(obj, attribute))
+
+        def getitem(self, obj: Any, argument: Any) -> Any:
+            return self._explained(obj, argument, super().getitem(obj, argument))
+
+        def _explained(self, obj: Any, key: Any, result: Any) -> Any:
+            if isinstance(obj, Tree):
+                path = f"{obj._tagpin_path}.{key}"
+            elif obj is self._tagpin_last[0] and self._tagpin_last[1]:
+                path = self._tagpin_last[1] + (f"[{key}]" if isinstance(key, int)
+                                               else f".{key}")
+            else:
+                path = ""
+            if not isinstance(result, jinja2.Undefined):
+                if not isinstance(result, Tree):  # a Tree knows its own path
+                    self._tagpin_last = (result, path)
+                return result
+            if isinstance(obj, Tree | jinja2.Undefined) or result._undefined_hint:
+                return result  # "values.x.y is not defined", or the sandbox's own reason
+            what = "attribute" if isinstance(key, str) else "item"
+            owner = path[: -len(f".{key}")] if path.endswith(f".{key}") else ""
+            if isinstance(key, int) and path.endswith(f"[{key}]"):
+                owner = path[: -len(f"[{key}]")]
+            return self.undefined(
+                hint=f"{owner or 'the value'} is {_describe_value(obj)}, which has no {what} "
+                     f"{key!r}", obj=obj, name=key)
 
         def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
             if operator == "**" and isinstance(right, int) and abs(right) > MAX_POWER:
@@ -188,6 +218,25 @@ def build_environment(files: RepoFiles, app_dir: Path, limits: Limits,
     )
     env.globals.update(required=required, fail=fail)
     return env
+
+
+def _describe_value(value: Any) -> str:
+    """What a value is, for messages: `a string ('nginx:1.27')`, `a list of 2 items`."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, int | float):
+        return f"a number ({value!r})"
+    if isinstance(value, str):
+        shown = repr(value) if len(value) <= 40 else repr(value[:39] + "…")
+        return f"a string ({shown})"
+    if isinstance(value, list | tuple):
+        return f"a list of {len(value)} item{'' if len(value) == 1 else 's'}"
+    if isinstance(value, Mapping):
+        keys = ", ".join(sorted(map(str, value))[:8])
+        return f"a mapping (keys: {keys})" if keys else "an empty mapping"
+    return f"a {type(value).__name__}"
 
 
 def _int_bits(operator: str, left: int, right: int) -> int:
