@@ -296,6 +296,16 @@ def registry_for(request: RenderRequest, services: Services) -> Callable[[], Reg
     return registry_with_lock(lock_mode, lock_path, LOCK_FILE, fallback)
 
 
+def repeated_layers(source: AppSource) -> list[str]:
+    """A values file layered twice (`values.yaml` named again in `values-files`, say) puts its
+    values back over every layer between, silently undoing them."""
+    names = [name for name, _ in source.values_layers]
+    return [f"values file {name} is layered {names.count(name)} times (values.yaml always comes "
+            "first, then tagpin.yaml's valuesFiles, then the values-files parameter); a later "
+            "copy puts its values back over the layers between, so list it once"
+            for name in sorted(set(names)) if names.count(name) > 1]
+
+
 def custom_image_paths(source: AppSource) -> tuple[ImagePath, ...]:
     """tagpin.yaml's `images.paths` rules, parsed; errors name tagpin.yaml."""
     from .images import parse_image_paths
@@ -307,6 +317,7 @@ def run(request: RenderRequest, services: Services | None = None) -> RenderResul
     services = services or services_from(request.settings_env)
     limits = limits_from(request.settings_env)
     source, manifests = render_manifests(request, limits, template_cache_dir(request.settings_env))
+    services.warnings.extend(repeated_layers(source))
     from .pin import pin
 
     try:
