@@ -30,6 +30,9 @@ TEMPLATE_NOT_FOUND = "not found in the app directory or the repository"
 class RenderedFile(NamedTuple):
     name: str  # repository-relative path of the template
     text: str
+    # For a Jinja2 template: (rendered line, column) → the template `file:line` that wrote it,
+    # or None if unknown. Asked only when the text has a problem (it renders again).
+    locate: Callable[[int, int], str | None] | None = None
 
 
 class Tree(dict[str, Any]):
@@ -333,9 +336,20 @@ def render_all(
                 )
             )
             break
-        rendered.append(RenderedFile(name=template.name, text=text))
+        locate = _locator(environment, template, context) if template.is_jinja else None
+        rendered.append(RenderedFile(name=template.name, text=text, locate=locate))
     problems.raise_if_any()
     return rendered
+
+
+def _locator(environment: Any, template: TemplateFile,
+             context: Mapping[str, Any]) -> Callable[[int, int], str | None]:
+    def locate(line: int, column: int) -> str | None:
+        from .sourcemap import locate as find
+
+        return find(environment, template.app_name, context, line, column)
+
+    return locate
 
 
 def render_one(

@@ -54,3 +54,40 @@ def test_a_lookup_into_the_wrong_kind_of_value_names_its_path(
     assert done.returncode == ExitStatus.TEMPLATE and done.stdout == ""
     assert f"templates/cm.yaml.j2:6: {message}\n" in done.stderr
     assert "object' has no attribute" not in done.stderr
+
+
+HEAD = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata:\n"
+LOOP = "{% for i in range(5) %}\n  k{{ i }}: v\n{% endfor %}\n"  # 3 template lines, 5 rendered
+
+
+@pytest.mark.parametrize(
+    ("files", "where", "rendered"),
+    [
+        pytest.param({"templates/bad.yaml.j2": HEAD + LOOP + "  ok: 1\n bad: 2\n"},
+                     "templates/bad.yaml.j2:10: invalid YAML", 12, id="after-a-loop"),
+        pytest.param({"templates/bad.yaml.j2": HEAD + LOOP + "{% include 'lib/part.j2' %}\n",
+                      "lib/part.j2": "  a: 1\n  b: 2\n c: 3\n"},
+                     "templates/bad.yaml.j2:9 (text from lib/part.j2:3, included there): "
+                     "invalid YAML", 13, id="in-an-included-file"),
+        pytest.param({"templates/bad.yaml.j2": "{% import 'lib/m.j2' as m %}\n" + HEAD + LOOP
+                      + "{{ m.entries(7) }}\n",
+                      "lib/m.j2": "{% macro entries(n) %}\n  first: {{ n }}\n  second: 2\n"
+                                  " third: {{ n }}\n{% endmacro %}\n"},
+                     "templates/bad.yaml.j2:10 (text from the macro at lib/m.j2:1, its line 4): "
+                     "invalid YAML", 13, id="in-a-macro"),
+        pytest.param({"templates/bad.yaml.j2": HEAD + LOOP + '  z: {{ "a" }}\n bad: 2\n'},
+                     "templates/bad.yaml.j2:10: invalid YAML", 12, id="after-a-folded-constant"),
+    ],
+)
+def test_a_yaml_error_in_a_template_names_the_template_line(
+        tmp_path: Path, files: dict[str, str], where: str, rendered: int) -> None:
+    done = render(write_app(tmp_path, files))
+    assert done.returncode == ExitStatus.MANIFEST and done.stdout == ""
+    assert f"  {where}: did not find expected key" in done.stderr, done.stderr
+    assert f"(rendered line {rendered}, column 2)\n" in done.stderr
+
+
+def test_a_yaml_error_in_a_plain_file_keeps_its_line(tmp_path: Path) -> None:
+    done = render(write_app(tmp_path, {"templates/plain.yaml": HEAD + "  ok: 1\n bad: 2\n"}))
+    assert done.returncode == ExitStatus.MANIFEST
+    assert "  templates/plain.yaml:7:2: invalid YAML: did not find expected key" in done.stderr
