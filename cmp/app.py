@@ -70,6 +70,14 @@ def layered_values(source: AppSource, parameters: Mapping[str, Any]) -> dict[str
     )
 
 
+def values_of(request: RenderRequest) -> dict[str, Any]:
+    """The values a render of `request` sees (every layer), without rendering anything."""
+    source = load_app(request.app_dir, request.repo_root,
+                      list(request.parameters.get("values-files") or []),
+                      limits_from(request.settings_env))
+    return layered_values(source, request.parameters)
+
+
 def render_manifests(request: RenderRequest, limits: Limits,
                      bytecode_dir: Path | None = None) -> tuple[AppSource, list[Manifest]]:
     """The pure part: files in, checked Kubernetes objects out (images not yet pinned).

@@ -12,7 +12,7 @@ import click
 
 from . import __version__
 from .cli import execute, generate
-from .errors import ConfigError
+from .errors import ConfigError, ResolveError
 from .request import AppInfo, KubeInfo, RenderRequest, for_directory, parse_api_versions
 from .settings import PARAMETERS_BY_NAME, parse_parameters, plugin_yaml, setting_choice
 
@@ -318,6 +318,18 @@ def lock_command(ctx: click.Context, app_dir: Path, update: bool, keep: bool,
 
     def job() -> LockOutcome:
         request = _app_request(app_dir, options)
+        try:
+            return locked(request)
+        except ResolveError as error:  # `tag: 1.10` read as 1.1: say so, as a render does
+            from .app import values_of
+            from .hints import with_number_hints
+
+            hinted = with_number_hints(error, values_of(request))
+            if hinted is error:
+                raise
+            raise hinted from error
+
+    def locked(request: RenderRequest) -> LockOutcome:
         target = Path(os.path.abspath(output)) if output else request.app_dir / LOCK_FILE
         existing = read_lock(target, str(target)) if target.is_file() else []
         environ = dict(os.environ)

@@ -61,6 +61,11 @@ def test_a_tag_yaml_read_as_a_number_says_so(tmp_path: Path, moto_ecr) -> None:
     assert "values.web.tag is the number 1.1, not text" in done.stderr
     assert 'quote it in the values file (tag: "1.10")' in done.stderr
 
+    locking = tagpin("lock", str(app), env=env)  # `tagpin lock` renders the same values
+    assert locking.returncode == ExitStatus.RESOLVE
+    assert "values.web.tag is the number 1.1, not text" in locking.stderr
+    assert not (app / "tagpin.lock").exists()
+
     (app / "values.yaml").write_text(f"web:\n  repository: {HOST}/shop/web\n  tag: '1.10'\n")
     quoted = tagpin("render", str(app), env=env)
     assert quoted.returncode == 0, quoted.stderr
