@@ -1,6 +1,7 @@
 """values.schema.json through the CLI: the layered values (files and the values parameter) are
 checked as Helm checks a chart's; each error names the key path, the rule and the layer the
-value came from; no schema, no jsonschema import; a schema reaches nothing outside itself."""
+value came from (also as Argo CD shows it, through the cmp-server emulator); no schema, no
+jsonschema import; a schema reaches nothing outside itself."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import sys
 from pathlib import Path
 
 from cmp.errors import ExitStatus
+from tests.support.cmpserver import CmpServer
+from tests.test_contract import server, user_repo, web_app  # noqa: F401
 
 TAGPIN = str(Path(sys.executable).with_name("tagpin"))
 SCHEMA = {
@@ -126,3 +129,20 @@ def test_references_stay_inside_the_schema_and_bad_schemas_are_config_errors(
     broken = render(app)
     assert broken.returncode == ExitStatus.CONFIG
     assert "values.schema.json:2: not valid JSON" in broken.stderr
+
+
+def test_argo_cd_shows_which_parameter_broke_the_schema(
+        server: CmpServer, user_repo: Path) -> None:  # noqa: F811
+    schema = {"type": "object", "properties": {"replicas": {"type": "integer", "minimum": 1}}}
+    (user_repo / "apps" / "web" / "values.schema.json").write_text(json.dumps(schema))
+    good = server.generate(user_repo, web_app(), exclude=[".git"])
+    assert good.ok, good.error
+    bad = web_app(plugin={"name": "tagpin", "parameters": [
+        {"name": "values-files", "array": ["values-prod.yaml"]},
+        {"name": "values", "map": {"replicas": "0"}}]})
+    result = server.generate(user_repo, bad, exclude=[".git"])
+    assert not result.ok and result.objects == [] and result.stdout == ""
+    assert "`tagpin generate` failed exit status 3" in (result.error or "")
+    assert ("apps/web/values.schema.json: values.replicas: 0 is less than the minimum of 1 "
+            "(rule minimum 1); the value comes from plugin parameter 'values'") in (
+        result.error or "")
