@@ -63,16 +63,24 @@ def _locate(environment: Any, name: str, context: Mapping[str, Any], line: int,
                             value))
 
     chunks = template.root_render_func(template.new_context(dict(context)))
-    rendered = ""
+    length = 0  # of the output so far
+    newlines = 0  # in the output so far
+    offset: int | None = None  # of (line, column) in the output, once its line has started
     target: tuple[str, int, list[Event]] | None = None
     previous = sys.getprofile()
     sys.setprofile(watch)
     try:
         for chunk in chunks:
-            start = len(rendered)
-            rendered += chunk
-            offset = _offset(rendered, line, column)
-            if offset is not None and offset < len(rendered):
+            start, length = length, length + len(chunk)
+            if offset is None:
+                missing = line - 1 - newlines  # newlines before the line starts
+                if chunk.count("\n") >= missing:
+                    position = -1
+                    for _ in range(missing):
+                        position = chunk.find("\n", position + 1)
+                    offset = start + position + 1 + max(column - 1, 0)
+                newlines += chunk.count("\n")
+            if offset is not None and offset < length:
                 target = (chunk, offset - start, list(events))
                 break
             events.clear()
@@ -99,16 +107,6 @@ def _locate(environment: Any, name: str, context: Mapping[str, Any], line: int,
         return (f"{where} (text from the macro at {_shown(macro.template)}:{macro.macro_line}"
                 + (f", its line {body})" if body else ")"))
     return where
-
-
-def _offset(text: str, line: int, column: int) -> int | None:
-    """The offset of (line, column), 1-based, once `text` reaches that line."""
-    start = 0
-    for _ in range(line - 1):
-        start = text.find("\n", start) + 1
-        if start == 0:
-            return None
-    return start + max(column - 1, 0)
 
 
 def _source(environment: Any, template: Any) -> str:
