@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from . import values as values_mod
 from .emit import emit_stream
+from .errors import LockError, ResolveError, TemplateError
 from .manifests import Manifest, parse_rendered
-from .render import build_context, render_all
+from .render import TEMPLATE_NOT_FOUND, build_context, render_all
 from .request import RenderRequest
 from .settings import (
     IMAGE_LIST_KEY,
@@ -25,6 +26,8 @@ from .settings import (
     setting_int,
 )
 from .sources import AppSource, Limits, load_app
+
+SCHEMA_FILE = "values.schema.json"  # cmp.schema checks values against it (Helm's name)
 
 CACHE_MODES = ("on", "off", "refresh")  # TAGPIN_CACHE; see cmp.registry.cache.CacheMode
 
@@ -67,6 +70,14 @@ def layered_values(source: AppSource, parameters: Mapping[str, Any]) -> dict[str
     )
 
 
+def values_of(request: RenderRequest) -> dict[str, Any]:
+    """The values a render of `request` sees (every layer), without rendering anything."""
+    source = load_app(request.app_dir, request.repo_root,
+                      list(request.parameters.get("values-files") or []),
+                      limits_from(request.settings_env))
+    return layered_values(source, request.parameters)
+
+
 def render_manifests(request: RenderRequest, limits: Limits,
                      bytecode_dir: Path | None = None) -> tuple[AppSource, list[Manifest]]:
     """The pure part: files in, checked Kubernetes objects out (images not yet pinned).
@@ -77,14 +88,30 @@ def render_manifests(request: RenderRequest, limits: Limits,
         list(request.parameters.get("values-files") or []),
         limits,
     )
+    values = layered_values(source, request.parameters)
+    schema_path = request.app_dir / SCHEMA_FILE
+    if os.path.lexists(schema_path):  # jsonschema is imported only for apps that have one
+        from .schema import check_values
+
+        check_values(source.files, schema_path, source.values_layers,
+                     request.parameters.get("values") or {}, values)
     context = build_context(
-        values=layered_values(source, request.parameters),
+        values=values,
         app=request.app.context(),
         env=request.env,
         params=request.parameters,
         kube=request.kube,
     )
-    rendered = render_all(source, request.app_dir, context, limits, bytecode_dir)
+    try:
+        rendered = render_all(source, request.app_dir, context, limits, bytecode_dir)
+    except TemplateError as error:
+        if not (request.root_guessed
+                and any(TEMPLATE_NOT_FOUND in problem for problem in error.problems)):
+            raise
+        raise TemplateError(*error.problems, (
+            f"no .git was found above {request.app_dir}, so the repository root is the app "
+            "directory itself and nothing above it can be included; pass --repo-root "
+            "(the directory Argo CD's source path is relative to)")) from error
     manifests = parse_rendered(
         rendered, default_namespace=request.app.namespace, max_nodes=limits.max_yaml_nodes
     )
@@ -94,8 +121,8 @@ def render_manifests(request: RenderRequest, limits: Limits,
 class Services:
     """The I/O a render may need, built lazily; tests swap `registry_factory`."""
 
-    __slots__ = ("annotations", "concurrency", "digests_file", "lock_mode", "notes",
-                 "registry_factory", "warnings")
+    __slots__ = ("annotations", "concurrency", "digests_file", "fresh_registry_factory",
+                 "lock_mode", "notes", "registry_factory", "warnings")
 
     def __init__(
         self,
@@ -106,8 +133,12 @@ class Services:
         lock_mode: LockMode | None = None,  # None: TAGPIN_LOCK from the request's settings
         warnings: list[str] | None = None,
         notes: list[str] | None = None,
+        fresh_registry_factory: Callable[[], Registry] | None = None,
     ) -> None:
         self.registry_factory = registry_factory
+        # ECR itself, never answered from a digest cache: what TAGPIN_LOCK=verify checks
+        # the lock against. None: registry_factory (tests that swap in a cache-less registry).
+        self.fresh_registry_factory = fresh_registry_factory
         self.annotations = annotations
         self.concurrency = concurrency
         self.digests_file = digests_file
@@ -189,8 +220,12 @@ def live_annotations(request: RenderRequest) -> tuple[dict[str, str], list[str]]
 
 def services_from(environ: Mapping[str, str]) -> Services:
     warnings: list[str] = []
+    fresh = dict(environ)
+    if setting_choice(environ, "TAGPIN_CACHE", CACHE_MODES) != "off":
+        fresh["TAGPIN_CACHE"] = "refresh"  # asks ECR every time, still keeps the cache current
     return Services(
         registry_factory=ecr_registry_factory(environ, warnings),
+        fresh_registry_factory=ecr_registry_factory(fresh, warnings),
         annotations=live_annotations,
         concurrency=setting_int(environ, "TAGPIN_ECR_CONCURRENCY", minimum=1),
         warnings=warnings,
@@ -216,14 +251,32 @@ def tag_chooser(request: RenderRequest, services: Services) -> TagChooser:
         policies = branch_deploy.policies_from(annotations, parameter)
         if not policies:
             return {}
-        plan = branch_deploy.plan(
-            [(w.field, w.repository, w.ref.repository, w.tag) for w in wanted], policies, registry
-        )
+        try:
+            plan = branch_deploy.plan(
+                [(w.field, w.repository, w.ref.repository, w.tag) for w in wanted], policies,
+                registry)
+        except ResolveError as error:
+            only = lock_only_source(request, services)
+            if only is None:
+                raise
+            raise type(error)(*error.problems, (
+                f"the candidate tags came from {only} only: ECR is never listed there, so a "
+                "branch's new tags are not seen; branch deploys need TAGPIN_LOCK=use (or a lock "
+                "holding the branch's tags)")) from error
         services.warnings.extend(plan.warnings)
         services.notes.extend(branch_deploy.annotate(plan.overrides))
         return plan.chosen
 
     return choose
+
+
+def lock_only_source(request: RenderRequest, services: Services) -> str | None:
+    """What answers alone when ECR is never asked (--digests, TAGPIN_LOCK=strict), else None."""
+    if services.digests_file is not None:
+        return f"--digests {services.digests_file}"
+    mode = (services.lock_mode.value if services.lock_mode is not None
+            else setting_choice(request.settings_env, "TAGPIN_LOCK", LOCK_MODES))
+    return f"{LOCK_FILE} (TAGPIN_LOCK=strict)" if mode == "strict" else None
 
 
 def registry_for(request: RenderRequest, services: Services) -> Callable[[], Registry]:
@@ -244,9 +297,23 @@ def registry_for(request: RenderRequest, services: Services) -> Callable[[], Reg
         entries = read_lock(services.digests_file, shown)
         return lambda: LockedRegistry(entries, fallback=None, shown=shown,
                                       strict_reason="--digests never asks ECR")
-    return registry_with_lock(LockMode(mode), lock_path, LOCK_FILE, services.registry_factory,
+    lock_mode = LockMode(mode)
+    fallback = services.registry_factory
+    if lock_mode is LockMode.VERIFY and services.fresh_registry_factory is not None:
+        fallback = services.fresh_registry_factory  # a warm cache must not vouch for the lock
+    return registry_with_lock(lock_mode, lock_path, LOCK_FILE, fallback,
                               repo_root=request.repo_root,
                               max_bytes=limits_from(request.settings_env).max_file_bytes)
+
+
+def repeated_layers(source: AppSource) -> list[str]:
+    """A values file layered twice (`values.yaml` named again in `values-files`, say) puts its
+    values back over every layer between, silently undoing them."""
+    names = [name for name, _ in source.values_layers]
+    return [f"values file {name} is layered {names.count(name)} times (values.yaml always comes "
+            "first, then tagpin.yaml's valuesFiles, then the values-files parameter); a later "
+            "copy puts its values back over the layers between, so list it once"
+            for name in sorted(set(names)) if names.count(name) > 1]
 
 
 def custom_image_paths(source: AppSource) -> tuple[ImagePath, ...]:
@@ -260,16 +327,25 @@ def run(request: RenderRequest, services: Services | None = None) -> RenderResul
     services = services or services_from(request.settings_env)
     limits = limits_from(request.settings_env)
     source, manifests = render_manifests(request, limits, template_cache_dir(request.settings_env))
+    services.warnings.extend(repeated_layers(source))
     from .pin import pin
 
-    pin(
-        manifests,
-        extra_paths=custom_image_paths(source),
-        require_digests=source.config.require_digests,
-        registry_factory=registry_for(request, services),
-        concurrency=services.concurrency,
-        choose_tags=tag_chooser(request, services),
-    )
+    try:
+        pin(
+            manifests,
+            extra_paths=custom_image_paths(source),
+            require_digests=source.config.require_digests,
+            registry_factory=registry_for(request, services),
+            concurrency=services.concurrency,
+            choose_tags=tag_chooser(request, services),
+        )
+    except (ResolveError, LockError) as error:
+        from .hints import with_number_hints
+
+        hinted = with_number_hints(error, layered_values(source, request.parameters))
+        if hinted is error:
+            raise
+        raise hinted from error
     return RenderResult(
         text=emit_stream(m.body for m in manifests),
         manifests=manifests,

@@ -54,8 +54,10 @@ def plan(
         result.warnings.extend(f"image-updater {policy.describe()}: {p}" for p in policy.problems)
     listings: dict[EcrRepository, dict[str, TagInfo] | None] = {}  # None: no such repository
     problems: list[str] = []
+    used: set[int] = set()
     for image, repository, repository_text, git_tag in wanted:
         governing = [p for p in policies if p.matches_repository(repository_text)]
+        used.update(id(p) for p in governing)
         if not governing:
             continue
         policy = governing[0]
@@ -83,6 +85,12 @@ def plan(
             continue
         result.chosen[image] = tags[winner.tag]
         result.overrides.append(Override(image, policy, git_tag, tags[winner.tag]))
+    # A typo in image-list (another host, a missing path segment) would otherwise silently
+    # deploy git's tags on a branch deploy.
+    result.warnings.extend(
+        f"image-updater {p.describe()}: image-list names {p.image}, which no ECR image of "
+        "this app that needs a digest uses; check the name (registry host included)"
+        for p in policies if id(p) not in used)
     if problems:
         raise ResolveError(*problems)
     return result

@@ -12,7 +12,7 @@ import click
 
 from . import __version__
 from .cli import execute, generate
-from .errors import ConfigError
+from .errors import ConfigError, ResolveError
 from .request import AppInfo, KubeInfo, RenderRequest, for_directory, parse_api_versions
 from .settings import PARAMETERS_BY_NAME, parse_parameters, plugin_yaml, setting_choice
 
@@ -27,7 +27,24 @@ def _pairs(items: tuple[str, ...], flag: str) -> dict[str, str]:
     return pairs
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _debug_after_subcommand(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:  # the group's callback has already run and made ctx.obj (shared with the parent)
+        ctx.ensure_object(dict)["debug"] = True
+
+
+class _Group(click.Group):
+    """Every subcommand also takes `--debug`, so `tagpin render --debug` works like
+    `tagpin --debug render` (commands registered later, e.g. the webhook, included)."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        if not any("--debug" in getattr(p, "opts", ()) for p in cmd.params):
+            cmd.params.append(click.Option(
+                ["--debug"], is_flag=True, expose_value=False,
+                callback=_debug_after_subcommand, help="Show tracebacks for errors."))
+        super().add_command(cmd, name)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tagpin")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.pass_context
@@ -101,6 +118,15 @@ def generate_command(ctx: click.Context) -> int:
     default=None,
     help="Render offline: take every digest from this lock file; never ask ECR.",
 )
+@click.option(
+    "--output",
+    "-o",
+    "output_format",
+    type=click.Choice(["yaml", "json"]),
+    default="yaml",
+    show_default=True,
+    help="yaml: what Argo CD reads; json: one JSON list of the same objects, for tools.",
+)
 @click.pass_context
 def render_command(
     ctx: click.Context,
@@ -120,6 +146,7 @@ def render_command(
     kube_version: str,
     api_versions: str,
     digests: Path | None,
+    output_format: str,
 ) -> int:
     """Render APP_DIR exactly as the sidecar would, for people and CI."""
     from .app import run, services_from
@@ -146,9 +173,24 @@ def render_command(
         services = services_from(request.settings_env)
         if digests is not None:
             services.digests_file = Path(os.path.abspath(digests))
-        return run(request, services)
+        result = run(request, services)
+        if output_format == "json":
+            result.text = _as_json([m.body for m in result.manifests])
+        return result
 
     return execute(job, debug=debug)
+
+
+def _as_json(objects: list[Any]) -> str:
+    """`render --output json`: the objects as one JSON list, keys sorted (deterministic too)."""
+    from .errors import ManifestError
+
+    try:
+        return json.dumps(objects, sort_keys=True, indent=2, ensure_ascii=False,
+                          allow_nan=False) + "\n"
+    except ValueError as exc:  # .nan/.inf: YAML has them, JSON does not
+        raise ManifestError(f"the rendered objects cannot be written as JSON: {exc}; "
+                            "use --output yaml") from None
 
 
 def _parameters_from_flags(
@@ -211,6 +253,8 @@ def _app_options(command: Any) -> Any:
     """The flags `lock` and `diff` share with `render`: what to render, as the sidecar would."""
     options = [
         click.argument("app_dir", default=".", type=click.Path(file_okay=False, path_type=Path)),
+        click.option("--repo-root", type=click.Path(file_okay=False, path_type=Path),
+                     help="Repository root (default: the nearest directory holding .git)."),
         click.option("--app-name", default="", help="Application name (ARGOCD_APP_NAME)."),
         click.option("--namespace", "-n", default="", help="Destination namespace."),
         click.option("--project", default="", help="Argo CD project."),
@@ -233,14 +277,15 @@ def _app_options(command: Any) -> Any:
     return command
 
 
-def _app_request(app_dir: Path, options: dict[str, Any], *,
-                 must_exist: bool = True) -> RenderRequest:
-    """A RenderRequest from `_app_options` flags (no image-updater: locks and previews show
-    what git says, not what a branch deploy would pick)."""
+def _app_request(app_dir: Path, options: dict[str, Any], *, must_exist: bool = True,
+                 updater: dict[str, str] | None = None) -> RenderRequest:
+    """A RenderRequest from `_app_options` flags. Locks show what git says, never what a
+    branch deploy would pick; a preview takes the `image-updater` parameter only if given."""
     parameters = parse_parameters(options["parameters_json"] or _parameters_from_flags(
-        options["values_files"], _pairs(options["set_pairs"], "--set"), {}))
+        options["values_files"], _pairs(options["set_pairs"], "--set"), updater or {}))
     return for_directory(
         app_dir,
+        repo_root=options["repo_root"],
         must_exist=must_exist,
         app=AppInfo(instance=options["app_name"], namespace=options["namespace"],
                     project=options["project"], revision=options["revision"]),
@@ -260,9 +305,12 @@ def _app_request(app_dir: Path, options: dict[str, Any], *,
               help="Keep entries this render does not use (lock one app's values files in turn).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the lock (default: APP_DIR/tagpin.lock).")
+@click.option("--check", is_flag=True,
+              help="For CI: write nothing; exit 11 if the lock lacks a tag a render uses or "
+              "locks a digest ECR no longer has for it.")
 @click.pass_context
 def lock_command(ctx: click.Context, app_dir: Path, update: bool, keep: bool,
-                 output: Path | None, **options: Any) -> int:
+                 output: Path | None, check: bool, **options: Any) -> int:
     """Write APP_DIR/tagpin.lock: the digest of every ECR image tag a render with these flags
     uses. Commit it; renders then take digests from git instead of ECR."""
     from .app import CACHE_MODES, limits_from, services_from
@@ -270,6 +318,18 @@ def lock_command(ctx: click.Context, app_dir: Path, update: bool, keep: bool,
 
     def job() -> LockOutcome:
         request = _app_request(app_dir, options)
+        try:
+            return locked(request)
+        except ResolveError as error:  # `tag: 1.10` read as 1.1: say so, as a render does
+            from .app import values_of
+            from .hints import with_number_hints
+
+            hinted = with_number_hints(error, values_of(request))
+            if hinted is error:
+                raise
+            raise hinted from error
+
+    def locked(request: RenderRequest) -> LockOutcome:
         target = Path(os.path.abspath(output)) if output else request.app_dir / LOCK_FILE
         limit = limits_from(os.environ).max_file_bytes
         # The app's own lock obeys the repository's rules; a path given with --output is the
@@ -281,6 +341,13 @@ def lock_command(ctx: click.Context, app_dir: Path, update: bool, keep: bool,
         if setting_choice(environ, "TAGPIN_CACHE", CACHE_MODES) != "off":
             environ["TAGPIN_CACHE"] = "refresh"  # what ECR says now, not what a cache remembers
         services = services_from(environ)
+        if check:
+            from .lockcheck import check_lock
+
+            shown = os.path.relpath(target) if output is None else str(output)
+            notes = check_lock(request, services.registry_factory, existing, shown=shown,
+                               concurrency=services.concurrency)
+            return LockOutcome(warnings=services.warnings, notes=notes)
         result = lock_app(request, services.registry_factory, existing=existing, update=update,
                           keep=keep, concurrency=services.concurrency)
         write_lock(target, result.entries)
@@ -299,9 +366,15 @@ def lock_command(ctx: click.Context, app_dir: Path, update: bool, keep: bool,
               "included).")
 @click.option("--context", "-U", "context_lines", default=3, show_default=True,
               type=click.IntRange(min=0), help="Lines of context around each change.")
+@click.option("--image-updater", "updater_pairs", multiple=True, metavar="KEY=VALUE",
+              help="The image-updater parameter, e.g. web.allow-tags=regexp:^pr-42- "
+              "(repeatable; both sides).")
+@click.option("--digests", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Render both sides offline: every digest from this lock file; never ask ECR.")
 @click.pass_context
 def diff_command(ctx: click.Context, app_dir: Path, base: str, head: str | None,
-                 context_lines: int, **options: Any) -> int:
+                 context_lines: int, updater_pairs: tuple[str, ...], digests: Path | None,
+                 **options: Any) -> int:
     """Render APP_DIR at two git revisions and print a unified diff of the outputs.
 
     Exit 0 when they are equal, 1 when they differ, another code on an error (see README)."""
@@ -312,11 +385,14 @@ def diff_command(ctx: click.Context, app_dir: Path, base: str, head: str | None,
     outcome: list[DiffResult] = []
 
     def job() -> DiffResult:
-        request = _app_request(app_dir, options, must_exist=False)
+        request = _app_request(app_dir, options, must_exist=False,
+                               updater=_pairs(updater_pairs, "--image-updater"))
+        digests_file = Path(os.path.abspath(digests)) if digests is not None else None
 
         def services() -> Services:
             built = services_from(request.settings_env)
             built.annotations = None  # a preview shows git's tags, not a live branch deploy's
+            built.digests_file = digests_file
             return built
 
         result = diff_app(request, services, base=base, head=head, context_lines=context_lines)

@@ -87,13 +87,24 @@ def _relative_app_path(request: RenderRequest, repo: Path) -> Path:
         raise ConfigError(f"{request.app_dir} is not inside the git repository {repo}") from None
 
 
+def _relative_root(request: RenderRequest, repo: Path) -> Path:
+    """Where the request's repository root lies inside the git repository (usually `.`)."""
+    try:
+        return Path(os.path.realpath(request.repo_root)).relative_to(os.path.realpath(repo))
+    except ValueError:
+        raise ConfigError(f"the repository root {request.repo_root} is not inside the git "
+                          f"repository {repo}") from None
+
+
 def _render_at(request: RenderRequest, services: Callable[[], Services], repo: Path,
                app_path: Path, revision: Revision) -> Side:
     with checkout(repo, revision) as root:
         app_dir = root / app_path
         if not app_dir.is_dir():
             return Side(revision.label, None)
-        at_revision = request._replace(app_dir=app_dir, repo_root=root)
+        # --repo-root names a directory of the working tree; the same one in this checkout.
+        at_revision = request._replace(app_dir=app_dir, repo_root=root / _relative_root(
+            request, repo))
         return Side(revision.label, _render_or_label(revision.label, at_revision, services()))
 
 

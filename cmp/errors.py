@@ -17,7 +17,7 @@ class ExitStatus(IntEnum):
     OK = 0
     DIFFERENT = 1  # `tagpin diff` only: the two renders differ (like diff(1))
     USAGE = 2  # bad command line (click's own code)
-    CONFIG = 3  # tagpin.yaml, plugin parameters, environment or settings are invalid
+    CONFIG = 3  # tagpin.yaml, values (values.schema.json), parameters or settings are invalid
     SOURCE = 4  # an app file is missing, unreadable, too large or outside the repository
     TEMPLATE = 5  # a Jinja2 template failed to compile or render
     MANIFEST = 6  # the rendered YAML is not a valid stream of Kubernetes objects
@@ -113,7 +113,8 @@ class Problems:
         first = self._errors[0]
         if len(self._errors) == 1:
             raise first
-        lines = [line for error in self._errors for line in error.problems]
+        # A hint shared by several problems (no AWS credentials, say) is said once.
+        lines = list(dict.fromkeys(line for error in self._errors for line in error.problems))
         combined = type(first)(*lines)
         raise combined from first
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -76,7 +77,7 @@ def parse_rendered(
         try:
             documents = load_all(rendered.text, rendered.name, max_nodes=max_nodes)
         except SourceError as exc:
-            problems.add(ManifestError(*exc.problems))
+            problems.add(ManifestError(*(_in_template(p, rendered) for p in exc.problems)))
             continue
         for line, document in documents:
             if document is None:
@@ -96,6 +97,20 @@ def parse_rendered(
             "Argo CD would read as 'delete every resource of this app'"
         )
     return manifests
+
+
+def _in_template(problem: str, rendered: RenderedFile) -> str:
+    """`file:12:5: …` about rendered text → the template line that wrote it (a loop or an
+    include above the fault shifts the rendered lines), keeping the rendered line too."""
+    prefix = re.match(re.escape(rendered.name) + r":(\d+)(?::(\d+))?: ", problem)
+    if prefix is None or rendered.locate is None:
+        return problem
+    line, column = int(prefix[1]), int(prefix[2] or 1)
+    where = rendered.locate(line, column)
+    if where is None:
+        return problem
+    shown = f"line {line}" + (f", column {column}" if prefix[2] else "")
+    return f"{where}: {problem[prefix.end():]} (rendered {shown})"
 
 
 def _flatten(document: Any) -> list[Any]:

@@ -69,10 +69,13 @@ def collect(
         repository = ecr_repository(ref)
         if repository is None:
             if require_digests:
+                where = ("is in ECR Public, which tagpin leaves as written by design (a "
+                         "separate, public API it does not ask)"
+                         if ref.domain.split(":")[0] in ECR_PUBLIC_HOSTS else "is not in ECR")
                 problems.add(
                     ImageError(
                         f"{image.describe()}: {image.value!r} is not pinned to a digest and "
-                        "is not in ECR, so tagpin cannot pin it; write it as "
+                        f"{where}, so tagpin cannot pin it; write it as "
                         "name:tag@sha256:... "
                         "(tagpin.yaml sets images.requireDigests: true)"
                     )
@@ -83,6 +86,9 @@ def collect(
         wanted.append(Wanted(image, ref, repository, ref.tag or IMPLICIT_TAG))
     problems.raise_if_any()
     return wanted, kept
+
+
+ECR_PUBLIC_HOSTS = frozenset({"public.ecr.aws", "ecr-public.aws.com"})
 
 
 def resolve(

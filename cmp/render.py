@@ -24,9 +24,15 @@ MAX_POWER = 10_000
 MAX_INT_BITS = 100_000  # largest integer `*`/`**` may build; far beyond any real manifest value
 
 
+TEMPLATE_NOT_FOUND = "not found in the app directory or the repository"
+
+
 class RenderedFile(NamedTuple):
     name: str  # repository-relative path of the template
     text: str
+    # For a Jinja2 template: (rendered line, column) → the template `file:line` that wrote it,
+    # or None if unknown. Asked only when the text has a problem (it renders again).
+    locate: Callable[[int, int], str | None] | None = None
 
 
 class Tree(dict[str, Any]):
@@ -159,11 +165,41 @@ def build_environment(files: RepoFiles, app_dir: Path, limits: Limits,
                 return type(template)(vformat(template, args, kwargs))
             return format_
 
+        # The last value a lookup returned and its path (`values.image`), so a lookup into it
+        # that fails can say which value it was: Jinja2 only knows "'str object' has no
+        # attribute 'repository'". Only the last one: the next lookup is almost always into it.
+        _tagpin_last: tuple[Any, str] = (None, "")
+
         def getattr(self, obj: Any, attribute: str) -> Any:
             # `values.items` means the key "items", not dict.items: values are data.
             if isinstance(obj, dict) and attribute in obj:
-                return obj[attribute]
-            return super().getattr(obj, attribute)
+                return self._explained(obj, attribute, obj[attribute])
+            return self._explained(obj, attribute, super().getattr(obj, attribute))
+
+        def getitem(self, obj: Any, argument: Any) -> Any:
+            return self._explained(obj, argument, super().getitem(obj, argument))
+
+        def _explained(self, obj: Any, key: Any, result: Any) -> Any:
+            if isinstance(obj, Tree):
+                path = f"{obj._tagpin_path}.{key}"
+            elif obj is self._tagpin_last[0] and self._tagpin_last[1]:
+                path = self._tagpin_last[1] + (f"[{key}]" if isinstance(key, int)
+                                               else f".{key}")
+            else:
+                path = ""
+            if not isinstance(result, jinja2.Undefined):
+                if not isinstance(result, Tree):  # a Tree knows its own path
+                    self._tagpin_last = (result, path)
+                return result
+            if isinstance(obj, Tree | jinja2.Undefined) or result._undefined_hint:
+                return result  # "values.x.y is not defined", or the sandbox's own reason
+            what = "attribute" if isinstance(key, str) else "item"
+            owner = path[: -len(f".{key}")] if path.endswith(f".{key}") else ""
+            if isinstance(key, int) and path.endswith(f"[{key}]"):
+                owner = path[: -len(f"[{key}]")]
+            return self.undefined(
+                hint=f"{owner or 'the value'} is {_describe_value(obj)}, which has no {what} "
+                     f"{key!r}", obj=obj, name=key)
 
         def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
             if operator == "**" and isinstance(right, int) and abs(right) > MAX_POWER:
@@ -237,6 +273,25 @@ def build_environment(files: RepoFiles, app_dir: Path, limits: Limits,
                                            0 if _PassArg.from_obj(function) is None else 1)
     env.filters["join"] = checked_join(env.filters["join"], printable)
     return env
+
+
+def _describe_value(value: Any) -> str:
+    """What a value is, for messages: `a string ('nginx:1.27')`, `a list of 2 items`."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, int | float):
+        return f"a number ({value!r})"
+    if isinstance(value, str):
+        shown = repr(value) if len(value) <= 40 else repr(value[:39] + "…")
+        return f"a string ({shown})"
+    if isinstance(value, list | tuple):
+        return f"a list of {len(value)} item{'' if len(value) == 1 else 's'}"
+    if isinstance(value, Mapping):
+        keys = ", ".join(sorted(map(str, value))[:8])
+        return f"a mapping (keys: {keys})" if keys else "an empty mapping"
+    return f"a {type(value).__name__}"
 
 
 def _int_bits(operator: str, left: int, right: int) -> int:
@@ -337,9 +392,20 @@ def render_all(
                 )
             )
             break
-        rendered.append(RenderedFile(name=template.name, text=text))
+        locate = _locator(environment, template, context) if template.is_jinja else None
+        rendered.append(RenderedFile(name=template.name, text=text, locate=locate))
     problems.raise_if_any()
     return rendered
+
+
+def _locator(environment: Any, template: TemplateFile,
+             context: Mapping[str, Any]) -> Callable[[int, int], str | None]:
+    def locate(line: int, column: int) -> str | None:
+        from .sourcemap import locate as find
+
+        return find(environment, template.app_name, context, line, column)
+
+    return locate
 
 
 def render_one(
@@ -365,7 +431,7 @@ def render_one(
     except jinja2.TemplateNotFound as exc:
         line = _template_line(template.name)
         raise TemplateError(
-            f"{line}: template {exc.name!r} not found in the app directory or the repository "
+            f"{line}: template {exc.name!r} {TEMPLATE_NOT_FOUND} "
             "(paths are relative to the app directory or the repository root; '..' is not allowed)"
         ) from None
     except SourceError as exc:

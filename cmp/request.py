@@ -70,6 +70,9 @@ class RenderRequest(NamedTuple):
     env: Mapping[str, str]  # ARGOCD_ENV_* with the prefix stripped
     parameters: Mapping[str, Any]  # announced defaults applied
     settings_env: Mapping[str, str] = MappingProxyType({})  # TAGPIN_*, AWS_* etc.
+    # True when `tagpin render` found no .git above the app and no --repo-root was given, so
+    # the app directory is the root: a template included from above it is then "not found".
+    root_guessed: bool = False
 
 
 def from_argocd_environment(environ: Mapping[str, str], cwd: Path) -> RenderRequest:
@@ -153,6 +156,7 @@ def for_directory(app_dir: str | os.PathLike[str], *, app: AppInfo, kube: KubeIn
         root = Path(os.path.abspath(repo_root))
     else:  # `tagpin diff` may name an app the working tree no longer has
         root = find_repo_root(next(p for p in (app_path, *app_path.parents) if p.is_dir()))
+    guessed = repo_root is None and not (root / ".git").exists()
     try:
         source_path = app_path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
@@ -165,4 +169,5 @@ def for_directory(app_dir: str | os.PathLike[str], *, app: AppInfo, kube: KubeIn
         env=dict(sorted(env.items())),
         parameters=parameters,
         settings_env=settings_env,
+        root_guessed=guessed,
     )

@@ -671,12 +671,18 @@ def resolve_json_pointer(document: Any, pointer: str) -> Any:
     return document
 
 
-def test_app_of_apps_ignores_exactly_the_annotation_the_webhook_patches() -> None:
+def test_app_of_apps_ignores_the_webhook_refresh_and_the_branch_deploy_annotations() -> None:
+    from cmp.webhook.server import REFRESH_ANNOTATION
+
     (parent,) = read_yaml_docs(DEPLOY / "examples" / "app-of-apps.yaml")
     (child,) = read_yaml_docs(DEPLOY / "examples" / "application.yaml")
     (rule,) = parent["spec"]["ignoreDifferences"]
     assert (rule["group"], rule["kind"]) == ("argoproj.io", "Application")
-    for pointer in rule["jsonPointers"]:
+    refresh, *branch_deploy = rule["jsonPointers"]
+    # What the webhook patches (the refresh annotation), `/` written `~1` (JSON Pointer).
+    assert refresh == "/metadata/annotations/" + REFRESH_ANNOTATION.replace("/", "~1")
+    assert branch_deploy
+    for pointer in branch_deploy:
         assert pointer.endswith(".allow-tags")
         assert isinstance(resolve_json_pointer(child, pointer), str), pointer
     # Without it a sync still writes the ignored field back.

@@ -366,7 +366,11 @@ class EcrRegistryClient:
             return RegistryError(
                 f"no AWS credentials found to ask ECR about {repo.uri}: configure IRSA "
                 "(eks.amazonaws.com/role-arn on the repo-server's service account), EKS Pod "
-                "Identity, or AWS_PROFILE/AWS_ACCESS_KEY_ID for the tagpin sidecar"
+                "Identity, or AWS_PROFILE/AWS_ACCESS_KEY_ID for the tagpin sidecar",
+                "outside the sidecar (a laptop, CI) no AWS access is needed when digests come "
+                "from git: commit the app's tagpin.lock (`tagpin lock`, run once with AWS "
+                "access) and render with TAGPIN_LOCK=strict, or render offline from any lock "
+                "file with `tagpin render --digests FILE`",
             )
         if isinstance(error, boto.ParamValidationError):
             return RegistryError(f"invalid ECR request for {repo.uri}: {error}")
