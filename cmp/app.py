@@ -77,14 +77,21 @@ def render_manifests(request: RenderRequest, limits: Limits,
         list(request.parameters.get("values-files") or []),
         limits,
     )
-    context = build_context(
-        values=layered_values(source, request.parameters),
-        app=request.app.context(),
-        env=request.env,
-        params=request.parameters,
-        kube=request.kube,
-    )
-    rendered = render_all(source, request.app_dir, context, limits, bytecode_dir)
+    if source.config.kustomize is not None:
+        from .kustomize import build, refuse_values
+
+        refuse_values(request.parameters)
+        rendered = [build(source.files, request.app_dir, source.config.kustomize,
+                          request.settings_env, limits)]
+    else:
+        context = build_context(
+            values=layered_values(source, request.parameters),
+            app=request.app.context(),
+            env=request.env,
+            params=request.parameters,
+            kube=request.kube,
+        )
+        rendered = render_all(source, request.app_dir, context, limits, bytecode_dir)
     manifests = parse_rendered(
         rendered, default_namespace=request.app.namespace, max_nodes=limits.max_yaml_nodes
     )
