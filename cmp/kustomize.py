@@ -211,7 +211,8 @@ def _refuse_functions(documents: list[Any], shown: str, field: str) -> None:
 def kustomize_command(environ: Mapping[str, str], options: KustomizeOptions) -> list[str]:
     """`kustomize build` if TAGPIN_KUSTOMIZE or PATH has it, else `kubectl kustomize`."""
     configured = (environ.get("TAGPIN_KUSTOMIZE") or "").strip()
-    search = environ.get("PATH", os.defpath)
+    # PATH is not a tagpin setting: cmp.testing's minimal settings still find kubectl.
+    search = environ.get("PATH") or os.environ.get("PATH", os.defpath)
     if configured:
         found = shutil.which(configured, path=search)
         if found is None:
@@ -235,7 +236,8 @@ def kustomize_command(environ: Mapping[str, str], options: KustomizeOptions) -> 
 def _child_environment(environ: Mapping[str, str], allow_remote: bool) -> dict[str, str]:
     """What kustomize sees: no AWS credential, token or ARGOCD_ENV_* value. Without remote
     bases, git may use only local repositories and any HTTP fetch goes to a closed port."""
-    child = {"PATH": environ.get("PATH", os.defpath), "HOME": environ.get("HOME", "/tmp")}
+    child = {"PATH": environ.get("PATH") or os.environ.get("PATH", os.defpath),
+             "HOME": environ.get("HOME", "/tmp")}
     if allow_remote:
         for key in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy",
                     "no_proxy"):
@@ -267,7 +269,13 @@ def _run(argv: list[str], env: dict[str, str], timeout: int, limits: Limits, fil
 
     reader = threading.Thread(target=drain_stderr, daemon=True)
     reader.start()
-    timer = threading.Timer(timeout, process.kill)
+    timed_out = threading.Event()
+
+    def stop() -> None:
+        timed_out.set()
+        process.kill()
+
+    timer = threading.Timer(timeout, stop)
     timer.start()
     chunks: list[bytes] = []
     size = 0
@@ -288,7 +296,7 @@ def _run(argv: list[str], env: dict[str, str], timeout: int, limits: Limits, fil
         raise SourceError(f"{shown}: the kustomize build output exceeds "
                           f"{limits.max_output_bytes} bytes (TAGPIN_MAX_OUTPUT_BYTES)")
     if status != 0:
-        if timer.finished.is_set():
+        if timed_out.is_set():
             raise KustomizeError(f"{shown}: kustomize build did not finish in {timeout} s "
                                  "(TAGPIN_KUSTOMIZE_TIMEOUT)")
         message = _relative(errors.decode("utf-8", "replace"), files)
