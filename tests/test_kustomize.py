@@ -268,3 +268,24 @@ def test_a_hung_kustomize_is_stopped_by_the_timeout(
     result = tagpin(["render", str(repo / "apps/shop")], env)
     assert result.returncode == 5 and result.stdout == b""
     assert b"did not finish in 1 s (TAGPIN_KUSTOMIZE_TIMEOUT)" in result.stderr
+
+
+def test_the_image_ships_the_kustomize_the_tests_run_checksummed() -> None:
+    import re
+
+    from tests.test_deploy import copy_of, dockerfile_stages
+
+    stages = dockerfile_stages((REPO / "Dockerfile").read_text())
+    (stage,) = [s for s in stages if s[0].args.endswith(" AS kustomize")]
+    (add,) = [i for i in stage if i.keyword == "ADD"]
+    found = re.fullmatch(
+        r"--checksum=sha256:[0-9a-f]{64} https://github\.com/kubernetes-sigs/kustomize/releases/"
+        r"download/kustomize%2Fv(\S+)/kustomize_v\1_linux_amd64\.tar\.gz /tmp/kustomize\.tar\.gz",
+        " ".join(add.args.split()))
+    assert found, add.args
+    client = subprocess.run([kubectl(), "version", "--client"], capture_output=True, text=True,
+                            check=True).stdout
+    assert f"Kustomize Version: v{found.group(1)}" in client
+    copies = [copy_of(i) for i in stages[-1] if i.keyword == "COPY"]
+    assert any(c.flags == ("--from=kustomize",) and c.dest == "/usr/local/bin/kustomize"
+               for c in copies)
