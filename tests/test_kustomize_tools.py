@@ -154,3 +154,16 @@ def test_pin_failures_print_nothing_and_exit_as_render_does(
     done = tagpin(["pin", "-"], env_with(tmp_path, TAGPIN_LOCK="strict"), stdin=stdin)
     assert (done.returncode, done.stdout) == (status, b""), done.stderr.decode()
     assert message in done.stderr
+
+
+def test_pin_of_a_template_apps_output_is_that_output(tmp_path: Path) -> None:
+    """The sidecar's output is a fixed point of `tagpin pin`: the same objects, the same bytes
+    (its images are already pinned, so nothing is asked either)."""
+    example = Path(__file__).resolve().parents[1] / "examples" / "web"
+    env = env_with(tmp_path, TAGPIN_LOCK="strict", AWS_CONFIG_FILE=str(tmp_path / "none"))
+    rendered = tagpin(["render", str(example), "--app-name", "web", "-n", "shop"], env)
+    assert rendered.returncode == 0, rendered.stderr.decode()
+    pinned = tagpin(["pin", "-", "-n", "shop", "--digests", str(example / "tagpin.lock")], env,
+                    stdin=rendered.stdout)
+    assert pinned.returncode == 0, pinned.stderr.decode()
+    assert pinned.stdout == rendered.stdout
