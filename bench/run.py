@@ -300,19 +300,23 @@ def kustomize_binary() -> str:
     return found
 
 
-def kustomize_case(workspace: Workspace, app: BenchApp, runs: int) -> Row:
+def kustomize_case(workspace: Workspace, app: BenchApp, runs: int,
+                   server: RenderServer | None = None) -> Row:
     """`tagpin generate` on a Kustomize app against `kustomize build` alone plus the floor over
     its output, run as one shell line: what any render of this app must pay."""
     cache_dir = workspace.root / f"cache-{app.name}"
     prime_cache(cache_dir, app.images)
     binary = kustomize_binary()
-    env = argocd_env(workspace, app, cache_dir, extra={"TAGPIN_KUSTOMIZE": binary})
+    env = argocd_env(workspace, app, cache_dir, extra={"TAGPIN_KUSTOMIZE": binary,
+                                                        **(server.env() if server else {})})
     built = workspace.root / f"{app.name}.built.yaml"
     build = [binary, "kustomize"] if Path(binary).name.startswith("kubectl") else [binary, "build"]
     floor = ["/bin/sh", "-c", f'{shlex.join(build)} . > {shlex.quote(str(built))} && exec "$@"',
              "floor", str(workspace.python), "-c", FLOOR_PROGRAM, str(built)]
-    return compare(workspace, app, env, runs, case=app.name, floor_command=floor,
-                   note=f"floor = `{Path(binary).name} {build[1]} .` + floor")
+    before = len(server.worker_peaks_kb()) if server else 0
+    row = compare(workspace, app, env, runs, case=app.name + (" served" if server else ""),
+                  floor_command=floor, note=f"floor = `{Path(binary).name} {build[1]} .` + floor")
+    return served(row, server, before) if server else row
 
 
 def pin_case(workspace: Workspace, app: BenchApp, runs: int) -> Row:
@@ -745,6 +749,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("measuring example through the render server ...", file=sys.stderr,
                   flush=True)
             rows.append(warm_case(workspace, apps["example"], runs, server=server))
+        if server is not None and "kustomize" in wanted:
+            app = next(a for a in apps.values() if a.name.startswith("kustomize-"))
+            print(f"measuring {app.name} through the render server ...", file=sys.stderr,
+                  flush=True)
+            rows.append(kustomize_case(workspace, app, runs, server=server))
         if "lookup" in wanted:
             print("measuring example reading its Application ...", file=sys.stderr, flush=True)
             with kube_api(workspace) as lookup:

@@ -16,7 +16,7 @@ import os
 import shutil
 import subprocess
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -93,8 +93,10 @@ def kustomization_file(directory: Path) -> Path | None:
 
 
 def build(files: RepoFiles, app_dir: Path, options: KustomizeOptions,
-          environ: Mapping[str, str], limits: Limits) -> RenderedFile:
-    """`kustomize build APP_DIR` after the safety checks; the output as one rendered file."""
+          environ: Mapping[str, str], limits: Limits,
+          meanwhile: Callable[[], None] | None = None) -> RenderedFile:
+    """`kustomize build APP_DIR` after the safety checks; the output as one rendered file.
+    `meanwhile` runs while kustomize works (on another core, if there is one)."""
     allow_remote = setting_choice(environ, "TAGPIN_KUSTOMIZE_REMOTE", REMOTE_MODES) == "on"
     timeout = setting_int(environ, "TAGPIN_KUSTOMIZE_TIMEOUT", minimum=1)
     top = kustomization_file(app_dir)
@@ -106,7 +108,8 @@ def build(files: RepoFiles, app_dir: Path, options: KustomizeOptions,
     check_tree(files, app_dir, allow_remote=allow_remote)
     command = kustomize_command(environ, options)
     argv = [*command, str(files.inside(app_dir))]
-    text = _run(argv, _child_environment(environ, allow_remote), timeout, limits, files, top)
+    text = _run(argv, _child_environment(environ, allow_remote), timeout, limits, files, top,
+                meanwhile)
     return RenderedFile(name=f"{files.display(top)} (kustomize build)", text=text)
 
 
@@ -251,7 +254,7 @@ def _child_environment(environ: Mapping[str, str], allow_remote: bool) -> dict[s
 
 
 def _run(argv: list[str], env: dict[str, str], timeout: int, limits: Limits, files: RepoFiles,
-         kfile: Path) -> str:
+         kfile: Path, meanwhile: Callable[[], None] | None = None) -> str:
     shown = files.display(kfile)
     try:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -280,6 +283,8 @@ def _run(argv: list[str], env: dict[str, str], timeout: int, limits: Limits, fil
     chunks: list[bytes] = []
     size = 0
     try:
+        if meanwhile is not None:
+            meanwhile()
         while chunk := stdout.read(READ_CHUNK):
             size += len(chunk)
             if size > limits.max_output_bytes:

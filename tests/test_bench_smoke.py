@@ -41,7 +41,8 @@ def test_every_case_has_a_row(smoke_run: tuple[str, Path]) -> None:
     rows = _table_rows(smoke_run[0])
     assert set(rows) == {"example", "example-lock", "large-40", "large-200", "images-8 cold",
                          "example served", "images-8 cold served", "example lookup",
-                         "example lookup served", "kustomize-20", "pin-40"}
+                         "example lookup served", "kustomize-20", "kustomize-20 served",
+                         "pin-40"}
 
 
 @pytest.mark.parametrize(("case", "objects"), [("example", 4), ("large-40", 40),
@@ -68,7 +69,7 @@ def test_large_app_images_are_pinned_from_the_primed_cache(smoke_run: tuple[str,
     assert all("@sha256:" in image for image in images)
 
 
-@pytest.mark.parametrize("case", ["kustomize-20", "pin-40"])
+@pytest.mark.parametrize("case", ["kustomize-20", "kustomize-20 served", "pin-40"])
 def test_kustomize_and_pin_rows_pin_every_image(smoke_run: tuple[str, Path], case: str) -> None:
     text = (smoke_run[1] / f"{case}.out.yaml").read_text()
     images = [container["image"]
