@@ -167,3 +167,26 @@ def test_pin_of_a_template_apps_output_is_that_output(tmp_path: Path) -> None:
                     stdin=rendered.stdout)
     assert pinned.returncode == 0, pinned.stderr.decode()
     assert pinned.stdout == rendered.stdout
+
+
+def test_pin_reads_the_live_applications_overrides_like_render(
+        tmp_path: Path, moto_ecr, fake_kube, kubeconfig: Path) -> None:
+    """`--app-name` makes `tagpin pin` read the live Application's Image Updater annotations
+    (fake Kubernetes API), and its bytes equal `tagpin render`'s for the same objects."""
+    prefix = "argocd-image-updater.argoproj.io/"
+    fake_kube.add("argocd", "web", {f"{prefix}image-list": f"web={WEB}",
+                                    f"{prefix}web.allow-tags": "regexp:^pr-42-",
+                                    f"{prefix}web.update-strategy": "alphabetical"})
+    digests = {tag: moto_ecr.push("shop/web", tag) for tag in ("v2", "pr-42-abc")}
+    app = build_tree(tmp_path / "app", {"tagpin.yaml": "{}\n",
+                                        "templates/web.yaml": DEPLOYMENT})
+    env = dict(os.environ, KUBECONFIG=str(kubeconfig), ARGOCD_NAMESPACE="argocd",
+               TAGPIN_CACHE_DIR=str(tmp_path / "cache"))
+    rendered = tagpin(["render", str(app), "--app-name", "web"], env)
+    assert rendered.returncode == 0, rendered.stderr.decode()
+    piped = tagpin(["pin", "--app-name", "web", str(app / "templates/web.yaml")], env)
+    assert piped.returncode == 0, piped.stderr.decode()
+    assert piped.stdout == rendered.stdout
+    assert f"image: {WEB}:pr-42-abc@{digests['pr-42-abc']}".encode() in piped.stdout
+    production = tagpin(["pin", str(app / "templates/web.yaml")], env)  # no app: git's tag
+    assert f"image: {WEB}:v2@{digests['v2']}".encode() in production.stdout
