@@ -68,9 +68,11 @@ def layered_values(source: AppSource, parameters: Mapping[str, Any]) -> dict[str
 
 
 def render_manifests(request: RenderRequest, limits: Limits,
-                     bytecode_dir: Path | None = None) -> tuple[AppSource, list[Manifest]]:
+                     bytecode_dir: Path | None = None,
+                     warnings: list[str] | None = None) -> tuple[AppSource, list[Manifest]]:
     """The pure part: files in, checked Kubernetes objects out (images not yet pinned).
-    `bytecode_dir` optionally keeps compiled templates between processes."""
+    `bytecode_dir` optionally keeps compiled templates between processes; kustomize's
+    warnings go to `warnings`."""
     source = load_app(
         request.app_dir,
         request.repo_root,
@@ -82,7 +84,8 @@ def render_manifests(request: RenderRequest, limits: Limits,
 
         refuse_values(request.parameters)
         rendered = [build(source.files, request.app_dir, source.config.kustomize,
-                          request.settings_env, limits, meanwhile=_import_pinning)]
+                          request.settings_env, limits, meanwhile=_import_pinning,
+                          warnings=warnings)]
     else:
         context = build_context(
             values=layered_values(source, request.parameters),
@@ -271,7 +274,8 @@ def custom_image_paths(source: AppSource) -> tuple[ImagePath, ...]:
 def run(request: RenderRequest, services: Services | None = None) -> RenderResult:
     services = services or services_from(request.settings_env)
     limits = limits_from(request.settings_env)
-    source, manifests = render_manifests(request, limits, template_cache_dir(request.settings_env))
+    source, manifests = render_manifests(request, limits, template_cache_dir(request.settings_env),
+                                         services.warnings)
     from .pin import pin
 
     pin(

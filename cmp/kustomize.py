@@ -13,6 +13,7 @@ render's memory cap (inherited) and the output limit.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -44,6 +45,7 @@ REFUSED_OPTIONS = {
     "mount": "KRM functions get no mounts",
 }
 READ_CHUNK = 1 << 16
+WARNING_PREFIX = "# Warning:"  # how kustomize prints a warning on stderr
 
 
 class KustomizeError(TemplateError):
@@ -94,9 +96,11 @@ def kustomization_file(directory: Path) -> Path | None:
 
 def build(files: RepoFiles, app_dir: Path, options: KustomizeOptions,
           environ: Mapping[str, str], limits: Limits,
-          meanwhile: Callable[[], None] | None = None) -> RenderedFile:
+          meanwhile: Callable[[], None] | None = None,
+          warnings: list[str] | None = None) -> RenderedFile:
     """`kustomize build APP_DIR` after the safety checks; the output as one rendered file.
-    `meanwhile` runs while kustomize works (on another core, if there is one)."""
+    `meanwhile` runs while kustomize works (on another core, if there is one); kustomize's
+    warnings (deprecated fields) are added to `warnings`."""
     allow_remote = setting_choice(environ, "TAGPIN_KUSTOMIZE_REMOTE", REMOTE_MODES) == "on"
     timeout = setting_int(environ, "TAGPIN_KUSTOMIZE_TIMEOUT", minimum=1)
     top = kustomization_file(app_dir)
@@ -109,7 +113,7 @@ def build(files: RepoFiles, app_dir: Path, options: KustomizeOptions,
     command = kustomize_command(environ, options)
     argv = [*command, str(files.inside(app_dir))]
     text = _run(argv, _child_environment(environ, allow_remote), timeout, limits, files, top,
-                meanwhile)
+                meanwhile, warnings)
     return RenderedFile(name=f"{files.display(top)} (kustomize build)", text=text)
 
 
@@ -254,7 +258,8 @@ def _child_environment(environ: Mapping[str, str], allow_remote: bool) -> dict[s
 
 
 def _run(argv: list[str], env: dict[str, str], timeout: int, limits: Limits, files: RepoFiles,
-         kfile: Path, meanwhile: Callable[[], None] | None = None) -> str:
+         kfile: Path, meanwhile: Callable[[], None] | None = None,
+         warnings: list[str] | None = None) -> str:
     shown = files.display(kfile)
     try:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -306,11 +311,32 @@ def _run(argv: list[str], env: dict[str, str], timeout: int, limits: Limits, fil
                                  "(TAGPIN_KUSTOMIZE_TIMEOUT)")
         message = _relative(errors.decode("utf-8", "replace"), files)
         lines = [line.removeprefix("Error: ").removeprefix("error: ")
-                 for line in message.strip().splitlines() if line.strip()] or [f"exit {status}"]
+                 for line in message.strip().splitlines()
+                 if line.strip() and not line.startswith(WARNING_PREFIX)] or [f"exit {status}"]
+        shown = files.display(_concerned(message, files, kfile))
         raise KustomizeError(f"{shown}: {lines[0]}", *(f"  {line}" for line in lines[1:20]))
+    if warnings is not None:
+        message = _relative(errors.decode("utf-8", "replace"), files)
+        warnings.extend(f"{shown}: kustomize: {line.removeprefix(WARNING_PREFIX).strip()}"
+                        for line in message.splitlines() if line.startswith(WARNING_PREFIX))
     from .sources import decode
 
     return decode(b"".join(chunks), f"{shown} (kustomize build)")
+
+
+def _concerned(message: str, files: RepoFiles, default: Path) -> Path:
+    """The innermost kustomization kustomize's message names (it nests `... path 'base': ...`
+    clauses, repository-relative by now), else the app's own."""
+    found = default
+    for match in re.finditer(r"(?:accumulation of path|make target for path) '([^']+)'",
+                             message):
+        directory = files.root / match.group(1)
+        try:
+            files.inside(directory)
+        except SourceError:
+            continue
+        found = kustomization_file(directory) or found
+    return found
 
 
 def _relative(message: str, files: RepoFiles) -> str:

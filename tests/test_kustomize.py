@@ -128,6 +128,9 @@ def test_the_sidecar_pins_the_overlays_tag_with_kustomizes_own_transformers(
     assert config_map["metadata"]["name"].startswith("prod-settings-")
     assert container["envFrom"][0]["configMapRef"]["name"] == config_map["metadata"]["name"]
     assert config_map["data"] == {"LEVEL": "info", "MODE": "prod"}
+    # kustomize's warnings reach Argo CD's logs as tagpin's, naming the kustomization.
+    assert ("tagpin: warning: apps/shop/kustomization.yaml: kustomize: 'commonLabels' is "
+            "deprecated") in first.stderr
     # Stable across runs: the same repository gives the same bytes.
     second = server.generate(repo, SHOP)
     assert second.stdout == first.stdout
@@ -207,6 +210,10 @@ REFUSALS = {
     "a build option off the allowlist": (
         {"apps/shop/tagpin.yaml": "kustomize: {loadRestrictor: LoadRestrictionsNone}\n"},
         3, ["apps/shop/tagpin.yaml: kustomize.loadRestrictor is not allowed"]),
+    "a base kustomize rejects: the error names the base": (
+        {"bases/web/kustomization.yaml": "resources: [deployment.yaml]\nnamePrefix: [x]\n"},
+        5, ["tagpin: kustomize build failed (exit 5):\n  bases/web/kustomization.yaml: ",
+            "Kustomization.namePrefix"]),
     "a kustomization kustomize rejects": (
         {"apps/shop/kustomization.yaml": "resources: [../../bases/web]\n"
                                          "patches: [{path: missing-patch.yaml}]\n"},
