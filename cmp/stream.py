@@ -44,6 +44,8 @@ class StreamConfig(NamedTuple):
 
 def read_inputs(paths: Sequence[str], stdin: IO[bytes], limits: Limits) -> list[StreamInput]:
     """Every FILE (or `-`, standard input, once), each at most TAGPIN_MAX_FILE_BYTES."""
+    if sum(1 for path in paths if path == STDIN) > 1:
+        raise ConfigError("standard input (`-`) can be read only once")
     inputs: list[StreamInput] = []
     for path in paths or [STDIN]:
         if path == STDIN:
@@ -64,8 +66,6 @@ def read_inputs(paths: Sequence[str], stdin: IO[bytes], limits: Limits) -> list[
             raise SourceError(f"{name}: larger than {limits.max_file_bytes} bytes "
                               "(TAGPIN_MAX_FILE_BYTES)")
         inputs.append(StreamInput(name, decode(data, name)))
-    if sum(1 for path in paths if path == STDIN) > 1:
-        raise ConfigError("standard input (`-`) can be read only once")
     return inputs
 
 

@@ -207,6 +207,9 @@ REFUSALS = {
     "templates next to kustomize:": (
         {"apps/shop/templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n"},
         3, ["apps/shop/templates/ and `kustomize:` in apps/shop/tagpin.yaml"]),
+    "a build option kubectl kustomize lacks": (
+        {"apps/shop/tagpin.yaml": "kustomize: {enableManagedByLabel: true}\n"},
+        3, ["kustomize.enableManagedByLabel needs the kustomize binary"]),
     "a build option off the allowlist": (
         {"apps/shop/tagpin.yaml": "kustomize: {loadRestrictor: LoadRestrictionsNone}\n"},
         3, ["apps/shop/tagpin.yaml: kustomize.loadRestrictor is not allowed"]),
@@ -296,3 +299,42 @@ def test_the_image_ships_the_kustomize_the_tests_run_checksummed() -> None:
     copies = [copy_of(i) for i in stages[-1] if i.keyword == "COPY"]
     assert any(c.flags == ("--from=kustomize",) and c.dest == "/usr/local/bin/kustomize"
                for c in copies)
+
+
+def test_remote_bases_load_only_when_the_sidecar_setting_allows_them(
+        repo: Path, tmp_path: Path, sidecar_env: dict[str, str]) -> None:
+    """A git base (here a file:// repository: no network) is refused by default and built by
+    kustomize with TAGPIN_KUSTOMIZE_REMOTE=on."""
+    upstream = build_tree(tmp_path / "upstream", BASE)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-C", str(upstream)]
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "base"]):
+        subprocess.run([*git, *args], check=True, capture_output=True)
+    digest = "sha256:" + "1" * 64
+    build_tree(repo, {
+        "apps/shop/kustomization.yaml": f"resources:\n- file://{upstream}//bases/web?ref=main\n",
+        "apps/shop/tagpin.lock": ("apiVersion: tagpin.dev/v1\nkind: ImageLock\nimages:\n"
+                                  f"- {{image: '{HOST}/shop/web:v1', digest: '{digest}'}}\n"),
+    })
+    env = {**sidecar_env, "TAGPIN_LOCK": "strict"}
+    refused = tagpin(["render", str(repo / "apps/shop")], env)
+    assert refused.returncode == 4 and refused.stdout == b""
+    assert b"TAGPIN_KUSTOMIZE_REMOTE=on" in refused.stderr
+    allowed = tagpin(["render", str(repo / "apps/shop")], {**env, "TAGPIN_KUSTOMIZE_REMOTE": "on"})
+    assert allowed.returncode == 0, allowed.stderr.decode()
+    assert f"image: {HOST}/shop/web:v1@{digest}".encode() in allowed.stdout
+
+
+def test_enable_managed_by_label_reaches_a_kustomize_binary(
+        repo: Path, tmp_path: Path) -> None:
+    """With a `kustomize` binary (here a stand-in that prints its arguments), the allowlisted
+    option becomes its flag, and `kustomize build` is what runs."""
+    fake = build_tree(tmp_path / "bin", {"kustomize": (
+        "#!/bin/sh\nprintf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata: {name: args}\\n"
+        "data: {argv: \"%s\"}\\n' \"$*\"\n")}) / "kustomize"
+    fake.chmod(0o755)
+    build_tree(repo, {"apps/shop/tagpin.yaml": "kustomize: {enableManagedByLabel: true}\n"})
+    env = {"PATH": f"{fake.parent}{os.pathsep}/usr/bin:/bin", "TAGPIN_CACHE": "off",
+           "TAGPIN_APP_LOOKUP": "off"}
+    done = tagpin(["render", str(repo / "apps/shop")], env)
+    assert done.returncode == 0, done.stderr.decode()
+    assert f"argv: build --enable-managedby-label {repo / 'apps/shop'}".encode() in done.stdout
