@@ -338,3 +338,16 @@ def test_enable_managed_by_label_reaches_a_kustomize_binary(
     done = tagpin(["render", str(repo / "apps/shop")], env)
     assert done.returncode == 0, done.stderr.decode()
     assert f"argv: build --enable-managedby-label {repo / 'apps/shop'}".encode() in done.stdout
+
+
+def test_kustomize_runs_under_the_renders_memory_cap(repo: Path, tmp_path: Path) -> None:
+    """TAGPIN_MAX_MEMORY_MB caps the render's address space, and kustomize inherits it."""
+    fake = build_tree(tmp_path / "bin", {"kustomize": (
+        "#!/bin/sh\nprintf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata: {name: limits}\\n"
+        "data: {kib: \"%s\"}\\n' \"$(ulimit -v)\"\n")}) / "kustomize"
+    fake.chmod(0o755)
+    env = {"PATH": f"{fake.parent}{os.pathsep}/usr/bin:/bin", "TAGPIN_CACHE": "off",
+           "TAGPIN_APP_LOOKUP": "off", "TAGPIN_MAX_MEMORY_MB": "1500"}
+    done = tagpin(["render", str(repo / "apps/shop")], env)
+    assert done.returncode == 0, done.stderr.decode()
+    assert f"kib: '{1500 * 1024}'".encode() in done.stdout
