@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 from .errors import ConfigError, Problems, SourceError, TemplateError
 from .render import RenderedFile
 from .settings import setting_choice, setting_int
-from .sources import Limits, RepoFiles
+from .sources import Limits, RepoFiles, decode
 from .yamlread import load_one
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
@@ -319,8 +319,6 @@ def _run(argv: list[str], env: dict[str, str], timeout: int, limits: Limits, fil
         message = _relative(errors.decode("utf-8", "replace"), files)
         warnings.extend(f"{shown}: kustomize: {line.removeprefix(WARNING_PREFIX).strip()}"
                         for line in message.splitlines() if line.startswith(WARNING_PREFIX))
-    from .sources import decode
-
     return decode(b"".join(chunks), f"{shown} (kustomize build)")
 
 

@@ -36,7 +36,7 @@ def pin_command() -> click.Command:
         """Pin every ECR image in a YAML or JSON manifest stream (FILEs, or standard input
         for none or `-`) and print it as the sidecar would: canonical YAML, same bytes for the
         same objects. For `helm template ... | tagpin pin -` and Helm's post-renderer."""
-        from .app import services_from
+        from .app import limits_from, services_from
         from .cli import execute, limit_memory
         from .commands import _pairs
         from .request import AppInfo, KubeInfo, RenderRequest
@@ -48,8 +48,6 @@ def pin_command() -> click.Command:
         def job() -> Any:
             environ = dict(os.environ)
             limit_memory(environ)
-            from .app import limits_from
-
             inputs = read_inputs(files, sys.stdin.buffer, limits_from(environ))
             items = [{"name": "image-updater", "map": updater}] if updater else []
             request = RenderRequest(
