@@ -31,6 +31,18 @@ RUN /opt/tagpin/bin/pip install -c constraints.txt . \
  && /opt/tagpin/bin/python -m compileall -q --invalidation-mode unchecked-hash /opt/tagpin/lib
 
 
+# kustomize for Kustomize apps (docs/kustomize.md). BuildKit checks the release tarball against
+# the sha256 Argo CD records for it (argoproj/argo-cd hack/installers/checksums/
+# kustomize_5.8.1_linux_amd64.tar.gz.sha256); 5.8.1 is also the kustomize kubectl 1.37 embeds,
+# which the tests run. linux/amd64 only: an arm64 image needs kustomize_v5.8.1_linux_arm64.tar.gz,
+# sha256 0953ea3e476f66d6ddfcd911d750f5167b9365aa9491b2326398e289fef2c142 (same source).
+FROM python:3.11-slim-bookworm@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91 AS kustomize
+ADD --checksum=sha256:029a7f0f4e1932c52a0476cf02a0fd855c0bb85694b82c338fc648dcb53a819d \
+    https://github.com/kubernetes-sigs/kustomize/releases/download/kustomize%2Fv5.8.1/kustomize_v5.8.1_linux_amd64.tar.gz \
+    /tmp/kustomize.tar.gz
+RUN tar -xzf /tmp/kustomize.tar.gz -C /usr/local/bin kustomize \
+ && /usr/local/bin/kustomize version
+
 FROM python:3.11-slim-bookworm@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91
 
 ARG VERSION=0.1.0
@@ -43,6 +55,7 @@ LABEL org.opencontainers.image.title="tagpin" \
       org.opencontainers.image.base.name="docker.io/library/python:3.11-slim-bookworm"
 
 COPY --from=builder /opt/tagpin /opt/tagpin
+COPY --from=kustomize /usr/local/bin/kustomize /usr/local/bin/kustomize
 COPY plugin.yaml /home/argocd/cmp-server/config/plugin.yaml
 
 # The root filesystem is read-only in the pod; /tmp is the only writable place (the sidecar's

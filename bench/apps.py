@@ -100,6 +100,33 @@ def many_images_app(root: Path, *, images: int = 200, repositories: int = 40) ->
                     tuple(wanted), has_jinja=False)
 
 
+def kustomize_app(root: Path, objects: int = 100) -> BenchApp:
+    """A Kustomize app (`kustomize: {}`): a base of `objects` plain objects and an overlay
+    with images: newTag, namePrefix, commonLabels and a configMapGenerator."""
+    images = [Image(REGIONS[i % len(REGIONS)], f"team{i}/svc{i}", f"v1.{t}.0")
+              for i in range(20) for t in range(5)]
+    documents = [_object(index, images[index % len(images)]) for index in range(objects)]
+    bumped = images[0]
+    new_tag = Image(bumped.region, bumped.repository, "v2.0.0")
+    used = {images[index % len(images)] for index in range(0, objects, 4)}
+    used = {image for image in used if image.repository != bumped.repository} | {new_tag}
+    repo_root = root / f"kustomize-{objects}"
+    shutil.rmtree(repo_root, ignore_errors=True)
+    base = repo_root / "bases" / "bench"
+    base.mkdir(parents=True)
+    (base / "resources.yaml").write_text(_stream(documents))
+    (base / "kustomization.yaml").write_text("resources: [resources.yaml]\n")
+    app_dir = repo_root / "apps" / "bench"
+    app_dir.mkdir(parents=True)
+    (app_dir / "tagpin.yaml").write_text("kustomize: {}\n")
+    (app_dir / "kustomization.yaml").write_text(
+        "resources: [../../bases/bench]\nnamePrefix: prod-\nlabels:\n- pairs: {tier: bench}\n"
+        f"images:\n- name: {bumped.host}/{bumped.repository}\n  newTag: {new_tag.tag}\n"
+        "configMapGenerator:\n- name: settings\n  literals: [MODE=prod, LEVEL=info]\n")
+    return BenchApp(f"kustomize-{objects}", repo_root, "apps/bench", objects + 1,
+                    tuple(sorted(used, key=_image_key)), has_jinja=False)
+
+
 def _image_key(image: Image) -> tuple[str, str, str]:
     return image.region, image.repository, image.tag
 

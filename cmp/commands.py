@@ -412,3 +412,12 @@ def _register_webhook() -> None:
 
 
 _register_webhook()
+
+
+def _register_pin() -> None:
+    from .pin_command import pin_command
+
+    cli.add_command(pin_command())
+
+
+_register_pin()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .emit import emit_value
@@ -71,19 +71,34 @@ def parse_rendered(
     flattened into their items, as Argo CD does; an app that renders no object at all is an
     error, because Argo CD would read empty output as "delete everything".
     """
+    def parsed() -> Iterator[tuple[str, list[tuple[int, Any]] | ManifestError]]:
+        for rendered in files:
+            try:
+                yield rendered.name, load_all(rendered.text, rendered.name, max_nodes=max_nodes)
+            except SourceError as exc:
+                yield rendered.name, ManifestError(
+                    *(_in_template(p, rendered) for p in exc.problems))
+
+    return check_documents(parsed(), default_namespace=default_namespace)
+
+
+def check_documents(
+    sources: Iterable[tuple[str, list[tuple[int, Any]] | ManifestError]], *,
+    default_namespace: str,
+) -> list[Manifest]:
+    """Objects from already parsed documents ((source name, [(line, document)]) or the
+    source's parse error), checked as `parse_rendered` describes."""
     problems = Problems()
     manifests: list[Manifest] = []
-    for rendered in files:
-        try:
-            documents = load_all(rendered.text, rendered.name, max_nodes=max_nodes)
-        except SourceError as exc:
-            problems.add(ManifestError(*(_in_template(p, rendered) for p in exc.problems)))
+    for name, documents in sources:
+        if isinstance(documents, ManifestError):
+            problems.add(documents)
             continue
         for line, document in documents:
             if document is None:
                 continue
             for body in _flatten(document):
-                manifest = Manifest(body=body, source=rendered.name, line=line)
+                manifest = Manifest(body=body, source=name, line=line)
                 problem = _check_object(body, manifest)
                 if problem:
                     problems.add(ManifestError(problem))

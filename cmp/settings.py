@@ -148,6 +148,21 @@ SETTINGS: tuple[Setting, ...] = (
         "by this user alone. Without it or either directory, renders run in-process.",
     ),
     Setting(
+        "TAGPIN_KUSTOMIZE",
+        "kustomize on PATH, else kubectl (as `kubectl kustomize`)",
+        "The kustomize (or kubectl) executable for Kustomize apps (docs/kustomize.md).",
+    ),
+    Setting(
+        "TAGPIN_KUSTOMIZE_REMOTE",
+        "off",
+        "`off` or `on`: whether Kustomize apps may load remote bases (git or HTTP URLs).",
+    ),
+    Setting(
+        "TAGPIN_KUSTOMIZE_TIMEOUT",
+        "45",
+        "Seconds one `kustomize build` may run, below Argo CD's 60 s repo-server deadline.",
+    ),
+    Setting(
         "TAGPIN_MAX_MEMORY_MB",
         "auto",
         "Memory (data size) cap of one render, so a runaway template or a huge input fails "

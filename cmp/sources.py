@@ -22,6 +22,7 @@ JINJA_SUFFIX = ".j2"
 CONFIG_KEYS = {
     "valuesFiles": "values files layered over values.yaml",
     "images": "image settings: paths, requireDigests",
+    "kustomize": "build the app with kustomize (docs/kustomize.md)",
 }
 IMAGE_KEYS = ("paths", "requireDigests")
 
@@ -118,6 +119,7 @@ class AppConfig(NamedTuple):
     values_files: tuple[str, ...] = ()
     image_paths: Any = ()  # raw `images.paths`; parsed by cmp.images
     require_digests: bool = False
+    kustomize: Any = None  # cmp.kustomize.KustomizeOptions for a Kustomize app
 
 
 class AppSource(NamedTuple):
@@ -140,6 +142,11 @@ def load_app(
     except (ConfigError, SourceError) as exc:
         problems.add(exc)
 
+    if config.kustomize is not None:
+        _check_kustomize_app(files, app_dir, config, values_files_param, problems)
+        problems.raise_if_any()
+        return AppSource(config=config, values_layers=(), templates=(), files=files)
+
     layers: list[tuple[str, dict[str, Any]]] = []
     default_values = app_dir / "values.yaml"
     candidates: list[tuple[Path, bool]] = [(default_values, False)]
@@ -160,6 +167,23 @@ def load_app(
         problems.add(exc)
     problems.raise_if_any()
     return AppSource(config=config, values_layers=tuple(layers), templates=templates, files=files)
+
+
+def _check_kustomize_app(files: RepoFiles, app_dir: Path, config: AppConfig,
+                         values_files_param: list[str], problems: Problems) -> None:
+    """A Kustomize app has no templates or values: saying otherwise is a mistake to report."""
+    config_file = files.display(app_dir / MARKER_FILE)
+    if os.path.lexists(app_dir / TEMPLATE_DIR):
+        problems.add(ConfigError(
+            f"{files.display(app_dir / TEMPLATE_DIR)}/ and `kustomize:` in {config_file}: an app "
+            f"is either templates or a kustomization; remove {TEMPLATE_DIR}/ or `kustomize:`"))
+    if config.values_files:
+        problems.add(ConfigError(
+            f"{config_file}: valuesFiles has no effect on a Kustomize app (`kustomize:`)"))
+    if values_files_param:
+        problems.add(ConfigError(
+            "plugin parameter 'values-files' has no effect on a Kustomize app (`kustomize:` in "
+            f"{config_file})"))
 
 
 def load_config(files: RepoFiles, path: Path) -> AppConfig:
@@ -193,12 +217,21 @@ def load_config(files: RepoFiles, path: Path) -> AppConfig:
     if not isinstance(require, bool):
         problems.append(f"{shown}: images.requireDigests must be true or false")
         require = False
+    kustomize = None
+    if "kustomize" in raw:
+        from .kustomize import parse_options
+
+        try:
+            kustomize = parse_options(raw["kustomize"], shown)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
     if problems:
         raise ConfigError(*problems)
     return AppConfig(
         values_files=tuple(values_files),
         image_paths=images.get("paths") or (),
         require_digests=require,
+        kustomize=kustomize,
     )
 
 

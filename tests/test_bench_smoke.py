@@ -41,7 +41,8 @@ def test_every_case_has_a_row(smoke_run: tuple[str, Path]) -> None:
     rows = _table_rows(smoke_run[0])
     assert set(rows) == {"example", "example-lock", "large-40", "large-200", "images-8 cold",
                          "example served", "images-8 cold served", "example lookup",
-                         "example lookup served"}
+                         "example lookup served", "kustomize-20", "kustomize-20 served",
+                         "pin-40"}
 
 
 @pytest.mark.parametrize(("case", "objects"), [("example", 4), ("large-40", 40),
@@ -49,7 +50,8 @@ def test_every_case_has_a_row(smoke_run: tuple[str, Path]) -> None:
                                                ("example served", 4),
                                                ("images-8 cold served", 8),
                                                ("example lookup", 4),
-                                               ("example lookup served", 4)])
+                                               ("example lookup served", 4),
+                                               ("kustomize-20", 21), ("pin-40", 40)])
 def test_tagpin_output_holds_every_object(smoke_run: tuple[str, Path], case: str,
                                           objects: int) -> None:
     text = (smoke_run[1] / f"{case}.out.yaml").read_text()
@@ -65,6 +67,18 @@ def test_large_app_images_are_pinned_from_the_primed_cache(smoke_run: tuple[str,
               for container in document["spec"]["template"]["spec"]["containers"]]
     assert len(images) == 10
     assert all("@sha256:" in image for image in images)
+
+
+@pytest.mark.parametrize("case", ["kustomize-20", "kustomize-20 served", "pin-40"])
+def test_kustomize_and_pin_rows_pin_every_image(smoke_run: tuple[str, Path], case: str) -> None:
+    text = (smoke_run[1] / f"{case}.out.yaml").read_text()
+    images = [container["image"]
+              for document in yaml.load_all(text, Loader=yaml.CSafeLoader)
+              if document["kind"] == "Deployment"
+              for container in document["spec"]["template"]["spec"]["containers"]]
+    assert images and all("@sha256:" in image for image in images)
+    if case.startswith("kustomize"):  # the overlay's images: newTag won over the base's tag
+        assert any(":v2.0.0@sha256:" in image for image in images)
 
 
 @pytest.mark.parametrize("case", ["images-8 cold", "images-8 cold served"])

@@ -338,7 +338,7 @@ def test_config_errors_before_rendering(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         manifests_of(app)
     assert caught.value.problems == (
-        "tagpin.yaml: unknown key 'valuesFile' (known keys: images, valuesFiles)",
+        "tagpin.yaml: unknown key 'valuesFile' (known keys: images, kustomize, valuesFiles)",
         "tagpin.yaml: unknown key images.path (known: paths, requireDigests)",
     )
 

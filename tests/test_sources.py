@@ -39,8 +39,8 @@ def test_config(tmp_path: Path, text: str, config: AppConfig) -> None:
     [
         ("[]\n", ("tagpin.yaml: must be a mapping (it may be {}), found a list",)),
         ("valuesFile: [a.yaml]\nvalues: {}\n", (
-            "tagpin.yaml: unknown key 'valuesFile' (known keys: images, valuesFiles)",
-            "tagpin.yaml: unknown key 'values' (known keys: images, valuesFiles)")),
+            "tagpin.yaml: unknown key 'valuesFile' (known keys: images, kustomize, valuesFiles)",
+            "tagpin.yaml: unknown key 'values' (known keys: images, kustomize, valuesFiles)")),
         ("valuesFiles: a.yaml\n", ("tagpin.yaml: valuesFiles must be a list of file paths",)),
         ("valuesFiles: [1]\n", ("tagpin.yaml: valuesFiles must be a list of file paths",)),
         ("images: [a]\n",
