@@ -220,7 +220,7 @@ def precompile() -> None:
 
 def prime_cache(cache_dir: Path, images: Sequence[Image]) -> None:
     """Write every digest an app needs straight into tagpin's disk cache."""
-    from cmp.images import EcrRegistry, EcrRepository
+    from cmp.images.reference import EcrRegistry, EcrRepository
     from cmp.registry.base import TagInfo
     from cmp.registry.cache import DiskCache
 
@@ -550,11 +550,11 @@ class RenderServer:
 
 @contextlib.contextmanager
 def render_server(workspace: Workspace) -> Iterator[RenderServer]:
-    """`python -m cmp.renderserver`, as TAGPIN_RENDER_SERVER=auto starts it in the sidecar."""
+    """`python -m cmp.server.listener`, as TAGPIN_RENDER_SERVER=auto starts it in the sidecar."""
     directory = Path(tempfile.mkdtemp(prefix="tagpin-bench-", dir="/tmp"))  # short socket path
     socket, log = directory / "render.sock", directory / "server.log"
     process = subprocess.Popen(
-        [str(workspace.python), "-m", "cmp.renderserver", "--socket", str(socket),
+        [str(workspace.python), "-m", "cmp.server.listener", "--socket", str(socket),
          "--log", str(log), "--log-renders"],
         env=dict(workspace.env_base), stdin=subprocess.DEVNULL, start_new_session=True)
     try:

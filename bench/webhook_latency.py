@@ -28,7 +28,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python bench/webhook_latency.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cmp.kube import Connection, KubeApi
+from cmp.argocd.kube import Connection, KubeApi
 from cmp.webhook.events import SECRET_HEADER
 from cmp.webhook.server import WebhookConfig, WebhookServer
 from tests.support.fake_kube import TOKEN, FakeKube, serve

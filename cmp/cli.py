@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # imported where used: a served render imports next to nothin
     from pathlib import Path
     from typing import Any
 
-    from .errors import TagpinError
+    from cmp.errors import TagpinError
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         # in-process, which reports a typo.
         server_mode = os.environ.get("TAGPIN_RENDER_SERVER", "").strip().lower()
         if server_mode in SERVED_MODES:
-            from .renderclient import generate as served
+            from cmp.server.client import generate as served
 
             try:
                 status = served(os.environ, os.getcwd(), start=server_mode == "auto")
@@ -62,10 +62,10 @@ def generate(environ: Mapping[str, str], cwd: Path, *, debug: bool = False) -> i
     """What Argo CD's cmp-server runs: everything comes from the environment."""
 
     def job() -> Any:
-        from .app import default_cache_dir, run
-        from .memory import render_slot
-        from .request import from_argocd_environment
-        from .settings import RENDER_SERVER_MODES, setting_choice
+        from cmp.pipeline import default_cache_dir, run
+        from cmp.request import from_argocd_environment
+        from cmp.server.memory import render_slot
+        from cmp.settings import RENDER_SERVER_MODES, setting_choice
 
         limit_memory(environ)
         setting_choice(environ, "TAGPIN_RENDER_SERVER", RENDER_SERVER_MODES)  # typos: an error
@@ -78,18 +78,18 @@ def generate(environ: Mapping[str, str], cwd: Path, *, debug: bool = False) -> i
 
 def limit_memory(environ: Mapping[str, str]) -> None:
     """Cap this process at one render's share of the container's memory (TAGPIN_MAX_MEMORY_MB,
-    cmp/memory.py): the Jinja2 sandbox cannot stop every way a template can build a huge
+    cmp/server/memory.py): the Jinja2 sandbox cannot stop every way a template can build a huge
     string, and a clear error naming the template is far better than the sidecar being
     OOM-killed with every tenant's renders."""
-    from .memory import container_limit_bytes, per_render_megabytes
-    from .memory import limit_memory as cap
+    from cmp.server.memory import container_limit_bytes, per_render_megabytes
+    from cmp.server.memory import limit_memory as cap
 
     cap(per_render_megabytes(environ, container_limit_bytes()))
 
 
 def execute(job: Callable[[], Any], *, debug: bool = False) -> int:
     """Run a render job; print its YAML once on success, or its problems on stderr."""
-    from .errors import ExitStatus, TagpinError
+    from cmp.errors import ExitStatus, TagpinError
 
     try:
         result = job()
@@ -103,7 +103,7 @@ def execute(job: Callable[[], Any], *, debug: bool = False) -> int:
     except KeyboardInterrupt:
         return int(ExitStatus.INTERRUPTED)
     except MemoryError:  # the cap (TAGPIN_MAX_MEMORY_MB) at work: the input is too large
-        from .errors import SourceError
+        from cmp.errors import SourceError
 
         _report(SourceError(
             "the render needs more memory than tagpin allows one render (TAGPIN_MAX_MEMORY_MB, "
@@ -137,8 +137,8 @@ def _report(exc: TagpinError) -> None:
 def _click_main(args: list[str]) -> int:
     import click
 
-    from .commands import cli
-    from .errors import ExitStatus
+    from cmp.commands.main import cli
+    from cmp.errors import ExitStatus
 
     try:
         code = cli.main(args=args, prog_name="tagpin", standalone_mode=False)

@@ -12,8 +12,8 @@ from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from .errors import ConfigError
-from .settings import parse_parameters
+from cmp.errors import ConfigError
+from cmp.settings import parse_parameters
 
 ENV_PREFIX = "ARGOCD_ENV_"
 

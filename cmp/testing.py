@@ -18,12 +18,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .app import Services, run
-from .errors import LockError
-from .lock import LockMode
-from .registry.base import Registry
-from .request import AppInfo, KubeInfo, for_directory, parse_api_versions
-from .settings import parse_parameters
+from cmp.errors import LockError
+from cmp.pipeline import Services, run
+from cmp.registry.base import Registry
+from cmp.registry.lock import LockMode
+from cmp.request import AppInfo, KubeInfo, for_directory, parse_api_versions
+from cmp.settings import parse_parameters
 
 
 def render_app(app_dir: str | os.PathLike[str], *, app_name: str = "", namespace: str = "",

@@ -60,7 +60,7 @@ def read_secret(environ: Mapping[str, str], secret_file: Path | None) -> str:
 
 def default_namespaces(environ: Mapping[str, str]) -> tuple[str, ...]:
     """Argo CD's namespace by the rules app lookup uses: ARGOCD_NAMESPACE, the pod's, `argocd`."""
-    from cmp.kube import lookup_settings
+    from cmp.argocd.kube import lookup_settings
 
     # Only the namespace rules apply here, not TAGPIN_APP_LOOKUP or ARGOCD_APP_NAME.
     known = {k: v for k, v in environ.items() if k == "ARGOCD_NAMESPACE"}
@@ -68,7 +68,7 @@ def default_namespaces(environ: Mapping[str, str]) -> tuple[str, ...]:
 
 
 def webhook_command() -> click.Command:
-    """The `tagpin webhook` command; cmp.commands registers it with `cli.add_command`."""
+    """The `tagpin webhook` command; cmp.commands.main registers it with `cli.add_command`."""
 
     @click.command("webhook")
     @click.option("--listen", default=DEFAULT_LISTEN, show_default=True,
@@ -133,7 +133,7 @@ def run(config: WebhookConfig, environ: Mapping[str, str]) -> int:
     import signal
     import threading
 
-    from cmp.kube import KubeApi
+    from cmp.argocd.kube import KubeApi
     from cmp.webhook.server import WebhookServer
 
     kube = KubeApi.from_environment(environ)

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from cmp.errors import ImageError
-from cmp.images import ecr_registry, parse_image
-from cmp.overrides import normalize_repository
+from cmp.images.reference import ecr_registry, parse_image
+from cmp.imageupdater.annotations import normalize_repository
 
 SECRET_HEADER = "X-Tagpin-Secret"
 SIGNATURE_HEADER = "X-Tagpin-Signature"

@@ -7,7 +7,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cmp.overrides import ImagePolicy, merge_sources, normalize_repository, parse_policies
+from cmp.imageupdater.annotations import (
+    ImagePolicy,
+    merge_sources,
+    normalize_repository,
+    parse_policies,
+)
 
 PARAMETER_NAME = "image-updater"
 

@@ -19,8 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol, TextIO
 from urllib.parse import urlsplit
 
+from cmp.argocd.kube import KubeApiError
 from cmp.errors import TagpinError
-from cmp.kube import KubeApiError
 from cmp.webhook.events import (
     Ignored,
     PushEvent,

@@ -1,7 +1,7 @@
 """Inline app trees for tests (copier-style `{path: content}` dicts) and one-call renders.
 
 Tests describe an app as a dict of files, build it under tmp_path and render it in-process
-through `cmp.app`, or through the real CLI in a subprocess when stdout and exit codes matter.
+through `cmp.pipeline`, or through the real CLI in a subprocess when stdout and exit codes matter.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cmp.app import RenderResult, Services, limits_from, render_manifests, run
-from cmp.images import EcrRepository
-from cmp.manifests import Manifest
+from cmp.images.reference import EcrRepository
+from cmp.pipeline import RenderResult, Services, limits_from, render_manifests, run
 from cmp.registry.static import StaticRegistry
 from cmp.request import AppInfo, KubeInfo, RenderRequest
 from cmp.settings import parse_parameters
+from cmp.source.manifests import Manifest
 
 # The smallest valid app: a marker file and one plain manifest.
 MINIMAL_APP: dict[str, str | bytes] = {

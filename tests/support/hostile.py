@@ -67,7 +67,7 @@ def render_mode(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
         return
     directory = Path(tempfile.mkdtemp(prefix="tp-", dir="/tmp"))  # a socket path is short
     socket, log = directory / "render.sock", directory / "server.log"
-    server = subprocess.Popen([sys.executable, "-m", "cmp.renderserver", "--socket", str(socket),
+    server = subprocess.Popen([sys.executable, "-m", "cmp.server.listener", "--socket", str(socket),
                                "--log", str(log), "--log-renders"], env=clean_env(),
                               stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 30

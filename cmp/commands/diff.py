@@ -1,0 +1,153 @@
+"""`tagpin diff`: render an app at two git revisions and show what would change in the cluster.
+
+Both sides go through the same pipeline as the sidecar, each with the tagpin.lock of its own
+revision, so a digest bump shows up as the image lines it changes. Like diff(1): exit 0 when
+equal, 1 when different, anything else is an error.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cmp.errors import ConfigError, TagpinError
+from cmp.pipeline import RenderResult, Services, run
+from cmp.request import RenderRequest
+from cmp.source.emit import emit_stream
+from cmp.source.gitrev import Revision, checkout, repository_root, resolve_revision
+from cmp.source.manifests import Manifest
+
+WORKTREE = "working tree"
+
+
+@dataclass(frozen=True)
+class Side:
+    """One rendered side: its label, and its output (None when the app does not exist there)."""
+
+    label: str
+    result: RenderResult | None
+
+    @property
+    def text(self) -> str:
+        return self.result.text if self.result is not None else ""
+
+
+@dataclass
+class DiffResult:
+    """Shaped like RenderResult for `cli.execute`: the unified diff on stdout, notes on stderr."""
+
+    text: str
+    different: bool
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def diff_app(request: RenderRequest, services: Callable[[], Services], *, base: str = "HEAD",
+             head: str | None = None, context_lines: int = 3) -> DiffResult:
+    """Render `request`'s app at `base` and at `head` (None: the working tree) and diff them.
+
+    `request.app_dir` names the app in the working tree; each revision is written to a
+    temporary directory and the app is rendered from the same relative path there.
+    """
+    existing = next(p for p in (request.app_dir, *request.app_dir.parents) if p.is_dir())
+    repo = repository_root(existing)
+    app_path = _relative_app_path(request, repo)
+    base_revision = resolve_revision(repo, base)
+    head_revision = resolve_revision(repo, head) if head is not None else None
+    before = _render_at(request, services, repo, app_path, base_revision)
+    if head_revision is None:
+        after = Side(WORKTREE, _render_or_label(WORKTREE, request, services())
+                     if request.app_dir.is_dir() else None)
+    else:
+        after = _render_at(request, services, repo, app_path, head_revision)
+    if before.result is None and after.result is None:
+        raise ConfigError(f"{app_path}: no such app at {before.label} nor at {after.label}")
+    shown = app_path.as_posix() or "."
+    lines = list(difflib.unified_diff(
+        before.text.splitlines(keepends=True), after.text.splitlines(keepends=True),
+        fromfile=f"a/{shown} ({before.label})", tofile=f"b/{shown} ({after.label})",
+        n=context_lines))
+    notes = [f"{shown}: no such app at {side.label}; diffing against nothing"
+             for side in (before, after) if side.result is None]
+    notes += summarize(_manifests(before), _manifests(after))
+    warnings = [f"{side.label}: {warning}" for side in (before, after) if side.result is not None
+                for warning in side.result.warnings]
+    return DiffResult(text="".join(_terminated(lines)), different=bool(lines),
+                      warnings=warnings, notes=notes)
+
+
+def _relative_app_path(request: RenderRequest, repo: Path) -> Path:
+    app = Path(os.path.realpath(request.app_dir))
+    try:
+        return app.relative_to(os.path.realpath(repo))
+    except ValueError:
+        raise ConfigError(f"{request.app_dir} is not inside the git repository {repo}") from None
+
+
+def _relative_root(request: RenderRequest, repo: Path) -> Path:
+    """Where the request's repository root lies inside the git repository (usually `.`)."""
+    try:
+        return Path(os.path.realpath(request.repo_root)).relative_to(os.path.realpath(repo))
+    except ValueError:
+        raise ConfigError(f"the repository root {request.repo_root} is not inside the git "
+                          f"repository {repo}") from None
+
+
+def _render_at(request: RenderRequest, services: Callable[[], Services], repo: Path,
+               app_path: Path, revision: Revision) -> Side:
+    with checkout(repo, revision) as root:
+        app_dir = root / app_path
+        if not app_dir.is_dir():
+            return Side(revision.label, None)
+        # --repo-root names a directory of the working tree; the same one in this checkout.
+        at_revision = request._replace(app_dir=app_dir, repo_root=root / _relative_root(
+            request, repo))
+        return Side(revision.label, _render_or_label(revision.label, at_revision, services()))
+
+
+def _render_or_label(label: str, request: RenderRequest, services: Services) -> RenderResult:
+    """Render; an error keeps its class (and exit code) and says which side failed."""
+    try:
+        return run(request, services)
+    except TagpinError as exc:
+        raise type(exc)(*(f"at {label}: {problem}" for problem in exc.problems)) from exc
+
+
+def _manifests(side: Side) -> list[Manifest]:
+    return side.result.manifests if side.result is not None else []
+
+
+def summarize(before: list[Manifest], after: list[Manifest]) -> list[str]:
+    """One line per object added, removed or changed, for a pull-request comment's first lines."""
+    old, new = _by_identity(before), _by_identity(after)
+    lines: list[str] = []
+    for identity in sorted(old.keys() | new.keys()):
+        name = _identity_text(identity)
+        if identity not in old:
+            lines.append(f"added {name}")
+        elif identity not in new:
+            lines.append(f"removed {name}")
+        elif old[identity] != new[identity]:
+            lines.append(f"changed {name}")
+    return lines
+
+
+def _by_identity(manifests: list[Manifest]) -> dict[tuple[str, str, str, str], str]:
+    return {(m.group, m.kind, m.namespace, m.name): emit_stream([m.body]) for m in manifests}
+
+
+def _identity_text(identity: tuple[str, str, str, str]) -> str:
+    group, kind, namespace, name = identity
+    qualified = f"{kind}.{group}" if group else kind
+    return f"{qualified} {namespace}/{name}" if namespace else f"{qualified} {name}"
+
+
+def _terminated(lines: list[str]) -> Iterator[str]:
+    # A last line without a newline would run into the next hunk header; diff(1) marks it so.
+    for line in lines:
+        yield line
+        if not line.endswith("\n"):
+            yield "\n\\ No newline at end of file\n"

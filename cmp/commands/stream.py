@@ -1,0 +1,172 @@
+"""`tagpin pin`: any YAML or JSON manifest stream in, the sidecar's pinned canonical YAML out.
+
+The stream goes through the sidecar's own stages after rendering (check the objects → find
+images → resolve through lock, caches, ECR and Image Updater overrides → emit), so for the
+same objects `tagpin pin` prints the bytes `tagpin generate` prints. It is the pinning step
+for manifests tagpin does not render itself: `helm template ... | tagpin pin -`, Helm's
+post-renderer, `kustomize build | tagpin pin -`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
+
+from cmp.errors import ConfigError, ManifestError, SourceError
+from cmp.source.appdir import Limits, decode
+from cmp.source.manifests import Manifest, check_documents
+from cmp.source.yamlread import load_all
+
+if TYPE_CHECKING:
+    from cmp.images.reference import ImagePath
+    from cmp.pipeline import RenderResult, Services
+    from cmp.registry.base import Registry
+    from cmp.request import RenderRequest
+
+STDIN = "-"
+STDIN_NAME = "<stdin>"
+
+
+class StreamInput(NamedTuple):
+    name: str  # as messages show it: the path given, or <stdin>
+    text: str
+
+
+class StreamConfig(NamedTuple):
+    """tagpin.yaml's `images` settings (`--config`), as an app directory would give them."""
+
+    image_paths: tuple[ImagePath, ...] = ()
+    require_digests: bool = False
+
+
+def read_inputs(paths: Sequence[str], stdin: IO[bytes], limits: Limits) -> list[StreamInput]:
+    """Every FILE (or `-`, standard input, once), each at most TAGPIN_MAX_FILE_BYTES."""
+    if sum(1 for path in paths if path == STDIN) > 1:
+        raise ConfigError("standard input (`-`) can be read only once")
+    inputs: list[StreamInput] = []
+    for path in paths or [STDIN]:
+        if path == STDIN:
+            data = stdin.read(limits.max_file_bytes + 1)
+            name = STDIN_NAME
+        else:
+            name = path
+            try:
+                with open(path, "rb") as handle:  # a pipe (`<(helm template ...)`) is fine
+                    data = handle.read(limits.max_file_bytes + 1)
+            except FileNotFoundError:
+                raise SourceError(f"{path}: file not found") from None
+            except IsADirectoryError:
+                raise SourceError(f"{path}: is a directory, expected a file") from None
+            except OSError as exc:
+                raise SourceError(f"{path}: cannot read: {exc.strerror}") from None
+        if len(data) > limits.max_file_bytes:
+            raise SourceError(f"{name}: larger than {limits.max_file_bytes} bytes "
+                              "(TAGPIN_MAX_FILE_BYTES)")
+        inputs.append(StreamInput(name, decode(data, name)))
+    return inputs
+
+
+def parse_inputs(inputs: Sequence[StreamInput], *, default_namespace: str,
+                 max_nodes: int) -> list[Manifest]:
+    """Objects from every input, checked as a render's are (an empty stream is an error)."""
+
+    def parsed() -> Any:
+        for item in inputs:
+            try:
+                yield item.name, _documents(item, max_nodes)
+            except SourceError as exc:
+                yield item.name, ManifestError(*exc.problems)
+
+    return check_documents(parsed(), default_namespace=default_namespace)
+
+
+def _documents(item: StreamInput, max_nodes: int) -> list[tuple[int, Any]]:
+    if item.text.lstrip().startswith(("{", "[")):
+        return json_documents(item.text, item.name)
+    return load_all(item.text, item.name, max_nodes=max_nodes)
+
+
+def json_documents(text: str, name: str) -> list[tuple[int, Any]]:
+    """One JSON value or several in a row (`kubectl get -o json`, `jq -c`), with start lines.
+    A key given twice is an error, as in YAML input."""
+    decoder = json.JSONDecoder(object_pairs_hook=_unique_keys)
+    documents: list[tuple[int, Any]] = []
+    position = 0
+    while True:
+        while position < len(text) and text[position].isspace():
+            position += 1
+        if position >= len(text):
+            return documents
+        line = text.count("\n", 0, position) + 1
+        try:
+            value, position = decoder.raw_decode(text, position)
+        except json.JSONDecodeError as exc:
+            raise SourceError(f"{name}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+        except ValueError as exc:  # a duplicate key
+            raise SourceError(f"{name}:{line}: invalid JSON: {exc}") from None
+        documents.append((line, value))
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def read_config(path: Path) -> StreamConfig:
+    """`--config tagpin.yaml`: its `images.paths` and `images.requireDigests`."""
+    from cmp.images.reference import parse_image_paths
+    from cmp.source.appdir import RepoFiles, load_config
+
+    directory = Path(os.path.abspath(path)).parent
+    config = load_config(RepoFiles(directory, directory, Limits()), Path(os.path.abspath(path)))
+    return StreamConfig(
+        image_paths=parse_image_paths(list(config.image_paths or []), str(path)),
+        require_digests=config.require_digests,
+    )
+
+
+def stream_registry(request: RenderRequest, services: Services,
+                    lock: Path | None) -> Callable[[], Registry]:
+    """`--digests FILE` answers alone; `--lock FILE` answers first under TAGPIN_LOCK, as an
+    app's tagpin.lock does; otherwise ECR behind the caches."""
+    from cmp.registry.lock import LockedRegistry, lock_mode, read_lock, registry_with_lock
+
+    if services.digests_file is not None:
+        shown = str(services.digests_file)
+        entries = read_lock(services.digests_file, shown)
+        return lambda: LockedRegistry(entries, fallback=None, shown=shown,
+                                      strict_reason="--digests never asks ECR")
+    if lock is None:
+        return services.registry_factory
+    mode = services.lock_mode or lock_mode(request.settings_env)
+    return registry_with_lock(mode, lock, str(lock), services.registry_factory)
+
+
+def pin_stream(inputs: Sequence[StreamInput], request: RenderRequest, services: Services, *,
+               config: StreamConfig | None = None, lock: Path | None = None) -> RenderResult:
+    """Check, pin and emit `inputs` as the sidecar does a rendered app's output."""
+    from cmp.images.pin import pin
+    from cmp.pipeline import RenderResult, limits_from, tag_chooser
+    from cmp.source.emit import emit_stream
+
+    config = config or StreamConfig()
+    limits = limits_from(request.settings_env)
+    manifests = parse_inputs(inputs, default_namespace=request.app.namespace,
+                             max_nodes=limits.max_yaml_nodes)
+    pin(
+        manifests,
+        extra_paths=config.image_paths,
+        require_digests=config.require_digests,
+        registry_factory=stream_registry(request, services, lock),
+        concurrency=services.concurrency,
+        choose_tags=tag_chooser(request, services),
+    )
+    return RenderResult(text=emit_stream(m.body for m in manifests), manifests=manifests,
+                        warnings=services.warnings, notes=services.notes)

@@ -1,0 +1,200 @@
+"""Pin every ECR image to its digest: find image fields, batch the lookups, rewrite in place.
+
+An image already carrying a digest keeps it; an image outside ECR is left as written unless
+the app demands digests everywhere (`images.requireDigests`). Every missing tag or repository
+is reported in one error naming the image, the tag and each manifest that uses it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
+
+from cmp.errors import ImageError, Problems, ResolveError, TagpinError
+from cmp.images.reference import (
+    EcrRepository,
+    ImageField,
+    ImagePath,
+    ImageRef,
+    ecr_repository,
+    find_images,
+    set_image,
+)
+from cmp.registry.base import Lookup, Registry, TagInfo, describe_many
+from cmp.source.manifests import Manifest
+
+IMPLICIT_TAG = "latest"
+
+
+class Wanted(NamedTuple):
+    """One image field that needs a digest, and the tag that will be pinned."""
+
+    field: ImageField
+    ref: ImageRef
+    repository: EcrRepository
+    tag: str
+
+
+class PinReport:
+    """What pinning did: each rewritten field with its new value, and the fields kept."""
+
+    __slots__ = ("kept", "pinned")
+
+    def __init__(self, kept: list[ImageField] | None = None) -> None:
+        self.pinned: list[tuple[ImageField, str]] = []  # (field, new value)
+        self.kept: list[ImageField] = kept if kept is not None else []  # pinned or outside ECR
+
+
+# Chooses tags for branch deploys: returns the TagInfo (tag + digest) picked for some fields.
+TagChooser = Callable[[Sequence[Wanted], Callable[[], Registry]], Mapping[ImageField, TagInfo]]
+
+
+def collect(
+    manifests: Sequence[Manifest], extra_paths: Sequence[ImagePath], require_digests: bool
+) -> tuple[list[Wanted], list[ImageField]]:
+    """Parse every image field; split into those needing a digest and those kept as written."""
+    problems = Problems()
+    wanted: list[Wanted] = []
+    kept: list[ImageField] = []
+    for image in find_images(manifests, extra_paths):
+        try:
+            ref = image.parse()
+        except ImageError as exc:
+            problems.add(exc)
+            continue
+        if ref.pinned:
+            kept.append(image)
+            continue
+        repository = ecr_repository(ref)
+        if repository is None:
+            if require_digests:
+                where = ("is in ECR Public, which tagpin leaves as written by design (a "
+                         "separate, public API it does not ask)"
+                         if ref.domain.split(":")[0] in ECR_PUBLIC_HOSTS else "is not in ECR")
+                problems.add(
+                    ImageError(
+                        f"{image.describe()}: {image.value!r} is not pinned to a digest and "
+                        f"{where}, so tagpin cannot pin it; write it as "
+                        "name:tag@sha256:... "
+                        "(tagpin.yaml sets images.requireDigests: true)"
+                    )
+                )
+            else:
+                kept.append(image)
+            continue
+        wanted.append(Wanted(image, ref, repository, ref.tag or IMPLICIT_TAG))
+    problems.raise_if_any()
+    return wanted, kept
+
+
+ECR_PUBLIC_HOSTS = frozenset({"public.ecr.aws", "ecr-public.aws.com"})
+
+
+def resolve(
+    wanted: Sequence[Wanted], registry: Registry, concurrency: int
+) -> dict[tuple[EcrRepository, str], TagInfo]:
+    """One batched lookup per repository; every missing tag and repository in one error."""
+    requests: dict[EcrRepository, set[str]] = defaultdict(set)
+    for item in wanted:
+        requests[item.repository].add(item.tag)
+    ordered = {repo: sorted(requests[repo]) for repo in sorted(requests, key=_repo_key)}
+    try:
+        lookups = describe_many(registry, ordered, max_workers=concurrency)
+    except TagpinError as error:
+        raise _naming_users(error, wanted) from error
+    return _found_or_raise(wanted, lookups)
+
+
+def _naming_users(error: TagpinError, wanted: Sequence[Wanted]) -> TagpinError:
+    """The same error, each `<image>: …` problem followed by the manifest fields using that
+    image, as a missing tag is reported (a lock that lacks a tag, say, or disagrees with ECR)."""
+    users: dict[str, list[str]] = defaultdict(list)
+    for item in wanted:
+        users[f"{item.repository.uri}:{item.tag}"].append(item.field.describe())
+    problems = []
+    for problem in error.problems:
+        image = problem.split(": ", 1)[0]
+        used_by = users.get(image)
+        problems.append(f"{problem}; used by {'; '.join(used_by)}" if used_by else problem)
+    return type(error)(*problems)
+
+
+def _found_or_raise(
+    wanted: Sequence[Wanted], lookups: Mapping[EcrRepository, Lookup]
+) -> dict[tuple[EcrRepository, str], TagInfo]:
+    found: dict[tuple[EcrRepository, str], TagInfo] = {}
+    users: dict[tuple[EcrRepository, str], list[Wanted]] = defaultdict(list)
+    for item in wanted:
+        users[(item.repository, item.tag)].append(item)
+    problems: list[str] = []
+    for (repository, tag), items in sorted(
+        users.items(), key=lambda kv: (_repo_key(kv[0][0]), kv[0][1])
+    ):
+        lookup = lookups[repository]
+        info = lookup.found.get(tag)
+        if info is not None:
+            found[(repository, tag)] = info
+            continue
+        image = f"{repository.uri}:{tag}"
+        if lookup.repository_missing:
+            reason = (
+                f"repository {repository.name!r} does not exist in registry "
+                f"{repository.registry.account} ({repository.registry.region})"
+            )
+        else:
+            reason = f"tag {tag!r} does not exist in repository {repository.name!r}"
+        used_by = "; ".join(item.field.describe() for item in items)
+        problems.append(f"{image}: {reason}; used by {used_by}")
+    if problems:
+        raise ResolveError(*problems)
+    return found
+
+
+def _repo_key(repository: EcrRepository) -> tuple[str, str, str]:
+    return repository.registry.region, repository.registry.account, repository.name
+
+
+def pin(
+    manifests: Sequence[Manifest],
+    *,
+    extra_paths: Sequence[ImagePath] = (),
+    require_digests: bool = False,
+    registry_factory: Callable[[], Registry],
+    concurrency: int = 8,
+    choose_tags: TagChooser | None = None,
+) -> PinReport:
+    """Rewrite every unpinned ECR image in `manifests` to `repo:tag@sha256:...`.
+
+    The registry is only built when some image needs a lookup, so an app whose images are all
+    pinned (or outside ECR) never touches AWS or imports boto3.
+    """
+    wanted, kept = collect(manifests, extra_paths, require_digests)
+    report = PinReport(kept=kept)
+    if not wanted:
+        return report
+    registry = once(registry_factory)
+    chosen = dict(choose_tags(wanted, registry)) if choose_tags is not None else {}
+    digests = (
+        resolve([w for w in wanted if w.field not in chosen], registry(), concurrency)
+        if len(chosen) < len(wanted)
+        else {}
+    )
+    for item in wanted:
+        info = chosen.get(item.field) or digests[(item.repository, item.tag)]
+        value = str(item.ref.with_pin(info.tag, info.digest))
+        set_image(item.field, value)
+        report.pinned.append((item.field, value))
+    return report
+
+
+def once(factory: Callable[[], Registry]) -> Callable[[], Registry]:
+    """Build the registry at most once (one boto3 session and client per region per render)."""
+    built: list[Registry] = []
+
+    def get() -> Registry:
+        if not built:
+            built.append(factory())
+        return built[0]
+
+    return get

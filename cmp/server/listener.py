@@ -1,0 +1,312 @@
+"""The render server (TAGPIN_RENDER_SERVER, docs/server.md): import once, fork a warm worker per
+render.
+
+The server itself never renders: it imports tagpin, Jinja2, PyYAML and boto3, renders a tiny
+built-in app once so first-call work is done too, then for every connection forks a worker.
+A worker takes the client's working directory and environment, runs exactly what
+`tagpin generate` runs, sends its stdout and stderr back and exits, so nothing of one render
+(values, AWS credentials, a template's state) outlives it or reaches another. Workers run in
+parallel, each with its own TAGPIN_MAX_MEMORY_MB cap, and end as soon as their client does
+(Argo CD's deadline signals the client's process group, which the worker is not in).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import os
+import select
+import signal
+import socket
+import stat
+import sys
+import threading
+import time
+from typing import IO
+
+from cmp.errors import ConfigError, ExitStatus
+from cmp.server.client import RESULT, STARTED, decode_request, read_exact, same_user
+
+MAX_REQUEST_BYTES = 8 * 1024 * 1024  # cwd + environment; Linux caps an environment far lower
+REQUEST_TIMEOUT = 10.0  # seconds for a connected client to send its request
+
+
+def serve(path: str, log: IO[str], *, log_renders: bool = False) -> int:
+    """Serve renders on the Unix socket `path` until SIGTERM/SIGINT; 0 if another server owns
+    it already (several clients may have started one at once)."""
+    _check_directory(os.path.dirname(path) or ".")
+    lock = open(path + ".lock", "a")  # noqa: SIM115 - held for the server's whole life
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        log.write(f"tagpin render-server: another server already serves {path}\n")
+        return 0
+    started = time.monotonic()
+    warm_up()
+    listener = _listen(path)
+    bound = os.stat(path).st_ino
+    workers: dict[int, float] = {}
+    stopping: list[int] = []
+
+    def say(message: str) -> None:
+        _say(log, message)
+
+    def reap() -> None:
+        while True:
+            try:
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            began = workers.pop(pid, time.monotonic())
+            code = os.waitstatus_to_exitcode(status)
+            if log_renders or code < 0:
+                ended = f"killed by signal {-code}" if code < 0 else f"exit {code}"
+                cpu = (usage.ru_utime + usage.ru_stime) * 1000
+                say(f"worker {pid} {ended} after {(time.monotonic() - began) * 1000:.1f} ms "
+                    f"(CPU {cpu:.1f} ms), peak RSS {usage.ru_maxrss / 1024:.1f} MiB")
+
+    # Signal handlers only note what happened; the wakeup pipe ends the select() below, and
+    # the loop does the work (nothing is raised in the middle of a fork or a log write).
+    wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_write)
+    signal.signal(signal.SIGCHLD, lambda _signum, _frame: None)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda signum, _frame: stopping.append(signum))
+    listener.setblocking(False)
+    say(f"serving {path} (pid {os.getpid()}, ready in {time.monotonic() - started:.2f} s)")
+    try:
+        while not stopping:
+            readable, _, _ = select.select([listener.fileno(), wake_read], [], [])
+            if wake_read in readable:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(wake_read, 4096)
+            reap()
+            if listener.fileno() not in readable or stopping:
+                continue
+            try:
+                connection, _ = listener.accept()
+            except (BlockingIOError, ConnectionAbortedError):
+                continue
+            except OSError as exc:  # out of file descriptors, say: clients render in-process
+                say(f"cannot accept: {exc}")
+                time.sleep(0.1)
+                continue
+            with connection:
+                connection.setblocking(True)
+                if not same_user(connection):
+                    continue
+                try:
+                    pid = os.fork()
+                except OSError as exc:  # out of processes or memory: this client renders itself
+                    say(f"cannot start a worker: {exc}")
+                    continue
+                if pid == 0:
+                    _worker(connection, close_in_child=(listener, lock, wake_read, wake_write),
+                            log=log if log_renders else None)
+                workers[pid] = time.monotonic()
+    finally:
+        with contextlib.suppress(OSError):
+            if os.stat(path).st_ino == bound:
+                os.unlink(path)  # ours still: a newer server may have replaced it
+        listener.close()
+        say("stopped")
+        lock.close()
+    return 0
+
+
+def _say(log: IO[str], message: str) -> None:
+    log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} tagpin render-server: {message}\n")
+    log.flush()
+
+
+def _check_directory(directory: str) -> None:
+    """Only a directory this user alone can write may hold the socket: anyone who can replace
+    it could answer renders with their own YAML."""
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    info = os.stat(directory)
+    if info.st_uid != os.getuid() or info.st_mode & 0o022:
+        raise ConfigError(
+            f"{directory}: the render server's socket directory must belong to this user "
+            "and be writable by no one else"
+        )
+
+
+def _listen(path: str) -> socket.socket:
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)  # left by a server that died: we hold the lock now
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)  # the socket is born 0600: no window for another user
+    try:
+        listener.bind(path)
+    finally:
+        os.umask(old_umask)
+    listener.listen(128)
+    return listener
+
+
+def warm_up() -> None:
+    """Import what any render may need and render a tiny app, so workers start warm: Jinja2's
+    lexer, PyYAML's resolvers, tagpin's tables and, for cold renders, boto3."""
+    import gc
+    import tempfile
+    from pathlib import Path
+
+    # ~100 ms that every cold render (a tag not in the cache yet) would pay.
+    import boto3.session  # type: ignore[import-untyped,unused-ignore]  # noqa: F401
+
+    from cmp.argocd import (
+        kube,  # noqa: F401
+        lookup,  # noqa: F401
+    )
+    from cmp.images import pin  # noqa: F401
+    from cmp.imageupdater import annotations as overrides  # noqa: F401
+    from cmp.imageupdater import plan as branch_deploy  # noqa: F401
+    from cmp.imageupdater import semver  # noqa: F401
+    from cmp.pipeline import Services, run
+    from cmp.registry import (  # noqa: F401
+        cache,
+        ecr,
+        lock,  # noqa: F401
+        static,
+    )
+    from cmp.request import from_argocd_environment
+
+    with tempfile.TemporaryDirectory() as root:
+        app = Path(root, "app")
+        (app / "templates").mkdir(parents=True)
+        (app / "tagpin.yaml").write_text("{}\n")
+        (app / "values.yaml").write_text("name: warm-up\nports: [80]\n")
+        (app / "templates" / "config.yaml.j2").write_text(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ values.name | quote }}\n"
+            "data:\n{% for port in values.ports %}  port{{ loop.index }}: '{{ port }}'\n"
+            "{% endfor %}  yaml: {{ values | to_yaml | quote }}\n"
+        )
+        settings = {"TAGPIN_CACHE": "off", "TAGPIN_APP_LOOKUP": "off", "TAGPIN_LOCK": "off",
+                    "ARGOCD_APP_NAME": "warm-up", "ARGOCD_APP_SOURCE_PATH": "app"}
+
+        def no_registry() -> ecr.EcrRegistryClient:
+            raise AssertionError("the warm-up app has no images")
+
+        run(from_argocd_environment(settings, app), Services(registry_factory=no_registry))
+    tempfile.tempdir = None  # computed from this process's TMPDIR; a worker has its own
+    gc.collect()
+    gc.freeze()  # workers then never touch these objects' pages: fork shares them for good
+
+
+def _worker(connection: socket.socket,
+            close_in_child: tuple[socket.socket, IO[str], int, int],
+            log: IO[str] | None = None) -> None:
+    """Runs in the forked child; never returns. With `log`, it notes its private memory (what
+    it added to the server's shared pages) once it has answered."""
+    status = int(ExitStatus.INTERNAL)
+    try:
+        signal.set_wakeup_fd(-1)
+        for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, signal.SIG_DFL)
+        for inherited in close_in_child:
+            # The lock must die with the server, not with its last worker.
+            os.close(inherited) if isinstance(inherited, int) else inherited.close()
+        cwd, umask, environ = _read_request(connection)
+        connection.sendall(STARTED)
+        done = threading.Event()
+        threading.Thread(target=_exit_when_client_leaves, args=(connection, done),
+                         daemon=True).start()
+        status, output, errors = _render(cwd, umask, environ)
+        done.set()
+        connection.sendall(RESULT + status.to_bytes(4, "big") + len(output).to_bytes(8, "big")
+                           + len(errors).to_bytes(8, "big") + output + errors)
+        if log is not None:
+            _say(log, f"worker {os.getpid()} private memory {_private_kib() / 1024:.1f} MiB")
+    except BaseException:  # noqa: BLE001 - the client renders itself when no result comes
+        status = int(ExitStatus.INTERNAL)
+    finally:
+        os._exit(status)
+
+
+def _private_kib() -> int:
+    """Memory only this process holds (Private_Clean + Private_Dirty), in KiB; 0 if unknown."""
+    total = 0
+    with contextlib.suppress(OSError), open("/proc/self/smaps_rollup", encoding="ascii") as rollup:
+        for line in rollup:
+            if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                total += int(line.split()[1])
+    return total
+
+
+def _read_request(connection: socket.socket) -> tuple[str, int, dict[bytes, bytes]]:
+    connection.settimeout(REQUEST_TIMEOUT)
+    size = int.from_bytes(read_exact(connection, 4), "big")
+    if size > MAX_REQUEST_BYTES:
+        raise ValueError("request too large")
+    payload = read_exact(connection, size)
+    connection.settimeout(None)
+    return decode_request(payload)
+
+
+def _exit_when_client_leaves(connection: socket.socket, done: threading.Event) -> None:
+    # The client sends nothing after its request: EOF here means it was killed (Argo CD's
+    # deadline) or gave up, and nobody will read this render.
+    with contextlib.suppress(OSError):
+        connection.recv(1)
+    if not done.is_set():
+        os._exit(int(ExitStatus.INTERRUPTED))
+
+
+def _render(cwd: str, umask: int, environ: dict[bytes, bytes]) -> tuple[int, bytes, bytes]:
+    """Become the client's `tagpin generate` (its cwd, umask and environment) and run it,
+    keeping stdout and stderr to send back."""
+    from pathlib import Path
+
+    from cmp.cli import generate
+
+    os.chdir(cwd)
+    os.umask(umask)  # the cache files it writes get the modes they would in-process
+    os.environb.clear()
+    os.environb.update(environ)
+    sys.argv = ["tagpin", "generate"]
+    output, errors = io.BytesIO(), io.BytesIO()
+    # Encoded as the client's own streams would be: the server runs with the sidecar's locale,
+    # and a client's PYTHONIOENCODING ("encoding[:errors]") wins, as it would in-process.
+    chosen, _, handler = os.environ.get("PYTHONIOENCODING", "").partition(":")
+    sys.stdout = io.TextIOWrapper(output, encoding=chosen or sys.stdout.encoding,
+                                  errors=handler or sys.stdout.errors, write_through=True)
+    sys.stderr = io.TextIOWrapper(errors, encoding=chosen or sys.stderr.encoding,
+                                  errors=handler or sys.stderr.errors, write_through=True)
+    status = generate(os.environ, Path(cwd))
+    return int(status), output.getvalue(), errors.getvalue()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m cmp.server.listener --socket PATH [--log FILE]`: how a render starts a server."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m cmp.server.listener")
+    parser.add_argument("--socket", required=True)
+    parser.add_argument("--log", help="append to this file instead of stderr")
+    parser.add_argument("--log-renders", action="store_true")
+    args = parser.parse_args(argv)
+    with contextlib.ExitStack() as stack:
+        log = stack.enter_context(open(
+            args.log, "a", encoding="utf-8",
+            opener=lambda name, flags: os.open(name, flags, 0o600),  # tracebacks name paths
+        )) if args.log else sys.stderr
+        try:
+            return serve(args.socket, log, log_renders=args.log_renders)
+        except ConfigError as exc:
+            log.write(f"tagpin render-server: cannot serve: {exc}\n")
+            return int(exc.exit_status)
+        except Exception:  # started detached: this log is the only place anyone can look
+            import traceback
+
+            log.write("tagpin render-server: cannot serve (renders run in-process):\n"
+                      + traceback.format_exc())
+            return int(ExitStatus.INTERNAL)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,482 @@
+"""Jinja2 templates → YAML text, in a sandbox, with errors as `file:line: message`.
+
+Templates come from repositories many people can push to while the sidecar holds AWS
+credentials, so they run in Jinja2's immutable sandbox with a context that holds only what a
+render needs: no process environment beyond ARGOCD_ENV_*, no file outside the repository,
+no Python internals, no randomness or clock (output must be deterministic).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from cmp.errors import Problems, SourceError, TemplateError
+from cmp.request import KubeInfo
+from cmp.source.appdir import AppSource, Limits, RepoFiles, TemplateFile
+
+MAX_REPEAT = 1_000_000  # longest string/list a template may build with `*`
+MAX_POWER = 10_000
+MAX_INT_BITS = 100_000  # largest integer `*`/`**` may build; far beyond any real manifest value
+
+
+TEMPLATE_NOT_FOUND = "not found in the app directory or the repository"
+
+
+class RenderedFile(NamedTuple):
+    name: str  # repository-relative path of the template
+    text: str
+    # For a Jinja2 template: (rendered line, column) → the template `file:line` that wrote it,
+    # or None if unknown. Asked only when the text has a problem (it renders again).
+    locate: Callable[[int, int], str | None] | None = None
+
+
+class Tree(dict[str, Any]):
+    """A mapping that knows its own dotted path, so undefined lookups say which value."""
+
+    __slots__ = ("_tagpin_path",)
+
+    def __init__(self, items: Mapping[str, Any], path: str) -> None:
+        super().__init__(items)
+        self._tagpin_path = path
+
+
+def tree(value: Any, path: str) -> Any:
+    if isinstance(value, Mapping):
+        return Tree({k: tree(v, f"{path}.{k}") for k, v in value.items()}, path)
+    if isinstance(value, list):
+        return [tree(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+class KubeCapabilities:
+    """The `kube` template variable: the destination cluster's version and APIs."""
+
+    def __init__(self, info: KubeInfo) -> None:
+        self.version = info.version
+        parts = (info.version.split(".") + ["", ""])[:2]
+        self.major, self.minor = parts[0], parts[1]
+        self.api_versions = info.api_versions
+        self._apis = frozenset(info.api_versions)
+
+    def has(self, api: str) -> bool:
+        """`kube.has("batch/v1/CronJob")` or `kube.has("batch/v1")`, like Helm's APIVersions.Has."""
+        return api in self._apis
+
+
+class TemplateAbort(Exception):
+    """Raised by `required`/`fail` inside a template; carries the author's message."""
+
+
+def _jinja() -> Any:
+    # Imported here: an app with no .j2 files never pays for Jinja2.
+
+    import jinja2
+    import jinja2.sandbox
+
+    return jinja2, jinja2.sandbox
+
+
+def build_environment(files: RepoFiles, app_dir: Path, limits: Limits,
+                      bytecode_dir: Path | None = None) -> Any:
+    # Imported here: an app with no .j2 files never pays for Jinja2 (or these).
+    import base64
+    import hashlib
+    import json
+
+    import jinja2
+    import jinja2.compiler
+    import jinja2.loaders
+    from jinja2 import sandbox
+    from jinja2.utils import _PassArg
+
+    from cmp.source.printable import TEXT_FILTERS, checked_filter, checked_join
+    from cmp.source.printable import check as check_printable
+
+    class RepoLoader(jinja2.BaseLoader):
+        """Finds templates relative to the app directory first, then the repository root."""
+
+        def get_source(
+            self, environment: Any, template: str
+        ) -> tuple[str, str, Callable[[], bool]]:
+            pieces = jinja2.loaders.split_template_path(template)  # refuses '..'
+            for base in (app_dir, files.root):
+                candidate = Path(base, *pieces)
+                if os.path.isfile(candidate):
+                    text = files.read_text(candidate)  # refuses paths resolving outside
+                    return text, files.display(candidate), lambda: True
+            raise jinja2.TemplateNotFound(template)
+
+    class StrictTreeUndefined(jinja2.StrictUndefined):
+        __slots__ = ()
+
+        @property
+        def _undefined_message(self) -> str:
+            owner = self._undefined_obj
+            # A hint is the sandbox's own reason (an unsafe attribute): keep it.
+            if isinstance(owner, Tree) and not self._undefined_hint:
+                return f"{owner._tagpin_path}.{self._undefined_name} is not defined"
+            return str(super()._undefined_message)
+
+    def printable(value: Any) -> Any:
+        return check_printable(value, jinja2.Undefined, sandbox.SecurityError)
+
+    class PrintableFormatter(sandbox.SandboxedFormatter):
+        def convert_field(self, value: Any, conversion: str | None) -> Any:
+            return super().convert_field(printable(value), conversion)  # `!r` and `!s` too
+
+        def format_field(self, value: Any, format_spec: str) -> Any:
+            return super().format_field(printable(value), format_spec)
+
+    class PrintableConcat(jinja2.compiler.CodeGenerator):
+        """`a ~ b` with each operand checked (Jinja2 would str() it)."""
+
+        @jinja2.compiler.optimizeconst
+        def visit_Concat(self, node: Any, frame: Any) -> None:
+            self.write("str_join((" if not frame.eval_ctx.autoescape else "markup_join((")
+            for argument in node.nodes:
+                self.write("environment.printable(")
+                self.visit(argument, frame)
+                self.write("), ")
+            self.write("))")
+
+    class TagpinSandbox(sandbox.ImmutableSandboxedEnvironment):
+        intercepted_binops = frozenset(["*", "**", "%"])
+        code_generator_class = PrintableConcat
+
+        def printable(self, value: Any) -> Any:
+            return printable(value)
+
+        def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+            """Jinja2's own `str.format` wrapper, with a formatter that prints only data."""
+            if super().wrap_str_format(value) is None:
+                return None
+            template, vformat = value.__self__, PrintableFormatter(self).vformat
+            if value.__name__ == "format_map":
+                def format_map(mapping: Any) -> str:
+                    return type(template)(vformat(template, (), mapping))
+                return format_map
+
+            def format_(*args: Any, **kwargs: Any) -> str:
+                return type(template)(vformat(template, args, kwargs))
+            return format_
+
+        # The last value a lookup returned and its path (`values.image`), so a lookup into it
+        # that fails can say which value it was: Jinja2 only knows "'str object' has no
+        # attribute 'repository'". Only the last one: the next lookup is almost always into it.
+        _tagpin_last: tuple[Any, str] = (None, "")
+
+        def getattr(self, obj: Any, attribute: str) -> Any:
+            # `values.items` means the key "items", not dict.items: values are data.
+            if isinstance(obj, dict) and attribute in obj:
+                return self._explained(obj, attribute, obj[attribute])
+            return self._explained(obj, attribute, super().getattr(obj, attribute))
+
+        def getitem(self, obj: Any, argument: Any) -> Any:
+            return self._explained(obj, argument, super().getitem(obj, argument))
+
+        def _explained(self, obj: Any, key: Any, result: Any) -> Any:
+            if isinstance(obj, Tree):
+                path = f"{obj._tagpin_path}.{key}"
+            elif obj is self._tagpin_last[0] and self._tagpin_last[1]:
+                path = self._tagpin_last[1] + (f"[{key}]" if isinstance(key, int)
+                                               else f".{key}")
+            else:
+                path = ""
+            if not isinstance(result, jinja2.Undefined):
+                if not isinstance(result, Tree):  # a Tree knows its own path
+                    self._tagpin_last = (result, path)
+                return result
+            if isinstance(obj, Tree | jinja2.Undefined) or result._undefined_hint:
+                return result  # "values.x.y is not defined", or the sandbox's own reason
+            what = "attribute" if isinstance(key, str) else "item"
+            owner = path[: -len(f".{key}")] if path.endswith(f".{key}") else ""
+            if isinstance(key, int) and path.endswith(f"[{key}]"):
+                owner = path[: -len(f"[{key}]")]
+            return self.undefined(
+                hint=f"{owner or 'the value'} is {_describe_value(obj)}, which has no {what} "
+                     f"{key!r}", obj=obj, name=key)
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            if operator == "**" and isinstance(right, int) and abs(right) > MAX_POWER:
+                raise sandbox.SecurityError(f"exponent {right} is too large")
+            # Small operands can still build huge integers: (10**10000) ** 10000 takes minutes.
+            if (
+                isinstance(left, int)
+                and isinstance(right, int)
+                and _int_bits(operator, left, right) > MAX_INT_BITS
+            ):
+                raise sandbox.SecurityError(
+                    f"the result of {operator} would exceed {MAX_INT_BITS} bits"
+                )
+            if operator == "%" and isinstance(left, str):
+                printable(right)  # old-style formatting prints its operands too
+            if operator == "*":
+                for seq, count in ((left, right), (right, left)):
+                    if (
+                        isinstance(seq, (str, list, tuple))
+                        and isinstance(count, int)
+                        and len(seq) * count > MAX_REPEAT
+                    ):
+                        raise sandbox.SecurityError(
+                            f"repeating a sequence {count} times exceeds {MAX_REPEAT} items"
+                        )
+            return super().call_binop(context, operator, left, right)
+
+    env = TagpinSandbox(
+        loader=RepoLoader(),
+        undefined=StrictTreeUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        finalize=lambda value: "" if value is None else printable(value),
+        auto_reload=False,
+        cache_size=-1,
+        bytecode_cache=_bytecode_cache(jinja2, bytecode_dir),
+    )
+    for unsafe in ("lipsum",):  # random text would make output non-deterministic
+        env.globals.pop(unsafe, None)
+    env.filters.pop("random", None)
+
+    def required(value: Any, message: str = "a required value is missing") -> Any:
+        if isinstance(value, jinja2.Undefined) or value is None or value == "":
+            raise TemplateAbort(message)
+        return value
+
+    def fail(message: str) -> None:
+        raise TemplateAbort(message)
+
+    from cmp.source.emit import emit_value
+    from cmp.source.yamlread import load_one
+
+    env.filters.update(
+        to_yaml=emit_value,
+        to_json=lambda v: json.dumps(v, sort_keys=True, ensure_ascii=False, separators=(",", ":")),
+        from_yaml=lambda text: load_one(str(text), "from_yaml", max_nodes=limits.max_yaml_nodes),
+        from_json=lambda text: json.loads(str(text)),
+        b64encode=lambda v: base64.b64encode(_bytes(v)).decode("ascii"),
+        b64decode=lambda v: base64.b64decode(_bytes(v), validate=True).decode("utf-8"),
+        sha256=lambda v: hashlib.sha256(_bytes(v)).hexdigest(),
+        quote=lambda v: json.dumps(str(v), ensure_ascii=False),
+        nindent=lambda v, width=2: "\n" + _indent(str(v), width),
+        required=required,
+    )
+    env.globals.update(required=required, fail=fail)
+    for name in TEXT_FILTERS:
+        function = env.filters[name]
+        env.filters[name] = checked_filter(function, printable,
+                                           0 if _PassArg.from_obj(function) is None else 1)
+    env.filters["join"] = checked_join(env.filters["join"], printable)
+    return env
+
+
+def _describe_value(value: Any) -> str:
+    """What a value is, for messages: `a string ('nginx:1.27')`, `a list of 2 items`."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, int | float):
+        return f"a number ({value!r})"
+    if isinstance(value, str):
+        shown = repr(value) if len(value) <= 40 else repr(value[:39] + "…")
+        return f"a string ({shown})"
+    if isinstance(value, list | tuple):
+        return f"a list of {len(value)} item{'' if len(value) == 1 else 's'}"
+    if isinstance(value, Mapping):
+        keys = ", ".join(sorted(map(str, value))[:8])
+        return f"a mapping (keys: {keys})" if keys else "an empty mapping"
+    return f"a {type(value).__name__}"
+
+
+def _int_bits(operator: str, left: int, right: int) -> int:
+    """An upper bound on the size in bits of `left <operator> right` for integers."""
+    if operator == "*":
+        return left.bit_length() + right.bit_length()
+    if right <= 0 or abs(left) <= 1:
+        return 1
+    return left.bit_length() * right
+
+
+def _bytecode_cache(jinja2: Any, directory: Path | None) -> Any:
+    """Compiled templates kept between renders (Argo CD starts a process per render, and
+    compiling is a good part of a small app's time). Jinja2 loads them with marshal, so only a
+    directory that this user alone can write is trusted; any I/O problem just means no cache.
+    The directory name carries tagpin's version, because compiled code depends on the
+    environment's options, which Jinja2 does not put in its cache key."""
+    if directory is None:
+        return None
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        info = os.stat(directory)
+    except OSError:
+        return None
+    if info.st_uid != os.getuid() or info.st_mode & 0o022:
+        return None
+    from cmp.source import cachedir
+
+    class QuietBytecodeCache(jinja2.FileSystemBytecodeCache):
+        def load_bytecode(self, bucket: Any) -> None:
+            try:
+                super().load_bytecode(bucket)
+            except Exception:  # noqa: BLE001 - a damaged entry is a miss, never an error
+                bucket.reset()
+
+        def dump_bytecode(self, bucket: Any) -> None:
+            with contextlib.suppress(OSError):  # read-only or full: the render goes on uncached
+                super().dump_bytecode(bucket)
+            # Only a new compilation adds a file: bound the directory then.
+            cachedir.trim(Path(self.directory), ".cache", cachedir.MAX_COMPILED_TEMPLATES,
+                          cachedir.MAX_COMPILED_BYTES)
+
+    return QuietBytecodeCache(str(directory))
+
+
+def _bytes(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode("utf-8")
+
+
+def _indent(text: str, width: int) -> str:
+    pad = " " * width
+    return "\n".join(pad + line if line else line for line in text.split("\n"))
+
+
+def build_context(
+    values: Mapping[str, Any],
+    app: Mapping[str, Any],
+    env: Mapping[str, str],
+    params: Mapping[str, Any],
+    kube: KubeInfo,
+) -> dict[str, Any]:
+    return {
+        "values": tree(values, "values"),
+        "app": tree(app, "app"),
+        "env": tree(dict(env), "env"),
+        "params": tree(dict(params), "params"),
+        "kube": KubeCapabilities(kube),
+    }
+
+
+def render_all(
+    source: AppSource, app_dir: Path, context: Mapping[str, Any], limits: Limits,
+    bytecode_dir: Path | None = None,
+) -> list[RenderedFile]:
+    """Render every template; report every failing file, not only the first."""
+    problems = Problems()
+    rendered: list[RenderedFile] = []
+    environment = None
+    budget = limits.max_output_bytes
+    for template in source.templates:
+        try:
+            if template.is_jinja:
+                if environment is None:
+                    environment = build_environment(source.files, app_dir, limits,
+                                                    bytecode_dir)
+                text = render_one(environment, template, context, budget)
+            else:
+                text = source.files.read_text(template.path)
+        except (SourceError, TemplateError) as exc:
+            problems.add(exc)
+            continue
+        budget -= len(text)
+        if budget < 0:
+            problems.add(
+                SourceError(
+                    f"{template.name}: the rendered output exceeds {limits.max_output_bytes} bytes "
+                    "(TAGPIN_MAX_OUTPUT_BYTES)"
+                )
+            )
+            break
+        locate = _locator(environment, template, context) if template.is_jinja else None
+        rendered.append(RenderedFile(name=template.name, text=text, locate=locate))
+    problems.raise_if_any()
+    return rendered
+
+
+def _locator(environment: Any, template: TemplateFile,
+             context: Mapping[str, Any]) -> Callable[[int, int], str | None]:
+    def locate(line: int, column: int) -> str | None:
+        from cmp.source.sourcemap import locate as find
+
+        return find(environment, template.app_name, context, line, column)
+
+    return locate
+
+
+def render_one(
+    environment: Any, template: TemplateFile, context: Mapping[str, Any], budget: int
+) -> str:
+    jinja2, sandbox = _jinja()
+    try:
+        compiled = environment.get_template(template.app_name)
+        chunks: list[str] = []
+        size = 0
+        for chunk in compiled.generate(context):
+            size += len(chunk)
+            if size > budget:
+                raise TemplateError(
+                    f"{template.name}: the rendered output exceeds the output limit "
+                    "(TAGPIN_MAX_OUTPUT_BYTES); is a loop running away?"
+                )
+            chunks.append(chunk)
+        return "".join(chunks)
+    except jinja2.TemplateSyntaxError as exc:
+        where = f"{exc.filename or template.name}:{exc.lineno}"
+        raise TemplateError(f"{where}: template syntax error: {exc.message}") from None
+    except jinja2.TemplateNotFound as exc:
+        line = _template_line(template.name)
+        raise TemplateError(
+            f"{line}: template {exc.name!r} {TEMPLATE_NOT_FOUND} "
+            "(paths are relative to the app directory or the repository root; '..' is not allowed)"
+        ) from None
+    except SourceError as exc:
+        raise TemplateError(f"{_template_line(template.name)}: {exc}") from None
+    except TemplateAbort as exc:
+        raise TemplateError(f"{_template_line(template.name)}: {exc}") from None
+    except jinja2.UndefinedError as exc:
+        raise TemplateError(f"{_template_line(template.name)}: {exc.message}") from None
+    except sandbox.SecurityError as exc:
+        raise TemplateError(
+            f"{_template_line(template.name)}: not allowed in a template: {_no_address(exc)}"
+        ) from None
+    except RecursionError:
+        raise TemplateError(
+            f"{_template_line(template.name)}: templates include each other endlessly"
+        ) from None
+    except TemplateError:
+        raise
+    except MemoryError:
+        raise TemplateError(
+            f"{_template_line(template.name)}: the template needs more memory than tagpin "
+            "allows (TAGPIN_MAX_MEMORY_MB); is it building a huge string or list?"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - any error raised by template code is the template's
+        raise TemplateError(
+            f"{_template_line(template.name)}: {type(exc).__name__}: {_no_address(exc)}"
+        ) from None
+
+
+def _no_address(exc: BaseException) -> str:
+    """The message without the heap addresses Python reprs carry (`<… at 0x7f…>`): some
+    errors quote the object they failed on, and the address differs on every run."""
+    import re
+
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", str(exc))
+
+
+def _template_line(default_name: str) -> str:
+    """`file:line` of the innermost template frame of the exception being handled."""
+    import traceback
+
+    frames: Iterable[Any] = traceback.extract_tb(sys.exc_info()[2])
+    where = default_name
+    for frame in frames:
+        name = frame.filename
+        if name.endswith((".j2", ".yaml", ".yml", ".json")) and not name.endswith(".py"):
+            where = f"{name}:{frame.lineno}"
+    return where

@@ -1,0 +1,339 @@
+"""The render server (TAGPIN_RENDER_SERVER): `tagpin generate` answered by a warm forked worker.
+
+What users rely on: the same bytes, exit status and messages as an in-process render; nothing
+of one render reaching another; Argo CD's deadline still ending a render; and a missing, dead
+or stuck server never failing or hanging a render (it just runs in-process).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cmp import __version__
+from cmp.cli import SERVED_MODES
+from cmp.server.client import START_TIMEOUT, socket_path
+from cmp.settings import RENDER_SERVER_MODES
+from tests.support.apptree import build_tree, clean_env, run_cli
+from tests.support.cmpserver import AppSpec, CmpServer
+from tests.support.moto_ecr import ACCOUNT, REGION
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+WAIT = 30.0  # seconds for a server to come up on a loaded CI machine
+# A template that renders for hours (10^10 empty iterations): only a signal ends it.
+SPIN = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}\n"
+
+
+class Server:
+    """A `tagpin render-server` process, as an operator would run it."""
+
+    def __init__(self, socket: Path, log: Path, env: dict[str, str] | None = None) -> None:
+        self.socket, self.log = socket, log
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cmp.server.listener", "--socket", str(socket),
+             "--log", str(log), "--log-renders"],
+            env=clean_env(env), stdin=subprocess.DEVNULL, start_new_session=True)
+        wait_for(lambda: "serving" in self.log_text(), "the render server to start")
+
+    def log_text(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
+
+    def worker_lines(self) -> list[str]:
+        """One line per render, written when the server reaps its worker."""
+        return [line for line in self.log_text().splitlines()
+                if " worker " in line and "private memory" not in line]
+
+    def private_lines(self) -> list[str]:
+        return [line for line in self.log_text().splitlines() if "private memory" in line]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.terminate()
+            self.process.wait(timeout=WAIT)
+
+
+def wait_for(condition: object, what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def socket_dir() -> Iterator[Path]:
+    # Short and private: a socket path must fit in 100 bytes, unlike pytest's tmp paths.
+    directory = Path(tempfile.mkdtemp(prefix="tp-", dir="/tmp"))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def server(socket_dir: Path) -> Iterator[Server]:
+    started = Server(socket_dir / "render.sock", socket_dir / "server.log",
+                     env={"ARGOCD_ENV_TEAM": "from-the-server", "SERVER_ONLY": "secret"})
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Path:
+    """examples/web (digests from its tagpin.lock: no ECR) plus a template showing env.TEAM."""
+    root = tmp_path / "repo"
+    shutil.copytree(REPO / "examples" / "web", root / "apps" / "web")
+    shutil.copytree(REPO / "examples" / "lib", root / "examples" / "lib")
+    (root / ".git").mkdir()
+    build_tree(root / "apps" / "web", {
+        "templates/team.yaml.j2": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: team}\n"
+                                  "data:\n  team: {{ env.TEAM | quote }}\n",
+    })
+    return root / "apps" / "web"
+
+
+def argocd_env(app: Path, **extra: str) -> dict[str, str]:
+    return {"ARGOCD_APP_NAME": "web", "ARGOCD_APP_NAMESPACE": "shop",
+            "ARGOCD_APP_SOURCE_PATH": "apps/web", "ARGOCD_APP_REVISION": "0" * 40,
+            "ARGOCD_ENV_TEAM": "payments", **extra}
+
+
+def served(server: Server, **extra: str) -> dict[str, str]:
+    return {"TAGPIN_RENDER_SERVER": "on", "TAGPIN_RENDER_SERVER_SOCKET": str(server.socket),
+            **extra}
+
+
+def test_a_served_render_is_the_in_process_render(server: Server, app: Path) -> None:
+    env = argocd_env(app, ARGOCD_ENV_TEAM="zürich-支払い")  # the worker encodes like the client
+    alone = run_cli(["generate"], cwd=app, env=env)
+    answered = run_cli(["generate"], cwd=app, env={**env, **served(server)})
+    assert alone.returncode == 0, alone.stderr.decode()
+    assert (answered.returncode, answered.stdout, answered.stderr) == (0, alone.stdout, b"")
+    assert "team: zürich-支払い".encode() in answered.stdout
+    wait_for(lambda: server.worker_lines(), "the worker's log line")
+    assert len(server.worker_lines()) == 1 and "exit 0" in server.worker_lines()[0]
+    # --log-renders also says what the worker added to the server's shared pages.
+    (private,) = server.private_lines()
+    peak = float(server.worker_lines()[0].split("peak RSS ")[1].split()[0])
+    assert 0 < float(private.split("private memory ")[1].split()[0]) < peak
+
+
+def test_a_served_render_encodes_its_output_as_the_client_asked(server: Server,
+                                                               app: Path) -> None:
+    env = argocd_env(app, ARGOCD_ENV_TEAM="zürich", PYTHONIOENCODING="latin-1")
+    alone = run_cli(["generate"], cwd=app, env=env)
+    answered = run_cli(["generate"], cwd=app, env={**env, **served(server)})
+    assert "team: zürich".encode("latin-1") in alone.stdout
+    assert (answered.returncode, answered.stdout) == (0, alone.stdout)
+
+
+def test_a_served_failure_fails_the_same_way(server: Server, app: Path) -> None:
+    (app / "templates" / "service.yaml").write_text("apiVersion: v1\nkind: Service\n")
+    alone = run_cli(["generate"], cwd=app, env=argocd_env(app))
+    answered = run_cli(["generate"], cwd=app, env={**argocd_env(app), **served(server)})
+    assert alone.returncode == 6 and b"service.yaml:1: Service lacks metadata" in alone.stderr
+    assert (answered.returncode, answered.stdout, answered.stderr) == (6, b"", alone.stderr)
+    wait_for(lambda: any("exit 6" in line for line in server.worker_lines()), "the worker's log")
+
+
+def test_each_render_sees_only_its_own_environment(server: Server, app: Path) -> None:
+    """The server was started with ARGOCD_ENV_TEAM set: no render may see it, or anything
+    else of the server's or of an earlier render's environment."""
+    first = run_cli(["generate"], cwd=app, env={**argocd_env(app), **served(server)})
+    env = {k: v for k, v in argocd_env(app).items() if k != "ARGOCD_ENV_TEAM"}
+    second = run_cli(["generate"], cwd=app, env={**env, **served(server)})
+    assert first.returncode == 0 and b"team: payments" in first.stdout
+    assert second.returncode == 5, second.stderr.decode()
+    assert b"team.yaml.j2:5: env.TEAM is not defined" in second.stderr
+    alone = run_cli(["generate"], cwd=app, env=env)
+    assert (second.returncode, second.stderr) == (alone.returncode, alone.stderr)
+    assert b"from-the-server" not in first.stdout + second.stdout + second.stderr
+
+
+def test_concurrent_served_renders_match_serial_ones(server: Server, app: Path) -> None:
+    teams = [f"team-{i}" for i in range(12)]
+
+    def render(team: str) -> bytes:
+        done = run_cli(["generate"], cwd=app,
+                       env={**argocd_env(app, ARGOCD_ENV_TEAM=team), **served(server)})
+        assert done.returncode == 0, done.stderr.decode()
+        return done.stdout
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        parallel = list(pool.map(render, teams))
+    assert parallel == [render(team) for team in teams]
+    assert all(f"team: {team}".encode() in out for team, out in zip(teams, parallel, strict=True))
+    wait_for(lambda: len(server.worker_lines()) == 2 * len(teams), "a log line per render")
+
+
+def test_argo_cds_deadline_ends_the_worker_too(server: Server, app: Path, tmp_path: Path) -> None:
+    """The worker is not in the render's process group, which is all Argo CD signals."""
+    (app / "templates" / "spin.yaml.j2").write_text(SPIN)
+    cmp = CmpServer.from_plugin_yaml(
+        REPO / "plugin.yaml", workdir=tmp_path / "cmp-tmp", timeout=3,
+        sidecar_env={"PATH": f"{BIN}{os.pathsep}/usr/bin:/bin", "HOME": str(tmp_path),
+                     "TAGPIN_APP_LOOKUP": "off", **served(server)})
+    (tmp_path / "cmp-tmp").mkdir()
+    result = cmp.generate(app.parents[1], AppSpec(name="web", source_path="apps/web"),
+                          exclude=[".git"])
+    assert not result.ok
+    wait_for(lambda: any("exit 130" in line for line in server.worker_lines()),
+             "the worker to end once its client was killed")
+
+
+def test_ctrl_c_on_a_served_render_stops_it_quietly(server: Server, app: Path) -> None:
+    (app / "templates" / "spin.yaml.j2").write_text(SPIN)
+    client = subprocess.Popen([str(BIN / "tagpin"), "generate"], cwd=app,
+                              env=clean_env({**argocd_env(app), **served(server)}),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(2)  # well into the render
+    client.send_signal(signal.SIGINT)
+    stdout, stderr = client.communicate(timeout=WAIT)
+    assert (client.returncode, stdout) == (130, b"")
+    assert b"Traceback" not in stderr
+    wait_for(lambda: any("exit 130" in line for line in server.worker_lines()),
+             "the worker to end with its client")
+
+
+def test_a_served_render_writes_the_cache_with_the_clients_umask(
+        server: Server, tmp_path: Path, moto_ecr: Any) -> None:
+    """The digest cache's directories get the modes an in-process render gives them."""
+    moto_ecr.push("shop/web", "v1")
+    app = tmp_path / "repo" / "app"
+    build_tree(app, {"tagpin.yaml": "{}\n", "templates/web.yaml": (
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers:\n"
+        f"  - name: web\n    image: {ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/shop/web:v1\n")})
+    cache = tmp_path / "cache"
+    env = {**os.environ, **served(server), "TAGPIN_CACHE_DIR": str(cache),
+           "TAGPIN_APP_LOOKUP": "off", "ARGOCD_APP_NAME": "web", "ARGOCD_APP_SOURCE_PATH": "app"}
+    done = subprocess.run([str(BIN / "tagpin"), "generate"], cwd=app, env=env,
+                          capture_output=True, preexec_fn=lambda: os.umask(0o077), check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    assert b"@sha256:" in done.stdout
+    wait_for(lambda: server.worker_lines(), "the render to be served")
+    made = [path for path in cache.rglob("*") if path.is_dir()]
+    assert made and all(path.stat().st_mode & 0o077 == 0 for path in made), [
+        (str(path), oct(path.stat().st_mode)) for path in made]
+
+
+def test_a_dead_server_means_an_in_process_render(server: Server, app: Path) -> None:
+    server.process.kill()  # SIGKILL: the socket file stays behind
+    server.process.wait(timeout=WAIT)
+    assert server.socket.exists()
+    done = run_cli(["generate"], cwd=app, env={**argocd_env(app), **served(server)})
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout == run_cli(["generate"], cwd=app, env=argocd_env(app)).stdout
+
+
+def test_a_stuck_server_does_not_hang_renders(server: Server, app: Path) -> None:
+    server.process.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        done = run_cli(["generate"], cwd=app, env={**argocd_env(app), **served(server)})
+        took = time.monotonic() - started
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+    assert done.returncode == 0, done.stderr.decode()
+    assert b"team: payments" in done.stdout
+    assert START_TIMEOUT <= took < START_TIMEOUT + 20
+
+
+def test_auto_starts_a_server_for_later_renders(app: Path, tmp_path: Path) -> None:
+    """Through the cmp-server harness, which waits for the render's pipes to close: a server
+    started by a render must not hold them (Argo CD would wait for it forever)."""
+    scratch = Path(tempfile.mkdtemp(prefix="tp-", dir="/tmp"))
+    cache = scratch / "cache"  # a fresh sidecar: not there until the first render
+    sock = cache / f"render-server-{__version__}.sock"
+    (tmp_path / "cmp-tmp").mkdir()
+    cmp = CmpServer.from_plugin_yaml(
+        REPO / "plugin.yaml", workdir=tmp_path / "cmp-tmp", timeout=60,
+        sidecar_env={"PATH": f"{BIN}{os.pathsep}/usr/bin:/bin", "HOME": str(tmp_path),
+                     "TAGPIN_APP_LOOKUP": "off", "TAGPIN_CACHE_DIR": str(cache),
+                     "TAGPIN_RENDER_SERVER": "auto"})
+    spec = AppSpec(name="web", source_path="apps/web",
+                   plugin={"name": "tagpin", "env": [{"name": "TEAM", "value": "search"}]})
+    log = Path(f"{sock}.log")
+    try:
+        first = cmp.generate(app.parents[1], spec, exclude=[".git"])
+        assert first.ok, first.error
+        wait_for(lambda: "serving" in (log.read_text() if log.exists() else ""),
+                 "a render server started by the first render")
+        second = cmp.generate(app.parents[1], spec, exclude=[".git"])
+        assert second.ok, second.error
+        assert second.stdout == first.stdout
+        assert "team: search" in second.stdout
+    finally:
+        pid = re.search(r"\(pid (\d+),", log.read_text() if log.exists() else "")
+        if pid:
+            os.kill(int(pid.group(1)), signal.SIGTERM)
+            wait_for(lambda: "stopped" in log.read_text(), "the server to stop")
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def test_a_server_that_cannot_start_is_tried_once_per_backoff(app: Path) -> None:
+    """A shared (group-writable) cache directory cannot hold the socket: renders still work,
+    and do not each pay for starting a server that refuses to run."""
+    cache = Path(tempfile.mkdtemp(prefix="tp-", dir="/tmp"))
+    cache.chmod(0o777)
+    sock = cache / f"render-server-{__version__}.sock"
+    log, lock = Path(f"{sock}.log"), Path(f"{sock}.lock")
+    env = {**argocd_env(app), "TAGPIN_RENDER_SERVER": "auto", "TAGPIN_CACHE_DIR": str(cache)}
+    try:
+        first = run_cli(["generate"], cwd=app, env=env)
+        assert first.returncode == 0, first.stderr.decode()
+        wait_for(lambda: "cannot serve" in (log.read_text() if log.exists() else ""),
+                 "the server's refusal")
+        assert "writable by no one else" in log.read_text()
+        started_at = lock.stat().st_mtime_ns
+        second = run_cli(["generate"], cwd=app, env=env)
+        assert (second.returncode, second.stdout) == (0, first.stdout)
+        assert lock.stat().st_mtime_ns == started_at  # no second start within the backoff
+        assert log.read_text().count("cannot serve") == 1
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def test_a_second_server_on_the_same_socket_leaves(server: Server) -> None:
+    again = run_cli(["render-server", "--socket", str(server.socket)])
+    assert again.returncode == 0
+    assert b"another server already serves" in again.stderr
+    assert server.process.poll() is None
+
+
+def test_a_socket_directory_others_can_write_is_refused(socket_dir: Path) -> None:
+    shared = socket_dir / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    done = run_cli(["render-server", "--socket", str(shared / "render.sock")])
+    assert done.returncode == 2
+    assert b"writable by no one else" in done.stderr
+    assert not (shared / "render.sock").exists()
+
+
+def test_a_mistyped_mode_is_an_error_not_a_silent_default(app: Path) -> None:
+    done = run_cli(["generate"], cwd=app, env={**argocd_env(app), "TAGPIN_RENDER_SERVER": "yes"})
+    assert done.returncode != 0 and done.stdout == b""
+    assert b"TAGPIN_RENDER_SERVER='yes' must be one of off, on, auto" in done.stderr
+
+
+def test_socket_path_defaults_and_limits() -> None:
+    assert set(SERVED_MODES) < set(RENDER_SERVER_MODES)  # the fast path knows the modes
+    name = f"render-server-{__version__}.sock"
+    assert socket_path({"TAGPIN_CACHE_DIR": "/c"}) == f"/c/{name}"
+    assert socket_path({"XDG_CACHE_HOME": "/x"}) == f"/x/tagpin/{name}"
+    assert socket_path({"TAGPIN_RENDER_SERVER_SOCKET": "/s.sock", "TAGPIN_CACHE_DIR": "/c"}) \
+        == "/s.sock"
+    assert socket_path({"TAGPIN_CACHE_DIR": "/" + "d" * 120}) is None  # cannot be bound
+    assert socket_path({}) is None

@@ -1,0 +1,359 @@
+"""The YAML loader reads what kubectl reads; the emitter writes one canonical byte stream."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cmp.errors import SourceError
+from cmp.request import AppInfo
+from cmp.source.emit import emit_stream, emit_value
+from cmp.source.yamlread import load_all, load_one
+from tests.support.apptree import build_tree, cm, render_text, run_cli
+
+LIMIT = 100_000
+
+
+def load(text: str) -> Any:
+    return load_one(text, "apps/web/values.yaml", max_nodes=LIMIT)
+
+
+# --- loader: go-yaml v2 scalar rules -------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("scalar", "expected"),
+    [
+        ("12:30", "12:30"),  # PyYAML: sexagesimal 750
+        ("1:20:30", "1:20:30"),
+        ("2024-01-01", "2024-01-01"),  # PyYAML: datetime.date
+        ("2001-12-14t21:59:43.10-05:00", "2001-12-14t21:59:43.10-05:00"),
+        ("=", "="),  # PyYAML: an error
+        ("y", True),  # PyYAML: the string "y"
+        ("Y", True),
+        ("n", False),
+        ("yes", True),
+        ("NO", False),
+        ("on", True),
+        ("OFF", False),
+        ("1e3", 1000.0),  # PyYAML: the string "1e3"
+        ("1e+3", 1000.0),
+        ("1.10", 1.1),
+        ("0o17", 15),  # PyYAML: the string "0o17"
+        ("017", 15),
+        ("0x1F", 31),
+        ("0b101", 5),
+        ("1_000", 1000),
+        ("+12", 12),
+        ("-0", 0),
+        ("08", 8.0),  # not octal, so go-yaml falls through to a float
+        ("~", None),
+        ("null", None),
+        ("", None),
+        (".inf", math.inf),
+        ("-.inf", -math.inf),
+        ("plain words", "plain words"),
+        ("v1.4.2", "v1.4.2"),
+    ],
+)
+def test_plain_scalars_resolve_like_kubernetes(scalar: str, expected: Any) -> None:
+    value = load(f"key: {scalar}\n")["key"]
+    assert value == expected
+    assert type(value) is type(expected)
+
+
+def test_nan_is_a_float() -> None:
+    assert math.isnan(load("key: .nan\n")["key"])
+
+
+def test_explicit_str_tag_and_quotes_keep_strings() -> None:
+    assert load("a: !!str 12\nb: '0755'\nc: \"yes\"\n") == {"a": "12", "b": "0755", "c": "yes"}
+
+
+def test_duplicate_key_is_an_error_naming_file_and_line() -> None:
+    with pytest.raises(SourceError) as caught:
+        load("image: a\nreplicas: 2\nimage: b\n")
+    assert str(caught.value).startswith("apps/web/values.yaml:3:")
+    assert "duplicate key 'image'" in str(caught.value)
+
+
+def test_duplicate_key_in_a_nested_mapping_names_its_line() -> None:
+    with pytest.raises(SourceError, match=r"values\.yaml:4:.*duplicate key 'tag'"):
+        load("image:\n  repository: r\n  tag: a\n  tag: b\n")
+
+
+def test_merge_keys_merge_and_local_keys_win() -> None:
+    text = "base: &base {cpu: 1, memory: 2}\nweb:\n  <<: *base\n  memory: 4\n"
+    assert load(text)["web"] == {"cpu": 1, "memory": 4}
+
+
+def test_merge_key_with_a_list_of_mappings() -> None:
+    text = "a: &a {x: 1}\nb: &b {x: 2, z: 3}\nc:\n  <<: [*a, *b]\n  w: 0\n"
+    assert load(text)["c"] == {"x": 1, "z": 3, "w": 0}
+
+
+def test_alias_bomb_is_refused_with_a_clear_message() -> None:
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    for previous, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{previous}"] * 10) + "]")
+    with pytest.raises(SourceError) as caught:
+        load_all("\n".join(lines) + "\n", "templates/bomb.yaml", max_nodes=2_000_000)
+    message = str(caught.value)
+    assert message.startswith("templates/bomb.yaml:1:")
+    assert "alias bomb" in message and "limit 2000000" in message
+
+
+def test_aliases_within_the_limit_are_expanded() -> None:
+    assert load("a: &a [1, 2]\nb: *a\n") == {"a": [1, 2], "b": [1, 2]}
+
+
+@pytest.mark.parametrize(
+    "tagged",
+    [
+        "!!binary aGVsbG8=",
+        "!!python/object/apply:os.system ['id']",
+        "!!python/name:os.system",
+        "!!python/object:builtins.dict {}",
+        "!!timestamp 2024-01-01",
+        "!!set {a, b}",
+        "!custom value",
+    ],
+)
+def test_tags_without_a_json_form_are_refused(tagged: str) -> None:
+    with pytest.raises(SourceError, match=r"^apps/web/values\.yaml:2:\d+: .*unsupported YAML tag"):
+        load(f"ok: 1\nkey: {tagged}\n")
+
+
+def test_syntax_error_names_file_and_line() -> None:
+    with pytest.raises(SourceError, match=r"^apps/web/values\.yaml:3:\d+: invalid YAML: mapping"):
+        load("a: 1\nb: 2\nc: d: e\n")
+
+
+def test_control_character_error_names_the_line() -> None:
+    with pytest.raises(SourceError, match=r"^apps/web/values\.yaml:2: invalid YAML: .*U\+0007"):
+        load("a: 1\nb: x\x07y\n")
+
+
+def test_load_all_gives_each_document_its_start_line() -> None:
+    stream = "---\na: 1\n---\n# comment\nb: 2\n---\n"
+    assert load_all(stream, "s.yaml", max_nodes=LIMIT) == [(2, {"a": 1}), (5, {"b": 2}),
+                                                            (7, None)]
+
+
+def test_load_one_refuses_several_documents() -> None:
+    with pytest.raises(SourceError, match=r"^apps/web/values\.yaml:3: expected one YAML document"):
+        load("a: 1\n---\nb: 2\n")
+
+
+# --- emitter: canonical form ---------------------------------------------------------------
+
+AMBIGUOUS = ["yes", "Yes", "NO", "on", "Off", "y", "n", "true", "False", "0755", "1.10", "1e3",
+             "~", "null", "Null", "", "2024-01-01", "2001-12-14 21:59:43.10 -5", "12:30",
+             "1:20:30", "=", "<<", "0o17", "0x1F", "0b11", ".inf", "-.Inf", ".NaN", "+1", "-2",
+             "1_000", "08", ".5", "1."]
+
+
+@pytest.mark.parametrize("text", AMBIGUOUS)
+def test_strings_any_yaml_reader_could_misread_are_quoted(text: str) -> None:
+    emitted = emit_value({"k": text})
+    assert emitted in (f"k: '{text}'", f'k: "{text}"')
+    # Every reader (Kubernetes rules, PyYAML's YAML 1.1) gets the string back.
+    assert load(emitted) == {"k": text}
+    assert yaml.safe_load(emitted) == {"k": text}
+
+
+@pytest.mark.parametrize("text", ["web", "v1.4.2", "nginx:1.27", "a b", "123456789012.dkr"])
+def test_plain_strings_stay_plain(text: str) -> None:
+    assert emit_value({"k": text}) == f"k: {text}"
+
+
+def test_kubernetes_keys_come_first_then_code_point_order() -> None:
+    document = {"spec": 1, "metadata": {"name": "x"}, "Zeta": 2, "kind": "K", "apiVersion": "v1",
+                "alpha": 3, "_x": 4, "é": 5, "Alpha": 6}
+    assert emit_stream([document]) == (
+        "---\napiVersion: v1\nkind: K\nmetadata:\n  name: x\n"
+        "Alpha: 6\nZeta: 2\n_x: 4\nalpha: 3\nspec: 1\né: 5\n"
+    )
+
+
+def test_nested_mappings_are_sorted_and_lists_keep_their_order() -> None:
+    document = {"data": {"b": 1, "a": 2}, "items": [3, 1, 2]}
+    assert emit_stream([document]) == "---\ndata:\n  a: 2\n  b: 1\nitems:\n- 3\n- 1\n- 2\n"
+
+
+def test_non_string_keys_become_strings_as_in_json() -> None:
+    assert emit_value({1: "a", None: "b", False: "c", 2.5: "d"}) == (
+        "'1': a\n'2.5': d\n'false': c\n'null': b")
+
+
+def test_every_document_starts_with_a_separator_and_the_stream_ends_with_a_newline() -> None:
+    text = emit_stream([{"a": 1}, {"b": 2}])
+    assert text == "---\na: 1\n---\nb: 2\n"
+
+
+def test_multi_line_strings_are_block_literals() -> None:
+    text = emit_stream([{"script": "#!/bin/sh\necho hi\n", "two": "a\nb"}])
+    assert text == "---\nscript: |\n  #!/bin/sh\n  echo hi\ntwo: |-\n  a\n  b\n"
+    assert load(text) == {"script": "#!/bin/sh\necho hi\n", "two": "a\nb"}
+
+
+def test_shared_objects_are_written_out_without_anchors() -> None:
+    shared = {"cpu": "1"}
+    text = emit_stream([{"a": shared, "b": shared, "c": [shared, shared]}])
+    assert "&" not in text and "*" not in text
+    assert text.count("cpu: '1'") == 4
+
+
+def test_long_lines_are_never_folded() -> None:
+    long = "x " * 500
+    assert emit_value({"k": long.strip()}) == f"k: {long.strip()}"
+
+
+def test_unicode_is_written_as_is() -> None:
+    assert emit_value({"k": "café ✓"}) == "k: café ✓"
+
+
+@pytest.mark.parametrize(
+    ("number", "written"),
+    [(1.0, "1.0"), (0.1, "0.1"), (1e20, "1.0e+20"), (1e-7, "1.0e-07"), (math.inf, ".inf"),
+     (-math.inf, "-.inf"), (math.nan, ".nan"), (3, "3"), (True, "true"), (None, "null")],
+)
+def test_numbers_have_one_spelling(number: Any, written: str) -> None:
+    assert emit_value({"k": number}) == f"k: {written}"
+
+
+def test_to_yaml_value_has_no_document_markers() -> None:
+    assert emit_value("yes") == "'yes'"
+    assert emit_value(5) == "5"
+    assert emit_value([1, "on"]) == "- 1\n- 'on'"
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+         "data": {t or "empty": t for t in AMBIGUOUS}},
+        {"s": ["line1\nline2\n", "a\nb", "trailing \nspace", "x\n\n", "\ttab\nx", " lead\nx"]},
+        {"n": [0, -1, 2**62, 1.5, -0.0, 1e300], "b": [True, False], "z": None, "e": {}, "l": []},
+    ],
+)
+def test_emit_then_load_is_a_round_trip_and_a_fixed_point(document: dict[str, Any]) -> None:
+    text = emit_stream([document])
+    assert text.endswith("\n")
+    assert load_all(text, "out.yaml", max_nodes=LIMIT) == [(2, document)]
+    assert emit_stream([load(text)]) == text
+
+
+# --- whole renders: fixed point and determinism --------------------------------------------
+
+REPO = Path(__file__).resolve().parents[3]
+
+TRICKY_TEMPLATE = """\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: tricky
+  annotations: {{ values.annotations | to_json }}
+data:
+{% for text in values.strings %}
+  k{{ loop.index }}: {{ text | to_json }}
+{% endfor %}
+  script: {{ values.script | to_json }}
+binaryData: {}
+"""
+TRICKY_VALUES = {
+    "strings": AMBIGUOUS,
+    "script": "#!/bin/sh\nset -eu\necho 'on' \"yes\"\n",
+    "annotations": {"z.io/b": "1", "a.io/a": "y", "é": "x", "B": "12:30"},
+}
+
+
+@pytest.fixture
+def example_repo(tmp_path: Path) -> Path:
+    """A copy of the example app (web + the shared library), with its tagpin.lock."""
+    shutil.copytree(REPO / "examples", tmp_path / "repo" / "examples")
+    return tmp_path / "repo"
+
+
+def fixed_point(first: str, tmp_path: Path) -> str:
+    """Write a render's output back as a plain-YAML app and render that."""
+    app = build_tree(tmp_path / "again", {"tagpin.yaml": "{}\n", "templates/all.yaml": first})
+    return render_text(app)
+
+
+def test_render_of_the_example_is_a_fixed_point(example_repo: Path, tmp_path: Path) -> None:
+    first = render_text(example_repo / "examples/web", example_repo,
+                        app=AppInfo(instance="web", namespace="prod", revision="a" * 40))
+    assert first.startswith("---\napiVersion: ") and first.endswith("\n")
+    assert "@sha256:" in first
+    assert fixed_point(first, tmp_path) == first
+
+
+def test_render_of_tricky_strings_is_a_fixed_point(tmp_path: Path) -> None:
+    app = build_tree(tmp_path / "app", {
+        "tagpin.yaml": "{}\n", "values.yaml": json.dumps(TRICKY_VALUES),
+        "templates/tricky.yaml.j2": TRICKY_TEMPLATE})
+    first = render_text(app)
+    [body] = [document for _, document in load_all(first, "out", max_nodes=LIMIT)]
+    assert body["data"]["script"] == TRICKY_VALUES["script"]
+    assert [body["data"][f"k{i + 1}"] for i in range(len(AMBIGUOUS))] == AMBIGUOUS
+    assert "script: |\n" in first
+    assert fixed_point(first, tmp_path) == first
+
+
+@pytest.mark.parametrize(
+    "environment",
+    [
+        {"PYTHONHASHSEED": "1", "TZ": "Pacific/Kiritimati", "LC_ALL": "C.UTF-8"},
+        {"PYTHONHASHSEED": "4242", "TZ": "America/Adak", "LC_ALL": "POSIX"},
+        {"PYTHONHASHSEED": "random", "TZ": "UTC", "LC_ALL": "C", "LANG": "tr_TR.UTF-8"},
+    ],
+)
+def test_cli_output_does_not_depend_on_hash_seed_time_zone_or_locale(
+        example_repo: Path, tmp_path: Path, environment: dict[str, str]) -> None:
+    app = build_tree(example_repo / "examples/web", {
+        "templates/tricky.yaml.j2": TRICKY_TEMPLATE,
+        "values-tricky.yaml": json.dumps(TRICKY_VALUES)})
+    args = ["render", str(app), "--repo-root", str(example_repo), "--app-name", "argocd_web",
+            "-n", "prod", "--revision", "b" * 40, "-f", "values-tricky.yaml",
+            "--set", "replicas=3", "--env", "LOG_LEVEL=debug"]
+    reference = run_cli(args, env={"PYTHONHASHSEED": "0", "TZ": "UTC", "LC_ALL": "C.UTF-8"})
+    assert reference.returncode == 0, reference.stderr.decode()
+    done = run_cli(args, env=environment)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout == reference.stdout
+    assert b"replicas: 3" in done.stdout and b"value: debug" in done.stdout
+
+
+def test_output_does_not_depend_on_file_system_order(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    files: dict[str, str | bytes] = {
+        "tagpin.yaml": "valuesFiles: [b.yaml, a.yaml]\n",
+        "values.yaml": "x: 0\n", "a.yaml": "x: 1\n", "b.yaml": "x: 2\nw: 2\n",
+        **{f"templates/{d}/{n}.yaml.j2": cm(f"{d}-{n}", x="'{{ values.x }}'", w="'{{ values.w }}'")
+           for d in ("b", "a", "c/d", "A") for n in ("z", "m", "a", "_")},
+    }
+    names = list(files)
+    first = render_text(build_tree(tmp_path / "forward", files, order=names))
+    second = render_text(build_tree(tmp_path / "backward", files, order=reversed(names)))
+    assert first == second
+    assert first.count("---\n") == 12  # the `_` partials render nothing
+    assert "  x: '1'\n" in first
+
+    # Directory listings come back in whatever order the file system keeps; reverse them all.
+    real_walk = os.walk
+
+    def reversed_walk(top: Any, *args: Any, **kwargs: Any) -> Any:
+        for directory, dirnames, filenames in real_walk(top, *args, **kwargs):
+            dirnames.reverse()
+            filenames.reverse()
+            yield directory, dirnames, filenames
+
+    monkeypatch.setattr(os, "walk", reversed_walk)
+    assert render_text(tmp_path / "forward") == first

@@ -1,0 +1,103 @@
+"""The parameter and settings tables (cmp/settings.py): the defaults Argo CD never sends,
+parameter parsing, and TAGPIN_* values."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cmp.errors import ConfigError
+from cmp.settings import (
+    PARAMETERS,
+    SETTINGS,
+    parse_parameters,
+    plugin_config,
+    setting_choice,
+    setting_int,
+)
+
+DEFAULTS = {"values-files": [], "values": {}, "image-updater": {}}
+
+
+@pytest.mark.parametrize("raw", [None, "", "null", "[]", " null "])
+def test_no_parameters_means_the_announced_defaults(raw: str | None) -> None:
+    assert parse_parameters(raw) == DEFAULTS
+
+
+def test_parameters_override_only_what_they_set() -> None:
+    raw = json.dumps([{"name": "values-files", "array": ["a.yaml", "b.yaml"]},
+                      {"name": "image-updater", "map": {"web.allow-tags": "regexp:^pr-1-"}}])
+    assert parse_parameters(raw) == {"values-files": ["a.yaml", "b.yaml"], "values": {},
+                                     "image-updater": {"web.allow-tags": "regexp:^pr-1-"}}
+
+
+def test_defaults_are_fresh_copies() -> None:
+    first = parse_parameters(None)
+    first["values"]["x"] = "1"
+    assert parse_parameters(None)["values"] == {}
+
+
+def test_every_bad_parameter_is_reported_at_once() -> None:
+    raw = json.dumps([{"name": "valuesFiles", "array": []},
+                      {"name": "values", "string": "image.tag=v2"},
+                      {"name": "values-files", "array": ["a", 1]},
+                      {"array": ["nameless"]}])
+    with pytest.raises(ConfigError) as caught:
+        parse_parameters(raw)
+    assert caught.value.problems == (
+        "unknown plugin parameter 'valuesFiles' (tagpin knows: values-files, values, "
+        "image-updater)",
+        "plugin parameter 'values': must be given as map, not string",
+        "plugin parameter 'values-files': must be an array of strings",
+        'plugin parameter {"array": ["nameless"]} has no name',
+    )
+
+
+@pytest.mark.parametrize("raw, message", [
+    ("{not json", "ARGOCD_APP_PARAMETERS is not valid JSON"),
+    ('{"name": "values"}', "must be a JSON list"),
+])
+def test_malformed_parameter_json_is_a_config_error(raw: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_parameters(raw)
+
+
+def test_announcements_carry_the_same_defaults_the_code_applies() -> None:
+    static = plugin_config()["spec"]["parameters"]["static"]
+    for announced, parameter in zip(static, PARAMETERS, strict=True):
+        kind = parameter.collection_type
+        assert announced["collectionType"] == kind
+        assert announced[kind] == DEFAULTS[parameter.name]
+
+
+def test_discovery_claims_only_directories_holding_tagpin_yaml() -> None:
+    assert plugin_config()["spec"]["discover"] == {"fileName": "tagpin.yaml"}
+    assert "version" not in plugin_config()["spec"]  # socket tagpin.sock, plugin name "tagpin"
+
+
+def test_empty_setting_means_the_default_because_argo_cd_passes_empty_values() -> None:
+    assert setting_int({"TAGPIN_CACHE_TTL": ""}, "TAGPIN_CACHE_TTL") == 300
+    assert setting_choice({"TAGPIN_CACHE": ""}, "TAGPIN_CACHE", ("on", "off")) == "on"
+
+
+@pytest.mark.parametrize("environ, message", [
+    ({"TAGPIN_CACHE_TTL": "5m"}, "TAGPIN_CACHE_TTL='5m' is not a whole number"),
+    ({"TAGPIN_CACHE_TTL": "-1"}, "TAGPIN_CACHE_TTL=-1 must be at least 0"),
+])
+def test_bad_numbers_are_config_errors(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        setting_int(environ, "TAGPIN_CACHE_TTL")
+
+
+def test_bad_choices_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="TAGPIN_CACHE='sometimes' must be one of on, off"):
+        setting_choice({"TAGPIN_CACHE": "sometimes"}, "TAGPIN_CACHE", ("on", "off"))
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    missing = [s.env for s in SETTINGS if f"| `{s.env}` |" not in readme]
+    assert missing == []
