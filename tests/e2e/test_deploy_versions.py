@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests import test_deploy
+from tests.e2e import test_deploy
 from tests.support.kustomize import kustomize_build
 
 REPO = Path(__file__).resolve().parents[2]

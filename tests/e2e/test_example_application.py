@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from tests.test_contract import REPO, REVISION, server, user_repo  # noqa: F401
 
+from tests.e2e.test_contract import REPO, REVISION, server, user_repo  # noqa: F401
 from tests.support.cmpserver import AppSpec, CmpServer
 
 APPLICATION = REPO / "deploy" / "examples" / "application.yaml"

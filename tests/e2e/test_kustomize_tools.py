@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.test_kustomize import BASE, overlay
 
 from cmp.testing import render_app
 from tests.support.apptree import build_tree
 from tests.support.moto_ecr import ACCOUNT, REGION
+from tests.unit.source.test_kustomize import BASE, overlay
 
 BIN = Path(sys.executable).parent
 TAGPIN = BIN / "tagpin"

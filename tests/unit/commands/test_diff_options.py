@@ -6,7 +6,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.test_diff import (
+from cmp.errors import ExitStatus
+from tests.unit.commands.test_diff import (
     APP_FILES,
     DIGEST_V1,
     DIGEST_V2,
@@ -16,8 +17,6 @@ from tests.test_diff import (
     lock_text,
     offline_env,
 )
-
-from cmp.errors import ExitStatus
 
 
 def run(repo: Repo, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.test_lock import HOST, ecr_env, rebuilt, run, values, write_app  # noqa: F401
-
 from cmp.errors import ExitStatus
+from tests.unit.registry.test_lock import HOST, ecr_env, rebuilt, run, values, write_app  # noqa: F401
 
 
 def test_check_passes_fails_and_never_writes(

@@ -283,7 +283,7 @@ def test_a_hung_kustomize_is_stopped_by_the_timeout(
 def test_the_image_ships_the_kustomize_the_tests_run_checksummed() -> None:
     import re
 
-    from tests.test_deploy import copy_of, dockerfile_stages
+    from tests.e2e.test_deploy import copy_of, dockerfile_stages
 
     stages = dockerfile_stages((REPO / "Dockerfile").read_text())
     (stage,) = [s for s in stages if s[0].args.endswith(" AS kustomize")]

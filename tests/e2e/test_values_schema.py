@@ -11,9 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.test_contract import server, user_repo, web_app  # noqa: F401
-
 from cmp.errors import ExitStatus
+from tests.e2e.test_contract import server, user_repo, web_app  # noqa: F401
 from tests.support.cmpserver import CmpServer
 
 TAGPIN = str(Path(sys.executable).with_name("tagpin"))
