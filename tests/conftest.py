@@ -1,5 +1,7 @@
 """Shared fixtures. Each support module registers its own fixtures as a pytest plugin."""
 
+from pathlib import Path
+
 import pytest
 
 pytest_plugins: list[str] = [
@@ -9,6 +11,16 @@ pytest_plugins: list[str] = [
     "tests.support.snapshots",
     "tests.support.hostile",
 ]
+
+E2E = Path(__file__).resolve().parent / "e2e"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The folder is the marker: everything under tests/e2e/ is `e2e`, so `-m "not e2e"` runs
+    the unit tests alone."""
+    for item in items:
+        if E2E in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(autouse=True)
