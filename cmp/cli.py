@@ -1,4 +1,4 @@
-"""The command line: parse flags, build a RenderRequest, run the pipeline, map errors to exit codes.
+"""The console script `tagpin`: the fast path of `tagpin generate`, else the click commands.
 
 Output discipline: stdout receives the rendered YAML exactly once, at the very end, and only
 on success. Argo CD reads empty output as "no resources", which with auto-prune deletes the
@@ -15,11 +15,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy kno
 SERVED_MODES = ("on", "auto")
 
 if TYPE_CHECKING:  # imported where used: a served render imports next to nothing
-    from collections.abc import Callable, Mapping, Sequence
-    from pathlib import Path
-    from typing import Any
-
-    from cmp.errors import TagpinError
+    from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -41,6 +37,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 exit_now(status)
         from pathlib import Path
 
+        from cmp.commands.generate import generate
+
         exit_now(generate(os.environ, Path.cwd()))
     sys.exit(_click_main(args))
 
@@ -56,82 +54,6 @@ def exit_now(status: int) -> None:
     except OSError:
         sys.exit(status)  # let Python report a closed pipe as it always does
     os._exit(status)
-
-
-def generate(environ: Mapping[str, str], cwd: Path, *, debug: bool = False) -> int:
-    """What Argo CD's cmp-server runs: everything comes from the environment."""
-
-    def job() -> Any:
-        from cmp.pipeline import default_cache_dir, run
-        from cmp.request import from_argocd_environment
-        from cmp.server.memory import render_slot
-        from cmp.settings import RENDER_SERVER_MODES, setting_choice
-
-        limit_memory(environ)
-        setting_choice(environ, "TAGPIN_RENDER_SERVER", RENDER_SERVER_MODES)  # typos: an error
-        request = from_argocd_environment(environ, cwd)
-        with render_slot(environ, default_cache_dir(environ)):
-            return run(request)
-
-    return execute(job, debug=debug)
-
-
-def limit_memory(environ: Mapping[str, str]) -> None:
-    """Cap this process at one render's share of the container's memory (TAGPIN_MAX_MEMORY_MB,
-    cmp/server/memory.py): the Jinja2 sandbox cannot stop every way a template can build a huge
-    string, and a clear error naming the template is far better than the sidecar being
-    OOM-killed with every tenant's renders."""
-    from cmp.server.memory import container_limit_bytes, per_render_megabytes
-    from cmp.server.memory import limit_memory as cap
-
-    cap(per_render_megabytes(environ, container_limit_bytes()))
-
-
-def execute(job: Callable[[], Any], *, debug: bool = False) -> int:
-    """Run a render job; print its YAML once on success, or its problems on stderr."""
-    from cmp.errors import ExitStatus, TagpinError
-
-    try:
-        result = job()
-    except TagpinError as exc:
-        _report(exc)
-        if debug:
-            import traceback
-
-            traceback.print_exc(file=sys.stderr)
-        return int(exc.exit_status)
-    except KeyboardInterrupt:
-        return int(ExitStatus.INTERRUPTED)
-    except MemoryError:  # the cap (TAGPIN_MAX_MEMORY_MB) at work: the input is too large
-        from cmp.errors import SourceError
-
-        _report(SourceError(
-            "the render needs more memory than tagpin allows one render (TAGPIN_MAX_MEMORY_MB, "
-            "docs/reliability.md); is a values file, a YAML document or a template's output "
-            "very large?"))
-        return int(ExitStatus.SOURCE)
-    except Exception:  # noqa: BLE001 - anything else is a bug; never print partial output
-        sys.stderr.write("tagpin: internal error (a bug in tagpin; please report it)\n")
-        if debug:
-            import traceback
-
-            traceback.print_exc(file=sys.stderr)
-        else:
-            sys.stderr.write(f"  {sys.exc_info()[1]!r}\n  rerun with --debug for a traceback\n")
-        return int(ExitStatus.INTERNAL)
-    for warning in result.warnings:
-        sys.stderr.write(f"tagpin: warning: {warning}\n")
-    for note in result.notes:
-        sys.stderr.write(f"tagpin: {note}\n")
-    sys.stdout.write(result.text)
-    sys.stdout.flush()
-    return int(ExitStatus.OK)
-
-
-def _report(exc: TagpinError) -> None:
-    lines = [f"tagpin: {exc.title} (exit {int(exc.exit_status)}):"]
-    lines += [f"  {problem}" for problem in exc.problems]
-    sys.stderr.write("\n".join(lines) + "\n")
 
 
 def _click_main(args: list[str]) -> int:

@@ -37,7 +37,7 @@ class Side:
 
 @dataclass
 class DiffResult:
-    """Shaped like RenderResult for `cli.execute`: the unified diff on stdout, notes on stderr."""
+    """Shaped like RenderResult for `run.execute`: the unified diff on stdout, notes on stderr."""
 
     text: str
     different: bool

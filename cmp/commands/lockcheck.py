@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 def check_lock(request: RenderRequest, registry_factory: Callable[[], Registry],
                existing: Sequence[LockEntry], *, shown: str, concurrency: int = 8) -> list[str]:
     """Notes for a lock that is up to date; a LockError naming every gap or mismatch."""
-    from cmp.registry.lock import lock_app
+    from cmp.commands.lock import lock_app
 
     # What `tagpin lock --update` would write: every used tag, as ECR answers now.
     wanted = lock_app(request, registry_factory, existing=existing, update=True, keep=False,

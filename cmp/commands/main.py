@@ -11,20 +11,12 @@ from typing import Any
 import click
 
 from cmp import __version__
-from cmp.cli import execute, generate
+from cmp.commands.generate import generate
+from cmp.commands.options import pairs
+from cmp.commands.run import execute
 from cmp.errors import ConfigError, ResolveError
 from cmp.request import AppInfo, KubeInfo, RenderRequest, for_directory, parse_api_versions
 from cmp.settings import PARAMETERS_BY_NAME, parse_parameters, plugin_yaml, setting_choice
-
-
-def _pairs(items: tuple[str, ...], flag: str) -> dict[str, str]:
-    pairs: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint=flag)
-        pairs[key] = value
-    return pairs
 
 
 def _debug_after_subcommand(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -149,12 +141,12 @@ def render_command(
     output_format: str,
 ) -> int:
     """Render APP_DIR exactly as the sidecar would, for people and CI."""
-    from cmp.cli import limit_memory
+    from cmp.commands.run import limit_memory
     from cmp.pipeline import run, services_from
 
-    env = _pairs(env_pairs, "--env")
-    sets = _pairs(set_pairs, "--set")
-    updater = _pairs(updater_pairs, "--image-updater")
+    env = pairs(env_pairs, "--env")
+    sets = pairs(set_pairs, "--set")
+    updater = pairs(updater_pairs, "--image-updater")
     debug = ctx.obj["debug"]
 
     def job() -> Any:
@@ -282,7 +274,7 @@ def _app_request(app_dir: Path, options: dict[str, Any], *, must_exist: bool = T
     """A RenderRequest from `_app_options` flags. Locks show what git says, never what a
     branch deploy would pick; a preview takes the `image-updater` parameter only if given."""
     parameters = parse_parameters(options["parameters_json"] or _parameters_from_flags(
-        options["values_files"], _pairs(options["set_pairs"], "--set"), updater or {}))
+        options["values_files"], pairs(options["set_pairs"], "--set"), updater or {}))
     return for_directory(
         app_dir,
         repo_root=options["repo_root"],
@@ -291,7 +283,7 @@ def _app_request(app_dir: Path, options: dict[str, Any], *, must_exist: bool = T
                     project=options["project"], revision=options["revision"]),
         kube=KubeInfo(version=options["kube_version"],
                       api_versions=parse_api_versions(options["api_versions"])),
-        env=_pairs(options["env_pairs"], "--env"),
+        env=pairs(options["env_pairs"], "--env"),
         parameters=parameters,
         settings_env=dict(os.environ),
     )
@@ -313,8 +305,9 @@ def lock_command(ctx: click.Context, app_dir: Path, update: bool, keep: bool,
                  output: Path | None, check: bool, **options: Any) -> int:
     """Write APP_DIR/tagpin.lock: the digest of every ECR image tag a render with these flags
     uses. Commit it; renders then take digests from git instead of ECR."""
+    from cmp.commands.lock import LockOutcome, lock_app
     from cmp.pipeline import CACHE_MODES, limits_from, services_from
-    from cmp.registry.lock import LOCK_FILE, LockOutcome, lock_app, read_lock, write_lock
+    from cmp.registry.lock import LOCK_FILE, read_lock, write_lock
 
     def job() -> LockOutcome:
         request = _app_request(app_dir, options)
@@ -386,7 +379,7 @@ def diff_command(ctx: click.Context, app_dir: Path, base: str, head: str | None,
 
     def job() -> DiffResult:
         request = _app_request(app_dir, options, must_exist=False,
-                               updater=_pairs(updater_pairs, "--image-updater"))
+                               updater=pairs(updater_pairs, "--image-updater"))
         digests_file = Path(os.path.abspath(digests)) if digests is not None else None
 
         def services() -> Services:

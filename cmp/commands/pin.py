@@ -37,14 +37,14 @@ def pin_command() -> click.Command:
         """Pin every ECR image in a YAML or JSON manifest stream (FILEs, or standard input
         for none or `-`) and print it as the sidecar would: canonical YAML, same bytes for the
         same objects. For `helm template ... | tagpin pin -` and Helm's post-renderer."""
-        from cmp.cli import execute, limit_memory
-        from cmp.commands.main import _pairs
+        from cmp.commands.options import pairs
+        from cmp.commands.run import execute, limit_memory
         from cmp.commands.stream import StreamConfig, pin_stream, read_config, read_inputs
         from cmp.pipeline import limits_from, services_from
         from cmp.request import AppInfo, KubeInfo, RenderRequest
         from cmp.settings import parse_parameters
 
-        updater = _pairs(updater_pairs, "--image-updater")
+        updater = pairs(updater_pairs, "--image-updater")
 
         def job() -> Any:
             environ = dict(os.environ)

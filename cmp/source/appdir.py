@@ -27,6 +27,18 @@ CONFIG_KEYS = {
 IMAGE_KEYS = ("paths", "requireDigests")
 
 
+# tagpin.yaml `kustomize:` keys: the short allowlist of build options.
+OPTION_KEYS = {"enableManagedByLabel": "--enable-managedby-label (the kustomize binary only)"}
+REFUSED_OPTIONS = {
+    "loadRestrictor": "files outside a kustomization's root stay unreadable",
+    "enableHelm": "render charts with `helm template ... | tagpin pin -` (docs/kustomize.md)",
+    "enableAlphaPlugins": "exec and container plugins would run code from the repository",
+    "enableExec": "exec plugins would run code from the repository",
+    "network": "KRM functions get no network",
+    "mount": "KRM functions get no mounts",
+}
+
+
 class Limits(NamedTuple):
     max_file_bytes: int = 32 * 1024 * 1024
     max_output_bytes: int = 64 * 1024 * 1024
@@ -115,11 +127,36 @@ class TemplateFile(NamedTuple):
         return self.name.endswith(JINJA_SUFFIX)
 
 
+class KustomizeOptions(NamedTuple):
+    enable_managed_by_label: bool = False
+
+
+def parse_options(raw: Any, shown: str) -> KustomizeOptions:
+    """tagpin.yaml's `kustomize:` value ({} or null for kustomize's defaults)."""
+    if raw is None:
+        return KustomizeOptions()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{shown}: kustomize must be a mapping of build options (it may be {{}})")
+    problems: list[str] = []
+    for key in raw:
+        if key in REFUSED_OPTIONS:
+            problems.append(f"{shown}: kustomize.{key} is not allowed: {REFUSED_OPTIONS[key]}")
+        elif key not in OPTION_KEYS:
+            known = ", ".join(f"{k} ({v})" for k, v in OPTION_KEYS.items())
+            problems.append(f"{shown}: unknown key kustomize.{key} (known: {known})")
+    label = raw.get("enableManagedByLabel", False)
+    if not isinstance(label, bool):
+        problems.append(f"{shown}: kustomize.enableManagedByLabel must be true or false")
+    if problems:
+        raise ConfigError(*problems)
+    return KustomizeOptions(enable_managed_by_label=bool(label))
+
+
 class AppConfig(NamedTuple):
     values_files: tuple[str, ...] = ()
     image_paths: Any = ()  # raw `images.paths`; parsed by cmp.images.reference
     require_digests: bool = False
-    kustomize: Any = None  # cmp.source.kustomize.KustomizeOptions for a Kustomize app
+    kustomize: KustomizeOptions | None = None  # set for a Kustomize app
 
 
 class AppSource(NamedTuple):
@@ -219,8 +256,6 @@ def load_config(files: RepoFiles, path: Path) -> AppConfig:
         require = False
     kustomize = None
     if "kustomize" in raw:
-        from cmp.source.kustomize import parse_options
-
         try:
             kustomize = parse_options(raw["kustomize"], shown)
         except ConfigError as exc:

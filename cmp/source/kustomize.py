@@ -19,11 +19,11 @@ import subprocess
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from cmp.errors import ConfigError, Problems, SourceError, TemplateError
 from cmp.settings import setting_choice, setting_int
-from cmp.source.appdir import Limits, RepoFiles, decode
+from cmp.source.appdir import KustomizeOptions, Limits, RepoFiles, decode
 from cmp.source.templates import RenderedFile
 from cmp.source.yamlread import load_one
 
@@ -34,16 +34,6 @@ PATH_FIELDS = ("resources", "bases", "components", "generators", "transformers",
 PLUGIN_FIELDS = ("generators", "transformers", "validators")
 HELM_FIELDS = ("helmCharts", "helmChartInflationGenerator", "helmGlobals")
 FUNCTION_ANNOTATIONS = ("config.kubernetes.io/function", "config.k8s.io/function")
-# tagpin.yaml `kustomize:` keys: the short allowlist of build options.
-OPTION_KEYS = {"enableManagedByLabel": "--enable-managedby-label (the kustomize binary only)"}
-REFUSED_OPTIONS = {
-    "loadRestrictor": "files outside a kustomization's root stay unreadable",
-    "enableHelm": "render charts with `helm template ... | tagpin pin -` (docs/kustomize.md)",
-    "enableAlphaPlugins": "exec and container plugins would run code from the repository",
-    "enableExec": "exec plugins would run code from the repository",
-    "network": "KRM functions get no network",
-    "mount": "KRM functions get no mounts",
-}
 READ_CHUNK = 1 << 16
 WARNING_PREFIX = "# Warning:"  # how kustomize prints a warning on stderr
 
@@ -52,31 +42,6 @@ class KustomizeError(TemplateError):
     """`kustomize build` failed: the render failed, like a template (same exit code)."""
 
     title = "kustomize build failed"
-
-
-class KustomizeOptions(NamedTuple):
-    enable_managed_by_label: bool = False
-
-
-def parse_options(raw: Any, shown: str) -> KustomizeOptions:
-    """tagpin.yaml's `kustomize:` value ({} or null for kustomize's defaults)."""
-    if raw is None:
-        return KustomizeOptions()
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{shown}: kustomize must be a mapping of build options (it may be {{}})")
-    problems: list[str] = []
-    for key in raw:
-        if key in REFUSED_OPTIONS:
-            problems.append(f"{shown}: kustomize.{key} is not allowed: {REFUSED_OPTIONS[key]}")
-        elif key not in OPTION_KEYS:
-            known = ", ".join(f"{k} ({v})" for k, v in OPTION_KEYS.items())
-            problems.append(f"{shown}: unknown key kustomize.{key} (known: {known})")
-    label = raw.get("enableManagedByLabel", False)
-    if not isinstance(label, bool):
-        problems.append(f"{shown}: kustomize.enableManagedByLabel must be true or false")
-    if problems:
-        raise ConfigError(*problems)
-    return KustomizeOptions(enable_managed_by_label=bool(label))
 
 
 def refuse_values(parameters: Mapping[str, Any]) -> None:

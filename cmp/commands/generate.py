@@ -1,0 +1,27 @@
+"""`tagpin generate`: what Argo CD's cmp-server runs; everything comes from the environment."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cmp.commands.run import execute, limit_memory
+
+
+def generate(environ: Mapping[str, str], cwd: Path, *, debug: bool = False) -> int:
+    """Render the app in `cwd` as the environment Argo CD set up describes it."""
+
+    def job() -> Any:
+        from cmp.pipeline import default_cache_dir, run
+        from cmp.request import from_argocd_environment
+        from cmp.server.memory import render_slot
+        from cmp.settings import RENDER_SERVER_MODES, setting_choice
+
+        limit_memory(environ)
+        setting_choice(environ, "TAGPIN_RENDER_SERVER", RENDER_SERVER_MODES)  # typos: an error
+        request = from_argocd_environment(environ, cwd)
+        with render_slot(environ, default_cache_dir(environ)):
+            return run(request)
+
+    return execute(job, debug=debug)
