@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from cmp.errors import LockError
-from cmp.pipeline import Services, run
+from cmp.pipeline import run
 from cmp.registry.base import Registry
 from cmp.registry.lock import LockMode
 from cmp.request import AppInfo, KubeInfo, for_directory, parse_api_versions
+from cmp.services import Services
 from cmp.settings import parse_parameters
 
 

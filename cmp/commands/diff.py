@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cmp.errors import ConfigError, TagpinError
-from cmp.pipeline import RenderResult, Services, run
+from cmp.pipeline import RenderResult, run
 from cmp.request import RenderRequest
+from cmp.services import Services
 from cmp.source.emit import emit_stream
 from cmp.source.gitrev import Revision, checkout, repository_root, resolve_revision
 from cmp.source.manifests import Manifest

@@ -13,9 +13,10 @@ def generate(environ: Mapping[str, str], cwd: Path, *, debug: bool = False) -> i
     """Render the app in `cwd` as the environment Argo CD set up describes it."""
 
     def job() -> Any:
-        from cmp.pipeline import default_cache_dir, run
+        from cmp.pipeline import run
         from cmp.request import from_argocd_environment
         from cmp.server.memory import render_slot
+        from cmp.services import default_cache_dir
         from cmp.settings import RENDER_SERVER_MODES, setting_choice
 
         limit_memory(environ)

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 
 from cmp.images.pin import collect, resolve
 from cmp.images.reference import EcrRepository
-from cmp.pipeline import custom_image_paths, limits_from, render_manifests
+from cmp.pipeline import custom_image_paths, render_manifests
 from cmp.registry.base import Registry
 from cmp.registry.lock import LockEntry, entry_order
 from cmp.request import RenderRequest
+from cmp.services import limits_from
 
 
 @dataclass(frozen=True)

@@ -142,7 +142,8 @@ def render_command(
 ) -> int:
     """Render APP_DIR exactly as the sidecar would, for people and CI."""
     from cmp.commands.run import limit_memory
-    from cmp.pipeline import run, services_from
+    from cmp.pipeline import run
+    from cmp.services import services_from
 
     env = pairs(env_pairs, "--env")
     sets = pairs(set_pairs, "--set")
@@ -306,8 +307,8 @@ def lock_command(ctx: click.Context, app_dir: Path, update: bool, keep: bool,
     """Write APP_DIR/tagpin.lock: the digest of every ECR image tag a render with these flags
     uses. Commit it; renders then take digests from git instead of ECR."""
     from cmp.commands.lock import LockOutcome, lock_app
-    from cmp.pipeline import CACHE_MODES, limits_from, services_from
     from cmp.registry.lock import LOCK_FILE, read_lock, write_lock
+    from cmp.services import CACHE_MODES, limits_from, services_from
 
     def job() -> LockOutcome:
         request = _app_request(app_dir, options)
@@ -373,7 +374,7 @@ def diff_command(ctx: click.Context, app_dir: Path, base: str, head: str | None,
     Exit 0 when they are equal, 1 when they differ, another code on an error (see README)."""
     from cmp.commands.diff import DiffResult, diff_app
     from cmp.errors import ExitStatus
-    from cmp.pipeline import Services, services_from
+    from cmp.services import Services, services_from
 
     outcome: list[DiffResult] = []
 

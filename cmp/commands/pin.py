@@ -40,8 +40,8 @@ def pin_command() -> click.Command:
         from cmp.commands.options import pairs
         from cmp.commands.run import execute, limit_memory
         from cmp.commands.stream import StreamConfig, pin_stream, read_config, read_inputs
-        from cmp.pipeline import limits_from, services_from
         from cmp.request import AppInfo, KubeInfo, RenderRequest
+        from cmp.services import limits_from, services_from
         from cmp.settings import parse_parameters
 
         updater = pairs(updater_pairs, "--image-updater")

@@ -22,9 +22,10 @@ from cmp.source.yamlread import load_all
 
 if TYPE_CHECKING:
     from cmp.images.reference import ImagePath
-    from cmp.pipeline import RenderResult, Services
+    from cmp.pipeline import RenderResult
     from cmp.registry.base import Registry
     from cmp.request import RenderRequest
+    from cmp.services import Services
 
 STDIN = "-"
 STDIN_NAME = "<stdin>"
@@ -153,7 +154,8 @@ def pin_stream(inputs: Sequence[StreamInput], request: RenderRequest, services: 
                config: StreamConfig | None = None, lock: Path | None = None) -> RenderResult:
     """Check, pin and emit `inputs` as the sidecar does a rendered app's output."""
     from cmp.images.pin import pin
-    from cmp.pipeline import RenderResult, limits_from, tag_chooser
+    from cmp.pipeline import RenderResult, tag_chooser
+    from cmp.services import limits_from
     from cmp.source.emit import emit_stream
 
     config = config or StreamConfig()

@@ -167,7 +167,7 @@ def warm_up() -> None:
     from cmp.imageupdater import annotations as overrides  # noqa: F401
     from cmp.imageupdater import plan as branch_deploy  # noqa: F401
     from cmp.imageupdater import semver  # noqa: F401
-    from cmp.pipeline import Services, run
+    from cmp.pipeline import run
     from cmp.registry import (  # noqa: F401
         cache,
         ecr,
@@ -175,6 +175,7 @@ def warm_up() -> None:
         static,
     )
     from cmp.request import from_argocd_environment
+    from cmp.services import Services
 
     with tempfile.TemporaryDirectory() as root:
         app = Path(root, "app")

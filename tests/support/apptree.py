@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from cmp.images.reference import EcrRepository
-from cmp.pipeline import RenderResult, Services, limits_from, render_manifests, run
+from cmp.pipeline import RenderResult, render_manifests, run
 from cmp.registry.static import StaticRegistry
 from cmp.request import AppInfo, KubeInfo, RenderRequest
+from cmp.services import Services, limits_from
 from cmp.settings import parse_parameters
 from cmp.source.manifests import Manifest
 

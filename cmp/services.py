@@ -1,0 +1,185 @@
+"""The I/O a render may need, wired from the settings: ECR behind the digest caches, the lock
+file, the live Application's annotations (Kubernetes API), the cache directories.
+
+cmp/pipeline.py composes the stages and takes a `Services`; tests swap its parts. Everything
+heavy (boto3, the Kubernetes client, the lock module) is imported only when a render needs it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cmp.request import RenderRequest
+from cmp.settings import LOCK_FILE, LOCK_MODES, setting_choice, setting_int
+from cmp.source.appdir import Limits
+
+if TYPE_CHECKING:
+    from cmp.registry.base import Registry
+    from cmp.registry.lock import LockMode
+
+
+CACHE_MODES = ("on", "off", "refresh")  # TAGPIN_CACHE; see cmp.registry.cache.CacheMode
+
+# The live Application's annotations (and warnings) for a request; swapped in tests.
+AnnotationSource = Callable[[RenderRequest], tuple[dict[str, str], list[str]]]
+
+
+def limits_from(environ: Mapping[str, str]) -> Limits:
+    return Limits(
+        max_file_bytes=setting_int(environ, "TAGPIN_MAX_FILE_BYTES", minimum=1),
+        max_output_bytes=setting_int(environ, "TAGPIN_MAX_OUTPUT_BYTES", minimum=1),
+        max_yaml_nodes=setting_int(environ, "TAGPIN_MAX_YAML_NODES", minimum=1),
+    )
+
+
+class Services:
+    """The I/O a render may need, built lazily; tests swap `registry_factory`."""
+
+    __slots__ = ("annotations", "concurrency", "digests_file", "fresh_registry_factory",
+                 "lock_mode", "notes", "registry_factory", "warnings")
+
+    def __init__(
+        self,
+        registry_factory: Callable[[], Registry],
+        annotations: AnnotationSource | None = None,
+        concurrency: int = 8,
+        digests_file: Path | None = None,  # `tagpin render --digests FILE`: offline, no ECR
+        lock_mode: LockMode | None = None,  # None: TAGPIN_LOCK from the request's settings
+        warnings: list[str] | None = None,
+        notes: list[str] | None = None,
+        fresh_registry_factory: Callable[[], Registry] | None = None,
+    ) -> None:
+        self.registry_factory = registry_factory
+        # ECR itself, never answered from a digest cache: what TAGPIN_LOCK=verify checks
+        # the lock against. None: registry_factory (tests that swap in a cache-less registry).
+        self.fresh_registry_factory = fresh_registry_factory
+        self.annotations = annotations
+        self.concurrency = concurrency
+        self.digests_file = digests_file
+        self.lock_mode = lock_mode
+        self.warnings = warnings if warnings is not None else []
+        self.notes = notes if notes is not None else []
+
+
+def default_cache_dir(environ: Mapping[str, str]) -> Path:
+    if environ.get("TAGPIN_CACHE_DIR"):
+        return Path(environ["TAGPIN_CACHE_DIR"])
+    if environ.get("XDG_CACHE_HOME"):
+        return Path(environ["XDG_CACHE_HOME"]) / "tagpin"
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / f"tagpin-cache-{os.getuid()}"
+
+
+def template_cache_dir(environ: Mapping[str, str]) -> Path | None:
+    """Where compiled Jinja2 templates are kept, next to the digest cache (off with it)."""
+    from cmp import __version__
+
+    if setting_choice(environ, "TAGPIN_CACHE", CACHE_MODES) == "off":
+        return None
+    return default_cache_dir(environ) / f"jinja-{__version__}"
+
+
+def ecr_registry_factory(environ: Mapping[str, str], warnings: list[str]) -> Callable[[], Registry]:
+    """ECR behind the in-process and on-disk caches, configured from TAGPIN_* settings."""
+    mode = setting_choice(environ, "TAGPIN_CACHE", CACHE_MODES)
+    ttl = setting_int(environ, "TAGPIN_CACHE_TTL")
+    list_ttl = setting_int(environ, "TAGPIN_TAG_LIST_TTL")
+    stale_hours = setting_int(environ, "TAGPIN_SERVE_STALE_HOURS")
+    ecr_numbers = {
+        "max_attempts": setting_int(environ, "TAGPIN_ECR_MAX_ATTEMPTS", minimum=1),
+        "connect_timeout": setting_int(environ, "TAGPIN_ECR_CONNECT_TIMEOUT", minimum=1),
+        "read_timeout": setting_int(environ, "TAGPIN_ECR_READ_TIMEOUT", minimum=1),
+        "deadline": setting_int(environ, "TAGPIN_ECR_DEADLINE", minimum=1),
+        "concurrency": setting_int(environ, "TAGPIN_ECR_CONCURRENCY", minimum=1),
+    }
+    cache_dir = default_cache_dir(environ)
+
+    def build() -> Registry:
+        from cmp.registry.base import DeferredRegistry
+        from cmp.registry.cache import CacheMode, CachingRegistry, DiskCache
+
+        def ecr() -> Registry:
+            from cmp.registry.ecr import EcrRegistryClient, EcrSettings
+
+            return EcrRegistryClient(EcrSettings(**ecr_numbers))
+
+        cache_mode = CacheMode(mode)
+        store = None if cache_mode is CacheMode.OFF else DiskCache(cache_dir, warnings=warnings)
+        return CachingRegistry(
+            DeferredRegistry(ecr),
+            store,
+            mode=cache_mode,
+            ttl=float(ttl),
+            tag_list_ttl=float(list_ttl),
+            stale_for=stale_hours * 3600.0,
+            warnings=warnings,
+        )
+
+    return build
+
+
+def live_annotations(request: RenderRequest) -> tuple[dict[str, str], list[str]]:
+    """The live Application's annotations through the Kubernetes API (TAGPIN_APP_LOOKUP)."""
+    from cmp.argocd.lookup import lookup_settings
+
+    environ = request.settings_env
+    settings = lookup_settings(environ, request.app.instance)
+    if not settings.enabled:
+        return {}, []  # decided without importing the Kubernetes client
+    from cmp.argocd.kube import KubeApi, fetch_annotations
+
+    return fetch_annotations(settings, lambda: KubeApi.from_environment(environ))
+
+
+def services_from(environ: Mapping[str, str]) -> Services:
+    warnings: list[str] = []
+    fresh = dict(environ)
+    if setting_choice(environ, "TAGPIN_CACHE", CACHE_MODES) != "off":
+        fresh["TAGPIN_CACHE"] = "refresh"  # asks ECR every time, still keeps the cache current
+    return Services(
+        registry_factory=ecr_registry_factory(environ, warnings),
+        fresh_registry_factory=ecr_registry_factory(fresh, warnings),
+        annotations=live_annotations,
+        concurrency=setting_int(environ, "TAGPIN_ECR_CONCURRENCY", minimum=1),
+        warnings=warnings,
+    )
+
+
+def lock_only_source(request: RenderRequest, services: Services) -> str | None:
+    """What answers alone when ECR is never asked (--digests, TAGPIN_LOCK=strict), else None."""
+    if services.digests_file is not None:
+        return f"--digests {services.digests_file}"
+    mode = (services.lock_mode.value if services.lock_mode is not None
+            else setting_choice(request.settings_env, "TAGPIN_LOCK", LOCK_MODES))
+    return f"{LOCK_FILE} (TAGPIN_LOCK=strict)" if mode == "strict" else None
+
+
+def registry_for(request: RenderRequest, services: Services) -> Callable[[], Registry]:
+    """A lock in the app directory (or --digests) answers first; TAGPIN_LOCK decides whether
+    ECR fills its gaps (use), checks it (verify), is never asked (strict) or the lock is ignored."""
+    mode = (services.lock_mode.value if services.lock_mode is not None
+            else setting_choice(request.settings_env, "TAGPIN_LOCK", LOCK_MODES))
+    lock_path = request.app_dir / LOCK_FILE
+    if services.digests_file is None and (
+            mode == "off" or (mode != "strict" and not lock_path.is_file())):
+        # No lock to read (as lock.registry_with_lock decides too): ECR, without importing
+        # the lock module on the most common path.
+        return services.registry_factory
+    from cmp.registry.lock import LockedRegistry, LockMode, read_lock, registry_with_lock
+
+    if services.digests_file is not None:
+        shown = str(services.digests_file)
+        entries = read_lock(services.digests_file, shown)
+        return lambda: LockedRegistry(entries, fallback=None, shown=shown,
+                                      strict_reason="--digests never asks ECR")
+    lock_mode = LockMode(mode)
+    fallback = services.registry_factory
+    if lock_mode is LockMode.VERIFY and services.fresh_registry_factory is not None:
+        fallback = services.fresh_registry_factory  # a warm cache must not vouch for the lock
+    return registry_with_lock(lock_mode, lock_path, LOCK_FILE, fallback,
+                              repo_root=request.repo_root,
+                              max_bytes=limits_from(request.settings_env).max_file_bytes)
