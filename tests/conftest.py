@@ -7,6 +7,7 @@ pytest_plugins: list[str] = [
     "tests.support.moto_ecr",
     "tests.support.fake_ecr",
     "tests.support.snapshots",
+    "tests.support.redis_server",
 ]
 
 
