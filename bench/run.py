@@ -42,7 +42,11 @@ FLOOR_PROGRAM = (
     "sys.stdout.write(yaml.dump_all(documents, Dumper=yaml.CSafeDumper))\n"
 )
 # Modules the warm path must never import (issue 9), and what else is worth watching.
-FORBIDDEN_WARM = ("boto3", "botocore", "kubernetes")
+FORBIDDEN_WARM = ("boto3", "botocore", "kubernetes", "redis")
+# The import check runs with the fleet cache configured (nothing listens there): a warm render
+# checks the settings but must not import the Redis client, let alone connect.
+REDIS_CONFIGURED = {"TAGPIN_REDIS_URL": "redis://127.0.0.1:9/0",
+                    "TAGPIN_REDIS_SIGNING_KEY": "bench-signing-key-" + "0" * 32}
 FORBIDDEN_PLAIN = ("jinja2",)
 FORBIDDEN_SERVED = ("yaml",)  # the thin client of the render server
 WATCHED = ("click", "cachetools", "concurrent.futures", "urllib.parse", "ssl", "json")
@@ -708,7 +712,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                               if a.name.startswith("large-"))):
                 cache_dir = workspace.root / f"cache-{app.name}"
                 prime_cache(cache_dir, app.images)
-                env = argocd_env(workspace, app, cache_dir)
+                env = argocd_env(workspace, app, cache_dir, extra=REDIS_CONFIGURED)
                 checks.append(import_check(workspace, app, env, runs=1 if args.smoke else 3))
             if server is not None:
                 app = apps["example"]

@@ -24,9 +24,8 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from cmp.errors import ConfigError
@@ -61,12 +60,14 @@ _RELEASE = (
 NewestPush = Callable[["EcrRepository"], "float | None"]
 
 
-@dataclass(frozen=True)
-class RedisSettings:
-    url: str = field(repr=False)  # may carry a password
-    password: str | None = field(repr=False)
-    signing_key: bytes | None = field(repr=False)
+class RedisSettings(NamedTuple):
+    url: str  # may carry a password
+    password: str | None
+    signing_key: bytes | None
     timeout: float = 0.5  # seconds, for connecting and for each command
+
+    def __repr__(self) -> str:  # never a password or the key
+        return f"RedisSettings({self.shown}, timeout={self.timeout:g})"
 
     @property
     def shown(self) -> str:
@@ -145,8 +146,7 @@ class SharedCacheDown(Exception):
     """Redis could not be used; the message names the problem for the warning."""
 
 
-@dataclass(frozen=True)
-class SharedEntry:
+class SharedEntry(NamedTuple):
     info: TagInfo
     fetched_at: float
     generation: str
