@@ -270,12 +270,14 @@ def compare(workspace: Workspace, app: BenchApp, env: Mapping[str, str], runs: i
 
 def warm_case(workspace: Workspace, app: BenchApp, runs: int, *,
               lookup: Mapping[str, str] | None = None,
-              server: RenderServer | None = None) -> Row:
+              server: RenderServer | None = None, redis: bool = False) -> Row:
     """Every digest in the disk cache; with `lookup`, the render also reads its Application
-    (kube_api); with `server`, the render server answers."""
+    (kube_api); with `server`, the render server answers; with `redis`, the fleet cache is
+    configured (the local cache answers, so Redis is never asked)."""
     cache_dir = workspace.root / f"cache-{app.name}"
     prime_cache(cache_dir, app.images)
-    extra = {**(lookup or {}), **(server.env() if server else {})}
+    extra = {**(lookup or {}), **(server.env() if server else {}),
+             **(REDIS_CONFIGURED if redis else {})}
     env = argocd_env(workspace, app, cache_dir, extra=extra)
     if lookup:
         note = "warm cache, reads its Application over TLS"
@@ -283,7 +285,9 @@ def warm_case(workspace: Workspace, app: BenchApp, runs: int, *,
         note = "lock file"
     else:
         note = f"warm cache, {len(app.images)} images"
-    case = app.name + (" lookup" if lookup else "") + (" served" if server else "")
+    note += ", TAGPIN_REDIS_URL set" if redis else ""
+    case = (app.name + (" lookup" if lookup else "") + (" redis" if redis else "")
+            + (" served" if server else ""))
     before = len(server.worker_peaks_kb()) if server else 0
     row = compare(workspace, app, env, runs, note, case=case)
     return served(row, server, before) if server else row
@@ -643,7 +647,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="tiny apps and one run: checks the suite works, times mean nothing")
     parser.add_argument("--cases", nargs="*",
                         help="subset of: example example-lock large-2000 large-10000 images-200 "
-                             "cold served lookup imports")
+                             "cold served lookup imports redis (the last not by default)")
     parser.add_argument("--profile", metavar="CASE",
                         help="render CASE once under cProfile, print the top functions")
     parser.add_argument("--profile-out", type=Path,
@@ -695,6 +699,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("measuring example through the render server ...", file=sys.stderr,
                   flush=True)
             rows.append(warm_case(workspace, apps["example"], runs, server=server))
+        if "redis" in wanted:  # not in the default set: the fleet cache configured, warm
+            print("measuring example with TAGPIN_REDIS_URL set ...", file=sys.stderr, flush=True)
+            for via in (None, server) if server else (None,):
+                rows.append(warm_case(workspace, apps["example"], runs, server=via, redis=True))
         if "lookup" in wanted:
             print("measuring example reading its Application ...", file=sys.stderr, flush=True)
             with kube_api(workspace) as lookup:

@@ -179,6 +179,7 @@ def ecr_registry_factory(environ: Mapping[str, str], warnings: list[str]) -> Cal
                 wait_limit=float(ecr_numbers["deadline"]),
                 warnings=warnings,
                 read=cache_mode is CacheMode.ON,
+                newest_push=None,  # announced pushes (#13) plug in here: cmp.registry.shared
             )
         return CachingRegistry(
             inner,

@@ -346,3 +346,27 @@ def test_secrets_come_from_files(tmp_path: Path) -> None:
 def test_bad_settings_name_the_setting(environ: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         redis_settings(environ)
+
+
+def test_a_redis_out_of_memory_gives_one_warning_and_ecr_answers(
+    redis_server: RedisServer,
+) -> None:
+    client: Any = redis_server.client()
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", 1)  # every write is now refused with OOM
+    ecr, warnings = ecr_with(), []
+
+    answer = shared(redis_server, ecr, warnings).describe_tags(repo(), ["v1"])
+
+    assert answer.found["v1"].digest == WEB_V1 and asked(ecr) == 1
+    assert len(warnings) == 1 and "used memory > 'maxmemory'" in warnings[0]
+
+
+def test_the_webhook_side_reports_redis_trouble_instead_of_raising() -> None:
+    down = RedisSettings(url=f"redis://127.0.0.1:{free_port()}/0", password=None,
+                         signing_key=None)
+
+    problem = PushGenerations(down).bump(repo().uri)
+
+    assert problem is not None and repo().uri in problem and "refused" in problem
+    assert PushGenerations(down).bump("docker.io/library/nginx") is None  # not ECR: nothing
