@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -258,3 +262,37 @@ def test_a_push_announced_to_the_webhook_reaches_every_replica_with_one_ecr_call
     assert all(new_pin in images_in(output) for output in outputs)
     assert fleet.describe_calls() == 1  # one replica asked ECR for team/web, for the fleet
     assert len(set(outputs)) == 1
+
+
+def test_replicas_rendering_through_their_render_servers_share_one_call_per_repository(
+    fleet: Fleet,
+) -> None:
+    """As in the sidecar image: each replica's renders run in its render server's workers."""
+    servers, envs = [], []
+    try:
+        for _ in range(2):
+            scratch = Path(tempfile.mkdtemp(prefix="tp-", dir="/tmp"))  # a short socket path
+            env = fleet.env(scratch / "cache")
+            socket_path, log = scratch / "render.sock", scratch / "server.log"
+            servers.append((subprocess.Popen(
+                [sys.executable, "-m", "cmp.renderserver", "--socket", str(socket_path),
+                 "--log", str(log), "--log-renders"], env=env, stdin=subprocess.DEVNULL,
+                start_new_session=True), log, scratch))
+            envs.append({**env, "TAGPIN_RENDER_SERVER": "on",
+                         "TAGPIN_RENDER_SERVER_SOCKET": str(socket_path)})
+        for _, log, _ in servers:
+            deadline = time.monotonic() + 60
+            while "serving" not in (log.read_text() if log.exists() else ""):
+                assert time.monotonic() < deadline, "a render server did not start"
+                time.sleep(0.05)
+
+        outputs = [rendered(generate(fleet.app, env)) for env in envs * 2]
+
+        assert fleet.describe_calls() == len(REPOSITORIES)
+        assert len(set(outputs)) == 1 and set(images_in(outputs[0])) == fleet.expected
+        assert all(" worker " in log.read_text() for _, log, _ in servers)  # served, both
+    finally:
+        for process, _, scratch in servers:
+            process.terminate()
+            process.wait(timeout=30)
+            shutil.rmtree(scratch, ignore_errors=True)
