@@ -174,6 +174,19 @@ def test_redis_trouble_never_fails_a_render(
     assert PASSWORD not in result.stderr
 
 
+def test_a_hung_redis_costs_one_timeout_then_the_render_goes_on(fleet: Fleet) -> None:
+    rendered(generate(fleet.app, fleet.env()))
+    fleet.redis.pause()  # accepts connections, answers nothing
+    try:
+        result = generate(fleet.app, fleet.env(TAGPIN_REDIS_TIMEOUT_MS="300"))
+    finally:
+        fleet.redis.resume()
+
+    assert set(images_in(rendered(result))) == fleet.expected
+    [warning] = warnings_in(result.stderr)
+    assert "Timeout" in warning and "resolving with the local cache and ECR" in warning
+
+
 @pytest.mark.parametrize(
     ("key", "message"),
     [("", "TAGPIN_REDIS_URL is set but TAGPIN_REDIS_SIGNING_KEY"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -71,9 +72,19 @@ class RedisServer:
     def stop(self) -> None:
         """Kill it (SIGKILL: as a crash or an evicted pod would), dropping every key."""
         if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)  # a paused one too
             self._process.kill()
             self._process.wait(timeout=10)
             self._process = None
+
+    def pause(self) -> None:
+        """SIGSTOP: the port still accepts connections, nothing answers (a hung Redis)."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
 
     def client(self) -> object:
         import redis
