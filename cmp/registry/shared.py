@@ -404,7 +404,7 @@ class SharedRegistry:
                         store.unlock(repo, token)
                         return self._hit(repo, found)
                     return self._fill(repo, wanted, found, generation, token)
-                if not self._wait(store, repo, wanted):
+                if not self._wait(store, repo):
                     # Waited as long as ECR may take: ask it without the lock.
                     return self._fill(repo, wanted, found, generation, None)
             except SharedCacheDown as problem:
@@ -481,13 +481,16 @@ class SharedRegistry:
             holder = self._store
             if token is not None and holder is not None:
                 self._quietly(lambda: holder.unlock(repo, token))
+        with self._guard:  # fresh from ECR: no older shared age applies to these
+            for tag in answer.found:
+                self._fetched.pop((repo, tag), None)
         return Lookup(
             found={**self._remember(repo, known), **answer.found},
             missing=answer.missing,
             repository_missing=answer.repository_missing,
         )
 
-    def _wait(self, store: RedisStore, repo: EcrRepository, wanted: frozenset[str]) -> bool:
+    def _wait(self, store: RedisStore, repo: EcrRepository) -> bool:
         """Wait while another replica holds the lock; False once the wait limit has passed."""
         self.counts["waits"] += 1
         while self._monotonic() < self._give_up_at:
