@@ -24,9 +24,9 @@ import pytest
 from cmp.kube import Connection, KubeApi
 from cmp.registry.shared import RedisSettings, tags_key
 from cmp.webhook.server import WebhookConfig, WebhookServer
-from tests.support.fake_kube import TOKEN, FakeKube
+from tests.support.fake_kube import TOKEN, FakeKube, make_pki
 from tests.support.moto_ecr import ACCOUNT, REGION, MotoEcr
-from tests.support.redis_server import PASSWORD, RedisServer, free_port
+from tests.support.redis_server import PASSWORD, RedisServer, TlsFront, free_port
 from tests.support.renders import (
     HOST,
     TAGPIN,
@@ -309,3 +309,23 @@ def test_replicas_rendering_through_their_render_servers_share_one_call_per_repo
             process.terminate()
             process.wait(timeout=30)
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def test_rediss_shares_over_tls_and_refuses_a_server_it_does_not_trust(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    pki = make_pki(tmp_path)
+    front = TlsFront(fleet.redis.port, pki.server_cert, pki.server_key)
+    try:
+        tls = f"rediss://127.0.0.1:{front.port}/0"
+        trusted = f"{tls}?ssl_ca_certs={pki.ca_cert}"
+        outputs = [rendered(generate(fleet.app, fleet.env(TAGPIN_REDIS_URL=trusted)))
+                   for _ in range(2)]
+        untrusted = generate(fleet.app, fleet.env(TAGPIN_REDIS_URL=tls))
+    finally:
+        front.close()
+
+    assert fleet.describe_calls() == 2 * len(REPOSITORIES)  # the second trusted replica: none
+    assert outputs[0] == outputs[1] == untrusted.stdout
+    [warning] = warnings_in(untrusted.stderr)
+    assert "certificate verify failed" in warning

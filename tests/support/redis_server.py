@@ -100,3 +100,55 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         yield server
     finally:
         server.stop()
+
+
+class TlsFront:
+    """TLS in front of a plain redis-server (as ElastiCache's in-transit encryption or a
+    stunnel sidecar present it): the redis-server binaries at hand are built without TLS."""
+
+    def __init__(self, backend_port: int, cert: Path, key: Path) -> None:
+        import ssl
+        import threading
+
+        self._backend = backend_port
+        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._context.load_cert_chain(cert, key)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while not self._closed:
+            try:
+                raw, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
+
+    def _serve(self, raw: socket.socket) -> None:
+        import threading
+
+        try:
+            front = self._context.wrap_socket(raw, server_side=True)
+        except OSError:
+            raw.close()  # a client that does not trust us, or speaks plain text
+            return
+        back = socket.create_connection(("127.0.0.1", self._backend))
+
+        def pipe(source: socket.socket, sink: socket.socket) -> None:
+            with contextlib.suppress(OSError):
+                while data := source.recv(65536):
+                    sink.sendall(data)
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+
+        threading.Thread(target=pipe, args=(back, front), daemon=True).start()
+        pipe(front, back)
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
