@@ -370,3 +370,28 @@ def test_the_webhook_side_reports_redis_trouble_instead_of_raising() -> None:
 
     assert problem is not None and repo().uri in problem and "refused" in problem
     assert PushGenerations(down).bump("docker.io/library/nginx") is None  # not ECR: nothing
+
+
+def test_the_webhook_refuses_to_start_with_a_bad_redis_url(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cmp.webhook import webhook_command
+
+    monkeypatch.setenv("TAGPIN_WEBHOOK_SECRET", "fleet-webhook-secret-0123456789")
+    monkeypatch.setenv("TAGPIN_REDIS_URL", "http://argocd-redis:6379")
+
+    code = webhook_command().main(args=[], prog_name="tagpin webhook", standalone_mode=False)
+
+    assert code == 3
+    assert "TAGPIN_REDIS_URL must start with redis:// or rediss://" in capsys.readouterr().err
+
+
+def test_the_webhook_reads_the_redis_password_without_a_signing_key(tmp_path: Path) -> None:
+    from cmp.webhook import shared_cache_settings
+
+    (tmp_path / "auth").write_text(PASSWORD)
+    loaded = shared_cache_settings({"TAGPIN_REDIS_URL": "redis://argocd-redis:6379/0",
+                                    "TAGPIN_REDIS_PASSWORD_FILE": str(tmp_path / "auth")})
+
+    assert loaded is not None and loaded.password == PASSWORD and loaded.signing_key is None
+    assert shared_cache_settings({}) is None
