@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 NAMESPACE = "tagpin:v1"
 MIN_SIGNING_KEY_BYTES = 32
 # A generation outlives every entry stamped with it by far: an entry must never become valid
-# again because the generation key expired (see `_usable`).
+# again because the generation key expired (SharedRegistry caps its TTL below this).
 GENERATION_TTL_SECONDS = 7 * 24 * 3600
 LOCK_TTL_SECONDS = 10.0  # a holder that died frees the repository this soon
 POLL_SECONDS = 0.02  # how often a waiting replica looks for the holder's answer
@@ -368,7 +368,7 @@ class SharedRegistry:
         self._inner = inner
         self._store: RedisStore | None = store
         self._key = key
-        self._ttl = ttl
+        self._ttl = min(ttl, GENERATION_TTL_SECONDS / 2)
         self._read = read
         self._newest_push = newest_push
         self._clock = clock
