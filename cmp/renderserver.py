@@ -161,8 +161,11 @@ def warm_up() -> None:
 
     from . import branch_deploy, kube, lock, lookup, overrides, pin, semver  # noqa: F401
     from .app import Services, run
-    from .registry import cache, ecr, static  # noqa: F401
+    from .registry import cache, ecr, shared, static  # noqa: F401
     from .request import from_argocd_environment
+
+    if os.environ.get("TAGPIN_REDIS_URL"):
+        import redis  # noqa: F401  # the fleet cache's client: cold renders would pay ~100 ms
 
     with tempfile.TemporaryDirectory() as root:
         app = Path(root, "app")

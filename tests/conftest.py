@@ -8,6 +8,7 @@ pytest_plugins: list[str] = [
     "tests.support.fake_ecr",
     "tests.support.snapshots",
     "tests.support.hostile",
+    "tests.support.redis_server",
 ]
 
 
