@@ -44,7 +44,11 @@ FLOOR_PROGRAM = (
     "sys.stdout.write(yaml.dump_all(documents, Dumper=yaml.CSafeDumper))\n"
 )
 # Modules the warm path must never import (issue 9), and what else is worth watching.
-FORBIDDEN_WARM = ("boto3", "botocore", "kubernetes")
+FORBIDDEN_WARM = ("boto3", "botocore", "kubernetes", "redis")
+# The import check runs with the fleet cache configured (nothing listens there): a warm render
+# checks the settings but must not import the Redis client, let alone connect.
+REDIS_CONFIGURED = {"TAGPIN_REDIS_URL": "redis://127.0.0.1:9/0",
+                    "TAGPIN_REDIS_SIGNING_KEY": "bench-signing-key-" + "0" * 32}
 FORBIDDEN_PLAIN = ("jinja2",)
 FORBIDDEN_SERVED = ("yaml",)  # the thin client of the render server
 WATCHED = ("click", "cachetools", "concurrent.futures", "urllib.parse", "ssl", "json")
@@ -271,12 +275,14 @@ def compare(workspace: Workspace, app: BenchApp, env: Mapping[str, str], runs: i
 
 def warm_case(workspace: Workspace, app: BenchApp, runs: int, *,
               lookup: Mapping[str, str] | None = None,
-              server: RenderServer | None = None) -> Row:
+              server: RenderServer | None = None, redis: bool = False) -> Row:
     """Every digest in the disk cache; with `lookup`, the render also reads its Application
-    (kube_api); with `server`, the render server answers."""
+    (kube_api); with `server`, the render server answers; with `redis`, the fleet cache is
+    configured (the local cache answers, so Redis is never asked)."""
     cache_dir = workspace.root / f"cache-{app.name}"
     prime_cache(cache_dir, app.images)
-    extra = {**(lookup or {}), **(server.env() if server else {})}
+    extra = {**(lookup or {}), **(server.env() if server else {}),
+             **(REDIS_CONFIGURED if redis else {})}
     env = argocd_env(workspace, app, cache_dir, extra=extra)
     if lookup:
         note = "warm cache, reads its Application over TLS"
@@ -284,7 +290,9 @@ def warm_case(workspace: Workspace, app: BenchApp, runs: int, *,
         note = "lock file"
     else:
         note = f"warm cache, {len(app.images)} images"
-    case = app.name + (" lookup" if lookup else "") + (" served" if server else "")
+    note += ", TAGPIN_REDIS_URL set" if redis else ""
+    case = (app.name + (" lookup" if lookup else "") + (" redis" if redis else "")
+            + (" served" if server else ""))
     before = len(server.worker_peaks_kb()) if server else 0
     row = compare(workspace, app, env, runs, note, case=case)
     return served(row, server, before) if server else row
@@ -688,7 +696,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="tiny apps and one run: checks the suite works, times mean nothing")
     parser.add_argument("--cases", nargs="*",
                         help="subset of: example example-lock large-2000 large-10000 images-200 "
-                             "cold served lookup kustomize pin imports")
+                             "cold served lookup kustomize pin imports redis "
+                             "(the last not by default)")
     parser.add_argument("--profile", metavar="CASE",
                         help="render CASE once under cProfile, print the top functions")
     parser.add_argument("--profile-out", type=Path,
@@ -754,6 +763,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"measuring {app.name} through the render server ...", file=sys.stderr,
                   flush=True)
             rows.append(kustomize_case(workspace, app, runs, server=server))
+        if "redis" in wanted:  # not in the default set: the fleet cache configured, warm
+            print("measuring example with TAGPIN_REDIS_URL set ...", file=sys.stderr, flush=True)
+            for via in (None, server) if server else (None,):
+                rows.append(warm_case(workspace, apps["example"], runs, server=via, redis=True))
         if "lookup" in wanted:
             print("measuring example reading its Application ...", file=sys.stderr, flush=True)
             with kube_api(workspace) as lookup:
@@ -771,7 +784,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                               if a.name.startswith("large-"))):
                 cache_dir = workspace.root / f"cache-{app.name}"
                 prime_cache(cache_dir, app.images)
-                env = argocd_env(workspace, app, cache_dir)
+                env = argocd_env(workspace, app, cache_dir, extra=REDIS_CONFIGURED)
                 checks.append(import_check(workspace, app, env, runs=1 if args.smoke else 3))
             if server is not None:
                 app = apps["example"]

@@ -97,6 +97,13 @@ def ecr_registry_factory(environ: Mapping[str, str], warnings: list[str]) -> Cal
         "concurrency": setting_int(environ, "TAGPIN_ECR_CONCURRENCY", minimum=1),
     }
     cache_dir = default_cache_dir(environ)
+    shared = None
+    if mode != "off" and environ.get("TAGPIN_REDIS_URL"):
+        # Checked on every render, so a missing signing key fails even a warm one; the Redis
+        # client itself is imported only when the local caches miss.
+        from cmp.registry.shared import redis_settings
+
+        shared = redis_settings(environ)
 
     def build() -> Registry:
         from cmp.registry.base import DeferredRegistry
@@ -109,8 +116,21 @@ def ecr_registry_factory(environ: Mapping[str, str], warnings: list[str]) -> Cal
 
         cache_mode = CacheMode(mode)
         store = None if cache_mode is CacheMode.OFF else DiskCache(cache_dir, warnings=warnings)
+        inner: Registry = DeferredRegistry(ecr)
+        if shared is not None:
+            from cmp.registry.shared import RedisStore, SharedRegistry
+
+            inner = SharedRegistry(
+                inner,
+                RedisStore(shared),
+                ttl=float(ttl),
+                wait_limit=float(ecr_numbers["deadline"]),
+                warnings=warnings,
+                read=cache_mode is CacheMode.ON,
+                newest_push=None,  # announced pushes (#13) plug in here: cmp.registry.shared
+            )
         return CachingRegistry(
-            DeferredRegistry(ecr),
+            inner,
             store,
             mode=cache_mode,
             ttl=float(ttl),

@@ -102,6 +102,29 @@ SETTINGS: tuple[Setting, ...] = (
         "When ECR is down or throttling, serve cached digests up to this many hours old, "
         "with a warning; 0 = never (the default).",
     ),
+    Setting(
+        "TAGPIN_REDIS_URL",
+        "(unset: memory and disk only)",
+        "redis:// or rediss:// (TLS) URL of a Redis shared by every replica (Argo CD's "
+        "argocd-redis); database number in the path (docs/install.md).",
+    ),
+    Setting(
+        "TAGPIN_REDIS_PASSWORD",
+        "(none)",
+        "Redis password; or TAGPIN_REDIS_PASSWORD_FILE, a file holding it.",
+    ),
+    Setting(
+        "TAGPIN_REDIS_SIGNING_KEY",
+        "(required with TAGPIN_REDIS_URL)",
+        "At least 32 bytes signing every shared entry (HMAC-SHA256); or "
+        "TAGPIN_REDIS_SIGNING_KEY_FILE, a file holding it.",
+    ),
+    Setting(
+        "TAGPIN_REDIS_TIMEOUT_MS",
+        "500",
+        "Milliseconds to connect to Redis and for each command; past it the render goes on "
+        "without Redis, with a warning.",
+    ),
     Setting("TAGPIN_ECR_MAX_ATTEMPTS", "4", "Attempts per ECR call (botocore standard retries)."),
     Setting("TAGPIN_ECR_CONNECT_TIMEOUT", "3", "Seconds to connect to ECR."),
     Setting("TAGPIN_ECR_READ_TIMEOUT", "5", "Seconds to wait for an ECR answer."),

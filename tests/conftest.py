@@ -10,6 +10,7 @@ pytest_plugins: list[str] = [
     "tests.support.fake_ecr",
     "tests.support.snapshots",
     "tests.support.hostile",
+    "tests.support.redis_server",
 ]
 
 E2E = Path(__file__).resolve().parent / "e2e"

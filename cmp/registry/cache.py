@@ -148,9 +148,11 @@ class DiskCache:
         fetched_at: float,
         *,
         tag_list: bool = False,
+        times: Mapping[str, float] | None = None,
     ) -> None:
         """Add entries to the repository's file, keeping the newest entry per tag.
 
+        `times` overrides `fetched_at` per tag (answers a shared cache kept keep their age).
         Call it inside `locked(repo)` so concurrent writers never lose each other's entries.
         """
         if not self._check_root() or not self._writable:
@@ -160,8 +162,9 @@ class DiskCache:
         tags = dict(current.tags)
         for tag, info in infos.items():
             known = tags.get(tag)
-            if known is None or known.fetched_at <= fetched_at:
-                tags[tag] = CachedTag(info, fetched_at)
+            when = fetched_at if times is None else times.get(tag, fetched_at)
+            if known is None or known.fetched_at <= when:
+                tags[tag] = CachedTag(info, when)
         listed, listed_at = current.tag_list, current.tag_list_fetched_at
         if tag_list and (listed_at is None or listed_at <= fetched_at):
             listed, listed_at = tuple(sorted(infos)), fetched_at
@@ -310,7 +313,10 @@ class CachingRegistry:
                 return Lookup(found={**found, **{t: entry.info for t, entry in stale.items()}})
             fresh = {t: answer.found[t] for t in wanted - found.keys() if t in answer.found}
             if fresh:
-                store.merge(repo, fresh, fetched_at)
+                # A fleet-wide cache (cmp.registry.shared) says how old its answers are.
+                shared_times = getattr(self._inner, "fetched_times", None)
+                times = shared_times(repo, fresh) if shared_times is not None else None
+                store.merge(repo, fresh, fetched_at, times=times)
             return answer
 
     def describe_cached(self, repo: EcrRepository, tags: Collection[str]) -> Lookup | None:

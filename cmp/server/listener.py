@@ -172,10 +172,14 @@ def warm_up() -> None:
         cache,
         ecr,
         lock,  # noqa: F401
+        shared,
         static,
     )
     from cmp.request import from_argocd_environment
     from cmp.services import Services
+
+    if os.environ.get("TAGPIN_REDIS_URL"):
+        import redis  # noqa: F401  # the fleet cache's client: cold renders would pay ~100 ms
 
     with tempfile.TemporaryDirectory() as root:
         app = Path(root, "app")

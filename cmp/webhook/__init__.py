@@ -18,6 +18,7 @@ import click
 from cmp.errors import ConfigError, TagpinError
 
 if TYPE_CHECKING:
+    from cmp.registry.shared import RedisSettings
     from cmp.webhook.server import WebhookConfig
 
 SECRET_ENV = "TAGPIN_WEBHOOK_SECRET"
@@ -65,6 +66,13 @@ def default_namespaces(environ: Mapping[str, str]) -> tuple[str, ...]:
     # Only the namespace rules apply here, not TAGPIN_APP_LOOKUP or ARGOCD_APP_NAME.
     known = {k: v for k, v in environ.items() if k == "ARGOCD_NAMESPACE"}
     return (lookup_settings(known).namespace,)
+
+
+def shared_cache_settings(environ: Mapping[str, str]) -> RedisSettings | None:
+    """TAGPIN_REDIS_URL and its password: the Redis whose generations a push bumps."""
+    from cmp.registry.shared import redis_settings
+
+    return redis_settings(environ, signing_key_required=False)
 
 
 def webhook_command() -> click.Command:
@@ -117,6 +125,7 @@ def webhook_command() -> click.Command:
                 max_body_bytes=max_body_bytes,
                 max_event_age_seconds=max_event_age,
                 app_cache_seconds=app_cache_seconds,
+                shared_cache=shared_cache_settings(os.environ),
             )
             return run(config, os.environ)
         except TagpinError as error:

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from cmp.argocd.kube import KubeApiError
 from cmp.errors import TagpinError
+from cmp.registry.shared import PushGenerations, RedisSettings
 from cmp.webhook.events import (
     Ignored,
     PushEvent,
@@ -64,6 +65,7 @@ class WebhookConfig:
     app_cache_seconds: float = 1.0  # events within this share one list of Applications
     request_timeout_seconds: float = 10.0  # a client this slow is cut off (slowloris)
     patch_workers: int = 4
+    shared_cache: RedisSettings | None = None  # TAGPIN_REDIS_URL: bump generations on pushes
 
 
 class KubeClient(Protocol):
@@ -300,6 +302,9 @@ class WebhookServer:
             kube, config.coalesce_seconds, config.patch_workers, self.log, self.metrics
         )
         self.replays = ReplayGuard(config.max_event_age_seconds)
+        self.generations = (
+            PushGenerations(config.shared_cache) if config.shared_cache is not None else None
+        )
         self._httpd = _HTTPServer((config.host, config.port), _handler_class(self))
         self._stopped = False
         # A short poll interval keeps SIGTERM-to-exit fast; an idle poll costs nothing.
@@ -378,6 +383,10 @@ class WebhookServer:
             self.metrics.events.inc(sender, "ignored")
             self.log.write("ignored", sender=sender, reason=ignored.reason)
             return 200, {"status": "ignored", "reason": ignored.reason}
+        if self.generations is not None:  # before any refresh, so its render sees the push
+            problem = self.generations.bump(event.repository)
+            if problem is not None:
+                self.log.write("shared cache not told", problem=problem)
         matches = select(applications, event.repository, event.tag)
         self.metrics.events.inc(sender, "accepted" if matches else "no_match")
         ticket = EventTicket(event, matches, received, self.log, self.metrics)

@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import threading
+import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -40,12 +41,15 @@ class CallCounter:
         self._app = app
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
+        self.delay = 0.0  # seconds added to each counted call: ECR across a network
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if target:
             with self._lock:
                 self._counts[target.rsplit(".", 1)[-1]] += 1
+            if self.delay:
+                time.sleep(self.delay)
         return self._app(environ, start_response)
 
     def snapshot(self) -> Counter[str]:
@@ -234,4 +238,5 @@ def moto_ecr(
         response.read()
     monkeypatch.setenv("AWS_ENDPOINT_URL_ECR", moto_server.url)
     moto_server.counter.clear()
+    moto_server.counter.delay = 0.0
     return MotoEcr(url=moto_server.url, counter=moto_server.counter)

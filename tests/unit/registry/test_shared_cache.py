@@ -1,0 +1,397 @@
+"""The fleet-wide cache's layer against a real redis-server: signed entries, generations,
+single flight, "not found" never shared, Redis trouble never failing a lookup."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cmp.errors import ConfigError
+from cmp.images.reference import EcrRegistry, EcrRepository
+from cmp.registry import Lookup, TagInfo
+from cmp.registry.cache import CachingRegistry, DiskCache
+from cmp.registry.shared import (
+    PushGenerations,
+    RedisSettings,
+    RedisStore,
+    SharedRegistry,
+    redis_settings,
+    tags_key,
+)
+from cmp.registry.static import StaticRegistry
+from tests.support.redis_server import PASSWORD, RedisServer, free_port
+
+KEY = b"0123456789abcdef0123456789abcdef-signing"
+WEB_V1 = "sha256:" + "1" * 64
+WEB_V2 = "sha256:" + "2" * 64
+HOST = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+
+
+def repo(name: str = "team/web") -> EcrRepository:
+    return EcrRepository(EcrRegistry(HOST, "123456789012", "eu-west-1", False, False), name)
+
+
+def settings(server: RedisServer, **changes: Any) -> RedisSettings:
+    values: dict[str, Any] = {"url": server.url, "password": PASSWORD, "signing_key": KEY}
+    values.update(changes)
+    return RedisSettings(**values)
+
+
+def shared(
+    server: RedisServer, ecr: Any, warnings: list[str] | None = None, **kwargs: Any
+) -> SharedRegistry:
+    store_settings = kwargs.pop("store_settings", None) or settings(server)
+    return SharedRegistry(
+        ecr,
+        RedisStore(store_settings),
+        ttl=kwargs.pop("ttl", 300.0),
+        wait_limit=kwargs.pop("wait_limit", 10.0),
+        warnings=warnings if warnings is not None else [],
+        **kwargs,
+    )
+
+
+def ecr_with(digest: str = WEB_V1, **tags: str) -> StaticRegistry:
+    return StaticRegistry.of_digests({repo(): {"v1": digest, **tags}})
+
+
+def asked(ecr: StaticRegistry) -> int:
+    return sum(1 for call in ecr.calls if call[0] == "describe_tags")
+
+
+def test_a_second_replica_reads_the_first_ones_answer(redis_server: RedisServer) -> None:
+    first, second = ecr_with(), ecr_with()
+
+    assert shared(redis_server, first).describe_tags(repo(), ["v1"]).found["v1"].digest == WEB_V1
+    assert shared(redis_server, second).describe_tags(repo(), ["v1"]).found["v1"].digest == WEB_V1
+
+    assert (asked(first), asked(second)) == (1, 0)
+
+
+def test_every_key_is_namespaced_and_expires(redis_server: RedisServer) -> None:
+    shared(redis_server, ecr_with()).describe_tags(repo(), ["v1"])
+    PushGenerations(settings(redis_server)).bump(repo().uri)
+    client: Any = redis_server.client()
+
+    keys = sorted(key.decode() for key in client.keys("*"))
+
+    assert keys == [
+        "tagpin:v1:generation:123456789012:eu-west-1:team/web",
+        "tagpin:v1:tags:123456789012:eu-west-1:team/web",
+    ]
+    assert all(client.ttl(key) > 0 for key in keys)
+
+
+def test_not_found_is_never_shared(redis_server: RedisServer) -> None:
+    first, second = ecr_with(), ecr_with()
+
+    missing = shared(redis_server, first).describe_tags(repo(), ["v1", "nope"])
+    again = shared(redis_server, second).describe_tags(repo(), ["v1", "nope"])
+
+    assert missing.missing == again.missing == frozenset({"nope"})
+    assert second.calls == [("describe_tags", repo(), frozenset({"nope"}))]  # v1 came shared
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param(lambda doc: doc["body"].update(digest=WEB_V2), id="digest-rewritten"),
+        pytest.param(lambda doc: doc.update(hmac=""), id="unsigned"),
+        pytest.param(lambda doc: doc.pop("hmac"), id="no-signature"),
+        pytest.param(lambda doc: doc["body"].update(generation="7"), id="generation-rewritten"),
+    ],
+)
+def test_a_tampered_entry_is_ignored_counted_and_ecr_asked(
+    redis_server: RedisServer, tamper: Any
+) -> None:
+    shared(redis_server, ecr_with()).describe_tags(repo(), ["v1"])
+    client: Any = redis_server.client()
+    key = tags_key("123456789012:eu-west-1:team/web")
+    document = json.loads(client.hget(key, "v1"))
+    tamper(document)
+    client.hset(key, "v1", json.dumps(document))
+    ecr, warnings = ecr_with(), []
+
+    reader = shared(redis_server, ecr, warnings)
+    answer = reader.describe_tags(repo(), ["v1"])
+
+    assert answer.found["v1"].digest == WEB_V1
+    assert asked(ecr) == 1
+    assert reader.counts["rejected"] == 1
+    assert len(warnings) == 1 and "not signed with TAGPIN_REDIS_SIGNING_KEY" in warnings[0]
+
+
+def test_an_entry_signed_with_another_key_or_moved_to_another_tag_is_ignored(
+    redis_server: RedisServer,
+) -> None:
+    other_key = settings(redis_server, signing_key=b"another-key-of-at-least-32-bytes!!")
+    shared(redis_server, ecr_with(), store_settings=other_key).describe_tags(repo(), ["v1"])
+    client: Any = redis_server.client()
+    key = tags_key("123456789012:eu-west-1:team/web")
+    client.hset(key, "v2", client.hget(key, "v1"))  # a genuine entry under another tag
+    ecr, warnings = ecr_with(v2=WEB_V2), []
+
+    reader = shared(redis_server, ecr, warnings)
+    answer = reader.describe_tags(repo(), ["v1", "v2"])
+
+    assert {t: i.digest for t, i in answer.found.items()} == {"v1": WEB_V1, "v2": WEB_V2}
+    assert reader.counts["rejected"] == 2 and len(warnings) == 1  # one warning, both counted
+
+
+def test_a_bumped_generation_makes_shared_entries_stale(redis_server: RedisServer) -> None:
+    shared(redis_server, ecr_with(WEB_V1)).describe_tags(repo(), ["v1"])
+    stale = ecr_with(WEB_V2)  # the tag moved in ECR; Redis still says v1
+    assert shared(redis_server, stale).describe_tags(repo(), ["v1"]).found["v1"].digest == WEB_V1
+
+    assert PushGenerations(settings(redis_server, signing_key=None)).bump(repo().uri) is None
+    first, second = ecr_with(WEB_V2), ecr_with(WEB_V2)
+
+    assert shared(redis_server, first).describe_tags(repo(), ["v1"]).found["v1"].digest == WEB_V2
+    assert shared(redis_server, second).describe_tags(repo(), ["v1"]).found["v1"].digest == WEB_V2
+    assert (asked(first), asked(second)) == (1, 0)  # once for the whole fleet
+
+
+def test_the_announced_push_hook_makes_older_entries_stale(redis_server: RedisServer) -> None:
+    shared(redis_server, ecr_with(WEB_V1)).describe_tags(repo(), ["v1"])
+    pushed_at = time.time() + 1  # announced after the entry was fetched
+    ecr = ecr_with(WEB_V2)
+
+    reader = shared(redis_server, ecr, newest_push=lambda r: pushed_at if r == repo() else None)
+
+    assert reader.describe_tags(repo(), ["v1"]).found["v1"].digest == WEB_V2
+    assert asked(ecr) == 1
+
+
+def test_entries_older_than_the_ttl_are_not_trusted(redis_server: RedisServer) -> None:
+    now = [1_800_000_000.0]
+    shared(redis_server, ecr_with(), clock=lambda: now[0]).describe_tags(repo(), ["v1"])
+    now[0] += 301
+    ecr = ecr_with()
+
+    shared(redis_server, ecr, clock=lambda: now[0]).describe_tags(repo(), ["v1"])
+
+    assert asked(ecr) == 1
+
+
+def test_refresh_mode_asks_ecr_and_still_shares(redis_server: RedisServer) -> None:
+    shared(redis_server, ecr_with(WEB_V1)).describe_tags(repo(), ["v1"])
+    refreshing = ecr_with(WEB_V2)
+
+    shared(redis_server, refreshing, read=False).describe_tags(repo(), ["v1"])
+    later = ecr_with(WEB_V2)
+    answer = shared(redis_server, later).describe_tags(repo(), ["v1"])
+
+    assert (asked(refreshing), asked(later)) == (1, 0)
+    assert answer.found["v1"].digest == WEB_V2
+
+
+class SlowRegistry(StaticRegistry):
+    """ECR taking its time, so concurrent lookups overlap for sure."""
+
+    def describe_tags(self, repository: EcrRepository, tags: Any) -> Lookup:
+        time.sleep(0.3)
+        return super().describe_tags(repository, tags)
+
+
+def test_concurrent_replicas_ask_ecr_once_per_repository(redis_server: RedisServer) -> None:
+    ecrs = [SlowRegistry({repo(): {"v1": TagInfo("v1", WEB_V1)}}) for _ in range(4)]
+    layers = [shared(redis_server, ecr) for ecr in ecrs]
+    answers: list[Lookup] = []
+    start = threading.Barrier(4)
+
+    def lookup(layer: SharedRegistry) -> None:
+        start.wait()
+        answers.append(layer.describe_tags(repo(), ["v1"]))
+
+    threads = [threading.Thread(target=lookup, args=(layer,)) for layer in layers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert [a.found["v1"].digest for a in answers] == [WEB_V1] * 4
+    assert sum(asked(ecr) for ecr in ecrs) == 1
+    assert sum(layer.counts["waits"] for layer in layers) >= 1
+
+
+def test_a_waiting_replica_asks_ecr_itself_at_the_wait_limit(redis_server: RedisServer) -> None:
+    client: Any = redis_server.client()
+    client.set("tagpin:v1:lock:123456789012:eu-west-1:team/web", "someone-else", px=60_000)
+    ecr = ecr_with()
+
+    answer = shared(redis_server, ecr, wait_limit=0.2).describe_tags(repo(), ["v1"])
+
+    assert answer.found["v1"].digest == WEB_V1 and asked(ecr) == 1
+
+
+def test_a_replica_releases_only_its_own_lock(redis_server: RedisServer) -> None:
+    store = RedisStore(settings(redis_server))
+    token = store.lock(repo(), 60)
+    assert token is not None and store.lock(repo(), 60) is None
+
+    store.unlock(repo(), "not-my-token")
+    assert store.locked(repo())
+    store.unlock(repo(), token)
+    assert not store.locked(repo())
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        pytest.param({"password": "wrong"}, "invalid", id="wrong-password"),
+        pytest.param({"url": "redis://127.0.0.1:{free}/0"}, "refused", id="nothing-listening"),
+        pytest.param({"url": "rediss://127.0.0.1:{port}/0"}, "", id="tls-against-plain"),
+    ],
+)
+def test_redis_trouble_gives_one_warning_and_ecr_answers(
+    redis_server: RedisServer, change: dict[str, str], problem: str
+) -> None:
+    if "url" in change:
+        change = {"url": change["url"].format(free=free_port(), port=redis_server.port)}
+    ecr, warnings = ecr_with(), []
+    layer = shared(redis_server, ecr, warnings, store_settings=settings(redis_server, **change))
+
+    for _ in range(3):
+        assert layer.describe_tags(repo(), ["v1"]).found["v1"].digest == WEB_V1
+
+    assert asked(ecr) == 3
+    assert len(warnings) == 1
+    assert warnings[0].startswith("the shared digest cache at redis") and problem in warnings[0]
+    assert PASSWORD not in warnings[0]
+
+
+def test_redis_killed_mid_lookup_then_restarted(redis_server: RedisServer) -> None:
+    class KillingRegistry(StaticRegistry):
+        def describe_tags(self, repository: EcrRepository, tags: Any) -> Lookup:
+            redis_server.stop()  # while this replica holds the lock, before it shares
+            return super().describe_tags(repository, tags)
+
+    warnings: list[str] = []
+    killing = KillingRegistry({repo(): {"v1": TagInfo("v1", WEB_V1)}})
+    assert shared(redis_server, killing, warnings).describe_tags(repo(), ["v1"]).found
+    assert len(warnings) == 1
+
+    redis_server.start()
+    first, second = ecr_with(), ecr_with()
+    shared(redis_server, first).describe_tags(repo(), ["v1"])
+    shared(redis_server, second).describe_tags(repo(), ["v1"])
+    assert (asked(first), asked(second)) == (1, 0)
+
+
+def test_the_disk_cache_keeps_the_age_of_a_shared_answer(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    now = [1_800_000_000.0]
+    shared(redis_server, ecr_with(), clock=lambda: now[0]).describe_tags(repo(), ["v1"])
+    now[0] += 200
+    layer = shared(redis_server, ecr_with(), clock=lambda: now[0])
+    disk = DiskCache(tmp_path)
+
+    CachingRegistry(layer, disk, clock=lambda: now[0]).describe_tags(repo(), ["v1"])
+
+    cached = disk.read(repo())
+    assert cached is not None and cached.tags["v1"].fetched_at == 1_800_000_000.0
+
+
+# -- settings ---------------------------------------------------------------------------------
+
+
+def test_settings_are_off_without_a_url() -> None:
+    assert redis_settings({}) is None
+
+
+def test_a_url_without_a_signing_key_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigError, match="TAGPIN_REDIS_SIGNING_KEY"):
+        redis_settings({"TAGPIN_REDIS_URL": "redis://argocd-redis:6379"})
+
+
+def test_a_short_signing_key_is_refused() -> None:
+    with pytest.raises(ConfigError, match="at least 32"):
+        redis_settings({"TAGPIN_REDIS_URL": "redis://r", "TAGPIN_REDIS_SIGNING_KEY": "short"})
+
+
+def test_secrets_come_from_files(tmp_path: Path) -> None:
+    (tmp_path / "auth").write_text("s3cret\n")
+    (tmp_path / "key").write_bytes(KEY + b"\n")
+
+    loaded = redis_settings({
+        "TAGPIN_REDIS_URL": "rediss://argocd-redis:6379/2",
+        "TAGPIN_REDIS_PASSWORD_FILE": str(tmp_path / "auth"),
+        "TAGPIN_REDIS_SIGNING_KEY_FILE": str(tmp_path / "key"),
+    })
+
+    assert loaded is not None
+    assert (loaded.password, loaded.signing_key, loaded.shown) == (
+        "s3cret", KEY, "rediss://argocd-redis:6379")
+    assert "s3cret" not in repr(loaded)
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"TAGPIN_REDIS_URL": "http://r"}, "redis:// or rediss://"),
+        ({"TAGPIN_REDIS_URL": "redis://r", "TAGPIN_REDIS_SIGNING_KEY": "k" * 32,
+          "TAGPIN_REDIS_SIGNING_KEY_FILE": "/k"}, "keep one"),
+        ({"TAGPIN_REDIS_URL": "redis://r", "TAGPIN_REDIS_SIGNING_KEY_FILE": "/no/such"},
+         "TAGPIN_REDIS_SIGNING_KEY_FILE"),
+        ({"TAGPIN_REDIS_URL": "redis://r", "TAGPIN_REDIS_SIGNING_KEY": "k" * 32,
+          "TAGPIN_REDIS_TIMEOUT_MS": "0"}, "TAGPIN_REDIS_TIMEOUT_MS"),
+    ],
+)
+def test_bad_settings_name_the_setting(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        redis_settings(environ)
+
+
+def test_a_redis_out_of_memory_gives_one_warning_and_ecr_answers(
+    redis_server: RedisServer,
+) -> None:
+    client: Any = redis_server.client()
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", 1)  # every write is now refused with OOM
+    ecr, warnings = ecr_with(), []
+
+    answer = shared(redis_server, ecr, warnings).describe_tags(repo(), ["v1"])
+
+    assert answer.found["v1"].digest == WEB_V1 and asked(ecr) == 1
+    assert len(warnings) == 1 and "used memory > 'maxmemory'" in warnings[0]
+
+
+def test_the_webhook_side_reports_redis_trouble_instead_of_raising() -> None:
+    down = RedisSettings(url=f"redis://127.0.0.1:{free_port()}/0", password=None,
+                         signing_key=None)
+
+    problem = PushGenerations(down).bump(repo().uri)
+
+    assert problem is not None and repo().uri in problem and "refused" in problem
+    assert PushGenerations(down).bump("docker.io/library/nginx") is None  # not ECR: nothing
+
+
+def test_the_webhook_refuses_to_start_with_a_bad_redis_url(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cmp.webhook import webhook_command
+
+    monkeypatch.setenv("TAGPIN_WEBHOOK_SECRET", "fleet-webhook-secret-0123456789")
+    monkeypatch.setenv("TAGPIN_REDIS_URL", "http://argocd-redis:6379")
+
+    code = webhook_command().main(args=[], prog_name="tagpin webhook", standalone_mode=False)
+
+    assert code == 3
+    assert "TAGPIN_REDIS_URL must start with redis:// or rediss://" in capsys.readouterr().err
+
+
+def test_the_webhook_reads_the_redis_password_without_a_signing_key(tmp_path: Path) -> None:
+    from cmp.webhook import shared_cache_settings
+
+    (tmp_path / "auth").write_text(PASSWORD)
+    loaded = shared_cache_settings({"TAGPIN_REDIS_URL": "redis://argocd-redis:6379/0",
+                                    "TAGPIN_REDIS_PASSWORD_FILE": str(tmp_path / "auth")})
+
+    assert loaded is not None and loaded.password == PASSWORD and loaded.signing_key is None
+    assert shared_cache_settings({}) is None
