@@ -224,7 +224,7 @@ def precompile() -> None:
 
 def prime_cache(cache_dir: Path, images: Sequence[Image]) -> None:
     """Write every digest an app needs straight into tagpin's disk cache."""
-    from cmp.images.reference import EcrRegistry, EcrRepository
+    from cmp.images.ecr import EcrRegistry, EcrRepository
     from cmp.registry.base import TagInfo
     from cmp.registry.cache import DiskCache
 

@@ -31,8 +31,8 @@ from cmp.source.templates import TEMPLATE_NOT_FOUND, build_context, render_all
 SCHEMA_FILE = "values.schema.json"  # cmp.source.schema checks values against it (Helm's name)
 
 if TYPE_CHECKING:
+    from cmp.images.fields import ImageField, ImagePath
     from cmp.images.pin import TagChooser, Wanted
-    from cmp.images.reference import ImageField, ImagePath
     from cmp.registry.base import Registry, TagInfo
 
 
@@ -172,7 +172,7 @@ def repeated_layers(source: AppSource) -> list[str]:
 
 def custom_image_paths(source: AppSource) -> tuple[ImagePath, ...]:
     """tagpin.yaml's `images.paths` rules, parsed; errors name tagpin.yaml."""
-    from cmp.images.reference import parse_image_paths
+    from cmp.images.fields import parse_image_paths
 
     return parse_image_paths(list(source.config.image_paths or []), "tagpin.yaml")
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from cmp.images.ecr import EcrRepository
 from cmp.images.pin import collect, resolve
-from cmp.images.reference import EcrRepository
 from cmp.pipeline import custom_image_paths, render_manifests
 from cmp.registry.base import Registry
 from cmp.registry.lock import LockEntry, entry_order

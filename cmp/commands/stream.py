@@ -21,7 +21,7 @@ from cmp.source.manifests import Manifest, check_documents
 from cmp.source.yamlread import load_all
 
 if TYPE_CHECKING:
-    from cmp.images.reference import ImagePath
+    from cmp.images.fields import ImagePath
     from cmp.pipeline import RenderResult
     from cmp.registry.base import Registry
     from cmp.request import RenderRequest
@@ -122,7 +122,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def read_config(path: Path) -> StreamConfig:
     """`--config tagpin.yaml`: its `images.paths` and `images.requireDigests`."""
-    from cmp.images.reference import parse_image_paths
+    from cmp.images.fields import parse_image_paths
     from cmp.source.appdir import RepoFiles, load_config
 
     directory = Path(os.path.abspath(path)).parent

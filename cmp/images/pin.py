@@ -12,15 +12,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 from cmp.errors import ImageError, Problems, ResolveError, TagpinError
-from cmp.images.reference import (
-    EcrRepository,
-    ImageField,
-    ImagePath,
-    ImageRef,
-    ecr_repository,
-    find_images,
-    set_image,
-)
+from cmp.images.ecr import EcrRepository, ecr_repository
+from cmp.images.fields import ImageField, ImagePath, find_images, set_image
+from cmp.images.reference import ImageRef
 from cmp.registry.base import Lookup, Registry, TagInfo, describe_many
 from cmp.source.manifests import Manifest
 

@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cmp.errors import ResolveError
-from cmp.images.reference import EcrRepository, ImageField
+from cmp.images.ecr import EcrRepository
+from cmp.images.fields import ImageField
 from cmp.imageupdater.annotations import Candidate, ImagePolicy, merge_sources, parse_policies
 from cmp.registry.base import Registry, TagInfo
 from cmp.source.manifests import Manifest

@@ -27,7 +27,7 @@ from cachetools import TTLCache
 from cmp.registry.base import Lookup, Registry, RegistryUnavailable, TagInfo, is_digest
 
 if TYPE_CHECKING:
-    from cmp.images.reference import EcrRepository
+    from cmp.images.ecr import EcrRepository
 
 FORMAT = "v1"
 STALE_TEMP_AGE = 300.0  # seconds; a temp file this old belongs to a writer that died

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cmp.errors import ImageError, LockError, RegistryError, SourceError
-from cmp.images.reference import EcrRepository, ecr_repository, parse_image
+from cmp.images.ecr import EcrRepository, ecr_repository
+from cmp.images.reference import parse_image
 from cmp.registry.base import DeferredRegistry, Lookup, Registry, TagInfo, is_digest
 from cmp.settings import LOCK_FILE, LOCK_MODES, setting_choice
 from cmp.source.appdir import Limits, RepoFiles, read_file

@@ -33,7 +33,7 @@ from cmp.registry.base import Lookup, Registry, TagInfo, is_digest
 from cmp.settings import setting_int
 
 if TYPE_CHECKING:
-    from cmp.images.reference import EcrRepository
+    from cmp.images.ecr import EcrRepository
 
 NAMESPACE = "tagpin:v1"
 MIN_SIGNING_KEY_BYTES = 32
@@ -547,7 +547,7 @@ class PushGenerations:
         """`repository` as push events name it (`<host>/<path>`); the problem, or None.
 
         Repositories outside private ECR have nothing cached and are left alone."""
-        from cmp.images.reference import ecr_registry
+        from cmp.images.ecr import ecr_registry
 
         host, _, name = repository.partition("/")
         registry = ecr_registry(host)

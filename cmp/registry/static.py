@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from cmp.registry.base import Lookup, TagInfo
 
 if TYPE_CHECKING:
-    from cmp.images.reference import EcrRepository
+    from cmp.images.ecr import EcrRepository
 
 
 class StaticRegistry:

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from cmp.errors import ImageError
-from cmp.images.reference import ecr_registry, parse_image
+from cmp.images.ecr import ecr_registry
+from cmp.images.reference import parse_image
 from cmp.imageupdater.annotations import normalize_repository
 
 SECRET_HEADER = "X-Tagpin-Secret"

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cmp.images.reference import EcrRepository
+from cmp.images.ecr import EcrRepository
 from cmp.pipeline import RenderResult, render_manifests, run
 from cmp.registry.static import StaticRegistry
 from cmp.request import AppInfo, KubeInfo, RenderRequest

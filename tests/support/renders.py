@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cmp.images.reference import EcrRegistry, EcrRepository
+from cmp.images.ecr import EcrRegistry, EcrRepository
 from cmp.registry.cache import CachedRepository, DiskCache
 from tests.support.moto_ecr import ACCOUNT, REGION
 

@@ -9,22 +9,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cmp.errors import ConfigError, ImageError
-from cmp.images.reference import (
-    EcrRegistry,
+from cmp.images.ecr import EcrRegistry, ecr_registry, ecr_repository
+from cmp.images.fields import (
     ImageField,
     ImagePath,
-    ImageRef,
     Wildcard,
-    ecr_registry,
-    ecr_repository,
     find_images,
     format_field_path,
     parse_field_path,
-    parse_image,
     parse_image_paths,
-    reference_pattern,
     set_image,
 )
+from cmp.images.reference import ImageRef, parse_image, reference_pattern
 from cmp.source.manifests import Manifest
 
 D = "sha256:" + "0123456789abcdef" * 4

@@ -306,7 +306,7 @@ def test_malformed_locks_are_rejected_with_the_entry_at_fault(text: str, message
 
 
 def test_strict_misses_in_several_repositories_are_reported_together() -> None:
-    from cmp.images.reference import EcrRegistry, EcrRepository
+    from cmp.images.ecr import EcrRegistry, EcrRepository
     from cmp.registry.base import describe_many
     from cmp.registry.lock import LockedRegistry, LockEntry, LockProblem
 

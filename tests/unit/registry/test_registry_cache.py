@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from cmp.images.reference import EcrRegistry, EcrRepository
+from cmp.images.ecr import EcrRegistry, EcrRepository
 from cmp.registry import Lookup, TagInfo
 from cmp.registry.cache import CacheMode, CachingRegistry, DiskCache
 from cmp.registry.static import StaticRegistry
@@ -316,7 +316,7 @@ def test_processes_resolving_one_repository_at_once_ask_once(tmp_path: Path) -> 
 RENDER = """
 import json, sys
 from pathlib import Path
-from cmp.images.reference import EcrRegistry, EcrRepository
+from cmp.images.ecr import EcrRegistry, EcrRepository
 from cmp.registry.cache import CachingRegistry, DiskCache
 from cmp.registry.ecr import EcrRegistryClient
 registry = EcrRegistry("123456789012.dkr.ecr.eu-west-1.amazonaws.com", "123456789012",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cmp.errors import RegistryError
-from cmp.images.reference import EcrRegistry, EcrRepository
+from cmp.images.ecr import EcrRegistry, EcrRepository
 from cmp.registry import Lookup, describe_many
 from cmp.registry.ecr import EcrRegistryClient, EcrSettings
 from tests.support.fake_ecr import FakeEcr, Reply, access_denied, ok, server_error, throttling

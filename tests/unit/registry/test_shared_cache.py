@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from cmp.errors import ConfigError
-from cmp.images.reference import EcrRegistry, EcrRepository
+from cmp.images.ecr import EcrRegistry, EcrRepository
 from cmp.registry import Lookup, TagInfo
 from cmp.registry.cache import CachingRegistry, DiskCache
 from cmp.registry.shared import (
