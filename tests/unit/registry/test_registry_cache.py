@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from cmp.images.ecr import EcrRegistry, EcrRepository
-from cmp.registry import Lookup, TagInfo
+from cmp.registry.base import Lookup, TagInfo
 from cmp.registry.cache import CacheMode, CachingRegistry, DiskCache
 from cmp.registry.static import StaticRegistry
 

@@ -6,7 +6,7 @@ import pytest
 
 from cmp.errors import RegistryError
 from cmp.images.ecr import EcrRegistry, EcrRepository
-from cmp.registry import Lookup, describe_many
+from cmp.registry.base import Lookup, describe_many
 from cmp.registry.ecr import EcrRegistryClient, EcrSettings
 from tests.support.fake_ecr import FakeEcr, Reply, access_denied, ok, server_error, throttling
 from tests.support.moto_ecr import OCI_INDEX, OCI_MANIFEST, MotoEcr

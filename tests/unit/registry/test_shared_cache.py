@@ -13,7 +13,7 @@ import pytest
 
 from cmp.errors import ConfigError
 from cmp.images.ecr import EcrRegistry, EcrRepository
-from cmp.registry import Lookup, TagInfo
+from cmp.registry.base import Lookup, TagInfo
 from cmp.registry.cache import CachingRegistry, DiskCache
 from cmp.registry.shared import (
     PushGenerations,
