@@ -17,7 +17,6 @@ from .manifests import Manifest, parse_rendered
 from .render import build_context, render_all
 from .request import RenderRequest
 from .settings import (
-    IMAGE_LIST_KEY,
     IMAGE_UPDATER_PREFIX,
     LOCK_FILE,
     LOCK_MODES,
@@ -208,18 +207,18 @@ def tag_chooser(request: RenderRequest, services: Services) -> TagChooser:
             annotations, warnings = services.annotations(request)
             services.warnings.extend(warnings)
         parameter = request.parameters.get("image-updater") or {}
-        if (IMAGE_LIST_KEY not in parameter
-                and IMAGE_UPDATER_PREFIX + IMAGE_LIST_KEY not in annotations):
+        if not parameter and not any(key.startswith(IMAGE_UPDATER_PREFIX) for key in annotations):
             return {}  # production apps: skip loading the semver/override machinery
         from . import branch_deploy
 
-        policies = branch_deploy.policies_from(annotations, parameter)
+        policies = branch_deploy.policies_from(annotations, parameter)  # typos fail here
+        # Said before the plan can fail: a warning often explains the failure.
+        services.warnings.extend(branch_deploy.policy_warnings(policies))
         if not policies:
             return {}
         plan = branch_deploy.plan(
             [(w.field, w.repository, w.ref.repository, w.tag) for w in wanted], policies, registry
         )
-        services.warnings.extend(plan.warnings)
         services.notes.extend(branch_deploy.annotate(plan.overrides))
         return plan.chosen
 
@@ -258,16 +257,21 @@ def run(request: RenderRequest, services: Services | None = None) -> RenderResul
     services = services or services_from(request.settings_env)
     limits = limits_from(request.settings_env)
     source, manifests = render_manifests(request, limits, template_cache_dir(request.settings_env))
+    from .errors import TagpinError
     from .pin import pin
 
-    pin(
-        manifests,
-        extra_paths=custom_image_paths(source),
-        require_digests=source.config.require_digests,
-        registry_factory=registry_for(request, services),
-        concurrency=services.concurrency,
-        choose_tags=tag_chooser(request, services),
-    )
+    try:
+        pin(
+            manifests,
+            extra_paths=custom_image_paths(source),
+            require_digests=source.config.require_digests,
+            registry_factory=registry_for(request, services),
+            concurrency=services.concurrency,
+            choose_tags=tag_chooser(request, services),
+        )
+    except TagpinError as error:
+        error.warnings = [*services.warnings, *error.warnings]  # the CLI prints them too
+        raise
     return RenderResult(
         text=emit_stream(m.body for m in manifests),
         manifests=manifests,
