@@ -331,3 +331,12 @@ def _register_webhook() -> None:
 
 
 _register_webhook()
+
+
+def _register_branch() -> None:
+    from .branch_command import branch_command
+
+    cli.add_command(branch_command())
+
+
+_register_branch()
