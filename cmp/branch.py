@@ -141,8 +141,9 @@ class Change:
     app: LiveApp
     alias: str
     annotations: dict[str, str | None]
-    deploy: Deploy | None  # None: no image-updater rule left, git's tag deploys
+    deploy: Deploy | None  # None: see `instead`
     warnings: list[str] = field(default_factory=list)
+    instead: str = "no image-updater rule left for this alias; git's tag deploys"
 
 
 def read(api: ApplicationApi, namespace: str, name: str) -> LiveApp:
@@ -342,8 +343,13 @@ def plan_clear(
     deploy = None
     policy = next((p for p in parse_policies(merge_sources(after, app.parameter))
                    if p.alias == alias), None)
-    if policy is not None:
+    if policy is None:
+        return Change(app, alias, annotations, None)
+    try:
         deploy = select(policy, registry, app.where)
+    except (ConfigError, ResolveError) as error:
+        # Still cleared: the rule before the branch deploy is what the app should have again.
+        return Change(app, alias, annotations, None, instead=f"nothing deploys: {error}")
     return Change(app, alias, annotations, deploy)
 
 

@@ -69,10 +69,10 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _will_deploy(where: str, deploy: Any) -> str:
-    if deploy is None:
-        return f"{where}: no image-updater rule left for this alias; git's tag deploys\n"
-    return f"{where}: {deploy.reference}\n"
+def _will_deploy(where: str, change: Any) -> str:
+    if change.deploy is None:
+        return f"{where}: {change.instead}\n"
+    return f"{where}: {change.deploy.reference}\n"
 
 
 namespace_option = click.option(
@@ -132,8 +132,7 @@ def branch_command() -> click.Group:
                                       allow_tags=allow_tags, alias=alias, image=image,
                                       strategy=strategy, by=by or _default_user(), now=_now())
                 written = ops.apply(api, change)
-                sys.stdout.write(_will_deploy(f"{written.where} alias {change.alias}",
-                                              change.deploy))
+                sys.stdout.write(_will_deploy(f"{written.where} alias {change.alias}", change))
                 sys.stdout.flush()
                 if wait and change.deploy is not None:
                     from .branch_wait import wait_for
@@ -166,7 +165,7 @@ def branch_command() -> click.Group:
                 if isinstance(change, str):
                     return Outcome(warnings=warnings, notes=[change])
                 written = ops.apply(api, change)
-            return Outcome(_will_deploy(f"{written.where} alias {change.alias}", change.deploy),
+            return Outcome(_will_deploy(f"{written.where} alias {change.alias}", change),
                            warnings=warnings)
 
         return _run(ctx, job)
