@@ -367,3 +367,43 @@ def test_status_of_every_branch_app_in_the_namespace(env, fake_kube: FakeKube, t
     assert text.returncode == 0, text.stderr
     assert "argocd/shop web: allow-tags any, strategy semver (from annotation)\n" in text.stdout
     assert f"  selects: {WEB}:v1.3.0@{tags['v1.3.0']}\n" in text.stdout
+
+
+class Terminal:
+    """A stderr that says it is a terminal, keeping what was written."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.text += text
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_on_a_terminal_the_progress_line_is_rewritten_in_place() -> None:
+    from cmp.branch import LiveApp
+    from cmp.branch_wait import wait_for
+
+    digest = "sha256:" + "a" * 64
+    statuses = [app_status("OutOfSync", "Healthy", []),
+                app_status("Synced", "Healthy", [f"{WEB}:pr-1@{digest}"])]
+
+    class Api:
+        def get_application(self, namespace: str, name: str) -> dict[str, Any]:
+            return {"metadata": {"namespace": namespace, "name": name, "resourceVersion": "2"},
+                    "status": statuses.pop(0)}
+
+    ticks = iter([0.0, 0.0, 5.0])
+    terminal = Terminal()
+    app = LiveApp("argocd", "web", "1", {}, {}, {})
+    wait_for(Api(), app, digest, timeout=60, interval=5, progress=terminal,  # type: ignore[arg-type]
+             clock=lambda: next(ticks), sleep=lambda seconds: None)
+    assert terminal.text == (
+        "\r\x1b[Kargocd/web: sync OutOfSync, health Healthy, new image not running yet (0 s)"
+        "\r\x1b[Kargocd/web: sync Synced, health Healthy, new image running (5 s)\n")
