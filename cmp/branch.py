@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .branch_deploy import policies_from
 from .errors import ConfigError, ConflictError, ResolveError
 from .images import EcrRepository, ecr_repository, parse_image
 from .overrides import (
@@ -30,7 +31,6 @@ from .overrides import (
     parse_policies,
 )
 from .registry.base import Registry, TagInfo
-from .updater_keys import check_sources
 
 RECORD_ANNOTATION = "tagpin.dev/branch-deploy"
 REFRESH_ANNOTATION = "argocd.argoproj.io/refresh"
@@ -283,7 +283,6 @@ def plan_set(
 
     annotations: dict[str, str | None] = {PREFIX + keys[o]: values[o] for o in keys}
     after = _with(app.annotations, annotations)
-    check_sources(after, app.parameter, None, PREFIX)
     policy = _policy_for(after, app.parameter, chosen, app.where)
     deploy = select(policy, registry, app.where)
 
@@ -366,7 +365,8 @@ def _with(annotations: Mapping[str, str], changes: Mapping[str, str | None]) -> 
 def _policy_for(
     annotations: Mapping[str, str], parameter: Mapping[str, str], alias: str, where: str
 ) -> ImagePolicy:
-    for policy in parse_policies(merge_sources(annotations, parameter)):
+    # The render's own reading, typo checks included: what it would refuse is refused here.
+    for policy in policies_from(annotations, parameter):
         if policy.alias == alias:
             return policy
     raise ConfigError(f"{where}: image-list defines no alias {alias!r}")  # pragma: no cover

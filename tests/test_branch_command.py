@@ -199,6 +199,8 @@ def test_image_adds_an_image_list_entry(env, fake_kube: FakeKube, tags, moto_ecr
          ExitStatus.CONFIG, "has several aliases (api, web): pass --alias NAME"),
         ({**PRODUCTION, f"{PREFIX}web.allow-tag": "x"}, ["--allow-tags", "^pr-42-"],
          ExitStatus.CONFIG, f"did you mean '{PREFIX}web.allow-tags'?"),
+        ({**PRODUCTION, f"{PREFIX}wbe.allow-tags": "x"}, ["--allow-tags", "^pr-42-"],
+         ExitStatus.CONFIG, "names the alias 'wbe', which the image-list does not define"),
         ({f"{PREFIX}image-list": "web=nginx"}, ["--allow-tags", "^pr-42-"],
          ExitStatus.CONFIG, "not in a private Amazon ECR registry"),
     ],
@@ -407,3 +409,20 @@ def test_on_a_terminal_the_progress_line_is_rewritten_in_place() -> None:
     assert terminal.text == (
         "\r\x1b[Kargocd/web: sync OutOfSync, health Healthy, new image not running yet (0 s)"
         "\r\x1b[Kargocd/web: sync Synced, health Healthy, new image running (5 s)\n")
+
+
+def test_credentials_from_an_exec_plugin_as_the_render_uses_them(
+    tmp_path: Path, fake_kube: FakeKube, moto_ecr, tags
+) -> None:
+    from tests.support.fake_kube import write_kubeconfig
+    from tests.test_kube import exec_user
+
+    user = exec_user(tmp_path, "client.authentication.k8s.io/v1", {"token": fake_kube.token})
+    config = write_kubeconfig(tmp_path / "kubeconfig", fake_kube.url, user)
+    env = dict(os.environ, KUBECONFIG=str(config), TAGPIN_CACHE_DIR=str(tmp_path / "cache"))
+    fake_kube.add("argocd", "web", PRODUCTION)
+    done = tagpin(env, "branch", "set", "web", "--allow-tags", "^pr-42-")
+    assert done.returncode == 0, done.stderr
+    assert len(patches(fake_kube)) == 1
+    calls = (tmp_path / "calls.jsonl").read_text().splitlines()
+    assert len(calls) == 1  # one credential for the read and the write
