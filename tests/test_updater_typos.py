@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -163,9 +166,28 @@ def test_keys_tagpin_does_not_use_are_accepted_silently(
     assert "warning" not in result.stderr
 
 
+@pytest.fixture(params=["in-process", "served"])
+def render_mode(request: pytest.FixtureRequest, server: CmpServer) -> Iterator[CmpServer]:
+    """The sidecar rendering in-process, or through a render server's forked worker."""
+    if request.param == "in-process":
+        yield server
+        return
+    from tests.test_render_server import Server
+
+    directory = Path(tempfile.mkdtemp(prefix="tp-", dir="/tmp"))  # socket paths must be short
+    render_server = Server(directory / "render.sock", directory / "server.log")
+    server.sidecar_env.update(TAGPIN_RENDER_SERVER="on",
+                              TAGPIN_RENDER_SERVER_SOCKET=str(render_server.socket))
+    yield server
+    render_server.stop()
+    assert " worker " in render_server.log_text()  # the worker did render
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 def test_warnings_are_printed_even_when_the_render_fails(
-    server: CmpServer, user_repo: Path, fake_kube, tags
+    render_mode: CmpServer, user_repo: Path, fake_kube, tags
 ) -> None:
+    server = render_mode
     fake_kube.add("argocd", "web", {
         f"{PREFIX}image-list": f"web={WEB}",
         f"{PREFIX}web.update-strategy": "name",  # renamed: a warning
