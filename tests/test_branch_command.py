@@ -426,3 +426,28 @@ def test_credentials_from_an_exec_plugin_as_the_render_uses_them(
     assert len(patches(fake_kube)) == 1
     calls = (tmp_path / "calls.jsonl").read_text().splitlines()
     assert len(calls) == 1  # one credential for the read and the write
+
+
+def test_a_write_that_keeps_losing_to_status_updates_gives_up_with_a_conflict() -> None:
+    from cmp.branch import PATCH_ATTEMPTS, Change, LiveApp, apply
+    from cmp.errors import ConflictError
+    from cmp.kube import KubeApiError
+
+    document = {"metadata": {"namespace": "argocd", "name": "web", "resourceVersion": "7",
+                             "annotations": dict(PRODUCTION)}}
+
+    class Busy:
+        patched = 0
+
+        def get_application(self, namespace: str, name: str) -> dict[str, Any]:
+            return document
+
+        def patch_application(self, namespace: str, name: str, patch: dict[str, Any]) -> Any:
+            self.patched += 1
+            raise KubeApiError("409 Conflict", status=409)
+
+    api = Busy()
+    change = Change(LiveApp.from_object(document), "web", {REFRESH: "hard"}, None)
+    with pytest.raises(ConflictError, match="kept changing"):
+        apply(api, change)  # type: ignore[arg-type]
+    assert api.patched == PATCH_ATTEMPTS
