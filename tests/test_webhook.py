@@ -409,18 +409,24 @@ def test_an_exact_replay_changes_nothing(fleet: FakeKube, start_webhook: StartWe
 # --- malformed and oversized requests: 4xx, JSON errors, no traceback, nothing changes -------
 
 
-def _event_with(**changes: Any) -> bytes:
-    event = ecr_event("team/api")
-    for dotted, value in changes.items():
-        target = event
-        *parents, key = dotted.split("__")
-        for parent in parents:
-            target = target[parent]
-        if value is None:
-            del target[key]
-        else:
-            target[key] = value
-    return json.dumps(event).encode()
+def _event_with(**changes: Any) -> Callable[[], bytes]:
+    """The body, built when the test runs: an event made at collection time would be refused
+    as a replay once a slow suite reaches the test minutes later."""
+
+    def body() -> bytes:
+        event = ecr_event("team/api")
+        for dotted, value in changes.items():
+            target = event
+            *parents, key = dotted.split("__")
+            for parent in parents:
+                target = target[parent]
+            if value is None:
+                del target[key]
+            else:
+                target[key] = value
+        return json.dumps(event).encode()
+
+    return body
 
 
 @pytest.mark.parametrize(
@@ -452,8 +458,10 @@ def _event_with(**changes: Any) -> bytes:
     ],
 )
 def test_malformed_eventbridge_events_get_4xx(
-    fleet: FakeKube, start_webhook: StartWebhook, body: bytes, status: int, message: str
+    fleet: FakeKube, start_webhook: StartWebhook, body: bytes | Callable[[], bytes],
+    status: int, message: str
 ) -> None:
+    body = body() if callable(body) else body
     webhook = start_webhook()
     reply = webhook.post("/events/ecr", body, {**JSON, "X-Tagpin-Secret": SECRET})
     assert reply.status == status
