@@ -421,3 +421,12 @@ def _register_pin() -> None:
 
 
 _register_pin()
+
+
+def _register_branch() -> None:
+    from .branch_command import branch_command
+
+    cli.add_command(branch_command())
+
+
+_register_branch()
