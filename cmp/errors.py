@@ -26,6 +26,8 @@ class ExitStatus(IntEnum):
     REGISTRY = 9  # ECR could not be asked: unreachable, throttled, access denied, no credentials
     APP_LOOKUP = 10  # the live Application could not be read from the Kubernetes API
     LOCK = 11  # tagpin.lock is malformed, incomplete under strict mode, or disagrees with ECR
+    CONFLICT = 12  # `tagpin branch`: someone else changed the branch deploy first; nothing written
+    NOT_DEPLOYED = 13  # `tagpin branch --wait`: timed out, or the app turned Degraded
     INTERNAL = 70  # a bug in tagpin: rerun with --debug and report it
     INTERRUPTED = 130  # stopped by SIGINT (Ctrl-C)
 
@@ -41,6 +43,8 @@ class TagpinError(Exception):
             raise ValueError("a TagpinError needs at least one problem")
         super().__init__(*problems)
         self.problems: tuple[str, ...] = problems
+        # Warnings gathered before the failure; printed with it, since they often explain it.
+        self.warnings: list[str] = []
 
     def __str__(self) -> str:
         return "\n".join(self.problems)
@@ -89,6 +93,16 @@ class AppLookupError(TagpinError):
 class LockError(TagpinError):
     exit_status = ExitStatus.LOCK
     title = "tagpin.lock problem"
+
+
+class ConflictError(TagpinError):
+    exit_status = ExitStatus.CONFLICT
+    title = "the Application changed under tagpin; nothing written"
+
+
+class NotDeployedError(TagpinError):
+    exit_status = ExitStatus.NOT_DEPLOYED
+    title = "the branch deploy did not become Synced and Healthy"
 
 
 class Problems:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cmp.errors import LockError, ResolveError, TemplateError
+from cmp.errors import LockError, ResolveError, TagpinError, TemplateError
 from cmp.request import RenderRequest
 from cmp.services import (
     Services,
@@ -21,7 +21,7 @@ from cmp.services import (
     services_from,
     template_cache_dir,
 )
-from cmp.settings import IMAGE_LIST_KEY, IMAGE_UPDATER_PREFIX
+from cmp.settings import IMAGE_UPDATER_PREFIX
 from cmp.source import values as values_mod
 from cmp.source.appdir import AppSource, Limits, load_app
 from cmp.source.emit import emit_stream
@@ -133,12 +133,13 @@ def tag_chooser(request: RenderRequest, services: Services) -> TagChooser:
             annotations, warnings = services.annotations(request)
             services.warnings.extend(warnings)
         parameter = request.parameters.get("image-updater") or {}
-        if (IMAGE_LIST_KEY not in parameter
-                and IMAGE_UPDATER_PREFIX + IMAGE_LIST_KEY not in annotations):
+        if not parameter and not any(key.startswith(IMAGE_UPDATER_PREFIX) for key in annotations):
             return {}  # production apps: skip loading the semver/override machinery
         from cmp.imageupdater import plan as branch_deploy
 
-        policies = branch_deploy.policies_from(annotations, parameter)
+        policies = branch_deploy.policies_from(annotations, parameter)  # typos fail here
+        # Said before the plan can fail: a warning often explains the failure.
+        services.warnings.extend(branch_deploy.policy_warnings(policies))
         if not policies:
             return {}
         try:
@@ -194,13 +195,16 @@ def run(request: RenderRequest, services: Services | None = None) -> RenderResul
             concurrency=services.concurrency,
             choose_tags=tag_chooser(request, services),
         )
-    except (ResolveError, LockError) as error:
-        from cmp.source.hints import with_number_hints
+    except TagpinError as error:
+        failure = error
+        if isinstance(error, (ResolveError, LockError)):
+            from cmp.source.hints import with_number_hints
 
-        hinted = with_number_hints(error, layered_values(source, request.parameters))
-        if hinted is error:
+            failure = with_number_hints(error, layered_values(source, request.parameters))
+        failure.warnings = [*services.warnings, *error.warnings]  # the CLI prints them too
+        if failure is error:
             raise
-        raise hinted from error
+        raise failure from error
     return RenderResult(
         text=emit_stream(m.body for m in manifests),
         manifests=manifests,

@@ -415,3 +415,12 @@ def _register_pin() -> None:
 
 
 _register_pin()
+
+
+def _register_branch() -> None:
+    from cmp.commands.branch import branch_command
+
+    cli.add_command(branch_command())
+
+
+_register_branch()

@@ -64,6 +64,7 @@ def execute(job: Callable[[], Any], *, debug: bool = False) -> int:
 
 
 def _report(exc: TagpinError) -> None:
-    lines = [f"tagpin: {exc.title} (exit {int(exc.exit_status)}):"]
+    lines = [f"tagpin: warning: {warning}" for warning in exc.warnings]
+    lines.append(f"tagpin: {exc.title} (exit {int(exc.exit_status)}):")
     lines += [f"  {problem}" for problem in exc.problems]
     sys.stderr.write("\n".join(lines) + "\n")

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
+from cmp.errors import ConfigError
 from cmp.imageupdater.semver import Constraint, Version
 from cmp.settings import IMAGE_UPDATER_PREFIX
 
@@ -162,7 +163,7 @@ def _go_regexp(expression: str) -> str:
     return "".join(out)
 
 
-def _compile_allow_tags(value: str) -> tuple[Callable[[str], bool], str | None]:
+def compile_allow_tags(value: str) -> tuple[Callable[[str], bool], str | None]:
     """Image Updater's ParseMatchfunc: a tag filter and, if the value is unusable, why."""
     if value.lower() == "any":
         return (lambda tag: True), None
@@ -238,7 +239,7 @@ class ImagePolicy:
     def _allow_filter(self) -> Callable[[str], bool]:
         if self.allow_tags is None:
             return lambda tag: True
-        return _compile_allow_tags(self.allow_tags)[0]
+        return compile_allow_tags(self.allow_tags)[0]
 
     @cached_property
     def _ignore_patterns(self) -> tuple[re.Pattern[str], ...]:
@@ -336,8 +337,14 @@ def _parse_entry(entry: str, merged: Mapping[str, tuple[str, str]]) -> ImagePoli
     alias: str | None = None
     reference = entry
     if "=" in entry:
-        alias, reference = entry.split("=", 1)
-        if ":" in alias:
+        # Image Updater v1.x trims both sides and refuses an alias with no image.
+        alias, reference = (part.strip() for part in entry.split("=", 1))
+        if not reference:
+            raise ConfigError(
+                f"image-list entry {entry!r} has an alias but no image: write 'alias=image'"
+            )
+        alias = alias or None
+        if alias is not None and ":" in alias:
             problems.append(
                 f"image-list entry {entry!r}: the '=' of the version constraint was read as the "
                 f"alias separator (alias {alias!r}); put an alias first, e.g. 'app={entry}'"
@@ -352,7 +359,7 @@ def _parse_entry(entry: str, merged: Mapping[str, tuple[str, str]]) -> ImagePoli
     if found is not None:
         origins.append(found[1])
         if found[0]:
-            strategy, problem = _parse_strategy(found[0])
+            strategy, problem = _parse_strategy(found[0], label)
             if problem:
                 problems.append(f"{label}: {problem}")
 
@@ -369,7 +376,7 @@ def _parse_entry(entry: str, merged: Mapping[str, tuple[str, str]]) -> ImagePoli
             problems.append(f"{label}: 'tag-match' is deprecated; rename it to 'allow-tags'")
     if found is not None and found[0]:
         allow_tags = found[0]
-        problem = _compile_allow_tags(allow_tags)[1]
+        problem = compile_allow_tags(allow_tags)[1]
         if problem:
             problems.append(f"{label}: {problem}")
 
@@ -413,15 +420,17 @@ def _parse_entry(entry: str, merged: Mapping[str, tuple[str, str]]) -> ImagePoli
     )
 
 
-def _parse_strategy(value: str) -> tuple[str, str | None]:
-    name = value.lower()
+def _parse_strategy(value: str, label: str) -> tuple[str, str | None]:
+    name = value.strip().lower()  # v1.x trims the value
     if name in STRATEGIES:
         return name, None
     if name in _RENAMED_STRATEGIES:
         new = _RENAMED_STRATEGIES[name]
         return new, f"update-strategy {value!r} was renamed to {new!r}; please switch"
-    return "semver", (
-        f"unknown update-strategy {value!r}, using 'semver'; choose one of {', '.join(STRATEGIES)}"
+    # Image Updater falls back to semver, which on a branch's tags deploys the highest release
+    # instead: an error, not a warning.
+    raise ConfigError(
+        f"{label}: unknown update-strategy {value!r}; choose one of {', '.join(STRATEGIES)}"
     )
 
 

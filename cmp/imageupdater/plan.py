@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 from cmp.errors import ResolveError
 from cmp.images.ecr import EcrRepository
 from cmp.images.fields import ImageField
-from cmp.imageupdater.annotations import Candidate, ImagePolicy, merge_sources, parse_policies
+from cmp.imageupdater.annotations import (
+    PREFIX,
+    Candidate,
+    ImagePolicy,
+    merge_sources,
+    parse_policies,
+)
+from cmp.imageupdater.keys import check_sources
 from cmp.registry.base import Registry, TagInfo
 from cmp.source.manifests import Manifest
 
@@ -40,7 +47,25 @@ class OverridePlan:
 def policies_from(
     annotations: Mapping[str, str], parameter: Mapping[str, str]
 ) -> tuple[ImagePolicy, ...]:
-    return parse_policies(merge_sources(annotations, parameter))
+    """The policies of the image list; ConfigError for a key Image Updater does not define."""
+    merged = merge_sources(annotations, parameter)
+    policies = parse_policies(merged)
+    aliases = None
+    if "image-list" in merged:
+        # Annotation keys spell an alias's `/` as `_` (v0.18); v1.x reads the alias verbatim.
+        named = [p.alias for p in policies if p.alias is not None]
+        aliases = {*named, *(alias.replace("/", "_") for alias in named)}
+    check_sources(annotations, parameter, aliases, PREFIX)
+    return policies
+
+
+def policy_warnings(policies: Sequence[ImagePolicy]) -> list[str]:
+    """Non-fatal problems of each policy, for stderr and Argo CD's UI."""
+    return [
+        f"image-updater {policy.describe()}: {problem}"
+        for policy in policies
+        for problem in policy.problems
+    ]
 
 
 def plan(
@@ -51,8 +76,6 @@ def plan(
     """For each (field, repository, repository as written, git tag), pick the tag its policy
     allows. A repository's tags are listed once per render, however many images use it."""
     result = OverridePlan()
-    for policy in policies:
-        result.warnings.extend(f"image-updater {policy.describe()}: {p}" for p in policy.problems)
     listings: dict[EcrRepository, dict[str, TagInfo] | None] = {}  # None: no such repository
     problems: list[str] = []
     used: set[int] = set()

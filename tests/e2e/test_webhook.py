@@ -409,18 +409,24 @@ def test_an_exact_replay_changes_nothing(fleet: FakeKube, start_webhook: StartWe
 # --- malformed and oversized requests: 4xx, JSON errors, no traceback, nothing changes -------
 
 
-def _event_with(**changes: Any) -> bytes:
-    event = ecr_event("team/api")
-    for dotted, value in changes.items():
-        target = event
-        *parents, key = dotted.split("__")
-        for parent in parents:
-            target = target[parent]
-        if value is None:
-            del target[key]
-        else:
-            target[key] = value
-    return json.dumps(event).encode()
+def _event_with(**changes: Any) -> Callable[[], bytes]:
+    """The body, built when the test runs: an event made at collection time would be refused
+    as a replay once a slow suite reaches the test minutes later."""
+
+    def body() -> bytes:
+        event = ecr_event("team/api")
+        for dotted, value in changes.items():
+            target = event
+            *parents, key = dotted.split("__")
+            for parent in parents:
+                target = target[parent]
+            if value is None:
+                del target[key]
+            else:
+                target[key] = value
+        return json.dumps(event).encode()
+
+    return body
 
 
 @pytest.mark.parametrize(
@@ -436,19 +442,19 @@ def _event_with(**changes: Any) -> bytes:
         (b"[" * 20000 + b"]" * 20000, 400, "nested too deeply"),
         (b"[]", 400, "must be a JSON object"),
         (b'"event"', 400, "must be a JSON object"),
-        (lambda: _event_with(source="aws.s3"), 400, "event pattern"),
-        (lambda: _event_with(**{"detail-type": "ECR Scan"}), 400, "event pattern"),
-        (lambda: _event_with(id=None), 400, "id must be"),
-        (lambda: _event_with(time="yesterday"), 400, "RFC 3339"),
-        (lambda: _event_with(time="2026-01-01T00:00:00"), 400, "time zone"),
-        (lambda: _event_with(detail=[]), 400, "detail must be an object"),
-        (lambda: _event_with(account="12345"), 400, "12-digit"),
-        (lambda: _event_with(region="mars"), 400, "AWS Region"),
-        (lambda: _event_with(**{"detail__repository-name": None}), 400, "repository-name"),
-        (lambda: _event_with(**{"detail__repository-name": "Team/API"}), 400, "uppercase"),
-        (lambda: _event_with(**{"detail__image-tag": "-bad"}), 400, "invalid tag"),
-        (lambda: _event_with(**{"detail__image-tag": 7}), 400, "image-tag must be"),
-        (lambda: _event_with(**{"detail__image-digest": "sha256:12"}), 400, "digest"),
+        (_event_with(source="aws.s3"), 400, "event pattern"),
+        (_event_with(**{"detail-type": "ECR Scan"}), 400, "event pattern"),
+        (_event_with(id=None), 400, "id must be"),
+        (_event_with(time="yesterday"), 400, "RFC 3339"),
+        (_event_with(time="2026-01-01T00:00:00"), 400, "time zone"),
+        (_event_with(detail=[]), 400, "detail must be an object"),
+        (_event_with(account="12345"), 400, "12-digit"),
+        (_event_with(region="mars"), 400, "AWS Region"),
+        (_event_with(**{"detail__repository-name": None}), 400, "repository-name"),
+        (_event_with(**{"detail__repository-name": "Team/API"}), 400, "uppercase"),
+        (_event_with(**{"detail__image-tag": "-bad"}), 400, "invalid tag"),
+        (_event_with(**{"detail__image-tag": 7}), 400, "image-tag must be"),
+        (_event_with(**{"detail__image-digest": "sha256:12"}), 400, "digest"),
     ],
 )
 def test_malformed_eventbridge_events_get_4xx(

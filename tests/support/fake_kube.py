@@ -1,7 +1,10 @@
 """A fake Kubernetes API server for Argo CD Applications, on 127.0.0.1, plus its fixtures.
 
-It answers like the real one (Status objects, `limit`/`continue` pages, merge patches) and records
-every request, so tests check what tagpin sent as well as what it did with the answer.
+It answers like the real one (Status objects, `limit`/`continue` pages, merge patches, and the
+409 Conflict a patch carrying a stale `metadata.resourceVersion` gets) and records every request,
+so tests check what tagpin sent as well as what it did with the answer. Tests script what Argo
+CD's controller would do between requests: a status progression that each GET advances one step,
+and hooks that run after a GET has been answered.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import re
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -54,7 +57,13 @@ class FakeKube:
     forbidden: set[str] = field(default_factory=set)  # names answered with 403
     requests: list[RecordedRequest] = field(default_factory=list)
     url: str = ""
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    # (namespace, name) -> statuses still to come: each GET of that Application first moves it to
+    # the next one (the last one stays), as Argo CD's controller would between two polls.
+    progressions: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    # Called with (namespace, name) after a GET of one Application was read, before it is sent:
+    # outside the lock, so a hook may wait for another client or write like a controller.
+    after_get: list[Callable[[str, str], None]] = field(default_factory=list)
 
     def add(
         self, namespace: str, name: str, annotations: dict[str, str] | None = None
@@ -72,6 +81,23 @@ class FakeKube:
         }
         self.applications[(namespace, name)] = application
         return application
+
+    def script_status(self, namespace: str, name: str, statuses: list[dict[str, Any]]) -> None:
+        """What `status` the next GETs see, one step per GET."""
+        with self.lock:
+            self.progressions[(namespace, name)] = [copy.deepcopy(s) for s in statuses]
+
+    def write(self, namespace: str, name: str, change: Callable[[dict[str, Any]], None]) -> None:
+        """Change an Application as another writer would (bumps its resourceVersion)."""
+        with self.lock:
+            application = self.applications[(namespace, name)]
+            change(application)
+            metadata = application["metadata"]
+            metadata["resourceVersion"] = str(int(metadata["resourceVersion"]) + 1)
+
+    def annotations(self, namespace: str, name: str) -> dict[str, str]:
+        with self.lock:
+            return dict(self.applications[(namespace, name)]["metadata"].get("annotations") or {})
 
     # -- request handling, called from the server's threads --
 
@@ -104,11 +130,25 @@ class FakeKube:
             if application is None:
                 return 404, status(404, "NotFound", f'applications.argoproj.io "{name}" not found')
             if method == "GET":
+                steps = self.progressions.get((namespace, name))
+                if steps:
+                    application["status"] = steps.pop(0) if len(steps) > 1 else steps[0]
                 return 200, copy.deepcopy(application)
             if method == "PATCH":
                 if headers.get("content-type") != "application/merge-patch+json":
                     return 415, status(415, "UnsupportedMediaType", "unsupported patch type")
-                merged = merge_patch(application, json.loads(body))
+                patch = json.loads(body)
+                # A resourceVersion in the patch is a precondition (optimistic concurrency).
+                wanted = ((patch.get("metadata") or {}).get("resourceVersion"))
+                if wanted is not None and wanted != application["metadata"]["resourceVersion"]:
+                    return 409, status(
+                        409,
+                        "Conflict",
+                        f'Operation cannot be fulfilled on applications.argoproj.io "{name}": '
+                        "the object has been modified; please apply your changes to the latest "
+                        "version and try again",
+                    )
+                merged = merge_patch(application, patch)
                 merged["metadata"]["resourceVersion"] = str(
                     int(application["metadata"]["resourceVersion"]) + 1
                 )
@@ -172,6 +212,10 @@ def serve(fake: FakeKube, tls: ssl.SSLContext | None = None) -> ThreadingHTTPSer
             )
             headers = {name.lower(): value for name, value in self.headers.items()}
             code, document = fake.handle(self.command, self.path, headers, body, peer_cert)
+            match = APPLICATION_PATH.match(urlsplit(self.path).path)
+            if self.command == "GET" and code == 200 and match and match["name"]:
+                for hook in list(fake.after_get):
+                    hook(match["namespace"], match["name"])
             payload = json.dumps(document).encode()
             self.send_response(code)
             self.send_header("Content-Type", "application/json")

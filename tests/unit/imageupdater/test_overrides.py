@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 import pytest
 
+from cmp.errors import ConfigError
 from cmp.imageupdater.annotations import (
     PREFIX,
     Candidate,
@@ -94,12 +95,21 @@ def test_merge_lets_the_parameter_win_per_key() -> None:
             [("fooalias", "foo/bar", ""), ("baralias", "bar/foo", "")],
         ),
         ("  a=x/y:1.x ,b=z ,", [("a", "x/y", "1.x"), ("b", "z", "")]),
+        # v1.x trims around the `=`, and an empty alias is no alias.
+        ("web = some/image:1.x", [("web", "some/image", "1.x")]),
+        ("=some/image", [(None, "some/image", "")]),
         ("", []),
     ],
 )
 def test_image_list_entries(image_list: str, expected: list[tuple[str | None, str, str]]) -> None:
     parsed = policies({"image-list": image_list})
     assert [(p.alias, p.image, p.constraint) for p in parsed] == expected
+
+
+@pytest.mark.parametrize("image_list", ["web=", "web= ", "api=x/api, web =  "])
+def test_an_alias_without_an_image_is_an_error(image_list: str) -> None:
+    with pytest.raises(ConfigError, match="has an alias but no image"):
+        policies({"image-list": image_list})
 
 
 def test_no_image_list_means_no_policies() -> None:
@@ -127,14 +137,22 @@ def test_equals_in_a_constraint_without_alias_is_reported() -> None:
         ("NAME", "alphabetical", True),
         ("digest", "digest", False),
         ("", "semver", False),
-        ("newest", "semver", True),
-        (" digest", "semver", True),  # not trimmed upstream either
+        (" digest ", "digest", False),  # trimmed, as Image Updater v1.x does
     ],
 )
 def test_update_strategy_values(value: str, strategy: str, warned: bool) -> None:
     policy = only({"image-list": "web=some/image:main", "web.update-strategy": value})
     assert policy.strategy == strategy
     assert any("update-strategy" in p for p in policy.problems) is warned
+
+
+@pytest.mark.parametrize("value", ["newest", "semver2", "latest-build"])
+def test_unknown_update_strategy_is_an_error_naming_the_choices(value: str) -> None:
+    # Image Updater would fall back to semver: on a branch's tags, the highest release.
+    with pytest.raises(ConfigError) as caught:
+        policies({"image-list": "web=some/image", "web.update-strategy": value})
+    assert f"unknown update-strategy {value!r}" in str(caught.value)
+    assert "semver, newest-build, alphabetical, digest" in str(caught.value)
 
 
 def test_missing_update_strategy_is_semver() -> None:

@@ -1,0 +1,216 @@
+"""The `tagpin branch set|clear|status` commands: flags in, cmp.argocd.branch operations, lines out.
+
+Credentials are the render's Application lookup's (KUBECONFIG, the pod's service account,
+~/.kube/config, exec plugins such as `aws eks get-token`); ECR is asked fresh, never a cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import click
+
+from cmp.commands.run import execute
+
+DEFAULT_TIMEOUT_SECONDS = 600
+DEFAULT_INTERVAL_SECONDS = 5.0
+
+
+class Outcome:
+    """What `cli.execute` prints: stdout once at the end, warnings and notes on stderr."""
+
+    def __init__(self, text: str = "", warnings: list[str] | None = None,
+                 notes: list[str] | None = None) -> None:
+        self.text = text
+        self.warnings = warnings or []
+        self.notes = notes or []
+
+
+def _api(environ: Mapping[str, str]) -> Any:
+    from cmp.argocd.kube import KubeApi
+    from cmp.errors import AppLookupError
+
+    api = KubeApi.from_environment(environ)
+    if api is None:
+        raise AppLookupError(
+            "no Kubernetes credentials found (no KUBECONFIG, service-account token or "
+            "~/.kube/config)"
+        )
+    return api
+
+
+def _registry(environ: Mapping[str, str], warnings: list[str]) -> Any:
+    """ECR as it is now: the tag list is always asked afresh (the cache is refreshed)."""
+    from cmp.services import CACHE_MODES, ecr_registry_factory
+    from cmp.settings import setting_choice
+
+    fresh = dict(environ)
+    if setting_choice(fresh, "TAGPIN_CACHE", CACHE_MODES) != "off":
+        fresh["TAGPIN_CACHE"] = "refresh"
+    return ecr_registry_factory(fresh, warnings)()
+
+
+def _default_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _now() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _will_deploy(where: str, change: Any) -> str:
+    if change.deploy is None:
+        return f"{where}: {change.instead}\n"
+    return f"{where}: {change.deploy.reference}\n"
+
+
+namespace_option = click.option(
+    "--namespace", "-n", default=None, metavar="NAMESPACE",
+    help="Namespace of the Application (default: ARGOCD_NAMESPACE, else argocd).")
+
+
+def _namespace(value: str | None) -> str:
+    from cmp.argocd.lookup import DEFAULT_NAMESPACE
+
+    return value or os.environ.get("ARGOCD_NAMESPACE", "").strip() or DEFAULT_NAMESPACE
+
+
+def _run(ctx: click.Context, job: Callable[[], Outcome]) -> int:
+    return execute(job, debug=ctx.obj["debug"])
+
+
+def branch_command() -> click.Group:
+    @click.group("branch")
+    def branch() -> None:
+        """Branch deploys: point an Application's Image Updater rule at a branch's tags."""
+
+    @branch.command("set")
+    @click.argument("app")
+    @click.option("--allow-tags", "allow_tags", required=True, metavar="REGEXP",
+                  help="Tags to deploy, e.g. '^pr-42-' (RE2, unanchored; 'regexp:…' or 'any' "
+                       "also accepted).")
+    @click.option("--alias", default=None, help="image-list alias (default: the only one).")
+    @click.option("--image", default=None, metavar="REPOSITORY",
+                  help="ECR repository to add to image-list when the alias is not there yet.")
+    @click.option("--strategy", type=click.Choice(["alphabetical", "newest-build", "semver",
+                                                   "digest"]), default=None,
+                  help="Update strategy (default: alphabetical; `clear` puts back the old one).")
+    @namespace_option
+    @click.option("--by", default=None, help="Who deploys, for the record (default: $USER).")
+    @click.option("--wait", is_flag=True,
+                  help="Wait until the digest runs, Synced and Healthy (progress on stderr).")
+    @click.option("--timeout", default=DEFAULT_TIMEOUT_SECONDS, show_default=True,
+                  type=click.FloatRange(min=0), help="Seconds --wait waits.")
+    @click.option("--interval", default=DEFAULT_INTERVAL_SECONDS, show_default=True,
+                  type=click.FloatRange(min=0.01), help="Seconds between two polls of --wait.")
+    @click.pass_context
+    def set_command(ctx: click.Context, app: str, allow_tags: str, alias: str | None,
+                    image: str | None, strategy: str | None, namespace: str | None,
+                    by: str | None, wait: bool, timeout: float, interval: float) -> int:
+        """Deploy the newest tag matching --allow-tags to APP (refused if none matches).
+
+        Writes the rule, a record of the values it replaces (annotation tagpin.dev/branch-deploy)
+        and a hard refresh in one patch, then prints the image that will deploy."""
+        from cmp.argocd import branch as ops
+
+        def job() -> Outcome:
+            warnings: list[str] = []
+            with _api(os.environ) as api:
+                live = ops.read(api, _namespace(namespace), app)
+                change = ops.plan_set(live, _registry(os.environ, warnings),
+                                      allow_tags=allow_tags, alias=alias, image=image,
+                                      strategy=strategy, by=by or _default_user(), now=_now())
+                written = ops.apply(api, change)
+                sys.stdout.write(_will_deploy(f"{written.where} alias {change.alias}", change))
+                sys.stdout.flush()
+                if wait and change.deploy is not None:
+                    from cmp.argocd.branch_wait import wait_for
+
+                    wait_for(api, written, change.deploy.digest, timeout=timeout,
+                             interval=interval, progress=sys.stderr)
+            return Outcome(warnings=[*warnings, *change.warnings])
+
+        return _run(ctx, job)
+
+    @branch.command("clear")
+    @click.argument("app")
+    @click.option("--alias", default=None, help="Alias to clear (default: the only one set).")
+    @click.option("--if-allow-tags", "only_if", default=None, metavar="REGEXP",
+                  help="Clear only while this rule is in force (a closed PR clears its own "
+                       "deploy, not a newer one).")
+    @namespace_option
+    @click.pass_context
+    def clear_command(ctx: click.Context, app: str, alias: str | None, only_if: str | None,
+                      namespace: str | None) -> int:
+        """Put back the rule `set` replaced (or remove it if there was none), hard refresh."""
+        from cmp.argocd import branch as ops
+
+        def job() -> Outcome:
+            warnings: list[str] = []
+            with _api(os.environ) as api:
+                live = ops.read(api, _namespace(namespace), app)
+                change = ops.plan_clear(live, _registry(os.environ, warnings), alias=alias,
+                                        only_if=only_if)
+                if isinstance(change, str):
+                    return Outcome(warnings=warnings, notes=[change])
+                written = ops.apply(api, change)
+            return Outcome(_will_deploy(f"{written.where} alias {change.alias}", change),
+                           warnings=warnings)
+
+        return _run(ctx, job)
+
+    @branch.command("status")
+    @click.argument("apps", nargs=-1)
+    @namespace_option
+    @click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text",
+                  show_default=True)
+    @click.pass_context
+    def status_command(ctx: click.Context, apps: tuple[str, ...], namespace: str | None,
+                       output: str) -> int:
+        """Per app and alias: the rule, where it comes from, what it selects, what runs.
+
+        Without APP, every Application in the namespace that has an image-list."""
+        from cmp.argocd import branch as ops
+
+        def job() -> Outcome:
+            warnings: list[str] = []
+            where = _namespace(namespace)
+            with _api(os.environ) as api:
+                if apps:
+                    live = [ops.read(api, where, name) for name in apps]
+                else:
+                    live = ops.branch_apps(api, where)
+            registry = _registry(os.environ, warnings)
+            rows = [row for app in live for row in ops.status_rows(app, lambda: registry)]
+            if output == "json":
+                return Outcome(json.dumps(rows, indent=2, sort_keys=True) + "\n", warnings)
+            return Outcome("".join(_status_text(row) for row in rows), warnings)
+
+        return _run(ctx, job)
+
+    return branch
+
+
+def _status_text(row: Mapping[str, Any]) -> str:
+    name = row["alias"] if row["alias"] is not None else row["image"]
+    lines = [
+        f"{row['app']} {name}: allow-tags {row['allowTags'] or 'any'}, strategy "
+        f"{row['strategy']} (from {row['source']})",
+        f"  selects: {row['image']}:{row['tag']}@{row['digest']}" if row["tag"]
+        else f"  selects: nothing ({row['error']})",
+        f"  running: {', '.join(row['running']) or 'nothing'} ({row['sync']}, {row['health']})",
+    ]
+    if row["setBy"]:
+        lines.append(f"  set by {row['setBy']} at {row['setAt']}")
+    return "\n".join(lines) + "\n"
