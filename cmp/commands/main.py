@@ -302,13 +302,14 @@ def _app_request(app_dir: Path, options: dict[str, Any], *, must_exist: bool = T
               help="For CI: write nothing; exit 11 if the lock lacks a tag a render uses or "
               "locks a digest ECR no longer has for it.")
 @click.pass_context
-def lock_command(ctx: click.Context, app_dir: Path, update: bool, keep: bool,
+def lock_command(ctx: click.Context, /, app_dir: Path, update: bool, keep: bool,
                  output: Path | None, check: bool, **options: Any) -> int:
     """Write APP_DIR/tagpin.lock: the digest of every ECR image tag a render with these flags
     uses. Commit it; renders then take digests from git instead of ECR."""
     from cmp.commands.lock import LockOutcome, lock_app
-    from cmp.registry.lock import LOCK_FILE, read_lock, write_lock
+    from cmp.registry.lock import read_lock, write_lock
     from cmp.services import CACHE_MODES, limits_from, services_from
+    from cmp.settings import LOCK_FILE
 
     def job() -> LockOutcome:
         request = _app_request(app_dir, options)
@@ -366,7 +367,7 @@ def lock_command(ctx: click.Context, app_dir: Path, update: bool, keep: bool,
 @click.option("--digests", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Render both sides offline: every digest from this lock file; never ask ECR.")
 @click.pass_context
-def diff_command(ctx: click.Context, app_dir: Path, base: str, head: str | None,
+def diff_command(ctx: click.Context, /, app_dir: Path, base: str, head: str | None,
                  context_lines: int, updater_pairs: tuple[str, ...], digests: Path | None,
                  **options: Any) -> int:
     """Render APP_DIR at two git revisions and print a unified diff of the outputs.

@@ -89,11 +89,13 @@ class CanonicalDumper(_CDumper):  # type: ignore[misc,valid-type]
     def represent_mapping_canonical(self, data: dict[Any, Any]) -> yaml.MappingNode:
         items = [(key_text(k), v) for k, v in data.items()]
         items.sort(key=_key_order)
-        return self.represent_mapping("tag:yaml.org,2002:map", items)
+        node: yaml.MappingNode = self.represent_mapping("tag:yaml.org,2002:map", items)
+        return node
 
     def represent_str_canonical(self, data: str) -> yaml.ScalarNode:
         style = "|" if "\n" in data else None
-        return self.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+        node: yaml.ScalarNode = self.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+        return node
 
     def represent_float_canonical(self, data: float) -> yaml.ScalarNode:
         if data != data:
@@ -105,10 +107,12 @@ class CanonicalDumper(_CDumper):  # type: ignore[misc,valid-type]
             if "e" in text and "." not in text.split("e")[0]:
                 mantissa, exponent = text.split("e")
                 text = f"{mantissa}.0e{exponent}"
-        return self.represent_scalar("tag:yaml.org,2002:float", text)
+        node: yaml.ScalarNode = self.represent_scalar("tag:yaml.org,2002:float", text)
+        return node
 
     def represent_tuple(self, data: tuple[Any, ...]) -> yaml.SequenceNode:
-        return self.represent_list(list(data))
+        node: yaml.SequenceNode = self.represent_list(list(data))
+        return node
 
 
 CanonicalDumper.add_representer(dict, CanonicalDumper.represent_mapping_canonical)

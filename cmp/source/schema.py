@@ -96,7 +96,8 @@ class Provenance:
             return PARAMETER_LAYER
         for name, values in reversed(self._layers):
             if _holds(values, steps):
-                return name
+                layer: str = name
+                return layer
         return None
 
 

@@ -123,7 +123,7 @@ def build_environment(files: RepoFiles, app_dir: Path, limits: Limits,
             return str(super()._undefined_message)
 
     def printable(value: Any) -> Any:
-        return check_printable(value, jinja2.Undefined, sandbox.SecurityError)
+        return check_printable(value, jinja2.Undefined, jinja2.exceptions.SecurityError)
 
     class PrintableFormatter(sandbox.SandboxedFormatter):
         def convert_field(self, value: Any, conversion: str | None) -> Any:
@@ -158,11 +158,13 @@ def build_environment(files: RepoFiles, app_dir: Path, limits: Limits,
             template, vformat = value.__self__, PrintableFormatter(self).vformat
             if value.__name__ == "format_map":
                 def format_map(mapping: Any) -> str:
-                    return type(template)(vformat(template, (), mapping))
+                    text: str = type(template)(vformat(template, (), mapping))
+                    return text
                 return format_map
 
             def format_(*args: Any, **kwargs: Any) -> str:
-                return type(template)(vformat(template, args, kwargs))
+                text: str = type(template)(vformat(template, args, kwargs))
+                return text
             return format_
 
         # The last value a lookup returned and its path (`values.image`), so a lookup into it
@@ -203,14 +205,14 @@ def build_environment(files: RepoFiles, app_dir: Path, limits: Limits,
 
         def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
             if operator == "**" and isinstance(right, int) and abs(right) > MAX_POWER:
-                raise sandbox.SecurityError(f"exponent {right} is too large")
+                raise jinja2.exceptions.SecurityError(f"exponent {right} is too large")
             # Small operands can still build huge integers: (10**10000) ** 10000 takes minutes.
             if (
                 isinstance(left, int)
                 and isinstance(right, int)
                 and _int_bits(operator, left, right) > MAX_INT_BITS
             ):
-                raise sandbox.SecurityError(
+                raise jinja2.exceptions.SecurityError(
                     f"the result of {operator} would exceed {MAX_INT_BITS} bits"
                 )
             if operator == "%" and isinstance(left, str):
@@ -222,7 +224,7 @@ def build_environment(files: RepoFiles, app_dir: Path, limits: Limits,
                         and isinstance(count, int)
                         and len(seq) * count > MAX_REPEAT
                     ):
-                        raise sandbox.SecurityError(
+                        raise jinja2.exceptions.SecurityError(
                             f"repeating a sequence {count} times exceeds {MAX_REPEAT} items"
                         )
             return super().call_binop(context, operator, left, right)
@@ -320,7 +322,7 @@ def _bytecode_cache(jinja2: Any, directory: Path | None) -> Any:
         return None
     from cmp.source import cachedir
 
-    class QuietBytecodeCache(jinja2.FileSystemBytecodeCache):
+    class QuietBytecodeCache(jinja2.FileSystemBytecodeCache):  # type: ignore[misc]
         def load_bytecode(self, bucket: Any) -> None:
             try:
                 super().load_bytecode(bucket)
@@ -440,7 +442,7 @@ def render_one(
         raise TemplateError(f"{_template_line(template.name)}: {exc}") from None
     except jinja2.UndefinedError as exc:
         raise TemplateError(f"{_template_line(template.name)}: {exc.message}") from None
-    except sandbox.SecurityError as exc:
+    except jinja2.exceptions.SecurityError as exc:
         raise TemplateError(
             f"{_template_line(template.name)}: not allowed in a template: {_no_address(exc)}"
         ) from None

@@ -59,7 +59,7 @@ class Fleet:
         self._replicas = 0
         moto.reset_calls()
 
-    def env(self, cache_dir: Path | None = None, **extra: str) -> dict[str, str]:
+    def env(self, cache_dir: Path | None = None, /, **extra: str) -> dict[str, str]:
         """A new replica (its own, empty cache directory) pointed at the fleet's Redis."""
         if cache_dir is None:
             self._replicas += 1

@@ -4,6 +4,7 @@ parameter parsing, and TAGPIN_* values."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ from cmp.settings import (
     setting_int,
 )
 
-DEFAULTS = {"values-files": [], "values": {}, "image-updater": {}}
+DEFAULTS: dict[str, Any] = {"values-files": [], "values": {}, "image-updater": {}}
 
 
 @pytest.mark.parametrize("raw", [None, "", "null", "[]", " null "])

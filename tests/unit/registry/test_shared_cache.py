@@ -115,7 +115,8 @@ def test_a_tampered_entry_is_ignored_counted_and_ecr_asked(
     document = json.loads(client.hget(key, "v1"))
     tamper(document)
     client.hset(key, "v1", json.dumps(document))
-    ecr, warnings = ecr_with(), []
+    ecr = ecr_with()
+    warnings: list[str] = []
 
     reader = shared(redis_server, ecr, warnings)
     answer = reader.describe_tags(repo(), ["v1"])
@@ -134,7 +135,8 @@ def test_an_entry_signed_with_another_key_or_moved_to_another_tag_is_ignored(
     client: Any = redis_server.client()
     key = tags_key("123456789012:eu-west-1:team/web")
     client.hset(key, "v2", client.hget(key, "v1"))  # a genuine entry under another tag
-    ecr, warnings = ecr_with(v2=WEB_V2), []
+    ecr = ecr_with(v2=WEB_V2)
+    warnings: list[str] = []
 
     reader = shared(redis_server, ecr, warnings)
     answer = reader.describe_tags(repo(), ["v1", "v2"])
@@ -253,7 +255,8 @@ def test_redis_trouble_gives_one_warning_and_ecr_answers(
 ) -> None:
     if "url" in change:
         change = {"url": change["url"].format(free=free_port(), port=redis_server.port)}
-    ecr, warnings = ecr_with(), []
+    ecr = ecr_with()
+    warnings: list[str] = []
     layer = shared(redis_server, ecr, warnings, store_settings=settings(redis_server, **change))
 
     for _ in range(3):
@@ -354,7 +357,8 @@ def test_a_redis_out_of_memory_gives_one_warning_and_ecr_answers(
     client: Any = redis_server.client()
     client.config_set("maxmemory-policy", "noeviction")
     client.config_set("maxmemory", 1)  # every write is now refused with OOM
-    ecr, warnings = ecr_with(), []
+    ecr = ecr_with()
+    warnings: list[str] = []
 
     answer = shared(redis_server, ecr, warnings).describe_tags(repo(), ["v1"])
 
