@@ -42,7 +42,7 @@ FLOOR_PROGRAM = (
     "sys.stdout.write(yaml.dump_all(documents, Dumper=yaml.CSafeDumper))\n"
 )
 # Modules the warm path must never import (issue 9), and what else is worth watching.
-FORBIDDEN_WARM = ("boto3", "botocore", "kubernetes")
+FORBIDDEN_WARM = ("boto3", "botocore", "kubernetes", "re2")  # re2: only apps with a policy
 FORBIDDEN_PLAIN = ("jinja2",)
 FORBIDDEN_SERVED = ("yaml",)  # the thin client of the render server
 WATCHED = ("click", "cachetools", "concurrent.futures", "urllib.parse", "ssl", "json")
