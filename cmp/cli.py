@@ -63,10 +63,12 @@ def generate(environ: Mapping[str, str], cwd: Path, *, debug: bool = False) -> i
 
     def job() -> Any:
         from .app import run
+        from .cpulimit import limit_cpu
         from .request import from_argocd_environment
         from .settings import RENDER_SERVER_MODES, setting_choice
 
         limit_memory(environ)
+        limit_cpu(environ)
         setting_choice(environ, "TAGPIN_RENDER_SERVER", RENDER_SERVER_MODES)  # typos: an error
         return run(from_argocd_environment(environ, cwd))
 
