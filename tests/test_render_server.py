@@ -411,3 +411,39 @@ def test_socket_path_defaults_and_limits() -> None:
         == "/s.sock"
     assert socket_path({"TAGPIN_CACHE_DIR": "/" + "d" * 120}) is None  # cannot be bound
     assert socket_path({}) is None
+
+
+def test_exponential_allow_tags_through_the_render_server_pins_in_linear_time(
+    server: Server, tmp_path: Path, moto_ecr: Any
+) -> None:
+    """The attack: `allow-tags: regexp:^(a+)+$` with the 41-character tag `aaaa…ab` in the
+    repository never finished on a backtracking engine, and the worker burned CPU past Argo
+    CD's deadline. Through the cmp-server emulator with its deadline, served by a worker."""
+    web = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/shop/web"
+    digests = {tag: moto_ecr.push("shop/web", tag) for tag in ("a" * 40 + "b", "aaaa", "main")}
+    root = tmp_path / "repo"
+    build_tree(root / "apps" / "web", {
+        "tagpin.yaml": "{}\n",
+        "templates/web.yaml": "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n"
+                              "spec:\n  template:\n    spec:\n      containers:\n"
+                              f"      - {{name: web, image: '{web}:main'}}\n",
+    })
+    (root / ".git").mkdir()
+    (tmp_path / "cmp-tmp").mkdir()
+    aws = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+    cmp = CmpServer.from_plugin_yaml(
+        REPO / "plugin.yaml", workdir=tmp_path / "cmp-tmp", timeout=WAIT,
+        sidecar_env={"PATH": f"{BIN}{os.pathsep}/usr/bin:/bin", "HOME": str(tmp_path),
+                     "TAGPIN_APP_LOOKUP": "off", "TAGPIN_CACHE_DIR": str(tmp_path / "cache"),
+                     **aws, **served(server)})
+    policy = {"image-list": f"web={web}", "web.update-strategy": "alphabetical",
+              "web.allow-tags": "regexp:^(a+)+$"}
+    spec = AppSpec(name="web", source_path="apps/web", plugin={
+        "name": "tagpin", "parameters": [{"name": "image-updater", "map": policy}]})
+    result = cmp.generate(root, spec, exclude=[".git"])
+    assert result.ok, result.error
+    [deployment] = result.objects
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == f"{web}:aaaa@{digests['aaaa']}"
+    wait_for(lambda: any("exit 0" in line for line in server.worker_lines()),
+             "the worker's line in the log: it was served, not rendered in-process")
