@@ -57,8 +57,9 @@ def compile_allow_tags(value: str) -> tuple[Callable[[str], bool], str | None]:
         # Go's regexp.Match is an unanchored search: authors write ^ and $ themselves.
         return gomatch.compile_regexp(expression), None
     except gomatch.BadPattern as error:
+        shown = value if len(value) <= 80 else value[:80] + "…"  # a log line, not a dump
         return (lambda tag: False), (
-            f"allow-tags {value!r} is not a valid regular expression ({error}), so no tag can match"
+            f"allow-tags {shown!r} is not a valid regular expression ({error}), so no tag can match"
         )
 
 

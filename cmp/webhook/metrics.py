@@ -123,6 +123,20 @@ class WebhookMetrics:
             "Failed attempts to list Applications from the Kubernetes API.",
         )
     )
+    policy_errors: Counter = field(
+        default_factory=lambda: Counter(
+            "tagpin_webhook_policy_errors",
+            "Applications skipped for one event because their policy could not be evaluated.",
+        )
+    )
+    connections_refused: Counter = field(
+        default_factory=lambda: Counter(
+            "tagpin_webhook_connections_refused",
+            "Connections refused (busy: every request slot taken) or cut off (deadline: the "
+            "request took longer than its total time limit).",
+            ("reason",),
+        )
+    )
     latency: Histogram = field(
         default_factory=lambda: Histogram(
             "tagpin_webhook_event_to_refresh_seconds",
@@ -132,7 +146,15 @@ class WebhookMetrics:
 
     def exposition(self) -> str:
         lines: list[str] = []
-        for family in (self.events, self.refreshes, self.coalesced, self.list_errors):
+        families = (
+            self.events,
+            self.refreshes,
+            self.coalesced,
+            self.list_errors,
+            self.policy_errors,
+            self.connections_refused,
+        )
+        for family in families:
             lines.extend(family.render())
         lines.extend(self.latency.render())
         return "\n".join(lines) + "\n"
