@@ -172,3 +172,23 @@ def test_allow_tags_go_rejects_match_nothing_and_say_why(value: str) -> None:
     matches, problem = compile_allow_tags(value)
     assert problem is not None and "not a valid regular expression" in problem
     assert matches("a") is False
+
+
+# Image Updater's own Test_ContainerImage_ParseMatch (registry-scanner/pkg/image/options_test.go).
+IMAGE_UPDATER_PARSE_MATCH = [
+    ("any", "MatchFuncAny any tag name", True),
+    ("ANY", "MatchFuncAny any tag name", True),
+    ("other", "MatchFuncNone any tag name", False),
+    ("not-regexp:a-z", "MatchFuncNone any tag name", False),
+    ("regexp:[aA-zZ]", "MatchFuncRegexp-tag-name", True),
+    ("RegExp:[aA-zZ]", "MatchFuncRegexp-tag-name", True),
+    ("regexp:[aA-zZ", "MatchFuncNone-tag-name", False),  # invalid: missing ]
+]
+
+
+@pytest.mark.parametrize(("value", "tag", "allowed"), IMAGE_UPDATER_PARSE_MATCH)
+def test_allow_tags_match_image_updaters_parse_match_table(
+    value: str, tag: str, allowed: bool
+) -> None:
+    matches, _ = compile_allow_tags(value)
+    assert matches(tag) is allowed
