@@ -291,9 +291,11 @@ def _worker(connection: socket.socket, answered: int,
         cwd, umask, environ = _read_request(connection)
         connection.sendall(STARTED)
         status, output, errors = _render(cwd, umask, environ)
+        # Said before the answer goes out: a client that hangs up once it has read it must not
+        # look like one that gave up. Only sending is left, which ends if the client is gone.
+        os.write(answered, b".")
         connection.sendall(RESULT + status.to_bytes(4, "big") + len(output).to_bytes(8, "big")
                            + len(errors).to_bytes(8, "big") + output + errors)
-        os.write(answered, b".")
         if log is not None:
             _say(log, f"worker {os.getpid()} private memory {_private_kib() / 1024:.1f} MiB")
     except BaseException:  # noqa: BLE001 - the client renders itself when no result comes
