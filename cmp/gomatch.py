@@ -48,6 +48,8 @@ def compile_regexp(expression: str) -> Matcher:
         raise BadPattern(problem)
     try:
         compiled = re2.compile(expression, _re2_options())
+    except UnicodeError:  # a lone surrogate (JSON's \ud800): Go rejects invalid UTF-8 too
+        raise BadPattern("invalid UTF-8") from None
     except re2.error as error:
         detail = error.args[0] if error.args else error
         if isinstance(detail, bytes):
@@ -118,7 +120,10 @@ def compile_glob(pattern: str) -> Matcher:
     Go returns ErrBadPattern (Go reports it for every text, so the pattern matches nothing)."""
     import re2
 
-    compiled = re2.compile(_glob_to_re2(pattern), _re2_options())
+    try:
+        compiled = re2.compile(_glob_to_re2(pattern), _re2_options())
+    except UnicodeError:  # a lone surrogate: not text Go could hold either
+        raise BadPattern("syntax error in pattern") from None
     return lambda text: compiled.fullmatch(text) is not None
 
 
