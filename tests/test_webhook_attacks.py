@@ -222,10 +222,11 @@ def test_trickling_clients_are_cut_off_and_cannot_lock_out_pushes(
         # Every slot is taken by a trickler now: a push is refused at once, not queued forever.
         wait_for(lambda: webhook.metric(
             'tagpin_webhook_connections_refused_total{reason="busy"}') > 0, "a busy refusal")
-        # Each trickler is cut off at its 2 s deadline, however steadily it sends.
-        wait_for(lambda: len(cut) >= 8, "the trickling clients to be cut off")
-        assert all(seconds < 10 for seconds in cut)  # the per-read timeout never fired
-        assert webhook.metric('tagpin_webhook_connections_refused_total{reason="deadline"}') >= 8
+        # Each trickler holding a slot is cut off at its 2 s deadline, however steadily it
+        # sends (a byte every 0.3 s: a per-read timeout never fires).
+        wait_for(lambda: webhook.metric(
+            'tagpin_webhook_connections_refused_total{reason="deadline"}') >= 8,
+            "the trickling clients to be cut off at their deadline")
         # Pushes keep getting through: each gets a slot once a trickler's deadline frees one.
         statuses = []
         for _ in range(3):
@@ -263,5 +264,6 @@ def test_a_slow_client_does_not_hold_shutdown_past_the_grace_period(
         stop.set()
         client.join(timeout=10)
     assert took < 5 + 5  # the 5 s budget, not the slow client's 60 s deadline, nor 30 s
+    assert len(cut) == 1  # the server hung up on the slow client, it did not wait for it
     assert patched(fake_kube) == ["prod"]  # the pending refresh was sent before exiting
     assert webhook.lines[-1]["msg"] == "stopped"
