@@ -29,6 +29,7 @@ from cmp.renderclient import START_TIMEOUT, socket_path
 from cmp.settings import RENDER_SERVER_MODES
 from tests.support.apptree import build_tree, clean_env, run_cli
 from tests.support.cmpserver import AppSpec, CmpServer
+from tests.support.fake_kube import write_kubeconfig
 from tests.support.moto_ecr import ACCOUNT, REGION
 
 REPO = Path(__file__).resolve().parents[1]
@@ -447,3 +448,37 @@ def test_exponential_allow_tags_through_the_render_server_pins_in_linear_time(
     assert container["image"] == f"{web}:aaaa@{digests['aaaa']}"
     wait_for(lambda: any("exit 0" in line for line in server.worker_lines()),
              "the worker's line in the log: it was served, not rendered in-process")
+
+
+def test_nothing_a_worker_started_outlives_its_client(server: Server, app: Path,
+                                                      tmp_path: Path) -> None:
+    """A worker waiting on a helper process (here a kubeconfig credential plugin that hangs)
+    when Argo CD kills its client: the server kills the worker's process group, helper too."""
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", "https://127.0.0.1:1", {"exec": {
+        "apiVersion": "client.authentication.k8s.io/v1beta1", "command": "sleep",
+        "args": ["600"], "interactiveMode": "Never"}})
+    client = subprocess.Popen(
+        [str(BIN / "tagpin"), "generate"], cwd=app,
+        env=clean_env({**argocd_env(app), **served(server), "TAGPIN_APP_LOOKUP": "on",
+                       "KUBECONFIG": str(kubeconfig), "ARGOCD_NAMESPACE": "argocd"}),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: workers_of(server), "a worker to start")
+        (worker,) = workers_of(server)
+        helpers: list[int] = []
+
+        def helper_started() -> bool:
+            helpers[:] = [int(p) for p in Path(f"/proc/{worker}/task/{worker}/children")
+                          .read_text().split()]
+            return bool(helpers)
+
+        wait_for(helper_started, "the worker to start the credential plugin")
+        assert os.getpgid(helpers[0]) == worker  # in the worker's own group
+        client.kill()  # as Argo CD's deadline does
+        client.wait(timeout=WAIT)
+        wait_for(lambda: gone(worker), "the server to end the worker's whole group")
+        stat = Path(f"/proc/{helpers[0]}/stat")
+        assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    finally:
+        client.kill()
+        client.communicate(timeout=WAIT)
