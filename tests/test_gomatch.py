@@ -193,3 +193,27 @@ def test_allow_tags_match_image_updaters_parse_match_table(
 ) -> None:
     matches, _ = compile_allow_tags(value)
     assert matches(tag) is allowed
+
+
+def test_re2_is_loaded_only_once_a_pattern_is_compiled() -> None:
+    """The warm render path's import budget: an app without allow-tags or ignore-tags never
+    pays for RE2 (bench `imports` checks the whole render)."""
+    import subprocess
+    import sys
+
+    program = (
+        "import sys\n"
+        "from cmp.overrides import merge_sources, parse_policies\n"
+        "p = 'argocd-image-updater.argoproj.io/'\n"
+        "(policy,) = parse_policies(merge_sources({p + 'image-list': 'web=x/web',\n"
+        "    p + 'allow-tags': 'any', p + 'update-strategy': 'alphabetical'}, {}))\n"
+        "assert policy.allows('main')\n"
+        "print('re2' in sys.modules)\n"
+        "(policy,) = parse_policies(merge_sources({p + 'image-list': 'web=x/web',\n"
+        "    p + 'allow-tags': 'regexp:^m', p + 'update-strategy': 'alphabetical'}, {}))\n"
+        "assert policy.allows('main')\n"
+        "print('re2' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.split() == ["False", "True"]
