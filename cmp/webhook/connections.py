@@ -46,6 +46,7 @@ class Deadlines:
         self._due: dict[socket.socket, float] = {}
         self._heap: list[tuple[float, int, socket.socket]] = []
         self._order = itertools.count()
+        self._closed = False
         self._thread = threading.Thread(target=self._run, name="deadlines", daemon=True)
         self._thread.start()
 
@@ -68,9 +69,14 @@ class Deadlines:
                     heapq.heappush(self._heap, (due, next(self._order), connection))
             self._condition.notify()
 
+    def close(self) -> None:
+        with self._condition:
+            self._closed = True
+            self._condition.notify()
+
     def _run(self) -> None:
         with self._condition:
-            while True:
+            while not self._closed:
                 now = time.monotonic()
                 while self._heap and self._heap[0][0] <= now:
                     due, _, connection = heapq.heappop(self._heap)
@@ -135,6 +141,10 @@ class BoundedHTTPServer(HTTPServer):
             with self._active_changed:
                 self._active.discard(threading.current_thread())
                 self._active_changed.notify_all()
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.deadlines.close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # the handler logs its own errors; a cut-off client is not one
