@@ -410,18 +410,29 @@ def test_an_exact_replay_changes_nothing(fleet: FakeKube, start_webhook: StartWe
 # --- malformed and oversized requests: 4xx, JSON errors, no traceback, nothing changes -------
 
 
-def _event_with(**changes: Any) -> bytes:
-    event = ecr_event("team/api")
-    for dotted, value in changes.items():
-        target = event
-        *parents, key = dotted.split("__")
-        for parent in parents:
-            target = target[parent]
-        if value is None:
-            del target[key]
-        else:
-            target[key] = value
-    return json.dumps(event).encode()
+@dataclass(frozen=True)
+class _EventWith:
+    """An ECR event with some fields changed (`a__b` is a nested key, None deletes), stamped
+    when the test runs: collection can be minutes earlier than the 300 s age limit allows."""
+
+    changes: dict[str, Any]
+
+    def body(self) -> bytes:
+        event = ecr_event("team/api")
+        for dotted, value in self.changes.items():
+            target = event
+            *parents, key = dotted.split("__")
+            for parent in parents:
+                target = target[parent]
+            if value is None:
+                del target[key]
+            else:
+                target[key] = value
+        return json.dumps(event).encode()
+
+
+def _event_with(**changes: Any) -> _EventWith:
+    return _EventWith(changes)
 
 
 @pytest.mark.parametrize(
@@ -453,8 +464,10 @@ def _event_with(**changes: Any) -> bytes:
     ],
 )
 def test_malformed_eventbridge_events_get_4xx(
-    fleet: FakeKube, start_webhook: StartWebhook, body: bytes, status: int, message: str
+    fleet: FakeKube, start_webhook: StartWebhook, body: bytes | _EventWith, status: int,
+    message: str
 ) -> None:
+    body = body.body() if isinstance(body, _EventWith) else body
     webhook = start_webhook()
     reply = webhook.post("/events/ecr", body, {**JSON, "X-Tagpin-Secret": SECRET})
     assert reply.status == status
