@@ -63,11 +63,13 @@ def generate(environ: Mapping[str, str], cwd: Path, *, debug: bool = False) -> i
 
     def job() -> Any:
         from .app import default_cache_dir, run
+        from .cpulimit import limit_cpu
         from .memory import render_slot
         from .request import from_argocd_environment
         from .settings import RENDER_SERVER_MODES, setting_choice
 
         limit_memory(environ)
+        limit_cpu(environ)
         setting_choice(environ, "TAGPIN_RENDER_SERVER", RENDER_SERVER_MODES)  # typos: an error
         request = from_argocd_environment(environ, cwd)
         with render_slot(environ, default_cache_dir(environ)):
