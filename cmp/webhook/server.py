@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 
 from cmp.errors import TagpinError
 from cmp.kube import KubeApiError
-from cmp.webhook.connections import BoundedHTTPServer
 from cmp.registry.shared import PushGenerations, RedisSettings
+from cmp.webhook.connections import BoundedHTTPServer
 from cmp.webhook.events import (
     Ignored,
     PushEvent,
