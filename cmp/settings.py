@@ -158,6 +158,12 @@ SETTINGS: tuple[Setting, ...] = (
         "(docs/previews.md).",
     ),
     Setting(
+        "TAGPIN_MAX_CPU_SECONDS",
+        "60",
+        "CPU seconds one render may use (RLIMIT_CPU; Argo CD's own deadline is 60 s by "
+        "default: raise both together); a render server's worker is capped too; 0 = no cap.",
+    ),
+    Setting(
         "TAGPIN_RENDER_SERVER",
         "off",
         "`off`, `on` or `auto`: `tagpin generate` asks a render server's warm worker to render "

@@ -6,12 +6,12 @@ keys with the same precedence and picks the tag Image Updater would, then pins i
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from cmp.errors import ConfigError
+from cmp.imageupdater import gomatch
 from cmp.imageupdater.semver import Constraint, Version
 from cmp.settings import IMAGE_UPDATER_PREFIX
 
@@ -34,137 +34,13 @@ class Candidate:
     pushed_at: float | None  # epoch seconds UTC (ECR imagePushedAt)
 
 
-class _BadGlob(ValueError):
-    pass
-
-
-def _glob_escape(pattern: str, i: int) -> tuple[str, int]:
-    """Go filepath.Match's getEsc: one class character at `i`, honouring `\\`."""
-    if i >= len(pattern) or pattern[i] in "-]":
-        raise _BadGlob
-    if pattern[i] == "\\":
-        i += 1
-        if i >= len(pattern):
-            raise _BadGlob
-    if i + 1 >= len(pattern):  # the class is never closed
-        raise _BadGlob
-    return pattern[i], i + 1
-
-
-def _glob_to_regex(pattern: str) -> re.Pattern[str]:
-    """Translate a Go `filepath.Match` pattern; raise _BadGlob where Go reports ErrBadPattern."""
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        char = pattern[i]
-        if char == "*":
-            out.append("[^/]*")  # Go's `*` and `?` never match the separator
-            i += 1
-        elif char == "?":
-            out.append("[^/]")
-            i += 1
-        elif char == "\\":
-            if i + 1 >= len(pattern):
-                raise _BadGlob
-            out.append(re.escape(pattern[i + 1]))
-            i += 2
-        elif char == "[":
-            i += 1
-            negated = i < len(pattern) and pattern[i] == "^"
-            if negated:
-                i += 1
-            ranges: list[tuple[str, str]] = []
-            while True:
-                if i < len(pattern) and pattern[i] == "]" and ranges:
-                    i += 1
-                    break
-                low, i = _glob_escape(pattern, i)
-                high = low
-                if pattern[i] == "-":
-                    high, i = _glob_escape(pattern, i + 1)
-                ranges.append((low, high))
-            # Go keeps an inverted range (`[z-a]`) legal but empty; Python would reject it.
-            alternatives = [f"{re.escape(lo)}-{re.escape(hi)}" for lo, hi in ranges if lo <= hi]
-            if alternatives:
-                out.append(f"[{'^' if negated else ''}{''.join(alternatives)}]")
-            else:
-                out.append("(?s:.)" if negated else "(?!)")
-        else:
-            out.append(re.escape(char))
-            i += 1
-    return re.compile("".join(out), re.DOTALL)
-
-
-# RE2's POSIX classes, valid only inside a bracket expression.
-_POSIX_CLASSES = {
-    "alnum": "0-9A-Za-z",
-    "alpha": "A-Za-z",
-    "ascii": "\\x00-\\x7f",
-    "blank": "\\t ",
-    "cntrl": "\\x00-\\x1f\\x7f",
-    "digit": "0-9",
-    "graph": "!-~",
-    "lower": "a-z",
-    "print": " -~",
-    "punct": "!-/:-@\\[-`{-~",
-    "space": "\\t\\n\\v\\f\\r ",
-    "upper": "A-Z",
-    "word": "0-9A-Za-z_",
-    "xdigit": "0-9A-Fa-f",
-}
-_POSIX_CLASS = re.compile(r"\[:([a-z]+):\]")
-# Python-only syntax that Go's RE2 rejects: lookaround, atomic groups, conditionals, named
-# backreferences. Image Updater would match nothing, so tagpin must not match either.
-_PYTHON_ONLY_GROUPS = ("(?=", "(?!", "(?<=", "(?<!", "(?>", "(?(", "(?P=")
-
-
-def _go_regexp(expression: str) -> str:
-    """Rewrite Go RE2 syntax that Python reads differently; ValueError for what RE2 rejects."""
-    out: list[str] = []
-    i = 0
-    class_start = -1  # index just after `[` or `[^` of the open bracket expression, else -1
-    while i < len(expression):
-        char = expression[i]
-        if char == "\\" and i + 1 < len(expression):
-            escaped = expression[i + 1]
-            if class_start < 0 and escaped.isdigit() and escaped != "0":
-                raise ValueError("backreferences such as \\1 are not supported by Go's regexp")
-            # Go's \z is the end of the text, which Python spells \Z.
-            out.append("\\Z" if escaped == "z" and class_start < 0 else expression[i : i + 2])
-            i += 2
-            continue
-        if class_start >= 0:
-            posix = _POSIX_CLASS.match(expression, i)
-            if posix:
-                if posix.group(1) not in _POSIX_CLASSES:
-                    raise ValueError(f"unknown character class [:{posix.group(1)}:]")
-                out.append(_POSIX_CLASSES[posix.group(1)])
-                i = posix.end()
-                continue
-            if char == "]" and i > class_start:
-                class_start = -1
-            elif char in "[&~|":
-                char = "\\" + char  # literal in RE2; Python reserves them for set operations
-        elif char == "[":
-            class_start = i + 2 if expression.startswith("[^", i) else i + 1
-            out.append(expression[i:class_start])
-            i = class_start
-            continue
-        elif expression.startswith(_PYTHON_ONLY_GROUPS, i):
-            raise ValueError("lookaround and atomic groups are not supported by Go's regexp")
-        elif (
-            char in "*+?}"
-            and expression.startswith("+", i + 1)
-            and not (char == "?" and expression.startswith("(", i - 1))
-        ):
-            raise ValueError("possessive quantifiers such as a*+ are not supported by Go's regexp")
-        out.append(char)
-        i += 1
-    return "".join(out)
-
-
+@lru_cache(maxsize=1024)  # the webhook evaluates every app's policies on every push
 def compile_allow_tags(value: str) -> tuple[Callable[[str], bool], str | None]:
-    """Image Updater's ParseMatchfunc: a tag filter and, if the value is unusable, why."""
+    """Image Updater's ParseMatchfunc: a tag filter and, if the value is unusable, why.
+
+    `regexp:` expressions have Go's RE2 syntax and semantics (cmp.imageupdater.gomatch): linear
+    time, and what Go rejects is rejected here too. `tagpin branch set` checks a value with this.
+    """
     if value.lower() == "any":
         return (lambda tag: True), None
     function, sep, expression = value.partition(":")
@@ -179,13 +55,22 @@ def compile_allow_tags(value: str) -> tuple[Callable[[str], bool], str | None]:
             "only 'regexp:<expression>' and 'any' exist"
         )
     try:
-        compiled = re.compile(_go_regexp(expression))
-    except (re.error, ValueError) as error:
+        # Go's regexp.Match is an unanchored search: authors write ^ and $ themselves.
+        return gomatch.compile_regexp(expression), None
+    except gomatch.BadPattern as error:
+        shown = value if len(value) <= 80 else value[:80] + "…"  # a log line, not a dump
         return (lambda tag: False), (
-            f"allow-tags {value!r} is not a valid regular expression ({error}), so no tag can match"
+            f"allow-tags {shown!r} is not a valid regular expression ({error}), so no tag can match"
         )
-    # Go's regexp.Match is an unanchored search: authors write ^ and $ themselves.
-    return (lambda tag: compiled.search(tag) is not None), None
+
+
+@lru_cache(maxsize=1024)
+def _compile_glob(glob: str) -> Callable[[str], bool] | None:
+    """An ignore-tags matcher, or None when Go's filepath.Match rejects the pattern."""
+    try:
+        return gomatch.compile_glob(glob)
+    except gomatch.BadPattern:
+        return None
 
 
 def _compile_constraint(strategy: str, constraint: str) -> tuple[Constraint | None, str | None]:
@@ -242,14 +127,9 @@ class ImagePolicy:
         return compile_allow_tags(self.allow_tags)[0]
 
     @cached_property
-    def _ignore_patterns(self) -> tuple[re.Pattern[str], ...]:
-        patterns = []
-        for glob in self.ignore_tags:
-            try:
-                patterns.append(_glob_to_regex(glob))
-            except _BadGlob:
-                continue  # Go's Match errors, and Image Updater then ignores nothing for it
-        return tuple(patterns)
+    def _ignore_patterns(self) -> tuple[Callable[[str], bool], ...]:
+        # A pattern Go's Match rejects is skipped: Image Updater then ignores nothing for it.
+        return tuple(m for glob in self.ignore_tags if (m := _compile_glob(glob)) is not None)
 
     @cached_property
     def _semver_constraint(self) -> Constraint | None:
@@ -263,7 +143,7 @@ class ImagePolicy:
         """True if `tag` passes allow-tags and ignore-tags and fits the strategy's constraint."""
         if not self._allow_filter(tag):
             return False
-        if any(pattern.fullmatch(tag) for pattern in self._ignore_patterns):
+        if any(ignored(tag) for ignored in self._ignore_patterns):
             return False
         if self.strategy == "semver":
             version = Version.parse(tag)
@@ -386,9 +266,7 @@ def _parse_entry(entry: str, merged: Mapping[str, tuple[str, str]]) -> ImagePoli
         origins.append(found[1])
         ignore_tags = tuple(t.strip() for t in found[0].split(",") if t.strip())
         for glob in ignore_tags:
-            try:
-                _glob_to_regex(glob)
-            except _BadGlob:
+            if _compile_glob(glob) is None:
                 problems.append(
                     f"{label}: ignore-tags pattern {glob!r} is malformed and ignores nothing"
                 )

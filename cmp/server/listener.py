@@ -6,8 +6,13 @@ built-in app once so first-call work is done too, then for every connection fork
 A worker takes the client's working directory and environment, runs exactly what
 `tagpin generate` runs, sends its stdout and stderr back and exits, so nothing of one render
 (values, AWS credentials, a template's state) outlives it or reaches another. Workers run in
-parallel, each with its own TAGPIN_MAX_MEMORY_MB cap, and end as soon as their client does
-(Argo CD's deadline signals the client's process group, which the worker is not in).
+parallel, each with its own TAGPIN_MAX_MEMORY_MB and TAGPIN_MAX_CPU_SECONDS caps.
+
+Argo CD's deadline signals the client's process group, which the worker is not in; so the
+server watches each client's connection and, when a client hangs up before its answer, kills
+that worker's whole process group. The server does it, not a thread in the worker: a worker
+stuck in C code holding the GIL runs none of its own threads. A stopping server kills every
+worker it still has, so no render outlives it.
 """
 
 from __future__ import annotations
@@ -21,8 +26,8 @@ import signal
 import socket
 import stat
 import sys
-import threading
 import time
+from dataclasses import dataclass
 from typing import IO
 
 from cmp.errors import ConfigError, ExitStatus
@@ -30,6 +35,19 @@ from cmp.server.client import RESULT, STARTED, decode_request, read_exact, same_
 
 MAX_REQUEST_BYTES = 8 * 1024 * 1024  # cwd + environment; Linux caps an environment far lower
 REQUEST_TIMEOUT = 10.0  # seconds for a connected client to send its request
+# A hang-up or error on the client's connection; no POLLIN: the request itself is for the worker.
+_CLIENT_GONE = select.POLLRDHUP | select.POLLHUP | select.POLLERR
+
+
+@dataclass
+class _Worker:
+    """What the server keeps of a worker: the client's connection (to see it hang up) and a
+    pipe the worker writes to once it has answered (a hang-up after that is just goodbye)."""
+
+    connection: socket.socket
+    answered: int  # read end of the worker's "answered" pipe
+    began: float
+    abandoned: bool = False
 
 
 def serve(path: str, log: IO[str], *, log_renders: bool = False) -> int:
@@ -47,11 +65,21 @@ def serve(path: str, log: IO[str], *, log_renders: bool = False) -> int:
     warm_up()
     listener = _listen(path)
     bound = os.stat(path).st_ino
-    workers: dict[int, float] = {}
+    workers: dict[int, _Worker] = {}
     stopping: list[int] = []
+    poller = select.poll()
 
     def say(message: str) -> None:
         _say(log, message)
+
+    def forget(pid: int) -> _Worker | None:
+        worker = workers.pop(pid, None)
+        if worker is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                poller.unregister(worker.connection)
+            worker.connection.close()
+            os.close(worker.answered)
+        return worker
 
     def reap() -> None:
         while True:
@@ -61,15 +89,29 @@ def serve(path: str, log: IO[str], *, log_renders: bool = False) -> int:
                 return
             if pid == 0:
                 return
-            began = workers.pop(pid, time.monotonic())
+            worker = forget(pid)
+            began = worker.began if worker else time.monotonic()
             code = os.waitstatus_to_exitcode(status)
-            if log_renders or code < 0:
+            if worker is not None and worker.abandoned:
+                ended = "stopped: its client left"
+            else:
                 ended = f"killed by signal {-code}" if code < 0 else f"exit {code}"
+            if log_renders or code < 0:
                 cpu = (usage.ru_utime + usage.ru_stime) * 1000
                 say(f"worker {pid} {ended} after {(time.monotonic() - began) * 1000:.1f} ms "
                     f"(CPU {cpu:.1f} ms), peak RSS {usage.ru_maxrss / 1024:.1f} MiB")
 
-    # Signal handlers only note what happened; the wakeup pipe ends the select() below, and
+    def end_abandoned(fd: int) -> None:
+        for pid, worker in workers.items():
+            if worker.connection.fileno() != fd:
+                continue
+            poller.unregister(fd)  # one look per hang-up; reap() closes it
+            if not _has_answered(worker.answered):
+                worker.abandoned = True
+                _kill_group(pid)
+            return
+
+    # Signal handlers only note what happened; the wakeup pipe ends the poll() below, and
     # the loop does the work (nothing is raised in the middle of a fork or a log write).
     wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_write)
@@ -77,15 +119,20 @@ def serve(path: str, log: IO[str], *, log_renders: bool = False) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda signum, _frame: stopping.append(signum))
     listener.setblocking(False)
+    poller.register(listener, select.POLLIN)
+    poller.register(wake_read, select.POLLIN)
     say(f"serving {path} (pid {os.getpid()}, ready in {time.monotonic() - started:.2f} s)")
     try:
         while not stopping:
-            readable, _, _ = select.select([listener.fileno(), wake_read], [], [])
-            if wake_read in readable:
+            events = dict(poller.poll())
+            if wake_read in events:
                 with contextlib.suppress(BlockingIOError):
                     os.read(wake_read, 4096)
+            for fd, mask in events.items():
+                if fd not in (wake_read, listener.fileno()) and mask & _CLIENT_GONE:
+                    end_abandoned(fd)
             reap()
-            if listener.fileno() not in readable or stopping:
+            if listener.fileno() not in events or stopping:
                 continue
             try:
                 connection, _ = listener.accept()
@@ -95,20 +142,43 @@ def serve(path: str, log: IO[str], *, log_renders: bool = False) -> int:
                 say(f"cannot accept: {exc}")
                 time.sleep(0.1)
                 continue
-            with connection:
-                connection.setblocking(True)
-                if not same_user(connection):
-                    continue
-                try:
-                    pid = os.fork()
-                except OSError as exc:  # out of processes or memory: this client renders itself
-                    say(f"cannot start a worker: {exc}")
-                    continue
-                if pid == 0:
-                    _worker(connection, close_in_child=(listener, lock, wake_read, wake_write),
-                            log=log if log_renders else None)
-                workers[pid] = time.monotonic()
+            connection.setblocking(True)
+            if not same_user(connection):
+                connection.close()
+                continue
+            try:
+                answered_read, answered_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError as exc:
+                say(f"cannot start a worker: {exc}")
+                connection.close()
+                continue
+            try:
+                pid = os.fork()
+            except OSError as exc:  # out of processes or memory: this client renders itself
+                say(f"cannot start a worker: {exc}")
+                for fd in (answered_read, answered_write):
+                    os.close(fd)
+                connection.close()
+                continue
+            if pid == 0:
+                os.close(answered_read)
+                _worker(connection, answered_write,
+                        close_in_child=(listener, lock, wake_read, wake_write,
+                                        *(w.connection for w in workers.values()),
+                                        *(w.answered for w in workers.values())),
+                        log=log if log_renders else None)
+            os.close(answered_write)
+            with contextlib.suppress(OSError):
+                os.setpgid(pid, pid)  # also done in the child: whichever runs first
+            workers[pid] = _Worker(connection, answered_read, time.monotonic())
+            poller.register(connection, _CLIENT_GONE)
     finally:
+        for pid in list(workers):
+            _kill_group(pid)  # a stopping server leaves no render behind
+        for pid in list(workers):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+            forget(pid)
         with contextlib.suppress(OSError):
             if os.stat(path).st_ino == bound:
                 os.unlink(path)  # ours still: a newer server may have replaced it
@@ -116,6 +186,23 @@ def serve(path: str, log: IO[str], *, log_renders: bool = False) -> int:
         say("stopped")
         lock.close()
     return 0
+
+
+def _has_answered(answered: int) -> bool:
+    try:
+        return bool(os.read(answered, 1))
+    except BlockingIOError:
+        return False
+
+
+def _kill_group(pid: int) -> None:
+    """SIGKILL the worker's process group: the worker and anything it started (git, kubectl).
+    Never a recycled pid: the worker is not reaped yet, so its pid is still ours."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:  # not its own group yet: it has not run setpgid
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _say(log: IO[str], message: str) -> None:
@@ -158,6 +245,7 @@ def warm_up() -> None:
 
     # ~100 ms that every cold render (a tag not in the cache yet) would pay.
     import boto3.session  # type: ignore[import-untyped,unused-ignore]  # noqa: F401
+    import re2  # type: ignore[import-untyped,unused-ignore]  # noqa: F401  # allow-tags, ignore-tags
 
     from cmp.argocd import (
         kube,  # noqa: F401
@@ -203,13 +291,14 @@ def warm_up() -> None:
     gc.freeze()  # workers then never touch these objects' pages: fork shares them for good
 
 
-def _worker(connection: socket.socket,
-            close_in_child: tuple[socket.socket, IO[str], int, int],
+def _worker(connection: socket.socket, answered: int,
+            close_in_child: tuple[socket.socket | IO[str] | int, ...],
             log: IO[str] | None = None) -> None:
     """Runs in the forked child; never returns. With `log`, it notes its private memory (what
     it added to the server's shared pages) once it has answered."""
     status = int(ExitStatus.INTERNAL)
     try:
+        os.setpgid(0, 0)  # its own group, which the server kills when the client is gone
         signal.set_wakeup_fd(-1)
         for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, signal.SIG_DFL)
@@ -218,11 +307,10 @@ def _worker(connection: socket.socket,
             os.close(inherited) if isinstance(inherited, int) else inherited.close()
         cwd, umask, environ = _read_request(connection)
         connection.sendall(STARTED)
-        done = threading.Event()
-        threading.Thread(target=_exit_when_client_leaves, args=(connection, done),
-                         daemon=True).start()
         status, output, errors = _render(cwd, umask, environ)
-        done.set()
+        # Said before the answer goes out: a client that hangs up once it has read it must not
+        # look like one that gave up. Only sending is left, which ends if the client is gone.
+        os.write(answered, b".")
         connection.sendall(RESULT + status.to_bytes(4, "big") + len(output).to_bytes(8, "big")
                            + len(errors).to_bytes(8, "big") + output + errors)
         if log is not None:
@@ -251,15 +339,6 @@ def _read_request(connection: socket.socket) -> tuple[str, int, dict[bytes, byte
     payload = read_exact(connection, size)
     connection.settimeout(None)
     return decode_request(payload)
-
-
-def _exit_when_client_leaves(connection: socket.socket, done: threading.Event) -> None:
-    # The client sends nothing after its request: EOF here means it was killed (Argo CD's
-    # deadline) or gave up, and nobody will read this render.
-    with contextlib.suppress(OSError):
-        connection.recv(1)
-    if not done.is_set():
-        os._exit(int(ExitStatus.INTERRUPTED))
 
 
 def _render(cwd: str, umask: int, environ: dict[bytes, bytes]) -> tuple[int, bytes, bytes]:

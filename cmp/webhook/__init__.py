@@ -101,6 +101,15 @@ def webhook_command() -> click.Command:
     @click.option("--app-cache-seconds", type=click.FloatRange(min=0), default=1.0,
                   show_default=True, envvar="TAGPIN_WEBHOOK_APP_CACHE_SECONDS",
                   help="Events within this many seconds share one list of Applications.")
+    @click.option("--request-timeout", type=click.FloatRange(min=0.1), default=10.0,
+                  show_default=True, envvar="TAGPIN_WEBHOOK_REQUEST_TIMEOUT",
+                  help="Seconds a connection may take in all (sending and being answered).")
+    @click.option("--max-connections", type=click.IntRange(min=1), default=64,
+                  show_default=True, envvar="TAGPIN_WEBHOOK_MAX_CONNECTIONS",
+                  help="Requests served at once; more get 503 with Retry-After.")
+    @click.option("--shutdown-seconds", type=click.FloatRange(min=0), default=20.0,
+                  show_default=True, envvar="TAGPIN_WEBHOOK_SHUTDOWN_SECONDS",
+                  help="SIGTERM to exit at most; keep it under the pod's grace period.")
     def webhook(
         listen: str,
         namespaces: tuple[str, ...],
@@ -109,6 +118,9 @@ def webhook_command() -> click.Command:
         max_body_bytes: int,
         max_event_age: float,
         app_cache_seconds: float,
+        request_timeout: float,
+        max_connections: int,
+        shutdown_seconds: float,
     ) -> int:
         """Hard-refresh the Applications a registry push affects (ECR via EventBridge, or a
         signed generic payload). Needs a shared secret; see docs/webhook.md."""
@@ -126,6 +138,9 @@ def webhook_command() -> click.Command:
                 max_event_age_seconds=max_event_age,
                 app_cache_seconds=app_cache_seconds,
                 shared_cache=shared_cache_settings(os.environ),
+                request_timeout_seconds=request_timeout,
+                max_connections=max_connections,
+                shutdown_seconds=shutdown_seconds,
             )
             return run(config, os.environ)
         except TagpinError as error:

@@ -3,12 +3,13 @@ use decide for the repositories they name, and the live status's images for the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from cmp.imageupdater.annotations import (
     ImagePolicy,
+    compile_allow_tags,
     merge_sources,
     normalize_repository,
     parse_policies,
@@ -80,12 +81,55 @@ def match_reason(application: Mapping[str, Any], repository: str, tag: str) -> s
     return None
 
 
-def select(applications: Iterable[Mapping[str, Any]], repository: str, tag: str) -> list[Match]:
-    """The Applications to refresh for one push, sorted by namespace and name."""
+# Told about an Application whose policy could not be evaluated, and why; it is then skipped.
+PolicyErrorHandler = Callable[[str, BaseException], None]
+
+
+class UnusablePolicy(ValueError):
+    """A policy for the pushed repository whose allow-tags Go rejects: it matches no tag."""
+
+
+def unusable_policies(application: Mapping[str, Any], repository: str) -> list[str]:
+    """Why the policies naming `repository` can match no tag (an allow-tags Go rejects)."""
+    problems = []
+    for policy in application_policies(application):
+        if policy.allow_tags is not None and policy.matches_repository(repository):
+            problem = compile_allow_tags(policy.allow_tags)[1]
+            if problem:
+                problems.append(problem)
+    return problems
+
+
+def select(
+    applications: Iterable[Mapping[str, Any]],
+    repository: str,
+    tag: str,
+    on_error: PolicyErrorHandler | None = None,
+) -> list[Match]:
+    """The Applications to refresh for one push, sorted by namespace and name.
+
+    Each Application is evaluated on its own: one whose policy (or object) breaks the matching
+    is reported to `on_error` (by `namespace/name`) and skipped, and the others still refresh.
+    """
     matches = []
     for application in applications:
-        metadata = application.get("metadata") or {}
-        reason = match_reason(application, repository, tag)
-        if reason is not None and metadata.get("name") and metadata.get("namespace"):
-            matches.append(Match(AppRef(metadata["namespace"], metadata["name"]), reason))
+        try:
+            metadata = application.get("metadata") or {}
+            reason = match_reason(application, repository, tag)
+            if reason is not None and metadata.get("name") and metadata.get("namespace"):
+                matches.append(Match(AppRef(metadata["namespace"], metadata["name"]), reason))
+            elif on_error is not None:
+                for problem in unusable_policies(application, repository):
+                    on_error(_describe(application), UnusablePolicy(problem))
+        except Exception as error:  # noqa: BLE001 - RecursionError, a bug: one tenant, not all
+            if on_error is None:
+                raise
+            on_error(_describe(application), error)
     return sorted(matches, key=lambda match: match.app)
+
+
+def _describe(application: Mapping[str, Any]) -> str:
+    metadata = application.get("metadata") if isinstance(application, Mapping) else None
+    if isinstance(metadata, Mapping):
+        return f"{metadata.get('namespace')}/{metadata.get('name')}"
+    return "<an Application without metadata>"

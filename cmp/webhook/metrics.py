@@ -1,138 +1,117 @@
-"""Prometheus text exposition (format 0.0.4) for the webhook's few counters and one histogram.
+"""The webhook's metrics, kept and exposed by prometheus_client (the Prometheus project's own
+Python client): one registry per server, the text format 0.0.4 on /metrics, and the standard
+process metrics (CPU seconds, resident memory, open file descriptors) that show a flood or a
+stuck request at a glance.
 
-Written out rather than depending on prometheus_client: the image ships only tagpin's own
-dependencies, and three metric families need no more than this.
+Counter and Histogram here are thin adapters so the server says `events.inc(sender, outcome)`
+and tests read `refreshes.value("failed")` without prometheus_client's label plumbing.
 """
 
 from __future__ import annotations
 
-import bisect
-import math
-import threading
 from dataclasses import dataclass, field
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+import prometheus_client
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+
+CONTENT_TYPE = prometheus_client.exposition.CONTENT_TYPE_PLAIN_0_0_4
 # Seconds from an event's arrival to its last PATCH: coalescing (default 2 s) dominates.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0, 30.0)
 
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _labels(names: tuple[str, ...], values: tuple[str, ...]) -> str:
-    pairs = [f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True)]
-    return "{" + ",".join(pairs) + "}" if pairs else ""
+# `<name>_created` samples only repeat the process's start time for every series.
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
-def _number(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf"
-    return repr(float(value)) if value != int(value) else f"{int(value)}"
-
-
-@dataclass
 class Counter:
-    name: str  # without the _total suffix
-    help: str
-    label_names: tuple[str, ...] = ()
-    _values: dict[tuple[str, ...], float] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    """A counter whose label values are passed in order: `inc("eventbridge", "accepted")`."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        name: str,  # without the _total suffix
+        help: str,
+        label_names: tuple[str, ...] = (),
+    ) -> None:
+        self._registry = registry
+        self._name = name
+        self._label_names = label_names
+        self._counter = prometheus_client.Counter(name, help, label_names, registry=registry)
 
     def inc(self, *label_values: str, amount: float = 1.0) -> None:
-        with self._lock:
-            self._values[label_values] = self._values.get(label_values, 0.0) + amount
+        counter = self._counter.labels(*label_values) if self._label_names else self._counter
+        counter.inc(amount)
 
     def value(self, *label_values: str) -> float:
-        with self._lock:
-            return self._values.get(label_values, 0.0)
-
-    def render(self) -> list[str]:
-        # The family is named without _total, its sample with it (as prometheus_client does).
-        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} counter"]
-        with self._lock:
-            values_by_labels = dict(self._values)
-        if not self.label_names and not values_by_labels:
-            values_by_labels[()] = 0.0  # an unlabelled counter exists from the start
-        for values, count in sorted(values_by_labels.items()):
-            lines.append(f"{self.name}_total{_labels(self.label_names, values)} {_number(count)}")
-        return lines
+        labels = dict(zip(self._label_names, label_values, strict=True))
+        return self._registry.get_sample_value(f"{self._name}_total", labels) or 0.0
 
 
-@dataclass
 class Histogram:
-    name: str
-    help: str
-    buckets: tuple[float, ...] = LATENCY_BUCKETS
-    _counts: list[int] = field(default_factory=list)
-    _sum: float = 0.0
-    _count: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def __post_init__(self) -> None:
-        self._counts = [0] * len(self.buckets)
+    def __init__(
+        self, registry: CollectorRegistry, name: str, help: str, buckets: tuple[float, ...]
+    ) -> None:
+        self._registry = registry
+        self._name = name
+        self._histogram = prometheus_client.Histogram(
+            name, help, buckets=buckets, registry=registry
+        )
 
     def observe(self, value: float) -> None:
-        with self._lock:
-            index = bisect.bisect_left(self.buckets, value)
-            if index < len(self._counts):
-                self._counts[index] += 1
-            self._sum += value
-            self._count += 1
+        self._histogram.observe(value)
 
-    def render(self) -> list[str]:
-        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
-        with self._lock:
-            cumulative = 0
-            for bound, count in zip(self.buckets, self._counts, strict=True):
-                cumulative += count
-                lines.append(f'{self.name}_bucket{{le="{_number(bound)}"}} {cumulative}')
-            lines.append(f'{self.name}_bucket{{le="+Inf"}} {self._count}')
-            lines.append(f"{self.name}_sum {_number(self._sum)}")
-            lines.append(f"{self.name}_count {self._count}")
-        return lines
+    def count(self) -> float:
+        return self._registry.get_sample_value(f"{self._name}_count") or 0.0
 
 
 @dataclass
 class WebhookMetrics:
-    """Everything /metrics shows; one instance per server, no global registry."""
+    """Everything /metrics shows; one registry per server, never the global one."""
 
-    events: Counter = field(
-        default_factory=lambda: Counter(
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        registry = self.registry
+        ProcessCollector(registry=registry)
+        self.events = Counter(
+            registry,
             "tagpin_webhook_events",
             "Requests to the event endpoints, by sender and outcome.",
             ("sender", "outcome"),
         )
-    )
-    refreshes: Counter = field(
-        default_factory=lambda: Counter(
+        self.refreshes = Counter(
+            registry,
             "tagpin_webhook_refreshes",
             "Hard-refresh merge patches sent to Applications, by result.",
             ("result",),
         )
-    )
-    coalesced: Counter = field(
-        default_factory=lambda: Counter(
+        self.coalesced = Counter(
+            registry,
             "tagpin_webhook_coalesced_events",
             "Events folded into a refresh that was already pending for the same Application.",
         )
-    )
-    list_errors: Counter = field(
-        default_factory=lambda: Counter(
+        self.list_errors = Counter(
+            registry,
             "tagpin_webhook_list_errors",
             "Failed attempts to list Applications from the Kubernetes API.",
         )
-    )
-    latency: Histogram = field(
-        default_factory=lambda: Histogram(
+        self.policy_errors = Counter(
+            registry,
+            "tagpin_webhook_policy_errors",
+            "Applications skipped for one event because their policy could not be evaluated.",
+        )
+        self.connections_refused = Counter(
+            registry,
+            "tagpin_webhook_connections_refused",
+            "Connections refused (busy: every request slot taken) or cut off (deadline: the "
+            "request took longer than its total time limit).",
+            ("reason",),
+        )
+        self.latency = Histogram(
+            registry,
             "tagpin_webhook_event_to_refresh_seconds",
             "Seconds from an accepted event to the last refresh patch it caused.",
+            LATENCY_BUCKETS,
         )
-    )
 
     def exposition(self) -> str:
-        lines: list[str] = []
-        for family in (self.events, self.refreshes, self.coalesced, self.list_errors):
-            lines.extend(family.render())
-        lines.extend(self.latency.render())
-        return "\n".join(lines) + "\n"
+        return generate_latest(self.registry).decode()

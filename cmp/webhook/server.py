@@ -1,8 +1,9 @@
 """The webhook's HTTP server: authenticate a push, find the Applications it affects, and
 hard-refresh each of them once per coalescing window.
 
-Standard library only (ThreadingHTTPServer, one thread per request): a few hundred events a
-second is far more than registries send, and the image stays free of web frameworks.
+Standard library http.server, one thread per request, with the limits of
+cmp/webhook/connections.py (bounded concurrency, a total deadline per request, a bounded
+shutdown): a few hundred events a second is far more than registries send.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import traceback
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol, TextIO
 from urllib.parse import urlsplit
 
 from cmp.argocd.kube import KubeApiError
 from cmp.errors import TagpinError
 from cmp.registry.shared import PushGenerations, RedisSettings
+from cmp.webhook.connections import BoundedHTTPServer
 from cmp.webhook.events import (
     Ignored,
     PushEvent,
@@ -63,7 +65,9 @@ class WebhookConfig:
     max_body_bytes: int = 64 * 1024
     max_event_age_seconds: float = 300.0
     app_cache_seconds: float = 1.0  # events within this share one list of Applications
-    request_timeout_seconds: float = 10.0  # a client this slow is cut off (slowloris)
+    request_timeout_seconds: float = 10.0  # total, per connection: a slower one is cut off
+    max_connections: int = 64  # requests served at once; more get 503 and Retry-After
+    shutdown_seconds: float = 20.0  # SIGTERM to exit, inside the pod's 30 s grace period
     patch_workers: int = 4
     shared_cache: RedisSettings | None = None  # TAGPIN_REDIS_URL: bump generations on pushes
 
@@ -210,6 +214,8 @@ class Refresher:
         self._pending: dict[AppRef, _Pending] = {}
         self._condition = threading.Condition()
         self._closing = False
+        self._give_up_at: float | None = None  # once closing: no patch attempt starts after it
+        self._in_flight = 0
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="refresh")
         self._thread = threading.Thread(target=self._run, name="coalesce", daemon=True)
 
@@ -226,14 +232,23 @@ class Refresher:
                 pending.tickets.append(ticket)
                 self._metrics.coalesced.inc()
 
-    def close(self) -> None:
-        """Send every pending refresh now and wait for all patches to finish."""
+    def close(self, budget_ends: float | None = None) -> int:
+        """Send every pending refresh now and wait for the patches until `budget_ends` (no
+        retry starts after it); the number of Applications whose patch had not finished."""
         with self._condition:
             self._closing = True
+            self._give_up_at = budget_ends
             self._condition.notify()
         if self._thread.is_alive():
             self._thread.join()
-        self._executor.shutdown(wait=True)
+        self._executor.shutdown(wait=False)
+        with self._condition:
+            while self._in_flight:
+                left = None if budget_ends is None else budget_ends - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                self._condition.wait(left)
+            return self._in_flight
 
     def _run(self) -> None:
         with self._condition:
@@ -245,6 +260,7 @@ class Refresher:
                     if self._closing or pending.due <= now
                 ]
                 for app in due:
+                    self._in_flight += 1
                     self._executor.submit(self._patch, app, self._pending.pop(app).tickets)
                 if self._closing and not self._pending:
                     return
@@ -253,10 +269,25 @@ class Refresher:
                     self._condition.wait(None if next_due is None else max(0.0, next_due - now))
 
     def _patch(self, app: AppRef, tickets: list[EventTicket]) -> None:
+        try:
+            self._patch_with_retries(app, tickets)
+        finally:
+            with self._condition:
+                self._in_flight -= 1
+                self._condition.notify_all()
+
+    def _out_of_time(self) -> bool:
+        give_up_at = self._give_up_at
+        return give_up_at is not None and time.monotonic() >= give_up_at
+
+    def _patch_with_retries(self, app: AppRef, tickets: list[EventTicket]) -> None:
         ok = False
         problem = ""
         try:
             for attempt in range(1, PATCH_ATTEMPTS + 1):
+                if self._out_of_time():
+                    problem = problem or "the webhook stopped before this refresh was sent"
+                    break
                 try:
                     self._kube.patch_application(app.namespace, app.name, dict(REFRESH_PATCH))
                     ok = True
@@ -281,13 +312,6 @@ class Refresher:
             ticket.done(app, ok)
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    # Non-daemon request threads, joined by server_close(): graceful shutdown finishes them.
-    daemon_threads = False
-    block_on_close = True
-    request_queue_size = 128  # bursts of connections queue instead of being refused
-
-
 class WebhookServer:
     """The composition root: HTTP front, Application index, refresher, metrics and log."""
 
@@ -305,7 +329,14 @@ class WebhookServer:
         self.generations = (
             PushGenerations(config.shared_cache) if config.shared_cache is not None else None
         )
-        self._httpd = _HTTPServer((config.host, config.port), _handler_class(self))
+        self._httpd = BoundedHTTPServer(
+            (config.host, config.port),
+            _handler_class(self),
+            max_connections=config.max_connections,
+            request_timeout=config.request_timeout_seconds,
+            on_busy=lambda: self.metrics.connections_refused.inc("busy"),
+            on_deadline=lambda: self.metrics.connections_refused.inc("deadline"),
+        )
         self._stopped = False
         # A short poll interval keeps SIGTERM-to-exit fast; an idle poll costs nothing.
         self._thread = threading.Thread(
@@ -330,15 +361,21 @@ class WebhookServer:
         )
 
     def stop(self) -> None:
-        """Stop accepting, finish requests in flight, then send every pending refresh."""
+        """Stop accepting, finish requests in flight, then send every pending refresh; all
+        within `shutdown_seconds`, so the pod's grace period never ends in a SIGKILL."""
         if self._stopped:
             return
         self._stopped = True
+        budget_ends = time.monotonic() + self.config.shutdown_seconds
         self._httpd.shutdown()
+        unfinished = self._httpd.drain(budget_ends)
         self._httpd.server_close()
         self._thread.join()
-        self.refresher.close()
-        self.log.write("stopped")
+        unsent = self.refresher.close(budget_ends)
+        if unfinished or unsent:
+            self.log.write("stopped", requests_cut_off=unfinished, refreshes_not_sent=unsent)
+        else:
+            self.log.write("stopped")
 
     def readiness(self) -> tuple[int, dict[str, Any]]:
         try:
@@ -387,7 +424,7 @@ class WebhookServer:
             problem = self.generations.bump(event.repository)
             if problem is not None:
                 self.log.write("shared cache not told", problem=problem)
-        matches = select(applications, event.repository, event.tag)
+        matches = select(applications, event.repository, event.tag, self._policy_error)
         self.metrics.events.inc(sender, "accepted" if matches else "no_match")
         ticket = EventTicket(event, matches, received, self.log, self.metrics)
         for match in matches:
@@ -398,6 +435,11 @@ class WebhookServer:
             "tag": event.tag,
             "applications": [str(match.app) for match in matches],
         }
+
+    def _policy_error(self, app: str, error: BaseException) -> None:
+        """One Application's policy broke the matching: it alone is skipped for this event."""
+        self.metrics.policy_errors.inc()
+        self.log.write("policy error", app=app, problem=f"{type(error).__name__}: {error}"[:500])
 
     def reject(self, sender: str, rejection: Rejected) -> tuple[int, dict[str, Any]]:
         self.metrics.events.inc(sender, rejection.outcome)

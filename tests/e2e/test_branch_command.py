@@ -189,7 +189,8 @@ def test_image_adds_an_image_list_entry(env, fake_kube: FakeKube, tags, moto_ecr
         (PRODUCTION, ["--allow-tags", "^pr-(42"], ExitStatus.CONFIG,
          "allow-tags 'regexp:^pr-(42' is not a valid regular expression"),
         (PRODUCTION, ["--allow-tags", "^pr-42-(?=x)"], ExitStatus.CONFIG,
-         "not supported by Go's regexp"),
+         "allow-tags 'regexp:^pr-42-(?=x)' is not a valid regular expression (invalid perl "
+         "operator: (?="),
         (PRODUCTION, ["--allow-tags", "^pr-42-", "--alias", "wbe"], ExitStatus.CONFIG,
          "image-list defines no alias 'wbe' (aliases: web); pass --image REPOSITORY"),
         ({}, ["--allow-tags", "^pr-42-"], ExitStatus.CONFIG,

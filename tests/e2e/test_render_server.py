@@ -24,10 +24,12 @@ import pytest
 
 from cmp import __version__
 from cmp.cli import SERVED_MODES
+from cmp.errors import ExitStatus
 from cmp.server.client import START_TIMEOUT, socket_path
 from cmp.settings import RENDER_SERVER_MODES
 from tests.support.apptree import build_tree, clean_env, run_cli
 from tests.support.cmpserver import AppSpec, CmpServer
+from tests.support.fake_kube import write_kubeconfig
 from tests.support.moto_ecr import ACCOUNT, REGION
 
 REPO = Path(__file__).resolve().parents[2]
@@ -178,8 +180,37 @@ def test_concurrent_served_renders_match_serial_ones(server: Server, app: Path) 
     wait_for(lambda: len(server.worker_lines()) == 2 * len(teams), "a log line per render")
 
 
+def workers_of(server: Server) -> list[int]:
+    """The server's live child processes: its workers."""
+    pid = server.process.pid
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(child) for child in text.split()]
+
+
+def gone(pid: int) -> bool:
+    """No process is left in the group `pid` (a worker's own group, with anything it started)."""
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def left_workers(server: Server) -> list[int]:
+    return [int(line.split(" worker ", 1)[1].split()[0]) for line in server.worker_lines()
+            if "stopped: its client left" in line]
+
+
+def spinning_client(server: Server, app: Path, **extra: str) -> subprocess.Popen[bytes]:
+    (app / "templates" / "spin.yaml.j2").write_text(SPIN)
+    return subprocess.Popen([str(BIN / "tagpin"), "generate"], cwd=app,
+                            env=clean_env({**argocd_env(app), **served(server), **extra}),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
 def test_argo_cds_deadline_ends_the_worker_too(server: Server, app: Path, tmp_path: Path) -> None:
-    """The worker is not in the render's process group, which is all Argo CD signals."""
+    """The worker is not in the render's process group, which is all Argo CD signals; the
+    server sees the client hang up and kills the worker's group: nothing of the render remains."""
     (app / "templates" / "spin.yaml.j2").write_text(SPIN)
     cmp = CmpServer.from_plugin_yaml(
         REPO / "plugin.yaml", workdir=tmp_path / "cmp-tmp", timeout=3,
@@ -189,22 +220,66 @@ def test_argo_cds_deadline_ends_the_worker_too(server: Server, app: Path, tmp_pa
     result = cmp.generate(app.parents[1], AppSpec(name="web", source_path="apps/web"),
                           exclude=[".git"])
     assert not result.ok
-    wait_for(lambda: any("exit 130" in line for line in server.worker_lines()),
-             "the worker to end once its client was killed")
+    wait_for(lambda: left_workers(server), "the worker to end once its client was killed")
+    assert all(gone(pid) for pid in left_workers(server))
+    assert workers_of(server) == []
+
+
+def test_a_worker_stuck_holding_the_gil_is_ended_by_the_server(server: Server, app: Path) -> None:
+    """The attack: a worker burning CPU in C code (a backtracking regexp) never ran its own
+    "client left" thread and outlived Argo CD's deadline. A stopped worker runs no code at all,
+    so only the server can end it."""
+    client = spinning_client(server, app)
+    try:
+        wait_for(lambda: workers_of(server), "a worker to start")
+        (worker,) = workers_of(server)
+        os.kill(worker, signal.SIGSTOP)
+        client.kill()  # as Argo CD's deadline does
+        client.wait(timeout=WAIT)
+        wait_for(lambda: gone(worker), "the server to end the stopped worker")
+        wait_for(lambda: left_workers(server) == [worker], "the server to log it")
+    finally:
+        client.kill()
+        client.communicate(timeout=WAIT)
+
+
+def test_a_stopping_server_leaves_no_worker_behind(server: Server, app: Path) -> None:
+    client = spinning_client(server, app)
+    try:
+        wait_for(lambda: workers_of(server), "a worker to start")
+        (worker,) = workers_of(server)
+        server.stop()
+        assert gone(worker)
+        assert "stopped" in server.log_text().splitlines()[-1]
+    finally:
+        client.kill()  # it went on in-process once its worker was gone
+        client.communicate(timeout=WAIT)
+
+
+def test_a_worker_past_its_cpu_budget_fails_with_a_clear_error(server: Server, app: Path) -> None:
+    client = spinning_client(server, app, TAGPIN_MAX_CPU_SECONDS="2")
+    stdout, stderr = client.communicate(timeout=WAIT)
+    assert (client.returncode, stdout) == (ExitStatus.TEMPLATE, b"")
+    assert b"more than 2 s of CPU (TAGPIN_MAX_CPU_SECONDS)" in stderr
+    wait_for(lambda: any("exit 5" in line for line in server.worker_lines()),
+             "the worker's line in the log: it was served, not rendered in-process")
+
+
+def test_an_in_process_render_past_its_cpu_budget_fails_with_a_clear_error(app: Path) -> None:
+    (app / "templates" / "spin.yaml.j2").write_text(SPIN)
+    done = run_cli(["generate"], cwd=app, env={**argocd_env(app), "TAGPIN_MAX_CPU_SECONDS": "2"})
+    assert (done.returncode, done.stdout) == (ExitStatus.TEMPLATE, b"")
+    assert b"more than 2 s of CPU (TAGPIN_MAX_CPU_SECONDS)" in done.stderr
 
 
 def test_ctrl_c_on_a_served_render_stops_it_quietly(server: Server, app: Path) -> None:
-    (app / "templates" / "spin.yaml.j2").write_text(SPIN)
-    client = subprocess.Popen([str(BIN / "tagpin"), "generate"], cwd=app,
-                              env=clean_env({**argocd_env(app), **served(server)}),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    client = spinning_client(server, app)
     time.sleep(2)  # well into the render
     client.send_signal(signal.SIGINT)
     stdout, stderr = client.communicate(timeout=WAIT)
     assert (client.returncode, stdout) == (130, b"")
     assert b"Traceback" not in stderr
-    wait_for(lambda: any("exit 130" in line for line in server.worker_lines()),
-             "the worker to end with its client")
+    wait_for(lambda: left_workers(server), "the worker to end with its client")
 
 
 def test_a_served_render_writes_the_cache_with_the_clients_umask(
@@ -337,3 +412,73 @@ def test_socket_path_defaults_and_limits() -> None:
         == "/s.sock"
     assert socket_path({"TAGPIN_CACHE_DIR": "/" + "d" * 120}) is None  # cannot be bound
     assert socket_path({}) is None
+
+
+def test_exponential_allow_tags_through_the_render_server_pins_in_linear_time(
+    server: Server, tmp_path: Path, moto_ecr: Any
+) -> None:
+    """The attack: `allow-tags: regexp:^(a+)+$` with the 41-character tag `aaaa…ab` in the
+    repository never finished on a backtracking engine, and the worker burned CPU past Argo
+    CD's deadline. Through the cmp-server emulator with its deadline, served by a worker."""
+    web = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/shop/web"
+    digests = {tag: moto_ecr.push("shop/web", tag) for tag in ("a" * 40 + "b", "aaaa", "main")}
+    root = tmp_path / "repo"
+    build_tree(root / "apps" / "web", {
+        "tagpin.yaml": "{}\n",
+        "templates/web.yaml": "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n"
+                              "spec:\n  template:\n    spec:\n      containers:\n"
+                              f"      - {{name: web, image: '{web}:main'}}\n",
+    })
+    (root / ".git").mkdir()
+    (tmp_path / "cmp-tmp").mkdir()
+    aws = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+    cmp = CmpServer.from_plugin_yaml(
+        REPO / "plugin.yaml", workdir=tmp_path / "cmp-tmp", timeout=WAIT,
+        sidecar_env={"PATH": f"{BIN}{os.pathsep}/usr/bin:/bin", "HOME": str(tmp_path),
+                     "TAGPIN_APP_LOOKUP": "off", "TAGPIN_CACHE_DIR": str(tmp_path / "cache"),
+                     **aws, **served(server)})
+    policy = {"image-list": f"web={web}", "web.update-strategy": "alphabetical",
+              "web.allow-tags": "regexp:^(a+)+$"}
+    spec = AppSpec(name="web", source_path="apps/web", plugin={
+        "name": "tagpin", "parameters": [{"name": "image-updater", "map": policy}]})
+    result = cmp.generate(root, spec, exclude=[".git"])
+    assert result.ok, result.error
+    [deployment] = result.objects
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == f"{web}:aaaa@{digests['aaaa']}"
+    wait_for(lambda: any("exit 0" in line for line in server.worker_lines()),
+             "the worker's line in the log: it was served, not rendered in-process")
+
+
+def test_nothing_a_worker_started_outlives_its_client(server: Server, app: Path,
+                                                      tmp_path: Path) -> None:
+    """A worker waiting on a helper process (here a kubeconfig credential plugin that hangs)
+    when Argo CD kills its client: the server kills the worker's process group, helper too."""
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", "https://127.0.0.1:1", {"exec": {
+        "apiVersion": "client.authentication.k8s.io/v1beta1", "command": "sleep",
+        "args": ["600"], "interactiveMode": "Never"}})
+    client = subprocess.Popen(
+        [str(BIN / "tagpin"), "generate"], cwd=app,
+        env=clean_env({**argocd_env(app), **served(server), "TAGPIN_APP_LOOKUP": "on",
+                       "KUBECONFIG": str(kubeconfig), "ARGOCD_NAMESPACE": "argocd"}),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: workers_of(server), "a worker to start")
+        (worker,) = workers_of(server)
+        helpers: list[int] = []
+
+        def helper_started() -> bool:
+            helpers[:] = [int(p) for p in Path(f"/proc/{worker}/task/{worker}/children")
+                          .read_text().split()]
+            return bool(helpers)
+
+        wait_for(helper_started, "the worker to start the credential plugin")
+        assert os.getpgid(helpers[0]) == worker  # in the worker's own group
+        client.kill()  # as Argo CD's deadline does
+        client.wait(timeout=WAIT)
+        wait_for(lambda: gone(worker), "the server to end the worker's whole group")
+        stat = Path(f"/proc/{helpers[0]}/stat")
+        assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    finally:
+        client.kill()
+        client.communicate(timeout=WAIT)

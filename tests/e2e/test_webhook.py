@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from cmp.argocd.kube import Connection, KubeApi
 from cmp.webhook import webhook_command
@@ -755,15 +756,21 @@ def test_health_readiness_and_metrics(fleet: FakeKube, start_webhook: StartWebho
     assert (ready.status, ready.json()) == (200, {"status": "ready", "applications": 4})
     webhook.ecr(ecr_event("team/api", "main"))
     webhook.ecr(ecr_event("team/api", "main"), secret="x" * 20)
-    wait_for(lambda: webhook.server.metrics.latency.render()[-1].endswith(" 1"))
+    wait_for(lambda: webhook.server.metrics.latency.count() == 1)
     metrics = webhook.get("/metrics")
     assert metrics.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-    text = metrics.body.decode()
-    assert 'tagpin_webhook_events_total{sender="eventbridge",outcome="accepted"} 1' in text
-    assert 'tagpin_webhook_events_total{sender="eventbridge",outcome="unauthorized"} 1' in text
-    assert 'tagpin_webhook_refreshes_total{result="ok"} 1' in text
-    assert "tagpin_webhook_event_to_refresh_seconds_count 1" in text
-    assert 'tagpin_webhook_event_to_refresh_seconds_bucket{le="+Inf"} 1' in text
+    samples = {  # read back with the Prometheus project's own text-format parser
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(metrics.body.decode())
+        for sample in family.samples
+    }
+    eventbridge = ("sender", "eventbridge")
+    assert samples[("tagpin_webhook_events_total", (("outcome", "accepted"), eventbridge))] == 1
+    assert samples[("tagpin_webhook_events_total", (("outcome", "unauthorized"), eventbridge))] == 1
+    assert samples[("tagpin_webhook_refreshes_total", (("result", "ok"),))] == 1
+    assert samples[("tagpin_webhook_event_to_refresh_seconds_count", ())] == 1
+    assert samples[("tagpin_webhook_event_to_refresh_seconds_bucket", (("le", "+Inf"),))] == 1
+    assert samples[("process_open_fds", ())] > 0
 
 
 def unused_port() -> int:

@@ -10,6 +10,7 @@ from typing import Any
 import click
 import pytest
 
+from cmp.argocd.kube import HTTP_TIMEOUT_SECONDS
 from cmp.webhook import SECRET_ENV, parse_listen, webhook_command
 from tests.support.kustomize import K8S_VERSIONS, kustomize_build, schema_problems
 
@@ -134,3 +135,12 @@ def test_probes_and_service_reach_the_webhook_port(built: list[dict[str, Any]]) 
 def test_image_is_set_by_the_kustomization(built: list[dict[str, Any]]) -> None:
     image = webhook_container(built)["image"]
     assert image.startswith("111122223333.dkr.ecr.eu-west-1.amazonaws.com/tagpin")
+
+
+def test_shutdown_fits_in_the_pods_grace_period(built: list[dict[str, Any]]) -> None:
+    """SIGTERM-to-exit is bounded by --shutdown-seconds, plus at most one Kubernetes call in
+    flight; past the grace period the kubelet SIGKILLs and pending refreshes are lost."""
+    context = webhook_command().make_context("webhook", list(webhook_container(built)["args"]))
+    env = {e["name"]: e.get("value") for e in webhook_container(built)["env"]}
+    budget = float(env.get("TAGPIN_WEBHOOK_SHUTDOWN_SECONDS") or context.params["shutdown_seconds"])
+    assert budget + HTTP_TIMEOUT_SECONDS < pod(built)["terminationGracePeriodSeconds"]

@@ -1,0 +1,270 @@
+"""Attacks on the running `tagpin webhook` process from one tenant or from the internet (issue
+15, part C): a broken or exponential policy in one Application, trickling clients, a flood of
+connections, a slow client at shutdown. Each test names its attack; docs/reliability.md lists
+them with the behaviour users rely on."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cmp.webhook.matching import select
+from tests.support.fake_kube import FakeKube
+
+REPO = Path(__file__).resolve().parents[2]
+SECRET = "attack-webhook-secret-0123456789abcdef"
+HOST = "111122223333.dkr.ecr.eu-west-1.amazonaws.com"
+WEB = f"{HOST}/team/web"
+PREFIX = "argocd-image-updater.argoproj.io/"
+DIGEST = "sha256:" + "cd" * 32
+EXPONENTIAL_TAG = "a" * 40 + "b"  # 41 characters: `^(a+)+$` never finished on it with `re`
+
+
+def ecr_event(repository: str, tag: str) -> bytes:
+    return json.dumps({
+        "version": "0", "id": str(uuid.uuid4()), "detail-type": "ECR Image Action",
+        "source": "aws.ecr", "account": "111122223333",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "region": "eu-west-1",
+        "resources": [],
+        "detail": {"result": "SUCCESS", "repository-name": repository, "image-digest": DIGEST,
+                   "action-type": "PUSH", "image-tag": tag},
+    }).encode()
+
+
+def policy(allow_tags: str) -> dict[str, str]:
+    return {f"{PREFIX}image-list": f"web={WEB}", f"{PREFIX}web.update-strategy": "newest-build",
+            f"{PREFIX}web.allow-tags": allow_tags}
+
+
+class Webhook:
+    """`tagpin webhook` in its own process, as the Deployment runs it."""
+
+    def __init__(self, kubeconfig: Path, secret_file: Path, *args: str) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith(("TAGPIN_", "ARGOCD_"))},
+               "KUBECONFIG": str(kubeconfig), "ARGOCD_NAMESPACE": "argocd"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-c",
+             "import sys; from cmp.webhook import webhook_command; "
+             "sys.exit(webhook_command().main(prog_name='tagpin webhook', standalone_mode=False))",
+             "--listen", f"127.0.0.1:{self.port}", "--secret-file", str(secret_file),
+             "--coalesce-seconds", "0", *args],
+            cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+        assert self.process.stderr is not None
+        self.lines: list[dict[str, Any]] = [json.loads(self.process.stderr.readline())]
+        assert self.lines[0]["msg"] == "listening"
+        self._reader = threading.Thread(target=self._read_log, daemon=True)
+        self._reader.start()
+
+    def _read_log(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.append(json.loads(line))
+
+    def request(self, method: str, path: str, body: bytes = b"",
+                headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            connection.request(method, path, body=body or None, headers=headers or {})
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
+    def push(self, repository: str, tag: str) -> tuple[int, Any]:
+        status, body = self.request("POST", "/events/ecr", ecr_event(repository, tag),
+                                    {"Content-Type": "application/json",
+                                     "X-Tagpin-Secret": SECRET})
+        return status, json.loads(body)
+
+    def metric(self, sample: str) -> float:
+        _, text = self.request("GET", "/metrics")
+        for line in text.decode().splitlines():
+            if line.startswith(sample + " "):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=60)
+        self._reader.join(timeout=10)
+        return code
+
+
+@pytest.fixture
+def start(fake_kube: FakeKube, kubeconfig: Path, tmp_path: Path) -> Iterator[Any]:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(SECRET + "\n")
+    started: list[Webhook] = []
+
+    def run(*args: str) -> Webhook:
+        started.append(Webhook(kubeconfig, secret_file, *args))
+        return started[-1]
+
+    yield run
+    for webhook in started:
+        if webhook.process.poll() is None:
+            webhook.process.kill()
+            webhook.process.wait()
+
+
+def patched(fake: FakeKube) -> list[str]:
+    return sorted(r.path.split("/")[7] for r in fake.requests if r.method == "PATCH")
+
+
+def wait_for(condition: Any, what: str, limit: float = 20.0) -> None:
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+# --- one tenant's policy ---------------------------------------------------------------------
+
+
+def test_broken_and_exponential_policies_of_one_app_do_not_stop_the_others_refreshing(
+    fake_kube: FakeKube, start: Any
+) -> None:
+    """The attack: `regexp:a{99999999999}` (OverflowError) or 1,000 nested parentheses
+    (RecursionError) made every push to the repository answer 500 and refresh nothing, and an
+    exponential regexp blocked /healthz."""
+    fake_kube.add("argocd", "evil-overflow", policy("regexp:a{99999999999}"))
+    fake_kube.add("argocd", "evil-deep", policy("regexp:" + "(" * 1000 + "a" + ")" * 1000))
+    fake_kube.add("argocd", "evil-exponential", policy("regexp:^(a+)+$"))
+    fake_kube.add("argocd", "branch", policy("regexp:^a+b$"))
+    prod = fake_kube.add("argocd", "prod")
+    prod["status"] = {"summary": {"images": [f"{WEB}:main"]}}
+    webhook = start()
+
+    status, reply = webhook.push("team/web", EXPONENTIAL_TAG)
+    assert status == 202, reply
+    assert reply["applications"] == ["argocd/branch", "argocd/prod"]
+    assert webhook.request("GET", "/healthz")[0] == 200
+    wait_for(lambda: patched(fake_kube) == ["branch", "prod"], "the two refreshes")
+    assert webhook.metric("tagpin_webhook_policy_errors_total") == 2
+    assert webhook.stop() == 0
+    errors = {line["app"]: line["problem"] for line in webhook.lines
+              if line["msg"] == "policy error"}
+    assert set(errors) == {"argocd/evil-overflow", "argocd/evil-deep"}
+    assert "invalid repeat count" in errors["argocd/evil-overflow"]
+    assert "nests too deeply" in errors["argocd/evil-deep"]
+
+
+def test_an_application_the_matching_cannot_read_is_skipped_and_reported() -> None:
+    """Defence in depth: whatever breaks while one Application is evaluated skips it alone."""
+    good = {"metadata": {"name": "good", "namespace": "argocd"},
+            "status": {"summary": {"images": [f"{WEB}:main"]}}}
+    unreadable = {"metadata": {"name": "odd", "namespace": "argocd", "annotations": ["a"]}}
+    reported: list[tuple[str, str]] = []
+    matches = select([unreadable, good], WEB, "main",
+                     lambda app, error: reported.append((app, type(error).__name__)))
+    assert [str(m.app) for m in matches] == ["argocd/good"]
+    assert reported == [("argocd/odd", "AttributeError")]
+
+
+# --- the HTTP front --------------------------------------------------------------------------
+
+
+def trickle(port: int, stop: threading.Event, cut: list[float]) -> None:
+    """A slowloris client: one header byte every 0.3 s, never finishing its request."""
+    started = time.monotonic()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+            connection.sendall(b"POST /events/ecr HTTP/1.1\r\nHost: x\r\n")
+            while not stop.is_set():
+                connection.sendall(b"X")
+                time.sleep(0.3)
+                connection.setblocking(False)
+                try:
+                    if connection.recv(4096) == b"":
+                        break  # the server hung up
+                except BlockingIOError:
+                    pass
+                finally:
+                    connection.setblocking(True)
+    except OSError:
+        pass  # reset by the server: cut off too
+    if not stop.is_set():
+        cut.append(time.monotonic() - started)
+
+
+def test_trickling_clients_are_cut_off_and_cannot_lock_out_pushes(
+    fake_kube: FakeKube, start: Any
+) -> None:
+    """The attack: 300 clients sending a byte every few seconds were never cut off (the 10 s
+    timeout was per read), each holding a thread."""
+    prod = fake_kube.add("argocd", "prod")
+    prod["status"] = {"summary": {"images": [f"{WEB}:main"]}}
+    webhook = start("--request-timeout", "2", "--max-connections", "8")
+    stop, cut = threading.Event(), list[str]()
+    clients = [threading.Thread(target=trickle, args=(webhook.port, stop, cut), daemon=True)
+               for _ in range(40)]
+    try:
+        for client in clients:
+            client.start()
+        # Every slot is taken by a trickler now: a push is refused at once, not queued forever.
+        wait_for(lambda: webhook.metric(
+            'tagpin_webhook_connections_refused_total{reason="busy"}') > 0, "a busy refusal")
+        # Each trickler holding a slot is cut off at its 2 s deadline, however steadily it
+        # sends (a byte every 0.3 s: a per-read timeout never fires).
+        wait_for(lambda: webhook.metric(
+            'tagpin_webhook_connections_refused_total{reason="deadline"}') >= 8,
+            "the trickling clients to be cut off at their deadline")
+        # Pushes keep getting through: each gets a slot once a trickler's deadline frees one.
+        statuses = []
+        for _ in range(3):
+            try:
+                statuses.append(webhook.push("team/web", "main")[0])
+            except (OSError, json.JSONDecodeError):
+                statuses.append(0)  # refused while busy: EventBridge retries
+        assert 202 in statuses
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(timeout=10)
+    wait_for(lambda: "prod" in patched(fake_kube), "the push's refresh")
+
+
+def test_a_slow_client_does_not_hold_shutdown_past_the_grace_period(
+    fake_kube: FakeKube, start: Any
+) -> None:
+    """The attack: one client trickling its request held SIGTERM-to-exit for 24.5 s, past the
+    pod's grace period (30 s), where the kubelet SIGKILLs and pending refreshes are lost."""
+    prod = fake_kube.add("argocd", "prod")
+    prod["status"] = {"summary": {"images": [f"{WEB}:main"]}}
+    webhook = start("--request-timeout", "60", "--coalesce-seconds", "600",
+                    "--shutdown-seconds", "5")
+    assert webhook.push("team/web", "main")[0] == 202  # held for the 600 s window
+    stop, cut = threading.Event(), list[str]()
+    client = threading.Thread(target=trickle, args=(webhook.port, stop, cut), daemon=True)
+    client.start()
+    time.sleep(1)  # the client is connected and trickling
+    asked = time.monotonic()
+    try:
+        assert webhook.stop() == 0
+        took = time.monotonic() - asked
+        # The server hung up on the slow client (it sees that at its next send).
+        wait_for(lambda: len(cut) == 1, "the slow client to be cut off")
+    finally:
+        stop.set()
+        client.join(timeout=10)
+    assert took < 5 + 5  # the 5 s budget, not the slow client's 60 s deadline, nor 30 s
+    assert patched(fake_kube) == ["prod"]  # the pending refresh was sent before exiting
+    assert webhook.lines[-1]["msg"] == "stopped"
