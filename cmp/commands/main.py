@@ -401,7 +401,7 @@ def diff_command(ctx: click.Context, /, app_dir: Path, base: str, head: str | No
 
 
 def _register_webhook() -> None:
-    from cmp.webhook import webhook_command
+    from cmp.commands.webhook import webhook_command
 
     cli.add_command(webhook_command())
 

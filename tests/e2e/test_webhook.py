@@ -23,7 +23,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cmp.argocd.kube import Connection, KubeApi
-from cmp.webhook import webhook_command
+from cmp.commands.webhook import webhook_command
 from cmp.webhook.events import sign
 from cmp.webhook.server import REFRESH_PATCH, WebhookConfig, WebhookServer
 from tests.support.fake_kube import TOKEN, FakeKube
@@ -852,7 +852,7 @@ def test_namespaces_come_from_flags_or_the_environment(
 
 
 def test_default_namespace_is_argo_cds() -> None:
-    from cmp.webhook import default_namespaces
+    from cmp.commands.webhook import default_namespaces
 
     assert default_namespaces({"ARGOCD_NAMESPACE": "gitops"}) == ("gitops",)
     # Only the namespace rules apply: app lookup settings cannot break the webhook's start.
@@ -876,7 +876,7 @@ def test_the_command_serves_until_sigterm_then_flushes_pending_refreshes(
         [
             sys.executable,
             "-c",
-            "import sys; from cmp.webhook import webhook_command; "
+            "import sys; from cmp.commands.webhook import webhook_command; "
             "sys.exit(webhook_command().main(prog_name='tagpin webhook', standalone_mode=False))",
             "--listen",
             f"127.0.0.1:{port}",

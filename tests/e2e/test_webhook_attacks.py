@@ -60,7 +60,7 @@ class Webhook:
                "KUBECONFIG": str(kubeconfig), "ARGOCD_NAMESPACE": "argocd"}
         self.process = subprocess.Popen(
             [sys.executable, "-c",
-             "import sys; from cmp.webhook import webhook_command; "
+             "import sys; from cmp.commands.webhook import webhook_command; "
              "sys.exit(webhook_command().main(prog_name='tagpin webhook', standalone_mode=False))",
              "--listen", f"127.0.0.1:{self.port}", "--secret-file", str(secret_file),
              "--coalesce-seconds", "0", *args],

@@ -11,7 +11,7 @@ import click
 import pytest
 
 from cmp.argocd.kube import HTTP_TIMEOUT_SECONDS
-from cmp.webhook import SECRET_ENV, parse_listen, webhook_command
+from cmp.commands.webhook import SECRET_ENV, parse_listen, webhook_command
 from tests.support.kustomize import K8S_VERSIONS, kustomize_build, schema_problems
 
 REPO = Path(__file__).resolve().parents[2]

@@ -379,7 +379,7 @@ def test_the_webhook_side_reports_redis_trouble_instead_of_raising() -> None:
 def test_the_webhook_refuses_to_start_with_a_bad_redis_url(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from cmp.webhook import webhook_command
+    from cmp.commands.webhook import webhook_command
 
     monkeypatch.setenv("TAGPIN_WEBHOOK_SECRET", "fleet-webhook-secret-0123456789")
     monkeypatch.setenv("TAGPIN_REDIS_URL", "http://argocd-redis:6379")
@@ -391,7 +391,7 @@ def test_the_webhook_refuses_to_start_with_a_bad_redis_url(
 
 
 def test_the_webhook_reads_the_redis_password_without_a_signing_key(tmp_path: Path) -> None:
-    from cmp.webhook import shared_cache_settings
+    from cmp.commands.webhook import shared_cache_settings
 
     (tmp_path / "auth").write_text(PASSWORD)
     loaded = shared_cache_settings({"TAGPIN_REDIS_URL": "redis://argocd-redis:6379/0",
