@@ -6,14 +6,15 @@ pipeline, which is why they print the same bytes for the same inputs.
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from cmp.errors import ConfigError
-from cmp.settings import parse_parameters
+from cmp.settings import PARAMETERS_BY_NAME, parse_parameters
 
 ENV_PREFIX = "ARGOCD_ENV_"
 
@@ -171,3 +172,19 @@ def for_directory(app_dir: str | os.PathLike[str], *, app: AppInfo, kube: KubeIn
         settings_env=settings_env,
         root_guessed=guessed,
     )
+
+
+def parameters_json(values_files: Sequence[str] = (), values: Mapping[str, str] | None = None,
+                    image_updater: Mapping[str, str] | None = None) -> str:
+    """The plugin parameters as Argo CD sends them (ARGOCD_APP_PARAMETERS), from what a person
+    gives on the command line or to cmp.testing: `tagpin render -f/--set/--image-updater`,
+    `lock`, `diff`, `pin` and `render_app` all go through here."""
+    items: list[dict[str, Any]] = []
+    if values_files:
+        items.append({"name": "values-files", "array": list(values_files)})
+    if values:
+        items.append({"name": "values", "map": dict(values)})
+    if image_updater:
+        items.append({"name": "image-updater", "map": dict(image_updater)})
+    assert {i["name"] for i in items} <= set(PARAMETERS_BY_NAME)
+    return json.dumps(items)

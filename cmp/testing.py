@@ -12,17 +12,15 @@ raises `cmp.errors.LockError` naming it, so a snapshot can never depend on ECR's
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from cmp.errors import LockError
 from cmp.pipeline import run
 from cmp.registry.base import Registry
 from cmp.registry.lock import LockMode
-from cmp.request import AppInfo, KubeInfo, for_directory, parse_api_versions
+from cmp.request import AppInfo, KubeInfo, for_directory, parameters_json, parse_api_versions
 from cmp.services import Services
 from cmp.settings import parse_parameters
 
@@ -57,7 +55,7 @@ def render_app(app_dir: str | os.PathLike[str], *, app_name: str = "", namespace
         kube=KubeInfo(version=kube_version,
                       api_versions=parse_api_versions(",".join(api_versions))),
         env=env or {},
-        parameters=parse_parameters(_parameters_json(values_files, values or {})),
+        parameters=parse_parameters(parameters_json(values_files, values)),
         # The defaults, whatever TAGPIN_* the test process has, and no cache on disk: a snapshot
         # test reads nothing but the app and writes nothing at all.
         settings_env={"TAGPIN_CACHE": "off"},
@@ -66,12 +64,6 @@ def render_app(app_dir: str | os.PathLike[str], *, app_name: str = "", namespace
                         lock_mode=LockMode.STRICT,
                         digests_file=Path(os.path.abspath(digests)) if digests else None)
     return run(request, services).text
-
-
-def _parameters_json(values_files: Sequence[str], values: Mapping[str, str]) -> str:
-    items: list[dict[str, Any]] = [{"name": "values-files", "array": list(values_files)},
-                                   {"name": "values", "map": dict(values)}]
-    return json.dumps(items)
 
 
 def _no_registry() -> Registry:

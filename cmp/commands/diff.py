@@ -12,7 +12,12 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import click
+
+from cmp.commands.options import app_options, app_request, pairs
+from cmp.commands.run import execute
 from cmp.errors import ConfigError, TagpinError
 from cmp.pipeline import RenderResult, run
 from cmp.request import RenderRequest
@@ -152,3 +157,51 @@ def _terminated(lines: list[str]) -> Iterator[str]:
         yield line
         if not line.endswith("\n"):
             yield "\n\\ No newline at end of file\n"
+
+
+@click.command("diff")
+@app_options
+@click.option("--base", default="HEAD", show_default=True,
+              help="Git revision to compare from (in CI: the merge base with the target branch).")
+@click.option("--head", default=None,
+              help="Git revision to compare to (default: the working tree, uncommitted changes "
+              "included).")
+@click.option("--context", "-U", "context_lines", default=3, show_default=True,
+              type=click.IntRange(min=0), help="Lines of context around each change.")
+@click.option("--image-updater", "updater_pairs", multiple=True, metavar="KEY=VALUE",
+              help="The image-updater parameter, e.g. web.allow-tags=regexp:^pr-42- "
+              "(repeatable; both sides).")
+@click.option("--digests", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Render both sides offline: every digest from this lock file; never ask ECR.")
+@click.pass_context
+def diff_command(ctx: click.Context, /, app_dir: Path, base: str, head: str | None,
+                 context_lines: int, updater_pairs: tuple[str, ...], digests: Path | None,
+                 **options: Any) -> int:
+    """Render APP_DIR at two git revisions and print a unified diff of the outputs.
+
+    Exit 0 when they are equal, 1 when they differ, another code on an error (see README)."""
+    from cmp.commands.diff import diff_app
+    from cmp.errors import ExitStatus
+    from cmp.services import services_from
+
+    outcome: list[DiffResult] = []
+
+    def job() -> DiffResult:
+        request = app_request(app_dir, options, must_exist=False,
+                               updater=pairs(updater_pairs, "--image-updater"))
+        digests_file = Path(os.path.abspath(digests)) if digests is not None else None
+
+        def services() -> Services:
+            built = services_from(request.settings_env)
+            built.annotations = None  # a preview shows git's tags, not a live branch deploy's
+            built.digests_file = digests_file
+            return built
+
+        result = diff_app(request, services, base=base, head=head, context_lines=context_lines)
+        outcome.append(result)
+        return result
+
+    status = execute(job, debug=ctx.obj["debug"])
+    if status == ExitStatus.OK and outcome and outcome[0].different:
+        return int(ExitStatus.DIFFERENT)
+    return status

@@ -1,4 +1,6 @@
-"""`tagpin lock`: render the app, ask ECR for the tags the lock lacks, and say what changed.
+"""`tagpin lock`: render the app, ask ECR for the tags the lock lacks, and say what changed;
+`tagpin lock --check` (for CI) writes nothing and fails if the committed lock lacks a tag a
+render uses or locks a digest ECR no longer has for its tag (unused entries are only noted).
 
 The lock file's format and the registry that reads from it live in cmp/registry/lock.py; this
 module is the command's work, which needs the whole pipeline.
@@ -6,9 +8,17 @@ module is the command's work, which needs the whole pipeline.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+import click
+
+from cmp.commands.options import app_options, app_request
+from cmp.commands.run import execute
+from cmp.errors import LockError, ResolveError
 from cmp.images.ecr import EcrRepository
 from cmp.images.pin import collect, resolve
 from cmp.pipeline import custom_image_paths, render_manifests
@@ -16,6 +26,7 @@ from cmp.registry.base import Registry
 from cmp.registry.lock import LockEntry, entry_order
 from cmp.request import RenderRequest
 from cmp.services import limits_from
+from cmp.settings import setting_choice
 
 
 @dataclass(frozen=True)
@@ -75,3 +86,87 @@ def lock_app(request: RenderRequest, registry_factory: Callable[[], Registry], *
                       and old[(e.repository, e.tag)].digest != e.digest),
         removed=tuple(sorted((e for k, e in old.items() if k not in new), key=entry_order)),
     )
+
+
+def check_lock(request: RenderRequest, registry_factory: Callable[[], Registry],
+               existing: Sequence[LockEntry], *, shown: str, concurrency: int = 8) -> list[str]:
+    """Notes for a lock that is up to date; a LockError naming every gap or mismatch."""
+    # What `tagpin lock --update` would write: every used tag, as ECR answers now.
+    wanted = lock_app(request, registry_factory, existing=existing, update=True, keep=False,
+                      concurrency=concurrency)
+    old = {(e.repository, e.tag): e for e in existing}
+    problems = []
+    for entry in wanted.entries:
+        locked = old.get((entry.repository, entry.tag))
+        if locked is None:
+            problems.append(f"{entry.image}: a render uses this tag but {shown} lacks it; run "
+                            "`tagpin lock` and commit the lock")
+        elif locked.digest != entry.digest:
+            problems.append(f"{entry.image}: {shown} locks {locked.digest}, but ECR now has "
+                            f"{entry.digest}; run `tagpin lock --update` if the new image is "
+                            "intended, else restore the tag")
+    if problems:
+        raise LockError(*problems)
+    notes = [f"{shown}: up to date ({len(wanted.entries)} image(s) checked against ECR)"]
+    notes += [f"  unused entry (kept): {e.image}" for e in wanted.removed]
+    return notes
+
+
+@click.command("lock")
+@app_options
+@click.option("--update", is_flag=True,
+              help="Ask ECR for every tag, also those already locked (default: only new tags).")
+@click.option("--keep", is_flag=True,
+              help="Keep entries this render does not use (lock one app's values files in turn).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the lock (default: APP_DIR/tagpin.lock).")
+@click.option("--check", is_flag=True,
+              help="For CI: write nothing; exit 11 if the lock lacks a tag a render uses or "
+              "locks a digest ECR no longer has for it.")
+@click.pass_context
+def lock_command(ctx: click.Context, /, app_dir: Path, update: bool, keep: bool,
+                 output: Path | None, check: bool, **options: Any) -> int:
+    """Write APP_DIR/tagpin.lock: the digest of every ECR image tag a render with these flags
+    uses. Commit it; renders then take digests from git instead of ECR."""
+    from cmp.commands.lock import LockOutcome, lock_app
+    from cmp.registry.lock import read_lock, write_lock
+    from cmp.services import CACHE_MODES, limits_from, services_from
+    from cmp.settings import LOCK_FILE
+
+    def job() -> LockOutcome:
+        request = app_request(app_dir, options)
+        try:
+            return locked(request)
+        except ResolveError as error:  # `tag: 1.10` read as 1.1: say so, as a render does
+            from cmp.pipeline import values_of
+            from cmp.source.hints import with_number_hints
+
+            hinted = with_number_hints(error, values_of(request))
+            if hinted is error:
+                raise
+            raise hinted from error
+
+    def locked(request: RenderRequest) -> LockOutcome:
+        target = Path(os.path.abspath(output)) if output else request.app_dir / LOCK_FILE
+        limit = limits_from(os.environ).max_file_bytes
+        # The app's own lock obeys the repository's rules; a path given with --output is the
+        # user's choice.
+        root = None if output else request.repo_root
+        existing = (read_lock(target, str(target), repo_root=root, max_bytes=limit)
+                    if target.is_file() else [])
+        environ = dict(os.environ)
+        if setting_choice(environ, "TAGPIN_CACHE", CACHE_MODES) != "off":
+            environ["TAGPIN_CACHE"] = "refresh"  # what ECR says now, not what a cache remembers
+        services = services_from(environ)
+        if check:
+            shown = os.path.relpath(target) if output is None else str(output)
+            notes = check_lock(request, services.registry_factory, existing, shown=shown,
+                               concurrency=services.concurrency)
+            return LockOutcome(warnings=services.warnings, notes=notes)
+        result = lock_app(request, services.registry_factory, existing=existing, update=update,
+                          keep=keep, concurrency=services.concurrency)
+        write_lock(target, result.entries)
+        shown = os.path.relpath(target) if output is None else str(output)
+        return LockOutcome(warnings=services.warnings, notes=result.summary(shown))
+
+    return execute(job, debug=ctx.obj["debug"])

@@ -3,7 +3,6 @@ cmp.commands.main registers it."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -40,7 +39,7 @@ def pin_command() -> click.Command:
         from cmp.commands.options import pairs
         from cmp.commands.run import execute, limit_memory
         from cmp.commands.stream import StreamConfig, pin_stream, read_config, read_inputs
-        from cmp.request import AppInfo, KubeInfo, RenderRequest
+        from cmp.request import AppInfo, KubeInfo, RenderRequest, parameters_json
         from cmp.services import limits_from, services_from
         from cmp.settings import parse_parameters
 
@@ -50,11 +49,11 @@ def pin_command() -> click.Command:
             environ = dict(os.environ)
             limit_memory(environ)
             inputs = read_inputs(files, sys.stdin.buffer, limits_from(environ))
-            items = [{"name": "image-updater", "map": updater}] if updater else []
             request = RenderRequest(
                 app_dir=Path.cwd(), repo_root=Path.cwd(),
                 app=AppInfo(instance=app_name, namespace=namespace), kube=KubeInfo(), env={},
-                parameters=parse_parameters(json.dumps(items)), settings_env=environ)
+                parameters=parse_parameters(parameters_json(image_updater=updater)),
+                settings_env=environ)
             services = services_from(environ)
             if digests is not None:
                 services.digests_file = Path(os.path.abspath(digests))
