@@ -108,7 +108,18 @@ class FakeKube:
             if method == "PATCH":
                 if headers.get("content-type") != "application/merge-patch+json":
                     return 415, status(415, "UnsupportedMediaType", "unsupported patch type")
-                merged = merge_patch(application, json.loads(body))
+                patch = json.loads(body)
+                expected = (patch.get("metadata") or {}).get("resourceVersion")
+                if expected is not None and expected != application["metadata"]["resourceVersion"]:
+                    # The API server's optimistic concurrency: a patch naming an old version fails.
+                    return 409, status(
+                        409,
+                        "Conflict",
+                        f'Operation cannot be fulfilled on applications.argoproj.io "{name}": '
+                        "the object has been modified; please apply your changes to the latest "
+                        "version and try again",
+                    )
+                merged = merge_patch(application, patch)
                 merged["metadata"]["resourceVersion"] = str(
                     int(application["metadata"]["resourceVersion"]) + 1
                 )
