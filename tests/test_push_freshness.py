@@ -389,3 +389,57 @@ def wait_until(condition: Callable[[], bool], limit: float = 30.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not reached"
         time.sleep(0.01)
+
+
+# --- on a laptop ---------------------------------------------------------------------------
+
+
+def laptop_render(gitops: Path, env: Mapping[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [str(BIN / "tagpin"), "render", str(gitops / "apps" / "api"), *args],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    [line] = [line for line in done.stdout.splitlines() if "image:" in line]
+    return line.split("image:", 1)[1].strip()
+
+
+def test_a_laptop_render_shows_a_push_made_a_moment_ago(
+    moto_ecr: MotoEcr,
+    fake_kube: FakeKube,
+    kubeconfig: Path,
+    webhook: Webhook,
+    gitops: Path,
+    tmp_path: Path,
+) -> None:
+    laptop = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("TAGPIN_", "ARGOCD_"))},
+        "TAGPIN_CACHE_DIR": str(tmp_path / "laptop-cache"),
+        "KUBECONFIG": str(tmp_path / "no-cluster"),  # a laptop without cluster access
+    }
+    main1 = moto_ecr.push("shop/api", "main", manifest("api main, first"))
+    assert laptop_render(gitops, laptop) == f"{API}:main@{main1}"
+    main2 = moto_ecr.push("shop/api", "main", manifest("api main, second"))
+    # Unannounced, the cached answer stands for up to TAGPIN_CACHE_TTL...
+    assert laptop_render(gitops, laptop) == f"{API}:main@{main1}"
+    # ...unless the render is told to ask ECR now, which also updates the cache.
+    assert laptop_render(gitops, laptop, "--refresh") == f"{API}:main@{main2}"
+    assert laptop_render(gitops, laptop) == f"{API}:main@{main2}"
+
+    # With access to the cluster, naming the Application reads the webhook's push record.
+    app = fake_kube.add("argocd", "api")
+    app["status"] = {"summary": {"images": [f"{API}:main"]}}
+    main3 = moto_ecr.push("shop/api", "main", manifest("api main, third"))
+    webhook.generic("shop/api", "main", main3)
+    wait_until(lambda: PUSHES_ANNOTATION in app_annotations(fake_kube, "api"))
+    in_cluster = {**laptop, "KUBECONFIG": str(kubeconfig), "ARGOCD_NAMESPACE": "argocd"}
+    assert laptop_render(gitops, in_cluster, "--app-name", "api") == f"{API}:main@{main3}"
+
+
+def app_annotations(fake: FakeKube, name: str) -> dict[str, str]:
+    annotations: dict[str, str] = fake.applications[("argocd", name)]["metadata"]["annotations"]
+    return annotations
