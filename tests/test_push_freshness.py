@@ -443,3 +443,9 @@ def test_a_laptop_render_shows_a_push_made_a_moment_ago(
 def app_annotations(fake: FakeKube, name: str) -> dict[str, str]:
     annotations: dict[str, str] = fake.applications[("argocd", name)]["metadata"]["annotations"]
     return annotations
+
+
+def test_the_push_to_render_benchmark_runs() -> None:
+    from bench.push_freshness import main
+
+    assert main(["--pushes", "2"]) == 0
