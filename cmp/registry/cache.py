@@ -48,6 +48,13 @@ class CachedTag(NamedTuple):
     seen: float | None = None  # the push time announced for the repository then (PushFloors)
 
 
+class _Fetched(NamedTuple):
+    """When a tag list was fetched and the push time announced then (see CachedTag)."""
+
+    at: float
+    seen: float | None
+
+
 class CachedRepository(NamedTuple):
     """One repository's cache file: tag entries and, maybe, the list of every tag."""
 
@@ -277,7 +284,7 @@ class CachingRegistry:
         self._tags: TTLCache[tuple[EcrRepository, str], CachedTag] = TTLCache(
             memory_size, ttl, timer=clock
         )
-        self._lists: TTLCache[EcrRepository, tuple[Lookup, CachedTag | None]] = TTLCache(
+        self._lists: TTLCache[EcrRepository, tuple[Lookup, _Fetched]] = TTLCache(
             max(1, memory_size // 16), tag_list_ttl, timer=clock
         )
 
@@ -326,7 +333,7 @@ class CachingRegistry:
     def list_tags(self, repo: EcrRepository) -> Lookup:
         with self._memory_lock:
             remembered = self._lists.get(repo)
-        if remembered is not None and self._admits(repo, remembered[1]):
+        if remembered is not None and self._admits(repo, *remembered[1]):
             return remembered[0]
         store = self._store
         if store is None:
@@ -367,11 +374,11 @@ class CachingRegistry:
     def _list(self, repo: EcrRepository, fetched_at: float, seen: float | None) -> Lookup:
         answer = self._inner.list_tags(repo)
         if not answer.repository_missing:
-            self._remember_list(repo, answer, CachedTag(TagInfo("", ""), fetched_at, seen))
+            self._remember_list(repo, answer, _Fetched(fetched_at, seen))
         return answer
 
-    def _admits(self, repo: EcrRepository, entry: CachedTag | None) -> bool:
-        return entry is not None and self._pushes.admits(repo, entry.fetched_at, entry.seen)
+    def _admits(self, repo: EcrRepository, fetched_at: float, seen: float | None) -> bool:
+        return self._pushes.admits(repo, fetched_at, seen)
 
     def _from_memory(self, repo: EcrRepository, wanted: set[str]) -> dict[str, TagInfo]:
         with self._memory_lock:
@@ -380,7 +387,9 @@ class CachingRegistry:
         return {
             tag: entry.info
             for tag, entry in hits.items()
-            if entry is not None and oldest < entry.fetched_at and self._admits(repo, entry)
+            if entry is not None
+            and oldest < entry.fetched_at
+            and self._admits(repo, entry.fetched_at, entry.seen)
         }
 
     def _remember(self, repo: EcrRepository, entries: Mapping[str, CachedTag]) -> None:
@@ -388,11 +397,8 @@ class CachingRegistry:
             for tag, entry in entries.items():
                 self._tags[(repo, tag)] = entry
 
-    def _remember_list(self, repo: EcrRepository, listing: Lookup, when: CachedTag) -> Lookup:
-        """`when` carries the listing's fetched_at and seen (its info is unused)."""
-        self._remember(
-            repo, {t: CachedTag(i, when.fetched_at, when.seen) for t, i in listing.found.items()}
-        )
+    def _remember_list(self, repo: EcrRepository, listing: Lookup, when: _Fetched) -> Lookup:
+        self._remember(repo, {t: CachedTag(i, *when) for t, i in listing.found.items()})
         with self._memory_lock:
             self._lists[repo] = (listing, when)
         return listing
@@ -408,7 +414,9 @@ class CachingRegistry:
         usable = {
             tag: entry
             for tag, entry in entries.items()
-            if entry is not None and oldest < entry.fetched_at and self._admits(repo, entry)
+            if entry is not None
+            and oldest < entry.fetched_at
+            and self._admits(repo, entry.fetched_at, entry.seen)
         }
         self._remember(repo, usable)
         return {tag: entry.info for tag, entry in usable.items()}
@@ -419,8 +427,8 @@ class CachingRegistry:
         if cached is None or cached.tag_list is None or cached.tag_list_fetched_at is None:
             return None
         max_age = self._tag_list_ttl if max_age is None else max_age
-        when = CachedTag(TagInfo("", ""), cached.tag_list_fetched_at, cached.tag_list_seen)
-        if when.fetched_at <= self._clock() - max_age or not self._admits(repo, when):
+        when = _Fetched(cached.tag_list_fetched_at, cached.tag_list_seen)
+        if when.at <= self._clock() - max_age or not self._admits(repo, *when):
             return None
         entries = [cached.tags.get(tag) for tag in cached.tag_list]
         if any(entry is None for entry in entries):
@@ -444,7 +452,7 @@ class CachingRegistry:
         usable = {
             t: e
             for t, e in entries.items()
-            if e is not None and oldest < e.fetched_at and self._admits(repo, e)
+            if e is not None and oldest < e.fetched_at and self._admits(repo, e.fetched_at, e.seen)
         }
         return usable if len(usable) == len(entries) else None
 
