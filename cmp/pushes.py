@@ -188,7 +188,10 @@ class PushFloors:
 
     def announced(self, repo: EcrRepository) -> float | None:
         """The newest announced push time for `repo`, or None when none is."""
-        return self._times.get(_key(repo), self._older)
+        listed = self._times.get(_key(repo))
+        if listed is None or self._older is None:
+            return self._older if listed is None else listed
+        return max(listed, self._older)  # the webhook never writes older > listed; be safe
 
     def admits(self, repo: EcrRepository, fetched_at: float, seen: float | None) -> bool:
         announced = self.announced(repo)

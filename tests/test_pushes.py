@@ -285,3 +285,9 @@ def test_cache_files_from_before_this_version_still_read(tmp_path: Path) -> None
     clock.now += 5
     caching(ecr(NEW), tmp_path, clock, pushes).describe_tags(repo(), ["main"])
     assert json.loads(path.read_text())["body"]["tags"]["main"]["seen"] == T0 + 1
+
+
+def test_the_newer_of_a_listed_time_and_older_applies() -> None:
+    rule = floors(PushRecord({WEB: Push("main", NEW, T0 - 100)}, older=T0))
+    assert rule.announced(repo()) == T0
+    assert not rule.admits(repo(), fetched_at=T0 - 50, seen=None)
