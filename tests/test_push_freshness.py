@@ -8,12 +8,14 @@ apply: the image (tag and digest) in the first render after the webhook's patch.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -180,8 +182,11 @@ def gitops(tmp_path: Path) -> Path:
     return root
 
 
-def replica(tmp_path: Path, name: str, kubeconfig: Path) -> CmpServer:
-    """One repo-server pod's tagpin sidecar, with a cache directory of its own."""
+def replica(
+    tmp_path: Path, name: str, kubeconfig: Path, render_server: Path | None = None
+) -> CmpServer:
+    """One repo-server pod's tagpin sidecar, with a cache directory of its own; with
+    `render_server` (a socket), renders run in that server's warm workers, as in the image."""
     keep = (
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
@@ -200,6 +205,8 @@ def replica(tmp_path: Path, name: str, kubeconfig: Path) -> CmpServer:
         "KUBECONFIG": str(kubeconfig),
         "ARGOCD_NAMESPACE": "argocd",
     }
+    if render_server is not None:
+        env |= {"TAGPIN_RENDER_SERVER": "on", "TAGPIN_RENDER_SERVER_SOCKET": str(render_server)}
     workdir = tmp_path / name / "cmp-tmp"
     workdir.mkdir(parents=True)
     return CmpServer.from_plugin_yaml(REPO / "plugin.yaml", sidecar_env=env, workdir=workdir)
@@ -245,15 +252,46 @@ class Fleet:
         return sum(1 for r in self.kube.requests if r.method == "PATCH" and r.path.endswith(app))
 
 
+@contextlib.contextmanager
+def render_server(directory: Path) -> Iterator[Path]:
+    """A `tagpin render-server` process, as the image's sidecar starts one."""
+    socket_path, log = directory / "render.sock", directory / "server.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TAGPIN_", "ARGOCD_"))}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cmp.renderserver",
+            "--socket",
+            str(socket_path),
+            "--log",
+            str(log),
+            "--log-renders",
+        ],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_until(lambda: log.exists() and "serving" in log.read_text())
+        yield socket_path
+        served = [line for line in log.read_text().splitlines() if " worker " in line]
+        assert served, "no render reached the render server"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 @pytest.fixture
 def fleet(
+    request: pytest.FixtureRequest,
     moto_ecr: MotoEcr,
     fake_kube: FakeKube,
     kubeconfig: Path,
     webhook: Webhook,
     gitops: Path,
     tmp_path: Path,
-) -> Fleet:
+) -> Iterator[Fleet]:
     web_staging = fake_kube.add(
         "argocd",
         "web-staging",
@@ -266,8 +304,15 @@ def fleet(
     web_staging["status"] = {"summary": {"images": [f"{WEB}:pr-42-0001"]}}
     api = fake_kube.add("argocd", "api")
     api["status"] = {"summary": {"images": [f"{API}:main"]}}
-    replicas = {name: replica(tmp_path, name, kubeconfig) for name in ("a", "b")}
-    return Fleet(moto_ecr, fake_kube, webhook, gitops, replicas)
+    with contextlib.ExitStack() as stack:
+        sockets: dict[str, Path | None] = {"a": None, "b": None}
+        if getattr(request, "param", "in-process") == "served":
+            for name in sockets:
+                # Short and private: a socket path must fit in 100 bytes.
+                directory = Path(stack.enter_context(tempfile.TemporaryDirectory(dir="/tmp")))
+                sockets[name] = stack.enter_context(render_server(directory))
+        replicas = {n: replica(tmp_path, n, kubeconfig, sockets[n]) for n in sockets}
+        yield Fleet(moto_ecr, fake_kube, webhook, gitops, replicas)
 
 
 def warm(fleet: Fleet, expected: Mapping[str, str]) -> None:
@@ -283,6 +328,7 @@ def warm(fleet: Fleet, expected: Mapping[str, str]) -> None:
 # --- the tests -------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("fleet", ["in-process", "served"], indirect=True)
 def test_both_replicas_render_a_push_on_the_first_render_after_the_patch(fleet: Fleet) -> None:
     ecr = fleet.ecr
     pr1 = ecr.push("shop/web", "pr-42-0001", manifest("pr-42 first build"))
