@@ -133,17 +133,20 @@ def webhook(kubeconfig: Path, workdir: Path) -> Iterator[str]:
     secret_file = workdir / "secret"
     secret_file.write_text(SECRET)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TAGPIN_", "ARGOCD_"))}
+    log = (workdir / "webhook.log").open("w")
     process = subprocess.Popen(
         [str(BIN / "tagpin"), "webhook", "--listen", f"127.0.0.1:{port}", "--secret-file",
          str(secret_file), "--coalesce-seconds", "0", "--app-cache-seconds", "0"],
         env={**env, "KUBECONFIG": str(kubeconfig), "ARGOCD_NAMESPACE": "argocd"},
-        stderr=subprocess.PIPE, text=True,
+        stderr=log,  # a file: a pipe nobody reads would fill up and block the webhook
     )
     try:
-        assert process.stderr is not None
-        assert json.loads(process.stderr.readline())["ready"] is True
+        while not (workdir / "webhook.log").read_text():
+            time.sleep(0.01)
+        assert json.loads((workdir / "webhook.log").read_text().splitlines()[0])["ready"] is True
         yield f"http://127.0.0.1:{port}"
     finally:
+        log.close()
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
 

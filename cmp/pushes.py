@@ -2,7 +2,7 @@
 they impose on every image cache.
 
 The webhook's hard-refresh patch also writes `tagpin.dev/pushes` on the Application: per
-repository, the newest pushed tag, its digest and the time the webhook accepted the push. The
+repository, the newest pushed tag, its digest and the time the webhook recorded the push. The
 render reads the live Application anyway (branch deploys), so it learns of the push with no other
 infrastructure, on every replica. The record is evidence, never truth: it only makes the render
 distrust cached answers for those repositories and ask ECR again. A digest in the record is
@@ -35,7 +35,7 @@ class Push(NamedTuple):
 
     tag: str
     digest: str | None
-    at: float  # epoch seconds on the webhook's clock when it accepted the push
+    at: float  # epoch seconds on the webhook's clock when it patched (after the push)
 
 
 class PushRecord(NamedTuple):
