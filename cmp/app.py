@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .images import ImageField, ImagePath
     from .lock import LockMode
     from .pin import TagChooser, Wanted
+    from .pushes import PushFloors
     from .registry.base import Registry, TagInfo
 
 # The live Application's annotations (and warnings) for a request; swapped in tests.
@@ -138,7 +139,7 @@ class Services:
     """The I/O a render may need, built lazily; tests swap `registry_factory`."""
 
     __slots__ = ("annotations", "concurrency", "digests_file", "fresh_registry_factory",
-                 "lock_mode", "notes", "registry_factory", "warnings")
+                 "lock_mode", "notes", "pushes", "registry_factory", "warnings")
 
     def __init__(
         self,
@@ -150,11 +151,13 @@ class Services:
         warnings: list[str] | None = None,
         notes: list[str] | None = None,
         fresh_registry_factory: Callable[[], Registry] | None = None,
+        pushes: PushFloors | None = None,  # filled from the live Application's push record
     ) -> None:
         self.registry_factory = registry_factory
         # ECR itself, never answered from a digest cache: what TAGPIN_LOCK=verify checks
         # the lock against. None: registry_factory (tests that swap in a cache-less registry).
         self.fresh_registry_factory = fresh_registry_factory
+        self.pushes = pushes
         self.annotations = annotations
         self.concurrency = concurrency
         self.digests_file = digests_file
@@ -182,8 +185,11 @@ def template_cache_dir(environ: Mapping[str, str]) -> Path | None:
     return default_cache_dir(environ) / f"jinja-{__version__}"
 
 
-def ecr_registry_factory(environ: Mapping[str, str], warnings: list[str]) -> Callable[[], Registry]:
-    """ECR behind the in-process and on-disk caches, configured from TAGPIN_* settings."""
+def ecr_registry_factory(
+    environ: Mapping[str, str], warnings: list[str], pushes: PushFloors | None = None
+) -> Callable[[], Registry]:
+    """ECR behind the in-process and on-disk caches, configured from TAGPIN_* settings; the
+    caches honour the pushes announced in `pushes` (filled before the first lookup)."""
     mode = setting_choice(environ, "TAGPIN_CACHE", CACHE_MODES)
     ttl = setting_int(environ, "TAGPIN_CACHE_TTL")
     list_ttl = setting_int(environ, "TAGPIN_TAG_LIST_TTL")
@@ -226,7 +232,9 @@ def ecr_registry_factory(environ: Mapping[str, str], warnings: list[str]) -> Cal
                 wait_limit=float(ecr_numbers["deadline"]),
                 warnings=warnings,
                 read=cache_mode is CacheMode.ON,
-                newest_push=None,  # announced pushes (#13) plug in here: cmp.registry.shared
+                # The push record read from the Application guards Redis too, even when the
+                # webhook could not bump the repository's generation there.
+                newest_push=pushes.announced if pushes is not None else None,
             )
         return CachingRegistry(
             inner,
@@ -236,6 +244,7 @@ def ecr_registry_factory(environ: Mapping[str, str], warnings: list[str]) -> Cal
             tag_list_ttl=float(list_ttl),
             stale_for=stale_hours * 3600.0,
             warnings=warnings,
+            pushes=pushes,
         )
 
     return build
@@ -255,22 +264,27 @@ def live_annotations(request: RenderRequest) -> tuple[dict[str, str], list[str]]
 
 
 def services_from(environ: Mapping[str, str]) -> Services:
+    from .pushes import PushFloors
+
     warnings: list[str] = []
+    pushes = PushFloors(skew=float(setting_int(environ, "TAGPIN_PUSH_CLOCK_SKEW")))
     fresh = dict(environ)
     if setting_choice(environ, "TAGPIN_CACHE", CACHE_MODES) != "off":
         fresh["TAGPIN_CACHE"] = "refresh"  # asks ECR every time, still keeps the cache current
     return Services(
-        registry_factory=ecr_registry_factory(environ, warnings),
-        fresh_registry_factory=ecr_registry_factory(fresh, warnings),
+        registry_factory=ecr_registry_factory(environ, warnings, pushes),
+        fresh_registry_factory=ecr_registry_factory(fresh, warnings, pushes),
         annotations=live_annotations,
         concurrency=setting_int(environ, "TAGPIN_ECR_CONCURRENCY", minimum=1),
         warnings=warnings,
+        pushes=pushes,
     )
 
 
 def tag_chooser(request: RenderRequest, services: Services) -> TagChooser:
     """Branch deploys: Image Updater overrides from the `image-updater` parameter and the live
-    Application. Asked only when some ECR image needs a digest."""
+    Application. Asked only when some ECR image needs a digest, before any is looked up: the
+    same read brings the pushes the webhook announced (cmp.pushes), which the caches honour."""
     def choose(
         wanted: Sequence[Wanted], registry: Callable[[], Registry]
     ) -> Mapping[ImageField, TagInfo]:
@@ -278,6 +292,8 @@ def tag_chooser(request: RenderRequest, services: Services) -> TagChooser:
         if services.annotations is not None:
             annotations, warnings = services.annotations(request)
             services.warnings.extend(warnings)
+            if services.pushes is not None:
+                services.warnings.extend(services.pushes.announce_annotations(annotations))
         parameter = request.parameters.get("image-updater") or {}
         if not parameter and not any(key.startswith(IMAGE_UPDATER_PREFIX) for key in annotations):
             return {}  # production apps: skip loading the semver/override machinery

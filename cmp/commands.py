@@ -127,6 +127,12 @@ def generate_command(ctx: click.Context) -> int:
     show_default=True,
     help="yaml: what Argo CD reads; json: one JSON list of the same objects, for tools.",
 )
+@click.option(
+    "--refresh",
+    is_flag=True,
+    help="Ask ECR for every image now instead of trusting the cache (TAGPIN_CACHE=refresh): "
+    "shows a push made a moment ago.",
+)
 @click.pass_context
 def render_command(
     ctx: click.Context,
@@ -147,6 +153,7 @@ def render_command(
     api_versions: str,
     digests: Path | None,
     output_format: str,
+    refresh: bool,
 ) -> int:
     """Render APP_DIR exactly as the sidecar would, for people and CI."""
     from .app import run, services_from
@@ -158,6 +165,9 @@ def render_command(
     debug = ctx.obj["debug"]
 
     def job() -> Any:
+        settings_env = dict(os.environ)
+        if refresh and settings_env.get("TAGPIN_CACHE", "").strip().lower() != "off":
+            settings_env["TAGPIN_CACHE"] = "refresh"  # what ECR says now; still updates the cache
         request = for_directory(
             app_dir,
             repo_root=repo_root,
@@ -167,7 +177,7 @@ def render_command(
             env=env,
             parameters=parse_parameters(
                 parameters_json or _parameters_from_flags(values_files, sets, updater)),
-            settings_env=dict(os.environ),
+            settings_env=settings_env,
         )
         limit_memory(request.settings_env)
         services = services_from(request.settings_env)
