@@ -204,17 +204,24 @@ def quote_scalar(value: Any) -> str:
 
 
 def emit_stream(documents: Iterable[Any]) -> str:
-    """The canonical YAML stream for `documents`: `---` before each, newline at the end."""
-    text: str = yaml.dump_all(documents, explicit_start=True, **_DUMP_OPTIONS)
+    """The canonical YAML stream for `documents`: `---` before each, newline at the end.
+
+    `---` is always a line of its own: libyaml would write `--- {}` or `--- text`, which
+    Argo CD's document splitter refuses ("invalid Yaml document separator")."""
+    return "".join(f"---\n{_dump(document)}" for document in documents)
+
+
+def _dump(value: Any) -> str:
+    text: str = yaml.dump(value, **_DUMP_OPTIONS)
+    if text.endswith("\n...\n"):  # libyaml closes a bare top-level scalar with `...`
+        text = text[: -len("...\n")]
     return text
 
 
 def emit_value(value: Any) -> str:
     """One value in canonical form with no document marker and no trailing newline
     (the `to_yaml` template filter, like Helm's toYaml)."""
-    text: str = yaml.dump(value, **_DUMP_OPTIONS)
-    if text.endswith("\n...\n"):  # libyaml closes a bare top-level scalar with `...`
-        text = text[: -len("...\n")]
+    text = _dump(value)
     # Only the one line break libyaml ends with: more are the kept (`|+`) trailing line breaks
     # of a last block scalar, which the template's next line break completes.
     return text[:-1] if text.endswith("\n") else text

@@ -105,6 +105,8 @@ class KubeLoader(_CLoader):  # type: ignore[misc,valid-type]
 _LONG = "tag:yaml.org,2002:"
 for _tag in (INT, FLOAT, BOOL, NULL):
     KubeLoader.add_constructor(_tag, KubeLoader._scalar)
+# `<<` anywhere but in a key is the string "<<" to go-yaml.
+KubeLoader.add_constructor(MERGE, KubeLoader.construct_yaml_str)
 KubeLoader.add_constructor(None, KubeLoader.construct_undefined)
 # Explicit timestamps/binary/sets/omaps have no JSON form; Kubernetes would reject them.
 for _tag in ("timestamp", "binary", "set", "omap", "pairs"):

@@ -41,8 +41,9 @@ _FIXED: dict[str, tuple[str, Any]] = {
 }
 _NUMERIC_START = frozenset("+-0123456789.")
 _YAML_STYLE_FLOAT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?")
-# strconv.ParseFloat of text that starts with "." (no sign, no underscores without a prefix).
-_DOT_FLOAT = re.compile(r"\.[0-9]+(?:[eE][-+]?[0-9]+)?")
+# strconv.ParseFloat of text that starts with ".": Go literal syntax, where an underscore must
+# sit between two digits (underscoreOK), so `.0_0` is 0.0 but `._5` and `.5_` are not numbers.
+_DOT_FLOAT = re.compile(r"\.[0-9]+(?:_[0-9]+)*(?:[eE][-+]?[0-9]+(?:_[0-9]+)*)?")
 _DIGITS = {2: re.compile(r"[01]+"), 8: re.compile(r"[0-7]+"), 10: re.compile(r"[0-9]+"),
            16: re.compile(r"[0-9a-fA-F]+")}
 
@@ -59,7 +60,7 @@ def resolve_plain(text: str, *, v3: bool = False) -> tuple[str, Any]:
         return STR, text
     if text[0] == ".":
         if _DOT_FLOAT.fullmatch(text):
-            number = float(text)
+            number = float(text.replace("_", ""))
             if not math.isinf(number):
                 return FLOAT, number
         return STR, text
