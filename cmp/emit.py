@@ -16,6 +16,7 @@ libyaml's C emitter does the writing; the Python part is limited to key order an
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -108,6 +109,23 @@ def _resolver_table(entries: Sequence[tuple[str, re.Pattern[str], Sequence[str]]
     return resolvers
 
 
+_QUOTE_RESOLVERS = _resolver_table(_QUOTE_PATTERNS)
+
+
+@functools.lru_cache(maxsize=8192)  # keys and many values repeat across objects
+def _plain_tag(value: str) -> str:
+    """What some reader could take plain `value` for: go-yaml v2, v3, then the patterns."""
+    tag = resolve_plain(value)[0]
+    if tag != STR:
+        return str(tag)
+    if resolve_plain(value, v3=True)[0] != STR or looks_like_timestamp(value):
+        return "tag:yaml.org,2002:timestamp"
+    for pattern_tag, pattern in _QUOTE_RESOLVERS.get(value[:1], []):
+        if pattern.match(value):
+            return pattern_tag
+    return STR
+
+
 def _key(key: Any) -> str:
     # Only values built in templates reach here with keys the loader refuses (a null key, a
     # 65-bit integer): written as their text, quoted, so they read back as that text.
@@ -118,18 +136,15 @@ def _key(key: Any) -> str:
 
 
 class CanonicalDumper(_CDumper):  # type: ignore[misc,valid-type]
-    yaml_implicit_resolvers = _resolver_table(_QUOTE_PATTERNS)
+    yaml_implicit_resolvers = _QUOTE_RESOLVERS
 
     def resolve(self, kind: type, value: str, implicit: tuple[bool, bool]) -> str:
         # The serializer writes a scalar plain only when this gives back its own tag, so a
-        # string is quoted whenever go-yaml v2 or v3 would read the plain text as anything else.
+        # string is quoted whenever any reader would read the plain text as anything else.
         if kind is yaml.ScalarNode and implicit[0]:
-            tag = resolve_plain(value)[0]
-            if tag != STR:
-                return str(tag)
-            if resolve_plain(value, v3=True)[0] != STR or looks_like_timestamp(value):
-                return "tag:yaml.org,2002:timestamp"
+            return _plain_tag(value)
         return str(super().resolve(kind, value, implicit))
+
 
     def ignore_aliases(self, data: Any) -> bool:
         return True  # never emit anchors: every value is written out in full
@@ -208,6 +223,10 @@ def emit_stream(documents: Iterable[Any]) -> str:
 
     `---` is always a line of its own: libyaml would write `--- {}` or `--- text`, which
     Argo CD's document splitter refuses ("invalid Yaml document separator")."""
+    documents = list(documents)
+    if all(isinstance(d, dict | list) and d for d in documents):  # every Kubernetes object
+        text: str = yaml.dump_all(documents, explicit_start=True, **_DUMP_OPTIONS)
+        return text
     return "".join(f"---\n{_dump(document)}" for document in documents)
 
 

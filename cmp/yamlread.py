@@ -9,6 +9,8 @@ so a plain-YAML app means the same thing here as it does to `kubectl apply`.
 
 from __future__ import annotations
 
+import functools
+import re
 from typing import Any
 
 import yaml
@@ -21,6 +23,11 @@ _CLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _EXPECTED_TAGS = {INT: (INT,), FLOAT: (FLOAT, INT), BOOL: (BOOL,), NULL: (NULL,)}
 
 
+@functools.lru_cache(maxsize=4096)  # keys and many values repeat across objects
+def _implicit_tag(value: str) -> str:
+    return str(resolve_plain(value)[0])
+
+
 class KubeLoader(_CLoader):  # type: ignore[misc,valid-type]
     """libyaml parser + go-yaml v2's scalar rules and merge order + duplicate-key detection."""
 
@@ -30,7 +37,7 @@ class KubeLoader(_CLoader):  # type: ignore[misc,valid-type]
 
     def resolve(self, kind: type, value: str, implicit: tuple[bool, bool]) -> str:
         if kind is yaml.ScalarNode and implicit[0]:
-            return str(resolve_plain(value)[0])
+            return _implicit_tag(value)
         return str(super().resolve(kind, value, implicit))
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
@@ -137,7 +144,7 @@ def load_all(text: str, source: str, *, max_nodes: int) -> list[tuple[int, Any]]
         # matters to a block scalar on the last line (`|` then keeps one line break).
         text += "\n"
     loader = KubeLoader(text)
-    if "!" in text:
+    if _MAY_TAG.search(text):
         loader.nonspecific = _nonspecific_scalars(text)
     may_alias = "*" in text  # no alias without a `*`: skip the expansion walk
     documents: list[tuple[int, Any]] = []
@@ -161,6 +168,10 @@ def load_all(text: str, source: str, *, max_nodes: int) -> list[tuple[int, Any]]
     finally:
         loader.dispose()
     return documents
+
+
+# A tag starts a token: `!` after a line start, a space or a flow indicator (not `#!/bin/sh`).
+_MAY_TAG = re.compile(r"(?:^|[\s\[{,])!", re.MULTILINE)
 
 
 def _nonspecific_scalars(text: str) -> frozenset[tuple[int, int]]:
