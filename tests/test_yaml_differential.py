@@ -146,11 +146,13 @@ def check(go: GoReader, text: str) -> str | None:
 
 # -- go-yaml's own decode tests --------------------------------------------------------------
 
-def test_go_yaml_decode_tests_read_the_same_through_tagpin(go: GoReader, go_binary: Path) -> None:
-    cases = decode_test_cases(go_binary)
+@pytest.mark.parametrize("library", ["gopkg.in/yaml.v2", "gopkg.in/yaml.v3"])
+def test_go_yaml_decode_tests_read_the_same_through_tagpin(go: GoReader, go_binary: Path,
+                                                           library: str) -> None:
+    cases = decode_test_cases(go_binary, library)
     assert len(cases) > 100
     compared = [text for text in cases if check(go, text) is not None]
-    assert len(compared) > 80  # most of the table are mappings tagpin accepts
+    assert len(compared) > 80  # most of each table are mappings tagpin accepts
 
 
 # -- the classes of issue 19 -----------------------------------------------------------------
@@ -281,6 +283,49 @@ def test_a_generated_string_stays_a_string_for_every_reader(go: GoReader, text: 
 @GENERATED
 def test_a_generated_float_key_becomes_the_text_argo_cd_makes(go: GoReader, number: float) -> None:
     check(go, f"{number!r}: v\n")
+
+
+LEAF = st.one_of(NUMBERISH, st.sampled_from(SCALARS + KEYS))
+
+
+@st.composite
+def yaml_texts(draw: st.DrawFn) -> str:
+    """A random block-style document whose keys and plain scalars are tricky texts; quoted
+    leaves with escapes, lists, nesting and a trailing block scalar are mixed in."""
+
+    def scalar() -> str:
+        text = draw(LEAF)
+        style = draw(st.sampled_from(["plain", "plain", "single", "double"]))
+        if style == "single":
+            return "'" + text.replace("'", "''") + "'"
+        return quote_scalar(text) if style == "double" else text
+
+    def mapping(indent: int, depth: int) -> list[str]:
+        lines = []
+        for _ in range(draw(st.integers(1, 3))):
+            key = f"{' ' * indent}{scalar()}:"
+            kind = draw(st.sampled_from(["scalar", "list", "map"] if depth else ["scalar"]))
+            if kind == "scalar":
+                lines.append(f"{key} {scalar()}")
+            elif kind == "list":
+                lines.append(key)
+                lines += [f"{' ' * indent}- {scalar()}" for _ in range(draw(st.integers(1, 3)))]
+            else:
+                lines += [key, *mapping(indent + 2, depth - 1)]
+        return lines
+
+    lines = mapping(0, 2)
+    if draw(st.booleans()):
+        lines += ["last: |" + draw(st.sampled_from(["", "+", "-"])),
+                  *[f"  {draw(st.sampled_from(['x', '', 'y = 1']))}"
+                    for _ in range(draw(st.integers(1, 3)))]]
+    return "\n".join(lines) + draw(st.sampled_from(["\n", "", "\n\n"]))
+
+
+@given(yaml_texts())
+@GENERATED
+def test_a_generated_document_reads_the_same_through_tagpin(go: GoReader, text: str) -> None:
+    check(go, text)
 
 
 # -- kustomize -------------------------------------------------------------------------------

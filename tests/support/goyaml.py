@@ -19,7 +19,6 @@ from typing import IO, Any
 
 GOCODE = Path("/usr/share/gocode")
 SOURCE = Path(__file__).resolve().parent.parent / "goyaml" / "main.go"
-DECODE_TESTS = GOCODE / "src/gopkg.in/yaml.v2/decode_test.go"
 LIBRARIES = ("gopkg.in/yaml.v2", "gopkg.in/yaml.v3", "sigs.k8s.io/yaml")
 INSTALL = ("apt-get install golang-go golang-gopkg-yaml.v2-dev golang-gopkg-yaml.v3-dev "
            "golang-k8s-sigs-yaml-dev")
@@ -82,10 +81,11 @@ class GoReader:
         self._process.wait(timeout=30)
 
 
-def decode_test_cases(binary: Path) -> list[str]:
-    """The YAML texts of go-yaml v2's own unmarshalTests table (decode_test.go)."""
-    assert DECODE_TESTS.is_file(), f"{DECODE_TESTS} missing: {INSTALL}"
-    done = subprocess.run([str(binary), "cases", str(DECODE_TESTS)], capture_output=True,
+def decode_test_cases(binary: Path, library: str = "gopkg.in/yaml.v2") -> list[str]:
+    """The YAML texts of go-yaml's own unmarshalTests table (`library`'s decode_test.go)."""
+    table = GOCODE / "src" / library / "decode_test.go"
+    assert table.is_file(), f"{table} missing: {INSTALL}"
+    done = subprocess.run([str(binary), "cases", str(table)], capture_output=True,
                           text=True, timeout=60, check=True)
     cases: list[str] = json.loads(done.stdout)
     return cases
