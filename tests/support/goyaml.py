@@ -36,7 +36,7 @@ def build(directory: Path) -> Path:
     package.mkdir(parents=True, exist_ok=True)
     shutil.copy(SOURCE, package / "main.go")
     binary = directory / "goyaml"
-    env = {**os.environ, "GO111MODULE": "off", "GOPROXY": "off", "GOFLAGS": "",
+    env = {**os.environ, "GO111MODULE": "off", "GOPROXY": "off", "GOFLAGS": "", "CGO_ENABLED": "0",
            "GOPATH": f"{directory}{os.pathsep}{GOCODE}", "GOCACHE": str(directory / "cache")}
     done = subprocess.run([go, "build", "-o", str(binary), "."], cwd=package, env=env,
                           capture_output=True, text=True, timeout=600, check=False)
