@@ -124,7 +124,9 @@ def _import_pinning() -> None:
 
 def tag_chooser(request: RenderRequest, services: Services) -> TagChooser:
     """Branch deploys: Image Updater overrides from the `image-updater` parameter and the live
-    Application. Asked only when some ECR image needs a digest."""
+    Application. Asked only when some ECR image needs a digest, before any is looked up: the
+    same read brings the pushes the webhook announced (cmp.registry.pushes), which the caches
+    honour."""
     def choose(
         wanted: Sequence[Wanted], registry: Callable[[], Registry]
     ) -> Mapping[ImageField, TagInfo]:
@@ -132,6 +134,8 @@ def tag_chooser(request: RenderRequest, services: Services) -> TagChooser:
         if services.annotations is not None:
             annotations, warnings = services.annotations(request)
             services.warnings.extend(warnings)
+            if services.pushes is not None:
+                services.warnings.extend(services.pushes.announce_annotations(annotations))
         parameter = request.parameters.get("image-updater") or {}
         if not parameter and not any(key.startswith(IMAGE_UPDATER_PREFIX) for key in annotations):
             return {}  # production apps: skip loading the semver/override machinery

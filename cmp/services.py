@@ -19,6 +19,7 @@ from cmp.source.appdir import Limits
 if TYPE_CHECKING:
     from cmp.registry.base import Registry
     from cmp.registry.lock import LockMode
+    from cmp.registry.pushes import PushFloors
 
 
 CACHE_MODES = ("on", "off", "refresh")  # TAGPIN_CACHE; see cmp.registry.cache.CacheMode
@@ -39,7 +40,7 @@ class Services:
     """The I/O a render may need, built lazily; tests swap `registry_factory`."""
 
     __slots__ = ("annotations", "concurrency", "digests_file", "fresh_registry_factory",
-                 "lock_mode", "notes", "registry_factory", "warnings")
+                 "lock_mode", "notes", "pushes", "registry_factory", "warnings")
 
     def __init__(
         self,
@@ -51,11 +52,13 @@ class Services:
         warnings: list[str] | None = None,
         notes: list[str] | None = None,
         fresh_registry_factory: Callable[[], Registry] | None = None,
+        pushes: PushFloors | None = None,  # filled from the live Application's push record
     ) -> None:
         self.registry_factory = registry_factory
         # ECR itself, never answered from a digest cache: what TAGPIN_LOCK=verify checks
         # the lock against. None: registry_factory (tests that swap in a cache-less registry).
         self.fresh_registry_factory = fresh_registry_factory
+        self.pushes = pushes
         self.annotations = annotations
         self.concurrency = concurrency
         self.digests_file = digests_file
@@ -83,8 +86,11 @@ def template_cache_dir(environ: Mapping[str, str]) -> Path | None:
     return default_cache_dir(environ) / f"jinja-{__version__}"
 
 
-def ecr_registry_factory(environ: Mapping[str, str], warnings: list[str]) -> Callable[[], Registry]:
-    """ECR behind the in-process and on-disk caches, configured from TAGPIN_* settings."""
+def ecr_registry_factory(
+    environ: Mapping[str, str], warnings: list[str], pushes: PushFloors | None = None
+) -> Callable[[], Registry]:
+    """ECR behind the in-process and on-disk caches, configured from TAGPIN_* settings; the
+    caches honour the pushes announced in `pushes` (filled before the first lookup)."""
     mode = setting_choice(environ, "TAGPIN_CACHE", CACHE_MODES)
     ttl = setting_int(environ, "TAGPIN_CACHE_TTL")
     list_ttl = setting_int(environ, "TAGPIN_TAG_LIST_TTL")
@@ -127,7 +133,9 @@ def ecr_registry_factory(environ: Mapping[str, str], warnings: list[str]) -> Cal
                 wait_limit=float(ecr_numbers["deadline"]),
                 warnings=warnings,
                 read=cache_mode is CacheMode.ON,
-                newest_push=None,  # announced pushes (#13) plug in here: cmp.registry.shared
+                # The push record read from the Application guards Redis too, even when the
+                # webhook could not bump the repository's generation there.
+                newest_push=pushes.announced if pushes is not None else None,
             )
         return CachingRegistry(
             inner,
@@ -137,6 +145,7 @@ def ecr_registry_factory(environ: Mapping[str, str], warnings: list[str]) -> Cal
             tag_list_ttl=float(list_ttl),
             stale_for=stale_hours * 3600.0,
             warnings=warnings,
+            pushes=pushes,
         )
 
     return build
@@ -156,16 +165,20 @@ def live_annotations(request: RenderRequest) -> tuple[dict[str, str], list[str]]
 
 
 def services_from(environ: Mapping[str, str]) -> Services:
+    from cmp.registry.pushes import PushFloors
+
     warnings: list[str] = []
+    pushes = PushFloors(skew=float(setting_int(environ, "TAGPIN_PUSH_CLOCK_SKEW")))
     fresh = dict(environ)
     if setting_choice(environ, "TAGPIN_CACHE", CACHE_MODES) != "off":
         fresh["TAGPIN_CACHE"] = "refresh"  # asks ECR every time, still keeps the cache current
     return Services(
-        registry_factory=ecr_registry_factory(environ, warnings),
-        fresh_registry_factory=ecr_registry_factory(fresh, warnings),
+        registry_factory=ecr_registry_factory(environ, warnings, pushes),
+        fresh_registry_factory=ecr_registry_factory(fresh, warnings, pushes),
         annotations=live_annotations,
         concurrency=setting_int(environ, "TAGPIN_ECR_CONCURRENCY", minimum=1),
         warnings=warnings,
+        pushes=pushes,
     )
 
 

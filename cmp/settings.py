@@ -137,6 +137,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Image Updater annotations from the Kubernetes API.",
     ),
     Setting(
+        "TAGPIN_PUSH_CLOCK_SKEW",
+        "2",
+        "Seconds the clocks of webhook and sidecar pods may differ; a cached answer fetched "
+        "less than this after a push the webhook announced is not trusted.",
+    ),
+    Setting(
         "TAGPIN_MAX_FILE_BYTES",
         str(32 * 1024 * 1024),
         "Largest app file (template, values) tagpin reads.",

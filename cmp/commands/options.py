@@ -60,7 +60,8 @@ def app_options(command: Any) -> Any:
 
 
 def app_request(app_dir: Path, options: dict[str, Any], *, must_exist: bool = True,
-                 updater: dict[str, str] | None = None) -> RenderRequest:
+                 updater: dict[str, str] | None = None,
+                settings_env: dict[str, str] | None = None) -> RenderRequest:
     """The RenderRequest the flags of `render`, `lock` and `diff` describe (`app_options`).
     Locks show what git says, never what a branch deploy would pick; a preview takes the
     `image-updater` parameter only if given."""
@@ -78,5 +79,5 @@ def app_request(app_dir: Path, options: dict[str, Any], *, must_exist: bool = Tr
                       api_versions=parse_api_versions(options["api_versions"])),
         env=pairs(options["env_pairs"], "--env"),
         parameters=parameters,
-        settings_env=dict(os.environ),
+        settings_env=dict(os.environ) if settings_env is None else settings_env,
     )

@@ -80,6 +80,12 @@ from cmp.commands.run import execute
     show_default=True,
     help="yaml: what Argo CD reads; json: one JSON list of the same objects, for tools.",
 )
+@click.option(
+    "--refresh",
+    is_flag=True,
+    help="Ask ECR for every image now instead of trusting the cache (TAGPIN_CACHE=refresh): "
+    "shows a push made a moment ago.",
+)
 @click.pass_context
 def render_command(
     ctx: click.Context,
@@ -100,6 +106,7 @@ def render_command(
     api_versions: str,
     digests: Path | None,
     output_format: str,
+    refresh: bool,
 ) -> int:
     """Render APP_DIR exactly as the sidecar would, for people and CI."""
     from cmp.commands.run import limit_memory
@@ -120,7 +127,10 @@ def render_command(
     debug = ctx.obj["debug"]
 
     def job() -> Any:
-        request = app_request(app_dir, options, updater=updater)
+        settings_env = dict(os.environ)
+        if refresh and settings_env.get("TAGPIN_CACHE", "").strip().lower() != "off":
+            settings_env["TAGPIN_CACHE"] = "refresh"  # what ECR says now; still updates the cache
+        request = app_request(app_dir, options, updater=updater, settings_env=settings_env)
         limit_memory(request.settings_env)
         services = services_from(request.settings_env)
         if digests is not None:

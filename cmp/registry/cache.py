@@ -25,6 +25,7 @@ from urllib.parse import quote
 from cachetools import TTLCache
 
 from cmp.registry.base import Lookup, Registry, RegistryUnavailable, TagInfo, is_digest
+from cmp.registry.pushes import PushFloors
 
 if TYPE_CHECKING:
     from cmp.images.ecr import EcrRepository
@@ -47,7 +48,15 @@ class CacheMode(enum.Enum):
 
 class CachedTag(NamedTuple):
     info: TagInfo
-    fetched_at: float
+    fetched_at: float  # the fetcher's clock just before it asked the registry
+    seen: float | None = None  # the push time announced for the repository then (PushFloors)
+
+
+class _Fetched(NamedTuple):
+    """When a tag list was fetched and the push time announced then (see CachedTag)."""
+
+    at: float
+    seen: float | None
 
 
 class CachedRepository(NamedTuple):
@@ -56,6 +65,7 @@ class CachedRepository(NamedTuple):
     tags: Mapping[str, CachedTag] = MappingProxyType({})
     tag_list: tuple[str, ...] | None = None
     tag_list_fetched_at: float | None = None
+    tag_list_seen: float | None = None
 
 
 class DiskCache:
@@ -149,6 +159,7 @@ class DiskCache:
         *,
         tag_list: bool = False,
         times: Mapping[str, float] | None = None,
+        seen: float | None = None,
     ) -> None:
         """Add entries to the repository's file, keeping the newest entry per tag.
 
@@ -164,11 +175,12 @@ class DiskCache:
             known = tags.get(tag)
             when = fetched_at if times is None else times.get(tag, fetched_at)
             if known is None or known.fetched_at <= when:
-                tags[tag] = CachedTag(info, when)
+                tags[tag] = CachedTag(info, when, seen)
         listed, listed_at = current.tag_list, current.tag_list_fetched_at
+        listed_seen = current.tag_list_seen
         if tag_list and (listed_at is None or listed_at <= fetched_at):
-            listed, listed_at = tuple(sorted(infos)), fetched_at
-        merged = CachedRepository(tags, listed, listed_at)
+            listed, listed_at, listed_seen = tuple(sorted(infos)), fetched_at, seen
+        merged = CachedRepository(tags, listed, listed_at, listed_seen)
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             self._sweep(path.parent)
@@ -252,6 +264,10 @@ class CachingRegistry:
     throttling, server errors; never access denied), disk entries older than the TTL but younger
     than `stale_for` answer instead, with a warning naming each image and its age. All the tags
     asked of a repository must be covered, or the registry's error stands.
+
+    `pushes` is the freshness rule for announced pushes (cmp.registry.pushes.PushFloors): no
+    entry, in memory or on disk, fresh or stale, answers unless `pushes.admits` it. Every entry
+    written records when it was fetched and the push time announced for its repository then.
     """
 
     def __init__(
@@ -266,8 +282,10 @@ class CachingRegistry:
         memory_size: int = 4096,
         stale_for: float = 0.0,
         warnings: list[str] | None = None,
+        pushes: PushFloors | None = None,
     ) -> None:
         self._inner = inner
+        self._pushes = pushes if pushes is not None else PushFloors()
         self._stale_for = stale_for if mode is CacheMode.ON else 0.0
         self.warnings: list[str] = warnings if warnings is not None else []
         self._store = store if mode is not CacheMode.OFF else None
@@ -276,10 +294,10 @@ class CachingRegistry:
         self._ttl = ttl
         self._tag_list_ttl = tag_list_ttl
         self._memory_lock = threading.Lock()
-        self._tags: TTLCache[tuple[EcrRepository, str], TagInfo] = TTLCache(
+        self._tags: TTLCache[tuple[EcrRepository, str], CachedTag] = TTLCache(
             memory_size, ttl, timer=clock
         )
-        self._lists: TTLCache[EcrRepository, Lookup] = TTLCache(
+        self._lists: TTLCache[EcrRepository, tuple[Lookup, _Fetched]] = TTLCache(
             max(1, memory_size // 16), tag_list_ttl, timer=clock
         )
 
@@ -292,21 +310,19 @@ class CachingRegistry:
         if store is None:
             return self._ask(repo, wanted, found)
         if self._read_disk:
-            found.update(self._fresh(store.read(repo), wanted - found.keys()))
+            found.update(self._fresh(repo, store.read(repo), wanted - found.keys()))
             if len(found) == len(wanted):
-                self._remember(repo, found)
                 return Lookup(found=found)
         with store.locked(repo):
             if self._read_disk:
-                found.update(self._fresh(store.read(repo), wanted - found.keys()))
+                found.update(self._fresh(repo, store.read(repo), wanted - found.keys()))
                 if len(found) == len(wanted):
-                    self._remember(repo, found)
                     return Lookup(found=found)
-            fetched_at = self._clock()
+            fetched_at, seen = self._clock(), self._pushes.announced(repo)
             try:
                 answer = self._ask(repo, wanted, found)
             except RegistryUnavailable:
-                stale = self._stale(store.read(repo), wanted - found.keys())
+                stale = self._stale(repo, store.read(repo), wanted - found.keys())
                 if stale is None:
                     raise
                 self._warn_stale(repo, stale)
@@ -316,7 +332,7 @@ class CachingRegistry:
                 # A fleet-wide cache (cmp.registry.shared) says how old its answers are.
                 shared_times = getattr(self._inner, "fetched_times", None)
                 times = shared_times(repo, fresh) if shared_times is not None else None
-                store.merge(repo, fresh, fetched_at, times=times)
+                store.merge(repo, fresh, fetched_at, times=times, seen=seen)
             return answer
 
     def describe_cached(self, repo: EcrRepository, tags: Collection[str]) -> Lookup | None:
@@ -325,115 +341,141 @@ class CachingRegistry:
         wanted = set(tags)
         found = self._from_memory(repo, wanted)
         if len(found) < len(wanted) and self._store is not None and self._read_disk:
-            found.update(self._fresh(self._store.read(repo), wanted - found.keys()))
+            found.update(self._fresh(repo, self._store.read(repo), wanted - found.keys()))
         if len(found) < len(wanted):
             return None
-        self._remember(repo, found)
         return Lookup(found=found)
 
     def list_tags(self, repo: EcrRepository) -> Lookup:
         with self._memory_lock:
             remembered = self._lists.get(repo)
-        if remembered is not None:
-            return remembered
+        if remembered is not None and self._admits(repo, *remembered[1]):
+            return remembered[0]
         store = self._store
         if store is None:
-            return self._list(repo)
+            return self._list(repo, self._clock(), self._pushes.announced(repo))
         if self._read_disk:
-            cached = self._fresh_list(store.read(repo))
+            cached = self._fresh_list(repo, store.read(repo))
             if cached is not None:
-                return self._remember_list(repo, cached)
+                return cached
         with store.locked(repo):
             if self._read_disk:
-                cached = self._fresh_list(store.read(repo))
+                cached = self._fresh_list(repo, store.read(repo))
                 if cached is not None:
-                    return self._remember_list(repo, cached)
-            fetched_at = self._clock()
+                    return cached
+            fetched_at, seen = self._clock(), self._pushes.announced(repo)
             try:
-                answer = self._list(repo)
+                answer = self._list(repo, fetched_at, seen)
             except RegistryUnavailable:
                 listed = self._stale_list(repo, store.read(repo))
                 if listed is None:
                     raise
                 return listed
             if not answer.repository_missing:
-                store.merge(repo, answer.found, fetched_at, tag_list=True)
+                store.merge(repo, answer.found, fetched_at, tag_list=True, seen=seen)
             return answer
 
     # -- helpers ----------------------------------------------------------------------------
 
     def _ask(self, repo: EcrRepository, wanted: set[str], known: dict[str, TagInfo]) -> Lookup:
+        fetched_at, seen = self._clock(), self._pushes.announced(repo)
         answer = self._inner.describe_tags(repo, sorted(wanted - known.keys()))
-        self._remember(repo, answer.found)
+        self._remember(repo, {t: CachedTag(i, fetched_at, seen) for t, i in answer.found.items()})
         return Lookup(
             found={**known, **answer.found},
             missing=answer.missing,
             repository_missing=answer.repository_missing,
         )
 
-    def _list(self, repo: EcrRepository) -> Lookup:
+    def _list(self, repo: EcrRepository, fetched_at: float, seen: float | None) -> Lookup:
         answer = self._inner.list_tags(repo)
         if not answer.repository_missing:
-            self._remember_list(repo, answer)
+            self._remember_list(repo, answer, _Fetched(fetched_at, seen))
         return answer
+
+    def _admits(self, repo: EcrRepository, fetched_at: float, seen: float | None) -> bool:
+        return self._pushes.admits(repo, fetched_at, seen)
 
     def _from_memory(self, repo: EcrRepository, wanted: set[str]) -> dict[str, TagInfo]:
         with self._memory_lock:
             hits = {tag: self._tags.get((repo, tag)) for tag in wanted}
-        return {tag: info for tag, info in hits.items() if info is not None}
+        oldest = self._clock() - self._ttl  # an entry read from disk keeps its fetch time
+        return {
+            tag: entry.info
+            for tag, entry in hits.items()
+            if entry is not None
+            and oldest < entry.fetched_at
+            and self._admits(repo, entry.fetched_at, entry.seen)
+        }
 
-    def _remember(self, repo: EcrRepository, infos: Mapping[str, TagInfo]) -> None:
+    def _remember(self, repo: EcrRepository, entries: Mapping[str, CachedTag]) -> None:
         with self._memory_lock:
-            for tag, info in infos.items():
-                self._tags[(repo, tag)] = info
+            for tag, entry in entries.items():
+                self._tags[(repo, tag)] = entry
 
-    def _remember_list(self, repo: EcrRepository, listing: Lookup) -> Lookup:
-        self._remember(repo, listing.found)
+    def _remember_list(self, repo: EcrRepository, listing: Lookup, when: _Fetched) -> Lookup:
+        self._remember(repo, {t: CachedTag(i, *when) for t, i in listing.found.items()})
         with self._memory_lock:
-            self._lists[repo] = listing
+            self._lists[repo] = (listing, when)
         return listing
 
-    def _fresh(self, cached: CachedRepository | None, tags: Collection[str]) -> dict[str, TagInfo]:
+    def _fresh(
+        self, repo: EcrRepository, cached: CachedRepository | None, tags: Collection[str]
+    ) -> dict[str, TagInfo]:
+        """Disk entries within the TTL that the push rule admits; remembered in memory."""
         if cached is None:
             return {}
         oldest = self._clock() - self._ttl
-        entries = (cached.tags.get(tag) for tag in tags)
-        return {
-            entry.info.tag: entry.info
-            for entry in entries
-            if entry is not None and oldest < entry.fetched_at
+        entries = {tag: cached.tags.get(tag) for tag in tags}
+        usable = {
+            tag: entry
+            for tag, entry in entries.items()
+            if entry is not None
+            and oldest < entry.fetched_at
+            and self._admits(repo, entry.fetched_at, entry.seen)
         }
+        self._remember(repo, usable)
+        return {tag: entry.info for tag, entry in usable.items()}
 
     def _fresh_list(
-        self, cached: CachedRepository | None, max_age: float | None = None
+        self, repo: EcrRepository, cached: CachedRepository | None, max_age: float | None = None
     ) -> Lookup | None:
         if cached is None or cached.tag_list is None or cached.tag_list_fetched_at is None:
             return None
         max_age = self._tag_list_ttl if max_age is None else max_age
-        if cached.tag_list_fetched_at <= self._clock() - max_age:
+        when = _Fetched(cached.tag_list_fetched_at, cached.tag_list_seen)
+        if when.at <= self._clock() - max_age or not self._admits(repo, *when):
             return None
         entries = [cached.tags.get(tag) for tag in cached.tag_list]
         if any(entry is None for entry in entries):
             return None
-        return Lookup(found={entry.info.tag: entry.info for entry in entries if entry is not None})
+        listing = Lookup(
+            found={entry.info.tag: entry.info for entry in entries if entry is not None}
+        )
+        return self._remember_list(repo, listing, when)
 
     # -- serving stale entries while the registry is down (opt-in) --------------------------
 
     def _stale(
-        self, cached: CachedRepository | None, tags: Collection[str]
+        self, repo: EcrRepository, cached: CachedRepository | None, tags: Collection[str]
     ) -> dict[str, CachedTag] | None:
-        """Cached entries younger than `stale_for` for every tag, or None if any is lacking."""
+        """Cached entries younger than `stale_for` for every tag, or None if any is lacking.
+        Never one older than an announced push: a failed render is retried, a stale one sticks."""
         if self._stale_for <= 0 or cached is None:
             return None
         oldest = self._clock() - self._stale_for
         entries = {tag: cached.tags.get(tag) for tag in tags}
-        usable = {t: e for t, e in entries.items() if e is not None and oldest < e.fetched_at}
+        usable = {
+            t: e
+            for t, e in entries.items()
+            if e is not None and oldest < e.fetched_at and self._admits(repo, e.fetched_at, e.seen)
+        }
         return usable if len(usable) == len(entries) else None
 
     def _stale_list(self, repo: EcrRepository, cached: CachedRepository | None) -> Lookup | None:
         if self._stale_for <= 0 or cached is None or cached.tag_list_fetched_at is None:
             return None
-        listing = self._fresh_list(cached, max_age=self._stale_for)
+        listing = self._fresh_list(repo, cached, max_age=self._stale_for)
         if listing is not None:
             age = _age(self._clock() - cached.tag_list_fetched_at)
             self.warnings.append(
@@ -469,12 +511,17 @@ def _encode(cached: CachedRepository, repo: EcrRepository) -> bytes:
                 "pushed_at": entry.info.pushed_at,
                 "media_type": entry.info.media_type,
                 "fetched_at": entry.fetched_at,
+                **({} if entry.seen is None else {"seen": entry.seen}),
             }
             for tag, entry in sorted(cached.tags.items())
         },
         "tag_list": None
         if cached.tag_list is None
-        else {"fetched_at": cached.tag_list_fetched_at, "tags": list(cached.tag_list)},
+        else {
+            "fetched_at": cached.tag_list_fetched_at,
+            "tags": list(cached.tag_list),
+            **({} if cached.tag_list_seen is None else {"seen": cached.tag_list_seen}),
+        },
     }
     document = {"format": FORMAT, "checksum": _checksum(body), "body": body}
     return json.dumps(document, sort_keys=True, indent=1).encode() + b"\n"
@@ -504,15 +551,24 @@ def _decode(raw: bytes, repo: EcrRepository) -> CachedRepository | None:
                 pushed_at=None if pushed_at is None else float(pushed_at),
                 media_type=None if media_type is None else str(media_type),
             )
-            tags[tag] = CachedTag(info, float(entry["fetched_at"]))
+            tags[tag] = CachedTag(info, float(entry["fetched_at"]), _optional_time(entry))
         listing = body["tag_list"]
         if listing is None:
             return CachedRepository(tags)
         return CachedRepository(
-            tags, tuple(str(t) for t in listing["tags"]), float(listing["fetched_at"])
+            tags,
+            tuple(str(t) for t in listing["tags"]),
+            float(listing["fetched_at"]),
+            _optional_time(listing),
         )
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+def _optional_time(entry: Mapping[str, Any]) -> float | None:
+    # Written only when a push was announced; files from earlier versions have none.
+    seen = entry.get("seen")
+    return None if seen is None else float(seen)
 
 
 def _checksum(body: Mapping[str, Any]) -> str:

@@ -16,6 +16,8 @@ libyaml's C emitter does the writing; the Python part is limited to key order an
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -23,14 +25,16 @@ from typing import Any
 
 import yaml
 
-from cmp.source.yamlread import (
-    BOOL_PATTERN,
-    FIRST_CHARS_BOOL,
-    FIRST_CHARS_NULL,
-    MERGE_PATTERN,
-    NULL_PATTERN,
+from cmp.source.yamlscalars import (
+    BOOL,
+    INT64_MIN,
+    MERGE,
+    NULL,
+    STR,
+    UINT64_MAX,
     key_text,
-    resolver_table,
+    looks_like_timestamp,
+    resolve_plain,
 )
 
 _CDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -38,13 +42,14 @@ _CDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 FIRST_KEYS = {"apiVersion": 0, "kind": 1, "metadata": 2}
 NO_WRAP = 2**31 - 1
 
-# Anything a YAML 1.1 reader (PyYAML, go-yaml v2) or a YAML 1.2 reader (go-yaml v3) could
-# resolve to a non-string, so such strings are always quoted. A superset of what tagpin's own
-# loader resolves (bools, nulls and merge keys are the loader's very patterns), which is what
-# makes a render of tagpin's output a fixed point.
+# Strings that a YAML 1.1 reader (PyYAML) or a YAML 1.2 reader (ruamel.yaml) could resolve to
+# something else; go-yaml v2 and v3 are asked through resolve_plain (CanonicalDumper.resolve).
+# A string that any reader could misread is quoted, which is what makes every reader agree on
+# tagpin's output and a render of it a fixed point.
 _QUOTE_PATTERNS: list[tuple[str, re.Pattern[str], Sequence[str]]] = [
-    ("tag:yaml.org,2002:bool", BOOL_PATTERN, FIRST_CHARS_BOOL),
-    ("tag:yaml.org,2002:null", NULL_PATTERN, FIRST_CHARS_NULL),
+    (BOOL, re.compile(r"^(?:y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE"
+                      r"|on|On|ON|off|Off|OFF)$"), "yYnNtTfFoO"),
+    (NULL, re.compile(r"^(?:~|null|Null|NULL|)$"), ("~", "n", "N", "")),
     (
         "tag:yaml.org,2002:int",
         re.compile(
@@ -53,6 +58,14 @@ _QUOTE_PATTERNS: list[tuple[str, re.Pattern[str], Sequence[str]]] = [
         ),
         "-+0123456789",
     ),
+    # ruamel.yaml's YAML 1.2 numbers, which also take `0o`-less octals and bare underscores.
+    ("tag:yaml.org,2002:int",
+     re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0o?[0-7_]+|[-+]?[0-9_]+|[-+]?0x[0-9a-fA-F_]+)$"),
+     "-+0123456789"),
+    ("tag:yaml.org,2002:float",
+     re.compile(r"^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?"
+                r"|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+|[-+]?\.[0-9_]+(?:[eE][-+][0-9]+)?)$"),
+     "-+0123456789."),
     (
         "tag:yaml.org,2002:float",
         re.compile(
@@ -71,7 +84,7 @@ _QUOTE_PATTERNS: list[tuple[str, re.Pattern[str], Sequence[str]]] = [
         ),
         "0123456789",
     ),
-    ("tag:yaml.org,2002:merge", MERGE_PATTERN, "<"),
+    (MERGE, re.compile(r"^(?:<<)$"), "<"),
     ("tag:yaml.org,2002:value", re.compile(r"^(?:=)$"), "="),
 ]
 
@@ -80,20 +93,73 @@ def _key_order(item: tuple[str, Any]) -> tuple[int, str]:
     return FIRST_KEYS.get(item[0], 3), item[0]
 
 
+# Characters YAML 1.1 readers take for line breaks (YAML 1.2 readers do not) and the carriage
+# return: written raw in a block or single-quoted scalar they change the value read back, so
+# strings holding them are double-quoted, where libyaml escapes them.
+_ESCAPED_BREAKS = re.compile("[\r\x85\u2028\u2029]")
+
+
+def _resolver_table(entries: Sequence[tuple[str, re.Pattern[str], Sequence[str]]],
+                    ) -> dict[str | None, list[tuple[str, re.Pattern[str]]]]:
+    """PyYAML's implicit-resolver table: (tag, pattern) pairs by a scalar's first character."""
+    resolvers: dict[str | None, list[tuple[str, re.Pattern[str]]]] = {}
+    for tag, pattern, first in entries:
+        for ch in first:
+            resolvers.setdefault(ch, []).append((tag, pattern))
+    return resolvers
+
+
+_QUOTE_RESOLVERS = _resolver_table(_QUOTE_PATTERNS)
+
+
+@functools.lru_cache(maxsize=8192)  # keys and many values repeat across objects
+def _plain_tag(value: str) -> str:
+    """What some reader could take plain `value` for: go-yaml v2, v3, then the patterns."""
+    tag = resolve_plain(value)[0]
+    if tag != STR:
+        return str(tag)
+    if resolve_plain(value, v3=True)[0] != STR or looks_like_timestamp(value):
+        return "tag:yaml.org,2002:timestamp"
+    for pattern_tag, pattern in _QUOTE_RESOLVERS.get(value[:1], []):
+        if pattern.match(value):
+            return pattern_tag
+    return STR
+
+
+def _key(key: Any) -> str:
+    # Only values built in templates reach here with keys the loader refuses (a null key, a
+    # 65-bit integer): written as their text, quoted, so they read back as that text.
+    try:
+        return key_text(key)
+    except TypeError:
+        return "null" if key is None else str(key)
+
+
 class CanonicalDumper(_CDumper):  # type: ignore[misc,valid-type]
-    yaml_implicit_resolvers = resolver_table(_QUOTE_PATTERNS)
+    yaml_implicit_resolvers = _QUOTE_RESOLVERS
+
+    def resolve(self, kind: type, value: str, implicit: tuple[bool, bool]) -> str:
+        # The serializer writes a scalar plain only when this gives back its own tag, so a
+        # string is quoted whenever any reader would read the plain text as anything else.
+        if kind is yaml.ScalarNode and implicit[0]:
+            return _plain_tag(value)
+        return str(super().resolve(kind, value, implicit))
+
 
     def ignore_aliases(self, data: Any) -> bool:
         return True  # never emit anchors: every value is written out in full
 
     def represent_mapping_canonical(self, data: dict[Any, Any]) -> yaml.MappingNode:
-        items = [(key_text(k), v) for k, v in data.items()]
+        items = [(_key(k), v) for k, v in data.items()]
         items.sort(key=_key_order)
         node: yaml.MappingNode = self.represent_mapping("tag:yaml.org,2002:map", items)
         return node
 
     def represent_str_canonical(self, data: str) -> yaml.ScalarNode:
-        style = "|" if "\n" in data else None
+        if _ESCAPED_BREAKS.search(data):
+            style: str | None = '"'
+        else:
+            style = "|" if "\n" in data else None
         node: yaml.ScalarNode = self.represent_scalar("tag:yaml.org,2002:str", data, style=style)
         return node
 
@@ -110,6 +176,17 @@ class CanonicalDumper(_CDumper):  # type: ignore[misc,valid-type]
         node: yaml.ScalarNode = self.represent_scalar("tag:yaml.org,2002:float", text)
         return node
 
+    def represent_int_canonical(self, data: int) -> yaml.ScalarNode:
+        if INT64_MIN <= data <= UINT64_MAX:
+            node: yaml.ScalarNode = self.represent_scalar("tag:yaml.org,2002:int", str(data))
+            return node
+        # go-yaml reads a wider integer as a float, or, past float's range, as a string: write
+        # what it reads, so that every reader agrees.
+        try:
+            return self.represent_float_canonical(float(data))
+        except OverflowError:
+            return self.represent_str_canonical(str(data))
+
     def represent_tuple(self, data: tuple[Any, ...]) -> yaml.SequenceNode:
         node: yaml.SequenceNode = self.represent_list(list(data))
         return node
@@ -119,6 +196,7 @@ CanonicalDumper.add_representer(dict, CanonicalDumper.represent_mapping_canonica
 CanonicalDumper.add_multi_representer(dict, CanonicalDumper.represent_mapping_canonical)
 CanonicalDumper.add_representer(str, CanonicalDumper.represent_str_canonical)
 CanonicalDumper.add_representer(float, CanonicalDumper.represent_float_canonical)
+CanonicalDumper.add_representer(int, CanonicalDumper.represent_int_canonical)
 CanonicalDumper.add_representer(tuple, CanonicalDumper.represent_tuple)
 
 _DUMP_OPTIONS: dict[str, Any] = {
@@ -132,16 +210,42 @@ _DUMP_OPTIONS: dict[str, Any] = {
 }
 
 
+# What a double-quoted YAML scalar must not hold raw: DEL and the C1 controls (U+0085 is read as
+# a line break), U+2028/U+2029 (line breaks to YAML 1.1 readers), the byte order mark, and the
+# non-characters U+FFFE/U+FFFF. `\\uXXXX` escapes them in both YAML and JSON.
+_UNSAFE_QUOTED = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
+
+
+def quote_scalar(value: Any) -> str:
+    """`value` as a double-quoted scalar that every YAML reader (and JSON) reads back as the
+    same string (the `quote` template filter)."""
+    text = json.dumps(str(value), ensure_ascii=False)
+    return _UNSAFE_QUOTED.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
+
+
 def emit_stream(documents: Iterable[Any]) -> str:
-    """The canonical YAML stream for `documents`: `---` before each, newline at the end."""
-    text: str = yaml.dump_all(documents, explicit_start=True, **_DUMP_OPTIONS)
+    """The canonical YAML stream for `documents`: `---` before each, newline at the end.
+
+    `---` is always a line of its own: libyaml would write `--- {}` or `--- text`, which
+    Argo CD's document splitter refuses ("invalid Yaml document separator")."""
+    documents = list(documents)
+    if all(isinstance(d, dict | list) and d for d in documents):  # every Kubernetes object
+        text: str = yaml.dump_all(documents, explicit_start=True, **_DUMP_OPTIONS)
+        return text
+    return "".join(f"---\n{_dump(document)}" for document in documents)
+
+
+def _dump(value: Any) -> str:
+    text: str = yaml.dump(value, **_DUMP_OPTIONS)
+    if text.endswith("\n...\n"):  # libyaml closes a bare top-level scalar with `...`
+        text = text[: -len("...\n")]
     return text
 
 
 def emit_value(value: Any) -> str:
     """One value in canonical form with no document marker and no trailing newline
     (the `to_yaml` template filter, like Helm's toYaml)."""
-    text: str = yaml.dump(value, **_DUMP_OPTIONS)
-    if text.endswith("\n...\n"):  # libyaml closes a bare top-level scalar with `...`
-        text = text[: -len("...\n")]
-    return text.rstrip("\n")
+    text = _dump(value)
+    # Only the one line break libyaml ends with: more are the kept (`|+`) trailing line breaks
+    # of a last block scalar, which the template's next line break completes.
+    return text[:-1] if text.endswith("\n") else text

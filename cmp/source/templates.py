@@ -253,7 +253,7 @@ def build_environment(files: RepoFiles, app_dir: Path, limits: Limits,
     def fail(message: str) -> None:
         raise TemplateAbort(message)
 
-    from cmp.source.emit import emit_value
+    from cmp.source.emit import emit_value, quote_scalar
     from cmp.source.yamlread import load_one
 
     env.filters.update(
@@ -264,7 +264,7 @@ def build_environment(files: RepoFiles, app_dir: Path, limits: Limits,
         b64encode=lambda v: base64.b64encode(_bytes(v)).decode("ascii"),
         b64decode=lambda v: base64.b64decode(_bytes(v), validate=True).decode("utf-8"),
         sha256=lambda v: hashlib.sha256(_bytes(v)).hexdigest(),
-        quote=lambda v: json.dumps(str(v), ensure_ascii=False),
+        quote=quote_scalar,
         nindent=lambda v, width=2: "\n" + _indent(str(v), width),
         required=required,
     )

@@ -9,124 +9,99 @@ so a plain-YAML app means the same thing here as it does to `kubectl apply`.
 
 from __future__ import annotations
 
-import math
+import functools
 import re
-from collections.abc import Sequence
 from typing import Any
 
 import yaml
 
 from cmp.errors import SourceError
+from cmp.source.yamlscalars import BOOL, FLOAT, INT, MERGE, NULL, STR, key_text, resolve_plain
 
 _CLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-# go-yaml v2's bool set is YAML 1.1's, including y/n (PyYAML leaves those out).
-BOOL_TRUE = frozenset(["y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"])
-BOOL_FALSE = frozenset(["n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"])
-BOOL_PATTERN = re.compile(
-    r"^(?:y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF)$"
-)
-NULL_PATTERN = re.compile(r"^(?:~|null|Null|NULL|)$")
-# strconv.ParseInt(s, 0, 64) after go-yaml strips underscores: decimal, 0x, 0o, 0b, 0-octal.
-INT_PATTERN = re.compile(
-    r"^[-+]?(?:0[bB][01_]+|0[oO][0-7_]+|0[xX][0-9a-fA-F_]+|0[0-7_]*|[1-9][0-9_]*)$"
-)
-# go-yaml's yamlStyleFloat plus its .inf/.nan spellings.
-FLOAT_PATTERN = re.compile(
-    r"^(?:[-+]?(?:\.[0-9_]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?"
-    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
-)
-MERGE_PATTERN = re.compile(r"^(?:<<)$")
-FIRST_CHARS_NUMERIC = "-+0123456789."
-FIRST_CHARS_BOOL = "yYnNtTfFoO"
-FIRST_CHARS_NULL = ("~", "n", "N", "")  # "" is PyYAML's key for the empty scalar
-
-Resolvers = dict[str | None, list[tuple[str, re.Pattern[str]]]]
+_EXPECTED_TAGS = {INT: (INT,), FLOAT: (FLOAT, INT), BOOL: (BOOL,), NULL: (NULL,)}
 
 
-def resolver_table(entries: Sequence[tuple[str, re.Pattern[str], Sequence[str]]]) -> Resolvers:
-    """PyYAML's implicit-resolver table: (tag, pattern) pairs by a scalar's first character."""
-    resolvers: Resolvers = {}
-    for tag, pattern, first in entries:
-        for ch in first:
-            resolvers.setdefault(ch, []).append((tag, pattern))
-    return resolvers
-
-
-def _resolvers() -> Resolvers:
-    return resolver_table([
-        ("tag:yaml.org,2002:bool", BOOL_PATTERN, FIRST_CHARS_BOOL),
-        ("tag:yaml.org,2002:int", INT_PATTERN, FIRST_CHARS_NUMERIC),
-        ("tag:yaml.org,2002:float", FLOAT_PATTERN, FIRST_CHARS_NUMERIC),
-        ("tag:yaml.org,2002:null", NULL_PATTERN, FIRST_CHARS_NULL),
-        ("tag:yaml.org,2002:merge", MERGE_PATTERN, "<"),
-    ])
+@functools.lru_cache(maxsize=4096)  # keys and many values repeat across objects
+def _implicit_tag(value: str) -> str:
+    return str(resolve_plain(value)[0])
 
 
 class KubeLoader(_CLoader):  # type: ignore[misc,valid-type]
-    """libyaml parser + Kubernetes' scalar rules + duplicate-key detection."""
+    """libyaml parser + go-yaml v2's scalar rules and merge order + duplicate-key detection."""
 
-    yaml_implicit_resolvers = _resolvers()
+    # Start marks (line, column) of scalars tagged with the non-specific `!`: go-yaml reads them
+    # as strings, while libyaml hands them to the resolver like plain scalars.
+    nonspecific: frozenset[tuple[int, int]] = frozenset()
+
+    def resolve(self, kind: type, value: str, implicit: tuple[bool, bool]) -> str:
+        if kind is yaml.ScalarNode and implicit[0]:
+            return _implicit_tag(value)
+        return str(super().resolve(kind, value, implicit))
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        if self.nonspecific and isinstance(node, yaml.ScalarNode) and (
+                node.start_mark.line, node.start_mark.column) in self.nonspecific:
+            return node.value
+        return super().construct_object(node, deep=deep)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[str, Any]:
         # Keys become strings as sigs.k8s.io/yaml makes them (`1` → "1", `y` → "true"), so
-        # templates and the emitter see what Kubernetes sees. go-yaml refuses duplicate keys
-        # ("key already set in map"), and so does tagpin, including keys that only collide once
-        # stringified. Keys brought in by a merge (<<) may be overridden by explicit ones.
+        # templates and the emitter see what Kubernetes sees. Duplicate keys are refused, also
+        # keys that only collide once stringified (go-yaml v2 would keep the last one: tagpin is
+        # stricter on purpose, see docs/yaml.md).
         keys = [k.value for k, _ in node.value
-                if k.tag == "tag:yaml.org,2002:str" and isinstance(k, yaml.ScalarNode)]
+                if k.tag == STR and isinstance(k, yaml.ScalarNode)]
         if len(keys) == len(node.value) and len(set(keys)) == len(keys):
             # The common case: plain string keys, all different. Nothing to merge or convert.
             return {key: self.construct_object(value_node, deep=deep)
                     for key, (_, value_node) in zip(keys, node.value, strict=True)}
         seen: dict[str, Any] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
+        mapping: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == MERGE:
+                # go-yaml v2 merges in document order: a `<<` after an explicit key overrides
+                # it, and in a list of mappings the earlier ones win.
+                for merged in reversed(self._merged_mappings(node, value_node)):
+                    mapping.update(merged)
                 continue
             key = self.construct_object(key_node, deep=deep)
             try:
-                text = key if isinstance(key, str) else key_text(key)
-            except TypeError:
+                text = key_text(key)
+            except TypeError as exc:
                 raise yaml.constructor.ConstructorError(
                     "while constructing a mapping", node.start_mark,
-                    "found a key that is a mapping or a list", key_node.start_mark,
+                    f"found {exc}, which Kubernetes cannot turn into a JSON key",
+                    key_node.start_mark,
                 ) from None
             if text in seen:
                 raise DuplicateKeyError(seen[text], key, key_node.start_mark)
             seen[text] = key
-        self.flatten_mapping(node)
-        mapping: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            text = key if isinstance(key, str) else key_text(key)
             mapping[text] = self.construct_object(value_node, deep=deep)
         return mapping
 
-    def construct_yaml_bool(self, node: yaml.ScalarNode) -> bool:
-        return self.construct_scalar(node) in BOOL_TRUE
+    def _merged_mappings(self, node: yaml.Node, value_node: yaml.Node) -> list[dict[str, Any]]:
+        sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+        merged = []
+        for source in sources:
+            if not isinstance(source, yaml.MappingNode):
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    "a merge key (<<) takes a mapping or a list of mappings", source.start_mark)
+            merged.append(self.construct_object(source, deep=True))  # filled in now, not later
+        return merged
 
-    def construct_yaml_int(self, node: yaml.ScalarNode) -> int | str:
+    def _scalar(self, node: yaml.ScalarNode) -> Any:
+        """A scalar tagged int/float/bool/null (implicitly or explicitly), read as go-yaml does:
+        an explicit tag that does not fit the text is an error there, and here."""
         text = str(self.construct_scalar(node))
-        digits = text.replace("_", "").lstrip("+-")
-        sign = -1 if text.startswith("-") else 1
-        try:
-            if len(digits) > 1 and digits[0] == "0" and digits[1].isdigit():
-                return sign * int(digits, 8)
-            return sign * int(digits, 0)
-        except ValueError:  # `0x_`: go-yaml strips `_`, fails to parse, and keeps the string
-            return text
-
-    def construct_yaml_float(self, node: yaml.ScalarNode) -> float | str:
-        original = str(self.construct_scalar(node))
-        text = original.replace("_", "").lower()
-        if text.endswith(".inf"):
-            return float("-inf") if text.startswith("-") else float("inf")
-        if text == ".nan":
-            return float("nan")
-        try:
-            return float(text)
-        except ValueError:  # `._`: not a number to go-yaml either
-            return original
+        tag, value = resolve_plain(text)
+        if tag not in _EXPECTED_TAGS[node.tag]:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {text!r} as {node.tag.replace(_LONG, '!!')}",
+                node.start_mark)
+        return float(value) if node.tag == FLOAT else value
 
     def construct_undefined(self, node: yaml.Node) -> Any:
         raise yaml.constructor.ConstructorError(
@@ -134,9 +109,11 @@ class KubeLoader(_CLoader):  # type: ignore[misc,valid-type]
         )
 
 
-KubeLoader.add_constructor("tag:yaml.org,2002:bool", KubeLoader.construct_yaml_bool)
-KubeLoader.add_constructor("tag:yaml.org,2002:int", KubeLoader.construct_yaml_int)
-KubeLoader.add_constructor("tag:yaml.org,2002:float", KubeLoader.construct_yaml_float)
+_LONG = "tag:yaml.org,2002:"
+for _tag in (INT, FLOAT, BOOL, NULL):
+    KubeLoader.add_constructor(_tag, KubeLoader._scalar)
+# `<<` anywhere but in a key is the string "<<" to go-yaml.
+KubeLoader.add_constructor(MERGE, KubeLoader.construct_yaml_str)
 KubeLoader.add_constructor(None, KubeLoader.construct_undefined)
 # Explicit timestamps/binary/sets/omaps have no JSON form; Kubernetes would reject them.
 for _tag in ("timestamp", "binary", "set", "omap", "pairs"):
@@ -157,29 +134,20 @@ def _shown(key: Any) -> str:
     return repr(key) if isinstance(key, str) else key_text(key)
 
 
-def key_text(key: Any) -> str:
-    """A mapping key as sigs.k8s.io/yaml turns it into a JSON object key."""
-    if isinstance(key, str):
-        return key
-    if isinstance(key, bool):
-        return "true" if key else "false"
-    if key is None:
-        return "null"
-    if isinstance(key, float):
-        return repr(key) if math.isfinite(key) else str(key)
-    if isinstance(key, int):
-        return str(key)
-    raise TypeError(f"unsupported key type {type(key).__name__}")
-
-
 def load_all(text: str, source: str, *, max_nodes: int) -> list[tuple[int, Any]]:
     """Parse a YAML stream into (start line, document) pairs; errors name `source` and line.
 
     `max_nodes` bounds the size of each document, aliases expanded: composing a node costs
     about 300 bytes, so a plain 8 MiB list would otherwise take gigabytes before any check.
     """
+    if text and not text.endswith("\n"):
+        # Argo CD's document splitter ends every line with a newline, the last one too; this
+        # matters to a block scalar on the last line (`|` then keeps one line break).
+        text += "\n"
     _check_plain_size(text, source, max_nodes)
     loader = KubeLoader(text)
+    if _MAY_TAG.search(text):
+        loader.nonspecific = _nonspecific_scalars(text)
     may_alias = "*" in text  # no alias without a `*`: skip the expansion walk
     documents: list[tuple[int, Any]] = []
     try:
@@ -202,6 +170,23 @@ def load_all(text: str, source: str, *, max_nodes: int) -> list[tuple[int, Any]]
     finally:
         loader.dispose()
     return documents
+
+
+# A tag starts a token: `!` after a line start, a space or a flow indicator (not `#!/bin/sh`).
+_MAY_TAG = re.compile(r"(?:^|[\s\[{,])!", re.MULTILINE)
+
+
+def _nonspecific_scalars(text: str) -> frozenset[tuple[int, int]]:
+    """Where scalars tagged `!` start. A second parse, but only of text with a `!` in it; a
+    syntax error is left for the real parse to report."""
+    marks = set()
+    try:
+        for event in yaml.parse(text, Loader=_CLoader):
+            if isinstance(event, yaml.ScalarEvent) and event.tag == "!" and event.start_mark:
+                marks.add((event.start_mark.line, event.start_mark.column))
+    except yaml.YAMLError:
+        pass
+    return frozenset(marks)
 
 
 def load_one(text: str, source: str, *, max_nodes: int) -> Any:

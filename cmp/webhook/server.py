@@ -38,9 +38,8 @@ from cmp.webhook.events import (
 from cmp.webhook.matching import AppRef, Match, select
 from cmp.webhook.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from cmp.webhook.metrics import WebhookMetrics
+from cmp.webhook.records import refresh_and_record
 
-REFRESH_ANNOTATION = "argocd.argoproj.io/refresh"
-REFRESH_PATCH: Mapping[str, Any] = {"metadata": {"annotations": {REFRESH_ANNOTATION: "hard"}}}
 ROUTES = {
     "/events/ecr": "eventbridge",
     "/events/generic": "generic",
@@ -73,7 +72,9 @@ class WebhookConfig:
 
 
 class KubeClient(Protocol):
-    """The two KubeApi calls the webhook makes."""
+    """The three KubeApi calls the webhook makes."""
+
+    def get_application(self, namespace: str, name: str) -> dict[str, Any] | None: ...
 
     def list_applications(self, namespace: str) -> list[dict[str, Any]]: ...
 
@@ -289,7 +290,10 @@ class Refresher:
                     problem = problem or "the webhook stopped before this refresh was sent"
                     break
                 try:
-                    self._kube.patch_application(app.namespace, app.name, dict(REFRESH_PATCH))
+                    # The refresh and the push record in one patch: the render it causes
+                    # already sees which repositories' caches to distrust.
+                    events = [ticket.event for ticket in tickets]
+                    refresh_and_record(self._kube, app.namespace, app.name, events)
                     ok = True
                     break
                 except KubeApiError as error:

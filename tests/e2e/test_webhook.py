@@ -24,8 +24,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cmp.argocd.kube import Connection, KubeApi
 from cmp.commands.webhook import webhook_command
+from cmp.registry.pushes import PUSHES_ANNOTATION, parse_record
 from cmp.webhook.events import sign
-from cmp.webhook.server import REFRESH_PATCH, WebhookConfig, WebhookServer
+from cmp.webhook.server import WebhookConfig, WebhookServer
 from tests.support.fake_kube import TOKEN, FakeKube
 
 REPO = Path(__file__).resolve().parents[2]
@@ -249,9 +250,14 @@ def test_refresh_is_a_hard_refresh_merge_patch(
     webhook.stop()
     [patch] = [r for r in fleet.requests if r.method == "PATCH"]
     assert patch.headers["content-type"] == "application/merge-patch+json"
-    assert patch.json() == REFRESH_PATCH
+    # Conditional on the version read, so a concurrent writer's change is never overwritten.
+    assert patch.json()["metadata"]["resourceVersion"] == "1"
     annotations = fleet.applications[("argocd", "api")]["metadata"]["annotations"]
     assert annotations["argocd.argoproj.io/refresh"] == "hard"
+    record = parse_record(annotations[PUSHES_ANNOTATION])
+    assert {r: (p.tag, p.digest) for r, p in record.pushes.items()} == {
+        f"{HOST}/team/api": ("main", DIGEST)
+    }
 
 
 def test_every_configured_namespace_is_searched(
@@ -656,7 +662,9 @@ def test_a_failed_patch_is_counted_and_logged_and_others_proceed(
     webhook = start_webhook()
     webhook.ecr(ecr_event("team/web", "pr-42-1"))
     webhook.stop()
-    assert sorted(patched(fleet)) == ["argocd/web-pr-42", "argocd/web-prod"]  # 403: no retry
+    assert patched(fleet) == ["argocd/web-pr-42"]
+    # The read before the patch is refused with 403, which no retry can heal: one request.
+    assert [r.method for r in fleet.requests if r.path.endswith("/web-prod")] == ["GET"]
     [push] = [r for r in webhook.log_records() if r["msg"] == "push"]
     assert push["apps_refreshed"] == ["argocd/web-pr-42"]
     assert push["apps_failed"] == ["argocd/web-prod"]

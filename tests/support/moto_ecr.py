@@ -35,22 +35,54 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 
 
 class CallCounter:
-    """WSGI middleware counting AWS JSON-protocol operations (`X-Amz-Target: …ECR….Operation`)."""
+    """WSGI middleware counting AWS JSON-protocol operations (`X-Amz-Target: …ECR….Operation`).
+
+    `hold(operation)` delays that operation's answers, already computed, until `release()`: a
+    client then holds a registry answer older than whatever the test does meanwhile.
+    """
 
     def __init__(self, app: Callable[..., Any]) -> None:
         self._app = app
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self.delay = 0.0  # seconds added to each counted call: ECR across a network
+        self._gates: dict[str, threading.Event] = {}
+        self._waiting = 0
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
+        operation = target.rsplit(".", 1)[-1]
         if target:
             with self._lock:
-                self._counts[target.rsplit(".", 1)[-1]] += 1
+                self._counts[operation] += 1
+                gate = self._gates.get(operation)
             if self.delay:
                 time.sleep(self.delay)
-        return self._app(environ, start_response)
+        answer = self._app(environ, start_response)
+        if not target or gate is None:
+            return answer
+        body = list(answer)  # computed now; werkzeug sends nothing before it is returned
+        with self._lock:
+            self._waiting += 1
+        gate.wait(timeout=60)
+        with self._lock:
+            self._waiting -= 1
+        return body
+
+    def hold(self, operation: str) -> None:
+        with self._lock:
+            self._gates[operation] = threading.Event()
+
+    def held(self) -> int:
+        """Answers being held now."""
+        with self._lock:
+            return self._waiting
+
+    def release(self) -> None:
+        with self._lock:
+            gates, self._gates = list(self._gates.values()), {}
+        for gate in gates:
+            gate.set()
 
     def snapshot(self) -> Counter[str]:
         with self._lock:
@@ -59,6 +91,7 @@ class CallCounter:
     def clear(self) -> None:
         with self._lock:
             self._counts.clear()
+        self.release()
 
 
 class CountingMotoServer(ThreadedMotoServer):

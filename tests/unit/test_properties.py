@@ -202,7 +202,7 @@ def test_merge_is_associative_when_layers_agree_on_shape(
 # Unicode without surrogates (they cannot be encoded as UTF-8); control characters included.
 UNICODE = st.text(st.characters(exclude_categories=["Cs"]), max_size=20)
 SCALAR_VALUES = (
-    st.none() | st.booleans() | st.integers() | UNICODE
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | UNICODE
     | st.floats(allow_nan=False)
 )
 DOCUMENTS = st.dictionaries(

@@ -60,6 +60,21 @@ def load(text: str) -> Any:
         ("-.inf", -math.inf),
         ("plain words", "plain words"),
         ("v1.4.2", "v1.4.2"),
+        # go-yaml v2 deletes every `_` first and lets `0b` carry a sign (issue 19)
+        ("+_1", 1),
+        ("1e_3", 1000.0),
+        ("0b-1", -1),
+        ("0x_1F", 31),
+        # strconv.ParseFloat reads `.`-first text: `_` only between digits
+        ("._5", "._5"),
+        (".5_", ".5_"),
+        (".0_5", 0.05),
+        # beyond 64 bits / float range, as go-yaml reads them
+        ("0x1ffffffffffffffff", "0x1ffffffffffffffff"),
+        ("99999999999999999999", 1e20),
+        ("18446744073709551615", 2**64 - 1),
+        ("1.5e400", "1.5e400"),
+        ("2024-1-1T1:2:3Z", "2024-1-1T1:2:3Z"),
     ],
 )
 def test_plain_scalars_resolve_like_kubernetes(scalar: str, expected: Any) -> None:
@@ -91,6 +106,30 @@ def test_duplicate_key_in_a_nested_mapping_names_its_line() -> None:
 def test_merge_keys_merge_and_local_keys_win() -> None:
     text = "base: &base {cpu: 1, memory: 2}\nweb:\n  <<: *base\n  memory: 4\n"
     assert load(text)["web"] == {"cpu": 1, "memory": 4}
+
+
+def test_a_merge_after_explicit_keys_overrides_them_as_go_yaml_v2_does() -> None:
+    assert load("x: 1\n<<: {x: 2, z: 3}\n") == {"x": 2, "z": 3}
+
+
+def test_float_keys_become_go_s_32_bit_shortest_text() -> None:
+    assert load("1.0: a\n1e3: b\n0.1234567891: c\n1e6: d\n-0.0: e\n") == {
+        "1": "a", "1000": "b", "0.12345679": "c", "1e+06": "d", "-0": "e"}
+
+
+@pytest.mark.parametrize("text", ["~: a\n", "9223372036854775808: a\n", "a: !!bool 1\n",
+                                  "a: !!int 1.5\n", "a: !!null x\n"])
+def test_what_argo_cd_cannot_read_is_refused(text: str) -> None:
+    with pytest.raises(SourceError, match=r"^apps/web/values\.yaml:1:\d+: invalid YAML: "):
+        load(text)
+
+
+def test_the_non_specific_tag_makes_a_string() -> None:
+    assert load("a: ! 12\nb: ! true\n") == {"a": "12", "b": "true"}
+
+
+def test_a_last_block_scalar_without_a_final_newline_keeps_one() -> None:
+    assert load("a: |\n  x") == {"a": "x\n"}  # Argo CD's splitter ends every line
 
 
 def test_merge_key_with_a_list_of_mappings() -> None:
@@ -226,6 +265,33 @@ def test_unicode_is_written_as_is() -> None:
 )
 def test_numbers_have_one_spelling(number: Any, written: str) -> None:
     assert emit_value({"k": number}) == f"k: {written}"
+
+
+@pytest.mark.parametrize(("value", "written"), [
+    ("x = 1\n\n", "|+\n  x = 1\n"), ("\n", "|2+\n"), ("x\n", "|\n  x")])
+def test_to_yaml_keeps_the_trailing_newlines_of_a_last_block(value: str, written: str) -> None:
+    assert emit_value(value) == written
+    assert load(f"k: {emit_value(value)}\nnext: 1\n") == {
+        "k": value, "next": 1}
+
+
+@pytest.mark.parametrize("text", ["a\u2028b", "a\u2029", "\x85x", "a\rb", "l1\nl2\u2028\n"])
+def test_strings_with_unicode_line_breaks_are_double_quoted_and_escaped(text: str) -> None:
+    emitted = emit_value({"k": text})
+    assert emitted.startswith('k: "') and "\u2028" not in emitted and "\x85" not in emitted
+    assert load(emitted) == {"k": text}
+
+
+def test_quote_escapes_what_a_yaml_reader_would_refuse_or_fold() -> None:
+    from cmp.source.emit import quote_scalar
+    text = "a\x85b\x7f\x9f\u2028\u2029\ufeff\ufffe\uffff\"\n"
+    quoted = quote_scalar(text)
+    assert quoted == '"a\\u0085b\\u007f\\u009f\\u2028\\u2029\\ufeff\\ufffe\\uffff\\"\\n"'
+    assert load(f"k: {quoted}\n") == {"k": text} and json.loads(quoted) == text
+
+
+def test_a_document_marker_is_a_line_of_its_own() -> None:
+    assert emit_stream([{}, [], "x", {"a": 1}]) == "---\n{}\n---\n[]\n---\nx\n---\na: 1\n"
 
 
 def test_to_yaml_value_has_no_document_markers() -> None:
