@@ -79,32 +79,48 @@ def large_app(root: Path, objects: int, *, repositories: int = 20, tags: int = 5
     The objects carry what makes canonical YAML work: strings that need quoting, block
     literals, nested resources, labels and annotations.
     """
-    images = [Image(REGIONS[i % len(REGIONS)], f"team{i}/svc{i}", f"v1.{t}.0")
-              for i in range(repositories) for t in range(tags)]
+    images = [
+        Image(REGIONS[i % len(REGIONS)], f"team{i}/svc{i}", f"v1.{t}.0")
+        for i in range(repositories)
+        for t in range(tags)
+    ]
     documents = [_object(index, images[index % len(images)]) for index in range(objects)]
     used = {images[index % len(images)] for index in range(0, objects, 4)}
     repo_root = _write_app(root / f"large-{objects}", documents)
-    return BenchApp(f"large-{objects}", repo_root, "apps/bench", objects,
-                    tuple(sorted(used, key=_image_key)), has_jinja=False)
+    return BenchApp(
+        f"large-{objects}",
+        repo_root,
+        "apps/bench",
+        objects,
+        tuple(sorted(used, key=_image_key)),
+        has_jinja=False,
+    )
 
 
 def many_images_app(root: Path, *, images: int = 200, repositories: int = 40) -> BenchApp:
     """One Deployment per image, `images` tags spread over `repositories` repositories in
     two regions: what a cold render has to ask ECR about."""
     per_repo = max(1, images // repositories)
-    wanted = [Image(REGIONS[r % len(REGIONS)], f"fleet/app{r}", f"2025.{t}.{r}")
-              for r in range(repositories) for t in range(per_repo)][:images]
+    wanted = [
+        Image(REGIONS[r % len(REGIONS)], f"fleet/app{r}", f"2025.{t}.{r}")
+        for r in range(repositories)
+        for t in range(per_repo)
+    ][:images]
     documents = [_deployment(index, image) for index, image in enumerate(wanted)]
     repo_root = _write_app(root / f"images-{images}", documents)
-    return BenchApp(f"images-{images}", repo_root, "apps/bench", len(documents),
-                    tuple(wanted), has_jinja=False)
+    return BenchApp(
+        f"images-{images}", repo_root, "apps/bench", len(documents), tuple(wanted), has_jinja=False
+    )
 
 
 def kustomize_app(root: Path, objects: int = 100) -> BenchApp:
     """A Kustomize app (`kustomize: {}`): a base of `objects` plain objects and an overlay
     with images: newTag, namePrefix, commonLabels and a configMapGenerator."""
-    images = [Image(REGIONS[i % len(REGIONS)], f"team{i}/svc{i}", f"v1.{t}.0")
-              for i in range(20) for t in range(5)]
+    images = [
+        Image(REGIONS[i % len(REGIONS)], f"team{i}/svc{i}", f"v1.{t}.0")
+        for i in range(20)
+        for t in range(5)
+    ]
     documents = [_object(index, images[index % len(images)]) for index in range(objects)]
     bumped = images[0]
     new_tag = Image(bumped.region, bumped.repository, "v2.0.0")
@@ -122,9 +138,16 @@ def kustomize_app(root: Path, objects: int = 100) -> BenchApp:
     (app_dir / "kustomization.yaml").write_text(
         "resources: [../../bases/bench]\nnamePrefix: prod-\nlabels:\n- pairs: {tier: bench}\n"
         f"images:\n- name: {bumped.host}/{bumped.repository}\n  newTag: {new_tag.tag}\n"
-        "configMapGenerator:\n- name: settings\n  literals: [MODE=prod, LEVEL=info]\n")
-    return BenchApp(f"kustomize-{objects}", repo_root, "apps/bench", objects + 1,
-                    tuple(sorted(used, key=_image_key)), has_jinja=False)
+        "configMapGenerator:\n- name: settings\n  literals: [MODE=prod, LEVEL=info]\n"
+    )
+    return BenchApp(
+        f"kustomize-{objects}",
+        repo_root,
+        "apps/bench",
+        objects + 1,
+        tuple(sorted(used, key=_image_key)),
+        has_jinja=False,
+    )
 
 
 def _image_key(image: Image) -> tuple[str, str, str]:
@@ -137,7 +160,7 @@ def _write_app(repo_root: Path, documents: Sequence[str]) -> Path:
     (app_dir / "templates").mkdir(parents=True)
     (app_dir / "tagpin.yaml").write_text("{}\n")
     for number, start in enumerate(range(0, len(documents), OBJECTS_PER_FILE)):
-        chunk = documents[start:start + OBJECTS_PER_FILE]
+        chunk = documents[start : start + OBJECTS_PER_FILE]
         (app_dir / "templates" / f"part-{number:04d}.yaml").write_text(_stream(chunk))
     return repo_root
 
@@ -159,10 +182,12 @@ def _object(index: int, image: Image) -> str:
 
 def _labels(index: int, indent: int) -> str:
     pad = " " * indent
-    return (f"{pad}app.kubernetes.io/name: svc-{index}\n"
-            f"{pad}app.kubernetes.io/part-of: bench\n"
-            f"{pad}app.kubernetes.io/version: \"1.10\"\n"
-            f"{pad}team: team-{index % 7}\n")
+    return (
+        f"{pad}app.kubernetes.io/name: svc-{index}\n"
+        f"{pad}app.kubernetes.io/part-of: bench\n"
+        f'{pad}app.kubernetes.io/version: "1.10"\n'
+        f"{pad}team: team-{index % 7}\n"
+    )
 
 
 def _deployment(index: int, image: Image) -> str:

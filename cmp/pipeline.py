@@ -41,8 +41,13 @@ class RenderResult:
 
     __slots__ = ("manifests", "notes", "text", "warnings")
 
-    def __init__(self, text: str, manifests: list[Manifest], warnings: list[str] | None = None,
-                 notes: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        text: str,
+        manifests: list[Manifest],
+        warnings: list[str] | None = None,
+        notes: list[str] | None = None,
+    ) -> None:
         self.text = text
         self.manifests = manifests
         self.warnings = warnings if warnings is not None else []
@@ -59,15 +64,21 @@ def layered_values(source: AppSource, parameters: Mapping[str, Any]) -> dict[str
 
 def values_of(request: RenderRequest) -> dict[str, Any]:
     """The values a render of `request` sees (every layer), without rendering anything."""
-    source = load_app(request.app_dir, request.repo_root,
-                      list(request.parameters.get("values-files") or []),
-                      limits_from(request.settings_env))
+    source = load_app(
+        request.app_dir,
+        request.repo_root,
+        list(request.parameters.get("values-files") or []),
+        limits_from(request.settings_env),
+    )
     return layered_values(source, request.parameters)
 
 
-def render_manifests(request: RenderRequest, limits: Limits,
-                     bytecode_dir: Path | None = None,
-                     warnings: list[str] | None = None) -> tuple[AppSource, list[Manifest]]:
+def render_manifests(
+    request: RenderRequest,
+    limits: Limits,
+    bytecode_dir: Path | None = None,
+    warnings: list[str] | None = None,
+) -> tuple[AppSource, list[Manifest]]:
     """The pure part: files in, checked Kubernetes objects out (images not yet pinned).
     `bytecode_dir` optionally keeps compiled templates between processes; kustomize's
     warnings go to `warnings`."""
@@ -81,17 +92,30 @@ def render_manifests(request: RenderRequest, limits: Limits,
         from cmp.source.kustomize import build, refuse_values
 
         refuse_values(request.parameters)
-        rendered = [build(source.files, request.app_dir, source.config.kustomize,
-                          request.settings_env, limits, meanwhile=_import_pinning,
-                          warnings=warnings)]
+        rendered = [
+            build(
+                source.files,
+                request.app_dir,
+                source.config.kustomize,
+                request.settings_env,
+                limits,
+                meanwhile=_import_pinning,
+                warnings=warnings,
+            )
+        ]
     else:
         values = layered_values(source, request.parameters)
         schema_path = request.app_dir / SCHEMA_FILE
         if os.path.lexists(schema_path):  # jsonschema is imported only for apps that have one
             from cmp.source.schema import check_values
 
-            check_values(source.files, schema_path, source.values_layers,
-                         request.parameters.get("values") or {}, values)
+            check_values(
+                source.files,
+                schema_path,
+                source.values_layers,
+                request.parameters.get("values") or {},
+                values,
+            )
         context = build_context(
             values=values,
             app=request.app.context(),
@@ -102,13 +126,19 @@ def render_manifests(request: RenderRequest, limits: Limits,
         try:
             rendered = render_all(source, request.app_dir, context, limits, bytecode_dir)
         except TemplateError as error:
-            if not (request.root_guessed
-                    and any(TEMPLATE_NOT_FOUND in problem for problem in error.problems)):
+            if not (
+                request.root_guessed
+                and any(TEMPLATE_NOT_FOUND in problem for problem in error.problems)
+            ):
                 raise
-            raise TemplateError(*error.problems, (
-                f"no .git was found above {request.app_dir}, so the repository root is the app "
-                "directory itself and nothing above it can be included; pass --repo-root "
-                "(the directory Argo CD's source path is relative to)")) from error
+            raise TemplateError(
+                *error.problems,
+                (
+                    f"no .git was found above {request.app_dir}, so the repository root is the app "
+                    "directory itself and nothing above it can be included; pass --repo-root "
+                    "(the directory Argo CD's source path is relative to)"
+                ),
+            ) from error
     manifests = parse_rendered(
         rendered, default_namespace=request.app.namespace, max_nodes=limits.max_yaml_nodes
     )
@@ -127,6 +157,7 @@ def tag_chooser(request: RenderRequest, services: Services) -> TagChooser:
     Application. Asked only when some ECR image needs a digest, before any is looked up: the
     same read brings the pushes the webhook announced (cmp.registry.pushes), which the caches
     honour."""
+
     def choose(
         wanted: Sequence[Wanted], registry: Callable[[], Registry]
     ) -> Mapping[ImageField, TagInfo]:
@@ -148,16 +179,22 @@ def tag_chooser(request: RenderRequest, services: Services) -> TagChooser:
             return {}
         try:
             plan = branch_deploy.plan(
-                [(w.field, w.repository, w.ref.repository, w.tag) for w in wanted], policies,
-                registry)
+                [(w.field, w.repository, w.ref.repository, w.tag) for w in wanted],
+                policies,
+                registry,
+            )
         except ResolveError as error:
             only = lock_only_source(request, services)
             if only is None:
                 raise
-            raise type(error)(*error.problems, (
-                f"the candidate tags came from {only} only: ECR is never listed there, so a "
-                "branch's new tags are not seen; branch deploys need TAGPIN_LOCK=use (or a lock "
-                "holding the branch's tags)")) from error
+            raise type(error)(
+                *error.problems,
+                (
+                    f"the candidate tags came from {only} only: ECR is never listed there, so a "
+                    "branch's new tags are not seen; branch deploys need TAGPIN_LOCK=use (or a "
+                    "lock holding the branch's tags)"
+                ),
+            ) from error
         services.warnings.extend(plan.warnings)
         services.notes.extend(branch_deploy.annotate(plan.overrides))
         return plan.chosen
@@ -169,10 +206,13 @@ def repeated_layers(source: AppSource) -> list[str]:
     """A values file layered twice (`values.yaml` named again in `values-files`, say) puts its
     values back over every layer between, silently undoing them."""
     names = [name for name, _ in source.values_layers]
-    return [f"values file {name} is layered {names.count(name)} times (values.yaml always comes "
-            "first, then tagpin.yaml's valuesFiles, then the values-files parameter); a later "
-            "copy puts its values back over the layers between, so list it once"
-            for name in sorted(set(names)) if names.count(name) > 1]
+    return [
+        f"values file {name} is layered {names.count(name)} times (values.yaml always comes "
+        "first, then tagpin.yaml's valuesFiles, then the values-files parameter); a later "
+        "copy puts its values back over the layers between, so list it once"
+        for name in sorted(set(names))
+        if names.count(name) > 1
+    ]
 
 
 def custom_image_paths(source: AppSource) -> tuple[ImagePath, ...]:
@@ -185,8 +225,9 @@ def custom_image_paths(source: AppSource) -> tuple[ImagePath, ...]:
 def run(request: RenderRequest, services: Services | None = None) -> RenderResult:
     services = services or services_from(request.settings_env)
     limits = limits_from(request.settings_env)
-    source, manifests = render_manifests(request, limits, template_cache_dir(request.settings_env),
-                                         services.warnings)
+    source, manifests = render_manifests(
+        request, limits, template_cache_dir(request.settings_env), services.warnings
+    )
     services.warnings.extend(repeated_layers(source))
     from cmp.images.pin import pin
 

@@ -143,10 +143,17 @@ def find_repo_root(app_dir: Path) -> Path:
     return current
 
 
-def for_directory(app_dir: str | os.PathLike[str], *, app: AppInfo, kube: KubeInfo,
-                  env: Mapping[str, str], parameters: Mapping[str, Any],
-                  settings_env: Mapping[str, str], repo_root: str | os.PathLike[str] | None = None,
-                  must_exist: bool = True) -> RenderRequest:
+def for_directory(
+    app_dir: str | os.PathLike[str],
+    *,
+    app: AppInfo,
+    kube: KubeInfo,
+    env: Mapping[str, str],
+    parameters: Mapping[str, Any],
+    settings_env: Mapping[str, str],
+    repo_root: str | os.PathLike[str] | None = None,
+    must_exist: bool = True,
+) -> RenderRequest:
     """A request for an app directory on disk (`tagpin render`, `lock`, `diff`, cmp.testing):
     the repository root is `repo_root` or the nearest ancestor holding `.git`, and
     `app.source_path` is the app's path inside it, as Argo CD would send it."""
@@ -174,8 +181,11 @@ def for_directory(app_dir: str | os.PathLike[str], *, app: AppInfo, kube: KubeIn
     )
 
 
-def parameters_json(values_files: Sequence[str] = (), values: Mapping[str, str] | None = None,
-                    image_updater: Mapping[str, str] | None = None) -> str:
+def parameters_json(
+    values_files: Sequence[str] = (),
+    values: Mapping[str, str] | None = None,
+    image_updater: Mapping[str, str] | None = None,
+) -> str:
     """The plugin parameters as Argo CD sends them (ARGOCD_APP_PARAMETERS), from what a person
     gives on the command line or to cmp.testing: `tagpin render -f/--set/--image-updater`,
     `lock`, `diff`, `pin` and `render_app` all go through here."""

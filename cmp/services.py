@@ -39,8 +39,17 @@ def limits_from(environ: Mapping[str, str]) -> Limits:
 class Services:
     """The I/O a render may need, built lazily; tests swap `registry_factory`."""
 
-    __slots__ = ("annotations", "concurrency", "digests_file", "fresh_registry_factory",
-                 "lock_mode", "notes", "pushes", "registry_factory", "warnings")
+    __slots__ = (
+        "annotations",
+        "concurrency",
+        "digests_file",
+        "fresh_registry_factory",
+        "lock_mode",
+        "notes",
+        "pushes",
+        "registry_factory",
+        "warnings",
+    )
 
     def __init__(
         self,
@@ -186,19 +195,26 @@ def lock_only_source(request: RenderRequest, services: Services) -> str | None:
     """What answers alone when ECR is never asked (--digests, TAGPIN_LOCK=strict), else None."""
     if services.digests_file is not None:
         return f"--digests {services.digests_file}"
-    mode = (services.lock_mode.value if services.lock_mode is not None
-            else setting_choice(request.settings_env, "TAGPIN_LOCK", LOCK_MODES))
+    mode = (
+        services.lock_mode.value
+        if services.lock_mode is not None
+        else setting_choice(request.settings_env, "TAGPIN_LOCK", LOCK_MODES)
+    )
     return f"{LOCK_FILE} (TAGPIN_LOCK=strict)" if mode == "strict" else None
 
 
 def registry_for(request: RenderRequest, services: Services) -> Callable[[], Registry]:
     """A lock in the app directory (or --digests) answers first; TAGPIN_LOCK decides whether
     ECR fills its gaps (use), checks it (verify), is never asked (strict) or the lock is ignored."""
-    mode = (services.lock_mode.value if services.lock_mode is not None
-            else setting_choice(request.settings_env, "TAGPIN_LOCK", LOCK_MODES))
+    mode = (
+        services.lock_mode.value
+        if services.lock_mode is not None
+        else setting_choice(request.settings_env, "TAGPIN_LOCK", LOCK_MODES)
+    )
     lock_path = request.app_dir / LOCK_FILE
     if services.digests_file is None and (
-            mode == "off" or (mode != "strict" and not lock_path.is_file())):
+        mode == "off" or (mode != "strict" and not lock_path.is_file())
+    ):
         # No lock to read (as lock.registry_with_lock decides too): ECR, without importing
         # the lock module on the most common path.
         return services.registry_factory
@@ -207,12 +223,18 @@ def registry_for(request: RenderRequest, services: Services) -> Callable[[], Reg
     if services.digests_file is not None:
         shown = str(services.digests_file)
         entries = read_lock(services.digests_file, shown)
-        return lambda: LockedRegistry(entries, fallback=None, shown=shown,
-                                      strict_reason="--digests never asks ECR")
+        return lambda: LockedRegistry(
+            entries, fallback=None, shown=shown, strict_reason="--digests never asks ECR"
+        )
     lock_mode = LockMode(mode)
     fallback = services.registry_factory
     if lock_mode is LockMode.VERIFY and services.fresh_registry_factory is not None:
         fallback = services.fresh_registry_factory  # a warm cache must not vouch for the lock
-    return registry_with_lock(lock_mode, lock_path, LOCK_FILE, fallback,
-                              repo_root=request.repo_root,
-                              max_bytes=limits_from(request.settings_env).max_file_bytes)
+    return registry_with_lock(
+        lock_mode,
+        lock_path,
+        LOCK_FILE,
+        fallback,
+        repo_root=request.repo_root,
+        max_bytes=limits_from(request.settings_env).max_file_bytes,
+    )

@@ -246,8 +246,9 @@ def parse_parameters(raw: str | None) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise ConfigError(f"ARGOCD_APP_PARAMETERS is not valid JSON: {exc}") from None
     except RecursionError:  # parameters are strings, lists and maps: a few levels at most
-        raise ConfigError("ARGOCD_APP_PARAMETERS is nested too deeply to be plugin "
-                          "parameters") from None
+        raise ConfigError(
+            "ARGOCD_APP_PARAMETERS is nested too deeply to be plugin parameters"
+        ) from None
     if items is None:
         return values
     if not isinstance(items, list):

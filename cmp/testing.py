@@ -25,13 +25,23 @@ from cmp.services import Services
 from cmp.settings import parse_parameters
 
 
-def render_app(app_dir: str | os.PathLike[str], *, app_name: str = "", namespace: str = "",
-               project: str = "", revision: str = "", repo_url: str = "",
-               target_revision: str = "", values_files: Sequence[str] = (),
-               values: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None,
-               digests: str | os.PathLike[str] | None = None, kube_version: str = "",
-               api_versions: Sequence[str] = (),
-               repo_root: str | os.PathLike[str] | None = None) -> str:
+def render_app(
+    app_dir: str | os.PathLike[str],
+    *,
+    app_name: str = "",
+    namespace: str = "",
+    project: str = "",
+    revision: str = "",
+    repo_url: str = "",
+    target_revision: str = "",
+    values_files: Sequence[str] = (),
+    values: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+    digests: str | os.PathLike[str] | None = None,
+    kube_version: str = "",
+    api_versions: Sequence[str] = (),
+    repo_root: str | os.PathLike[str] | None = None,
+) -> str:
     """The canonical YAML `tagpin render` prints for these inputs, rendered without ECR.
 
     app_dir:      the app directory (holding tagpin.yaml).
@@ -50,19 +60,29 @@ def render_app(app_dir: str | os.PathLike[str], *, app_name: str = "", namespace
     request = for_directory(
         app_dir,
         repo_root=repo_root,
-        app=AppInfo(instance=app_name, namespace=namespace, project=project, revision=revision,
-                    repo_url=repo_url, target_revision=target_revision),
-        kube=KubeInfo(version=kube_version,
-                      api_versions=parse_api_versions(",".join(api_versions))),
+        app=AppInfo(
+            instance=app_name,
+            namespace=namespace,
+            project=project,
+            revision=revision,
+            repo_url=repo_url,
+            target_revision=target_revision,
+        ),
+        kube=KubeInfo(
+            version=kube_version, api_versions=parse_api_versions(",".join(api_versions))
+        ),
         env=env or {},
         parameters=parse_parameters(parameters_json(values_files, values)),
         # The defaults, whatever TAGPIN_* the test process has, and no cache on disk: a snapshot
         # test reads nothing but the app and writes nothing at all.
         settings_env={"TAGPIN_CACHE": "off"},
     )
-    services = Services(registry_factory=_no_registry, annotations=None,
-                        lock_mode=LockMode.STRICT,
-                        digests_file=Path(os.path.abspath(digests)) if digests else None)
+    services = Services(
+        registry_factory=_no_registry,
+        annotations=None,
+        lock_mode=LockMode.STRICT,
+        digests_file=Path(os.path.abspath(digests)) if digests else None,
+    )
     return run(request, services).text
 
 

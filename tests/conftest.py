@@ -25,8 +25,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory,
-                       monkeypatch: pytest.MonkeyPatch) -> None:
+def _private_cache_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """No test reads or writes the machine's real tagpin cache (digests, compiled templates);
     tests that need a particular cache directory set their own."""
     monkeypatch.setenv("TAGPIN_CACHE_DIR", str(tmp_path_factory.mktemp("tagpin-cache")))

@@ -13,12 +13,18 @@ BIN = Path(sys.executable).parent
 
 
 def test_ruff_finds_nothing() -> None:
-    done = subprocess.run([str(BIN / "ruff"), "check", "cmp", "tests", "examples", "bench"],
-                          cwd=REPO, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [str(BIN / "ruff"), "check", "cmp", "tests", "examples", "bench"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_mypy_finds_nothing() -> None:
-    done = subprocess.run([sys.executable, "-m", "mypy"], cwd=REPO, capture_output=True,
-                          text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy"], cwd=REPO, capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0, done.stdout + done.stderr

@@ -107,8 +107,11 @@ class LiveApp:
     def branch_state(self) -> tuple[Any, ...]:
         """What a concurrent `tagpin branch` (or a person) changes; not Argo CD's status."""
         ours = {k: v for k, v in self.annotations.items() if k.startswith(PREFIX)}
-        return (sorted(ours.items()), self.annotations.get(RECORD_ANNOTATION),
-                sorted(self.parameter.items()))
+        return (
+            sorted(ours.items()),
+            self.annotations.get(RECORD_ANNOTATION),
+            sorted(self.parameter.items()),
+        )
 
 
 def _updater_parameter(spec: Mapping[str, Any]) -> dict[str, str]:
@@ -159,8 +162,10 @@ def read(api: ApplicationApi, namespace: str, name: str) -> LiveApp:
 def normalize_rule(value: str) -> str:
     """`--allow-tags ^pr-42-` means `regexp:^pr-42-`; `regexp:…` and `any` pass unchanged.
     Checked with the render's own matcher, so what is accepted here matches there."""
-    rule = value if value.lower() == "any" or value.lower().startswith("regexp:") else (
-        f"regexp:{value}"
+    rule = (
+        value
+        if value.lower() == "any" or value.lower().startswith("regexp:")
+        else (f"regexp:{value}")
     )
     problem = compile_allow_tags(rule)[1]
     if problem:
@@ -205,9 +210,7 @@ def _alias_for_new_image(image: str) -> str:
     return "".join(c if c.isalnum() or c in "-._" else "-" for c in last)
 
 
-def _choose_alias(
-    app: LiveApp, alias: str | None, image: str | None
-) -> tuple[str, str | None]:
+def _choose_alias(app: LiveApp, alias: str | None, image: str | None) -> tuple[str, str | None]:
     """The alias to set and, when image-list must gain `alias=image`, its new value."""
     policies = app.policies()
     aliased = [p for p in policies if p.alias is not None]
@@ -341,8 +344,9 @@ def plan_clear(
     annotations[REFRESH_ANNOTATION] = "hard"
     after = _with(app.annotations, annotations)
     deploy = None
-    policy = next((p for p in parse_policies(merge_sources(after, app.parameter))
-                   if p.alias == alias), None)
+    policy = next(
+        (p for p in parse_policies(merge_sources(after, app.parameter)) if p.alias == alias), None
+    )
     if policy is None:
         return Change(app, alias, annotations, None)
     try:
@@ -429,9 +433,7 @@ def is_running(app: LiveApp, digest: str) -> bool:
     return any(image.endswith("@" + digest) for image in running_images(app))
 
 
-def status_rows(
-    app: LiveApp, registry_for: Callable[[], Registry]
-) -> list[dict[str, Any]]:
+def status_rows(app: LiveApp, registry_for: Callable[[], Registry]) -> list[dict[str, Any]]:
     """One row per image-list entry: its rule, where it comes from, what it selects and runs."""
     records = app.records()
     running = running_images(app)

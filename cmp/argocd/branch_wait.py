@@ -56,8 +56,7 @@ def wait_for(
                 progress.write("\n")
             message = (current.status.get("health") or {}).get("message")
             raise NotDeployedError(
-                f"{app.where} is Degraded running {digest}"
-                + (f": {message}" if message else "")
+                f"{app.where} is Degraded running {digest}" + (f": {message}" if message else "")
             )
         if elapsed + interval > timeout:
             if tty:

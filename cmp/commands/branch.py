@@ -23,8 +23,9 @@ DEFAULT_INTERVAL_SECONDS = 5.0
 class Outcome:
     """What `cli.execute` prints: stdout once at the end, warnings and notes on stderr."""
 
-    def __init__(self, text: str = "", warnings: list[str] | None = None,
-                 notes: list[str] | None = None) -> None:
+    def __init__(
+        self, text: str = "", warnings: list[str] | None = None, notes: list[str] | None = None
+    ) -> None:
         self.text = text
         self.warnings = warnings or []
         self.notes = notes or []
@@ -76,8 +77,12 @@ def _will_deploy(where: str, change: Any) -> str:
 
 
 namespace_option = click.option(
-    "--namespace", "-n", default=None, metavar="NAMESPACE",
-    help="Namespace of the Application (default: ARGOCD_NAMESPACE, else argocd).")
+    "--namespace",
+    "-n",
+    default=None,
+    metavar="NAMESPACE",
+    help="Namespace of the Application (default: ARGOCD_NAMESPACE, else argocd).",
+)
 
 
 def _namespace(value: str | None) -> str:
@@ -97,27 +102,61 @@ def branch_command() -> click.Group:
 
     @branch.command("set")
     @click.argument("app")
-    @click.option("--allow-tags", "allow_tags", required=True, metavar="REGEXP",
-                  help="Tags to deploy, e.g. '^pr-42-' (RE2, unanchored; 'regexp:…' or 'any' "
-                       "also accepted).")
+    @click.option(
+        "--allow-tags",
+        "allow_tags",
+        required=True,
+        metavar="REGEXP",
+        help="Tags to deploy, e.g. '^pr-42-' (RE2, unanchored; 'regexp:…' or 'any' also accepted).",
+    )
     @click.option("--alias", default=None, help="image-list alias (default: the only one).")
-    @click.option("--image", default=None, metavar="REPOSITORY",
-                  help="ECR repository to add to image-list when the alias is not there yet.")
-    @click.option("--strategy", type=click.Choice(["alphabetical", "newest-build", "semver",
-                                                   "digest"]), default=None,
-                  help="Update strategy (default: alphabetical; `clear` puts back the old one).")
+    @click.option(
+        "--image",
+        default=None,
+        metavar="REPOSITORY",
+        help="ECR repository to add to image-list when the alias is not there yet.",
+    )
+    @click.option(
+        "--strategy",
+        type=click.Choice(["alphabetical", "newest-build", "semver", "digest"]),
+        default=None,
+        help="Update strategy (default: alphabetical; `clear` puts back the old one).",
+    )
     @namespace_option
     @click.option("--by", default=None, help="Who deploys, for the record (default: $USER).")
-    @click.option("--wait", is_flag=True,
-                  help="Wait until the digest runs, Synced and Healthy (progress on stderr).")
-    @click.option("--timeout", default=DEFAULT_TIMEOUT_SECONDS, show_default=True,
-                  type=click.FloatRange(min=0), help="Seconds --wait waits.")
-    @click.option("--interval", default=DEFAULT_INTERVAL_SECONDS, show_default=True,
-                  type=click.FloatRange(min=0.01), help="Seconds between two polls of --wait.")
+    @click.option(
+        "--wait",
+        is_flag=True,
+        help="Wait until the digest runs, Synced and Healthy (progress on stderr).",
+    )
+    @click.option(
+        "--timeout",
+        default=DEFAULT_TIMEOUT_SECONDS,
+        show_default=True,
+        type=click.FloatRange(min=0),
+        help="Seconds --wait waits.",
+    )
+    @click.option(
+        "--interval",
+        default=DEFAULT_INTERVAL_SECONDS,
+        show_default=True,
+        type=click.FloatRange(min=0.01),
+        help="Seconds between two polls of --wait.",
+    )
     @click.pass_context
-    def set_command(ctx: click.Context, app: str, allow_tags: str, alias: str | None,
-                    image: str | None, strategy: str | None, namespace: str | None,
-                    by: str | None, wait: bool, timeout: float, interval: float) -> int:
+    def set_command(
+        ctx: click.Context,
+        app: str,
+        allow_tags: str,
+        alias: str | None,
+        image: str | None,
+        strategy: str | None,
+        namespace: str | None,
+        by: str | None,
+        wait: bool,
+        timeout: float,
+        interval: float,
+    ) -> int:
         """Deploy the newest tag matching --allow-tags to APP (refused if none matches).
 
         Writes the rule, a record of the values it replaces (annotation tagpin.dev/branch-deploy)
@@ -128,17 +167,30 @@ def branch_command() -> click.Group:
             warnings: list[str] = []
             with _api(os.environ) as api:
                 live = ops.read(api, _namespace(namespace), app)
-                change = ops.plan_set(live, _registry(os.environ, warnings),
-                                      allow_tags=allow_tags, alias=alias, image=image,
-                                      strategy=strategy, by=by or _default_user(), now=_now())
+                change = ops.plan_set(
+                    live,
+                    _registry(os.environ, warnings),
+                    allow_tags=allow_tags,
+                    alias=alias,
+                    image=image,
+                    strategy=strategy,
+                    by=by or _default_user(),
+                    now=_now(),
+                )
                 written = ops.apply(api, change)
                 sys.stdout.write(_will_deploy(f"{written.where} alias {change.alias}", change))
                 sys.stdout.flush()
                 if wait and change.deploy is not None:
                     from cmp.argocd.branch_wait import wait_for
 
-                    wait_for(api, written, change.deploy.digest, timeout=timeout,
-                             interval=interval, progress=sys.stderr)
+                    wait_for(
+                        api,
+                        written,
+                        change.deploy.digest,
+                        timeout=timeout,
+                        interval=interval,
+                        progress=sys.stderr,
+                    )
             return Outcome(warnings=[*warnings, *change.warnings])
 
         return _run(ctx, job)
@@ -146,13 +198,19 @@ def branch_command() -> click.Group:
     @branch.command("clear")
     @click.argument("app")
     @click.option("--alias", default=None, help="Alias to clear (default: the only one set).")
-    @click.option("--if-allow-tags", "only_if", default=None, metavar="REGEXP",
-                  help="Clear only while this rule is in force (a closed PR clears its own "
-                       "deploy, not a newer one).")
+    @click.option(
+        "--if-allow-tags",
+        "only_if",
+        default=None,
+        metavar="REGEXP",
+        help="Clear only while this rule is in force (a closed PR clears its own "
+        "deploy, not a newer one).",
+    )
     @namespace_option
     @click.pass_context
-    def clear_command(ctx: click.Context, app: str, alias: str | None, only_if: str | None,
-                      namespace: str | None) -> int:
+    def clear_command(
+        ctx: click.Context, app: str, alias: str | None, only_if: str | None, namespace: str | None
+    ) -> int:
         """Put back the rule `set` replaced (or remove it if there was none), hard refresh."""
         from cmp.argocd import branch as ops
 
@@ -160,24 +218,28 @@ def branch_command() -> click.Group:
             warnings: list[str] = []
             with _api(os.environ) as api:
                 live = ops.read(api, _namespace(namespace), app)
-                change = ops.plan_clear(live, _registry(os.environ, warnings), alias=alias,
-                                        only_if=only_if)
+                change = ops.plan_clear(
+                    live, _registry(os.environ, warnings), alias=alias, only_if=only_if
+                )
                 if isinstance(change, str):
                     return Outcome(warnings=warnings, notes=[change])
                 written = ops.apply(api, change)
-            return Outcome(_will_deploy(f"{written.where} alias {change.alias}", change),
-                           warnings=warnings)
+            return Outcome(
+                _will_deploy(f"{written.where} alias {change.alias}", change), warnings=warnings
+            )
 
         return _run(ctx, job)
 
     @branch.command("status")
     @click.argument("apps", nargs=-1)
     @namespace_option
-    @click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text",
-                  show_default=True)
+    @click.option(
+        "--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True
+    )
     @click.pass_context
-    def status_command(ctx: click.Context, apps: tuple[str, ...], namespace: str | None,
-                       output: str) -> int:
+    def status_command(
+        ctx: click.Context, apps: tuple[str, ...], namespace: str | None, output: str
+    ) -> int:
         """Per app and alias: the rule, where it comes from, what it selects, what runs.
 
         Without APP, every Application in the namespace that has an image-list."""
@@ -207,7 +269,8 @@ def _status_text(row: Mapping[str, Any]) -> str:
     lines = [
         f"{row['app']} {name}: allow-tags {row['allowTags'] or 'any'}, strategy "
         f"{row['strategy']} (from {row['source']})",
-        f"  selects: {row['image']}:{row['tag']}@{row['digest']}" if row["tag"]
+        f"  selects: {row['image']}:{row['tag']}@{row['digest']}"
+        if row["tag"]
         else f"  selects: nothing ({row['error']})",
         f"  running: {', '.join(row['running']) or 'nothing'} ({row['sync']}, {row['health']})",
     ]

@@ -51,8 +51,14 @@ class DiffResult:
     notes: list[str] = field(default_factory=list)
 
 
-def diff_app(request: RenderRequest, services: Callable[[], Services], *, base: str = "HEAD",
-             head: str | None = None, context_lines: int = 3) -> DiffResult:
+def diff_app(
+    request: RenderRequest,
+    services: Callable[[], Services],
+    *,
+    base: str = "HEAD",
+    head: str | None = None,
+    context_lines: int = 3,
+) -> DiffResult:
     """Render `request`'s app at `base` and at `head` (None: the working tree) and diff them.
 
     `request.app_dir` names the app in the working tree; each revision is written to a
@@ -65,24 +71,39 @@ def diff_app(request: RenderRequest, services: Callable[[], Services], *, base: 
     head_revision = resolve_revision(repo, head) if head is not None else None
     before = _render_at(request, services, repo, app_path, base_revision)
     if head_revision is None:
-        after = Side(WORKTREE, _render_or_label(WORKTREE, request, services())
-                     if request.app_dir.is_dir() else None)
+        after = Side(
+            WORKTREE,
+            _render_or_label(WORKTREE, request, services()) if request.app_dir.is_dir() else None,
+        )
     else:
         after = _render_at(request, services, repo, app_path, head_revision)
     if before.result is None and after.result is None:
         raise ConfigError(f"{app_path}: no such app at {before.label} nor at {after.label}")
     shown = app_path.as_posix() or "."
-    lines = list(difflib.unified_diff(
-        before.text.splitlines(keepends=True), after.text.splitlines(keepends=True),
-        fromfile=f"a/{shown} ({before.label})", tofile=f"b/{shown} ({after.label})",
-        n=context_lines))
-    notes = [f"{shown}: no such app at {side.label}; diffing against nothing"
-             for side in (before, after) if side.result is None]
+    lines = list(
+        difflib.unified_diff(
+            before.text.splitlines(keepends=True),
+            after.text.splitlines(keepends=True),
+            fromfile=f"a/{shown} ({before.label})",
+            tofile=f"b/{shown} ({after.label})",
+            n=context_lines,
+        )
+    )
+    notes = [
+        f"{shown}: no such app at {side.label}; diffing against nothing"
+        for side in (before, after)
+        if side.result is None
+    ]
     notes += summarize(_manifests(before), _manifests(after))
-    warnings = [f"{side.label}: {warning}" for side in (before, after) if side.result is not None
-                for warning in side.result.warnings]
-    return DiffResult(text="".join(_terminated(lines)), different=bool(lines),
-                      warnings=warnings, notes=notes)
+    warnings = [
+        f"{side.label}: {warning}"
+        for side in (before, after)
+        if side.result is not None
+        for warning in side.result.warnings
+    ]
+    return DiffResult(
+        text="".join(_terminated(lines)), different=bool(lines), warnings=warnings, notes=notes
+    )
 
 
 def _relative_app_path(request: RenderRequest, repo: Path) -> Path:
@@ -98,19 +119,26 @@ def _relative_root(request: RenderRequest, repo: Path) -> Path:
     try:
         return Path(os.path.realpath(request.repo_root)).relative_to(os.path.realpath(repo))
     except ValueError:
-        raise ConfigError(f"the repository root {request.repo_root} is not inside the git "
-                          f"repository {repo}") from None
+        raise ConfigError(
+            f"the repository root {request.repo_root} is not inside the git repository {repo}"
+        ) from None
 
 
-def _render_at(request: RenderRequest, services: Callable[[], Services], repo: Path,
-               app_path: Path, revision: Revision) -> Side:
+def _render_at(
+    request: RenderRequest,
+    services: Callable[[], Services],
+    repo: Path,
+    app_path: Path,
+    revision: Revision,
+) -> Side:
     with checkout(repo, revision) as root:
         app_dir = root / app_path
         if not app_dir.is_dir():
             return Side(revision.label, None)
         # --repo-root names a directory of the working tree; the same one in this checkout.
-        at_revision = request._replace(app_dir=app_dir, repo_root=root / _relative_root(
-            request, repo))
+        at_revision = request._replace(
+            app_dir=app_dir, repo_root=root / _relative_root(request, repo)
+        )
         return Side(revision.label, _render_or_label(revision.label, at_revision, services()))
 
 
@@ -161,22 +189,52 @@ def _terminated(lines: list[str]) -> Iterator[str]:
 
 @click.command("diff")
 @app_options
-@click.option("--base", default="HEAD", show_default=True,
-              help="Git revision to compare from (in CI: the merge base with the target branch).")
-@click.option("--head", default=None,
-              help="Git revision to compare to (default: the working tree, uncommitted changes "
-              "included).")
-@click.option("--context", "-U", "context_lines", default=3, show_default=True,
-              type=click.IntRange(min=0), help="Lines of context around each change.")
-@click.option("--image-updater", "updater_pairs", multiple=True, metavar="KEY=VALUE",
-              help="The image-updater parameter, e.g. web.allow-tags=regexp:^pr-42- "
-              "(repeatable; both sides).")
-@click.option("--digests", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Render both sides offline: every digest from this lock file; never ask ECR.")
+@click.option(
+    "--base",
+    default="HEAD",
+    show_default=True,
+    help="Git revision to compare from (in CI: the merge base with the target branch).",
+)
+@click.option(
+    "--head",
+    default=None,
+    help="Git revision to compare to (default: the working tree, uncommitted changes included).",
+)
+@click.option(
+    "--context",
+    "-U",
+    "context_lines",
+    default=3,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Lines of context around each change.",
+)
+@click.option(
+    "--image-updater",
+    "updater_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="The image-updater parameter, e.g. web.allow-tags=regexp:^pr-42- "
+    "(repeatable; both sides).",
+)
+@click.option(
+    "--digests",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Render both sides offline: every digest from this lock file; never ask ECR.",
+)
 @click.pass_context
-def diff_command(ctx: click.Context, /, app_dir: Path, base: str, head: str | None,
-                 context_lines: int, updater_pairs: tuple[str, ...], digests: Path | None,
-                 **options: Any) -> int:
+def diff_command(
+    ctx: click.Context,
+    /,
+    app_dir: Path,
+    base: str,
+    head: str | None,
+    context_lines: int,
+    updater_pairs: tuple[str, ...],
+    digests: Path | None,
+    **options: Any,
+) -> int:
     """Render APP_DIR at two git revisions and print a unified diff of the outputs.
 
     Exit 0 when they are equal, 1 when they differ, another code on an error (see README)."""
@@ -187,8 +245,9 @@ def diff_command(ctx: click.Context, /, app_dir: Path, base: str, head: str | No
     outcome: list[DiffResult] = []
 
     def job() -> DiffResult:
-        request = app_request(app_dir, options, must_exist=False,
-                               updater=pairs(updater_pairs, "--image-updater"))
+        request = app_request(
+            app_dir, options, must_exist=False, updater=pairs(updater_pairs, "--image-updater")
+        )
         digests_file = Path(os.path.abspath(digests)) if digests is not None else None
 
         def services() -> Services:

@@ -39,8 +39,10 @@ class LockUpdate:
     removed: tuple[LockEntry, ...] = ()
 
     def summary(self, shown: str) -> list[str]:
-        lines = [f"{shown}: {len(self.entries)} image(s); {len(self.added)} added, "
-                 f"{len(self.changed)} changed, {len(self.removed)} removed"]
+        lines = [
+            f"{shown}: {len(self.entries)} image(s); {len(self.added)} added, "
+            f"{len(self.changed)} changed, {len(self.removed)} removed"
+        ]
         lines += [f"  + {e.image} {e.digest}" for e in self.added]
         lines += [f"  ~ {e.image} {e.digest}" for e in self.changed]
         lines += [f"  - {e.image}" for e in self.removed]
@@ -56,9 +58,15 @@ class LockOutcome:
     notes: list[str] = field(default_factory=list)
 
 
-def lock_app(request: RenderRequest, registry_factory: Callable[[], Registry], *,
-             existing: Sequence[LockEntry] = (), update: bool = False, keep: bool = False,
-             concurrency: int = 8) -> LockUpdate:
+def lock_app(
+    request: RenderRequest,
+    registry_factory: Callable[[], Registry],
+    *,
+    existing: Sequence[LockEntry] = (),
+    update: bool = False,
+    keep: bool = False,
+    concurrency: int = 8,
+) -> LockUpdate:
     """The lock for every ECR tag a render of `request` uses (all values layers applied).
 
     Tags already in `existing` keep their digest unless `update`, so a bump changes one line;
@@ -76,35 +84,59 @@ def lock_app(request: RenderRequest, registry_factory: Callable[[], Registry], *
     for item in wanted:
         key = (item.repository, item.tag)
         info = fresh.get(key)
-        new[key] = reuse[key] if info is None else LockEntry(
-            item.repository, f"{item.repository.uri}:{item.tag}", item.tag, info.digest)
+        new[key] = (
+            reuse[key]
+            if info is None
+            else LockEntry(
+                item.repository, f"{item.repository.uri}:{item.tag}", item.tag, info.digest
+            )
+        )
     ordered = tuple(sorted(new.values(), key=entry_order))
     return LockUpdate(
         entries=ordered,
         added=tuple(e for e in ordered if (e.repository, e.tag) not in old),
-        changed=tuple(e for e in ordered if (e.repository, e.tag) in old
-                      and old[(e.repository, e.tag)].digest != e.digest),
+        changed=tuple(
+            e
+            for e in ordered
+            if (e.repository, e.tag) in old and old[(e.repository, e.tag)].digest != e.digest
+        ),
         removed=tuple(sorted((e for k, e in old.items() if k not in new), key=entry_order)),
     )
 
 
-def check_lock(request: RenderRequest, registry_factory: Callable[[], Registry],
-               existing: Sequence[LockEntry], *, shown: str, concurrency: int = 8) -> list[str]:
+def check_lock(
+    request: RenderRequest,
+    registry_factory: Callable[[], Registry],
+    existing: Sequence[LockEntry],
+    *,
+    shown: str,
+    concurrency: int = 8,
+) -> list[str]:
     """Notes for a lock that is up to date; a LockError naming every gap or mismatch."""
     # What `tagpin lock --update` would write: every used tag, as ECR answers now.
-    wanted = lock_app(request, registry_factory, existing=existing, update=True, keep=False,
-                      concurrency=concurrency)
+    wanted = lock_app(
+        request,
+        registry_factory,
+        existing=existing,
+        update=True,
+        keep=False,
+        concurrency=concurrency,
+    )
     old = {(e.repository, e.tag): e for e in existing}
     problems = []
     for entry in wanted.entries:
         locked = old.get((entry.repository, entry.tag))
         if locked is None:
-            problems.append(f"{entry.image}: a render uses this tag but {shown} lacks it; run "
-                            "`tagpin lock` and commit the lock")
+            problems.append(
+                f"{entry.image}: a render uses this tag but {shown} lacks it; run "
+                "`tagpin lock` and commit the lock"
+            )
         elif locked.digest != entry.digest:
-            problems.append(f"{entry.image}: {shown} locks {locked.digest}, but ECR now has "
-                            f"{entry.digest}; run `tagpin lock --update` if the new image is "
-                            "intended, else restore the tag")
+            problems.append(
+                f"{entry.image}: {shown} locks {locked.digest}, but ECR now has "
+                f"{entry.digest}; run `tagpin lock --update` if the new image is "
+                "intended, else restore the tag"
+            )
     if problems:
         raise LockError(*problems)
     notes = [f"{shown}: up to date ({len(wanted.entries)} image(s) checked against ECR)"]
@@ -114,18 +146,40 @@ def check_lock(request: RenderRequest, registry_factory: Callable[[], Registry],
 
 @click.command("lock")
 @app_options
-@click.option("--update", is_flag=True,
-              help="Ask ECR for every tag, also those already locked (default: only new tags).")
-@click.option("--keep", is_flag=True,
-              help="Keep entries this render does not use (lock one app's values files in turn).")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Where to write the lock (default: APP_DIR/tagpin.lock).")
-@click.option("--check", is_flag=True,
-              help="For CI: write nothing; exit 11 if the lock lacks a tag a render uses or "
-              "locks a digest ECR no longer has for it.")
+@click.option(
+    "--update",
+    is_flag=True,
+    help="Ask ECR for every tag, also those already locked (default: only new tags).",
+)
+@click.option(
+    "--keep",
+    is_flag=True,
+    help="Keep entries this render does not use (lock one app's values files in turn).",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the lock (default: APP_DIR/tagpin.lock).",
+)
+@click.option(
+    "--check",
+    is_flag=True,
+    help="For CI: write nothing; exit 11 if the lock lacks a tag a render uses or "
+    "locks a digest ECR no longer has for it.",
+)
 @click.pass_context
-def lock_command(ctx: click.Context, /, app_dir: Path, update: bool, keep: bool,
-                 output: Path | None, check: bool, **options: Any) -> int:
+def lock_command(
+    ctx: click.Context,
+    /,
+    app_dir: Path,
+    update: bool,
+    keep: bool,
+    output: Path | None,
+    check: bool,
+    **options: Any,
+) -> int:
     """Write APP_DIR/tagpin.lock: the digest of every ECR image tag a render with these flags
     uses. Commit it; renders then take digests from git instead of ECR."""
     from cmp.commands.lock import LockOutcome, lock_app
@@ -152,19 +206,33 @@ def lock_command(ctx: click.Context, /, app_dir: Path, update: bool, keep: bool,
         # The app's own lock obeys the repository's rules; a path given with --output is the
         # user's choice.
         root = None if output else request.repo_root
-        existing = (read_lock(target, str(target), repo_root=root, max_bytes=limit)
-                    if target.is_file() else [])
+        existing = (
+            read_lock(target, str(target), repo_root=root, max_bytes=limit)
+            if target.is_file()
+            else []
+        )
         environ = dict(os.environ)
         if setting_choice(environ, "TAGPIN_CACHE", CACHE_MODES) != "off":
             environ["TAGPIN_CACHE"] = "refresh"  # what ECR says now, not what a cache remembers
         services = services_from(environ)
         if check:
             shown = os.path.relpath(target) if output is None else str(output)
-            notes = check_lock(request, services.registry_factory, existing, shown=shown,
-                               concurrency=services.concurrency)
+            notes = check_lock(
+                request,
+                services.registry_factory,
+                existing,
+                shown=shown,
+                concurrency=services.concurrency,
+            )
             return LockOutcome(warnings=services.warnings, notes=notes)
-        result = lock_app(request, services.registry_factory, existing=existing, update=update,
-                          keep=keep, concurrency=services.concurrency)
+        result = lock_app(
+            request,
+            services.registry_factory,
+            existing=existing,
+            update=update,
+            keep=keep,
+            concurrency=services.concurrency,
+        )
         write_lock(target, result.entries)
         shown = os.path.relpath(target) if output is None else str(output)
         return LockOutcome(warnings=services.warnings, notes=result.summary(shown))

@@ -26,9 +26,15 @@ class _Group(click.Group):
 
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:
         if not any("--debug" in getattr(p, "opts", ()) for p in cmd.params):
-            cmd.params.append(click.Option(
-                ["--debug"], is_flag=True, expose_value=False,
-                callback=_debug_after_subcommand, help="Show tracebacks for errors."))
+            cmd.params.append(
+                click.Option(
+                    ["--debug"],
+                    is_flag=True,
+                    expose_value=False,
+                    callback=_debug_after_subcommand,
+                    help="Show tracebacks for errors.",
+                )
+            )
         super().add_command(cmd, name)
 
 
@@ -60,8 +66,13 @@ def _register() -> None:
     from cmp.commands.render_server import render_server_command
     from cmp.commands.webhook import webhook_command
 
-    for command in (render_command, render_server_command,
-                    plugin_yaml_command, lock_command, diff_command):
+    for command in (
+        render_command,
+        render_server_command,
+        plugin_yaml_command,
+        lock_command,
+        diff_command,
+    ):
         cli.add_command(command)
     for factory in (webhook_command, pin_command, branch_command):
         cli.add_command(factory())

@@ -35,48 +35,86 @@ def app_options(command: Any) -> Any:
     """The flags `lock` and `diff` share with `render`: what to render, as the sidecar would."""
     options = [
         click.argument("app_dir", default=".", type=click.Path(file_okay=False, path_type=Path)),
-        click.option("--repo-root", type=click.Path(file_okay=False, path_type=Path),
-                     help="Repository root (default: the nearest directory holding .git)."),
+        click.option(
+            "--repo-root",
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Repository root (default: the nearest directory holding .git).",
+        ),
         click.option("--app-name", default="", help="Application name (ARGOCD_APP_NAME)."),
         click.option("--namespace", "-n", default="", help="Destination namespace."),
         click.option("--project", default="", help="Argo CD project."),
         click.option("--revision", default="", help="Revision templates see as app.revision."),
-        click.option("--env", "env_pairs", multiple=True, metavar="KEY=VALUE",
-                     help="Plugin env entry, as ARGOCD_ENV_KEY (repeatable)."),
-        click.option("--values-file", "-f", "values_files", multiple=True, metavar="FILE",
-                     help="Values file relative to APP_DIR: the values-files parameter "
-                     "(repeatable)."),
-        click.option("--set", "set_pairs", multiple=True, metavar="KEY=VALUE",
-                     help="The values parameter, e.g. --set image.tag=v2 (repeatable)."),
-        click.option("--parameters-json", default=None, metavar="JSON",
-                     help="Parameters exactly as Argo CD sends them in ARGOCD_APP_PARAMETERS."),
+        click.option(
+            "--env",
+            "env_pairs",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Plugin env entry, as ARGOCD_ENV_KEY (repeatable).",
+        ),
+        click.option(
+            "--values-file",
+            "-f",
+            "values_files",
+            multiple=True,
+            metavar="FILE",
+            help="Values file relative to APP_DIR: the values-files parameter (repeatable).",
+        ),
+        click.option(
+            "--set",
+            "set_pairs",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="The values parameter, e.g. --set image.tag=v2 (repeatable).",
+        ),
+        click.option(
+            "--parameters-json",
+            default=None,
+            metavar="JSON",
+            help="Parameters exactly as Argo CD sends them in ARGOCD_APP_PARAMETERS.",
+        ),
         click.option("--kube-version", default="", help="Cluster version, e.g. 1.31.2."),
-        click.option("--api-versions", default="",
-                     help="Comma-separated API versions, as KUBE_API_VERSIONS."),
+        click.option(
+            "--api-versions", default="", help="Comma-separated API versions, as KUBE_API_VERSIONS."
+        ),
     ]
     for option in reversed(options):
         command = option(command)
     return command
 
 
-def app_request(app_dir: Path, options: dict[str, Any], *, must_exist: bool = True,
-                 updater: dict[str, str] | None = None,
-                settings_env: dict[str, str] | None = None) -> RenderRequest:
+def app_request(
+    app_dir: Path,
+    options: dict[str, Any],
+    *,
+    must_exist: bool = True,
+    updater: dict[str, str] | None = None,
+    settings_env: dict[str, str] | None = None,
+) -> RenderRequest:
     """The RenderRequest the flags of `render`, `lock` and `diff` describe (`app_options`).
     Locks show what git says, never what a branch deploy would pick; a preview takes the
     `image-updater` parameter only if given."""
-    parameters = parse_parameters(options["parameters_json"] or parameters_json(
-        options["values_files"], pairs(options["set_pairs"], "--set"), updater or {}))
+    parameters = parse_parameters(
+        options["parameters_json"]
+        or parameters_json(
+            options["values_files"], pairs(options["set_pairs"], "--set"), updater or {}
+        )
+    )
     return for_directory(
         app_dir,
         repo_root=options["repo_root"],
         must_exist=must_exist,
-        app=AppInfo(instance=options["app_name"], namespace=options["namespace"],
-                    project=options["project"], revision=options["revision"],
-                    repo_url=options.get("repo_url", ""),
-                    target_revision=options.get("target_revision", "")),
-        kube=KubeInfo(version=options["kube_version"],
-                      api_versions=parse_api_versions(options["api_versions"])),
+        app=AppInfo(
+            instance=options["app_name"],
+            namespace=options["namespace"],
+            project=options["project"],
+            revision=options["revision"],
+            repo_url=options.get("repo_url", ""),
+            target_revision=options.get("target_revision", ""),
+        ),
+        kube=KubeInfo(
+            version=options["kube_version"],
+            api_versions=parse_api_versions(options["api_versions"]),
+        ),
         env=pairs(options["env_pairs"], "--env"),
         parameters=parameters,
         settings_env=dict(os.environ) if settings_env is None else settings_env,

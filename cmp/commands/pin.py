@@ -14,25 +14,55 @@ import click
 def pin_command() -> click.Command:
     @click.command("pin")
     @click.argument("files", nargs=-1, metavar="[FILE...]")
-    @click.option("--app-name", default="",
-                  help="Application name (ARGOCD_APP_NAME): whose live Image Updater "
-                  "annotations to read (TAGPIN_APP_LOOKUP).")
-    @click.option("--namespace", "-n", default="",
-                  help="Destination namespace (objects without one are checked as in it).")
-    @click.option("--image-updater", "updater_pairs", multiple=True, metavar="KEY=VALUE",
-                  help="The image-updater parameter, e.g. web.allow-tags=regexp:^pr-42- "
-                  "(repeatable).")
-    @click.option("--lock", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                  help="A tagpin.lock to take digests from first, under TAGPIN_LOCK as for an "
-                  "app's own lock.")
-    @click.option("--digests", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                  help="Pin offline: take every digest from this lock file; never ask ECR.")
-    @click.option("--config", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                  help="A tagpin.yaml whose images.paths and images.requireDigests apply.")
+    @click.option(
+        "--app-name",
+        default="",
+        help="Application name (ARGOCD_APP_NAME): whose live Image Updater "
+        "annotations to read (TAGPIN_APP_LOOKUP).",
+    )
+    @click.option(
+        "--namespace",
+        "-n",
+        default="",
+        help="Destination namespace (objects without one are checked as in it).",
+    )
+    @click.option(
+        "--image-updater",
+        "updater_pairs",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="The image-updater parameter, e.g. web.allow-tags=regexp:^pr-42- (repeatable).",
+    )
+    @click.option(
+        "--lock",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="A tagpin.lock to take digests from first, under TAGPIN_LOCK as for an "
+        "app's own lock.",
+    )
+    @click.option(
+        "--digests",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Pin offline: take every digest from this lock file; never ask ECR.",
+    )
+    @click.option(
+        "--config",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="A tagpin.yaml whose images.paths and images.requireDigests apply.",
+    )
     @click.pass_context
-    def command(ctx: click.Context, files: tuple[str, ...], app_name: str, namespace: str,
-                updater_pairs: tuple[str, ...], lock: Path | None, digests: Path | None,
-                config: Path | None) -> int:
+    def command(
+        ctx: click.Context,
+        files: tuple[str, ...],
+        app_name: str,
+        namespace: str,
+        updater_pairs: tuple[str, ...],
+        lock: Path | None,
+        digests: Path | None,
+        config: Path | None,
+    ) -> int:
         """Pin every ECR image in a YAML or JSON manifest stream (FILEs, or standard input
         for none or `-`) and print it as the sidecar would: canonical YAML, same bytes for the
         same objects. For `helm template ... | tagpin pin -` and Helm's post-renderer."""
@@ -50,10 +80,14 @@ def pin_command() -> click.Command:
             limit_memory(environ)
             inputs = read_inputs(files, sys.stdin.buffer, limits_from(environ))
             request = RenderRequest(
-                app_dir=Path.cwd(), repo_root=Path.cwd(),
-                app=AppInfo(instance=app_name, namespace=namespace), kube=KubeInfo(), env={},
+                app_dir=Path.cwd(),
+                repo_root=Path.cwd(),
+                app=AppInfo(instance=app_name, namespace=namespace),
+                kube=KubeInfo(),
+                env={},
                 parameters=parse_parameters(parameters_json(image_updater=updater)),
-                settings_env=environ)
+                settings_env=environ,
+            )
             services = services_from(environ)
             if digests is not None:
                 services.digests_file = Path(os.path.abspath(digests))

@@ -118,11 +118,19 @@ def render_command(
     pairs(set_pairs, "--set")
     updater = pairs(updater_pairs, "--image-updater")
     options = {
-        "repo_root": repo_root, "app_name": app_name, "namespace": namespace,
-        "project": project, "revision": revision, "repo_url": repo_url,
-        "target_revision": target_revision, "env_pairs": env_pairs, "values_files": values_files,
-        "set_pairs": set_pairs, "parameters_json": parameters_json,
-        "kube_version": kube_version, "api_versions": api_versions,
+        "repo_root": repo_root,
+        "app_name": app_name,
+        "namespace": namespace,
+        "project": project,
+        "revision": revision,
+        "repo_url": repo_url,
+        "target_revision": target_revision,
+        "env_pairs": env_pairs,
+        "values_files": values_files,
+        "set_pairs": set_pairs,
+        "parameters_json": parameters_json,
+        "kube_version": kube_version,
+        "api_versions": api_versions,
     }
     debug = ctx.obj["debug"]
 
@@ -148,8 +156,11 @@ def _as_json(objects: list[Any]) -> str:
     from cmp.errors import ManifestError
 
     try:
-        return json.dumps(objects, sort_keys=True, indent=2, ensure_ascii=False,
-                          allow_nan=False) + "\n"
+        return (
+            json.dumps(objects, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False)
+            + "\n"
+        )
     except ValueError as exc:  # .nan/.inf: YAML has them, JSON does not
-        raise ManifestError(f"the rendered objects cannot be written as JSON: {exc}; "
-                            "use --output yaml") from None
+        raise ManifestError(
+            f"the rendered objects cannot be written as JSON: {exc}; use --output yaml"
+        ) from None

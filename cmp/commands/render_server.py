@@ -11,11 +11,19 @@ from cmp.errors import ConfigError
 
 
 @click.command("render-server")
-@click.option("--socket", "socket_path", default=None, metavar="PATH",
-              help="Unix socket to serve (default: TAGPIN_RENDER_SERVER_SOCKET, else "
-                   "render-server-<version>.sock in the cache directory).")
-@click.option("--log-renders", is_flag=True,
-              help="Log every render (exit status, time, peak memory), not only failures.")
+@click.option(
+    "--socket",
+    "socket_path",
+    default=None,
+    metavar="PATH",
+    help="Unix socket to serve (default: TAGPIN_RENDER_SERVER_SOCKET, else "
+    "render-server-<version>.sock in the cache directory).",
+)
+@click.option(
+    "--log-renders",
+    is_flag=True,
+    help="Log every render (exit status, time, peak memory), not only failures.",
+)
 def render_server_command(socket_path: str | None, log_renders: bool) -> int:
     """Serve `tagpin generate` from warm forked workers (TAGPIN_RENDER_SERVER; docs/server.md)."""
     from cmp.server.client import socket_path as default_socket
@@ -23,9 +31,11 @@ def render_server_command(socket_path: str | None, log_renders: bool) -> int:
 
     path = socket_path or default_socket(os.environ)
     if path is None:
-        raise click.UsageError("no socket path: pass --socket, or set "
-                               "TAGPIN_RENDER_SERVER_SOCKET or TAGPIN_CACHE_DIR "
-                               "(a path of at most 100 bytes)")
+        raise click.UsageError(
+            "no socket path: pass --socket, or set "
+            "TAGPIN_RENDER_SERVER_SOCKET or TAGPIN_CACHE_DIR "
+            "(a path of at most 100 bytes)"
+        )
     try:
         return serve(path, sys.stderr, log_renders=log_renders)
     except ConfigError as exc:

@@ -40,10 +40,13 @@ def execute(job: Callable[[], Any], *, debug: bool = False) -> int:
     except KeyboardInterrupt:
         return int(ExitStatus.INTERRUPTED)
     except MemoryError:  # the cap (TAGPIN_MAX_MEMORY_MB) at work: the input is too large
-        _report(SourceError(
-            "the render needs more memory than tagpin allows one render (TAGPIN_MAX_MEMORY_MB, "
-            "docs/reliability.md); is a values file, a YAML document or a template's output "
-            "very large?"))
+        _report(
+            SourceError(
+                "the render needs more memory than tagpin allows one render (TAGPIN_MAX_MEMORY_MB, "
+                "docs/reliability.md); is a values file, a YAML document or a template's output "
+                "very large?"
+            )
+        )
         return int(ExitStatus.SOURCE)
     except Exception:  # noqa: BLE001 - anything else is a bug; never print partial output
         sys.stderr.write("tagpin: internal error (a bug in tagpin; please report it)\n")

@@ -64,14 +64,16 @@ def read_inputs(paths: Sequence[str], stdin: IO[bytes], limits: Limits) -> list[
             except OSError as exc:
                 raise SourceError(f"{path}: cannot read: {exc.strerror}") from None
         if len(data) > limits.max_file_bytes:
-            raise SourceError(f"{name}: larger than {limits.max_file_bytes} bytes "
-                              "(TAGPIN_MAX_FILE_BYTES)")
+            raise SourceError(
+                f"{name}: larger than {limits.max_file_bytes} bytes (TAGPIN_MAX_FILE_BYTES)"
+            )
         inputs.append(StreamInput(name, decode(data, name)))
     return inputs
 
 
-def parse_inputs(inputs: Sequence[StreamInput], *, default_namespace: str,
-                 max_nodes: int) -> list[Manifest]:
+def parse_inputs(
+    inputs: Sequence[StreamInput], *, default_namespace: str, max_nodes: int
+) -> list[Manifest]:
     """Objects from every input, checked as a render's are (an empty stream is an error)."""
 
     def parsed() -> Any:
@@ -133,8 +135,9 @@ def read_config(path: Path) -> StreamConfig:
     )
 
 
-def stream_registry(request: RenderRequest, services: Services,
-                    lock: Path | None) -> Callable[[], Registry]:
+def stream_registry(
+    request: RenderRequest, services: Services, lock: Path | None
+) -> Callable[[], Registry]:
     """`--digests FILE` answers alone; `--lock FILE` answers first under TAGPIN_LOCK, as an
     app's tagpin.lock does; otherwise ECR behind the caches."""
     from cmp.registry.lock import LockedRegistry, lock_mode, read_lock, registry_with_lock
@@ -142,16 +145,23 @@ def stream_registry(request: RenderRequest, services: Services,
     if services.digests_file is not None:
         shown = str(services.digests_file)
         entries = read_lock(services.digests_file, shown)
-        return lambda: LockedRegistry(entries, fallback=None, shown=shown,
-                                      strict_reason="--digests never asks ECR")
+        return lambda: LockedRegistry(
+            entries, fallback=None, shown=shown, strict_reason="--digests never asks ECR"
+        )
     if lock is None:
         return services.registry_factory
     mode = services.lock_mode or lock_mode(request.settings_env)
     return registry_with_lock(mode, lock, str(lock), services.registry_factory)
 
 
-def pin_stream(inputs: Sequence[StreamInput], request: RenderRequest, services: Services, *,
-               config: StreamConfig | None = None, lock: Path | None = None) -> RenderResult:
+def pin_stream(
+    inputs: Sequence[StreamInput],
+    request: RenderRequest,
+    services: Services,
+    *,
+    config: StreamConfig | None = None,
+    lock: Path | None = None,
+) -> RenderResult:
     """Check, pin and emit `inputs` as the sidecar does a rendered app's output."""
     from cmp.images.pin import pin
     from cmp.pipeline import RenderResult, tag_chooser
@@ -160,8 +170,9 @@ def pin_stream(inputs: Sequence[StreamInput], request: RenderRequest, services: 
 
     config = config or StreamConfig()
     limits = limits_from(request.settings_env)
-    manifests = parse_inputs(inputs, default_namespace=request.app.namespace,
-                             max_nodes=limits.max_yaml_nodes)
+    manifests = parse_inputs(
+        inputs, default_namespace=request.app.namespace, max_nodes=limits.max_yaml_nodes
+    )
     pin(
         manifests,
         extra_paths=config.image_paths,
@@ -170,5 +181,9 @@ def pin_stream(inputs: Sequence[StreamInput], request: RenderRequest, services: 
         concurrency=services.concurrency,
         choose_tags=tag_chooser(request, services),
     )
-    return RenderResult(text=emit_stream(m.body for m in manifests), manifests=manifests,
-                        warnings=services.warnings, notes=services.notes)
+    return RenderResult(
+        text=emit_stream(m.body for m in manifests),
+        manifests=manifests,
+        warnings=services.warnings,
+        notes=services.notes,
+    )

@@ -79,37 +79,84 @@ def webhook_command() -> click.Command:
     """The `tagpin webhook` command; cmp.commands.main registers it with `cli.add_command`."""
 
     @click.command("webhook")
-    @click.option("--listen", default=DEFAULT_LISTEN, show_default=True,
-                  envvar="TAGPIN_WEBHOOK_LISTEN",
-                  help="HOST:PORT to serve on; 0.0.0.0:8080 in a pod.")
-    @click.option("--namespace", "-n", "namespaces", multiple=True,
-                  envvar="TAGPIN_WEBHOOK_NAMESPACES",
-                  help="Namespace whose Applications to refresh; repeat for several "
-                  "(default: ARGOCD_NAMESPACE, else the pod's namespace, else argocd).")
-    @click.option("--secret-file", type=click.Path(dir_okay=False, path_type=Path),
-                  envvar="TAGPIN_WEBHOOK_SECRET_FILE",
-                  help=f"File holding the shared secret (instead of {SECRET_ENV}).")
-    @click.option("--coalesce-seconds", type=click.FloatRange(min=0), default=2.0,
-                  show_default=True, envvar="TAGPIN_WEBHOOK_COALESCE_SECONDS",
-                  help="Pushes for one Application within this window give one refresh.")
-    @click.option("--max-body-bytes", type=click.IntRange(min=256), default=64 * 1024,
-                  show_default=True, envvar="TAGPIN_WEBHOOK_MAX_BODY_BYTES",
-                  help="Larger request bodies get 413.")
-    @click.option("--max-event-age", type=click.FloatRange(min=1), default=300.0,
-                  show_default=True, envvar="TAGPIN_WEBHOOK_MAX_EVENT_AGE",
-                  help="Seconds; older (or this far future) events are refused as replays.")
-    @click.option("--app-cache-seconds", type=click.FloatRange(min=0), default=1.0,
-                  show_default=True, envvar="TAGPIN_WEBHOOK_APP_CACHE_SECONDS",
-                  help="Events within this many seconds share one list of Applications.")
-    @click.option("--request-timeout", type=click.FloatRange(min=0.1), default=10.0,
-                  show_default=True, envvar="TAGPIN_WEBHOOK_REQUEST_TIMEOUT",
-                  help="Seconds a connection may take in all (sending and being answered).")
-    @click.option("--max-connections", type=click.IntRange(min=1), default=64,
-                  show_default=True, envvar="TAGPIN_WEBHOOK_MAX_CONNECTIONS",
-                  help="Requests served at once; more get 503 with Retry-After.")
-    @click.option("--shutdown-seconds", type=click.FloatRange(min=0), default=20.0,
-                  show_default=True, envvar="TAGPIN_WEBHOOK_SHUTDOWN_SECONDS",
-                  help="SIGTERM to exit at most; keep it under the pod's grace period.")
+    @click.option(
+        "--listen",
+        default=DEFAULT_LISTEN,
+        show_default=True,
+        envvar="TAGPIN_WEBHOOK_LISTEN",
+        help="HOST:PORT to serve on; 0.0.0.0:8080 in a pod.",
+    )
+    @click.option(
+        "--namespace",
+        "-n",
+        "namespaces",
+        multiple=True,
+        envvar="TAGPIN_WEBHOOK_NAMESPACES",
+        help="Namespace whose Applications to refresh; repeat for several "
+        "(default: ARGOCD_NAMESPACE, else the pod's namespace, else argocd).",
+    )
+    @click.option(
+        "--secret-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        envvar="TAGPIN_WEBHOOK_SECRET_FILE",
+        help=f"File holding the shared secret (instead of {SECRET_ENV}).",
+    )
+    @click.option(
+        "--coalesce-seconds",
+        type=click.FloatRange(min=0),
+        default=2.0,
+        show_default=True,
+        envvar="TAGPIN_WEBHOOK_COALESCE_SECONDS",
+        help="Pushes for one Application within this window give one refresh.",
+    )
+    @click.option(
+        "--max-body-bytes",
+        type=click.IntRange(min=256),
+        default=64 * 1024,
+        show_default=True,
+        envvar="TAGPIN_WEBHOOK_MAX_BODY_BYTES",
+        help="Larger request bodies get 413.",
+    )
+    @click.option(
+        "--max-event-age",
+        type=click.FloatRange(min=1),
+        default=300.0,
+        show_default=True,
+        envvar="TAGPIN_WEBHOOK_MAX_EVENT_AGE",
+        help="Seconds; older (or this far future) events are refused as replays.",
+    )
+    @click.option(
+        "--app-cache-seconds",
+        type=click.FloatRange(min=0),
+        default=1.0,
+        show_default=True,
+        envvar="TAGPIN_WEBHOOK_APP_CACHE_SECONDS",
+        help="Events within this many seconds share one list of Applications.",
+    )
+    @click.option(
+        "--request-timeout",
+        type=click.FloatRange(min=0.1),
+        default=10.0,
+        show_default=True,
+        envvar="TAGPIN_WEBHOOK_REQUEST_TIMEOUT",
+        help="Seconds a connection may take in all (sending and being answered).",
+    )
+    @click.option(
+        "--max-connections",
+        type=click.IntRange(min=1),
+        default=64,
+        show_default=True,
+        envvar="TAGPIN_WEBHOOK_MAX_CONNECTIONS",
+        help="Requests served at once; more get 503 with Retry-After.",
+    )
+    @click.option(
+        "--shutdown-seconds",
+        type=click.FloatRange(min=0),
+        default=20.0,
+        show_default=True,
+        envvar="TAGPIN_WEBHOOK_SHUTDOWN_SECONDS",
+        help="SIGTERM to exit at most; keep it under the pod's grace period.",
+    )
     def webhook(
         listen: str,
         namespaces: tuple[str, ...],

@@ -63,9 +63,12 @@ def collect(
         repository = ecr_repository(ref)
         if repository is None:
             if require_digests:
-                where = ("is in ECR Public, which tagpin leaves as written by design (a "
-                         "separate, public API it does not ask)"
-                         if ref.domain.split(":")[0] in ECR_PUBLIC_HOSTS else "is not in ECR")
+                where = (
+                    "is in ECR Public, which tagpin leaves as written by design (a "
+                    "separate, public API it does not ask)"
+                    if ref.domain.split(":")[0] in ECR_PUBLIC_HOSTS
+                    else "is not in ECR"
+                )
                 problems.add(
                     ImageError(
                         f"{image.describe()}: {image.value!r} is not pinned to a digest and "

@@ -74,7 +74,7 @@ def check_keys(keys: Iterable[tuple[str, str, str]], aliases: Iterable[str] | No
             continue
         if alias is not None and known_aliases is not None:
             closest = difflib.get_close_matches(alias, known_aliases, n=1)
-            hint = f"; did you mean '{prefix}{closest[0]}{key[len(alias):]}'?" if closest else ""
+            hint = f"; did you mean '{prefix}{closest[0]}{key[len(alias) :]}'?" if closest else ""
             problems.append(
                 f"{where} '{prefix}{key}' names the alias '{alias}', which the image-list does "
                 f"not define (aliases: {', '.join(known_aliases) or 'none'}){hint}"

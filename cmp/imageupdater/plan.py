@@ -114,7 +114,9 @@ def plan(
     result.warnings.extend(
         f"image-updater {p.describe()}: image-list names {p.image}, which no ECR image of "
         "this app that needs a digest uses; check the name (registry host included)"
-        for p in policies if id(p) not in used)
+        for p in policies
+        if id(p) not in used
+    )
     if problems:
         raise ResolveError(*problems)
     return result

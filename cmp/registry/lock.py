@@ -93,8 +93,13 @@ def parse_lock(text: str, shown: str) -> list[LockEntry]:
     return entries
 
 
-def read_lock(path: Path, shown: str | None = None, *, repo_root: Path | None = None,
-              max_bytes: int = Limits().max_file_bytes) -> list[LockEntry]:
+def read_lock(
+    path: Path,
+    shown: str | None = None,
+    *,
+    repo_root: Path | None = None,
+    max_bytes: int = Limits().max_file_bytes,
+) -> list[LockEntry]:
     """The lock at `path`. An app's lock comes from a repository many people can push to, so
     with `repo_root` it obeys the rules templates do: it must resolve inside the repository
     (a symlink out of it is refused before anything is read or shown) and be at most
@@ -145,9 +150,15 @@ class LockedRegistry:
     With `verify`, ECR answers every tag and each locked digest must match ECR's.
     """
 
-    def __init__(self, entries: Iterable[LockEntry], fallback: Callable[[], Registry] | None,
-                 *, shown: str = LOCK_FILE, verify: bool = False,
-                 strict_reason: str = f"{LOCK_SETTING}=strict never asks ECR") -> None:
+    def __init__(
+        self,
+        entries: Iterable[LockEntry],
+        fallback: Callable[[], Registry] | None,
+        *,
+        shown: str = LOCK_FILE,
+        verify: bool = False,
+        strict_reason: str = f"{LOCK_SETTING}=strict never asks ECR",
+    ) -> None:
         self._table: dict[EcrRepository, dict[str, TagInfo]] = {}
         for entry in entries:
             tags = self._table.setdefault(entry.repository, {})
@@ -175,15 +186,21 @@ class LockedRegistry:
             return Lookup(found=found)
         inner = self._fallback
         if inner is None:
-            raise LockProblem(*(
-                f"{repo.uri}:{tag}: not in {self._shown} ({self._strict_reason}); run "
-                f"`tagpin lock` in the app directory and commit {LOCK_FILE}"
-                for tag in sorted(rest)))
+            raise LockProblem(
+                *(
+                    f"{repo.uri}:{tag}: not in {self._shown} ({self._strict_reason}); run "
+                    f"`tagpin lock` in the app directory and commit {LOCK_FILE}"
+                    for tag in sorted(rest)
+                )
+            )
         if self._verify:
             return self._verified(repo, found, inner.describe_tags(repo, list(tags)))
         answer = inner.describe_tags(repo, rest)
-        return Lookup(found={**found, **answer.found}, missing=answer.missing,
-                      repository_missing=answer.repository_missing and not found)
+        return Lookup(
+            found={**found, **answer.found},
+            missing=answer.missing,
+            repository_missing=answer.repository_missing and not found,
+        )
 
     def _verified(self, repo: EcrRepository, locked: Mapping[str, TagInfo], ecr: Lookup) -> Lookup:
         problems: list[str] = []
@@ -191,12 +208,16 @@ class LockedRegistry:
             current = ecr.found.get(tag)
             if current is None:
                 where = "the repository" if ecr.repository_missing else "the tag"
-                problems.append(f"{repo.uri}:{tag}: {self._shown} locks {info.digest}, but "
-                                f"{where} no longer exists in ECR; restore it or run `tagpin lock`")
+                problems.append(
+                    f"{repo.uri}:{tag}: {self._shown} locks {info.digest}, but "
+                    f"{where} no longer exists in ECR; restore it or run `tagpin lock`"
+                )
             elif current.digest != info.digest:
-                problems.append(f"{repo.uri}:{tag}: {self._shown} locks {info.digest}, but ECR "
-                                f"now has {current.digest}; if the new image is intended run "
-                                "`tagpin lock --update` and commit the lock, else restore the tag")
+                problems.append(
+                    f"{repo.uri}:{tag}: {self._shown} locks {info.digest}, but ECR "
+                    f"now has {current.digest}; if the new image is intended run "
+                    "`tagpin lock --update` and commit the lock, else restore the tag"
+                )
         if problems:
             raise LockProblem(*problems)
         return ecr
@@ -208,17 +229,26 @@ class LockedRegistry:
         return inner.list_tags(repo)
 
 
-def registry_with_lock(mode: LockMode, lock_path: Path, shown: str,
-                       fallback: Callable[[], Registry], *, repo_root: Path | None = None,
-                       max_bytes: int = Limits().max_file_bytes) -> Callable[[], Registry]:
+def registry_with_lock(
+    mode: LockMode,
+    lock_path: Path,
+    shown: str,
+    fallback: Callable[[], Registry],
+    *,
+    repo_root: Path | None = None,
+    max_bytes: int = Limits().max_file_bytes,
+) -> Callable[[], Registry]:
     """The registry a render asks, given TAGPIN_LOCK and the app's lock (if it has one);
     the lock is read as `read_lock` reads it with `repo_root` and `max_bytes`."""
     if mode is LockMode.OFF:
         return fallback
     has_lock = lock_path.is_file()
     if mode is LockMode.STRICT:
-        entries = read_lock(lock_path, shown, repo_root=repo_root,
-                            max_bytes=max_bytes) if has_lock else []
+        entries = (
+            read_lock(lock_path, shown, repo_root=repo_root, max_bytes=max_bytes)
+            if has_lock
+            else []
+        )
         where = shown if has_lock else f"{shown} (the app has none)"
         return lambda: LockedRegistry(entries, fallback=None, shown=where)
     if not has_lock:

@@ -51,8 +51,7 @@ TIMEOUT_ENV = "TAGPIN_REDIS_TIMEOUT_MS"
 # Compare-and-delete: release the lock only while it still holds our token (it may have
 # expired and been taken by another replica meanwhile).
 _RELEASE = (
-    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end "
-    "return 0"
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 )
 
 # The hook for announced pushes (#13): the epoch time of the newest push announced for a
@@ -130,9 +129,7 @@ def _secret(environ: Mapping[str, str], env: str) -> bytes | None:
         try:
             value = Path(path).read_bytes().strip()
         except OSError as error:
-            raise ConfigError(
-                f"cannot read {file_env}={path}: {error.strerror or error}"
-            ) from None
+            raise ConfigError(f"cannot read {file_env}={path}: {error.strerror or error}") from None
         if not value:
             raise ConfigError(f"{file_env}={path} is empty")
         return value

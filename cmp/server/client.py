@@ -119,7 +119,7 @@ def _exchange(connection: socket.socket, cwd: str) -> int | None:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def read_exact(connection: socket.socket, size: int) -> bytes:
@@ -166,8 +166,13 @@ def start_server(path: str) -> None:
     with contextlib.suppress(OSError):  # cannot start one: every render runs in-process
         subprocess.Popen(
             [sys.executable, "-m", "cmp.server.listener", "--socket", path, "--log", path + ".log"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             # Its own session: Argo CD ends a render by signalling the render's process group,
             # and must not wait on pipes a long-lived process holds.
-            start_new_session=True, close_fds=True, env=environ, cwd="/",
+            start_new_session=True,
+            close_fds=True,
+            env=environ,
+            cwd="/",
         )

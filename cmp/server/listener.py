@@ -98,8 +98,10 @@ def serve(path: str, log: IO[str], *, log_renders: bool = False) -> int:
                 ended = f"killed by signal {-code}" if code < 0 else f"exit {code}"
             if log_renders or code < 0:
                 cpu = (usage.ru_utime + usage.ru_stime) * 1000
-                say(f"worker {pid} {ended} after {(time.monotonic() - began) * 1000:.1f} ms "
-                    f"(CPU {cpu:.1f} ms), peak RSS {usage.ru_maxrss / 1024:.1f} MiB")
+                say(
+                    f"worker {pid} {ended} after {(time.monotonic() - began) * 1000:.1f} ms "
+                    f"(CPU {cpu:.1f} ms), peak RSS {usage.ru_maxrss / 1024:.1f} MiB"
+                )
 
     def end_abandoned(fd: int) -> None:
         for pid, worker in workers.items():
@@ -162,11 +164,19 @@ def serve(path: str, log: IO[str], *, log_renders: bool = False) -> int:
                 continue
             if pid == 0:
                 os.close(answered_read)
-                _worker(connection, answered_write,
-                        close_in_child=(listener, lock, wake_read, wake_write,
-                                        *(w.connection for w in workers.values()),
-                                        *(w.answered for w in workers.values())),
-                        log=log if log_renders else None)
+                _worker(
+                    connection,
+                    answered_write,
+                    close_in_child=(
+                        listener,
+                        lock,
+                        wake_read,
+                        wake_write,
+                        *(w.connection for w in workers.values()),
+                        *(w.answered for w in workers.values()),
+                    ),
+                    log=log if log_renders else None,
+                )
             os.close(answered_write)
             with contextlib.suppress(OSError):
                 os.setpgid(pid, pid)  # also done in the child: whichever runs first
@@ -279,8 +289,13 @@ def warm_up() -> None:
             "data:\n{% for port in values.ports %}  port{{ loop.index }}: '{{ port }}'\n"
             "{% endfor %}  yaml: {{ values | to_yaml | quote }}\n"
         )
-        settings = {"TAGPIN_CACHE": "off", "TAGPIN_APP_LOOKUP": "off", "TAGPIN_LOCK": "off",
-                    "ARGOCD_APP_NAME": "warm-up", "ARGOCD_APP_SOURCE_PATH": "app"}
+        settings = {
+            "TAGPIN_CACHE": "off",
+            "TAGPIN_APP_LOOKUP": "off",
+            "TAGPIN_LOCK": "off",
+            "ARGOCD_APP_NAME": "warm-up",
+            "ARGOCD_APP_SOURCE_PATH": "app",
+        }
 
         def no_registry() -> ecr.EcrRegistryClient:
             raise AssertionError("the warm-up app has no images")
@@ -291,9 +306,12 @@ def warm_up() -> None:
     gc.freeze()  # workers then never touch these objects' pages: fork shares them for good
 
 
-def _worker(connection: socket.socket, answered: int,
-            close_in_child: tuple[socket.socket | IO[str] | int, ...],
-            log: IO[str] | None = None) -> None:
+def _worker(
+    connection: socket.socket,
+    answered: int,
+    close_in_child: tuple[socket.socket | IO[str] | int, ...],
+    log: IO[str] | None = None,
+) -> None:
     """Runs in the forked child; never returns. With `log`, it notes its private memory (what
     it added to the server's shared pages) once it has answered."""
     status = int(ExitStatus.INTERNAL)
@@ -311,8 +329,14 @@ def _worker(connection: socket.socket, answered: int,
         # Said before the answer goes out: a client that hangs up once it has read it must not
         # look like one that gave up. Only sending is left, which ends if the client is gone.
         os.write(answered, b".")
-        connection.sendall(RESULT + status.to_bytes(4, "big") + len(output).to_bytes(8, "big")
-                           + len(errors).to_bytes(8, "big") + output + errors)
+        connection.sendall(
+            RESULT
+            + status.to_bytes(4, "big")
+            + len(output).to_bytes(8, "big")
+            + len(errors).to_bytes(8, "big")
+            + output
+            + errors
+        )
         if log is not None:
             _say(log, f"worker {os.getpid()} private memory {_private_kib() / 1024:.1f} MiB")
     except BaseException:  # noqa: BLE001 - the client renders itself when no result comes
@@ -357,10 +381,18 @@ def _render(cwd: str, umask: int, environ: dict[bytes, bytes]) -> tuple[int, byt
     # Encoded as the client's own streams would be: the server runs with the sidecar's locale,
     # and a client's PYTHONIOENCODING ("encoding[:errors]") wins, as it would in-process.
     chosen, _, handler = os.environ.get("PYTHONIOENCODING", "").partition(":")
-    sys.stdout = io.TextIOWrapper(output, encoding=chosen or sys.stdout.encoding,
-                                  errors=handler or sys.stdout.errors, write_through=True)
-    sys.stderr = io.TextIOWrapper(errors, encoding=chosen or sys.stderr.encoding,
-                                  errors=handler or sys.stderr.errors, write_through=True)
+    sys.stdout = io.TextIOWrapper(
+        output,
+        encoding=chosen or sys.stdout.encoding,
+        errors=handler or sys.stdout.errors,
+        write_through=True,
+    )
+    sys.stderr = io.TextIOWrapper(
+        errors,
+        encoding=chosen or sys.stderr.encoding,
+        errors=handler or sys.stderr.errors,
+        write_through=True,
+    )
     status = generate(os.environ, Path(cwd))
     return int(status), output.getvalue(), errors.getvalue()
 
@@ -375,10 +407,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-renders", action="store_true")
     args = parser.parse_args(argv)
     with contextlib.ExitStack() as stack:
-        log = stack.enter_context(open(
-            args.log, "a", encoding="utf-8",
-            opener=lambda name, flags: os.open(name, flags, 0o600),  # tracebacks name paths
-        )) if args.log else sys.stderr
+        log = (
+            stack.enter_context(
+                open(
+                    args.log,
+                    "a",
+                    encoding="utf-8",
+                    opener=lambda name, flags: os.open(name, flags, 0o600),  # tracebacks name paths
+                )
+            )
+            if args.log
+            else sys.stderr
+        )
         try:
             return serve(args.socket, log, log_renders=args.log_renders)
         except ConfigError as exc:
@@ -387,8 +427,10 @@ def main(argv: list[str] | None = None) -> int:
         except Exception:  # started detached: this log is the only place anyone can look
             import traceback
 
-            log.write("tagpin render-server: cannot serve (renders run in-process):\n"
-                      + traceback.format_exc())
+            log.write(
+                "tagpin render-server: cannot serve (renders run in-process):\n"
+                + traceback.format_exc()
+            )
             return int(ExitStatus.INTERNAL)
 
 

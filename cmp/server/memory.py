@@ -37,8 +37,9 @@ _SLOT_POLL = 0.05
 _UNLIMITED = 1 << 60  # cgroup v1 reports "no limit" as a huge page-aligned number
 
 
-def container_limit_bytes(cgroup_root: Path = Path("/sys/fs/cgroup"),
-                          proc_cgroup: Path = Path("/proc/self/cgroup")) -> int | None:
+def container_limit_bytes(
+    cgroup_root: Path = Path("/sys/fs/cgroup"), proc_cgroup: Path = Path("/proc/self/cgroup")
+) -> int | None:
     """This process's cgroup memory limit (v2 `memory.max`, v1 `memory.limit_in_bytes`), the
     smallest along its cgroup path; None when there is none."""
     try:
@@ -51,8 +52,9 @@ def container_limit_bytes(cgroup_root: Path = Path("/sys/fs/cgroup"),
         if controllers == "":  # v2
             candidates += [cgroup_root / p / "memory.max" for p in _ancestors(path)]
         elif "memory" in controllers.split(","):  # v1
-            candidates += [cgroup_root / "memory" / p / "memory.limit_in_bytes"
-                           for p in _ancestors(path)]
+            candidates += [
+                cgroup_root / "memory" / p / "memory.limit_in_bytes" for p in _ancestors(path)
+            ]
     limits = [limit for limit in map(_read_limit, candidates) if limit is not None]
     return min(limits) if limits else None
 
@@ -107,8 +109,9 @@ def limit_memory(megabytes: int) -> None:
 
 
 @contextlib.contextmanager
-def render_slot(environ: Mapping[str, str], directory: Path | None,
-                wait: float = SLOT_WAIT_SECONDS) -> Iterator[None]:
+def render_slot(
+    environ: Mapping[str, str], directory: Path | None, wait: float = SLOT_WAIT_SECONDS
+) -> Iterator[None]:
     """Hold one of TAGPIN_MAX_PARALLEL_RENDERS slots (flock'ed files in `directory`, shared by
     every render of the sidecar) while rendering; wait up to `wait` seconds for one. Without a
     usable directory the render goes ahead (a laptop without a cache directory)."""

@@ -99,8 +99,7 @@ def read_file(real: Path, shown: str, max_bytes: int) -> str:
         raise SourceError(f"{shown}: cannot read: {exc.strerror}") from None
     if len(data) > max_bytes:
         raise SourceError(
-            f"{shown}: larger than {max_bytes} bytes "
-            "(TAGPIN_MAX_FILE_BYTES); refusing to read it"
+            f"{shown}: larger than {max_bytes} bytes (TAGPIN_MAX_FILE_BYTES); refusing to read it"
         )
     return decode(data, shown)
 
@@ -206,21 +205,36 @@ def load_app(
     return AppSource(config=config, values_layers=tuple(layers), templates=templates, files=files)
 
 
-def _check_kustomize_app(files: RepoFiles, app_dir: Path, config: AppConfig,
-                         values_files_param: list[str], problems: Problems) -> None:
+def _check_kustomize_app(
+    files: RepoFiles,
+    app_dir: Path,
+    config: AppConfig,
+    values_files_param: list[str],
+    problems: Problems,
+) -> None:
     """A Kustomize app has no templates or values: saying otherwise is a mistake to report."""
     config_file = files.display(app_dir / MARKER_FILE)
     if os.path.lexists(app_dir / TEMPLATE_DIR):
-        problems.add(ConfigError(
-            f"{files.display(app_dir / TEMPLATE_DIR)}/ and `kustomize:` in {config_file}: an app "
-            f"is either templates or a kustomization; remove {TEMPLATE_DIR}/ or `kustomize:`"))
+        problems.add(
+            ConfigError(
+                f"{files.display(app_dir / TEMPLATE_DIR)}/ and `kustomize:` in {config_file}: "
+                f"an app is either templates or a kustomization; remove {TEMPLATE_DIR}/ or "
+                "`kustomize:`"
+            )
+        )
     if config.values_files:
-        problems.add(ConfigError(
-            f"{config_file}: valuesFiles has no effect on a Kustomize app (`kustomize:`)"))
+        problems.add(
+            ConfigError(
+                f"{config_file}: valuesFiles has no effect on a Kustomize app (`kustomize:`)"
+            )
+        )
     if values_files_param:
-        problems.add(ConfigError(
-            "plugin parameter 'values-files' has no effect on a Kustomize app (`kustomize:` in "
-            f"{config_file})"))
+        problems.add(
+            ConfigError(
+                "plugin parameter 'values-files' has no effect on a Kustomize app (`kustomize:` in "
+                f"{config_file})"
+            )
+        )
 
 
 def load_config(files: RepoFiles, path: Path) -> AppConfig:

@@ -47,8 +47,14 @@ NO_WRAP = 2**31 - 1
 # A string that any reader could misread is quoted, which is what makes every reader agree on
 # tagpin's output and a render of it a fixed point.
 _QUOTE_PATTERNS: list[tuple[str, re.Pattern[str], Sequence[str]]] = [
-    (BOOL, re.compile(r"^(?:y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE"
-                      r"|on|On|ON|off|Off|OFF)$"), "yYnNtTfFoO"),
+    (
+        BOOL,
+        re.compile(
+            r"^(?:y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE"
+            r"|on|On|ON|off|Off|OFF)$"
+        ),
+        "yYnNtTfFoO",
+    ),
     (NULL, re.compile(r"^(?:~|null|Null|NULL|)$"), ("~", "n", "N", "")),
     (
         "tag:yaml.org,2002:int",
@@ -59,13 +65,19 @@ _QUOTE_PATTERNS: list[tuple[str, re.Pattern[str], Sequence[str]]] = [
         "-+0123456789",
     ),
     # ruamel.yaml's YAML 1.2 numbers, which also take `0o`-less octals and bare underscores.
-    ("tag:yaml.org,2002:int",
-     re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0o?[0-7_]+|[-+]?[0-9_]+|[-+]?0x[0-9a-fA-F_]+)$"),
-     "-+0123456789"),
-    ("tag:yaml.org,2002:float",
-     re.compile(r"^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?"
-                r"|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+|[-+]?\.[0-9_]+(?:[eE][-+][0-9]+)?)$"),
-     "-+0123456789."),
+    (
+        "tag:yaml.org,2002:int",
+        re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0o?[0-7_]+|[-+]?[0-9_]+|[-+]?0x[0-9a-fA-F_]+)$"),
+        "-+0123456789",
+    ),
+    (
+        "tag:yaml.org,2002:float",
+        re.compile(
+            r"^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?"
+            r"|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+|[-+]?\.[0-9_]+(?:[eE][-+][0-9]+)?)$"
+        ),
+        "-+0123456789.",
+    ),
     (
         "tag:yaml.org,2002:float",
         re.compile(
@@ -99,8 +111,9 @@ def _key_order(item: tuple[str, Any]) -> tuple[int, str]:
 _ESCAPED_BREAKS = re.compile("[\r\x85\u2028\u2029]")
 
 
-def _resolver_table(entries: Sequence[tuple[str, re.Pattern[str], Sequence[str]]],
-                    ) -> dict[str | None, list[tuple[str, re.Pattern[str]]]]:
+def _resolver_table(
+    entries: Sequence[tuple[str, re.Pattern[str], Sequence[str]]],
+) -> dict[str | None, list[tuple[str, re.Pattern[str]]]]:
     """PyYAML's implicit-resolver table: (tag, pattern) pairs by a scalar's first character."""
     resolvers: dict[str | None, list[tuple[str, re.Pattern[str]]]] = {}
     for tag, pattern, first in entries:
@@ -144,7 +157,6 @@ class CanonicalDumper(_CDumper):  # type: ignore[misc,valid-type]
         if kind is yaml.ScalarNode and implicit[0]:
             return _plain_tag(value)
         return str(super().resolve(kind, value, implicit))
-
 
     def ignore_aliases(self, data: Any) -> bool:
         return True  # never emit anchors: every value is written out in full

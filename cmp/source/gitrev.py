@@ -38,16 +38,19 @@ def git(repo: Path, args: Sequence[str], *, stdin: bytes | None = None) -> bytes
     """Run git in `repo`, return its stdout; a failure is a ConfigError naming the command."""
     argv = ["git", "-C", str(repo), *args]
     try:
-        done = subprocess.run(argv, input=stdin, capture_output=True, timeout=GIT_TIMEOUT,
-                              check=False, env=_git_env())
+        done = subprocess.run(
+            argv, input=stdin, capture_output=True, timeout=GIT_TIMEOUT, check=False, env=_git_env()
+        )
     except FileNotFoundError:
         raise ConfigError("git is not installed or not on PATH; tagpin diff needs it") from None
     except subprocess.TimeoutExpired:
         raise ConfigError(f"`git {' '.join(args)}` took longer than {GIT_TIMEOUT} s") from None
     if done.returncode != 0:
         message = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise ConfigError(f"`git {' '.join(args)}` failed in {repo}: "
-                          f"{message[-1] if message else f'exit {done.returncode}'}")
+        raise ConfigError(
+            f"`git {' '.join(args)}` failed in {repo}: "
+            f"{message[-1] if message else f'exit {done.returncode}'}"
+        )
     return done.stdout
 
 
@@ -61,19 +64,23 @@ def repository_root(path: Path) -> Path:
     try:
         out = git(path, ["rev-parse", "--show-toplevel"])
     except ConfigError:
-        raise ConfigError(f"{path} is not inside a git repository; tagpin diff renders "
-                          "revisions from git history") from None
+        raise ConfigError(
+            f"{path} is not inside a git repository; tagpin diff renders revisions from git history"
+        ) from None
     return Path(out.decode().strip())
 
 
 def resolve_revision(repo: Path, name: str) -> Revision:
     """The commit `name` (a branch, tag, SHA or expression like HEAD~1) points to."""
     try:
-        out = git(repo, ["rev-parse", "--verify", "--quiet", "--end-of-options",
-                         f"{name}^{{commit}}"])
+        out = git(
+            repo, ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{name}^{{commit}}"]
+        )
     except ConfigError:
-        raise ConfigError(f"{name!r} is not a commit in {repo}; fetch it first (in CI: "
-                          "actions/checkout with fetch-depth: 0)") from None
+        raise ConfigError(
+            f"{name!r} is not a commit in {repo}; fetch it first (in CI: "
+            "actions/checkout with fetch-depth: 0)"
+        ) from None
     return Revision(name=name, commit=out.decode().strip())
 
 
@@ -127,13 +134,16 @@ def _check_tree(commit: str, paths: Sequence[PurePosixPath]) -> None:
     for path in paths:
         for parent in path.parents:
             if parent in files:
-                raise _malformed(commit, parent, f"both a file or symlink and the directory "
-                                                 f"holding {path}")
+                raise _malformed(
+                    commit, parent, f"both a file or symlink and the directory holding {path}"
+                )
 
 
 def _malformed(commit: str, path: PurePosixPath, why: str) -> SourceError:
-    return SourceError(f"{path}: malformed git tree at {commit[:7]} ({why}); `git fsck` reports "
-                       "such trees; refusing to write it")
+    return SourceError(
+        f"{path}: malformed git tree at {commit[:7]} ({why}); `git fsck` reports "
+        "such trees; refusing to write it"
+    )
 
 
 def _create(parent: int, name: str, mode: str, content: bytes) -> None:
@@ -171,8 +181,9 @@ class _DirectoryWalker:
 
     def open(self, parts: Sequence[str]) -> int:
         depth = 0
-        while (depth < len(self._open) and depth < len(parts)
-               and self._open[depth][0] == parts[depth]):
+        while (
+            depth < len(self._open) and depth < len(parts) and self._open[depth][0] == parts[depth]
+        ):
             depth += 1
         self._close_from(depth)
         for name in parts[depth:]:
@@ -205,6 +216,6 @@ def _read_blobs(repo: Path, object_ids: Sequence[str]) -> dict[str, bytes]:
         if name != object_id or kind != "blob":
             raise SourceError(f"git cat-file returned {kind} {name} for blob {object_id}")
         start = header_end + 1
-        blobs[object_id] = out[start:start + int(size)]
+        blobs[object_id] = out[start : start + int(size)]
         position = start + int(size) + 1  # each object ends with a newline
     return blobs

@@ -41,9 +41,11 @@ def with_number_hints(error: TagpinError, values: Mapping[str, Any]) -> TagpinEr
         paths = numbers.get(tag)
         if paths:
             changed = True
-            problem += (f"; note: {' and '.join(paths)} is the number {tag}, not text: YAML "
-                        "reads an unquoted tag such as 1.10 as a number (1.1); quote it in the "
-                        'values file (tag: "1.10") so it stays the tag you wrote')
+            problem += (
+                f"; note: {' and '.join(paths)} is the number {tag}, not text: YAML "
+                "reads an unquoted tag such as 1.10 as a number (1.1); quote it in the "
+                'values file (tag: "1.10") so it stays the tag you wrote'
+            )
         problems.append(problem)
     if not changed:
         return error

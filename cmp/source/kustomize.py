@@ -47,8 +47,10 @@ class KustomizeError(TemplateError):
 def refuse_values(parameters: Mapping[str, Any]) -> None:
     """Values are for templates; a `values` parameter on a Kustomize app is a mistake."""
     if parameters.get("values"):
-        raise ConfigError("plugin parameter 'values' has no effect on a Kustomize app "
-                          "(`kustomize:` in tagpin.yaml); use the kustomization's own fields")
+        raise ConfigError(
+            "plugin parameter 'values' has no effect on a Kustomize app "
+            "(`kustomize:` in tagpin.yaml); use the kustomization's own fields"
+        )
 
 
 def kustomization_file(directory: Path) -> Path | None:
@@ -59,10 +61,15 @@ def kustomization_file(directory: Path) -> Path | None:
     return None
 
 
-def build(files: RepoFiles, app_dir: Path, options: KustomizeOptions,
-          environ: Mapping[str, str], limits: Limits,
-          meanwhile: Callable[[], None] | None = None,
-          warnings: list[str] | None = None) -> RenderedFile:
+def build(
+    files: RepoFiles,
+    app_dir: Path,
+    options: KustomizeOptions,
+    environ: Mapping[str, str],
+    limits: Limits,
+    meanwhile: Callable[[], None] | None = None,
+    warnings: list[str] | None = None,
+) -> RenderedFile:
     """`kustomize build APP_DIR` after the safety checks; the output as one rendered file.
     `meanwhile` runs while kustomize works (on another core, if there is one); kustomize's
     warnings (deprecated fields) are added to `warnings`."""
@@ -77,8 +84,16 @@ def build(files: RepoFiles, app_dir: Path, options: KustomizeOptions,
     check_tree(files, app_dir, allow_remote=allow_remote)
     command = kustomize_command(environ, options)
     argv = [*command, str(files.inside(app_dir))]
-    text = _run(argv, _child_environment(environ, allow_remote), timeout, limits, files, top,
-                meanwhile, warnings)
+    text = _run(
+        argv,
+        _child_environment(environ, allow_remote),
+        timeout,
+        limits,
+        files,
+        top,
+        meanwhile,
+        warnings,
+    )
     return RenderedFile(name=f"{files.display(top)} (kustomize build)", text=text)
 
 
@@ -107,9 +122,12 @@ def check_tree(files: RepoFiles, app_dir: Path, *, allow_remote: bool) -> None:
             continue  # kustomize's own message is clear enough
         for key in HELM_FIELDS:
             if body.get(key):
-                problems.add(SourceError(
-                    f"{shown}: {key}: Helm charts are not rendered inside a kustomization by "
-                    "tagpin (no --enable-helm); pipe `helm template ... | tagpin pin -` instead"))
+                problems.add(
+                    SourceError(
+                        f"{shown}: {key}: Helm charts are not rendered inside a kustomization by "
+                        "tagpin (no --enable-helm); pipe `helm template ... | tagpin pin -` instead"
+                    )
+                )
         for field in PATH_FIELDS:
             entries = body.get(field)
             if not isinstance(entries, list):
@@ -125,8 +143,9 @@ def check_tree(files: RepoFiles, app_dir: Path, *, allow_remote: bool) -> None:
     problems.raise_if_any()
 
 
-def _check_entry(files: RepoFiles, directory: Path, shown: str, field: str, entry: Any,
-                 allow_remote: bool) -> Path | None:
+def _check_entry(
+    files: RepoFiles, directory: Path, shown: str, field: str, entry: Any, allow_remote: bool
+) -> Path | None:
     """One `resources:`-like entry: the directory to scan next, or None."""
     if isinstance(entry, dict) or (isinstance(entry, str) and "\n" in entry):
         if field in PLUGIN_FIELDS:  # an inline plugin configuration
@@ -191,15 +210,20 @@ def kustomize_command(environ: Mapping[str, str], options: KustomizeOptions) -> 
             raise ConfigError(f"TAGPIN_KUSTOMIZE={configured!r}: no such executable")
         binary = found
     else:
-        binary = (shutil.which("kustomize", path=search) or shutil.which("kubectl", path=search)
-                  or "")
+        binary = (
+            shutil.which("kustomize", path=search) or shutil.which("kubectl", path=search) or ""
+        )
         if not binary:
-            raise ConfigError("a kustomize app needs `kustomize` or `kubectl` on PATH "
-                              "(or TAGPIN_KUSTOMIZE); the tagpin image ships kustomize")
+            raise ConfigError(
+                "a kustomize app needs `kustomize` or `kubectl` on PATH "
+                "(or TAGPIN_KUSTOMIZE); the tagpin image ships kustomize"
+            )
     if os.path.basename(binary).startswith("kubectl"):
         if options.enable_managed_by_label:
-            raise ConfigError("tagpin.yaml: kustomize.enableManagedByLabel needs the kustomize "
-                              f"binary; {binary} is kubectl, whose `kustomize` lacks the flag")
+            raise ConfigError(
+                "tagpin.yaml: kustomize.enableManagedByLabel needs the kustomize "
+                f"binary; {binary} is kubectl, whose `kustomize` lacks the flag"
+            )
         return [binary, "kustomize"]
     extra = ["--enable-managedby-label"] if options.enable_managed_by_label else []
     return [binary, "build", *extra]
@@ -208,27 +232,55 @@ def kustomize_command(environ: Mapping[str, str], options: KustomizeOptions) -> 
 def _child_environment(environ: Mapping[str, str], allow_remote: bool) -> dict[str, str]:
     """What kustomize sees: no AWS credential, token or ARGOCD_ENV_* value. Without remote
     bases, git may use only local repositories and any HTTP fetch goes to a closed port."""
-    child = {"PATH": environ.get("PATH") or os.environ.get("PATH", os.defpath),
-             "HOME": environ.get("HOME", "/tmp")}
+    child = {
+        "PATH": environ.get("PATH") or os.environ.get("PATH", os.defpath),
+        "HOME": environ.get("HOME", "/tmp"),
+    }
     if allow_remote:
-        for key in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy",
-                    "no_proxy"):
+        for key in (
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "NO_PROXY",
+            "http_proxy",
+            "https_proxy",
+            "no_proxy",
+        ):
             if key in environ:
                 child[key] = environ[key]
     else:
         closed = "http://127.0.0.1:9"  # the discard port: nothing listens, connect fails fast
-        child.update(GIT_ALLOW_PROTOCOL="file", HTTP_PROXY=closed, HTTPS_PROXY=closed,
-                     http_proxy=closed, https_proxy=closed, NO_PROXY="", no_proxy="")
+        child.update(
+            GIT_ALLOW_PROTOCOL="file",
+            HTTP_PROXY=closed,
+            HTTPS_PROXY=closed,
+            http_proxy=closed,
+            https_proxy=closed,
+            NO_PROXY="",
+            no_proxy="",
+        )
     return child
 
 
-def _run(argv: list[str], env: dict[str, str], timeout: int, limits: Limits, files: RepoFiles,
-         kfile: Path, meanwhile: Callable[[], None] | None = None,
-         warnings: list[str] | None = None) -> str:
+def _run(
+    argv: list[str],
+    env: dict[str, str],
+    timeout: int,
+    limits: Limits,
+    files: RepoFiles,
+    kfile: Path,
+    meanwhile: Callable[[], None] | None = None,
+    warnings: list[str] | None = None,
+) -> str:
     shown = files.display(kfile)
     try:
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, env=env, cwd=str(files.root))
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=str(files.root),
+        )
     except OSError as exc:
         raise ConfigError(f"cannot run {argv[0]}: {exc.strerror}") from None
     stdout, stderr = process.stdout, process.stderr
@@ -268,22 +320,30 @@ def _run(argv: list[str], env: dict[str, str], timeout: int, limits: Limits, fil
         reader.join(5)
         stderr.close()
     if size > limits.max_output_bytes:
-        raise SourceError(f"{shown}: the kustomize build output exceeds "
-                          f"{limits.max_output_bytes} bytes (TAGPIN_MAX_OUTPUT_BYTES)")
+        raise SourceError(
+            f"{shown}: the kustomize build output exceeds "
+            f"{limits.max_output_bytes} bytes (TAGPIN_MAX_OUTPUT_BYTES)"
+        )
     if status != 0:
         if timed_out.is_set():
-            raise KustomizeError(f"{shown}: kustomize build did not finish in {timeout} s "
-                                 "(TAGPIN_KUSTOMIZE_TIMEOUT)")
+            raise KustomizeError(
+                f"{shown}: kustomize build did not finish in {timeout} s (TAGPIN_KUSTOMIZE_TIMEOUT)"
+            )
         message = _relative(errors.decode("utf-8", "replace"), files)
-        lines = [line.removeprefix("Error: ").removeprefix("error: ")
-                 for line in message.strip().splitlines()
-                 if line.strip() and not line.startswith(WARNING_PREFIX)] or [f"exit {status}"]
+        lines = [
+            line.removeprefix("Error: ").removeprefix("error: ")
+            for line in message.strip().splitlines()
+            if line.strip() and not line.startswith(WARNING_PREFIX)
+        ] or [f"exit {status}"]
         shown = files.display(_concerned(message, files, kfile))
         raise KustomizeError(f"{shown}: {lines[0]}", *(f"  {line}" for line in lines[1:20]))
     if warnings is not None:
         message = _relative(errors.decode("utf-8", "replace"), files)
-        warnings.extend(f"{shown}: kustomize: {line.removeprefix(WARNING_PREFIX).strip()}"
-                        for line in message.splitlines() if line.startswith(WARNING_PREFIX))
+        warnings.extend(
+            f"{shown}: kustomize: {line.removeprefix(WARNING_PREFIX).strip()}"
+            for line in message.splitlines()
+            if line.startswith(WARNING_PREFIX)
+        )
     return decode(b"".join(chunks), f"{shown} (kustomize build)")
 
 
@@ -291,8 +351,7 @@ def _concerned(message: str, files: RepoFiles, default: Path) -> Path:
     """The innermost kustomization kustomize's message names (it nests `... path 'base': ...`
     clauses, repository-relative by now), else the app's own."""
     found = default
-    for match in re.finditer(r"(?:accumulation of path|make target for path) '([^']+)'",
-                             message):
+    for match in re.finditer(r"(?:accumulation of path|make target for path) '([^']+)'", message):
         directory = files.root / match.group(1)
         try:
             files.inside(directory)

@@ -71,19 +71,23 @@ def parse_rendered(
     flattened into their items, as Argo CD does; an app that renders no object at all is an
     error, because Argo CD would read empty output as "delete everything".
     """
+
     def parsed() -> Iterator[tuple[str, list[tuple[int, Any]] | ManifestError]]:
         for rendered in files:
             try:
                 yield rendered.name, load_all(rendered.text, rendered.name, max_nodes=max_nodes)
             except SourceError as exc:
-                yield rendered.name, ManifestError(
-                    *(_in_template(p, rendered) for p in exc.problems))
+                yield (
+                    rendered.name,
+                    ManifestError(*(_in_template(p, rendered) for p in exc.problems)),
+                )
 
     return check_documents(parsed(), default_namespace=default_namespace)
 
 
 def check_documents(
-    sources: Iterable[tuple[str, list[tuple[int, Any]] | ManifestError]], *,
+    sources: Iterable[tuple[str, list[tuple[int, Any]] | ManifestError]],
+    *,
     default_namespace: str,
 ) -> list[Manifest]:
     """Objects from already parsed documents ((source name, [(line, document)]) or the
@@ -125,7 +129,7 @@ def _in_template(problem: str, rendered: RenderedFile) -> str:
     if where is None:
         return problem
     shown = f"line {line}" + (f", column {column}" if prefix[2] else "")
-    return f"{where}: {problem[prefix.end():]} (rendered {shown})"
+    return f"{where}: {problem[prefix.end() :]} (rendered {shown})"
 
 
 def _flatten(document: Any) -> list[Any]:
@@ -151,8 +155,10 @@ def _check_object(body: Any, manifest: Manifest) -> str | None:
     # `name: y` or `apiVersion: 1` parse as a bool/number: say so rather than "lacks".
     for field_name, value in fields:
         if value not in (None, "") and not isinstance(value, str):
-            return (f"{where}: {kind_name} {field_name} must be a string, found "
-                    f"{emit_value(value)} (quote it)")
+            return (
+                f"{where}: {kind_name} {field_name} must be a string, found "
+                f"{emit_value(value)} (quote it)"
+            )
     missing = [key for key in ("apiVersion", "kind") if not body.get(key)]
     if not isinstance(metadata, dict):
         missing.append("metadata")

@@ -21,10 +21,33 @@ CONTAINERS = (list, tuple, set, frozenset)
 # Built-in and tagpin filters that turn their input into text; the rest either work on data
 # (`length`, `sort`, `dictsort`...) or fail on a non-string input without showing it.
 TEXT_FILTERS = (
-    "capitalize", "center", "e", "escape", "forceescape", "format", "indent", "lower",
-    "pprint", "replace", "safe", "string", "striptags", "title", "trim", "truncate", "upper",
-    "urlencode", "urlize", "wordcount", "wordwrap",
-    "b64encode", "from_json", "from_yaml", "nindent", "quote", "sha256",
+    "capitalize",
+    "center",
+    "e",
+    "escape",
+    "forceescape",
+    "format",
+    "indent",
+    "lower",
+    "pprint",
+    "replace",
+    "safe",
+    "string",
+    "striptags",
+    "title",
+    "trim",
+    "truncate",
+    "upper",
+    "urlencode",
+    "urlize",
+    "wordcount",
+    "wordwrap",
+    "b64encode",
+    "from_json",
+    "from_yaml",
+    "nindent",
+    "quote",
+    "sha256",
 )
 
 
@@ -45,16 +68,20 @@ def check(value: Any, undefined: type, error: Callable[[str], Exception]) -> Any
         elif isinstance(item, CONTAINERS):
             pending.extend(item)
         else:
-            raise error(f"cannot turn a {type(item).__name__} into text (it would print a "
-                        "Python object and its memory address); print data, or call it")
+            raise error(
+                f"cannot turn a {type(item).__name__} into text (it would print a "
+                "Python object and its memory address); print data, or call it"
+            )
     return value
 
 
-def checked_filter(function: Callable[..., Any], checker: Callable[[Any], Any],
-                   value_position: int) -> Callable[..., Any]:
+def checked_filter(
+    function: Callable[..., Any], checker: Callable[[Any], Any], value_position: int
+) -> Callable[..., Any]:
     """`function` (a Jinja2 filter) with its input and arguments checked first (`format`
     prints its arguments too); `value_position` is 1 for filters that Jinja2 passes an
     environment or context first."""
+
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         checker(list(args[value_position:]))
         checker(kwargs)
@@ -66,6 +93,7 @@ def checked_filter(function: Callable[..., Any], checker: Callable[[Any], Any],
 def checked_join(function: Callable[..., Any], checker: Callable[[Any], Any]) -> Callable[..., Any]:
     """Jinja2's `join` (eval context first), its items checked: they are often a generator
     (`map(...)|join`), so they are listed once and the list is joined."""
+
     def wrapper(eval_ctx: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
         items = list(value)
         checker(items)

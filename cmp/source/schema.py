@@ -25,8 +25,13 @@ MAX_ERRORS = 20  # a schema that rejects everything should not flood Argo CD's U
 MAX_SHOWN = 80  # characters of a value or rule quoted in a message
 
 
-def check_values(files: RepoFiles, schema_path: Path, layers: Sequence[tuple[str, Any]],
-                 assignments: Mapping[str, str], values: Any) -> None:
+def check_values(
+    files: RepoFiles,
+    schema_path: Path,
+    layers: Sequence[tuple[str, Any]],
+    assignments: Mapping[str, str],
+    values: Any,
+) -> None:
     """Raise a ConfigError listing every way `values` breaks the schema at `schema_path`.
 
     `layers` are the values files (shown name, values) lowest first and `assignments` the
@@ -43,23 +48,26 @@ def check_values(files: RepoFiles, schema_path: Path, layers: Sequence[tuple[str
         checker_class.check_schema(schema)
     except SchemaError as exc:
         where = _path(exc.absolute_path, "")
-        raise ConfigError(f"{shown}: not a valid JSON Schema ({checker_class.__name__}): "
-                          f"{where + ': ' if where else ''}{_clip(exc.message)}") from None
+        raise ConfigError(
+            f"{shown}: not a valid JSON Schema ({checker_class.__name__}): "
+            f"{where + ': ' if where else ''}{_clip(exc.message)}"
+        ) from None
     # An empty registry: no remote or file retrieval, whatever a $ref says.
     checker = checker_class(schema, registry=Registry())
     provenance = Provenance(layers, assignments)
     try:
         errors = sorted(checker.iter_errors(values), key=_error_order)
     except Unresolvable as exc:
-        raise ConfigError(f"{shown}: cannot follow $ref {_clip(str(exc.ref))}: references "
-                          "must point inside the schema file (e.g. #/definitions/port)") from None
+        raise ConfigError(
+            f"{shown}: cannot follow $ref {_clip(str(exc.ref))}: references "
+            "must point inside the schema file (e.g. #/definitions/port)"
+        ) from None
     problems: list[str] = []
     for error in _leaves(errors):
         problems.extend(_describe(error, shown, provenance))
     if problems:
         if len(problems) > MAX_ERRORS:
-            problems = problems[:MAX_ERRORS] + [
-                f"{shown}: … and {len(problems) - MAX_ERRORS} more"]
+            problems = problems[:MAX_ERRORS] + [f"{shown}: … and {len(problems) - MAX_ERRORS} more"]
         raise ConfigError(*problems)
 
 
@@ -91,8 +99,7 @@ class Provenance:
 
     def layer_of(self, path: Sequence[str | int]) -> str | None:
         steps = list(path)
-        if any(_prefix(assigned, steps) or _prefix(steps, assigned)
-               for assigned in self._assigned):
+        if any(_prefix(assigned, steps) or _prefix(steps, assigned) for assigned in self._assigned):
             return PARAMETER_LAYER
         for name, values in reversed(self._layers):
             if _holds(values, steps):
@@ -134,18 +141,27 @@ def _describe(error: Any, shown: str, provenance: Provenance) -> list[str]:
         patterns = error.schema.get("patternProperties", {})
         import re
 
-        extras = [key for key in error.instance if key not in allowed
-                  and not any(re.search(p, str(key)) for p in patterns)]
+        extras = [
+            key
+            for key in error.instance
+            if key not in allowed and not any(re.search(p, str(key)) for p in patterns)
+        ]
         if extras:
             known = ", ".join(sorted(map(str, allowed))) or "none"
-            return [f"{shown}: {_path([*path, key])}: not allowed here (rule "
-                    f"additionalProperties false; known keys: {_clip(known)}); "
-                    f"{_from(provenance, [*path, key])}" for key in extras]
+            return [
+                f"{shown}: {_path([*path, key])}: not allowed here (rule "
+                f"additionalProperties false; known keys: {_clip(known)}); "
+                f"{_from(provenance, [*path, key])}"
+                for key in extras
+            ]
     if error.validator == "required":
-        return [f"{shown}: {_path(path)}: {_clip(error.message)} (rule required); set it in "
-                "a values file or the values parameter"]
-    return [f"{shown}: {_path(path)}: {_clip(error.message)} (rule {rule}); "
-            f"{_from(provenance, path)}"]
+        return [
+            f"{shown}: {_path(path)}: {_clip(error.message)} (rule required); set it in "
+            "a values file or the values parameter"
+        ]
+    return [
+        f"{shown}: {_path(path)}: {_clip(error.message)} (rule {rule}); {_from(provenance, path)}"
+    ]
 
 
 def _from(provenance: Provenance, path: Sequence[str | int]) -> str:

@@ -35,8 +35,9 @@ class Event:
     text: str
 
 
-def locate(environment: Any, name: str, context: Mapping[str, Any], line: int,
-           column: int = 1) -> str | None:
+def locate(
+    environment: Any, name: str, context: Mapping[str, Any], line: int, column: int = 1
+) -> str | None:
     """`file:line` in the template `name` (app-relative) that wrote rendered `line`, with the
     included file or macro the text came from; None when it cannot be told."""
     try:
@@ -45,8 +46,9 @@ def locate(environment: Any, name: str, context: Mapping[str, Any], line: int,
         return None
 
 
-def _locate(environment: Any, name: str, context: Mapping[str, Any], line: int,
-            column: int) -> str | None:
+def _locate(
+    environment: Any, name: str, context: Mapping[str, Any], line: int, column: int
+) -> str | None:
     template = environment.get_template(name)
     events: list[Event] = []
 
@@ -57,10 +59,12 @@ def _locate(environment: Any, name: str, context: Mapping[str, Any], line: int,
         if owner is None:
             return
         code = frame.f_code
-        macro_line = (owner.get_corresponding_lineno(code.co_firstlineno)
-                      if code.co_name == "macro" else None)
-        events.append(Event(owner, owner.get_corresponding_lineno(frame.f_lineno), macro_line,
-                            value))
+        macro_line = (
+            owner.get_corresponding_lineno(code.co_firstlineno) if code.co_name == "macro" else None
+        )
+        events.append(
+            Event(owner, owner.get_corresponding_lineno(frame.f_lineno), macro_line, value)
+        )
 
     chunks = template.root_render_func(template.new_context(dict(context)))
     length = 0  # of the output so far
@@ -97,15 +101,16 @@ def _locate(environment: Any, name: str, context: Mapping[str, Any], line: int,
         return None
     outer, inner = writers[-1], writers[0]
     where = f"{_shown(outer.template)}:{_source_line(environment, outer, chunk, inside)}"
-    output_line = chunk[: inside].rsplit("\n", 1)[-1] + chunk[inside:].split("\n", 1)[0]
+    output_line = chunk[:inside].rsplit("\n", 1)[-1] + chunk[inside:].split("\n", 1)[0]
     if inner.template is not outer.template:
         inner_line = _source_line(environment, inner, chunk, inside)
         return f"{where} (text from {_shown(inner.template)}:{inner_line}, included there)"
     macro = _macro_of(produced, output_line)
     if macro is not None and macro.macro_line is not None:
         body = _line_in_macro(environment, macro, output_line)
-        return (f"{where} (text from the macro at {_shown(macro.template)}:{macro.macro_line}"
-                + (f", its line {body})" if body else ")"))
+        return f"{where} (text from the macro at {_shown(macro.template)}:{macro.macro_line}" + (
+            f", its line {body})" if body else ")"
+        )
     return where
 
 
@@ -150,7 +155,8 @@ def _macro_of(events: list[Event], output_line: str) -> Event | None:
     wanted = output_line.strip()
     for event in reversed(events):
         if event.macro_line is not None and wanted in (
-                part.strip() for part in event.text.split("\n")):
+            part.strip() for part in event.text.split("\n")
+        ):
             return event
     return None
 

@@ -81,8 +81,9 @@ def _jinja() -> Any:
     return jinja2, jinja2.sandbox
 
 
-def build_environment(files: RepoFiles, app_dir: Path, limits: Limits,
-                      bytecode_dir: Path | None = None) -> Any:
+def build_environment(
+    files: RepoFiles, app_dir: Path, limits: Limits, bytecode_dir: Path | None = None
+) -> Any:
     # Imported here: an app with no .j2 files never pays for Jinja2 (or these).
     import base64
     import hashlib
@@ -157,14 +158,17 @@ def build_environment(files: RepoFiles, app_dir: Path, limits: Limits,
                 return None
             template, vformat = value.__self__, PrintableFormatter(self).vformat
             if value.__name__ == "format_map":
+
                 def format_map(mapping: Any) -> str:
                     text: str = type(template)(vformat(template, (), mapping))
                     return text
+
                 return format_map
 
             def format_(*args: Any, **kwargs: Any) -> str:
                 text: str = type(template)(vformat(template, args, kwargs))
                 return text
+
             return format_
 
         # The last value a lookup returned and its path (`values.image`), so a lookup into it
@@ -185,8 +189,7 @@ def build_environment(files: RepoFiles, app_dir: Path, limits: Limits,
             if isinstance(obj, Tree):
                 path = f"{obj._tagpin_path}.{key}"
             elif obj is self._tagpin_last[0] and self._tagpin_last[1]:
-                path = self._tagpin_last[1] + (f"[{key}]" if isinstance(key, int)
-                                               else f".{key}")
+                path = self._tagpin_last[1] + (f"[{key}]" if isinstance(key, int) else f".{key}")
             else:
                 path = ""
             if not isinstance(result, jinja2.Undefined):
@@ -201,7 +204,10 @@ def build_environment(files: RepoFiles, app_dir: Path, limits: Limits,
                 owner = path[: -len(f"[{key}]")]
             return self.undefined(
                 hint=f"{owner or 'the value'} is {_describe_value(obj)}, which has no {what} "
-                     f"{key!r}", obj=obj, name=key)
+                f"{key!r}",
+                obj=obj,
+                name=key,
+            )
 
         def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
             if operator == "**" and isinstance(right, int) and abs(right) > MAX_POWER:
@@ -271,8 +277,9 @@ def build_environment(files: RepoFiles, app_dir: Path, limits: Limits,
     env.globals.update(required=required, fail=fail)
     for name in TEXT_FILTERS:
         function = env.filters[name]
-        env.filters[name] = checked_filter(function, printable,
-                                           0 if _PassArg.from_obj(function) is None else 1)
+        env.filters[name] = checked_filter(
+            function, printable, 0 if _PassArg.from_obj(function) is None else 1
+        )
     env.filters["join"] = checked_join(env.filters["join"], printable)
     return env
 
@@ -333,8 +340,12 @@ def _bytecode_cache(jinja2: Any, directory: Path | None) -> Any:
             with contextlib.suppress(OSError):  # read-only or full: the render goes on uncached
                 super().dump_bytecode(bucket)
             # Only a new compilation adds a file: bound the directory then.
-            cachedir.trim(Path(self.directory), ".cache", cachedir.MAX_COMPILED_TEMPLATES,
-                          cachedir.MAX_COMPILED_BYTES)
+            cachedir.trim(
+                Path(self.directory),
+                ".cache",
+                cachedir.MAX_COMPILED_TEMPLATES,
+                cachedir.MAX_COMPILED_BYTES,
+            )
 
     return QuietBytecodeCache(str(directory))
 
@@ -365,7 +376,10 @@ def build_context(
 
 
 def render_all(
-    source: AppSource, app_dir: Path, context: Mapping[str, Any], limits: Limits,
+    source: AppSource,
+    app_dir: Path,
+    context: Mapping[str, Any],
+    limits: Limits,
     bytecode_dir: Path | None = None,
 ) -> list[RenderedFile]:
     """Render every template; report every failing file, not only the first."""
@@ -377,8 +391,7 @@ def render_all(
         try:
             if template.is_jinja:
                 if environment is None:
-                    environment = build_environment(source.files, app_dir, limits,
-                                                    bytecode_dir)
+                    environment = build_environment(source.files, app_dir, limits, bytecode_dir)
                 text = render_one(environment, template, context, budget)
             else:
                 text = source.files.read_text(template.path)
@@ -400,8 +413,9 @@ def render_all(
     return rendered
 
 
-def _locator(environment: Any, template: TemplateFile,
-             context: Mapping[str, Any]) -> Callable[[int, int], str | None]:
+def _locator(
+    environment: Any, template: TemplateFile, context: Mapping[str, Any]
+) -> Callable[[int, int], str | None]:
     def locate(line: int, column: int) -> str | None:
         from cmp.source.sourcemap import locate as find
 

@@ -80,7 +80,7 @@ def _indices(part: str) -> tuple[str, list[int]]:
     indices: list[int] = []
     while part.endswith("]"):
         opening = part.rfind("[")
-        digits = part[opening + 1:-1]
+        digits = part[opening + 1 : -1]
         if opening < 0 or not (digits.isascii() and digits.isdigit()):
             break
         if len(digits) > 18:

@@ -41,8 +41,11 @@ class KubeLoader(_CLoader):  # type: ignore[misc,valid-type]
         return str(super().resolve(kind, value, implicit))
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
-        if self.nonspecific and isinstance(node, yaml.ScalarNode) and (
-                node.start_mark.line, node.start_mark.column) in self.nonspecific:
+        if (
+            self.nonspecific
+            and isinstance(node, yaml.ScalarNode)
+            and (node.start_mark.line, node.start_mark.column) in self.nonspecific
+        ):
             return node.value
         return super().construct_object(node, deep=deep)
 
@@ -51,12 +54,13 @@ class KubeLoader(_CLoader):  # type: ignore[misc,valid-type]
         # templates and the emitter see what Kubernetes sees. Duplicate keys are refused, also
         # keys that only collide once stringified (go-yaml v2 would keep the last one: tagpin is
         # stricter on purpose, see docs/yaml.md).
-        keys = [k.value for k, _ in node.value
-                if k.tag == STR and isinstance(k, yaml.ScalarNode)]
+        keys = [k.value for k, _ in node.value if k.tag == STR and isinstance(k, yaml.ScalarNode)]
         if len(keys) == len(node.value) and len(set(keys)) == len(keys):
             # The common case: plain string keys, all different. Nothing to merge or convert.
-            return {key: self.construct_object(value_node, deep=deep)
-                    for key, (_, value_node) in zip(keys, node.value, strict=True)}
+            return {
+                key: self.construct_object(value_node, deep=deep)
+                for key, (_, value_node) in zip(keys, node.value, strict=True)
+            }
         seen: dict[str, Any] = {}
         mapping: dict[str, Any] = {}
         for key_node, value_node in node.value:
@@ -71,7 +75,8 @@ class KubeLoader(_CLoader):  # type: ignore[misc,valid-type]
                 text = key_text(key)
             except TypeError as exc:
                 raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping", node.start_mark,
+                    "while constructing a mapping",
+                    node.start_mark,
                     f"found {exc}, which Kubernetes cannot turn into a JSON key",
                     key_node.start_mark,
                 ) from None
@@ -87,8 +92,11 @@ class KubeLoader(_CLoader):  # type: ignore[misc,valid-type]
         for source in sources:
             if not isinstance(source, yaml.MappingNode):
                 raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping", node.start_mark,
-                    "a merge key (<<) takes a mapping or a list of mappings", source.start_mark)
+                    "while constructing a mapping",
+                    node.start_mark,
+                    "a merge key (<<) takes a mapping or a list of mappings",
+                    source.start_mark,
+                )
             merged.append(self.construct_object(source, deep=True))  # filled in now, not later
         return merged
 
@@ -99,8 +107,11 @@ class KubeLoader(_CLoader):  # type: ignore[misc,valid-type]
         tag, value = resolve_plain(text)
         if tag not in _EXPECTED_TAGS[node.tag]:
             raise yaml.constructor.ConstructorError(
-                None, None, f"cannot read {text!r} as {node.tag.replace(_LONG, '!!')}",
-                node.start_mark)
+                None,
+                None,
+                f"cannot read {text!r} as {node.tag.replace(_LONG, '!!')}",
+                node.start_mark,
+            )
         return float(value) if node.tag == FLOAT else value
 
     def construct_undefined(self, node: yaml.Node) -> Any:
@@ -125,8 +136,10 @@ class DuplicateKeyError(yaml.MarkedYAMLError):
         if first == second and type(first) is type(second):
             problem = f"duplicate key {first!r} in a mapping"
         else:
-            problem = (f"keys {_shown(first)} and {_shown(second)} both mean "
-                       f"{key_text(second)!r} in Kubernetes; quote or rename one")
+            problem = (
+                f"keys {_shown(first)} and {_shown(second)} both mean "
+                f"{key_text(second)!r} in Kubernetes; quote or rename one"
+            )
         super().__init__(problem=problem, problem_mark=mark)
 
 
@@ -214,8 +227,7 @@ def yaml_problem(source: str, exc: yaml.MarkedYAMLError) -> str:
 
 # A document marker: `---` or `...` at the start of a line, then a space or the line's end.
 _DOCUMENT_MARKER = re.compile(r"^(?:---|\.\.\.)(?=[ \t\r\n]|$)", re.MULTILINE)
-_NODE_EVENTS = (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent,
-                yaml.AliasEvent)
+_NODE_EVENTS = (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent, yaml.AliasEvent)
 
 
 def _check_plain_size(text: str, source: str, max_nodes: int) -> None:
@@ -241,7 +253,8 @@ def _check_plain_size(text: str, source: str, max_nodes: int) -> None:
                 if nodes > max_nodes:
                     raise SourceError(
                         f"{source}:{line}: YAML document has more than {max_nodes} nodes "
-                        "(TAGPIN_MAX_YAML_NODES); refusing it")
+                        "(TAGPIN_MAX_YAML_NODES); refusing it"
+                    )
     except yaml.YAMLError:
         return  # malformed: composing it reports the error with its line
     finally:

@@ -28,14 +28,21 @@ INT64_MIN, INT64_MAX, UINT64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
 
 # resolve.go's resolveMap: YAML 1.1 bools (with y/n), nulls, .inf/.nan and the merge key.
 _FIXED: dict[str, tuple[str, Any]] = {
-    **{word: (BOOL, True) for word in
-       ("y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON")},
-    **{word: (BOOL, False) for word in
-       ("n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF")},
+    **{
+        word: (BOOL, True)
+        for word in ("y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON")
+    },
+    **{
+        word: (BOOL, False)
+        for word in ("n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF")
+    },
     **{word: (NULL, None) for word in ("", "~", "null", "Null", "NULL")},
     **{word: (FLOAT, math.nan) for word in (".nan", ".NaN", ".NAN")},
-    **{f"{sign}{word}": (FLOAT, math.inf) for sign in ("", "+")
-       for word in (".inf", ".Inf", ".INF")},
+    **{
+        f"{sign}{word}": (FLOAT, math.inf)
+        for sign in ("", "+")
+        for word in (".inf", ".Inf", ".INF")
+    },
     **{f"-{word}": (FLOAT, -math.inf) for word in (".inf", ".Inf", ".INF")},
     "<<": (MERGE, "<<"),
 }
@@ -44,8 +51,12 @@ _YAML_STYLE_FLOAT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+
 # strconv.ParseFloat of text that starts with ".": Go literal syntax, where an underscore must
 # sit between two digits (underscoreOK), so `.0_0` is 0.0 but `._5` and `.5_` are not numbers.
 _DOT_FLOAT = re.compile(r"\.[0-9]+(?:_[0-9]+)*(?:[eE][-+]?[0-9]+(?:_[0-9]+)*)?")
-_DIGITS = {2: re.compile(r"[01]+"), 8: re.compile(r"[0-7]+"), 10: re.compile(r"[0-9]+"),
-           16: re.compile(r"[0-9a-fA-F]+")}
+_DIGITS = {
+    2: re.compile(r"[01]+"),
+    8: re.compile(r"[0-7]+"),
+    10: re.compile(r"[0-9]+"),
+    16: re.compile(r"[0-9a-fA-F]+"),
+}
 
 
 def resolve_plain(text: str, *, v3: bool = False) -> tuple[str, Any]:
@@ -80,7 +91,7 @@ def resolve_plain(text: str, *, v3: bool = False) -> tuple[str, Any]:
         prefixes += [("0o", 8, ""), ("-0o", 8, "-")]
     for prefix, base, sign in prefixes:
         if plain.startswith(prefix):
-            value = _parse_fixed_base(sign + plain[len(prefix):], base, sign == "")
+            value = _parse_fixed_base(sign + plain[len(prefix) :], base, sign == "")
             if value is not None:
                 return INT, value
             if base == 2 and prefix == "0b":
@@ -175,7 +186,7 @@ def format_float32_g(number: float) -> str:
     if exponent >= len(significant) - 1:
         body = significant + "0" * (exponent - len(significant) + 1)
     elif exponent >= 0:
-        body = f"{significant[:exponent + 1]}.{significant[exponent + 1:]}"
+        body = f"{significant[: exponent + 1]}.{significant[exponent + 1 :]}"
     else:
         body = "0." + "0" * (-exponent - 1) + significant
     return f"{'-' if negative else ''}{body}"

@@ -39,8 +39,15 @@ def yaml_snapshot(snapshot: Any) -> Any:
         pytest.param("shop", ("values-prod.yaml",), {"replicas": "8"}, id="prod"),
     ],
 )
-def test_web_renders_as_reviewed(namespace: str, values_files: tuple[str, ...],
-                                 values: dict[str, str], yaml_snapshot: Any) -> None:
-    rendered = render_app(APP, app_name="web", namespace=namespace, values_files=values_files,
-                          values=values, env={"LOG_LEVEL": "info"})
+def test_web_renders_as_reviewed(
+    namespace: str, values_files: tuple[str, ...], values: dict[str, str], yaml_snapshot: Any
+) -> None:
+    rendered = render_app(
+        APP,
+        app_name="web",
+        namespace=namespace,
+        values_files=values_files,
+        values=values,
+        env={"LOG_LEVEL": "info"},
+    )
     assert rendered == yaml_snapshot

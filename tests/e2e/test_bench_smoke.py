@@ -22,7 +22,10 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     workdir = tmp_path_factory.mktemp("bench")
     completed = subprocess.run(
         [sys.executable, "-m", "bench", "--smoke", "--no-compile", "--workdir", str(workdir)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     return completed.stdout, workdir
@@ -39,21 +42,40 @@ def _table_rows(output: str) -> dict[str, list[str]]:
 
 def test_every_case_has_a_row(smoke_run: tuple[str, Path]) -> None:
     rows = _table_rows(smoke_run[0])
-    assert set(rows) == {"example", "example-lock", "large-40", "large-200", "images-8 cold",
-                         "example served", "images-8 cold served", "example lookup",
-                         "example lookup served", "kustomize-20", "kustomize-20 served",
-                         "pin-40"}
+    assert set(rows) == {
+        "example",
+        "example-lock",
+        "large-40",
+        "large-200",
+        "images-8 cold",
+        "example served",
+        "images-8 cold served",
+        "example lookup",
+        "example lookup served",
+        "kustomize-20",
+        "kustomize-20 served",
+        "pin-40",
+    }
 
 
-@pytest.mark.parametrize(("case", "objects"), [("example", 4), ("large-40", 40),
-                                               ("large-200", 200), ("images-8 cold", 8),
-                                               ("example served", 4),
-                                               ("images-8 cold served", 8),
-                                               ("example lookup", 4),
-                                               ("example lookup served", 4),
-                                               ("kustomize-20", 21), ("pin-40", 40)])
-def test_tagpin_output_holds_every_object(smoke_run: tuple[str, Path], case: str,
-                                          objects: int) -> None:
+@pytest.mark.parametrize(
+    ("case", "objects"),
+    [
+        ("example", 4),
+        ("large-40", 40),
+        ("large-200", 200),
+        ("images-8 cold", 8),
+        ("example served", 4),
+        ("images-8 cold served", 8),
+        ("example lookup", 4),
+        ("example lookup served", 4),
+        ("kustomize-20", 21),
+        ("pin-40", 40),
+    ],
+)
+def test_tagpin_output_holds_every_object(
+    smoke_run: tuple[str, Path], case: str, objects: int
+) -> None:
     text = (smoke_run[1] / f"{case}.out.yaml").read_text()
     documents = [d for d in yaml.load_all(text, Loader=yaml.CSafeLoader) if d is not None]
     assert len(documents) == objects
@@ -61,10 +83,12 @@ def test_tagpin_output_holds_every_object(smoke_run: tuple[str, Path], case: str
 
 def test_large_app_images_are_pinned_from_the_primed_cache(smoke_run: tuple[str, Path]) -> None:
     text = (smoke_run[1] / "large-40.out.yaml").read_text()
-    images = [container["image"]
-              for document in yaml.load_all(text, Loader=yaml.CSafeLoader)
-              if document["kind"] == "Deployment"
-              for container in document["spec"]["template"]["spec"]["containers"]]
+    images = [
+        container["image"]
+        for document in yaml.load_all(text, Loader=yaml.CSafeLoader)
+        if document["kind"] == "Deployment"
+        for container in document["spec"]["template"]["spec"]["containers"]
+    ]
     assert len(images) == 10
     assert all("@sha256:" in image for image in images)
 
@@ -72,10 +96,12 @@ def test_large_app_images_are_pinned_from_the_primed_cache(smoke_run: tuple[str,
 @pytest.mark.parametrize("case", ["kustomize-20", "kustomize-20 served", "pin-40"])
 def test_kustomize_and_pin_rows_pin_every_image(smoke_run: tuple[str, Path], case: str) -> None:
     text = (smoke_run[1] / f"{case}.out.yaml").read_text()
-    images = [container["image"]
-              for document in yaml.load_all(text, Loader=yaml.CSafeLoader)
-              if document["kind"] == "Deployment"
-              for container in document["spec"]["template"]["spec"]["containers"]]
+    images = [
+        container["image"]
+        for document in yaml.load_all(text, Loader=yaml.CSafeLoader)
+        if document["kind"] == "Deployment"
+        for container in document["spec"]["template"]["spec"]["containers"]
+    ]
     assert images and all("@sha256:" in image for image in images)
     if case.startswith("kustomize"):  # the overlay's images: newTag won over the base's tag
         assert any(":v2.0.0@sha256:" in image for image in images)
@@ -93,12 +119,16 @@ def test_the_served_rows_were_answered_by_the_render_server(smoke_run: tuple[str
     rows = _table_rows(smoke_run[0])
     for case in ("example served", "images-8 cold served"):
         assert "render server: MiB = a worker's peak RSS" in rows[case][-1]
-    assert (smoke_run[1] / "example served.out.yaml").read_text() == \
-        (smoke_run[1] / "example.out.yaml").read_text()
+    assert (smoke_run[1] / "example served.out.yaml").read_text() == (
+        smoke_run[1] / "example.out.yaml"
+    ).read_text()
 
 
 def test_warm_path_imports_no_aws_or_kubernetes_client(smoke_run: tuple[str, Path]) -> None:
     """...and a render the server answers imports neither PyYAML nor Jinja2 in the client."""
     lines = [line for line in smoke_run[0].splitlines() if line.startswith("- ")]
     assert [line.split(";")[0] for line in lines] == [
-        "- example: OK", "- large-40: OK", "- example served: OK"]
+        "- example: OK",
+        "- large-40: OK",
+        "- example served: OK",
+    ]

@@ -31,24 +31,35 @@ PRODUCTION = {f"{PREFIX}image-list": f"web={WEB}", f"{PREFIX}web.update-strategy
 
 @pytest.fixture
 def env(tmp_path: Path, moto_ecr, kubeconfig: Path) -> dict[str, str]:
-    return dict(os.environ, KUBECONFIG=str(kubeconfig), ARGOCD_NAMESPACE="argocd",
-                TAGPIN_CACHE_DIR=str(tmp_path / "cache"), USER="alice")
+    return dict(
+        os.environ,
+        KUBECONFIG=str(kubeconfig),
+        ARGOCD_NAMESPACE="argocd",
+        TAGPIN_CACHE_DIR=str(tmp_path / "cache"),
+        USER="alice",
+    )
 
 
 @pytest.fixture
 def tags(moto_ecr) -> dict[str, str]:
     return {
         tag: moto_ecr.push("shop/web", tag)
-        for tag in ("v1.2.0", "v1.3.0", "pr-41-1700000300-aaa", "pr-42-1700000100-bbb",
-                    "pr-42-1700000200-ccc")
+        for tag in (
+            "v1.2.0",
+            "v1.3.0",
+            "pr-41-1700000300-aaa",
+            "pr-42-1700000100-bbb",
+            "pr-42-1700000200-ccc",
+        )
     }
 
 
 def tagpin(
     env: dict[str, str], *args: str, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([TAGPIN, *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [TAGPIN, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def patches(fake: FakeKube) -> list[dict[str, Any]]:
@@ -66,11 +77,13 @@ def render_image(tmp_path: Path, env: dict[str, str]) -> str:
     (app / "tagpin.yaml").write_text("{}\n")
     (app / "templates" / "web.yaml").write_text(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n"
-        f"    spec:\n      containers:\n      - name: web\n        image: {WEB}:v1.2.0\n")
+        f"    spec:\n      containers:\n      - name: web\n        image: {WEB}:v1.2.0\n"
+    )
     done = tagpin(env, "render", str(app), "--app-name", "web")
     assert done.returncode == 0, done.stderr
-    return next(line.split("image:")[1].strip() for line in done.stdout.splitlines()
-                if "image:" in line)
+    return next(
+        line.split("image:")[1].strip() for line in done.stdout.splitlines() if "image:" in line
+    )
 
 
 def test_set_status_clear_round_trip(tmp_path: Path, env, fake_kube: FakeKube, tags) -> None:
@@ -99,7 +112,9 @@ def test_set_status_clear_round_trip(tmp_path: Path, env, fake_kube: FakeKube, t
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"Application argocd/web alias web: {WEB}:v1.3.0@{tags['v1.3.0']}\n"
     assert {k: v for k, v in fake_kube.annotations("argocd", "web").items()} == {
-        **PRODUCTION, REFRESH: "hard"}
+        **PRODUCTION,
+        REFRESH: "hard",
+    }
     assert render_image(tmp_path, env) == f"{WEB}:v1.3.0@{tags['v1.3.0']}"
 
 
@@ -157,7 +172,8 @@ def test_clear_with_another_rule_in_force_leaves_it(env, fake_kube: FakeKube, ta
     done = tagpin(env, "branch", "clear", "web", "--if-allow-tags", "^pr-41-")
     assert done.returncode == 0, done.stderr
     assert "deploys 'regexp:^pr-42-' (set by alice), not 'regexp:^pr-41-'; left as it is" in (
-        done.stderr)
+        done.stderr
+    )
     assert fake_kube.applications[("argocd", "web")] == before
 
     nothing = tagpin(env, "branch", "clear", "web", "--alias", "api")
@@ -181,34 +197,79 @@ def test_image_adds_an_image_list_entry(env, fake_kube: FakeKube, tags, moto_ecr
 @pytest.mark.parametrize(
     ("annotations", "args", "status", "message"),
     [
-        (PRODUCTION, ["--allow-tags", "^pr-99-"], ExitStatus.RESOLVE,
-         f"no tag of {WEB} satisfies alias web, strategy alphabetical, allow-tags "
-         "regexp:^pr-99-, from annotation (of 5 tags); nothing written"),
-        (PRODUCTION, ["--allow-tags", "^pr-42-", "--strategy", "semver"], ExitStatus.RESOLVE,
-         "strategy semver, allow-tags regexp:^pr-42-"),
-        (PRODUCTION, ["--allow-tags", "^pr-(42"], ExitStatus.CONFIG,
-         "allow-tags 'regexp:^pr-(42' is not a valid regular expression"),
-        (PRODUCTION, ["--allow-tags", "^pr-42-(?=x)"], ExitStatus.CONFIG,
-         "allow-tags 'regexp:^pr-42-(?=x)' is not a valid regular expression (invalid perl "
-         "operator: (?="),
-        (PRODUCTION, ["--allow-tags", "^pr-42-", "--alias", "wbe"], ExitStatus.CONFIG,
-         "image-list defines no alias 'wbe' (aliases: web); pass --image REPOSITORY"),
-        ({}, ["--allow-tags", "^pr-42-"], ExitStatus.CONFIG,
-         "has no aliased entry in its argocd-image-updater.argoproj.io/image-list annotation: "
-         "pass --image REPOSITORY"),
-        ({f"{PREFIX}image-list": f"web={WEB}, api={API}"}, ["--allow-tags", "^pr-42-"],
-         ExitStatus.CONFIG, "has several aliases (api, web): pass --alias NAME"),
-        ({**PRODUCTION, f"{PREFIX}web.allow-tag": "x"}, ["--allow-tags", "^pr-42-"],
-         ExitStatus.CONFIG, f"did you mean '{PREFIX}web.allow-tags'?"),
-        ({**PRODUCTION, f"{PREFIX}wbe.allow-tags": "x"}, ["--allow-tags", "^pr-42-"],
-         ExitStatus.CONFIG, "names the alias 'wbe', which the image-list does not define"),
-        ({f"{PREFIX}image-list": "web=nginx"}, ["--allow-tags", "^pr-42-"],
-         ExitStatus.CONFIG, "not in a private Amazon ECR registry"),
+        (
+            PRODUCTION,
+            ["--allow-tags", "^pr-99-"],
+            ExitStatus.RESOLVE,
+            f"no tag of {WEB} satisfies alias web, strategy alphabetical, allow-tags "
+            "regexp:^pr-99-, from annotation (of 5 tags); nothing written",
+        ),
+        (
+            PRODUCTION,
+            ["--allow-tags", "^pr-42-", "--strategy", "semver"],
+            ExitStatus.RESOLVE,
+            "strategy semver, allow-tags regexp:^pr-42-",
+        ),
+        (
+            PRODUCTION,
+            ["--allow-tags", "^pr-(42"],
+            ExitStatus.CONFIG,
+            "allow-tags 'regexp:^pr-(42' is not a valid regular expression",
+        ),
+        (
+            PRODUCTION,
+            ["--allow-tags", "^pr-42-(?=x)"],
+            ExitStatus.CONFIG,
+            "allow-tags 'regexp:^pr-42-(?=x)' is not a valid regular expression (invalid perl "
+            "operator: (?=",
+        ),
+        (
+            PRODUCTION,
+            ["--allow-tags", "^pr-42-", "--alias", "wbe"],
+            ExitStatus.CONFIG,
+            "image-list defines no alias 'wbe' (aliases: web); pass --image REPOSITORY",
+        ),
+        (
+            {},
+            ["--allow-tags", "^pr-42-"],
+            ExitStatus.CONFIG,
+            "has no aliased entry in its argocd-image-updater.argoproj.io/image-list annotation: "
+            "pass --image REPOSITORY",
+        ),
+        (
+            {f"{PREFIX}image-list": f"web={WEB}, api={API}"},
+            ["--allow-tags", "^pr-42-"],
+            ExitStatus.CONFIG,
+            "has several aliases (api, web): pass --alias NAME",
+        ),
+        (
+            {**PRODUCTION, f"{PREFIX}web.allow-tag": "x"},
+            ["--allow-tags", "^pr-42-"],
+            ExitStatus.CONFIG,
+            f"did you mean '{PREFIX}web.allow-tags'?",
+        ),
+        (
+            {**PRODUCTION, f"{PREFIX}wbe.allow-tags": "x"},
+            ["--allow-tags", "^pr-42-"],
+            ExitStatus.CONFIG,
+            "names the alias 'wbe', which the image-list does not define",
+        ),
+        (
+            {f"{PREFIX}image-list": "web=nginx"},
+            ["--allow-tags", "^pr-42-"],
+            ExitStatus.CONFIG,
+            "not in a private Amazon ECR registry",
+        ),
     ],
 )
 def test_each_refusal_leaves_the_application_unchanged(
-    env, fake_kube: FakeKube, tags, annotations: dict[str, str], args: list[str],
-    status: int, message: str,
+    env,
+    fake_kube: FakeKube,
+    tags,
+    annotations: dict[str, str],
+    args: list[str],
+    status: int,
+    message: str,
 ) -> None:
     fake_kube.add("argocd", "web", annotations)
     before = copy.deepcopy(fake_kube.applications[("argocd", "web")])
@@ -223,7 +284,8 @@ def test_each_refusal_leaves_the_application_unchanged(
 def test_a_rule_in_the_git_parameter_is_refused(env, fake_kube: FakeKube, tags) -> None:
     fake_kube.add("argocd", "web", PRODUCTION)
     fake_kube.applications[("argocd", "web")]["spec"]["source"]["plugin"]["parameters"] = [
-        {"name": "image-updater", "map": {"web.allow-tags": "regexp:^v"}}]
+        {"name": "image-updater", "map": {"web.allow-tags": "regexp:^v"}}
+    ]
     done = tagpin(env, "branch", "set", "web", "--allow-tags", "^pr-42-")
     assert done.returncode == ExitStatus.CONFIG
     assert "the image-updater parameter in git sets web.allow-tags" in done.stderr
@@ -254,9 +316,16 @@ def test_two_concurrent_sets_one_wins_the_other_gets_a_conflict(
             both_read.wait()  # both have read resourceVersion 1 before either writes
 
     fake_kube.after_get.append(hold_first_two_reads)
-    runs = [subprocess.Popen([TAGPIN, "branch", "set", "web", "--allow-tags", rule, "--by", who],
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for rule, who in (("^pr-41-", "bob"), ("^pr-42-", "carol"))]
+    runs = [
+        subprocess.Popen(
+            [TAGPIN, "branch", "set", "web", "--allow-tags", rule, "--by", who],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rule, who in (("^pr-41-", "bob"), ("^pr-42-", "carol"))
+    ]
     results = [(run.wait(timeout=120), *run.communicate()) for run in runs]
     codes = sorted(code for code, _, _ in results)
     assert codes == [ExitStatus.OK, ExitStatus.CONFLICT], results
@@ -277,8 +346,9 @@ def test_a_status_update_in_between_is_not_a_conflict(env, fake_kube: FakeKube, 
     def controller_writes_status(namespace: str, name: str) -> None:
         if not done_once:
             done_once.append(True)
-            fake_kube.write(namespace, name, lambda app: app.update(
-                status={"sync": {"status": "OutOfSync"}}))
+            fake_kube.write(
+                namespace, name, lambda app: app.update(status={"sync": {"status": "OutOfSync"}})
+            )
 
     fake_kube.after_get.append(controller_writes_status)
     done = tagpin(env, "branch", "set", "web", "--allow-tags", "^pr-42-")
@@ -301,14 +371,19 @@ def test_wait_follows_the_app_until_the_digest_runs_synced_and_healthy(
     old = f"{WEB}:v1.3.0@{tags['v1.3.0']}"
     new = f"{WEB}:pr-42-1700000200-ccc@{tags['pr-42-1700000200-ccc']}"
     fake_kube.add("argocd", "web", PRODUCTION)
-    fake_kube.script_status("argocd", "web", [
-        app_status("Synced", "Healthy", [old]),  # read by `set` itself
-        app_status("OutOfSync", "Healthy", [old]),
-        app_status("Synced", "Progressing", [new]),
-        app_status("Synced", "Healthy", [new, "nginx:1.27"]),
-    ])
-    done = tagpin(env, "branch", "set", "web", "--allow-tags", "^pr-42-", "--wait",
-                  "--interval", "0.05")
+    fake_kube.script_status(
+        "argocd",
+        "web",
+        [
+            app_status("Synced", "Healthy", [old]),  # read by `set` itself
+            app_status("OutOfSync", "Healthy", [old]),
+            app_status("Synced", "Progressing", [new]),
+            app_status("Synced", "Healthy", [new, "nginx:1.27"]),
+        ],
+    )
+    done = tagpin(
+        env, "branch", "set", "web", "--allow-tags", "^pr-42-", "--wait", "--interval", "0.05"
+    )
     assert done.returncode == 0, done.stderr
     progress = [line for line in done.stderr.splitlines() if line.startswith("argocd/web:")]
     assert [line.rsplit(" (", 1)[0] for line in progress] == [
@@ -322,41 +397,68 @@ def test_wait_follows_the_app_until_the_digest_runs_synced_and_healthy(
 def test_wait_fails_when_the_new_image_is_degraded(env, fake_kube: FakeKube, tags) -> None:
     new = f"{WEB}:pr-42-1700000200-ccc@{tags['pr-42-1700000200-ccc']}"
     fake_kube.add("argocd", "web", PRODUCTION)
-    fake_kube.script_status("argocd", "web", [
-        app_status("Synced", "Degraded", [f"{WEB}:v1.3.0@{tags['v1.3.0']}"]),  # before: no fail
-        app_status("Synced", "Degraded", [f"{WEB}:v1.3.0@{tags['v1.3.0']}"]),
-        app_status("Synced", "Degraded", [new], "Deployment web exceeded its progress deadline"),
-    ])
-    done = tagpin(env, "branch", "set", "web", "--allow-tags", "^pr-42-", "--wait",
-                  "--interval", "0.05")
+    fake_kube.script_status(
+        "argocd",
+        "web",
+        [
+            app_status("Synced", "Degraded", [f"{WEB}:v1.3.0@{tags['v1.3.0']}"]),  # before: no fail
+            app_status("Synced", "Degraded", [f"{WEB}:v1.3.0@{tags['v1.3.0']}"]),
+            app_status(
+                "Synced", "Degraded", [new], "Deployment web exceeded its progress deadline"
+            ),
+        ],
+    )
+    done = tagpin(
+        env, "branch", "set", "web", "--allow-tags", "^pr-42-", "--wait", "--interval", "0.05"
+    )
     assert done.returncode == ExitStatus.NOT_DEPLOYED, done.stderr
-    assert (f"Application argocd/web is Degraded running {tags['pr-42-1700000200-ccc']}: "
-            "Deployment web exceeded its progress deadline") in done.stderr
+    assert (
+        f"Application argocd/web is Degraded running {tags['pr-42-1700000200-ccc']}: "
+        "Deployment web exceeded its progress deadline"
+    ) in done.stderr
     assert done.stdout.endswith(f": {new}\n")  # what was deployed is still said
 
 
 def test_wait_times_out(env, fake_kube: FakeKube, tags) -> None:
     fake_kube.add("argocd", "web", PRODUCTION)
-    fake_kube.script_status("argocd", "web", [
-        app_status("OutOfSync", "Healthy", [f"{WEB}:v1.3.0@{tags['v1.3.0']}"])])
-    done = tagpin(env, "branch", "set", "web", "--allow-tags", "^pr-42-", "--wait",
-                  "--timeout", "0.5", "--interval", "0.1")
+    fake_kube.script_status(
+        "argocd", "web", [app_status("OutOfSync", "Healthy", [f"{WEB}:v1.3.0@{tags['v1.3.0']}"])]
+    )
+    done = tagpin(
+        env,
+        "branch",
+        "set",
+        "web",
+        "--allow-tags",
+        "^pr-42-",
+        "--wait",
+        "--timeout",
+        "0.5",
+        "--interval",
+        "0.1",
+    )
     assert done.returncode == ExitStatus.NOT_DEPLOYED, done.stderr
     assert "not Synced and Healthy with sha256:" in done.stderr
-    assert "after 0.5 s (last seen: sync OutOfSync, health Healthy, not running the new image)" \
+    assert (
+        "after 0.5 s (last seen: sync OutOfSync, health Healthy, not running the new image)"
         in done.stderr
+    )
 
 
 # --- status ---------------------------------------------------------------------------------
 
 
 def test_status_of_every_branch_app_in_the_namespace(env, fake_kube: FakeKube, tags) -> None:
-    fake_kube.add("argocd", "web", {f"{PREFIX}image-list": f"web={WEB}",
-                                    f"{PREFIX}web.allow-tags": "regexp:^pr-404-"})
+    fake_kube.add(
+        "argocd",
+        "web",
+        {f"{PREFIX}image-list": f"web={WEB}", f"{PREFIX}web.allow-tags": "regexp:^pr-404-"},
+    )
     fake_kube.add("argocd", "shop", PRODUCTION)
     fake_kube.add("argocd", "plain")  # no image-list: not a branch app
     fake_kube.applications[("argocd", "shop")]["status"] = app_status(
-        "Synced", "Healthy", [f"{WEB}:v1.3.0@{tags['v1.3.0']}", "nginx:1.27"])
+        "Synced", "Healthy", [f"{WEB}:v1.3.0@{tags['v1.3.0']}", "nginx:1.27"]
+    )
     done = tagpin(env, "branch", "status", "-o", "json")
     assert done.returncode == 0, done.stderr
     rows = {row["app"]: row for row in json.loads(done.stdout)}
@@ -394,22 +496,35 @@ def test_on_a_terminal_the_progress_line_is_rewritten_in_place() -> None:
     from cmp.argocd.branch_wait import wait_for
 
     digest = "sha256:" + "a" * 64
-    statuses = [app_status("OutOfSync", "Healthy", []),
-                app_status("Synced", "Healthy", [f"{WEB}:pr-1@{digest}"])]
+    statuses = [
+        app_status("OutOfSync", "Healthy", []),
+        app_status("Synced", "Healthy", [f"{WEB}:pr-1@{digest}"]),
+    ]
 
     class Api:
         def get_application(self, namespace: str, name: str) -> dict[str, Any]:
-            return {"metadata": {"namespace": namespace, "name": name, "resourceVersion": "2"},
-                    "status": statuses.pop(0)}
+            return {
+                "metadata": {"namespace": namespace, "name": name, "resourceVersion": "2"},
+                "status": statuses.pop(0),
+            }
 
     ticks = iter([0.0, 0.0, 5.0])
     terminal = Terminal()
     app = LiveApp("argocd", "web", "1", {}, {}, {})
-    wait_for(Api(), app, digest, timeout=60, interval=5, progress=terminal,  # type: ignore[arg-type]
-             clock=lambda: next(ticks), sleep=lambda seconds: None)
+    wait_for(
+        Api(),  # type: ignore[arg-type]
+        app,
+        digest,
+        timeout=60,
+        interval=5,
+        progress=terminal,  # type: ignore[arg-type]
+        clock=lambda: next(ticks),
+        sleep=lambda seconds: None,
+    )
     assert terminal.text == (
         "\r\x1b[Kargocd/web: sync OutOfSync, health Healthy, new image not running yet (0 s)"
-        "\r\x1b[Kargocd/web: sync Synced, health Healthy, new image running (5 s)\n")
+        "\r\x1b[Kargocd/web: sync Synced, health Healthy, new image running (5 s)\n"
+    )
 
 
 def test_credentials_from_an_exec_plugin_as_the_render_uses_them(
@@ -434,8 +549,14 @@ def test_a_write_that_keeps_losing_to_status_updates_gives_up_with_a_conflict() 
     from cmp.argocd.kube import KubeApiError
     from cmp.errors import ConflictError
 
-    document = {"metadata": {"namespace": "argocd", "name": "web", "resourceVersion": "7",
-                             "annotations": dict(PRODUCTION)}}
+    document = {
+        "metadata": {
+            "namespace": "argocd",
+            "name": "web",
+            "resourceVersion": "7",
+            "annotations": dict(PRODUCTION),
+        }
+    }
 
     class Busy:
         patched = 0

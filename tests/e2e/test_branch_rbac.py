@@ -32,8 +32,10 @@ def test_the_rbac_is_valid_kubernetes(built: list[dict[str, Any]], version: str)
 
 def test_the_role_is_bound_in_argo_cd_s_namespace_only(built: list[dict[str, Any]]) -> None:
     kinds = {(o["kind"], o["metadata"]["name"]) for o in built}
-    assert kinds == {("ClusterRole", "tagpin-branch-deployer"),
-                     ("RoleBinding", "tagpin-branch-deployer")}
+    assert kinds == {
+        ("ClusterRole", "tagpin-branch-deployer"),
+        ("RoleBinding", "tagpin-branch-deployer"),
+    }
     binding = next(o for o in built if o["kind"] == "RoleBinding")
     assert binding["metadata"]["namespace"] == "argocd"
     assert binding["roleRef"]["name"] == "tagpin-branch-deployer"
@@ -54,15 +56,24 @@ def test_the_role_grants_exactly_what_tagpin_branch_asks(
     fake_kube.add("argocd", "web", {f"{PREFIX}image-list": f"web={WEB}"})
     env = dict(os.environ, KUBECONFIG=str(kubeconfig), TAGPIN_CACHE_DIR=str(tmp_path / "c"))
     tagpin = str(Path(sys.executable).with_name("tagpin"))
-    for args in (["set", "web", "--allow-tags", "^pr-42-"], ["status"], ["status", "web"],
-                 ["clear", "web"]):
-        done = subprocess.run([tagpin, "branch", *args, "-n", "argocd"], env=env,
-                              capture_output=True, text=True, timeout=120, check=False)
+    for args in (
+        ["set", "web", "--allow-tags", "^pr-42-"],
+        ["status"],
+        ["status", "web"],
+        ["clear", "web"],
+    ):
+        done = subprocess.run(
+            [tagpin, "branch", *args, "-n", "argocd"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert done.returncode == 0, done.stderr
     # Cleared although the restored rule (semver, no constraint) selects none of the pr- tags.
     assert "nothing deploys: Application argocd/web: no tag of" in done.stdout
-    asked = {VERBS[(r.method, r.path.split("?")[0].endswith("/web"))]
-             for r in fake_kube.requests}
+    asked = {VERBS[(r.method, r.path.split("?")[0].endswith("/web"))] for r in fake_kube.requests}
     (role,) = [o for o in built if o["kind"] == "ClusterRole"]
     assert role["rules"] == [
         {"apiGroups": ["argoproj.io"], "resources": ["applications"], "verbs": sorted(asked)}

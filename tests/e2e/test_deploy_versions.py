@@ -35,7 +35,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     assert overlay["resources"][0] == "base-upstream"
     deploy = os.path.relpath(test_deploy.DEPLOY, root)  # kustomize refuses absolute roots
     overlay["resources"] = ["argocd-repo-server.yaml"] + [
-        f"{deploy}/{r}" for r in overlay["resources"][1:]]
+        f"{deploy}/{r}" for r in overlay["resources"][1:]
+    ]
     overlay["components"] = [f"{deploy}/{c}" for c in overlay.get("components", [])]
     (root / "kustomization.yaml").write_text(yaml.safe_dump(overlay))
     return kustomize_build(root)
@@ -56,8 +57,10 @@ def test_the_copies_are_the_versions_they_claim() -> None:
     newest = (test_deploy.DEPLOY / "base-upstream" / "argocd-repo-server.yaml").read_text()
     assert f"image: quay.io/argoproj/argocd:{OLDEST}\n" in oldest
     assert f"image: quay.io/argoproj/argocd:{NEWEST}\n" in newest
-    assert f"argo-cd/{NEWEST}/manifests/install.yaml" in (
-        test_deploy.DEPLOY / "remote" / "kustomization.yaml").read_text()
+    assert (
+        f"argo-cd/{NEWEST}/manifests/install.yaml"
+        in (test_deploy.DEPLOY / "remote" / "kustomization.yaml").read_text()
+    )
 
 
 def test_the_docs_state_the_one_tested_range() -> None:

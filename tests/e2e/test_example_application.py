@@ -18,14 +18,18 @@ LOCK = yaml.safe_load((REPO / "examples" / "web" / "tagpin.lock").read_text())
 
 def from_application(application: dict[str, Any]) -> AppSpec:
     source = application["spec"]["source"]
-    return AppSpec(name=application["metadata"]["name"], source_path=source["path"],
-                   repo_url=source["repoURL"], target_revision=source["targetRevision"],
-                   destination_namespace=application["spec"]["destination"]["namespace"],
-                   revision=REVISION, plugin=source["plugin"])
+    return AppSpec(
+        name=application["metadata"]["name"],
+        source_path=source["path"],
+        repo_url=source["repoURL"],
+        target_revision=source["targetRevision"],
+        destination_namespace=application["spec"]["destination"]["namespace"],
+        revision=REVISION,
+        plugin=source["plugin"],
+    )
 
 
-def test_the_example_application_renders_what_it_says(
-        server: CmpServer, user_repo: Path) -> None:  # noqa: F811
+def test_the_example_application_renders_what_it_says(server: CmpServer, user_repo: Path) -> None:  # noqa: F811
     application = yaml.safe_load(APPLICATION.read_text())
     # The emulated sidecar has no AWS access: candidates and digests come from the lock.
     server.sidecar_env["TAGPIN_LOCK"] = "strict"
@@ -43,8 +47,7 @@ def test_the_example_application_renders_what_it_says(
     assert web["image"] == f"{tag}@{locked[tag]}"  # values.yaml's tag, pinned by the lock
 
 
-def test_a_values_file_layered_twice_is_a_warning(
-        server: CmpServer, user_repo: Path) -> None:  # noqa: F811
+def test_a_values_file_layered_twice_is_a_warning(server: CmpServer, user_repo: Path) -> None:  # noqa: F811
     application = yaml.safe_load(APPLICATION.read_text())
     plugin = application["spec"]["source"]["plugin"]
     for parameter in plugin["parameters"]:

@@ -265,8 +265,9 @@ def test_serve_stale_also_answers_tag_listings_for_branch_deploys(tmp_path: Path
         store.merge(repo, infos, time.time() - 2 * 3600, tag_list=True)
     warnings: list[str] = []
 
-    served = CachingRegistry(DownRegistry(), DiskCache(tmp_path), stale_for=3 * 3600,
-                             warnings=warnings).list_tags(repo)
+    served = CachingRegistry(
+        DownRegistry(), DiskCache(tmp_path), stale_for=3 * 3600, warnings=warnings
+    ).list_tags(repo)
 
     assert served.found == infos
     assert len(warnings) == 1 and "listing cached 2.0 h ago" in warnings[0]

@@ -155,10 +155,16 @@ def test_redis_killed_mid_render_and_restarted(fleet: Fleet) -> None:
 @pytest.mark.parametrize(
     ("settings", "problem"),
     [
-        pytest.param({"TAGPIN_REDIS_PASSWORD_FILE": "", "TAGPIN_REDIS_PASSWORD": "wrong"},
-                     "invalid username-password pair", id="wrong-password"),
-        pytest.param({"TAGPIN_REDIS_URL": "redis://127.0.0.1:{free}/0"}, "Connection refused",
-                     id="down-from-the-start"),
+        pytest.param(
+            {"TAGPIN_REDIS_PASSWORD_FILE": "", "TAGPIN_REDIS_PASSWORD": "wrong"},
+            "invalid username-password pair",
+            id="wrong-password",
+        ),
+        pytest.param(
+            {"TAGPIN_REDIS_URL": "redis://127.0.0.1:{free}/0"},
+            "Connection refused",
+            id="down-from-the-start",
+        ),
     ],
 )
 def test_redis_trouble_never_fails_a_render(
@@ -189,8 +195,10 @@ def test_a_hung_redis_costs_one_timeout_then_the_render_goes_on(fleet: Fleet) ->
 
 @pytest.mark.parametrize(
     ("key", "message"),
-    [("", "TAGPIN_REDIS_URL is set but TAGPIN_REDIS_SIGNING_KEY"),
-     ("too-short", "TAGPIN_REDIS_SIGNING_KEY is 9 bytes long")],
+    [
+        ("", "TAGPIN_REDIS_URL is set but TAGPIN_REDIS_SIGNING_KEY"),
+        ("too-short", "TAGPIN_REDIS_SIGNING_KEY is 9 bytes long"),
+    ],
 )
 def test_a_missing_or_short_signing_key_fails_as_a_configuration_error(
     fleet: Fleet, key: str, message: str
@@ -213,12 +221,24 @@ def test_a_warm_render_never_imports_the_redis_client(fleet: Fleet) -> None:
     rendered(generate(fleet.app, fleet.env(cache)))
     fleet.redis.stop()  # a warm render must not even notice
 
-    warm = generate(fleet.app, fleet.env(cache), command=[
-        str(Path(TAGPIN).with_name("python")), "-X", "importtime", str(TAGPIN), "generate"])
+    warm = generate(
+        fleet.app,
+        fleet.env(cache),
+        command=[
+            str(Path(TAGPIN).with_name("python")),
+            "-X",
+            "importtime",
+            str(TAGPIN),
+            "generate",
+        ],
+    )
 
     assert warm.returncode == 0, warm.stderr
-    imported = [line.rsplit("|", 1)[-1].strip() for line in warm.stderr.splitlines()
-                if line.startswith("import time:")]
+    imported = [
+        line.rsplit("|", 1)[-1].strip()
+        for line in warm.stderr.splitlines()
+        if line.startswith("import time:")
+    ]
     assert "cmp.registry.shared" in imported  # the settings were checked…
     assert [m for m in imported if m == "redis" or m.startswith("redis.")] == []  # …not used
     assert warnings_in(warm.stderr) == []
@@ -231,8 +251,13 @@ def test_a_warm_render_never_imports_the_redis_client(fleet: Fleet) -> None:
 def webhook(fake_kube: FakeKube, fleet: Fleet) -> Iterator[WebhookServer]:
     """The real webhook server, told about the fleet's Redis; no AWS access, no signing key."""
     redis = RedisSettings(url=fleet.redis.url, password=PASSWORD, signing_key=None)
-    config = WebhookConfig(secret=WEBHOOK_SECRET, namespaces=("argocd",), port=0,
-                           coalesce_seconds=0.0, shared_cache=redis)
+    config = WebhookConfig(
+        secret=WEBHOOK_SECRET,
+        namespaces=("argocd",),
+        port=0,
+        coalesce_seconds=0.0,
+        shared_cache=redis,
+    )
     kube = KubeApi(Connection(server=fake_kube.url, source="test", token=TOKEN))
     server = WebhookServer(config, kube, io.StringIO())
     server.start()
@@ -242,15 +267,27 @@ def webhook(fake_kube: FakeKube, fleet: Fleet) -> Iterator[WebhookServer]:
 
 def announce_push(webhook: WebhookServer, repository: str, tag: str) -> int:
     event = {
-        "version": "0", "id": str(uuid.uuid4()), "detail-type": "ECR Image Action",
-        "source": "aws.ecr", "account": ACCOUNT, "region": REGION, "resources": [],
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "ECR Image Action",
+        "source": "aws.ecr",
+        "account": ACCOUNT,
+        "region": REGION,
+        "resources": [],
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "detail": {"result": "SUCCESS", "action-type": "PUSH", "repository-name": repository,
-                   "image-tag": tag},
+        "detail": {
+            "result": "SUCCESS",
+            "action-type": "PUSH",
+            "repository-name": repository,
+            "image-tag": tag,
+        },
     }
     request = urllib.request.Request(
-        f"{webhook.url}/events/ecr", data=json.dumps(event).encode(), method="POST",
-        headers={"Content-Type": "application/json", "X-Tagpin-Secret": WEBHOOK_SECRET})
+        f"{webhook.url}/events/ecr",
+        data=json.dumps(event).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "X-Tagpin-Secret": WEBHOOK_SECRET},
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         status: int = response.status
         return status
@@ -260,9 +297,16 @@ def test_a_push_announced_to_the_webhook_reaches_every_replica_with_one_ecr_call
     fleet: Fleet, webhook: WebhookServer
 ) -> None:
     rendered(generate(fleet.app, fleet.env()))
-    rebuilt = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-               "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": 7,
-                          "digest": "sha256:" + "7" * 64}, "layers": []}
+    rebuilt = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "size": 7,
+            "digest": "sha256:" + "7" * 64,
+        },
+        "layers": [],
+    }
     moved = fleet.moto.push("team/web", "v1", json.dumps(rebuilt).encode())
     new_pin = f"{HOST}/team/web:v1@{moved}"
     before = set(images_in(rendered(generate(fleet.app, fleet.env()))))
@@ -287,12 +331,34 @@ def test_replicas_rendering_through_their_render_servers_share_one_call_per_repo
             scratch = Path(tempfile.mkdtemp(prefix="tp-", dir="/tmp"))  # a short socket path
             env = fleet.env(scratch / "cache")
             socket_path, log = scratch / "render.sock", scratch / "server.log"
-            servers.append((subprocess.Popen(
-                [sys.executable, "-m", "cmp.server.listener", "--socket", str(socket_path),
-                 "--log", str(log), "--log-renders"], env=env, stdin=subprocess.DEVNULL,
-                start_new_session=True), log, scratch))
-            envs.append({**env, "TAGPIN_RENDER_SERVER": "on",
-                         "TAGPIN_RENDER_SERVER_SOCKET": str(socket_path)})
+            servers.append(
+                (
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "cmp.server.listener",
+                            "--socket",
+                            str(socket_path),
+                            "--log",
+                            str(log),
+                            "--log-renders",
+                        ],
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        start_new_session=True,
+                    ),
+                    log,
+                    scratch,
+                )
+            )
+            envs.append(
+                {
+                    **env,
+                    "TAGPIN_RENDER_SERVER": "on",
+                    "TAGPIN_RENDER_SERVER_SOCKET": str(socket_path),
+                }
+            )
         for _, log, _ in servers:
             deadline = time.monotonic() + 60
             while "serving" not in (log.read_text() if log.exists() else ""):
@@ -319,8 +385,9 @@ def test_rediss_shares_over_tls_and_refuses_a_server_it_does_not_trust(
     try:
         tls = f"rediss://127.0.0.1:{front.port}/0"
         trusted = f"{tls}?ssl_ca_certs={pki.ca_cert}"
-        outputs = [rendered(generate(fleet.app, fleet.env(TAGPIN_REDIS_URL=trusted)))
-                   for _ in range(2)]
+        outputs = [
+            rendered(generate(fleet.app, fleet.env(TAGPIN_REDIS_URL=trusted))) for _ in range(2)
+        ]
         untrusted = generate(fleet.app, fleet.env(TAGPIN_REDIS_URL=tls))
     finally:
         front.close()

@@ -51,60 +51,84 @@ spec:
 
 # helm/helm internal/plugin/metadata_v1.go (decoded with KnownFields: other keys are errors),
 # runtime_subprocess.go (RuntimeConfigSubprocess, PlatformCommand) and plugin.go.
-V1_FIELDS = {"apiVersion", "name", "type", "runtime", "version", "sourceURL", "config",
-             "runtimeConfig"}
+V1_FIELDS = {
+    "apiVersion",
+    "name",
+    "type",
+    "runtime",
+    "version",
+    "sourceURL",
+    "config",
+    "runtimeConfig",
+}
 SUBPROCESS_FIELDS = {"platformCommand", "platformHooks", "protocolCommands"}
 PLATFORM_COMMAND_FIELDS = {"os", "arch", "command", "args"}
 VALID_NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # validPluginName
 SEMVER = re.compile(
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$"
+)
 
 
 def lock(tmp_path: Path, tag: str = "1.4.0") -> Path:
     path = tmp_path / "tagpin.lock"
-    path.write_text("apiVersion: tagpin.dev/v1\nkind: ImageLock\nimages:\n"
-                    f"- image: {WEB}:{tag}\n  digest: {DIGEST}\n")
+    path.write_text(
+        "apiVersion: tagpin.dev/v1\nkind: ImageLock\nimages:\n"
+        f"- image: {WEB}:{tag}\n  digest: {DIGEST}\n"
+    )
     return path
 
 
 def helm_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """What Helm hands its post-renderer: its own environment (no AWS here: offline)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TAGPIN_"))}
-    env.update(PATH=f"{BIN}{os.pathsep}/usr/bin:/bin", TAGPIN_APP_LOOKUP="off",
-               TAGPIN_CACHE_DIR=str(tmp_path / "cache"), AWS_CONFIG_FILE=str(tmp_path / "no"),
-               **extra)
+    env.update(
+        PATH=f"{BIN}{os.pathsep}/usr/bin:/bin",
+        TAGPIN_APP_LOOKUP="off",
+        TAGPIN_CACHE_DIR=str(tmp_path / "cache"),
+        AWS_CONFIG_FILE=str(tmp_path / "no"),
+        **extra,
+    )
     return env
 
 
-def post_render(argv: list[str], stdin: str,
-                env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(argv, input=stdin.encode(), env=env, capture_output=True,
-                          timeout=120, check=False)
+def post_render(
+    argv: list[str], stdin: str, env: dict[str, str]
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        argv, input=stdin.encode(), env=env, capture_output=True, timeout=120, check=False
+    )
 
 
 def test_helm3_post_renderer_pins_stdin_onto_stdout(tmp_path: Path) -> None:
     assert os.access(SCRIPT, os.X_OK)  # Helm 3 execs the path itself
-    done = post_render([str(SCRIPT), "--digests", str(lock(tmp_path))], HELM_OUTPUT,
-                       helm_env(tmp_path))
+    done = post_render(
+        [str(SCRIPT), "--digests", str(lock(tmp_path))], HELM_OUTPUT, helm_env(tmp_path)
+    )
     assert done.returncode == 0, done.stderr.decode()
     objects = list(yaml.safe_load_all(done.stdout))
     assert [o["kind"] for o in objects] == ["Service", "Deployment"]
     container = objects[1]["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == f"{WEB}:1.4.0@{DIGEST}"
-    piped = post_render([str(BIN / "tagpin"), "pin", "-", "--digests", str(lock(tmp_path))],
-                        HELM_OUTPUT, helm_env(tmp_path))
+    piped = post_render(
+        [str(BIN / "tagpin"), "pin", "-", "--digests", str(lock(tmp_path))],
+        HELM_OUTPUT,
+        helm_env(tmp_path),
+    )
     assert done.stdout == piped.stdout  # the recipe `helm template | tagpin pin -` agrees
 
 
-@pytest.mark.parametrize("stdin", [
-    HELM_OUTPUT.replace(":1.4.0", ":1.5.0"),  # a tag the lock lacks
-    HELM_OUTPUT + "  broken: [\n",  # malformed YAML
-    "",  # Helm rendered nothing: never pass an empty stream on as success
-])
+@pytest.mark.parametrize(
+    "stdin",
+    [
+        HELM_OUTPUT.replace(":1.4.0", ":1.5.0"),  # a tag the lock lacks
+        HELM_OUTPUT + "  broken: [\n",  # malformed YAML
+        "",  # Helm rendered nothing: never pass an empty stream on as success
+    ],
+)
 def test_a_failing_post_render_exits_non_zero_with_nothing_on_stdout(
-        tmp_path: Path, stdin: str) -> None:
-    done = post_render([str(SCRIPT), "--digests", str(lock(tmp_path))], stdin,
-                       helm_env(tmp_path))
+    tmp_path: Path, stdin: str
+) -> None:
+    done = post_render([str(SCRIPT), "--digests", str(lock(tmp_path))], stdin, helm_env(tmp_path))
     assert done.returncode != 0
     assert done.stdout == b""
     assert done.stderr.startswith(b"tagpin: ")

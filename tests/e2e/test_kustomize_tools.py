@@ -24,18 +24,25 @@ DIGEST_V3 = "sha256:" + "3" * 64
 
 
 def lock_text(**tags: str) -> str:
-    images = "".join(f"- digest: {digest}\n  image: {WEB}:{tag}\n"
-                     for tag, digest in sorted(tags.items()))
+    images = "".join(
+        f"- digest: {digest}\n  image: {WEB}:{tag}\n" for tag, digest in sorted(tags.items())
+    )
     return f"---\napiVersion: tagpin.dev/v1\nkind: ImageLock\nimages:\n{images}"
 
 
 def git(root: Path, *args: str) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(GIT_CONFIG_GLOBAL=os.devnull, GIT_CONFIG_NOSYSTEM="1", GIT_AUTHOR_NAME="t",
-               GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@example.com")
-    return subprocess.run(["git", *args], cwd=root, env=env, capture_output=True, text=True,
-                          check=True).stdout
+    env.update(
+        GIT_CONFIG_GLOBAL=os.devnull,
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@example.com",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@example.com",
+    )
+    return subprocess.run(
+        ["git", *args], cwd=root, env=env, capture_output=True, text=True, check=True
+    ).stdout
 
 
 @pytest.fixture
@@ -49,19 +56,32 @@ def repo(tmp_path: Path) -> Path:
 
 def env_with(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ARGOCD_", "TAGPIN_"))}
-    env.update(PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-               TAGPIN_CACHE_DIR=str(tmp_path / "cache"), TAGPIN_APP_LOOKUP="off", **extra)
+    env.update(
+        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        TAGPIN_CACHE_DIR=str(tmp_path / "cache"),
+        TAGPIN_APP_LOOKUP="off",
+        **extra,
+    )
     return env
 
 
-def tagpin(args: list[str], env: dict[str, str], *, stdin: bytes = b"",
-           cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([str(TAGPIN), *args], input=stdin, env=env, cwd=cwd,
-                          capture_output=True, timeout=120, check=False)
+def tagpin(
+    args: list[str], env: dict[str, str], *, stdin: bytes = b"", cwd: Path | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [str(TAGPIN), *args],
+        input=stdin,
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_lock_then_cmp_testing_render_a_kustomize_app_offline(
-        repo: Path, tmp_path: Path, moto_ecr, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo: Path, tmp_path: Path, moto_ecr, monkeypatch: pytest.MonkeyPatch
+) -> None:
     digest = moto_ecr.push("shop/web", "v2")
     locked = tagpin(["lock", str(repo / "apps/shop")], env_with(tmp_path))
     assert locked.returncode == 0, locked.stderr.decode()
@@ -71,8 +91,13 @@ def test_lock_then_cmp_testing_render_a_kustomize_app_offline(
     monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     text = render_app(repo / "apps/shop", namespace="shop")
     assert f"image: {WEB}:v2@{digest}" in text
-    assert text.encode() == tagpin(["render", str(repo / "apps/shop"), "-n", "shop"],
-                                   env_with(tmp_path, TAGPIN_LOCK="strict")).stdout
+    assert (
+        text.encode()
+        == tagpin(
+            ["render", str(repo / "apps/shop"), "-n", "shop"],
+            env_with(tmp_path, TAGPIN_LOCK="strict"),
+        ).stdout
+    )
 
 
 def test_diff_shows_an_overlay_tag_bump_as_a_digest_change(repo: Path, tmp_path: Path) -> None:
@@ -83,8 +108,10 @@ def test_diff_shows_an_overlay_tag_bump_as_a_digest_change(repo: Path, tmp_path:
     done = tagpin(["diff", "apps/shop"], env_with(tmp_path, TAGPIN_LOCK="strict"), cwd=repo)
     assert done.returncode == 1, done.stderr.decode()
     changed = [line for line in done.stdout.decode().splitlines()[2:] if line[:1] in "+-"]
-    assert changed == [f"-        image: {WEB}:v2@{DIGEST_V2}",
-                       f"+        image: {WEB}:v3@{DIGEST_V3}"]
+    assert changed == [
+        f"-        image: {WEB}:v2@{DIGEST_V2}",
+        f"+        image: {WEB}:v3@{DIGEST_V3}",
+    ]
 
 
 DEPLOYMENT = f"""\
@@ -99,40 +126,72 @@ spec:
 """
 
 
-def test_pin_reads_files_and_stdin_in_order_and_takes_digests_from_a_lock(
-        tmp_path: Path) -> None:
-    build_tree(tmp_path, {"a.yaml": DEPLOYMENT, "digests.lock": lock_text(v2=DIGEST_V2),
-                          "b.json": '{"apiVersion": "v1", "kind": "ConfigMap", '
-                                    '"metadata": {"name": "settings"}}'})
+def test_pin_reads_files_and_stdin_in_order_and_takes_digests_from_a_lock(tmp_path: Path) -> None:
+    build_tree(
+        tmp_path,
+        {
+            "a.yaml": DEPLOYMENT,
+            "digests.lock": lock_text(v2=DIGEST_V2),
+            "b.json": '{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}}',
+        },
+    )
     env = env_with(tmp_path, AWS_CONFIG_FILE=str(tmp_path / "none"))
-    done = tagpin(["pin", "a.yaml", "-", "b.json", "--digests", "digests.lock"], env,
-                  stdin=b"apiVersion: v1\nkind: Service\nmetadata: {name: web}\n", cwd=tmp_path)
+    done = tagpin(
+        ["pin", "a.yaml", "-", "b.json", "--digests", "digests.lock"],
+        env,
+        stdin=b"apiVersion: v1\nkind: Service\nmetadata: {name: web}\n",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr.decode()
     text = done.stdout.decode()
     assert [line for line in text.splitlines() if line.startswith("kind:")] == [
-        "kind: Deployment", "kind: Service", "kind: ConfigMap"]
+        "kind: Deployment",
+        "kind: Service",
+        "kind: ConfigMap",
+    ]
     assert f"image: {WEB}:v2@{DIGEST_V2}" in text
     # --lock under TAGPIN_LOCK=strict: a tag it lacks fails, naming the image; nothing printed.
     build_tree(tmp_path, {"tagpin.lock": lock_text(v1=DIGEST_V2)})
-    strict = tagpin(["pin", "a.yaml", "--lock", "tagpin.lock"],
-                    {**env, "TAGPIN_LOCK": "strict"}, cwd=tmp_path)
+    strict = tagpin(
+        ["pin", "a.yaml", "--lock", "tagpin.lock"], {**env, "TAGPIN_LOCK": "strict"}, cwd=tmp_path
+    )
     assert (strict.returncode, strict.stdout) == (11, b"")
     assert f"{WEB}:v2: not in tagpin.lock".encode() in strict.stderr
     assert b"Deployment/web in a.yaml:1" in strict.stderr
 
 
 def test_pin_applies_image_updater_overrides_and_tagpin_yaml_paths(
-        tmp_path: Path, moto_ecr) -> None:
+    tmp_path: Path, moto_ecr
+) -> None:
     digests = {tag: moto_ecr.push("shop/web", tag) for tag in ("v2", "pr-42-abc", "pr-7-def")}
-    build_tree(tmp_path, {"in.yaml": DEPLOYMENT + "---\n" + (
-        "apiVersion: x.dev/v1\nkind: Job\nmetadata: {name: j}\n"
-        f"spec: {{runner: '{WEB}:v2'}}\n"),
-        "tagpin.yaml": "images:\n  paths:\n  - {kind: Job, path: spec.runner}\n"})
-    done = tagpin(["pin", "in.yaml", "--config", "tagpin.yaml",
-                   "--image-updater", f"image-list=web={WEB}",
-                   "--image-updater", "web.allow-tags=regexp:^pr-42-",
-                   "--image-updater", "web.update-strategy=alphabetical"],
-                  env_with(tmp_path), cwd=tmp_path)
+    build_tree(
+        tmp_path,
+        {
+            "in.yaml": DEPLOYMENT
+            + "---\n"
+            + (
+                "apiVersion: x.dev/v1\nkind: Job\nmetadata: {name: j}\n"
+                f"spec: {{runner: '{WEB}:v2'}}\n"
+            ),
+            "tagpin.yaml": "images:\n  paths:\n  - {kind: Job, path: spec.runner}\n",
+        },
+    )
+    done = tagpin(
+        [
+            "pin",
+            "in.yaml",
+            "--config",
+            "tagpin.yaml",
+            "--image-updater",
+            f"image-list=web={WEB}",
+            "--image-updater",
+            "web.allow-tags=regexp:^pr-42-",
+            "--image-updater",
+            "web.update-strategy=alphabetical",
+        ],
+        env_with(tmp_path),
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr.decode()
     text = done.stdout.decode()
     assert f"image: {WEB}:pr-42-abc@{digests['pr-42-abc']}" in text
@@ -141,16 +200,26 @@ def test_pin_applies_image_updater_overrides_and_tagpin_yaml_paths(
     assert digests["v2"] not in text
 
 
-@pytest.mark.parametrize("stdin,status,message", [
-    (b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n  bad: indent\n", 6,
-     b"<stdin>:4:3: invalid YAML"),
-    (b"", 6, b"refusing to print an empty stream"),
-    (b'{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}} {"kind": ', 6,
-     b"<stdin>:1: invalid JSON"),
-    (DEPLOYMENT.replace(":v2", ":v2@sha256:abc").encode(), 7, b"Deployment/web"),
-])
+@pytest.mark.parametrize(
+    "stdin,status,message",
+    [
+        (
+            b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n  bad: indent\n",
+            6,
+            b"<stdin>:4:3: invalid YAML",
+        ),
+        (b"", 6, b"refusing to print an empty stream"),
+        (
+            b'{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}} {"kind": ',
+            6,
+            b"<stdin>:1: invalid JSON",
+        ),
+        (DEPLOYMENT.replace(":v2", ":v2@sha256:abc").encode(), 7, b"Deployment/web"),
+    ],
+)
 def test_pin_failures_print_nothing_and_exit_as_render_does(
-        tmp_path: Path, stdin: bytes, status: int, message: bytes) -> None:
+    tmp_path: Path, stdin: bytes, status: int, message: bytes
+) -> None:
     done = tagpin(["pin", "-"], env_with(tmp_path, TAGPIN_LOCK="strict"), stdin=stdin)
     assert (done.returncode, done.stdout) == (status, b""), done.stderr.decode()
     assert message in done.stderr
@@ -163,25 +232,38 @@ def test_pin_of_a_template_apps_output_is_that_output(tmp_path: Path) -> None:
     env = env_with(tmp_path, TAGPIN_LOCK="strict", AWS_CONFIG_FILE=str(tmp_path / "none"))
     rendered = tagpin(["render", str(example), "--app-name", "web", "-n", "shop"], env)
     assert rendered.returncode == 0, rendered.stderr.decode()
-    pinned = tagpin(["pin", "-", "-n", "shop", "--digests", str(example / "tagpin.lock")], env,
-                    stdin=rendered.stdout)
+    pinned = tagpin(
+        ["pin", "-", "-n", "shop", "--digests", str(example / "tagpin.lock")],
+        env,
+        stdin=rendered.stdout,
+    )
     assert pinned.returncode == 0, pinned.stderr.decode()
     assert pinned.stdout == rendered.stdout
 
 
 def test_pin_reads_the_live_applications_overrides_like_render(
-        tmp_path: Path, moto_ecr, fake_kube, kubeconfig: Path) -> None:
+    tmp_path: Path, moto_ecr, fake_kube, kubeconfig: Path
+) -> None:
     """`--app-name` makes `tagpin pin` read the live Application's Image Updater annotations
     (fake Kubernetes API), and its bytes equal `tagpin render`'s for the same objects."""
     prefix = "argocd-image-updater.argoproj.io/"
-    fake_kube.add("argocd", "web", {f"{prefix}image-list": f"web={WEB}",
-                                    f"{prefix}web.allow-tags": "regexp:^pr-42-",
-                                    f"{prefix}web.update-strategy": "alphabetical"})
+    fake_kube.add(
+        "argocd",
+        "web",
+        {
+            f"{prefix}image-list": f"web={WEB}",
+            f"{prefix}web.allow-tags": "regexp:^pr-42-",
+            f"{prefix}web.update-strategy": "alphabetical",
+        },
+    )
     digests = {tag: moto_ecr.push("shop/web", tag) for tag in ("v2", "pr-42-abc")}
-    app = build_tree(tmp_path / "app", {"tagpin.yaml": "{}\n",
-                                        "templates/web.yaml": DEPLOYMENT})
-    env = dict(os.environ, KUBECONFIG=str(kubeconfig), ARGOCD_NAMESPACE="argocd",
-               TAGPIN_CACHE_DIR=str(tmp_path / "cache"))
+    app = build_tree(tmp_path / "app", {"tagpin.yaml": "{}\n", "templates/web.yaml": DEPLOYMENT})
+    env = dict(
+        os.environ,
+        KUBECONFIG=str(kubeconfig),
+        ARGOCD_NAMESPACE="argocd",
+        TAGPIN_CACHE_DIR=str(tmp_path / "cache"),
+    )
     rendered = tagpin(["render", str(app), "--app-name", "web"], env)
     assert rendered.returncode == 0, rendered.stderr.decode()
     piped = tagpin(["pin", "--app-name", "web", str(app / "templates/web.yaml")], env)

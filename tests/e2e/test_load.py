@@ -49,8 +49,9 @@ def apps_sharing_repositories(root: Path) -> dict[Path, list[str]]:
 def test_sixteen_concurrent_renders_on_a_cold_cache_match_a_serial_run_with_one_call_per_repo(
     tmp_path: Path, moto_ecr: MotoEcr
 ) -> None:
-    digests = {(name, tag): moto_ecr.push(name, tag) for name in SHARED_REPOSITORIES
-               for tag in TAGS}
+    digests = {
+        (name, tag): moto_ecr.push(name, tag) for name in SHARED_REPOSITORIES for tag in TAGS
+    }
     apps = apps_sharing_repositories(tmp_path)
     serial = {}
     for app, names in apps.items():
@@ -68,8 +69,9 @@ def test_sixteen_concurrent_renders_on_a_cold_cache_match_a_serial_run_with_one_
         for _ in range(RENDERS_PER_APP)
         for app in apps
     ]
-    results = [(app, *process.communicate(timeout=120), process.returncode)
-               for app, process in renders]
+    results = [
+        (app, *process.communicate(timeout=120), process.returncode) for app, process in renders
+    ]
 
     assert len(results) == 16
     for app, stdout, stderr, status in results:

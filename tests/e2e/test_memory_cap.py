@@ -42,8 +42,10 @@ def shipped_sidecars() -> list[dict[str, Any]]:
     """The tagpin container of deploy/tagpin/ (kustomize) and of deploy/helm/ (Helm)."""
     patch = yaml.safe_load(SIDECAR_PATCH.read_text())
     helm = yaml.safe_load(HELM_VALUES.read_text())
-    return [*(c for c in patch["spec"]["template"]["spec"]["containers"] if c["name"] == "tagpin"),
-            *(c for c in helm["repoServer"]["extraContainers"] if c["name"] == "tagpin")]
+    return [
+        *(c for c in patch["spec"]["template"]["spec"]["containers"] if c["name"] == "tagpin"),
+        *(c for c in helm["repoServer"]["extraContainers"] if c["name"] == "tagpin"),
+    ]
 
 
 def shipped_limit_bytes() -> int:
@@ -57,44 +59,68 @@ def shipped_share_mb() -> int:
 
 # --- the default follows the container ------------------------------------------------------
 
+
 def fake_cgroup(root: Path, proc: str, files: dict[str, str]) -> tuple[Path, Path]:
     build_tree(root / "sys", files)
     (root / "proc-cgroup").write_text(proc)
     return root / "sys", root / "proc-cgroup"
 
 
-@pytest.mark.parametrize(("proc", "files", "limit"), [
-    # cgroup v2 with a cgroup namespace (the usual container): the root file is the container's
-    ("0::/\n", {"memory.max": "536870912\n"}, 512 * MiB),
-    # v2 without a namespace: the process's own cgroup, the smallest along its path
-    ("0::/kubepods/pod1/c1\n", {"memory.max": "max\n", "kubepods/pod1/memory.max": "1073741824\n",
-                                "kubepods/pod1/c1/memory.max": "536870912\n"}, 512 * MiB),
-    ("0::/kubepods/pod1/c1\n", {"kubepods/pod1/memory.max": "268435456\n",
-                                "kubepods/pod1/c1/memory.max": "max\n"}, 256 * MiB),
-    # cgroup v1: memory.limit_in_bytes, "no limit" being a huge page-aligned number
-    ("4:memory:/docker/abc\n2:cpu,cpuacct:/docker/abc\n",
-     {"memory/memory.limit_in_bytes": "9223372036854771712\n",
-      "memory/docker/abc/memory.limit_in_bytes": "536870912\n"}, 512 * MiB),
-    ("4:cpuacct,memory:/\n", {"memory/memory.limit_in_bytes": "9223372036854771712\n"}, None),
-    ("0::/\n", {"memory.max": "max\n"}, None),
-    ("", {}, None),
-])
+@pytest.mark.parametrize(
+    ("proc", "files", "limit"),
+    [
+        # cgroup v2 with a cgroup namespace (the usual container): the root file is the container's
+        ("0::/\n", {"memory.max": "536870912\n"}, 512 * MiB),
+        # v2 without a namespace: the process's own cgroup, the smallest along its path
+        (
+            "0::/kubepods/pod1/c1\n",
+            {
+                "memory.max": "max\n",
+                "kubepods/pod1/memory.max": "1073741824\n",
+                "kubepods/pod1/c1/memory.max": "536870912\n",
+            },
+            512 * MiB,
+        ),
+        (
+            "0::/kubepods/pod1/c1\n",
+            {"kubepods/pod1/memory.max": "268435456\n", "kubepods/pod1/c1/memory.max": "max\n"},
+            256 * MiB,
+        ),
+        # cgroup v1: memory.limit_in_bytes, "no limit" being a huge page-aligned number
+        (
+            "4:memory:/docker/abc\n2:cpu,cpuacct:/docker/abc\n",
+            {
+                "memory/memory.limit_in_bytes": "9223372036854771712\n",
+                "memory/docker/abc/memory.limit_in_bytes": "536870912\n",
+            },
+            512 * MiB,
+        ),
+        ("4:cpuacct,memory:/\n", {"memory/memory.limit_in_bytes": "9223372036854771712\n"}, None),
+        ("0::/\n", {"memory.max": "max\n"}, None),
+        ("", {}, None),
+    ],
+)
 def test_the_default_memory_cap_follows_the_cgroup_limit(
-        tmp_path: Path, proc: str, files: dict[str, str], limit: int | None) -> None:
+    tmp_path: Path, proc: str, files: dict[str, str], limit: int | None
+) -> None:
     root, proc_cgroup = fake_cgroup(tmp_path, proc, files)
     assert memory.container_limit_bytes(root, proc_cgroup) == limit
 
 
-@pytest.mark.parametrize(("environ", "limit", "share"), [
-    ({}, 512 * MiB, (512 - 128) // 2),
-    ({"TAGPIN_MAX_MEMORY_MB": "auto"}, 1024 * MiB, (1024 - 128) // 2),
-    ({"TAGPIN_MAX_PARALLEL_RENDERS": "4"}, 1024 * MiB, (1024 - 128) // 4),
-    ({}, None, 4096),  # a laptop or CI runner without a limit
-    ({"TAGPIN_MAX_MEMORY_MB": "300"}, 512 * MiB, 300),  # set by hand: taken as is
-    ({"TAGPIN_MAX_MEMORY_MB": "0"}, 512 * MiB, 0),
-])
+@pytest.mark.parametrize(
+    ("environ", "limit", "share"),
+    [
+        ({}, 512 * MiB, (512 - 128) // 2),
+        ({"TAGPIN_MAX_MEMORY_MB": "auto"}, 1024 * MiB, (1024 - 128) // 2),
+        ({"TAGPIN_MAX_PARALLEL_RENDERS": "4"}, 1024 * MiB, (1024 - 128) // 4),
+        ({}, None, 4096),  # a laptop or CI runner without a limit
+        ({"TAGPIN_MAX_MEMORY_MB": "300"}, 512 * MiB, 300),  # set by hand: taken as is
+        ({"TAGPIN_MAX_MEMORY_MB": "0"}, 512 * MiB, 0),
+    ],
+)
 def test_each_render_gets_an_equal_share_of_what_the_container_has_left(
-        environ: dict[str, str], limit: int | None, share: int) -> None:
+    environ: dict[str, str], limit: int | None, share: int
+) -> None:
     assert memory.per_render_megabytes(environ, limit) == share
 
 
@@ -128,20 +154,28 @@ EIGHT_MIB_LIST = "items:\n" + "- a\n" * (2 * MiB)  # one flat list: 2M nodes
 
 TOO_MUCH = "templates/a.yaml.j2:6: the template needs more memory"
 ATTACKS = {
-    "center": ({"apps/web/templates/a.yaml.j2":
-                cm("a", v="\"{{ 'a'|center(1500000000)|length }}\"")},
-               ExitStatus.TEMPLATE, TOO_MUCH),
-    "percent-format": ({"apps/web/templates/a.yaml.j2":
-                        cm("a", v="\"{{ ('%0900000000d' % 1)|length }}\"")},
-                       ExitStatus.TEMPLATE, TOO_MUCH),
-    "8-MiB-values-list": ({"apps/web/values.yaml": EIGHT_MIB_LIST}, ExitStatus.SOURCE,
-                          "values.yaml:1: YAML document has more than 200000 nodes"),
+    "center": (
+        {"apps/web/templates/a.yaml.j2": cm("a", v="\"{{ 'a'|center(1500000000)|length }}\"")},
+        ExitStatus.TEMPLATE,
+        TOO_MUCH,
+    ),
+    "percent-format": (
+        {"apps/web/templates/a.yaml.j2": cm("a", v="\"{{ ('%0900000000d' % 1)|length }}\"")},
+        ExitStatus.TEMPLATE,
+        TOO_MUCH,
+    ),
+    "8-MiB-values-list": (
+        {"apps/web/values.yaml": EIGHT_MIB_LIST},
+        ExitStatus.SOURCE,
+        "values.yaml:1: YAML document has more than 200000 nodes",
+    ),
 }
 
 
 @pytest.mark.parametrize("attack", ATTACKS)
 def test_memory_bombs_fail_within_one_renders_share_of_the_shipped_container(
-        tmp_path: Path, cmp_sidecar: Sidecar, render_mode: dict[str, str], attack: str) -> None:
+    tmp_path: Path, cmp_sidecar: Sidecar, render_mode: dict[str, str], attack: str
+) -> None:
     """Each attack renders in the sidecar with the cap `auto` gives the shipped manifests
     (512 MiB, 2 renders at once): it fails with its own clear error, never exit 70 or an
     OOM kill, and the render's peak RSS stays within its share."""
@@ -149,8 +183,11 @@ def test_memory_bombs_fail_within_one_renders_share_of_the_shipped_container(
     repo = committed_repo(tmp_path / "repo", {**LOCKED_APP, **files})
     share = shipped_share_mb()
     peak_file = tmp_path / "peak"
-    settings = {**render_mode, "TAGPIN_MAX_MEMORY_MB": str(share),
-                "PATH": f"{peak_probe(tmp_path, peak_file)}{os.pathsep}{os.environ['PATH']}"}
+    settings = {
+        **render_mode,
+        "TAGPIN_MAX_MEMORY_MB": str(share),
+        "PATH": f"{peak_probe(tmp_path, peak_file)}{os.pathsep}{os.environ['PATH']}",
+    }
     result = cmp_sidecar(repo, settings)
     assert result.exit_code == status and result.stdout == "", result.error
     assert message in str(result.error)
@@ -167,20 +204,23 @@ def peak_probe(tmp_path: Path, peak_file: Path) -> Path:
     directory.mkdir()
     real = Path(sys.executable).with_name("tagpin")
     probe = directory / "tagpin"
-    probe.write_text(textwrap.dedent(f"""\
+    probe.write_text(
+        textwrap.dedent(f"""\
         #!{sys.executable}
         import resource, subprocess, sys
         done = subprocess.run([{str(real)!r}, *sys.argv[1:]])
         with open({str(peak_file)!r}, "w") as out:
             out.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
         sys.exit(done.returncode)
-        """))
+        """)
+    )
     probe.chmod(0o755)
     return directory
 
 
 def test_a_yaml_document_with_too_many_plain_nodes_is_refused_before_it_is_composed(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     """Composing costs ~300 bytes a node; the count is checked on parser events first."""
     from cmp.errors import SourceError
     from cmp.source.yamlread import load_all
@@ -195,6 +235,7 @@ def test_a_yaml_document_with_too_many_plain_nodes_is_refused_before_it_is_compo
 
 # --- renders beyond the parallel limit wait -------------------------------------------------
 
+
 def test_renders_beyond_the_parallel_limit_wait_for_a_slot(tmp_path: Path) -> None:
     """With every slot held, a render waits (holding no share of memory) and runs once a slot
     is free."""
@@ -204,10 +245,21 @@ def test_renders_beyond_the_parallel_limit_wait_for_a_slot(tmp_path: Path) -> No
     (cache / "render-slots").mkdir(parents=True)
     slot = os.open(cache / "render-slots" / "0.lock", os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(slot, fcntl.LOCK_EX)
-    env = clean_env({"TAGPIN_CACHE_DIR": str(cache), "TAGPIN_MAX_PARALLEL_RENDERS": "1",
-                     "TAGPIN_CACHE": "on", "ARGOCD_APP_NAME": "app"})
-    waiting = subprocess.Popen([str(Path(sys.executable).with_name("tagpin")), "generate"],
-                               cwd=app, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    env = clean_env(
+        {
+            "TAGPIN_CACHE_DIR": str(cache),
+            "TAGPIN_MAX_PARALLEL_RENDERS": "1",
+            "TAGPIN_CACHE": "on",
+            "ARGOCD_APP_NAME": "app",
+        }
+    )
+    waiting = subprocess.Popen(
+        [str(Path(sys.executable).with_name("tagpin")), "generate"],
+        cwd=app,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         time.sleep(2)
         assert waiting.poll() is None  # still waiting for the slot
@@ -220,9 +272,11 @@ def test_renders_beyond_the_parallel_limit_wait_for_a_slot(tmp_path: Path) -> No
 
 def test_a_render_that_finds_every_slot_busy_for_too_long_fails_clearly(tmp_path: Path) -> None:
     one = {"TAGPIN_MAX_PARALLEL_RENDERS": "1"}
-    with memory.render_slot(one, tmp_path), \
-            pytest.raises(ConfigError, match="all 1 render slots stayed busy for 0.2 s"), \
-            memory.render_slot(one, tmp_path, wait=0.2):
+    with (
+        memory.render_slot(one, tmp_path),
+        pytest.raises(ConfigError, match="all 1 render slots stayed busy for 0.2 s"),
+        memory.render_slot(one, tmp_path, wait=0.2),
+    ):
         pass
     with memory.render_slot(one, tmp_path, wait=0.2):
         pass  # free again

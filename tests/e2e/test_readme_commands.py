@@ -18,6 +18,7 @@ def _readme_test_command() -> list[str]:
 
 def test_ci_runs_the_readmes_test_command() -> None:
     script = (REPO / ".ci/run").read_text(encoding="utf-8").splitlines()
-    commands = [line for line in script
-                if line.strip() and not line.startswith(("#", "set ", "cd "))]
+    commands = [
+        line for line in script if line.strip() and not line.startswith(("#", "set ", "cd "))
+    ]
     assert commands == _readme_test_command()

@@ -22,15 +22,24 @@ def build(tmp_path: Path, *, webhook: bool) -> list[dict[str, Any]]:
     """An installation as a user writes it: base, the tagpin component, the Redis component."""
     up = os.path.relpath(DEPLOY, tmp_path)
     resources = [f"{up}/base-upstream"] + ([f"{up}/webhook"] if webhook else [])
-    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1",
-        "kind": "Kustomization",
-        "namespace": "argocd",
-        "resources": resources,
-        "components": [f"{up}/tagpin", f"{up}/redis-cache"],
-        "images": [{"name": "tagpin", "newName": "111122223333.dkr.ecr.eu-west-1.amazonaws.com/"
-                    "tagpin", "newTag": "0.1.0"}],
-    }))
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "namespace": "argocd",
+                "resources": resources,
+                "components": [f"{up}/tagpin", f"{up}/redis-cache"],
+                "images": [
+                    {
+                        "name": "tagpin",
+                        "newName": "111122223333.dkr.ecr.eu-west-1.amazonaws.com/tagpin",
+                        "newTag": "0.1.0",
+                    }
+                ],
+            }
+        )
+    )
     return kustomize_build(tmp_path)
 
 
@@ -94,8 +103,10 @@ def test_the_webhook_gets_the_password_but_no_signing_key(built: list[dict[str, 
     assert env["TAGPIN_REDIS_PASSWORD"] == ARGOCD_REDIS_AUTH
     assert not [name for name in env if "SIGNING" in name]
     # …and the webhook accepts that configuration (it writes no digests).
-    assert redis_settings({"TAGPIN_REDIS_URL": env["TAGPIN_REDIS_URL"]},
-                          signing_key_required=False) is not None
+    assert (
+        redis_settings({"TAGPIN_REDIS_URL": env["TAGPIN_REDIS_URL"]}, signing_key_required=False)
+        is not None
+    )
 
 
 def test_the_network_policy_admits_the_webhook_to_argocd_redis(
@@ -110,7 +121,8 @@ def test_the_network_policy_admits_the_webhook_to_argocd_redis(
     assert policy["metadata"]["namespace"] == "argocd"
     # argocd-redis's pods, as the stock install labels them
     assert policy["spec"]["podSelector"]["matchLabels"] == {
-        "app.kubernetes.io/name": "argocd-redis"}
+        "app.kubernetes.io/name": "argocd-redis"
+    }
     assert source["podSelector"]["matchLabels"].items() <= webhook_labels.items()
     assert rule["ports"] == [{"protocol": "TCP", "port": 6379}]
 
@@ -124,8 +136,11 @@ def test_the_component_works_without_the_webhook(tmp_path: Path) -> None:
     objects = build(tmp_path, webhook=False)
 
     assert "TAGPIN_REDIS_URL" in env_of(container(objects, "argocd-repo-server", "tagpin"))
-    assert not [o for o in objects if o["kind"] == "Deployment"
-                and o["metadata"]["name"] == "tagpin-webhook"]
+    assert not [
+        o
+        for o in objects
+        if o["kind"] == "Deployment" and o["metadata"]["name"] == "tagpin-webhook"
+    ]
 
 
 def test_helm_values_describe_the_same_sidecar(built: list[dict[str, Any]]) -> None:
@@ -136,4 +151,5 @@ def test_helm_values_describe_the_same_sidecar(built: list[dict[str, Any]]) -> N
 
     assert values["repoServer"]["extraContainers"] == [sidecar]
     assert {v["name"]: v for v in values["repoServer"]["volumes"]} == {
-        v["name"]: v for v in spec["volumes"] if v["name"] in added}
+        v["name"]: v for v in spec["volumes"] if v["name"] in added
+    }

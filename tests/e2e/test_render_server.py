@@ -45,9 +45,20 @@ class Server:
     def __init__(self, socket: Path, log: Path, env: dict[str, str] | None = None) -> None:
         self.socket, self.log = socket, log
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "cmp.server.listener", "--socket", str(socket),
-             "--log", str(log), "--log-renders"],
-            env=clean_env(env), stdin=subprocess.DEVNULL, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "cmp.server.listener",
+                "--socket",
+                str(socket),
+                "--log",
+                str(log),
+                "--log-renders",
+            ],
+            env=clean_env(env),
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         wait_for(lambda: "serving" in self.log_text(), "the render server to start")
 
     def log_text(self) -> str:
@@ -55,8 +66,11 @@ class Server:
 
     def worker_lines(self) -> list[str]:
         """One line per render, written when the server reaps its worker."""
-        return [line for line in self.log_text().splitlines()
-                if " worker " in line and "private memory" not in line]
+        return [
+            line
+            for line in self.log_text().splitlines()
+            if " worker " in line and "private memory" not in line
+        ]
 
     def private_lines(self) -> list[str]:
         return [line for line in self.log_text().splitlines() if "private memory" in line]
@@ -86,8 +100,11 @@ def socket_dir() -> Iterator[Path]:
 
 @pytest.fixture
 def server(socket_dir: Path) -> Iterator[Server]:
-    started = Server(socket_dir / "render.sock", socket_dir / "server.log",
-                     env={"ARGOCD_ENV_TEAM": "from-the-server", "SERVER_ONLY": "secret"})
+    started = Server(
+        socket_dir / "render.sock",
+        socket_dir / "server.log",
+        env={"ARGOCD_ENV_TEAM": "from-the-server", "SERVER_ONLY": "secret"},
+    )
     yield started
     started.stop()
 
@@ -99,22 +116,33 @@ def app(tmp_path: Path) -> Path:
     shutil.copytree(REPO / "examples" / "web", root / "apps" / "web")
     shutil.copytree(REPO / "examples" / "lib", root / "examples" / "lib")
     (root / ".git").mkdir()
-    build_tree(root / "apps" / "web", {
-        "templates/team.yaml.j2": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: team}\n"
-                                  "data:\n  team: {{ env.TEAM | quote }}\n",
-    })
+    build_tree(
+        root / "apps" / "web",
+        {
+            "templates/team.yaml.j2": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: team}\n"
+            "data:\n  team: {{ env.TEAM | quote }}\n",
+        },
+    )
     return root / "apps" / "web"
 
 
 def argocd_env(app: Path, **extra: str) -> dict[str, str]:
-    return {"ARGOCD_APP_NAME": "web", "ARGOCD_APP_NAMESPACE": "shop",
-            "ARGOCD_APP_SOURCE_PATH": "apps/web", "ARGOCD_APP_REVISION": "0" * 40,
-            "ARGOCD_ENV_TEAM": "payments", **extra}
+    return {
+        "ARGOCD_APP_NAME": "web",
+        "ARGOCD_APP_NAMESPACE": "shop",
+        "ARGOCD_APP_SOURCE_PATH": "apps/web",
+        "ARGOCD_APP_REVISION": "0" * 40,
+        "ARGOCD_ENV_TEAM": "payments",
+        **extra,
+    }
 
 
 def served(server: Server, **extra: str) -> dict[str, str]:
-    return {"TAGPIN_RENDER_SERVER": "on", "TAGPIN_RENDER_SERVER_SOCKET": str(server.socket),
-            **extra}
+    return {
+        "TAGPIN_RENDER_SERVER": "on",
+        "TAGPIN_RENDER_SERVER_SOCKET": str(server.socket),
+        **extra,
+    }
 
 
 def test_a_served_render_is_the_in_process_render(server: Server, app: Path) -> None:
@@ -132,8 +160,7 @@ def test_a_served_render_is_the_in_process_render(server: Server, app: Path) -> 
     assert 0 < float(private.split("private memory ")[1].split()[0]) < peak
 
 
-def test_a_served_render_encodes_its_output_as_the_client_asked(server: Server,
-                                                               app: Path) -> None:
+def test_a_served_render_encodes_its_output_as_the_client_asked(server: Server, app: Path) -> None:
     env = argocd_env(app, ARGOCD_ENV_TEAM="zürich", PYTHONIOENCODING="latin-1")
     alone = run_cli(["generate"], cwd=app, env=env)
     answered = run_cli(["generate"], cwd=app, env={**env, **served(server)})
@@ -168,8 +195,9 @@ def test_concurrent_served_renders_match_serial_ones(server: Server, app: Path) 
     teams = [f"team-{i}" for i in range(12)]
 
     def render(team: str) -> bytes:
-        done = run_cli(["generate"], cwd=app,
-                       env={**argocd_env(app, ARGOCD_ENV_TEAM=team), **served(server)})
+        done = run_cli(
+            ["generate"], cwd=app, env={**argocd_env(app, ARGOCD_ENV_TEAM=team), **served(server)}
+        )
         assert done.returncode == 0, done.stderr.decode()
         return done.stdout
 
@@ -197,15 +225,22 @@ def gone(pid: int) -> bool:
 
 
 def left_workers(server: Server) -> list[int]:
-    return [int(line.split(" worker ", 1)[1].split()[0]) for line in server.worker_lines()
-            if "stopped: its client left" in line]
+    return [
+        int(line.split(" worker ", 1)[1].split()[0])
+        for line in server.worker_lines()
+        if "stopped: its client left" in line
+    ]
 
 
 def spinning_client(server: Server, app: Path, **extra: str) -> subprocess.Popen[bytes]:
     (app / "templates" / "spin.yaml.j2").write_text(SPIN)
-    return subprocess.Popen([str(BIN / "tagpin"), "generate"], cwd=app,
-                            env=clean_env({**argocd_env(app), **served(server), **extra}),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [str(BIN / "tagpin"), "generate"],
+        cwd=app,
+        env=clean_env({**argocd_env(app), **served(server), **extra}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def test_argo_cds_deadline_ends_the_worker_too(server: Server, app: Path, tmp_path: Path) -> None:
@@ -213,12 +248,20 @@ def test_argo_cds_deadline_ends_the_worker_too(server: Server, app: Path, tmp_pa
     server sees the client hang up and kills the worker's group: nothing of the render remains."""
     (app / "templates" / "spin.yaml.j2").write_text(SPIN)
     cmp = CmpServer.from_plugin_yaml(
-        REPO / "plugin.yaml", workdir=tmp_path / "cmp-tmp", timeout=3,
-        sidecar_env={"PATH": f"{BIN}{os.pathsep}/usr/bin:/bin", "HOME": str(tmp_path),
-                     "TAGPIN_APP_LOOKUP": "off", **served(server)})
+        REPO / "plugin.yaml",
+        workdir=tmp_path / "cmp-tmp",
+        timeout=3,
+        sidecar_env={
+            "PATH": f"{BIN}{os.pathsep}/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "TAGPIN_APP_LOOKUP": "off",
+            **served(server),
+        },
+    )
     (tmp_path / "cmp-tmp").mkdir()
-    result = cmp.generate(app.parents[1], AppSpec(name="web", source_path="apps/web"),
-                          exclude=[".git"])
+    result = cmp.generate(
+        app.parents[1], AppSpec(name="web", source_path="apps/web"), exclude=[".git"]
+    )
     assert not result.ok
     wait_for(lambda: left_workers(server), "the worker to end once its client was killed")
     assert all(gone(pid) for pid in left_workers(server))
@@ -261,8 +304,10 @@ def test_a_worker_past_its_cpu_budget_fails_with_a_clear_error(server: Server, a
     stdout, stderr = client.communicate(timeout=WAIT)
     assert (client.returncode, stdout) == (ExitStatus.TEMPLATE, b"")
     assert b"more than 2 s of CPU (TAGPIN_MAX_CPU_SECONDS)" in stderr
-    wait_for(lambda: any("exit 5" in line for line in server.worker_lines()),
-             "the worker's line in the log: it was served, not rendered in-process")
+    wait_for(
+        lambda: any("exit 5" in line for line in server.worker_lines()),
+        "the worker's line in the log: it was served, not rendered in-process",
+    )
 
 
 def test_an_in_process_render_past_its_cpu_budget_fails_with_a_clear_error(app: Path) -> None:
@@ -283,24 +328,45 @@ def test_ctrl_c_on_a_served_render_stops_it_quietly(server: Server, app: Path) -
 
 
 def test_a_served_render_writes_the_cache_with_the_clients_umask(
-        server: Server, tmp_path: Path, moto_ecr: Any) -> None:
+    server: Server, tmp_path: Path, moto_ecr: Any
+) -> None:
     """The digest cache's directories get the modes an in-process render gives them."""
     moto_ecr.push("shop/web", "v1")
     app = tmp_path / "repo" / "app"
-    build_tree(app, {"tagpin.yaml": "{}\n", "templates/web.yaml": (
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers:\n"
-        f"  - name: web\n    image: {ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/shop/web:v1\n")})
+    build_tree(
+        app,
+        {
+            "tagpin.yaml": "{}\n",
+            "templates/web.yaml": (
+                "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers:\n"
+                f"  - name: web\n    image: {ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/shop/web:v1\n"
+            ),
+        },
+    )
     cache = tmp_path / "cache"
-    env = {**os.environ, **served(server), "TAGPIN_CACHE_DIR": str(cache),
-           "TAGPIN_APP_LOOKUP": "off", "ARGOCD_APP_NAME": "web", "ARGOCD_APP_SOURCE_PATH": "app"}
-    done = subprocess.run([str(BIN / "tagpin"), "generate"], cwd=app, env=env,
-                          capture_output=True, preexec_fn=lambda: os.umask(0o077), check=False)
+    env = {
+        **os.environ,
+        **served(server),
+        "TAGPIN_CACHE_DIR": str(cache),
+        "TAGPIN_APP_LOOKUP": "off",
+        "ARGOCD_APP_NAME": "web",
+        "ARGOCD_APP_SOURCE_PATH": "app",
+    }
+    done = subprocess.run(
+        [str(BIN / "tagpin"), "generate"],
+        cwd=app,
+        env=env,
+        capture_output=True,
+        preexec_fn=lambda: os.umask(0o077),
+        check=False,
+    )
     assert done.returncode == 0, done.stderr.decode()
     assert b"@sha256:" in done.stdout
     wait_for(lambda: server.worker_lines(), "the render to be served")
     made = [path for path in cache.rglob("*") if path.is_dir()]
     assert made and all(path.stat().st_mode & 0o077 == 0 for path in made), [
-        (str(path), oct(path.stat().st_mode)) for path in made]
+        (str(path), oct(path.stat().st_mode)) for path in made
+    ]
 
 
 def test_a_dead_server_means_an_in_process_render(server: Server, app: Path) -> None:
@@ -333,18 +399,30 @@ def test_auto_starts_a_server_for_later_renders(app: Path, tmp_path: Path) -> No
     sock = cache / f"render-server-{__version__}.sock"
     (tmp_path / "cmp-tmp").mkdir()
     cmp = CmpServer.from_plugin_yaml(
-        REPO / "plugin.yaml", workdir=tmp_path / "cmp-tmp", timeout=60,
-        sidecar_env={"PATH": f"{BIN}{os.pathsep}/usr/bin:/bin", "HOME": str(tmp_path),
-                     "TAGPIN_APP_LOOKUP": "off", "TAGPIN_CACHE_DIR": str(cache),
-                     "TAGPIN_RENDER_SERVER": "auto"})
-    spec = AppSpec(name="web", source_path="apps/web",
-                   plugin={"name": "tagpin", "env": [{"name": "TEAM", "value": "search"}]})
+        REPO / "plugin.yaml",
+        workdir=tmp_path / "cmp-tmp",
+        timeout=60,
+        sidecar_env={
+            "PATH": f"{BIN}{os.pathsep}/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "TAGPIN_APP_LOOKUP": "off",
+            "TAGPIN_CACHE_DIR": str(cache),
+            "TAGPIN_RENDER_SERVER": "auto",
+        },
+    )
+    spec = AppSpec(
+        name="web",
+        source_path="apps/web",
+        plugin={"name": "tagpin", "env": [{"name": "TEAM", "value": "search"}]},
+    )
     log = Path(f"{sock}.log")
     try:
         first = cmp.generate(app.parents[1], spec, exclude=[".git"])
         assert first.ok, first.error
-        wait_for(lambda: "serving" in (log.read_text() if log.exists() else ""),
-                 "a render server started by the first render")
+        wait_for(
+            lambda: "serving" in (log.read_text() if log.exists() else ""),
+            "a render server started by the first render",
+        )
         second = cmp.generate(app.parents[1], spec, exclude=[".git"])
         assert second.ok, second.error
         assert second.stdout == first.stdout
@@ -368,8 +446,10 @@ def test_a_server_that_cannot_start_is_tried_once_per_backoff(app: Path) -> None
     try:
         first = run_cli(["generate"], cwd=app, env=env)
         assert first.returncode == 0, first.stderr.decode()
-        wait_for(lambda: "cannot serve" in (log.read_text() if log.exists() else ""),
-                 "the server's refusal")
+        wait_for(
+            lambda: "cannot serve" in (log.read_text() if log.exists() else ""),
+            "the server's refusal",
+        )
         assert "writable by no one else" in log.read_text()
         started_at = lock.stat().st_mtime_ns
         second = run_cli(["generate"], cwd=app, env=env)
@@ -408,8 +488,10 @@ def test_socket_path_defaults_and_limits() -> None:
     name = f"render-server-{__version__}.sock"
     assert socket_path({"TAGPIN_CACHE_DIR": "/c"}) == f"/c/{name}"
     assert socket_path({"XDG_CACHE_HOME": "/x"}) == f"/x/tagpin/{name}"
-    assert socket_path({"TAGPIN_RENDER_SERVER_SOCKET": "/s.sock", "TAGPIN_CACHE_DIR": "/c"}) \
+    assert (
+        socket_path({"TAGPIN_RENDER_SERVER_SOCKET": "/s.sock", "TAGPIN_CACHE_DIR": "/c"})
         == "/s.sock"
+    )
     assert socket_path({"TAGPIN_CACHE_DIR": "/" + "d" * 120}) is None  # cannot be bound
     assert socket_path({}) is None
 
@@ -423,53 +505,93 @@ def test_exponential_allow_tags_through_the_render_server_pins_in_linear_time(
     web = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/shop/web"
     digests = {tag: moto_ecr.push("shop/web", tag) for tag in ("a" * 40 + "b", "aaaa", "main")}
     root = tmp_path / "repo"
-    build_tree(root / "apps" / "web", {
-        "tagpin.yaml": "{}\n",
-        "templates/web.yaml": "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n"
-                              "spec:\n  template:\n    spec:\n      containers:\n"
-                              f"      - {{name: web, image: '{web}:main'}}\n",
-    })
+    build_tree(
+        root / "apps" / "web",
+        {
+            "tagpin.yaml": "{}\n",
+            "templates/web.yaml": "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n"
+            "spec:\n  template:\n    spec:\n      containers:\n"
+            f"      - {{name: web, image: '{web}:main'}}\n",
+        },
+    )
     (root / ".git").mkdir()
     (tmp_path / "cmp-tmp").mkdir()
     aws = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
     cmp = CmpServer.from_plugin_yaml(
-        REPO / "plugin.yaml", workdir=tmp_path / "cmp-tmp", timeout=WAIT,
-        sidecar_env={"PATH": f"{BIN}{os.pathsep}/usr/bin:/bin", "HOME": str(tmp_path),
-                     "TAGPIN_APP_LOOKUP": "off", "TAGPIN_CACHE_DIR": str(tmp_path / "cache"),
-                     **aws, **served(server)})
-    policy = {"image-list": f"web={web}", "web.update-strategy": "alphabetical",
-              "web.allow-tags": "regexp:^(a+)+$"}
-    spec = AppSpec(name="web", source_path="apps/web", plugin={
-        "name": "tagpin", "parameters": [{"name": "image-updater", "map": policy}]})
+        REPO / "plugin.yaml",
+        workdir=tmp_path / "cmp-tmp",
+        timeout=WAIT,
+        sidecar_env={
+            "PATH": f"{BIN}{os.pathsep}/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "TAGPIN_APP_LOOKUP": "off",
+            "TAGPIN_CACHE_DIR": str(tmp_path / "cache"),
+            **aws,
+            **served(server),
+        },
+    )
+    policy = {
+        "image-list": f"web={web}",
+        "web.update-strategy": "alphabetical",
+        "web.allow-tags": "regexp:^(a+)+$",
+    }
+    spec = AppSpec(
+        name="web",
+        source_path="apps/web",
+        plugin={"name": "tagpin", "parameters": [{"name": "image-updater", "map": policy}]},
+    )
     result = cmp.generate(root, spec, exclude=[".git"])
     assert result.ok, result.error
     [deployment] = result.objects
     [container] = deployment["spec"]["template"]["spec"]["containers"]
     assert container["image"] == f"{web}:aaaa@{digests['aaaa']}"
-    wait_for(lambda: any("exit 0" in line for line in server.worker_lines()),
-             "the worker's line in the log: it was served, not rendered in-process")
+    wait_for(
+        lambda: any("exit 0" in line for line in server.worker_lines()),
+        "the worker's line in the log: it was served, not rendered in-process",
+    )
 
 
-def test_nothing_a_worker_started_outlives_its_client(server: Server, app: Path,
-                                                      tmp_path: Path) -> None:
+def test_nothing_a_worker_started_outlives_its_client(
+    server: Server, app: Path, tmp_path: Path
+) -> None:
     """A worker waiting on a helper process (here a kubeconfig credential plugin that hangs)
     when Argo CD kills its client: the server kills the worker's process group, helper too."""
-    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", "https://127.0.0.1:1", {"exec": {
-        "apiVersion": "client.authentication.k8s.io/v1beta1", "command": "sleep",
-        "args": ["600"], "interactiveMode": "Never"}})
+    kubeconfig = write_kubeconfig(
+        tmp_path / "kubeconfig",
+        "https://127.0.0.1:1",
+        {
+            "exec": {
+                "apiVersion": "client.authentication.k8s.io/v1beta1",
+                "command": "sleep",
+                "args": ["600"],
+                "interactiveMode": "Never",
+            }
+        },
+    )
     client = subprocess.Popen(
-        [str(BIN / "tagpin"), "generate"], cwd=app,
-        env=clean_env({**argocd_env(app), **served(server), "TAGPIN_APP_LOOKUP": "on",
-                       "KUBECONFIG": str(kubeconfig), "ARGOCD_NAMESPACE": "argocd"}),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        [str(BIN / "tagpin"), "generate"],
+        cwd=app,
+        env=clean_env(
+            {
+                **argocd_env(app),
+                **served(server),
+                "TAGPIN_APP_LOOKUP": "on",
+                "KUBECONFIG": str(kubeconfig),
+                "ARGOCD_NAMESPACE": "argocd",
+            }
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         wait_for(lambda: workers_of(server), "a worker to start")
         (worker,) = workers_of(server)
         helpers: list[int] = []
 
         def helper_started() -> bool:
-            helpers[:] = [int(p) for p in Path(f"/proc/{worker}/task/{worker}/children")
-                          .read_text().split()]
+            helpers[:] = [
+                int(p) for p in Path(f"/proc/{worker}/task/{worker}/children").read_text().split()
+            ]
             return bool(helpers)
 
         wait_for(helper_started, "the worker to start the credential plugin")

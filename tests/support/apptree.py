@@ -30,8 +30,9 @@ MINIMAL_APP: dict[str, str | bytes] = {
 CLI_SCRIPT = Path(sys.executable).with_name("tagpin")
 
 
-def build_tree(root: Path, files: Mapping[str, str | bytes],
-               order: Iterable[str] | None = None) -> Path:
+def build_tree(
+    root: Path, files: Mapping[str, str | bytes], order: Iterable[str] | None = None
+) -> Path:
     """Write `files` (POSIX relative path → text or bytes) under `root`; returns `root`.
 
     Content is written exactly as given. `order` fixes the creation order
@@ -65,10 +66,16 @@ def parameters(**by_name: Any) -> dict[str, Any]:
     return merged
 
 
-def make_request(app_dir: Path, repo_root: Path | None = None, *, app: AppInfo | None = None,
-                 kube: KubeInfo | None = None, env: Mapping[str, str] | None = None,
-                 params: Mapping[str, Any] | None = None,
-                 settings_env: Mapping[str, str] | None = None) -> RenderRequest:
+def make_request(
+    app_dir: Path,
+    repo_root: Path | None = None,
+    *,
+    app: AppInfo | None = None,
+    kube: KubeInfo | None = None,
+    env: Mapping[str, str] | None = None,
+    params: Mapping[str, Any] | None = None,
+    settings_env: Mapping[str, str] | None = None,
+) -> RenderRequest:
     return RenderRequest(
         app_dir=app_dir,
         repo_root=repo_root if repo_root is not None else app_dir,
@@ -80,9 +87,13 @@ def make_request(app_dir: Path, repo_root: Path | None = None, *, app: AppInfo |
     )
 
 
-def render_dir(app_dir: Path, repo_root: Path | None = None, *,
-               registry: Mapping[EcrRepository, Mapping[str, str]] | None = None,
-               **request_fields: Any) -> RenderResult:
+def render_dir(
+    app_dir: Path,
+    repo_root: Path | None = None,
+    *,
+    registry: Mapping[EcrRepository, Mapping[str, str]] | None = None,
+    **request_fields: Any,
+) -> RenderResult:
     """Run the whole pipeline in-process; ECR answers from `registry` ({repo: {tag: digest}})."""
     static = StaticRegistry.of_digests(registry or {})
     services = Services(registry_factory=lambda: static)
@@ -93,8 +104,9 @@ def render_text(app_dir: Path, repo_root: Path | None = None, **request_fields: 
     return render_dir(app_dir, repo_root, **request_fields).text
 
 
-def manifests_of(app_dir: Path, repo_root: Path | None = None,
-                 **request_fields: Any) -> list[Manifest]:
+def manifests_of(
+    app_dir: Path, repo_root: Path | None = None, **request_fields: Any
+) -> list[Manifest]:
     """Load → render → parse only (no image pinning): the objects an app produces."""
     request = make_request(app_dir, repo_root, **request_fields)
     return render_manifests(request, limits_from(request.settings_env))[1]
@@ -112,10 +124,20 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def run_cli(args: Sequence[str], *, cwd: Path | None = None,
-            env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+def run_cli(
+    args: Sequence[str], *, cwd: Path | None = None, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
     """`tagpin ARGS` in a subprocess, bytes out, never raising on a non-zero exit."""
-    command = [str(CLI_SCRIPT)] if CLI_SCRIPT.exists() else [
-        sys.executable, "-c", "from cmp.cli import main; main()"]
-    return subprocess.run([*command, *args], cwd=cwd, env=clean_env(env), capture_output=True,
-                          timeout=120, check=False)
+    command = (
+        [str(CLI_SCRIPT)]
+        if CLI_SCRIPT.exists()
+        else [sys.executable, "-c", "from cmp.cli import main; main()"]
+    )
+    return subprocess.run(
+        [*command, *args],
+        cwd=cwd,
+        env=clean_env(env),
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )

@@ -139,7 +139,7 @@ class FakeKube:
                     return 415, status(415, "UnsupportedMediaType", "unsupported patch type")
                 patch = json.loads(body)
                 # A resourceVersion in the patch is a precondition (optimistic concurrency).
-                wanted = ((patch.get("metadata") or {}).get("resourceVersion"))
+                wanted = (patch.get("metadata") or {}).get("resourceVersion")
                 if wanted is not None and wanted != application["metadata"]["resourceVersion"]:
                     return 409, status(
                         409,

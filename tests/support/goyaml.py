@@ -20,8 +20,10 @@ from typing import IO, Any
 GOCODE = Path("/usr/share/gocode")
 SOURCE = Path(__file__).resolve().parent.parent / "goyaml" / "main.go"
 LIBRARIES = ("gopkg.in/yaml.v2", "gopkg.in/yaml.v3", "sigs.k8s.io/yaml")
-INSTALL = ("apt-get install golang-go golang-gopkg-yaml.v2-dev golang-gopkg-yaml.v3-dev "
-           "golang-k8s-sigs-yaml-dev")
+INSTALL = (
+    "apt-get install golang-go golang-gopkg-yaml.v2-dev golang-gopkg-yaml.v3-dev "
+    "golang-k8s-sigs-yaml-dev"
+)
 
 
 def build(directory: Path) -> Path:
@@ -31,15 +33,30 @@ def build(directory: Path) -> Path:
     if not Path(go).is_file() or missing:
         raise AssertionError(
             f"the go-yaml differential tests need Go and the go-yaml sources ({INSTALL}); "
-            f"missing: {', '.join(missing) or 'go'}")
+            f"missing: {', '.join(missing) or 'go'}"
+        )
     package = directory / "src" / "goyaml"
     package.mkdir(parents=True, exist_ok=True)
     shutil.copy(SOURCE, package / "main.go")
     binary = directory / "goyaml"
-    env = {**os.environ, "GO111MODULE": "off", "GOPROXY": "off", "GOFLAGS": "", "CGO_ENABLED": "0",
-           "GOPATH": f"{directory}{os.pathsep}{GOCODE}", "GOCACHE": str(directory / "cache")}
-    done = subprocess.run([go, "build", "-o", str(binary), "."], cwd=package, env=env,
-                          capture_output=True, text=True, timeout=600, check=False)
+    env = {
+        **os.environ,
+        "GO111MODULE": "off",
+        "GOPROXY": "off",
+        "GOFLAGS": "",
+        "CGO_ENABLED": "0",
+        "GOPATH": f"{directory}{os.pathsep}{GOCODE}",
+        "GOCACHE": str(directory / "cache"),
+    }
+    done = subprocess.run(
+        [go, "build", "-o", str(binary), "."],
+        cwd=package,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert done.returncode == 0, f"go build failed:\n{done.stderr}"
     return binary
 
@@ -57,8 +74,13 @@ class GoReader:
 
     def __init__(self, binary: Path) -> None:
         self._process = subprocess.Popen(
-            [str(binary), "read"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-            encoding="utf-8", errors="surrogatepass")
+            [str(binary), "read"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            errors="surrogatepass",
+        )
 
     def read(self, text: str) -> GoRead:
         stdin: IO[str] = self._process.stdin  # type: ignore[assignment]
@@ -85,7 +107,8 @@ def decode_test_cases(binary: Path, library: str = "gopkg.in/yaml.v2") -> list[s
     """The YAML texts of go-yaml's own unmarshalTests table (`library`'s decode_test.go)."""
     table = GOCODE / "src" / library / "decode_test.go"
     assert table.is_file(), f"{table} missing: {INSTALL}"
-    done = subprocess.run([str(binary), "cases", str(table)], capture_output=True,
-                          text=True, timeout=60, check=True)
+    done = subprocess.run(
+        [str(binary), "cases", str(table)], capture_output=True, text=True, timeout=60, check=True
+    )
     cases: list[str] = json.loads(done.stdout)
     return cases

@@ -25,13 +25,16 @@ BIN = Path(sys.executable).parent
 
 HOST = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
 DIGEST = "sha256:" + "1" * 64
-LOCK = ("apiVersion: tagpin.dev/v1\nkind: ImageLock\nimages:\n"
-        f"- image: {HOST}/shop/web:v1\n  digest: {DIGEST}\n")
+LOCK = (
+    "apiVersion: tagpin.dev/v1\nkind: ImageLock\nimages:\n"
+    f"- image: {HOST}/shop/web:v1\n  digest: {DIGEST}\n"
+)
 APP = {
     "apps/web/tagpin.yaml": "{}\n",
     "apps/web/templates/deploy.yaml": (
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  template:\n"
-        f"    spec:\n      containers:\n      - name: web\n        image: {HOST}/shop/web:v1\n"),
+        f"    spec:\n      containers:\n      - name: web\n        image: {HOST}/shop/web:v1\n"
+    ),
 }
 LOCKED_APP = {**APP, "apps/web/tagpin.lock": LOCK}
 OFFLINE = {"TAGPIN_LOCK": "strict", "AWS_CONFIG_FILE": os.devnull}
@@ -44,17 +47,29 @@ Sidecar = Callable[..., GenerateResult]
 def cmp_sidecar(tmp_path: Path) -> Sidecar:
     """GenerateManifests through the cmp-server emulator and the shipped plugin.yaml, with the
     sidecar's settings `settings` and the Application's plugin block `plugin`."""
-    def generate(repo: Path, settings: Mapping[str, str],
-                 plugin: Mapping[str, Any] | None = None) -> GenerateResult:
+
+    def generate(
+        repo: Path, settings: Mapping[str, str], plugin: Mapping[str, Any] | None = None
+    ) -> GenerateResult:
         workdir = tmp_path / "cmp-tmp"
         workdir.mkdir(exist_ok=True)
         server = CmpServer.from_plugin_yaml(
-            REPO / "plugin.yaml", workdir=workdir, timeout=60,
-            sidecar_env={"PATH": f"{BIN}{os.pathsep}/usr/bin:/bin", "HOME": str(tmp_path),
-                         "TAGPIN_APP_LOOKUP": "off", "TAGPIN_CACHE_DIR": str(tmp_path / "cache"),
-                         **OFFLINE, **settings})
-        return server.generate(repo, AppSpec(name="web", source_path="apps/web", plugin=plugin),
-                               exclude=[".git"])
+            REPO / "plugin.yaml",
+            workdir=workdir,
+            timeout=60,
+            sidecar_env={
+                "PATH": f"{BIN}{os.pathsep}/usr/bin:/bin",
+                "HOME": str(tmp_path),
+                "TAGPIN_APP_LOOKUP": "off",
+                "TAGPIN_CACHE_DIR": str(tmp_path / "cache"),
+                **OFFLINE,
+                **settings,
+            },
+        )
+        return server.generate(
+            repo, AppSpec(name="web", source_path="apps/web", plugin=plugin), exclude=[".git"]
+        )
+
     return generate
 
 
@@ -67,9 +82,21 @@ def render_mode(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
         return
     directory = Path(tempfile.mkdtemp(prefix="tp-", dir="/tmp"))  # a socket path is short
     socket, log = directory / "render.sock", directory / "server.log"
-    server = subprocess.Popen([sys.executable, "-m", "cmp.server.listener", "--socket", str(socket),
-                               "--log", str(log), "--log-renders"], env=clean_env(),
-                              stdin=subprocess.DEVNULL, start_new_session=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cmp.server.listener",
+            "--socket",
+            str(socket),
+            "--log",
+            str(log),
+            "--log-renders",
+        ],
+        env=clean_env(),
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 30
     while "serving" not in (log.read_text() if log.exists() else ""):
         assert time.monotonic() < deadline and server.poll() is None, "no render server"
@@ -93,16 +120,27 @@ def worker_peaks_mib(settings: Mapping[str, str]) -> list[float]:
     while " worker " not in log.read_text():  # written when the server reaps the worker
         assert time.monotonic() < deadline, "no worker line in the render server's log"
         time.sleep(0.05)
-    return [float(line.split("peak RSS ")[1].split()[0])
-            for line in log.read_text().splitlines() if "peak RSS " in line]
+    return [
+        float(line.split("peak RSS ")[1].split()[0])
+        for line in log.read_text().splitlines()
+        if "peak RSS " in line
+    ]
 
 
 def git(repo: Path, *args: str, stdin: bytes | None = None) -> bytes:
-    env = {"PATH": os.environ["PATH"], "HOME": str(repo), "GIT_CONFIG_NOSYSTEM": "1",
-           "GIT_CONFIG_GLOBAL": os.devnull, "GIT_AUTHOR_NAME": "t", "GIT_COMMITTER_NAME": "t",
-           "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_EMAIL": "t@example.com"}
-    return subprocess.run(["git", *args], cwd=repo, env=env, input=stdin, capture_output=True,
-                          check=True).stdout
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(repo),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
+    return subprocess.run(
+        ["git", *args], cwd=repo, env=env, input=stdin, capture_output=True, check=True
+    ).stdout
 
 
 def committed_repo(root: Path, files: dict[str, str]) -> Path:
@@ -116,13 +154,15 @@ def committed_repo(root: Path, files: dict[str, str]) -> Path:
 def raw_tree(repo: Path, entries: list[tuple[str, str, str]]) -> str:
     """Write a tree object as given (mode, name, object id), duplicates and all: what a
     host without object checks accepts from a crafted push."""
-    body = b"".join(f"{mode} {name}".encode() + b"\0" + bytes.fromhex(oid)
-                    for mode, name, oid in entries)
-    return git(repo, "hash-object", "-w", "-t", "tree", "--literally", "--stdin",
-               stdin=body).decode().strip()
+    body = b"".join(
+        f"{mode} {name}".encode() + b"\0" + bytes.fromhex(oid) for mode, name, oid in entries
+    )
+    return (
+        git(repo, "hash-object", "-w", "-t", "tree", "--literally", "--stdin", stdin=body)
+        .decode()
+        .strip()
+    )
 
 
 def blob(repo: Path, content: str) -> str:
     return git(repo, "hash-object", "-w", "--stdin", stdin=content.encode()).decode().strip()
-
-

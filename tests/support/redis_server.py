@@ -51,8 +51,17 @@ class RedisServer:
 
     def start(self) -> None:
         command = [
-            redis_server_binary(), "--bind", "127.0.0.1", "--port", str(self.port),
-            "--save", "", "--appendonly", "no", "--dir", str(self.workdir),
+            redis_server_binary(),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.workdir),
         ]
         if self.password is not None:
             command += ["--requirepass", self.password]
@@ -61,8 +70,9 @@ class RedisServer:
         )
         deadline = time.monotonic() + 10
         while True:
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.port), timeout=0.2
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2),
             ):
                 return
             if self._process.poll() is not None or time.monotonic() > deadline:

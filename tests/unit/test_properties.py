@@ -26,18 +26,21 @@ EXAMPLES = settings(max_examples=200, deadline=None)
 
 COMPONENT = st.from_regex(r"[a-z0-9]{1,8}(?:(?:[._]|__|-{1,3})[a-z0-9]{1,8}){0,2}", fullmatch=True)
 # Without a host, the first component must not look like one (no ".", not "localhost").
-FIRST_COMPONENT = st.from_regex(r"[a-z0-9]{1,8}(?:(?:_|__|-{1,3})[a-z0-9]{1,8}){0,2}",
-                                fullmatch=True).filter(lambda c: c != "localhost")
+FIRST_COMPONENT = st.from_regex(
+    r"[a-z0-9]{1,8}(?:(?:_|__|-{1,3})[a-z0-9]{1,8}){0,2}", fullmatch=True
+).filter(lambda c: c != "localhost")
 LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,6}[a-zA-Z0-9])?"
 DOMAIN = st.one_of(
-    st.sampled_from([
-        "123456789012.dkr.ecr.eu-west-1.amazonaws.com",
-        "123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com",
-        "localhost",
-        "localhost:5000",
-        "[::1]:5000",
-        "docker.io",
-    ]),
+    st.sampled_from(
+        [
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com",
+            "123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com",
+            "localhost",
+            "localhost:5000",
+            "[::1]:5000",
+            "docker.io",
+        ]
+    ),
     st.from_regex(rf"{LABEL}(?:\.{LABEL}){{1,3}}(?::[0-9]{{1,5}})?", fullmatch=True),
     st.from_regex(rf"{LABEL}:[0-9]{{1,5}}", fullmatch=True),
 )
@@ -55,8 +58,9 @@ def image_refs(draw: st.DrawFn) -> ImageRef:
     rest = draw(st.lists(COMPONENT, max_size=3))
     first = draw(COMPONENT if domain or not rest else FIRST_COMPONENT)
     path = "/".join([first, *rest])
-    return ImageRef(domain=domain, path=path, tag=draw(st.none() | TAG),
-                    digest=draw(st.none() | DIGEST))
+    return ImageRef(
+        domain=domain, path=path, tag=draw(st.none() | TAG), digest=draw(st.none() | DIGEST)
+    )
 
 
 @EXAMPLES
@@ -76,7 +80,11 @@ def test_pinning_a_reference_keeps_its_repository_and_round_trips(
     pinned = ref.with_pin(tag, digest)
     assert parse_image(str(pinned)) == pinned
     assert (pinned.domain, pinned.path, pinned.tag, pinned.digest) == (
-        ref.domain, ref.path, tag, digest)
+        ref.domain,
+        ref.path,
+        tag,
+        digest,
+    )
 
 
 def near_miss(valid: str, position: int, insert: str) -> str:
@@ -85,11 +93,17 @@ def near_miss(valid: str, position: int, insert: str) -> str:
 
 
 @EXAMPLES
-@given(st.one_of(
-    st.text(max_size=80),
-    st.builds(near_miss, image_refs().map(str), st.integers(0, 400),
-              st.text(st.sampled_from(":/@._-A \t\n[]#%é\x00"), min_size=1, max_size=3)),
-))
+@given(
+    st.one_of(
+        st.text(max_size=80),
+        st.builds(
+            near_miss,
+            image_refs().map(str),
+            st.integers(0, 400),
+            st.text(st.sampled_from(":/@._-A \t\n[]#%é\x00"), min_size=1, max_size=3),
+        ),
+    )
+)
 def test_any_text_either_parses_to_what_it_says_or_raises_image_error(text: str) -> None:
     try:
         ref = parse_image(text)
@@ -112,8 +126,9 @@ VALUES = st.recursive(
 MAPPINGS = st.dictionaries(KEYS, VALUES, max_size=5)
 
 
-def check_override_wins(base: dict[str, Any], override: dict[str, Any],
-                        merged: dict[str, Any]) -> None:
+def check_override_wins(
+    base: dict[str, Any], override: dict[str, Any], merged: dict[str, Any]
+) -> None:
     assert set(merged) == set(base) | set(override)
     for key, value in merged.items():
         if key not in override:
@@ -182,8 +197,9 @@ def test_layering_is_a_left_fold_of_merge_and_owns_its_result(layers: list[dict[
 # then deep merge is associative, so layers may be grouped (e.g. pre-merged files) at will.
 def shaped(depth: int) -> st.SearchStrategy[dict[str, Any]]:
     nested = {"map": shaped(depth - 1), "other": shaped(depth - 1)} if depth else {}
-    return st.fixed_dictionaries({}, optional={
-        **nested, "list": st.lists(SCALARS, max_size=3), "x": SCALARS, "y": SCALARS})
+    return st.fixed_dictionaries(
+        {}, optional={**nested, "list": st.lists(SCALARS, max_size=3), "x": SCALARS, "y": SCALARS}
+    )
 
 
 SHAPED = shaped(3)
@@ -202,13 +218,19 @@ def test_merge_is_associative_when_layers_agree_on_shape(
 # Unicode without surrogates (they cannot be encoded as UTF-8); control characters included.
 UNICODE = st.text(st.characters(exclude_categories=["Cs"]), max_size=20)
 SCALAR_VALUES = (
-    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | UNICODE
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | UNICODE
     | st.floats(allow_nan=False)
 )
 DOCUMENTS = st.dictionaries(
     UNICODE,
-    st.recursive(SCALAR_VALUES, lambda inner: st.lists(inner, max_size=3)
-                 | st.dictionaries(UNICODE, inner, max_size=3), max_leaves=10),
+    st.recursive(
+        SCALAR_VALUES,
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(UNICODE, inner, max_size=3),
+        max_leaves=10,
+    ),
     max_size=5,
 )
 
@@ -233,7 +255,7 @@ def same(a: Any, b: Any) -> bool:
 @EXAMPLES
 @given(st.lists(DOCUMENTS, min_size=1, max_size=3))
 def test_emitted_yaml_reads_back_as_written_and_re_emits_identically(
-    documents: list[dict[str, Any]]
+    documents: list[dict[str, Any]],
 ) -> None:
     text = emit_stream(documents)
 
@@ -244,17 +266,50 @@ def test_emitted_yaml_reads_back_as_written_and_re_emits_identically(
 
 
 YAML11_TRAPS = st.one_of(
-    st.sampled_from([
-        "y", "Y", "yes", "No", "on", "OFF", "~", "null", "", "0755", "0o17", "0x1F", "0b101",
-        "1_000", "1.10", "1e3", "+1", "-.5", ".inf", "-.Inf", ".NaN", "2024-01-01",
-        "2024-1-1 12:30:00", "12:30", "1:20:30", "190:20:30.15", "=", "<<", "0.", "+12e03",
-    ]),
+    st.sampled_from(
+        [
+            "y",
+            "Y",
+            "yes",
+            "No",
+            "on",
+            "OFF",
+            "~",
+            "null",
+            "",
+            "0755",
+            "0o17",
+            "0x1F",
+            "0b101",
+            "1_000",
+            "1.10",
+            "1e3",
+            "+1",
+            "-.5",
+            ".inf",
+            "-.Inf",
+            ".NaN",
+            "2024-01-01",
+            "2024-1-1 12:30:00",
+            "12:30",
+            "1:20:30",
+            "190:20:30.15",
+            "=",
+            "<<",
+            "0.",
+            "+12e03",
+        ]
+    ),
     st.from_regex(r"[-+]?[0-9][0-9_]{0,6}(?::[0-5]?[0-9]){1,2}(?:\.[0-9_]{0,3})?", fullmatch=True),
-    st.from_regex(r"[-+]?(?:[0-9][0-9_]{0,4})?\.[0-9_]{0,4}(?:[eE][-+]?[0-9]{1,3})?",
-                  fullmatch=True),
+    st.from_regex(
+        r"[-+]?(?:[0-9][0-9_]{0,4})?\.[0-9_]{0,4}(?:[eE][-+]?[0-9]{1,3})?", fullmatch=True
+    ),
     st.from_regex(r"[-+]?0[bBoOxX][0-9a-fA-F_]{1,6}", fullmatch=True),
-    st.from_regex(r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:[Tt ][0-9]{1,2}:[0-9]{2}:[0-9]{2}"
-                  r"(?:\.[0-9]{0,3})?(?:Z|[-+][0-9]{1,2}(?::[0-9]{2})?)?)?", fullmatch=True),
+    st.from_regex(
+        r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:[Tt ][0-9]{1,2}:[0-9]{2}:[0-9]{2}"
+        r"(?:\.[0-9]{0,3})?(?:Z|[-+][0-9]{1,2}(?::[0-9]{2})?)?)?",
+        fullmatch=True,
+    ),
 )
 
 

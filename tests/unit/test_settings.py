@@ -27,10 +27,17 @@ def test_no_parameters_means_the_announced_defaults(raw: str | None) -> None:
 
 
 def test_parameters_override_only_what_they_set() -> None:
-    raw = json.dumps([{"name": "values-files", "array": ["a.yaml", "b.yaml"]},
-                      {"name": "image-updater", "map": {"web.allow-tags": "regexp:^pr-1-"}}])
-    assert parse_parameters(raw) == {"values-files": ["a.yaml", "b.yaml"], "values": {},
-                                     "image-updater": {"web.allow-tags": "regexp:^pr-1-"}}
+    raw = json.dumps(
+        [
+            {"name": "values-files", "array": ["a.yaml", "b.yaml"]},
+            {"name": "image-updater", "map": {"web.allow-tags": "regexp:^pr-1-"}},
+        ]
+    )
+    assert parse_parameters(raw) == {
+        "values-files": ["a.yaml", "b.yaml"],
+        "values": {},
+        "image-updater": {"web.allow-tags": "regexp:^pr-1-"},
+    }
 
 
 def test_defaults_are_fresh_copies() -> None:
@@ -40,10 +47,14 @@ def test_defaults_are_fresh_copies() -> None:
 
 
 def test_every_bad_parameter_is_reported_at_once() -> None:
-    raw = json.dumps([{"name": "valuesFiles", "array": []},
-                      {"name": "values", "string": "image.tag=v2"},
-                      {"name": "values-files", "array": ["a", 1]},
-                      {"array": ["nameless"]}])
+    raw = json.dumps(
+        [
+            {"name": "valuesFiles", "array": []},
+            {"name": "values", "string": "image.tag=v2"},
+            {"name": "values-files", "array": ["a", 1]},
+            {"array": ["nameless"]},
+        ]
+    )
     with pytest.raises(ConfigError) as caught:
         parse_parameters(raw)
     assert caught.value.problems == (
@@ -55,10 +66,13 @@ def test_every_bad_parameter_is_reported_at_once() -> None:
     )
 
 
-@pytest.mark.parametrize("raw, message", [
-    ("{not json", "ARGOCD_APP_PARAMETERS is not valid JSON"),
-    ('{"name": "values"}', "must be a JSON list"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ("{not json", "ARGOCD_APP_PARAMETERS is not valid JSON"),
+        ('{"name": "values"}', "must be a JSON list"),
+    ],
+)
 def test_malformed_parameter_json_is_a_config_error(raw: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_parameters(raw)
@@ -82,10 +96,13 @@ def test_empty_setting_means_the_default_because_argo_cd_passes_empty_values() -
     assert setting_choice({"TAGPIN_CACHE": ""}, "TAGPIN_CACHE", ("on", "off")) == "on"
 
 
-@pytest.mark.parametrize("environ, message", [
-    ({"TAGPIN_CACHE_TTL": "5m"}, "TAGPIN_CACHE_TTL='5m' is not a whole number"),
-    ({"TAGPIN_CACHE_TTL": "-1"}, "TAGPIN_CACHE_TTL=-1 must be at least 0"),
-])
+@pytest.mark.parametrize(
+    "environ, message",
+    [
+        ({"TAGPIN_CACHE_TTL": "5m"}, "TAGPIN_CACHE_TTL='5m' is not a whole number"),
+        ({"TAGPIN_CACHE_TTL": "-1"}, "TAGPIN_CACHE_TTL=-1 must be at least 0"),
+    ],
+)
 def test_bad_numbers_are_config_errors(environ: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         setting_int(environ, "TAGPIN_CACHE_TTL")

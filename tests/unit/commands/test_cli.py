@@ -159,8 +159,18 @@ def test_unknown_parameter_is_a_config_error(repo_copy: Path) -> None:
 
 
 def test_missing_tag_in_lock_without_ecr_is_a_clear_error(repo_copy: Path) -> None:
-    done = run(["render", "examples/web", "--set", "image.tag=v9.9.9", "--digests",
-                "examples/web/tagpin.lock"], repo_copy, clean_env())
+    done = run(
+        [
+            "render",
+            "examples/web",
+            "--set",
+            "image.tag=v9.9.9",
+            "--digests",
+            "examples/web/tagpin.lock",
+        ],
+        repo_copy,
+        clean_env(),
+    )
     assert done.returncode == ExitStatus.LOCK
     assert done.stdout == b""
     assert "shop/web:v9.9.9: not in" in done.stderr.decode()

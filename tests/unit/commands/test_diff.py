@@ -21,8 +21,10 @@ TAGPIN = str(Path(sys.executable).with_name("tagpin"))
 
 
 def lock_text(**tags: str) -> str:
-    images = "".join(f"- digest: {digest}\n  image: {HOST}/shop/web:{tag}\n"
-                     for tag, digest in sorted(tags.items()))
+    images = "".join(
+        f"- digest: {digest}\n  image: {HOST}/shop/web:{tag}\n"
+        for tag, digest in sorted(tags.items())
+    )
     return f"---\napiVersion: tagpin.dev/v1\nkind: ImageLock\nimages:\n{images}"
 
 
@@ -33,7 +35,8 @@ APP_FILES = {
     "apps/web/templates/deployment.yaml.j2": (
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n"
         "  replicas: {{ values.replicas }}\n  template:\n    spec:\n      containers:\n"
-        f"      - name: web\n        image: {HOST}/shop/web:{{{{ values.tag }}}}\n"),
+        f"      - name: web\n        image: {HOST}/shop/web:{{{{ values.tag }}}}\n"
+    ),
 }
 
 
@@ -43,14 +46,20 @@ class Repo:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "AWS_"))}
-        self.env.update(GIT_CONFIG_GLOBAL=os.devnull, GIT_CONFIG_NOSYSTEM="1",
-                        GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com",
-                        GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com")
+        self.env.update(
+            GIT_CONFIG_GLOBAL=os.devnull,
+            GIT_CONFIG_NOSYSTEM="1",
+            GIT_AUTHOR_NAME="t",
+            GIT_AUTHOR_EMAIL="t@example.com",
+            GIT_COMMITTER_NAME="t",
+            GIT_COMMITTER_EMAIL="t@example.com",
+        )
         self.git("init", "-q", "-b", "main")
 
     def git(self, *args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=self.root, env=self.env, capture_output=True,
-                              text=True, check=True)
+        done = subprocess.run(
+            ["git", *args], cwd=self.root, env=self.env, capture_output=True, text=True, check=True
+        )
         return done.stdout
 
     def write(self, files: dict[str, str]) -> None:
@@ -77,19 +86,35 @@ def repo(tmp_path: Path) -> Repo:
 def offline_env(tmp_path: Path) -> dict[str, str]:
     """No AWS configuration at all, and a strict lock so nothing could ever ask ECR."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ARGOCD_", "TAGPIN_"))}
-    env.update(AWS_CONFIG_FILE=str(tmp_path / "nowhere"), TAGPIN_LOCK="strict",
-               TAGPIN_CACHE_DIR=str(tmp_path / "cache"), TAGPIN_APP_LOOKUP="off")
+    env.update(
+        AWS_CONFIG_FILE=str(tmp_path / "nowhere"),
+        TAGPIN_LOCK="strict",
+        TAGPIN_CACHE_DIR=str(tmp_path / "cache"),
+        TAGPIN_APP_LOOKUP="off",
+    )
     return env
 
 
 def tagpin(repo: Repo, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([TAGPIN, *args], cwd=repo.root, env=offline_env(repo.root.parent),
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [TAGPIN, *args],
+        cwd=repo.root,
+        env=offline_env(repo.root.parent),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def bump(repo: Repo) -> str:
-    return repo.commit({"apps/web/values.yaml": "tag: v2\nreplicas: 2\n",
-                        "apps/web/tagpin.lock": lock_text(v2=DIGEST_V2)}, "web to v2")
+    return repo.commit(
+        {
+            "apps/web/values.yaml": "tag: v2\nreplicas: 2\n",
+            "apps/web/tagpin.lock": lock_text(v2=DIGEST_V2),
+        },
+        "web to v2",
+    )
 
 
 def test_equal_revisions_exit_0_and_print_nothing(repo: Repo) -> None:
@@ -106,8 +131,10 @@ def test_a_bump_exits_1_and_shows_the_image_line_with_both_digests(repo: Repo) -
     assert lines[0].startswith("--- a/apps/web (HEAD~1 (")
     assert lines[1].startswith("+++ b/apps/web (HEAD (")
     changed = [line for line in lines[2:] if line[:1] in "+-"]
-    assert changed == [f"-      - image: {HOST}/shop/web:v1@{DIGEST_V1}",
-                       f"+      - image: {HOST}/shop/web:v2@{DIGEST_V2}"]
+    assert changed == [
+        f"-      - image: {HOST}/shop/web:v1@{DIGEST_V1}",
+        f"+      - image: {HOST}/shop/web:v2@{DIGEST_V2}",
+    ]
     assert "changed Deployment.apps web" in done.stderr
 
 
@@ -141,8 +168,9 @@ def test_head_defaults_to_the_working_tree_and_base_to_HEAD(repo: Repo) -> None:
 
 
 def test_an_app_added_since_base_is_all_additions(repo: Repo) -> None:
-    repo.commit({name.replace("apps/web", "apps/api"): text for name, text in APP_FILES.items()},
-                "add api")
+    repo.commit(
+        {name.replace("apps/web", "apps/api"): text for name, text in APP_FILES.items()}, "add api"
+    )
     done = tagpin(repo, "diff", "apps/api", "--base", "HEAD~1", "--head", "HEAD")
     assert done.returncode == ExitStatus.DIFFERENT, done.stderr
     body = done.stdout.splitlines()[3:]
@@ -153,21 +181,39 @@ def test_an_app_added_since_base_is_all_additions(repo: Repo) -> None:
 @pytest.mark.parametrize(
     ("change", "args", "status", "message"),
     [
-        pytest.param({"apps/web/templates/deployment.yaml.j2": "{{ values.nope }}\n"},
-                     ("--base", "HEAD~1", "--head", "HEAD"), ExitStatus.TEMPLATE,
-                     "at HEAD (", id="template-error-at-head"),
-        pytest.param({"apps/web/values.yaml": "tag: v9\nreplicas: 2\n"},
-                     ("--base", "HEAD~1", "--head", "HEAD"), ExitStatus.LOCK,
-                     f"{HOST}/shop/web:v9: not in tagpin.lock", id="tag-missing-from-strict-lock"),
-        pytest.param({}, ("--base", "no-such-branch"), ExitStatus.CONFIG,
-                     "'no-such-branch' is not a commit", id="unknown-revision"),
-        pytest.param({}, ("--base", "HEAD", "--head", "HEAD", "apps/nothing"), ExitStatus.CONFIG,
-                     "apps/nothing: no such app at HEAD", id="no-app-on-either-side"),
+        pytest.param(
+            {"apps/web/templates/deployment.yaml.j2": "{{ values.nope }}\n"},
+            ("--base", "HEAD~1", "--head", "HEAD"),
+            ExitStatus.TEMPLATE,
+            "at HEAD (",
+            id="template-error-at-head",
+        ),
+        pytest.param(
+            {"apps/web/values.yaml": "tag: v9\nreplicas: 2\n"},
+            ("--base", "HEAD~1", "--head", "HEAD"),
+            ExitStatus.LOCK,
+            f"{HOST}/shop/web:v9: not in tagpin.lock",
+            id="tag-missing-from-strict-lock",
+        ),
+        pytest.param(
+            {},
+            ("--base", "no-such-branch"),
+            ExitStatus.CONFIG,
+            "'no-such-branch' is not a commit",
+            id="unknown-revision",
+        ),
+        pytest.param(
+            {},
+            ("--base", "HEAD", "--head", "HEAD", "apps/nothing"),
+            ExitStatus.CONFIG,
+            "apps/nothing: no such app at HEAD",
+            id="no-app-on-either-side",
+        ),
     ],
 )
 def test_errors_exit_with_their_code_and_print_nothing(
-        repo: Repo, change: dict[str, str], args: tuple[str, ...], status: ExitStatus,
-        message: str) -> None:
+    repo: Repo, change: dict[str, str], args: tuple[str, ...], status: ExitStatus, message: str
+) -> None:
     if change:
         repo.commit(change, "break something")
     app = [] if any(a.startswith("apps/") for a in args) else ["apps/web"]
@@ -181,9 +227,14 @@ def test_outside_a_git_repository_is_a_config_error(tmp_path: Path) -> None:
     app = tmp_path / "plain" / "app"
     app.mkdir(parents=True)
     (app / "tagpin.yaml").write_text("{}\n")
-    done = subprocess.run([TAGPIN, "diff", str(app)], env=offline_env(tmp_path),
-                          capture_output=True, text=True, check=False,
-                          cwd=tmp_path)
+    done = subprocess.run(
+        [TAGPIN, "diff", str(app)],
+        env=offline_env(tmp_path),
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
     assert done.returncode == ExitStatus.CONFIG
     assert "not inside a git repository" in done.stderr
 
@@ -191,11 +242,19 @@ def test_outside_a_git_repository_is_a_config_error(tmp_path: Path) -> None:
 def test_diff_leaves_git_state_and_working_tree_alone(repo: Repo) -> None:
     bump(repo)
     repo.write({"apps/web/values.yaml": "tag: v2\nreplicas: 5\n"})
-    state = [repo.git("status", "--porcelain"), repo.git("rev-parse", "HEAD"),
-             repo.git("stash", "list"), repo.git("worktree", "list")]
+    state = [
+        repo.git("status", "--porcelain"),
+        repo.git("rev-parse", "HEAD"),
+        repo.git("stash", "list"),
+        repo.git("worktree", "list"),
+    ]
     assert tagpin(repo, "diff", "apps/web", "--base", "HEAD~1").returncode == 1
-    assert [repo.git("status", "--porcelain"), repo.git("rev-parse", "HEAD"),
-            repo.git("stash", "list"), repo.git("worktree", "list")] == state
+    assert [
+        repo.git("status", "--porcelain"),
+        repo.git("rev-parse", "HEAD"),
+        repo.git("stash", "list"),
+        repo.git("worktree", "list"),
+    ] == state
 
 
 def test_checkout_writes_files_modes_and_symlinks_despite_export_ignore(repo: Repo) -> None:
@@ -217,17 +276,31 @@ def test_the_example_workflow_writes_the_diff_comment(repo: Repo) -> None:
     """The shell step of examples/ci/github-actions-diff.yaml, run against the temporary repo."""
     import yaml
 
-    workflow = yaml.safe_load((Path(__file__).resolve().parents[3] / "examples" / "ci"
-                               / "github-actions-diff.yaml").read_text())
+    workflow = yaml.safe_load(
+        (
+            Path(__file__).resolve().parents[3] / "examples" / "ci" / "github-actions-diff.yaml"
+        ).read_text()
+    )
     job = workflow["jobs"]["diff"]
     step = next(s for s in job["steps"] if s.get("id") == "diff")
     base = repo.git("rev-parse", "HEAD").strip()
     head = bump(repo)
     env = offline_env(repo.root.parent)
-    env.update(job["env"], BASE_SHA=base, HEAD_SHA=head,
-               PATH=f"{Path(TAGPIN).parent}{os.pathsep}{env['PATH']}")
-    done = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=repo.root, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    env.update(
+        job["env"],
+        BASE_SHA=base,
+        HEAD_SHA=head,
+        PATH=f"{Path(TAGPIN).parent}{os.pathsep}{env['PATH']}",
+    )
+    done = subprocess.run(
+        ["bash", "-e", "-c", step["run"]],
+        cwd=repo.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     body = (repo.root / "body.md").read_text()
     assert "<code>apps/web</code> changes" in body

@@ -11,7 +11,10 @@ from tests.unit.registry.test_lock import HOST, ecr_env, rebuilt, run, values, w
 
 
 def test_check_passes_fails_and_never_writes(
-        tmp_path: Path, moto_ecr, ecr_env: dict[str, str]) -> None:  # noqa: F811
+    tmp_path: Path,
+    moto_ecr,
+    ecr_env: dict[str, str],  # noqa: F811
+) -> None:
     web = moto_ecr.push("shop/web", "v1")
     moto_ecr.push("shop/worker", "v1")
     moto_ecr.push("shop/worker", "v2")
@@ -32,8 +35,7 @@ def test_check_passes_fails_and_never_writes(
     (app / "values.yaml").write_text(values(worker="v2"))  # a values change the lock missed
     lacking = run("lock", "--check", str(app), env=ecr_env)
     assert lacking.returncode == ExitStatus.LOCK
-    assert f"{HOST}/shop/worker:v2: a render uses this tag but " in (
-        lacking.stderr)
+    assert f"{HOST}/shop/worker:v2: a render uses this tag but " in (lacking.stderr)
     assert "shop/web:v1" not in lacking.stderr and "app/tagpin.lock lacks it" in lacking.stderr
 
     (app / "values.yaml").write_text(values())
@@ -41,15 +43,18 @@ def test_check_passes_fails_and_never_writes(
     # A warm digest cache must not hide the move: the check asks ECR.
     disagreeing = run("lock", "--check", str(app), env=ecr_env)
     assert disagreeing.returncode == ExitStatus.LOCK
-    assert f"tagpin.lock locks {web}, but ECR now has {moved}" in (
-        disagreeing.stderr)
+    assert f"tagpin.lock locks {web}, but ECR now has {moved}" in (disagreeing.stderr)
     assert (app / "tagpin.lock").read_text() == written
     assert sorted(p.name for p in app.iterdir()) == sorted(
-        ["tagpin.yaml", "values.yaml", "templates", "tagpin.lock"])
+        ["tagpin.yaml", "values.yaml", "templates", "tagpin.lock"]
+    )
 
 
 def test_verify_asks_ecr_even_when_the_digest_cache_is_warm(
-        tmp_path: Path, moto_ecr, ecr_env: dict[str, str]) -> None:  # noqa: F811
+    tmp_path: Path,
+    moto_ecr,
+    ecr_env: dict[str, str],  # noqa: F811
+) -> None:
     locked = moto_ecr.push("shop/web", "v1")
     moto_ecr.push("shop/worker", "v1")
     app = write_app(tmp_path, values())
@@ -63,7 +68,8 @@ def test_verify_asks_ecr_even_when_the_digest_cache_is_warm(
     assert done.returncode == ExitStatus.LOCK, done.stderr
     assert done.stdout == ""
     assert f"{HOST}/shop/web:v1: tagpin.lock locks {locked}, but ECR now has {moved}" in (
-        done.stderr)
+        done.stderr
+    )
     assert moto_ecr.calls("DescribeImages") == 2  # every locked tag, both repositories
     # The default mode (and a render without a lock) may still answer from the cache.
     moto_ecr.reset_calls()

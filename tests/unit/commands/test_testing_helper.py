@@ -29,12 +29,38 @@ def offline_env(tmp_path: Path) -> dict[str, str]:
 
 def test_render_app_prints_what_tagpin_render_prints(tmp_path: Path) -> None:
     done = subprocess.run(
-        [str(Path(sys.executable).with_name("tagpin")), "render", str(WEB), "--app-name", "web",
-         "-n", "shop", "-f", "values-prod.yaml", "--set", "replicas=8", "--env", "LOG_LEVEL=warn"],
-        capture_output=True, text=True, env=offline_env(tmp_path), check=False)
+        [
+            str(Path(sys.executable).with_name("tagpin")),
+            "render",
+            str(WEB),
+            "--app-name",
+            "web",
+            "-n",
+            "shop",
+            "-f",
+            "values-prod.yaml",
+            "--set",
+            "replicas=8",
+            "--env",
+            "LOG_LEVEL=warn",
+        ],
+        capture_output=True,
+        text=True,
+        env=offline_env(tmp_path),
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
-    assert render_app(WEB, app_name="web", namespace="shop", values_files=["values-prod.yaml"],
-                      values={"replicas": "8"}, env={"LOG_LEVEL": "warn"}) == done.stdout
+    assert (
+        render_app(
+            WEB,
+            app_name="web",
+            namespace="shop",
+            values_files=["values-prod.yaml"],
+            values={"replicas": "8"},
+            env={"LOG_LEVEL": "warn"},
+        )
+        == done.stdout
+    )
 
 
 def app_with_unlocked_image(root: Path) -> Path:
@@ -43,7 +69,8 @@ def app_with_unlocked_image(root: Path) -> Path:
     (app / "tagpin.yaml").write_text("{}\n")
     (app / "templates" / "pod.yaml").write_text(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n"
-        f"  - name: web\n    image: {HOST}/shop/web:v1\n")
+        f"  - name: web\n    image: {HOST}/shop/web:v1\n"
+    )
     return app
 
 
@@ -59,8 +86,10 @@ def test_render_app_never_asks_ecr_even_when_it_could(tmp_path: Path, moto_ecr) 
 def test_render_app_takes_digests_from_another_lock_file(tmp_path: Path) -> None:
     digest = "sha256:" + "d" * 64
     lock = tmp_path / "digests.lock"
-    lock.write_text("apiVersion: tagpin.dev/v1\nkind: ImageLock\nimages:\n"
-                    f"- image: {HOST}/shop/web:v1\n  digest: {digest}\n")
+    lock.write_text(
+        "apiVersion: tagpin.dev/v1\nkind: ImageLock\nimages:\n"
+        f"- image: {HOST}/shop/web:v1\n  digest: {digest}\n"
+    )
     rendered = render_app(app_with_unlocked_image(tmp_path), digests=lock)
     assert f"image: {HOST}/shop/web:v1@{digest}" in rendered
 
@@ -76,10 +105,24 @@ def test_render_app_raises_the_render_error_with_its_location(tmp_path: Path) ->
 
 
 def run_example(root: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           str(root / "snapshot-test"), *args], cwd=root,
-                          capture_output=True, text=True, env=offline_env(tmp_path),
-                          timeout=300, check=False)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(root / "snapshot-test"),
+            *args,
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env=offline_env(tmp_path),
+        timeout=300,
+        check=False,
+    )
 
 
 def test_the_example_snapshot_test_passes_offline(tmp_path: Path) -> None:
@@ -93,8 +136,13 @@ def test_the_example_fails_on_a_changed_render_until_snapshot_update(tmp_path: P
     for name in ("web", "lib", "snapshot-test"):
         shutil.copytree(REPO / "examples" / name, examples / name)
     subprocess.run(["git", "init", "-q", str(tmp_path / "repo")], check=True)  # the repo root
-    snapshot = (examples / "snapshot-test" / "__snapshots__" / "test_web"
-                / "test_web_renders_as_reviewed[dev].yaml")
+    snapshot = (
+        examples
+        / "snapshot-test"
+        / "__snapshots__"
+        / "test_web"
+        / "test_web_renders_as_reviewed[dev].yaml"
+    )
     reviewed = snapshot.read_text()
     values = examples / "web" / "values.yaml"
     values.write_text(values.read_text().replace("*/15 * * * *", "*/30 * * * *"))
@@ -107,6 +155,7 @@ def test_the_example_fails_on_a_changed_render_until_snapshot_update(tmp_path: P
     assert updated.returncode == 0, updated.stdout + updated.stderr
     refreshed = snapshot.read_text()
     assert refreshed != reviewed and "schedule: '*/30 * * * *'\n" in refreshed
-    assert refreshed == render_app(examples / "web", app_name="web", namespace="shop-dev",
-                                   env={"LOG_LEVEL": "info"})
+    assert refreshed == render_app(
+        examples / "web", app_name="web", namespace="shop-dev", env={"LOG_LEVEL": "info"}
+    )
     assert run_example(examples, tmp_path).returncode == 0

@@ -89,11 +89,40 @@ def test_glob_matches_go_filepath_match_table(
 
 # regexp/syntax: rejected in Perl mode (what regexp.Compile uses).
 GO_INVALID_REGEXPS = [
-    "(", ")", "(a", "a)", "(a))", "(a|b|", "a|b|)", "(a|b|))", "(a|b", "a|b)", "(a|b))",
-    "[a-z", "([a-z)", "[a-z)", "([a-z]))", "x{1001}", "x{9876543210}", "x{2,1}",
-    "x{1,9876543210}", "(?P<name>a", "(?P<name>", "(?P<name", "(?P<x y>a)", "(?P<>a)",
-    "(?<name>a", "(?<name>", "(?<name", "(?<x y>a)", "(?<>a)", "[a-Z]", "(?i)[a-Z]", "\\Q\\E*",
-    "a{100000}", "a{100000,}",
+    "(",
+    ")",
+    "(a",
+    "a)",
+    "(a))",
+    "(a|b|",
+    "a|b|)",
+    "(a|b|))",
+    "(a|b",
+    "a|b)",
+    "(a|b))",
+    "[a-z",
+    "([a-z)",
+    "[a-z)",
+    "([a-z]))",
+    "x{1001}",
+    "x{9876543210}",
+    "x{2,1}",
+    "x{1,9876543210}",
+    "(?P<name>a",
+    "(?P<name>",
+    "(?P<name",
+    "(?P<x y>a)",
+    "(?P<>a)",
+    "(?<name>a",
+    "(?<name>",
+    "(?<name",
+    "(?<x y>a)",
+    "(?<>a)",
+    "[a-Z]",
+    "(?i)[a-Z]",
+    "\\Q\\E*",
+    "a{100000}",
+    "a{100000,}",
     "((((((((((x{2}){2}){2}){2}){2}){2}){2}){2}){2}){2})",
     "(?:[a-z]{4}){0,251}",
     "(" * 1000 + ")" * 1000,
@@ -102,14 +131,38 @@ GO_INVALID_REGEXPS = [
     "(xx?){1000}" * 1000,
     "\\pL" * 27000,
     # onlyPOSIX: valid only without Perl flags
-    "a++", "a**", "a?*", "a+*", "a{1}*", ".{1}{2}.{3}",
+    "a++",
+    "a**",
+    "a?*",
+    "a+*",
+    "a{1}*",
+    ".{1}{2}.{3}",
     # and what Python's `re` or RE2's C++ parser would take but Go does not
-    "(?=a)", "(?!a)", "(?<=a)b", "(?>a)", "(a)\\1", "(?P<n>a)(?P=n)", "\\Z", "\\C",
+    "(?=a)",
+    "(?!a)",
+    "(?<=a)b",
+    "(?>a)",
+    "(a)\\1",
+    "(?P<n>a)(?P=n)",
+    "\\Z",
+    "\\C",
     "a{99999999999}",
     "\ud800",  # Go's invalid-UTF-8 rows, as Python can hold them: a lone surrogate (JSON \ud800)
 ]
-GO_PERL_ONLY = ["[a-b-c]", "\\Qabc\\E", "\\Q*+?{[\\E", "\\Q\\\\E", "\\Q\\\\\\E", "(?:a)",
-                "(?P<name>a)", "(?<name>a)", "[[:alpha:]]", "\\pN", "(?U)a+", "x{2}{,3}"]
+GO_PERL_ONLY = [
+    "[a-b-c]",
+    "\\Qabc\\E",
+    "\\Q*+?{[\\E",
+    "\\Q\\\\E",
+    "\\Q\\\\\\E",
+    "(?:a)",
+    "(?P<name>a)",
+    "(?<name>a)",
+    "[[:alpha:]]",
+    "\\pN",
+    "(?U)a+",
+    "x{2}{,3}",
+]
 
 
 @pytest.mark.parametrize("expression", GO_INVALID_REGEXPS, ids=lambda e: repr(e[:30]))
@@ -125,22 +178,48 @@ def test_regexp_accepts_go_perl_syntax(expression: str) -> None:
 
 # regexp/find_test.go: does MatchString(text) find a match?
 GO_FIND_TESTS = [
-    ("", "", True), ("^abcdefg", "abcdefg", True), ("a+", "baaab", True), ("x", "y", False),
-    ("abcd..", "abcdef", True), (".*", "abcdef", True), ("^abcd$", "abcd", True),
-    ("^bcd'", "abcdef", False), ("^abcd$", "abcde", False), ("[^a-z]+", "ab1234cd", True),
-    ("[a\\-\\]z]+", "az]-bcz", True), ("[^\\n]+", "abcd\n", True),
-    ("[日本語]+", "日本語日本語", True), ("(.)(.)", "日a", True),
-    ("/$", "/abc/", True), ("/$", "/abc", False),
-    ("axxb$", "axxcb", False), ("da(.)a$", "daXY data", True), ("(?:.|(?:.a))", "", False),
-    ("(?-s)(?:(?:^).)", "\n", False), ("(?s)(?:(?:^).)", "\n", True), ("(?:(?:^).)", "\n", False),
-    ("\\B", "x", False), ("\\B", "xx", True), ("\\B", "x y", False), ("[^\\S\\s]", "abcd", False),
-    ("[^\\S[:space:]]", "abcd", False), ("[^\\D\\d]", "abcd", False), ("(?i)\\W", "k", False),
-    ("(?i)\\W", "s", False), ("\\`", "`", True),
-    ("\\!\\\"\\#\\$\\%\\&\\'\\(\\)\\*\\+\\,\\-\\.\\/\\:\\;\\<\\=\\>\\?\\@\\[\\\\\\]\\^\\_\\{\\|\\}\\~",
-     "!\"#$%&'()*+,-./:;<=>?@[\\]^_{|}~", True),
+    ("", "", True),
+    ("^abcdefg", "abcdefg", True),
+    ("a+", "baaab", True),
+    ("x", "y", False),
+    ("abcd..", "abcdef", True),
+    (".*", "abcdef", True),
+    ("^abcd$", "abcd", True),
+    ("^bcd'", "abcdef", False),
+    ("^abcd$", "abcde", False),
+    ("[^a-z]+", "ab1234cd", True),
+    ("[a\\-\\]z]+", "az]-bcz", True),
+    ("[^\\n]+", "abcd\n", True),
+    ("[日本語]+", "日本語日本語", True),
+    ("(.)(.)", "日a", True),
+    ("/$", "/abc/", True),
+    ("/$", "/abc", False),
+    ("axxb$", "axxcb", False),
+    ("da(.)a$", "daXY data", True),
+    ("(?:.|(?:.a))", "", False),
+    ("(?-s)(?:(?:^).)", "\n", False),
+    ("(?s)(?:(?:^).)", "\n", True),
+    ("(?:(?:^).)", "\n", False),
+    ("\\B", "x", False),
+    ("\\B", "xx", True),
+    ("\\B", "x y", False),
+    ("[^\\S\\s]", "abcd", False),
+    ("[^\\S[:space:]]", "abcd", False),
+    ("[^\\D\\d]", "abcd", False),
+    ("(?i)\\W", "k", False),
+    ("(?i)\\W", "s", False),
+    ("\\`", "`", True),
+    (
+        "\\!\\\"\\#\\$\\%\\&\\'\\(\\)\\*\\+\\,\\-\\.\\/\\:\\;\\<\\=\\>\\?\\@\\[\\\\\\]\\^\\_\\{\\|\\}\\~",
+        "!\"#$%&'()*+,-./:;<=>?@[\\]^_{|}~",
+        True,
+    ),
     # Go semantics Python's `re` gets wrong: `$` is the end of text, \z exists, \w is ASCII.
-    ("^main$", "main\n", False), ("^main\\z", "main", True), ("^\\w+$", "é", False),
-    ("^(?i)K$", "\u212a", True), ("x{2}{,3}", "xx{,3}", True),
+    ("^main$", "main\n", False),
+    ("^main\\z", "main", True),
+    ("^\\w+$", "é", False),
+    ("^(?i)K$", "\u212a", True),
+    ("x{2}{,3}", "xx{,3}", True),
 ]
 
 
@@ -166,9 +245,7 @@ def test_ignore_tags_glob_with_many_stars_is_linear_time() -> None:
     assert matches("a" * 61 + "b") is True
 
 
-@pytest.mark.parametrize(
-    "value", ["regexp:a{99999999999}", "regexp:" + "(" * 1000 + ")" * 1000]
-)
+@pytest.mark.parametrize("value", ["regexp:a{99999999999}", "regexp:" + "(" * 1000 + ")" * 1000])
 def test_allow_tags_go_rejects_match_nothing_and_say_why(value: str) -> None:
     matches, problem = compile_allow_tags(value)
     assert problem is not None and "not a valid regular expression" in problem
@@ -214,6 +291,7 @@ def test_re2_is_loaded_only_once_a_pattern_is_compiled() -> None:
         "assert policy.allows('main')\n"
         "print('re2' in sys.modules)\n"
     )
-    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
-                          check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True
+    )
     assert done.stdout.split() == ["False", "True"]

@@ -91,8 +91,11 @@ def test_the_issue_s_missing_s_fails_instead_of_deploying_the_highest_release(
     )
 
     # Spelled right, the branch's tag deploys.
-    result = generate(server, user_repo, {"api.allow-tags": "regexp:^pr-43-",
-                                          "api.update-strategy": "alphabetical"})
+    result = generate(
+        server,
+        user_repo,
+        {"api.allow-tags": "regexp:^pr-43-", "api.update-strategy": "alphabetical"},
+    )
     assert result.ok, result.error
     assert image(result) == f"{WEB}:pr-43-2-abc@{tags['pr-43-2-abc']}"
 
@@ -127,7 +130,11 @@ def test_the_issue_s_missing_s_fails_instead_of_deploying_the_highest_release(
     ],
 )
 def test_typos_in_live_annotations_fail_the_render_with_exit_3(
-    server: CmpServer, user_repo: Path, fake_kube, tags, annotations: dict[str, str],
+    server: CmpServer,
+    user_repo: Path,
+    fake_kube,
+    tags,
+    annotations: dict[str, str],
     message: str,
 ) -> None:
     fake_kube.add("argocd", "web", annotations)
@@ -154,12 +161,16 @@ def test_keys_tagpin_does_not_use_are_accepted_silently(
         "git-branch": "main",
         "git-repository": "git@example.com:org/repo.git",
     }
-    fake_kube.add("argocd", "web", {
-        f"{PREFIX}image-list": f" web = {WEB} ",  # whitespace around `=` is trimmed
-        f"{PREFIX}web.allow-tags": "regexp:^v1\\.",
-        f"{PREFIX}web.update-strategy": "alphabetical",
-        **{PREFIX + key: value for key, value in unused.items()},
-    })
+    fake_kube.add(
+        "argocd",
+        "web",
+        {
+            f"{PREFIX}image-list": f" web = {WEB} ",  # whitespace around `=` is trimmed
+            f"{PREFIX}web.allow-tags": "regexp:^v1\\.",
+            f"{PREFIX}web.update-strategy": "alphabetical",
+            **{PREFIX + key: value for key, value in unused.items()},
+        },
+    )
     result = generate(server, user_repo)
     assert result.ok, result.error
     assert image(result) == f"{WEB}:v1.0.0@{tags['v1.0.0']}"
@@ -176,8 +187,9 @@ def render_mode(request: pytest.FixtureRequest, server: CmpServer) -> Iterator[C
 
     directory = Path(tempfile.mkdtemp(prefix="tp-", dir="/tmp"))  # socket paths must be short
     render_server = Server(directory / "render.sock", directory / "server.log")
-    server.sidecar_env.update(TAGPIN_RENDER_SERVER="on",
-                              TAGPIN_RENDER_SERVER_SOCKET=str(render_server.socket))
+    server.sidecar_env.update(
+        TAGPIN_RENDER_SERVER="on", TAGPIN_RENDER_SERVER_SOCKET=str(render_server.socket)
+    )
     yield server
     render_server.stop()
     assert " worker " in render_server.log_text()  # the worker did render
@@ -188,11 +200,15 @@ def test_warnings_are_printed_even_when_the_render_fails(
     render_mode: CmpServer, user_repo: Path, fake_kube, tags
 ) -> None:
     server = render_mode
-    fake_kube.add("argocd", "web", {
-        f"{PREFIX}image-list": f"web={WEB}",
-        f"{PREFIX}web.update-strategy": "name",  # renamed: a warning
-        f"{PREFIX}web.allow-tags": "regexp:^pr-99-",  # no such tag: the render fails
-    })
+    fake_kube.add(
+        "argocd",
+        "web",
+        {
+            f"{PREFIX}image-list": f"web={WEB}",
+            f"{PREFIX}web.update-strategy": "name",  # renamed: a warning
+            f"{PREFIX}web.allow-tags": "regexp:^pr-99-",  # no such tag: the render fails
+        },
+    )
     result = generate(server, user_repo)
     assert not result.ok and result.exit_code == ExitStatus.RESOLVE
     assert "update-strategy 'name' was renamed to 'alphabetical'" in result.stderr
@@ -204,12 +220,32 @@ def test_warnings_are_printed_even_when_the_render_fails(
 
 def test_every_key_image_updater_defines_is_valid() -> None:
     keys = [
-        "image-list", "allow-tags", "ignore-tags", "force-update", "update-strategy",
-        "pull-secret", "write-back-method", "write-back-target", "git-branch", "git-repository",
-        *(f"argoproj_argocd.{option}" for option in (
-            "allow-tags", "ignore-tags", "force-update", "update-strategy", "pull-secret",
-            "platforms", "helm.image-name", "helm.image-tag", "helm.image-spec",
-            "kustomize.image-name", "tag-match")),
+        "image-list",
+        "allow-tags",
+        "ignore-tags",
+        "force-update",
+        "update-strategy",
+        "pull-secret",
+        "write-back-method",
+        "write-back-target",
+        "git-branch",
+        "git-repository",
+        *(
+            f"argoproj_argocd.{option}"
+            for option in (
+                "allow-tags",
+                "ignore-tags",
+                "force-update",
+                "update-strategy",
+                "pull-secret",
+                "platforms",
+                "helm.image-name",
+                "helm.image-tag",
+                "helm.image-spec",
+                "kustomize.image-name",
+                "tag-match",
+            )
+        ),
     ]
     check_keys([(key, "annotation", PREFIX) for key in keys], {"argoproj_argocd"})
 
@@ -234,7 +270,12 @@ def test_unknown_keys_name_the_closest_valid_key(
 
 def test_every_typo_is_reported_at_once() -> None:
     with pytest.raises(ConfigError) as caught:
-        check_keys([("web.allow-tag", "image-updater parameter key", ""),
-                    ("imagelist", "annotation", PREFIX)], {"web"})
+        check_keys(
+            [
+                ("web.allow-tag", "image-updater parameter key", ""),
+                ("imagelist", "annotation", PREFIX),
+            ],
+            {"web"},
+        )
     assert len(caught.value.problems) == 2
     assert json.dumps(caught.value.problems)  # plain strings, one per key

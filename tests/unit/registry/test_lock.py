@@ -22,8 +22,10 @@ TAGPIN = str(Path(sys.executable).with_name("tagpin"))
 
 def rebuilt(seed: str) -> bytes:
     """A different image manifest, to move a tag to new bytes."""
-    return ('{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",'
-            f'"layers":[],"seed":"{seed}"}}').encode()
+    return (
+        '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",'
+        f'"layers":[],"seed":"{seed}"}}'
+    ).encode()
 
 
 def write_app(root: Path, values: str, extra_files: dict[str, str] | None = None) -> Path:
@@ -34,11 +36,13 @@ def write_app(root: Path, values: str, extra_files: dict[str, str] | None = None
     (app / "values.yaml").write_text(values)
     (app / "templates" / "web.yaml.j2").write_text(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n"
-        "    spec:\n      containers:\n      - name: web\n        image: {{ values.web }}\n")
+        "    spec:\n      containers:\n      - name: web\n        image: {{ values.web }}\n"
+    )
     (app / "templates" / "worker.yaml.j2").write_text(
         "apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: worker\nspec:\n"
         "  schedule: '@daily'\n  jobTemplate:\n    spec:\n      template:\n        spec:\n"
-        "          containers:\n          - name: worker\n            image: {{ values.worker }}\n")
+        "          containers:\n          - name: worker\n            image: {{ values.worker }}\n"
+    )
     for name, text in (extra_files or {}).items():
         (app / name).write_text(text)
     return app
@@ -48,12 +52,18 @@ def values(web: str = "v1", worker: str = "v1") -> str:
     return f"web: {HOST}/shop/web:{web}\nworker: {HOST}/shop/worker:{worker}\n"
 
 
-def run(*args: str, env: dict[str, str] | None = None,
-        probe: bool = False) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, env: dict[str, str] | None = None, probe: bool = False
+) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-c", BOTO_PROBE] if probe else [TAGPIN]
-    return subprocess.run([*command, *args], capture_output=True, text=True,
-                          env=env if env is not None else dict(os.environ), timeout=120,
-                          check=False)
+    return subprocess.run(
+        [*command, *args],
+        capture_output=True,
+        text=True,
+        env=env if env is not None else dict(os.environ),
+        timeout=120,
+        check=False,
+    )
 
 
 def images_in(output: str) -> list[str]:
@@ -63,8 +73,12 @@ def images_in(output: str) -> list[str]:
 def no_aws_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """Nothing AWS at all: no AWS_* variable, and a config file that does not exist."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TAGPIN_"))}
-    env.update(AWS_CONFIG_FILE=str(tmp_path / "no-such-aws-config"),
-               TAGPIN_CACHE_DIR=str(tmp_path / "offline-cache"), TAGPIN_APP_LOOKUP="off", **extra)
+    env.update(
+        AWS_CONFIG_FILE=str(tmp_path / "no-such-aws-config"),
+        TAGPIN_CACHE_DIR=str(tmp_path / "offline-cache"),
+        TAGPIN_APP_LOOKUP="off",
+        **extra,
+    )
     return env
 
 
@@ -76,7 +90,8 @@ def ecr_env(tmp_path: Path, moto_ecr) -> dict[str, str]:
 
 
 def test_lock_writes_every_digest_and_renders_then_never_ask_ecr(
-        tmp_path: Path, moto_ecr, ecr_env: dict[str, str]) -> None:
+    tmp_path: Path, moto_ecr, ecr_env: dict[str, str]
+) -> None:
     web = moto_ecr.push("shop/web", "v1")
     worker = moto_ecr.push("shop/worker", "v1")
     app = write_app(tmp_path, values())
@@ -91,7 +106,8 @@ def test_lock_writes_every_digest_and_renders_then_never_ask_ecr(
         "# Commit it. Renders take digests from here instead of asking ECR.\n"
         "---\napiVersion: tagpin.dev/v1\nkind: ImageLock\nimages:\n"
         f"- digest: {web}\n  image: {HOST}/shop/web:v1\n"
-        f"- digest: {worker}\n  image: {HOST}/shop/worker:v1\n")
+        f"- digest: {worker}\n  image: {HOST}/shop/worker:v1\n"
+    )
     assert "2 image(s); 2 added, 0 changed, 0 removed" in locked.stderr
 
     moto_ecr.reset_calls()
@@ -99,8 +115,10 @@ def test_lock_writes_every_digest_and_renders_then_never_ask_ecr(
     assert rendered.returncode == 0, rendered.stderr
     assert sum(moto_ecr.counts().values()) == 0
     assert "IMPORTED=\n" in rendered.stderr  # neither boto3 nor botocore was even imported
-    assert images_in(rendered.stdout) == [f"{HOST}/shop/web:v1@{web}",
-                                          f"{HOST}/shop/worker:v1@{worker}"]
+    assert images_in(rendered.stdout) == [
+        f"{HOST}/shop/web:v1@{web}",
+        f"{HOST}/shop/worker:v1@{worker}",
+    ]
 
     offline = run("render", str(app), env=no_aws_env(tmp_path))
     assert offline.returncode == 0, offline.stderr
@@ -108,7 +126,8 @@ def test_lock_writes_every_digest_and_renders_then_never_ask_ecr(
 
 
 def test_lock_is_deterministic_and_a_rerun_asks_ecr_nothing(
-        tmp_path: Path, moto_ecr, ecr_env: dict[str, str]) -> None:
+    tmp_path: Path, moto_ecr, ecr_env: dict[str, str]
+) -> None:
     moto_ecr.push("shop/web", "v1")
     moto_ecr.push("shop/worker", "v1")
     app = write_app(tmp_path, values())
@@ -123,7 +142,8 @@ def test_lock_is_deterministic_and_a_rerun_asks_ecr_nothing(
 
 
 def test_a_bump_replaces_one_entry_and_keep_retains_the_other_variant(
-        tmp_path: Path, moto_ecr, ecr_env: dict[str, str]) -> None:
+    tmp_path: Path, moto_ecr, ecr_env: dict[str, str]
+) -> None:
     web_v1 = moto_ecr.push("shop/web", "v1")
     web_v2 = moto_ecr.push("shop/web", "v2")
     worker = moto_ecr.push("shop/worker", "v1")
@@ -134,19 +154,25 @@ def test_a_bump_replaces_one_entry_and_keep_retains_the_other_variant(
     assert canary.returncode == 0, canary.stderr
     assert "1 added, 0 changed, 0 removed" in canary.stderr
     locked = {e.image: e.digest for e in parse_lock((app / "tagpin.lock").read_text(), "lock")}
-    assert locked == {f"{HOST}/shop/web:v1": web_v1, f"{HOST}/shop/web:v2": web_v2,
-                      f"{HOST}/shop/worker:v1": worker}
+    assert locked == {
+        f"{HOST}/shop/web:v1": web_v1,
+        f"{HOST}/shop/web:v2": web_v2,
+        f"{HOST}/shop/worker:v1": worker,
+    }
 
     (app / "values.yaml").write_text(values(web="v2"))
     pruned = run("lock", str(app), env=ecr_env)
     assert pruned.returncode == 0, pruned.stderr
     assert f"- {HOST}/shop/web:v1" in pruned.stderr
     assert [e.image for e in parse_lock((app / "tagpin.lock").read_text(), "lock")] == [
-        f"{HOST}/shop/web:v2", f"{HOST}/shop/worker:v1"]
+        f"{HOST}/shop/web:v2",
+        f"{HOST}/shop/worker:v1",
+    ]
 
 
 def test_update_re_resolves_a_moved_tag_and_the_default_keeps_the_locked_digest(
-        tmp_path: Path, moto_ecr, ecr_env: dict[str, str]) -> None:
+    tmp_path: Path, moto_ecr, ecr_env: dict[str, str]
+) -> None:
     old = moto_ecr.push("shop/web", "v1")
     moto_ecr.push("shop/worker", "v1")
     app = write_app(tmp_path, values())
@@ -163,7 +189,8 @@ def test_update_re_resolves_a_moved_tag_and_the_default_keeps_the_locked_digest(
 
 
 def test_lock_reports_missing_tags_like_a_render_and_writes_nothing(
-        tmp_path: Path, moto_ecr, ecr_env: dict[str, str]) -> None:
+    tmp_path: Path, moto_ecr, ecr_env: dict[str, str]
+) -> None:
     moto_ecr.push("shop/web", "v1")
     app = write_app(tmp_path, values(worker="v404"))
     done = run("lock", str(app), env=ecr_env)
@@ -173,7 +200,8 @@ def test_lock_reports_missing_tags_like_a_render_and_writes_nothing(
 
 
 def test_verify_fails_when_a_tag_moved_after_locking(
-        tmp_path: Path, moto_ecr, ecr_env: dict[str, str]) -> None:
+    tmp_path: Path, moto_ecr, ecr_env: dict[str, str]
+) -> None:
     locked = moto_ecr.push("shop/web", "v1")
     moto_ecr.push("shop/worker", "v1")
     app = write_app(tmp_path, values())
@@ -189,8 +217,7 @@ def test_verify_fails_when_a_tag_moved_after_locking(
     done = run("render", str(app), env=verify_env)
     assert done.returncode == ExitStatus.LOCK == 11
     assert done.stdout == ""
-    assert (f"{HOST}/shop/web:v1: tagpin.lock locks {locked}, but ECR now has {moved}"
-            in done.stderr)
+    assert f"{HOST}/shop/web:v1: tagpin.lock locks {locked}, but ECR now has {moved}" in done.stderr
     assert "tagpin lock --update" in done.stderr
     assert "used by Deployment/web in templates/web.yaml.j2:1 at" in done.stderr
     # The default mode trusts the lock: the render still deploys what was reviewed.
@@ -199,14 +226,16 @@ def test_verify_fails_when_a_tag_moved_after_locking(
 
 
 def test_verify_reports_every_moved_or_deleted_tag_at_once(
-        tmp_path: Path, moto_ecr, ecr_env: dict[str, str]) -> None:
+    tmp_path: Path, moto_ecr, ecr_env: dict[str, str]
+) -> None:
     moto_ecr.push("shop/web", "v1")
     moto_ecr.push("shop/worker", "v1")
     app = write_app(tmp_path, values())
     assert run("lock", str(app), env=ecr_env).returncode == 0
     moto_ecr.push("shop/web", "v1", rebuilt("moved"))
-    moto_ecr.client().batch_delete_image(repositoryName="shop/worker",
-                                         imageIds=[{"imageTag": "v1"}])
+    moto_ecr.client().batch_delete_image(
+        repositoryName="shop/worker", imageIds=[{"imageTag": "v1"}]
+    )
     done = run("render", str(app), env=dict(ecr_env, TAGPIN_LOCK="verify", TAGPIN_CACHE="off"))
     assert done.returncode == ExitStatus.LOCK
     assert f"{HOST}/shop/web:v1: tagpin.lock locks" in done.stderr
@@ -215,7 +244,8 @@ def test_verify_reports_every_moved_or_deleted_tag_at_once(
 
 
 def test_a_tag_missing_from_the_lock_is_resolved_unless_strict(
-        tmp_path: Path, moto_ecr, ecr_env: dict[str, str]) -> None:
+    tmp_path: Path, moto_ecr, ecr_env: dict[str, str]
+) -> None:
     moto_ecr.push("shop/web", "v1")
     worker_v2 = moto_ecr.push("shop/worker", "v2")
     moto_ecr.push("shop/worker", "v1")
@@ -234,8 +264,10 @@ def test_a_tag_missing_from_the_lock_is_resolved_unless_strict(
     assert strict.returncode == ExitStatus.LOCK and strict.stdout == ""
     assert f"{HOST}/shop/worker:v2: not in tagpin.lock (TAGPIN_LOCK=strict" in strict.stderr
     # ...and, like a tag missing from ECR, which manifest field uses it.
-    assert ("commit tagpin.lock; used by CronJob/worker in templates/worker.yaml.j2:1 at "
-            "spec.jobTemplate.spec.template.spec.containers[0].image") in strict.stderr
+    assert (
+        "commit tagpin.lock; used by CronJob/worker in templates/worker.yaml.j2:1 at "
+        "spec.jobTemplate.spec.template.spec.containers[0].image"
+    ) in strict.stderr
     assert sum(moto_ecr.counts().values()) == 0
 
 
@@ -251,11 +283,18 @@ def test_off_ignores_the_lock(tmp_path: Path, moto_ecr, ecr_env: dict[str, str])
 
 
 def test_offline_render_with_no_aws_configuration_fails_clearly_for_unlocked_tags(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     app = write_app(tmp_path, values())
-    (app / "tagpin.lock").write_text(format_lock(parse_lock(
-        "apiVersion: tagpin.dev/v1\nkind: ImageLock\nimages:\n"
-        f"- image: {HOST}/shop/web:v1\n  digest: sha256:{'a' * 64}\n", "lock")))
+    (app / "tagpin.lock").write_text(
+        format_lock(
+            parse_lock(
+                "apiVersion: tagpin.dev/v1\nkind: ImageLock\nimages:\n"
+                f"- image: {HOST}/shop/web:v1\n  digest: sha256:{'a' * 64}\n",
+                "lock",
+            )
+        )
+    )
     done = run("render", str(app), env=no_aws_env(tmp_path, TAGPIN_LOCK="strict"), probe=True)
     assert done.returncode == ExitStatus.LOCK
     assert f"{HOST}/shop/worker:v1: not in tagpin.lock" in done.stderr
@@ -264,8 +303,14 @@ def test_offline_render_with_no_aws_configuration_fails_clearly_for_unlocked_tag
 
 @pytest.mark.parametrize(
     ("raw", "mode"),
-    [(None, LockMode.USE), ("", LockMode.USE), ("use", LockMode.USE),
-     ("Verify", LockMode.VERIFY), (" strict ", LockMode.STRICT), ("off", LockMode.OFF)],
+    [
+        (None, LockMode.USE),
+        ("", LockMode.USE),
+        ("use", LockMode.USE),
+        ("Verify", LockMode.VERIFY),
+        (" strict ", LockMode.STRICT),
+        ("off", LockMode.OFF),
+    ],
 )
 def test_lock_mode_setting(raw: str | None, mode: LockMode) -> None:
     assert lock_mode({} if raw is None else {"TAGPIN_LOCK": raw}) is mode
@@ -287,15 +332,17 @@ LOCK_HEAD = "apiVersion: tagpin.dev/v1\nkind: ImageLock\nimages:\n"
     [
         ("kind: ImageLock\n", "not a tagpin lock (expected apiVersion tagpin.dev/v1"),
         ("apiVersion: tagpin.dev/v1\nkind: ImageLock\nimages: {}\n", "images must be a list"),
-        (LOCK_HEAD + "- image: x\n",
-         "images[0]: digest None is not sha256:<64 hex digits>"),
-        (LOCK_HEAD + "- digest: x\n",
-         "images[0]: needs image and digest"),
-        (LOCK_HEAD + f"- image: nginx:1\n  digest: {GOOD}\n",
-         "must be an ECR image with a tag and no digest"),
-        (LOCK_HEAD + f"- image: {HOST}/a:v1\n  digest: {GOOD}\n"
-         f"- image: {HOST}/a:v1\n  digest: sha256:{'c' * 64}\n",
-         f"images[1]: {HOST}/a:v1 is locked twice with different digests"),
+        (LOCK_HEAD + "- image: x\n", "images[0]: digest None is not sha256:<64 hex digits>"),
+        (LOCK_HEAD + "- digest: x\n", "images[0]: needs image and digest"),
+        (
+            LOCK_HEAD + f"- image: nginx:1\n  digest: {GOOD}\n",
+            "must be an ECR image with a tag and no digest",
+        ),
+        (
+            LOCK_HEAD + f"- image: {HOST}/a:v1\n  digest: {GOOD}\n"
+            f"- image: {HOST}/a:v1\n  digest: sha256:{'c' * 64}\n",
+            f"images[1]: {HOST}/a:v1 is locked twice with different digests",
+        ),
     ],
 )
 def test_malformed_locks_are_rejected_with_the_entry_at_fault(text: str, message: str) -> None:
@@ -317,12 +364,15 @@ def test_strict_misses_in_several_repositories_are_reported_together() -> None:
         describe_many(locked, {web: ["v1", "v2"], api: ["v1"]})
     assert raised.value.exit_status == ExitStatus.LOCK
     assert [problem.split(": ", 1)[0] for problem in raised.value.problems] == [
-        f"{HOST}/shop/web:v2", f"{HOST}/shop/api:v1"]
+        f"{HOST}/shop/web:v2",
+        f"{HOST}/shop/api:v1",
+    ]
     assert all("not in tagpin.lock" in problem for problem in raised.value.problems)
 
 
 def test_a_lock_written_elsewhere_feeds_an_offline_render_with_digests(
-        tmp_path: Path, moto_ecr, ecr_env: dict[str, str]) -> None:
+    tmp_path: Path, moto_ecr, ecr_env: dict[str, str]
+) -> None:
     web = moto_ecr.push("shop/web", "v1")
     worker = moto_ecr.push("shop/worker", "v1")
     app = write_app(tmp_path, values())
@@ -332,5 +382,7 @@ def test_a_lock_written_elsewhere_feeds_an_offline_render_with_digests(
     assert not (app / "tagpin.lock").exists()
     done = run("render", str(app), "--digests", str(digests), env=no_aws_env(tmp_path))
     assert done.returncode == 0, done.stderr
-    assert images_in(done.stdout) == [f"{HOST}/shop/web:v1@{web}",
-                                      f"{HOST}/shop/worker:v1@{worker}"]
+    assert images_in(done.stdout) == [
+        f"{HOST}/shop/web:v1@{web}",
+        f"{HOST}/shop/worker:v1@{worker}",
+    ]

@@ -322,15 +322,20 @@ def test_secrets_come_from_files(tmp_path: Path) -> None:
     (tmp_path / "auth").write_text("s3cret\n")
     (tmp_path / "key").write_bytes(KEY + b"\n")
 
-    loaded = redis_settings({
-        "TAGPIN_REDIS_URL": "rediss://argocd-redis:6379/2",
-        "TAGPIN_REDIS_PASSWORD_FILE": str(tmp_path / "auth"),
-        "TAGPIN_REDIS_SIGNING_KEY_FILE": str(tmp_path / "key"),
-    })
+    loaded = redis_settings(
+        {
+            "TAGPIN_REDIS_URL": "rediss://argocd-redis:6379/2",
+            "TAGPIN_REDIS_PASSWORD_FILE": str(tmp_path / "auth"),
+            "TAGPIN_REDIS_SIGNING_KEY_FILE": str(tmp_path / "key"),
+        }
+    )
 
     assert loaded is not None
     assert (loaded.password, loaded.signing_key, loaded.shown) == (
-        "s3cret", KEY, "rediss://argocd-redis:6379")
+        "s3cret",
+        KEY,
+        "rediss://argocd-redis:6379",
+    )
     assert "s3cret" not in repr(loaded)
 
 
@@ -338,12 +343,26 @@ def test_secrets_come_from_files(tmp_path: Path) -> None:
     ("environ", "message"),
     [
         ({"TAGPIN_REDIS_URL": "http://r"}, "redis:// or rediss://"),
-        ({"TAGPIN_REDIS_URL": "redis://r", "TAGPIN_REDIS_SIGNING_KEY": "k" * 32,
-          "TAGPIN_REDIS_SIGNING_KEY_FILE": "/k"}, "keep one"),
-        ({"TAGPIN_REDIS_URL": "redis://r", "TAGPIN_REDIS_SIGNING_KEY_FILE": "/no/such"},
-         "TAGPIN_REDIS_SIGNING_KEY_FILE"),
-        ({"TAGPIN_REDIS_URL": "redis://r", "TAGPIN_REDIS_SIGNING_KEY": "k" * 32,
-          "TAGPIN_REDIS_TIMEOUT_MS": "0"}, "TAGPIN_REDIS_TIMEOUT_MS"),
+        (
+            {
+                "TAGPIN_REDIS_URL": "redis://r",
+                "TAGPIN_REDIS_SIGNING_KEY": "k" * 32,
+                "TAGPIN_REDIS_SIGNING_KEY_FILE": "/k",
+            },
+            "keep one",
+        ),
+        (
+            {"TAGPIN_REDIS_URL": "redis://r", "TAGPIN_REDIS_SIGNING_KEY_FILE": "/no/such"},
+            "TAGPIN_REDIS_SIGNING_KEY_FILE",
+        ),
+        (
+            {
+                "TAGPIN_REDIS_URL": "redis://r",
+                "TAGPIN_REDIS_SIGNING_KEY": "k" * 32,
+                "TAGPIN_REDIS_TIMEOUT_MS": "0",
+            },
+            "TAGPIN_REDIS_TIMEOUT_MS",
+        ),
     ],
 )
 def test_bad_settings_name_the_setting(environ: dict[str, str], message: str) -> None:
@@ -367,8 +386,7 @@ def test_a_redis_out_of_memory_gives_one_warning_and_ecr_answers(
 
 
 def test_the_webhook_side_reports_redis_trouble_instead_of_raising() -> None:
-    down = RedisSettings(url=f"redis://127.0.0.1:{free_port()}/0", password=None,
-                         signing_key=None)
+    down = RedisSettings(url=f"redis://127.0.0.1:{free_port()}/0", password=None, signing_key=None)
 
     problem = PushGenerations(down).bump(repo().uri)
 
@@ -394,8 +412,12 @@ def test_the_webhook_reads_the_redis_password_without_a_signing_key(tmp_path: Pa
     from cmp.commands.webhook import shared_cache_settings
 
     (tmp_path / "auth").write_text(PASSWORD)
-    loaded = shared_cache_settings({"TAGPIN_REDIS_URL": "redis://argocd-redis:6379/0",
-                                    "TAGPIN_REDIS_PASSWORD_FILE": str(tmp_path / "auth")})
+    loaded = shared_cache_settings(
+        {
+            "TAGPIN_REDIS_URL": "redis://argocd-redis:6379/0",
+            "TAGPIN_REDIS_PASSWORD_FILE": str(tmp_path / "auth"),
+        }
+    )
 
     assert loaded is not None and loaded.password == PASSWORD and loaded.signing_key is None
     assert shared_cache_settings({}) is None

@@ -78,9 +78,15 @@ def tags(moto_ecr) -> dict[str, str]:
 @pytest.fixture
 def sidecar_env(tmp_path: Path, moto_ecr) -> dict[str, str]:
     """The sidecar's environment: kubectl (not kustomize) on PATH, moto as ECR."""
-    keep = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
-            "AWS_EC2_METADATA_DISABLED", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE",
-            "AWS_ENDPOINT_URL_ECR")
+    keep = (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_DEFAULT_REGION",
+        "AWS_EC2_METADATA_DISABLED",
+        "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_ENDPOINT_URL_ECR",
+    )
     return {
         **{k: os.environ[k] for k in keep},
         "PATH": f"{BIN}{os.pathsep}/usr/bin:/bin",
@@ -94,8 +100,9 @@ def sidecar_env(tmp_path: Path, moto_ecr) -> dict[str, str]:
 def server(tmp_path: Path, sidecar_env: dict[str, str]) -> CmpServer:
     workdir = tmp_path / "cmp-tmp"
     workdir.mkdir()
-    return CmpServer.from_plugin_yaml(REPO / "plugin.yaml", sidecar_env=sidecar_env,
-                                      workdir=workdir, timeout=60)
+    return CmpServer.from_plugin_yaml(
+        REPO / "plugin.yaml", sidecar_env=sidecar_env, workdir=workdir, timeout=60
+    )
 
 
 SHOP = AppSpec(name="shop", source_path="apps/shop", destination_namespace="shop")
@@ -105,14 +112,23 @@ def by_kind(objects: list[dict]) -> dict[str, dict]:
     return {o["kind"]: o for o in objects}
 
 
-def tagpin(args: list[str], env: dict[str, str], *, stdin: bytes = b"",
-           cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([str(TAGPIN), *args], input=stdin, env=env, cwd=cwd,
-                          capture_output=True, timeout=120, check=False)
+def tagpin(
+    args: list[str], env: dict[str, str], *, stdin: bytes = b"", cwd: Path | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [str(TAGPIN), *args],
+        input=stdin,
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_the_sidecar_pins_the_overlays_tag_with_kustomizes_own_transformers(
-        server: CmpServer, repo: Path, tags: dict[str, str]) -> None:
+    server: CmpServer, repo: Path, tags: dict[str, str]
+) -> None:
     first = server.generate(repo, SHOP)
     assert first.ok, first.error
     objects = by_kind(first.objects)
@@ -129,19 +145,25 @@ def test_the_sidecar_pins_the_overlays_tag_with_kustomizes_own_transformers(
     assert container["envFrom"][0]["configMapRef"]["name"] == config_map["metadata"]["name"]
     assert config_map["data"] == {"LEVEL": "info", "MODE": "prod"}
     # kustomize's warnings reach Argo CD's logs as tagpin's, naming the kustomization.
-    assert ("tagpin: warning: apps/shop/kustomization.yaml: kustomize: 'commonLabels' is "
-            "deprecated") in first.stderr
+    assert (
+        "tagpin: warning: apps/shop/kustomization.yaml: kustomize: 'commonLabels' is deprecated"
+    ) in first.stderr
     # Stable across runs: the same repository gives the same bytes.
     second = server.generate(repo, SHOP)
     assert second.stdout == first.stdout
 
 
 def test_pin_on_kustomizes_output_prints_the_sidecars_bytes(
-        server: CmpServer, repo: Path, tags: dict[str, str], sidecar_env: dict[str, str]) -> None:
+    server: CmpServer, repo: Path, tags: dict[str, str], sidecar_env: dict[str, str]
+) -> None:
     sidecar = server.generate(repo, SHOP)
     assert sidecar.ok, sidecar.error
-    built = subprocess.run([kubectl(), "kustomize", str(repo / "apps/shop")],
-                           capture_output=True, check=True, timeout=120).stdout
+    built = subprocess.run(
+        [kubectl(), "kustomize", str(repo / "apps/shop")],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    ).stdout
     piped = tagpin(["pin", "-"], sidecar_env, stdin=built)
     assert piped.returncode == 0, piped.stderr.decode()
     # The emulator, like Argo CD, drops the one trailing newline of the plugin's stdout.
@@ -158,13 +180,18 @@ def test_pin_on_kustomizes_output_prints_the_sidecars_bytes(
 
 
 def test_a_missing_ecr_tag_fails_as_in_a_template_app(
-        server: CmpServer, repo: Path, tags: dict[str, str]) -> None:
+    server: CmpServer, repo: Path, tags: dict[str, str]
+) -> None:
     build_tree(repo, overlay(tag="v9"))
-    build_tree(repo, {
-        "apps/tpl/tagpin.yaml": "{}\n",
-        "apps/tpl/templates/web.yaml": BASE["bases/web/deployment.yaml"].replace(
-            "name: web}", "name: prod-web}").replace(":v1", ":v9"),
-    })
+    build_tree(
+        repo,
+        {
+            "apps/tpl/tagpin.yaml": "{}\n",
+            "apps/tpl/templates/web.yaml": BASE["bases/web/deployment.yaml"]
+            .replace("name: web}", "name: prod-web}")
+            .replace(":v1", ":v9"),
+        },
+    )
     kustomized = server.generate(repo, SHOP)
     templated = server.generate(repo, AppSpec(name="tpl", source_path="apps/tpl"))
     assert kustomized.stdout == "" and templated.stdout == ""
@@ -176,65 +203,117 @@ def test_a_missing_ecr_tag_fails_as_in_a_template_app(
 
 REFUSALS = {
     "a file outside the kustomization's root": (
-        {"apps/shop/kustomization.yaml": "resources: [../../bases/web]\nconfigMapGenerator:\n"
-                                         "- name: leak\n  files: [../../secret.txt]\n",
-         "secret.txt": "hunter2\n"},
-        5, ["apps/shop/kustomization.yaml", "is not in or below"]),
+        {
+            "apps/shop/kustomization.yaml": "resources: [../../bases/web]\nconfigMapGenerator:\n"
+            "- name: leak\n  files: [../../secret.txt]\n",
+            "secret.txt": "hunter2\n",
+        },
+        5,
+        ["apps/shop/kustomization.yaml", "is not in or below"],
+    ),
     "a resource directory outside the repository": (
         {"apps/shop/kustomization.yaml": "resources: [../../bases/web, {outside}]\n"},
-        4, ["apps/shop/kustomization.yaml: resources: '{outside}' resolves outside"]),
+        4,
+        ["apps/shop/kustomization.yaml: resources: '{outside}' resolves outside"],
+    ),
     "an exec plugin": (
-        {"apps/shop/kustomization.yaml": (
-            "resources: [../../bases/web]\ntransformers:\n- |-\n  apiVersion: x.dev/v1\n"
-            "  kind: Steal\n  metadata:\n    name: s\n    annotations:\n"
-            "      config.kubernetes.io/function: |\n        exec:\n          path: ./steal.sh\n")},
-        4, ["apps/shop/kustomization.yaml: transformers: Steal is a KRM function"]),
+        {
+            "apps/shop/kustomization.yaml": (
+                "resources: [../../bases/web]\ntransformers:\n- |-\n  apiVersion: x.dev/v1\n"
+                "  kind: Steal\n  metadata:\n    name: s\n    annotations:\n"
+                "      config.kubernetes.io/function: |\n        exec:\n"
+                "          path: ./steal.sh\n"
+            )
+        },
+        4,
+        ["apps/shop/kustomization.yaml: transformers: Steal is a KRM function"],
+    ),
     "a plugin config file naming a container function": (
-        {"apps/shop/kustomization.yaml": "resources: [../../bases/web]\ngenerators: [fn.yaml]\n",
-         "apps/shop/fn.yaml": ("apiVersion: x.dev/v1\nkind: Gen\nmetadata:\n  name: g\n"
-                               "  annotations:\n    config.kubernetes.io/function: |\n"
-                               "      container: {image: evil}\n")},
-        4, ["apps/shop/kustomization.yaml: generators: Gen is a KRM function"]),
+        {
+            "apps/shop/kustomization.yaml": "resources: [../../bases/web]\ngenerators: [fn.yaml]\n",
+            "apps/shop/fn.yaml": (
+                "apiVersion: x.dev/v1\nkind: Gen\nmetadata:\n  name: g\n"
+                "  annotations:\n    config.kubernetes.io/function: |\n"
+                "      container: {image: evil}\n"
+            ),
+        },
+        4,
+        ["apps/shop/kustomization.yaml: generators: Gen is a KRM function"],
+    ),
     "a Helm chart": (
-        {"bases/web/kustomization.yaml": "resources: [deployment.yaml]\nhelmCharts:\n"
-                                         "- {name: redis, repo: 'https://charts.example', "
-                                         "version: 1.0.0}\n"},
-        4, ["bases/web/kustomization.yaml: helmCharts: Helm charts are not rendered"]),
+        {
+            "bases/web/kustomization.yaml": "resources: [deployment.yaml]\nhelmCharts:\n"
+            "- {name: redis, repo: 'https://charts.example', "
+            "version: 1.0.0}\n"
+        },
+        4,
+        ["bases/web/kustomization.yaml: helmCharts: Helm charts are not rendered"],
+    ),
     "a remote base": (
-        {"apps/shop/kustomization.yaml": "resources:\n- ../../bases/web\n"
-                                         "- https://github.com/org/repo//base?ref=v1\n"},
-        4, ["remote bases are off", "TAGPIN_KUSTOMIZE_REMOTE=on"]),
+        {
+            "apps/shop/kustomization.yaml": "resources:\n- ../../bases/web\n"
+            "- https://github.com/org/repo//base?ref=v1\n"
+        },
+        4,
+        ["remote bases are off", "TAGPIN_KUSTOMIZE_REMOTE=on"],
+    ),
     "templates next to kustomize:": (
         {"apps/shop/templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n"},
-        3, ["apps/shop/templates/ and `kustomize:` in apps/shop/tagpin.yaml"]),
+        3,
+        ["apps/shop/templates/ and `kustomize:` in apps/shop/tagpin.yaml"],
+    ),
     "a build option kubectl kustomize lacks": (
         {"apps/shop/tagpin.yaml": "kustomize: {enableManagedByLabel: true}\n"},
-        3, ["kustomize.enableManagedByLabel needs the kustomize binary"]),
+        3,
+        ["kustomize.enableManagedByLabel needs the kustomize binary"],
+    ),
     "a build option off the allowlist": (
         {"apps/shop/tagpin.yaml": "kustomize: {loadRestrictor: LoadRestrictionsNone}\n"},
-        3, ["apps/shop/tagpin.yaml: kustomize.loadRestrictor is not allowed"]),
+        3,
+        ["apps/shop/tagpin.yaml: kustomize.loadRestrictor is not allowed"],
+    ),
     "a base kustomize rejects: the error names the base": (
         {"bases/web/kustomization.yaml": "resources: [deployment.yaml]\nnamePrefix: [x]\n"},
-        5, ["tagpin: kustomize build failed (exit 5):\n  bases/web/kustomization.yaml: ",
-            "Kustomization.namePrefix"]),
+        5,
+        [
+            "tagpin: kustomize build failed (exit 5):\n  bases/web/kustomization.yaml: ",
+            "Kustomization.namePrefix",
+        ],
+    ),
     "a kustomization kustomize rejects": (
-        {"apps/shop/kustomization.yaml": "resources: [../../bases/web]\n"
-                                         "patches: [{path: missing-patch.yaml}]\n"},
-        5, ["tagpin: kustomize build failed (exit 5):\n  apps/shop/kustomization.yaml: ",
-            "missing-patch.yaml"]),
+        {
+            "apps/shop/kustomization.yaml": "resources: [../../bases/web]\n"
+            "patches: [{path: missing-patch.yaml}]\n"
+        },
+        5,
+        [
+            "tagpin: kustomize build failed (exit 5):\n  apps/shop/kustomization.yaml: ",
+            "missing-patch.yaml",
+        ],
+    ),
 }
 
 
 @pytest.mark.parametrize("files,status,messages", REFUSALS.values(), ids=REFUSALS.keys())
 def test_kustomizations_tagpin_does_not_run_are_refused_with_the_file_at_fault(
-        server: CmpServer, repo: Path, tmp_path: Path, files: dict[str, str], status: int,
-        messages: list[str]) -> None:
+    server: CmpServer,
+    repo: Path,
+    tmp_path: Path,
+    files: dict[str, str],
+    status: int,
+    messages: list[str],
+) -> None:
     outside = tmp_path / "outside"
-    build_tree(repo, {name: text.replace("{outside}", str(outside))
-                      for name, text in files.items()})
-    build_tree(outside, {
-        "kustomization.yaml": "resources: [cm.yaml]\n",
-        "cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: stolen}\n"})
+    build_tree(
+        repo, {name: text.replace("{outside}", str(outside)) for name, text in files.items()}
+    )
+    build_tree(
+        outside,
+        {
+            "kustomization.yaml": "resources: [cm.yaml]\n",
+            "cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: stolen}\n",
+        },
+    )
     result = server.generate(repo, SHOP)
     assert result.stdout == "" and result.exit_code == status, result.stderr
     for message in messages:
@@ -245,36 +324,48 @@ def test_kustomizations_tagpin_does_not_run_are_refused_with_the_file_at_fault(
 
 
 def test_a_symlinked_base_leaving_the_repository_is_refused(
-        repo: Path, tmp_path: Path, sidecar_env: dict[str, str]) -> None:
+    repo: Path, tmp_path: Path, sidecar_env: dict[str, str]
+) -> None:
     # Argo CD's repository copy drops such links; `tagpin render` on a laptop must refuse too.
-    build_tree(tmp_path / "outside", {
-        "kustomization.yaml": "resources: [cm.yaml]\n",
-        "cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: stolen}\n"})
+    build_tree(
+        tmp_path / "outside",
+        {
+            "kustomization.yaml": "resources: [cm.yaml]\n",
+            "cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: stolen}\n",
+        },
+    )
     (repo / "bases" / "linked").symlink_to(tmp_path / "outside")
     build_tree(repo, {"apps/shop/kustomization.yaml": "resources: [../../bases/linked]\n"})
     result = tagpin(["render", str(repo / "apps/shop")], sidecar_env)
     assert result.returncode == 4 and result.stdout == b""
-    assert (b"apps/shop/kustomization.yaml: resources: '../../bases/linked' resolves outside "
-            b"the repository") in result.stderr
+    assert (
+        b"apps/shop/kustomization.yaml: resources: '../../bases/linked' resolves outside "
+        b"the repository"
+    ) in result.stderr
 
 
 def test_kustomize_sees_no_credentials(tmp_path: Path) -> None:
     from cmp.source.kustomize import _child_environment
 
-    env = _child_environment({"PATH": "/bin", "AWS_SECRET_ACCESS_KEY": "s",
-                              "ARGOCD_ENV_TOKEN": "t", "HOME": "/tmp"}, allow_remote=False)
+    env = _child_environment(
+        {"PATH": "/bin", "AWS_SECRET_ACCESS_KEY": "s", "ARGOCD_ENV_TOKEN": "t", "HOME": "/tmp"},
+        allow_remote=False,
+    )
     assert set(env) >= {"PATH", "HOME"}
     assert not any(k.startswith(("AWS_", "ARGOCD_")) for k in env)
     assert env["GIT_ALLOW_PROTOCOL"] == "file"
 
 
-def test_a_hung_kustomize_is_stopped_by_the_timeout(
-        repo: Path, tmp_path: Path) -> None:
+def test_a_hung_kustomize_is_stopped_by_the_timeout(repo: Path, tmp_path: Path) -> None:
     fake = tmp_path / "bin" / "kustomize"
     build_tree(fake.parent, {"kustomize": "#!/bin/sh\nsleep 30\n"})
     fake.chmod(0o755)
-    env = {"PATH": f"{fake.parent}{os.pathsep}/usr/bin:/bin", "TAGPIN_CACHE": "off",
-           "TAGPIN_APP_LOOKUP": "off", "TAGPIN_KUSTOMIZE_TIMEOUT": "1"}
+    env = {
+        "PATH": f"{fake.parent}{os.pathsep}/usr/bin:/bin",
+        "TAGPIN_CACHE": "off",
+        "TAGPIN_APP_LOOKUP": "off",
+        "TAGPIN_KUSTOMIZE_TIMEOUT": "1",
+    }
     result = tagpin(["render", str(repo / "apps/shop")], env)
     assert result.returncode == 5 and result.stdout == b""
     assert b"did not finish in 1 s (TAGPIN_KUSTOMIZE_TIMEOUT)" in result.stderr
@@ -291,18 +382,22 @@ def test_the_image_ships_the_kustomize_the_tests_run_checksummed() -> None:
     found = re.fullmatch(
         r"--checksum=sha256:[0-9a-f]{64} https://github\.com/kubernetes-sigs/kustomize/releases/"
         r"download/kustomize%2Fv(\S+)/kustomize_v\1_linux_amd64\.tar\.gz /tmp/kustomize\.tar\.gz",
-        " ".join(add.args.split()))
+        " ".join(add.args.split()),
+    )
     assert found, add.args
-    client = subprocess.run([kubectl(), "version", "--client"], capture_output=True, text=True,
-                            check=True).stdout
+    client = subprocess.run(
+        [kubectl(), "version", "--client"], capture_output=True, text=True, check=True
+    ).stdout
     assert f"Kustomize Version: v{found.group(1)}" in client
     copies = [copy_of(i) for i in stages[-1] if i.keyword == "COPY"]
-    assert any(c.flags == ("--from=kustomize",) and c.dest == "/usr/local/bin/kustomize"
-               for c in copies)
+    assert any(
+        c.flags == ("--from=kustomize",) and c.dest == "/usr/local/bin/kustomize" for c in copies
+    )
 
 
 def test_remote_bases_load_only_when_the_sidecar_setting_allows_them(
-        repo: Path, tmp_path: Path, sidecar_env: dict[str, str]) -> None:
+    repo: Path, tmp_path: Path, sidecar_env: dict[str, str]
+) -> None:
     """A git base (here a file:// repository: no network) is refused by default and built by
     kustomize with TAGPIN_KUSTOMIZE_REMOTE=on."""
     upstream = build_tree(tmp_path / "upstream", BASE)
@@ -310,11 +405,16 @@ def test_remote_bases_load_only_when_the_sidecar_setting_allows_them(
     for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "base"]):
         subprocess.run([*git, *args], check=True, capture_output=True)
     digest = "sha256:" + "1" * 64
-    build_tree(repo, {
-        "apps/shop/kustomization.yaml": f"resources:\n- file://{upstream}//bases/web?ref=main\n",
-        "apps/shop/tagpin.lock": ("apiVersion: tagpin.dev/v1\nkind: ImageLock\nimages:\n"
-                                  f"- {{image: '{HOST}/shop/web:v1', digest: '{digest}'}}\n"),
-    })
+    build_tree(
+        repo,
+        {
+            "apps/shop/kustomization.yaml": f"resources:\n- file://{upstream}//bases/web?ref=main\n",
+            "apps/shop/tagpin.lock": (
+                "apiVersion: tagpin.dev/v1\nkind: ImageLock\nimages:\n"
+                f"- {{image: '{HOST}/shop/web:v1', digest: '{digest}'}}\n"
+            ),
+        },
+    )
     env = {**sidecar_env, "TAGPIN_LOCK": "strict"}
     refused = tagpin(["render", str(repo / "apps/shop")], env)
     assert refused.returncode == 4 and refused.stdout == b""
@@ -324,17 +424,29 @@ def test_remote_bases_load_only_when_the_sidecar_setting_allows_them(
     assert f"image: {HOST}/shop/web:v1@{digest}".encode() in allowed.stdout
 
 
-def test_enable_managed_by_label_reaches_a_kustomize_binary(
-        repo: Path, tmp_path: Path) -> None:
+def test_enable_managed_by_label_reaches_a_kustomize_binary(repo: Path, tmp_path: Path) -> None:
     """With a `kustomize` binary (here a stand-in that prints its arguments), the allowlisted
     option becomes its flag, and `kustomize build` is what runs."""
-    fake = build_tree(tmp_path / "bin", {"kustomize": (
-        "#!/bin/sh\nprintf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata: {name: args}\\n"
-        "data: {argv: \"%s\"}\\n' \"$*\"\n")}) / "kustomize"
+    fake = (
+        build_tree(
+            tmp_path / "bin",
+            {
+                "kustomize": (
+                    "#!/bin/sh\nprintf 'apiVersion: v1\\nkind: ConfigMap\\n"
+                    "metadata: {name: args}\\n"
+                    'data: {argv: "%s"}\\n\' "$*"\n'
+                )
+            },
+        )
+        / "kustomize"
+    )
     fake.chmod(0o755)
     build_tree(repo, {"apps/shop/tagpin.yaml": "kustomize: {enableManagedByLabel: true}\n"})
-    env = {"PATH": f"{fake.parent}{os.pathsep}/usr/bin:/bin", "TAGPIN_CACHE": "off",
-           "TAGPIN_APP_LOOKUP": "off"}
+    env = {
+        "PATH": f"{fake.parent}{os.pathsep}/usr/bin:/bin",
+        "TAGPIN_CACHE": "off",
+        "TAGPIN_APP_LOOKUP": "off",
+    }
     done = tagpin(["render", str(repo / "apps/shop")], env)
     assert done.returncode == 0, done.stderr.decode()
     assert f"argv: build --enable-managedby-label {repo / 'apps/shop'}".encode() in done.stdout
@@ -342,12 +454,26 @@ def test_enable_managed_by_label_reaches_a_kustomize_binary(
 
 def test_kustomize_runs_under_the_renders_memory_cap(repo: Path, tmp_path: Path) -> None:
     """TAGPIN_MAX_MEMORY_MB caps the render's data segment, and kustomize inherits it."""
-    fake = build_tree(tmp_path / "bin", {"kustomize": (
-        "#!/bin/sh\nprintf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata: {name: limits}\\n"
-        "data: {kib: \"%s\"}\\n' \"$(ulimit -d)\"\n")}) / "kustomize"
+    fake = (
+        build_tree(
+            tmp_path / "bin",
+            {
+                "kustomize": (
+                    "#!/bin/sh\nprintf 'apiVersion: v1\\nkind: ConfigMap\\n"
+                    "metadata: {name: limits}\\n"
+                    'data: {kib: "%s"}\\n\' "$(ulimit -d)"\n'
+                )
+            },
+        )
+        / "kustomize"
+    )
     fake.chmod(0o755)
-    env = {"PATH": f"{fake.parent}{os.pathsep}/usr/bin:/bin", "TAGPIN_CACHE": "off",
-           "TAGPIN_APP_LOOKUP": "off", "TAGPIN_MAX_MEMORY_MB": "1500"}
+    env = {
+        "PATH": f"{fake.parent}{os.pathsep}/usr/bin:/bin",
+        "TAGPIN_CACHE": "off",
+        "TAGPIN_APP_LOOKUP": "off",
+        "TAGPIN_MAX_MEMORY_MB": "1500",
+    }
     done = tagpin(["render", str(repo / "apps/shop")], env)
     assert done.returncode == 0, done.stderr.decode()
     assert f"kib: '{1500 * 1024}'".encode() in done.stdout

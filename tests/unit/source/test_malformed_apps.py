@@ -86,93 +86,129 @@ CATALOGUE = [
     pytest.param(with_bom(with_line_endings(CLEAN, "\r\n")), {}, Renders(), id="bom-and-crlf"),
     pytest.param(
         app_with("templates/broken", "{not yaml"),  # no .yaml suffix: not a template, ignored
-        {}, Renders(), id="non-template-files-are-ignored",
+        {},
+        Renders(),
+        id="non-template-files-are-ignored",
     ),
     pytest.param(
-        app_with("templates/deep.yaml", "apiVersion: v1\nkind: List\nmetadata:\n  name: deep\n"
-                 f"spec: {nested_lists(200)}\n"),
-        {}, Renders(twin=False, shows="spec:\n- - - - "), id="200-nested-lists-render",
+        app_with(
+            "templates/deep.yaml",
+            f"apiVersion: v1\nkind: List\nmetadata:\n  name: deep\nspec: {nested_lists(200)}\n",
+        ),
+        {},
+        Renders(twin=False, shows="spec:\n- - - - "),
+        id="200-nested-lists-render",
     ),
     pytest.param(
-        app_with("templates/plain.yaml", Fifo()), {},
-        Fails(ExitStatus.SOURCE, "templates/plain.yaml: "), id="fifo-template",
+        app_with("templates/plain.yaml", Fifo()),
+        {},
+        Fails(ExitStatus.SOURCE, "templates/plain.yaml: "),
+        id="fifo-template",
     ),
     pytest.param(
-        app_with("values.yaml", Directory()), {},
+        app_with("values.yaml", Directory()),
+        {},
         Fails(ExitStatus.SOURCE, "values.yaml: is a directory, expected a file"),
         id="directory-as-values-file",
     ),
     pytest.param(
-        app_with("templates/plain.yaml", Symlink("gone.yaml")), {},
-        Fails(ExitStatus.SOURCE, "templates/plain.yaml: file not found"), id="dangling-symlink",
+        app_with("templates/plain.yaml", Symlink("gone.yaml")),
+        {},
+        Fails(ExitStatus.SOURCE, "templates/plain.yaml: file not found"),
+        id="dangling-symlink",
     ),
     pytest.param(
-        app_with("templates/plain.yaml", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"), {},
+        app_with("templates/plain.yaml", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"),
+        {},
         Fails(ExitStatus.SOURCE, "templates/plain.yaml: looks like a binary file"),
         id="binary-file",
     ),
     pytest.param(
         app_with("templates/plain.yaml", CONFIG_MAP.format(name="p", value="v").encode("utf-16")),
-        {}, Fails(ExitStatus.SOURCE, "templates/plain.yaml: looks like a binary file"),
+        {},
+        Fails(ExitStatus.SOURCE, "templates/plain.yaml: looks like a binary file"),
         id="utf16-file",
     ),
     pytest.param(
         app_with("templates/plain.yaml", CONFIG_MAP.format(name="p", value="x" * 2000)),
         {"TAGPIN_MAX_FILE_BYTES": "1000"},
-        Fails(ExitStatus.SOURCE, "templates/plain.yaml: larger than 1000 bytes "
-              "(TAGPIN_MAX_FILE_BYTES)"),
+        Fails(
+            ExitStatus.SOURCE,
+            "templates/plain.yaml: larger than 1000 bytes (TAGPIN_MAX_FILE_BYTES)",
+        ),
         id="huge-template",
     ),
     pytest.param(
-        app_with("values.yaml", "padding: " + "x" * 2000 + "\n"), {"TAGPIN_MAX_FILE_BYTES": "1000"},
-        Fails(ExitStatus.SOURCE, "values.yaml: larger than 1000 bytes"), id="huge-values-file",
+        app_with("values.yaml", "padding: " + "x" * 2000 + "\n"),
+        {"TAGPIN_MAX_FILE_BYTES": "1000"},
+        Fails(ExitStatus.SOURCE, "values.yaml: larger than 1000 bytes"),
+        id="huge-values-file",
     ),
     pytest.param(
         app_with("templates/plain.yaml", CONFIG_MAP.format(name="p", value=nested_lists(10_000))),
-        {}, Fails(ExitStatus.MANIFEST, "templates/plain.yaml:6:"), id="10000-nested-lists",
+        {},
+        Fails(ExitStatus.MANIFEST, "templates/plain.yaml:6:"),
+        id="10000-nested-lists",
     ),
     pytest.param(
-        app_with("values.yaml", "deep: " + nested_lists(10_000) + "\n"), {},
-        Fails(ExitStatus.SOURCE, "values.yaml:1:"), id="10000-nested-lists-in-values",
+        app_with("values.yaml", "deep: " + nested_lists(10_000) + "\n"),
+        {},
+        Fails(ExitStatus.SOURCE, "values.yaml:1:"),
+        id="10000-nested-lists-in-values",
     ),
     pytest.param(
-        app_with("templates/plain.yaml", CONFIG_MAP.format(name="p", value="{a: " * 10_000
-                                                          + "1" + "}" * 10_000)),
-        {}, Fails(ExitStatus.MANIFEST, "templates/plain.yaml:6:"), id="10000-nested-mappings",
+        app_with(
+            "templates/plain.yaml",
+            CONFIG_MAP.format(name="p", value="{a: " * 10_000 + "1" + "}" * 10_000),
+        ),
+        {},
+        Fails(ExitStatus.MANIFEST, "templates/plain.yaml:6:"),
+        id="10000-nested-mappings",
     ),
     pytest.param(
-        app_with("templates/plain.yaml", CONFIG_MAP.format(name="p", value="ok").encode()
-                 + b"  bad: \xff\xfe\n"),
-        {}, Fails(ExitStatus.SOURCE, "templates/plain.yaml:7: not valid UTF-8"),
+        app_with(
+            "templates/plain.yaml",
+            CONFIG_MAP.format(name="p", value="ok").encode() + b"  bad: \xff\xfe\n",
+        ),
+        {},
+        Fails(ExitStatus.SOURCE, "templates/plain.yaml:7: not valid UTF-8"),
         id="invalid-utf8-template",
     ),
     pytest.param(
-        app_with("values.yaml", b"greeting: hello\nname: caf\xe9\n"), {},
-        Fails(ExitStatus.SOURCE, "values.yaml:2: not valid UTF-8"), id="latin1-values-file",
+        app_with("values.yaml", b"greeting: hello\nname: caf\xe9\n"),
+        {},
+        Fails(ExitStatus.SOURCE, "values.yaml:2: not valid UTF-8"),
+        id="latin1-values-file",
     ),
     pytest.param(
         app_with("templates/plain.yaml", CONFIG_MAP.format(name="p", value="v") + "  k: w\n"),
-        {}, Fails(ExitStatus.MANIFEST, "templates/plain.yaml:7:3: invalid YAML: duplicate key 'k'"),
+        {},
+        Fails(ExitStatus.MANIFEST, "templates/plain.yaml:7:3: invalid YAML: duplicate key 'k'"),
         id="duplicate-key-in-template",
     ),
     pytest.param(
-        app_with("values.yaml", "greeting: hello\nscript: x\ngreeting: bye\n"), {},
+        app_with("values.yaml", "greeting: hello\nscript: x\ngreeting: bye\n"),
+        {},
         Fails(ExitStatus.SOURCE, "values.yaml:3:1: invalid YAML: duplicate key 'greeting'"),
         id="duplicate-key-in-values",
     ),
     pytest.param(
         app_with("templates/plain.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n\tname: p\n"),
-        {}, Fails(ExitStatus.MANIFEST, "templates/plain.yaml:4:1: invalid YAML"),
+        {},
+        Fails(ExitStatus.MANIFEST, "templates/plain.yaml:4:1: invalid YAML"),
         id="tab-indentation",
     ),
     pytest.param(
-        app_with("templates/plain.yaml", CONFIG_MAP.format(name="p", value="a\x07b")), {},
+        app_with("templates/plain.yaml", CONFIG_MAP.format(name="p", value="a\x07b")),
+        {},
         Fails(ExitStatus.MANIFEST, "templates/plain.yaml:6: invalid YAML: character U+0007"),
         id="raw-control-character",
     ),
     pytest.param(
-        app_with("templates/plain.yaml", CONFIG_MAP.format(name="p", value="0x_")), {},
-        Renders(twin=False, shows="k: '0x_'\n"), id="digitless-hex-scalar",
+        app_with("templates/plain.yaml", CONFIG_MAP.format(name="p", value="0x_")),
+        {},
+        Renders(twin=False, shows="k: '0x_'\n"),
+        id="digitless-hex-scalar",
     ),
 ]
 
@@ -196,13 +232,22 @@ def build(root: Path, files: Mapping[str, Content]) -> Path:
 
 def render(app: Path, settings: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
     # Far below Argo CD's deadline: a malformed app must fail fast, never hang.
-    return subprocess.run([str(TAGPIN), "generate"], cwd=app, env=generate_env(None, **settings),
-                          capture_output=True, text=True, timeout=10, check=False)
+    return subprocess.run(
+        [str(TAGPIN), "generate"],
+        cwd=app,
+        env=generate_env(None, **settings),
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
 
 
 @pytest.mark.parametrize(("files", "settings", "expected"), CATALOGUE)
 def test_a_malformed_app_renders_like_its_clean_twin_or_fails_clearly(
-    tmp_path: Path, files: Mapping[str, Content], settings: Mapping[str, str],
+    tmp_path: Path,
+    files: Mapping[str, Content],
+    settings: Mapping[str, str],
     expected: Renders | Fails,
 ) -> None:
     done = render(build(tmp_path / "app", files), settings)

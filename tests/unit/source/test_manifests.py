@@ -27,12 +27,22 @@ def problems_of(*files: tuple[str, str], namespace: str = "") -> tuple[str, ...]
 
 
 def test_manifest_properties() -> None:
-    [deployment, service] = parse(("templates/web.yaml", (
-        "# leading comment\n---\napiVersion: apps/v1\nkind: Deployment\n"
-        "metadata: {name: web, namespace: shop}\n---\napiVersion: v1\nkind: Service\n"
-        "metadata: {name: web}\n")))
+    [deployment, service] = parse(
+        (
+            "templates/web.yaml",
+            (
+                "# leading comment\n---\napiVersion: apps/v1\nkind: Deployment\n"
+                "metadata: {name: web, namespace: shop}\n---\napiVersion: v1\nkind: Service\n"
+                "metadata: {name: web}\n"
+            ),
+        )
+    )
     assert (deployment.group, deployment.kind, deployment.namespace, deployment.name) == (
-        "apps", "Deployment", "shop", "web")
+        "apps",
+        "Deployment",
+        "shop",
+        "web",
+    )
     assert deployment.describe() == "Deployment/web in templates/web.yaml:3"
     assert (service.group, service.namespace, service.line) == ("", "", 7)
 
@@ -40,29 +50,51 @@ def test_manifest_properties() -> None:
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("- a\n- b\n",
-         "templates/x.yaml:1: expected a Kubernetes object (a mapping), found a list"),
-        ("---\njust text\n", "templates/x.yaml:2: expected a Kubernetes object (a mapping), "
-                             "found the value 'just text'"),
-        ("kind: ConfigMap\nmetadata: {name: a}\n",
-         "templates/x.yaml:1: ConfigMap lacks apiVersion"),
+        (
+            "- a\n- b\n",
+            "templates/x.yaml:1: expected a Kubernetes object (a mapping), found a list",
+        ),
+        (
+            "---\njust text\n",
+            "templates/x.yaml:2: expected a Kubernetes object (a mapping), "
+            "found the value 'just text'",
+        ),
+        (
+            "kind: ConfigMap\nmetadata: {name: a}\n",
+            "templates/x.yaml:1: ConfigMap lacks apiVersion",
+        ),
         ("apiVersion: v1\nmetadata: {name: a}\n", "templates/x.yaml:1: object lacks kind"),
         ("apiVersion: v1\nkind: ConfigMap\n", "templates/x.yaml:1: ConfigMap lacks metadata"),
-        ("apiVersion: v1\nkind: ConfigMap\nmetadata: {labels: {}}\n",
-         "templates/x.yaml:1: ConfigMap lacks metadata.name"),
-        ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ''}\n",
-         "templates/x.yaml:1: ConfigMap lacks metadata.name"),
-        ("apiVersion: 1\nkind: ConfigMap\nmetadata: {name: a}\n",
-         "templates/x.yaml:1: ConfigMap apiVersion must be a string, found 1 (quote it)"),
-        ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: y}\n",
-         "templates/x.yaml:1: ConfigMap metadata.name must be a string, found true (quote it)"),
-        ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: 1.10}\n",
-         "templates/x.yaml:1: ConfigMap metadata.name must be a string, found 1.1 (quote it)"),
-        ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {1: a, '1': b}\n",
-         "templates/x.yaml:4:14: invalid YAML: keys 1 and '1' both mean '1' in Kubernetes; "
-         "quote or rename one"),
-        ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata:\n  x: [{y: a, 'true': b}]\n",
-         "templates/x.yaml:5:14: invalid YAML: keys true and 'true' both mean 'true'"),
+        (
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {labels: {}}\n",
+            "templates/x.yaml:1: ConfigMap lacks metadata.name",
+        ),
+        (
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ''}\n",
+            "templates/x.yaml:1: ConfigMap lacks metadata.name",
+        ),
+        (
+            "apiVersion: 1\nkind: ConfigMap\nmetadata: {name: a}\n",
+            "templates/x.yaml:1: ConfigMap apiVersion must be a string, found 1 (quote it)",
+        ),
+        (
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: y}\n",
+            "templates/x.yaml:1: ConfigMap metadata.name must be a string, found true (quote it)",
+        ),
+        (
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: 1.10}\n",
+            "templates/x.yaml:1: ConfigMap metadata.name must be a string, found 1.1 (quote it)",
+        ),
+        (
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {1: a, '1': b}\n",
+            "templates/x.yaml:4:14: invalid YAML: keys 1 and '1' both mean '1' in Kubernetes; "
+            "quote or rename one",
+        ),
+        (
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n"
+            "data:\n  x: [{y: a, 'true': b}]\n",
+            "templates/x.yaml:5:14: invalid YAML: keys true and 'true' both mean 'true'",
+        ),
         ("a: 1\nb: [\n", "templates/x.yaml:3:1: invalid YAML"),
     ],
 )
@@ -72,8 +104,12 @@ def test_invalid_objects_are_named_by_file_and_line(text: str, problem: str) -> 
 
 
 def test_generate_name_stands_in_for_a_name() -> None:
-    [job] = parse(("templates/job.yaml",
-                   "apiVersion: batch/v1\nkind: Job\nmetadata: {generateName: migrate-}\n"))
+    [job] = parse(
+        (
+            "templates/job.yaml",
+            "apiVersion: batch/v1\nkind: Job\nmetadata: {generateName: migrate-}\n",
+        )
+    )
     assert job.kind == "Job" and job.name == ""
 
 
@@ -83,32 +119,45 @@ def test_empty_documents_are_skipped() -> None:
 
 
 def test_list_objects_are_flattened() -> None:
-    text = ("apiVersion: v1\nkind: ConfigMapList\nitems:\n"
-            "- {apiVersion: v1, kind: ConfigMap, metadata: {name: a}}\n"
-            "- {apiVersion: v1, kind: ConfigMap, metadata: {name: b}}\n")
+    text = (
+        "apiVersion: v1\nkind: ConfigMapList\nitems:\n"
+        "- {apiVersion: v1, kind: ConfigMap, metadata: {name: a}}\n"
+        "- {apiVersion: v1, kind: ConfigMap, metadata: {name: b}}\n"
+    )
     assert [m.name for m in parse(("templates/list.yaml", text))] == ["a", "b"]
 
 
 def test_every_bad_document_in_every_file_is_reported() -> None:
-    problems = problems_of(("templates/a.yaml", "- 1\n---\nkind: X\nmetadata: {name: x}\n"),
-                           ("templates/b.yaml", "a: [\n"), ("templates/c.yaml", cm("fine")))
+    problems = problems_of(
+        ("templates/a.yaml", "- 1\n---\nkind: X\nmetadata: {name: x}\n"),
+        ("templates/b.yaml", "a: [\n"),
+        ("templates/c.yaml", cm("fine")),
+    )
     assert [p.split(": ")[0] for p in problems] == [
-        "templates/a.yaml:1", "templates/a.yaml:3", "templates/b.yaml:2:1"]
+        "templates/a.yaml:1",
+        "templates/a.yaml:3",
+        "templates/b.yaml:2:1",
+    ]
 
 
 def test_duplicate_objects_name_both_files() -> None:
-    problems = problems_of(("templates/a.yaml", cm("web")),
-                           ("templates/b/c.yaml", "# first line\n---\n" + cm("web")))
-    assert problems == ("ConfigMap 'web' is defined twice: templates/a.yaml:1 and "
-                        "templates/b/c.yaml:3",)
+    problems = problems_of(
+        ("templates/a.yaml", cm("web")), ("templates/b/c.yaml", "# first line\n---\n" + cm("web"))
+    )
+    assert problems == (
+        "ConfigMap 'web' is defined twice: templates/a.yaml:1 and templates/b/c.yaml:3",
+    )
 
 
 def test_duplicate_detection_applies_the_destination_namespace() -> None:
     explicit = cm("web").replace("name: web", "name: web\n  namespace: shop")
-    problems = problems_of(("templates/a.yaml", explicit), ("templates/b.yaml", cm("web")),
-                           namespace="shop")
-    assert problems == ("ConfigMap 'web' in namespace shop is defined twice: templates/a.yaml:1 "
-                        "and templates/b.yaml:1",)
+    problems = problems_of(
+        ("templates/a.yaml", explicit), ("templates/b.yaml", cm("web")), namespace="shop"
+    )
+    assert problems == (
+        "ConfigMap 'web' in namespace shop is defined twice: templates/a.yaml:1 "
+        "and templates/b.yaml:1",
+    )
 
 
 def test_group_kind_and_namespace_tell_objects_apart() -> None:
@@ -116,54 +165,102 @@ def test_group_kind_and_namespace_tell_objects_apart() -> None:
         ns = f", namespace: {namespace}" if namespace else ""
         return f"---\napiVersion: {api}\nkind: {kind}\nmetadata: {{name: web{ns}}}\n"
 
-    text = (obj("apps/v1", "Deployment") + obj("extensions/v1beta1", "Deployment")
-            + obj("v1", "Service") + obj("v1", "Service", "other"))
+    text = (
+        obj("apps/v1", "Deployment")
+        + obj("extensions/v1beta1", "Deployment")
+        + obj("v1", "Service")
+        + obj("v1", "Service", "other")
+    )
     assert len(parse(("templates/a.yaml", text), namespace="shop")) == 4
     with pytest.raises(ManifestError, match=r"^apps/Deployment 'web' in namespace shop is defined"):
         parse(("templates/a.yaml", text + obj("apps/v1beta2", "Deployment")), namespace="shop")
 
 
 def test_empty_render_is_an_error() -> None:
-    [problem] = problems_of(("templates/a.yaml", "# nothing yet\n"),
-                            ("templates/b.yaml.j2", ""))
+    [problem] = problems_of(("templates/a.yaml", "# nothing yet\n"), ("templates/b.yaml.j2", ""))
     assert problem.startswith("the app rendered no Kubernetes objects")
 
 
 # --- through the command line --------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("files", "args", "status", "stderr"),
     [
         ({"templates/c.yaml": cm("c")}, [], ExitStatus.CONFIG, "tagpin.yaml: missing"),
-        ({**MINIMAL_APP, "tagpin.yaml": "valuesFile: []\n"}, [], ExitStatus.CONFIG,
-         "tagpin.yaml: unknown key 'valuesFile'"),
+        (
+            {**MINIMAL_APP, "tagpin.yaml": "valuesFile: []\n"},
+            [],
+            ExitStatus.CONFIG,
+            "tagpin.yaml: unknown key 'valuesFile'",
+        ),
         (MINIMAL_APP, ["-f", "nope.yaml"], ExitStatus.SOURCE, "nope.yaml: values file not found"),
         ({**MINIMAL_APP, "values.yaml": "a: [\n"}, [], ExitStatus.SOURCE, "values.yaml:2:1:"),
-        ({**MINIMAL_APP, "templates/t.yaml.j2": "\n{{ values.image.tag }}"}, [],
-         ExitStatus.TEMPLATE, "templates/t.yaml.j2:2: values.image is not defined"),
-        ({**MINIMAL_APP, "templates/t.yaml.j2": "{% if %}"}, [], ExitStatus.TEMPLATE,
-         "templates/t.yaml.j2:1: template syntax error"),
-        ({**MINIMAL_APP, "templates/t.yaml": "- 1\n"}, [], ExitStatus.MANIFEST,
-         "templates/t.yaml:1: expected a Kubernetes object"),
-        ({**MINIMAL_APP, "templates/t.yaml": cm("cm")}, [], ExitStatus.MANIFEST,
-         "ConfigMap 'cm' is defined twice: templates/cm.yaml:1 and templates/t.yaml:1"),
-        ({"tagpin.yaml": "{}\n", "templates/t.yaml": "# empty\n"}, [], ExitStatus.MANIFEST,
-         "the app rendered no Kubernetes objects"),
-        (MINIMAL_APP, ["--parameters-json", "[{"], ExitStatus.CONFIG,
-         "ARGOCD_APP_PARAMETERS is not valid JSON"),
-        (MINIMAL_APP, ["--parameters-json", '[{"name": "valuez", "map": {}}]'], ExitStatus.CONFIG,
-         "unknown plugin parameter 'valuez' (tagpin knows: values-files, values, image-updater)"),
-        (MINIMAL_APP, ["--parameters-json", '[{"name": "values", "string": "a=b"}]'],
-         ExitStatus.CONFIG, "plugin parameter 'values': must be given as map, not string"),
-        (MINIMAL_APP, ["--parameters-json", '[{"name": "values-files", "array": [1]}]'],
-         ExitStatus.CONFIG, "plugin parameter 'values-files': must be an array of strings"),
-        (MINIMAL_APP, ["--parameters-json", '{"name": "values"}'], ExitStatus.CONFIG,
-         "ARGOCD_APP_PARAMETERS must be a JSON list of parameters"),
+        (
+            {**MINIMAL_APP, "templates/t.yaml.j2": "\n{{ values.image.tag }}"},
+            [],
+            ExitStatus.TEMPLATE,
+            "templates/t.yaml.j2:2: values.image is not defined",
+        ),
+        (
+            {**MINIMAL_APP, "templates/t.yaml.j2": "{% if %}"},
+            [],
+            ExitStatus.TEMPLATE,
+            "templates/t.yaml.j2:1: template syntax error",
+        ),
+        (
+            {**MINIMAL_APP, "templates/t.yaml": "- 1\n"},
+            [],
+            ExitStatus.MANIFEST,
+            "templates/t.yaml:1: expected a Kubernetes object",
+        ),
+        (
+            {**MINIMAL_APP, "templates/t.yaml": cm("cm")},
+            [],
+            ExitStatus.MANIFEST,
+            "ConfigMap 'cm' is defined twice: templates/cm.yaml:1 and templates/t.yaml:1",
+        ),
+        (
+            {"tagpin.yaml": "{}\n", "templates/t.yaml": "# empty\n"},
+            [],
+            ExitStatus.MANIFEST,
+            "the app rendered no Kubernetes objects",
+        ),
+        (
+            MINIMAL_APP,
+            ["--parameters-json", "[{"],
+            ExitStatus.CONFIG,
+            "ARGOCD_APP_PARAMETERS is not valid JSON",
+        ),
+        (
+            MINIMAL_APP,
+            ["--parameters-json", '[{"name": "valuez", "map": {}}]'],
+            ExitStatus.CONFIG,
+            "unknown plugin parameter 'valuez' (tagpin knows: values-files, values, image-updater)",
+        ),
+        (
+            MINIMAL_APP,
+            ["--parameters-json", '[{"name": "values", "string": "a=b"}]'],
+            ExitStatus.CONFIG,
+            "plugin parameter 'values': must be given as map, not string",
+        ),
+        (
+            MINIMAL_APP,
+            ["--parameters-json", '[{"name": "values-files", "array": [1]}]'],
+            ExitStatus.CONFIG,
+            "plugin parameter 'values-files': must be an array of strings",
+        ),
+        (
+            MINIMAL_APP,
+            ["--parameters-json", '{"name": "values"}'],
+            ExitStatus.CONFIG,
+            "ARGOCD_APP_PARAMETERS must be a JSON list of parameters",
+        ),
     ],
 )
 def test_cli_failures_exit_with_their_code_and_print_nothing_on_stdout(
-        tmp_path: Path, files: dict[str, str], args: list[str], status: ExitStatus,
-        stderr: str) -> None:
+    tmp_path: Path, files: dict[str, str], args: list[str], status: ExitStatus, stderr: str
+) -> None:
     app = build_tree(tmp_path / "app", files)
     done = run_cli(["render", str(app), "--repo-root", str(app), *args])
     assert done.stdout == b""
@@ -172,9 +269,15 @@ def test_cli_failures_exit_with_their_code_and_print_nothing_on_stdout(
 
 
 def test_cli_reports_every_problem_of_a_stage_in_one_run(tmp_path: Path) -> None:
-    app = build_tree(tmp_path, {**MINIMAL_APP, "templates/a.yaml.j2": "{{ values.a }}",
-                                "templates/b.yaml.j2": "\n{{ values.b }}",
-                                "templates/c.yaml.j2": "\n\n{% if %}"})
+    app = build_tree(
+        tmp_path,
+        {
+            **MINIMAL_APP,
+            "templates/a.yaml.j2": "{{ values.a }}",
+            "templates/b.yaml.j2": "\n{{ values.b }}",
+            "templates/c.yaml.j2": "\n\n{% if %}",
+        },
+    )
     done = run_cli(["render", str(app), "--repo-root", str(app)])
     assert (done.returncode, done.stdout) == (ExitStatus.TEMPLATE, b"")
     assert done.stderr.decode().splitlines() == [
@@ -188,9 +291,14 @@ def test_cli_reports_every_problem_of_a_stage_in_one_run(tmp_path: Path) -> None
 
 def test_generate_reads_bad_parameters_from_the_environment(tmp_path: Path) -> None:
     app = build_tree(tmp_path, MINIMAL_APP)
-    done = run_cli(["generate"], cwd=app, env={
-        "ARGOCD_APP_NAME": "web",
-        "ARGOCD_APP_PARAMETERS": json.dumps([{"name": "values", "map": {"a": 1}}])})
+    done = run_cli(
+        ["generate"],
+        cwd=app,
+        env={
+            "ARGOCD_APP_NAME": "web",
+            "ARGOCD_APP_PARAMETERS": json.dumps([{"name": "values", "map": {"a": 1}}]),
+        },
+    )
     assert (done.returncode, done.stdout) == (ExitStatus.CONFIG, b"")
     assert "plugin parameter 'values': must be a map of strings to strings" in done.stderr.decode()
 

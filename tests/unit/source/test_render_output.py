@@ -17,9 +17,14 @@ TAGPIN = str(Path(sys.executable).with_name("tagpin"))
 def render(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ARGOCD_"))}
     env.update(TAGPIN_LOCK="strict", TAGPIN_APP_LOOKUP="off")
-    return subprocess.run([TAGPIN, "render", str(EXAMPLE), "--app-name", "web", "-n", "shop",
-                           *args], capture_output=True, text=True, env=env, timeout=120,
-                          check=False)
+    return subprocess.run(
+        [TAGPIN, "render", str(EXAMPLE), "--app-name", "web", "-n", "shop", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_json_output_is_one_list_of_the_rendered_objects() -> None:

@@ -24,10 +24,14 @@ OUTSIDE_MANIFEST = cm("stolen", secret=SECRET)
 
 def attack(tmp_path: Path, expression: str) -> TemplateError:
     """Render `expression` on line 5 of a template; the render must fail."""
-    app = build_tree(tmp_path, {
-        "tagpin.yaml": "{}\n", "values.yaml": "image: {tag: v1}\nlist: [1]\n",
-        "templates/attack.yaml.j2": cm("attack") + "data:\n  v: " + expression + "\n",
-    })
+    app = build_tree(
+        tmp_path,
+        {
+            "tagpin.yaml": "{}\n",
+            "values.yaml": "image: {tag: v1}\nlist: [1]\n",
+            "templates/attack.yaml.j2": cm("attack") + "data:\n  v: " + expression + "\n",
+        },
+    )
     with pytest.raises(TemplateError) as caught:
         manifests_of(app, params=parameters(values={"image.tag": "v2"}))
     return caught.value
@@ -36,11 +40,17 @@ def attack(tmp_path: Path, expression: str) -> TemplateError:
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     """A repository with an app at apps/web, next to a directory of secrets outside it."""
-    build_tree(tmp_path / "outside", {"secret.yaml": OUTSIDE_YAML,
-                                      "manifests/stolen.yaml": OUTSIDE_MANIFEST,
-                                      "secret.j2": SECRET})
-    return build_tree(tmp_path / "repo", {"apps/web/tagpin.yaml": "{}\n",
-                                          "apps/web/templates/cm.yaml": cm("web")})
+    build_tree(
+        tmp_path / "outside",
+        {
+            "secret.yaml": OUTSIDE_YAML,
+            "manifests/stolen.yaml": OUTSIDE_MANIFEST,
+            "secret.j2": SECRET,
+        },
+    )
+    return build_tree(
+        tmp_path / "repo", {"apps/web/tagpin.yaml": "{}\n", "apps/web/templates/cm.yaml": cm("web")}
+    )
 
 
 def render_repo(repo: Path, **request: Any) -> list[str]:
@@ -48,6 +58,7 @@ def render_repo(repo: Path, **request: Any) -> list[str]:
 
 
 # --- reaching Python internals -------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "expression",
@@ -91,24 +102,39 @@ def test_python_internals_are_unreachable(tmp_path: Path, expression: str) -> No
 
 
 def test_environment_secrets_are_unreachable_from_any_context_variable(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-    for expression in ("{{ env.AWS_SECRET_ACCESS_KEY }}", "{{ AWS_SECRET_ACCESS_KEY }}",
-                       "{{ environ }}", "{{ app.env }}", "{{ kube.environ }}"):
+    for expression in (
+        "{{ env.AWS_SECRET_ACCESS_KEY }}",
+        "{{ AWS_SECRET_ACCESS_KEY }}",
+        "{{ environ }}",
+        "{{ app.env }}",
+        "{{ kube.environ }}",
+    ):
         error = attack(tmp_path, expression)
         assert SECRET not in str(error)
 
 
 # --- reading files outside the repository --------------------------------------------------
 
-@pytest.mark.parametrize("target", ["/etc/passwd", "../../etc/passwd", "../../../outside/secret.j2",
-                                    "templates/../../../outside/secret.j2"])
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/etc/passwd",
+        "../../etc/passwd",
+        "../../../outside/secret.j2",
+        "templates/../../../outside/secret.j2",
+    ],
+)
 def test_include_cannot_leave_the_repository(repo: Path, target: str) -> None:
     build_tree(repo, {"apps/web/templates/inc.yaml.j2": f"{{% include {target!r} %}}\n"})
     with pytest.raises(TemplateError) as caught:
         render_repo(repo)
     assert caught.value.problems[0].startswith(
-        f"apps/web/templates/inc.yaml.j2:1: template {target!r} not found")
+        f"apps/web/templates/inc.yaml.j2:1: template {target!r} not found"
+    )
     assert SECRET not in str(caught.value) and "root:" not in str(caught.value)
 
 
@@ -124,7 +150,8 @@ def test_symlinked_template_pointing_outside(repo: Path) -> None:
         render_repo(repo)
     assert caught.value.problems == (
         "apps/web/templates/x.yaml: resolves outside the repository (a symlink or '..'); "
-        "tagpin only reads files inside the app's repository",)
+        "tagpin only reads files inside the app's repository",
+    )
 
 
 def test_symlinked_include_target_pointing_outside(repo: Path) -> None:
@@ -133,7 +160,8 @@ def test_symlinked_include_target_pointing_outside(repo: Path) -> None:
     with pytest.raises(TemplateError) as caught:
         render_repo(repo)
     assert caught.value.problems[0].startswith(
-        "apps/web/templates/inc.yaml.j2:1: apps/web/link.j2: resolves outside the repository")
+        "apps/web/templates/inc.yaml.j2:1: apps/web/link.j2: resolves outside the repository"
+    )
     assert SECRET not in str(caught.value)
 
 
@@ -157,8 +185,10 @@ def test_symlinked_templates_directory_pointing_outside(tmp_path: Path) -> None:
         manifests_of(repo)
 
 
-@pytest.mark.parametrize("path", ["../../../outside/secret.yaml", "/etc/hostname",
-                                  str(Path("/tmp") / ".." / "etc" / "passwd")])
+@pytest.mark.parametrize(
+    "path",
+    ["../../../outside/secret.yaml", "/etc/hostname", str(Path("/tmp") / ".." / "etc" / "passwd")],
+)
 def test_values_file_parameter_cannot_leave_the_repository(repo: Path, path: str) -> None:
     with pytest.raises(SourceError) as caught:
         render_repo(repo, params=parameters(values_files=[path]))
@@ -173,13 +203,19 @@ def test_values_files_in_tagpin_yaml_cannot_leave_the_repository(repo: Path) -> 
 
 
 def test_dot_dot_inside_the_repository_is_fine(repo: Path) -> None:
-    build_tree(repo, {"apps/common.yaml": "name: shared\n",
-                      "apps/web/templates/cm.yaml.j2": cm("{{ values.name }}")})
+    build_tree(
+        repo,
+        {
+            "apps/common.yaml": "name: shared\n",
+            "apps/web/templates/cm.yaml.j2": cm("{{ values.name }}"),
+        },
+    )
     names = render_repo(repo, params=parameters(values_files=["../common.yaml"]))
     assert names == ["web", "shared"]
 
 
 # --- resource exhaustion -------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "expression",
@@ -222,17 +258,21 @@ def test_yaml_alias_bomb_in_a_plain_template_is_refused(tmp_path: Path) -> None:
 def test_yaml_alias_bomb_in_a_values_file_is_refused(tmp_path: Path) -> None:
     bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
         f"{name}: &{name} [" + ", ".join([f"*{previous}"] * 10) + "]\n"
-        for previous, name in zip("abcdefgh", "bcdefghi", strict=True))
-    app = build_tree(tmp_path, {"tagpin.yaml": "{}\n", "values.yaml": bomb,
-                                "templates/cm.yaml": cm("cm")})
+        for previous, name in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+    app = build_tree(
+        tmp_path, {"tagpin.yaml": "{}\n", "values.yaml": bomb, "templates/cm.yaml": cm("cm")}
+    )
     with pytest.raises(SourceError, match=r"^values\.yaml:1: .*alias bomb"):
         manifests_of(app)
 
 
 # --- determinism ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("expression", ["{{ lipsum() }}", "{{ [1, 2, 3] | random }}",
-                                        "{{ range(3) | random }}"])
+
+@pytest.mark.parametrize(
+    "expression", ["{{ lipsum() }}", "{{ [1, 2, 3] | random }}", "{{ range(3) | random }}"]
+)
 def test_randomness_is_unavailable(tmp_path: Path, expression: str) -> None:
     error = attack(tmp_path, expression)
     assert error.problems[0].startswith("templates/attack.yaml.j2:")
@@ -246,12 +286,18 @@ def test_errors_never_show_absolute_sidecar_paths(repo: Path) -> None:
 
 
 def test_secret_in_the_sidecar_environment_never_reaches_the_output(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
     monkeypatch.setenv("ARGOCD_ENV_LOG_LEVEL", "debug")
-    template = cm("dump", env="{{ env | to_json | quote }}", app="{{ app | to_json | quote }}",
-                  params="{{ params | to_json | quote }}", values="{{ values | to_json | quote }}",
-                  kube="{{ kube.api_versions | to_json | quote }}")
+    template = cm(
+        "dump",
+        env="{{ env | to_json | quote }}",
+        app="{{ app | to_json | quote }}",
+        params="{{ params | to_json | quote }}",
+        values="{{ values | to_json | quote }}",
+        kube="{{ kube.api_versions | to_json | quote }}",
+    )
     app = build_tree(tmp_path, {"tagpin.yaml": "{}\n", "templates/dump.yaml.j2": template})
     request = from_argocd_environment(dict(os.environ), app)
     [body] = [m.body for m in render_manifests(request, Limits())[1]]
@@ -261,13 +307,21 @@ def test_secret_in_the_sidecar_environment_never_reaches_the_output(
 
 def test_generate_in_a_subprocess_keeps_the_environment_out(tmp_path: Path) -> None:
     template = cm("dump", env="{{ env | to_json | quote }}")
-    app = build_tree(tmp_path, {"tagpin.yaml": "{}\n", "templates/dump.yaml.j2": template,
-                                "templates/steal.yaml.j2": "{{ env.AWS_SECRET_ACCESS_KEY }}"})
+    app = build_tree(
+        tmp_path,
+        {
+            "tagpin.yaml": "{}\n",
+            "templates/dump.yaml.j2": template,
+            "templates/steal.yaml.j2": "{{ env.AWS_SECRET_ACCESS_KEY }}",
+        },
+    )
     environment = {"AWS_SECRET_ACCESS_KEY": SECRET, "ARGOCD_ENV_MODE": "x", "ARGOCD_APP_NAME": "w"}
     done = run_cli(["generate"], cwd=app, env=environment)
     assert (done.returncode, done.stdout) == (ExitStatus.TEMPLATE, b"")
-    assert "templates/steal.yaml.j2:1: env.AWS_SECRET_ACCESS_KEY is not defined" in \
-        done.stderr.decode()
+    assert (
+        "templates/steal.yaml.j2:1: env.AWS_SECRET_ACCESS_KEY is not defined"
+        in done.stderr.decode()
+    )
     (app / "templates/steal.yaml.j2").unlink()
     done = run_cli(["generate"], cwd=app, env=environment)
     assert done.returncode == 0, done.stderr.decode()
@@ -275,17 +329,23 @@ def test_generate_in_a_subprocess_keeps_the_environment_out(tmp_path: Path) -> N
     assert SECRET.encode() not in done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("expression", [
-    "'a' | center(10**10)",
-    "'x'.ljust(10**10)",
-    "'{:>10000000000}'.format('a')",
-])
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "'a' | center(10**10)",
+        "'x'.ljust(10**10)",
+        "'{:>10000000000}'.format('a')",
+    ],
+)
 def test_memory_bombs_fail_with_the_template_line_not_an_oom_kill(
-        tmp_path: Path, expression: str) -> None:
+    tmp_path: Path, expression: str
+) -> None:
     """The sandbox cannot intercept every builtin that allocates; the address-space cap
     (TAGPIN_MAX_MEMORY_MB) turns those into a clear template error."""
-    app = build_tree(tmp_path, {"tagpin.yaml": "{}\n",
-                                "templates/attack.yaml.j2": cm("x", a="{{ " + expression + " }}")})
+    app = build_tree(
+        tmp_path,
+        {"tagpin.yaml": "{}\n", "templates/attack.yaml.j2": cm("x", a="{{ " + expression + " }}")},
+    )
     done = run_cli(["generate"], cwd=app, env={"TAGPIN_MAX_MEMORY_MB": "1024"})
     assert (done.returncode, done.stdout) == (ExitStatus.TEMPLATE, b"")
     assert "templates/attack.yaml.j2" in done.stderr.decode()

@@ -26,8 +26,10 @@ def config_of(tmp_path: Path, text: str) -> AppConfig:
         ("", AppConfig()),
         ("# only a comment\n", AppConfig()),
         ("valuesFiles: [a.yaml, b/c.yaml]\n", AppConfig(values_files=("a.yaml", "b/c.yaml"))),
-        ("images:\n  requireDigests: true\n  paths: [spec.image]\n",
-         AppConfig(image_paths=["spec.image"], require_digests=True)),
+        (
+            "images:\n  requireDigests: true\n  paths: [spec.image]\n",
+            AppConfig(image_paths=["spec.image"], require_digests=True),
+        ),
     ],
 )
 def test_config(tmp_path: Path, text: str, config: AppConfig) -> None:
@@ -38,21 +40,33 @@ def test_config(tmp_path: Path, text: str, config: AppConfig) -> None:
     ("text", "problems"),
     [
         ("[]\n", ("tagpin.yaml: must be a mapping (it may be {}), found a list",)),
-        ("valuesFile: [a.yaml]\nvalues: {}\n", (
-            "tagpin.yaml: unknown key 'valuesFile' (known keys: images, kustomize, valuesFiles)",
-            "tagpin.yaml: unknown key 'values' (known keys: images, kustomize, valuesFiles)")),
+        (
+            "valuesFile: [a.yaml]\nvalues: {}\n",
+            (
+                "tagpin.yaml: unknown key 'valuesFile' "
+                "(known keys: images, kustomize, valuesFiles)",
+                "tagpin.yaml: unknown key 'values' (known keys: images, kustomize, valuesFiles)",
+            ),
+        ),
         ("valuesFiles: a.yaml\n", ("tagpin.yaml: valuesFiles must be a list of file paths",)),
         ("valuesFiles: [1]\n", ("tagpin.yaml: valuesFiles must be a list of file paths",)),
-        ("images: [a]\n",
-         ("tagpin.yaml: images must be a mapping with keys paths, requireDigests",)),
-        ("images: {requireDigest: true}\n",
-         ("tagpin.yaml: unknown key images.requireDigest (known: paths, requireDigests)",)),
-        ("images: {requireDigests: 'yes'}\n",
-         ("tagpin.yaml: images.requireDigests must be true or false",)),
+        (
+            "images: [a]\n",
+            ("tagpin.yaml: images must be a mapping with keys paths, requireDigests",),
+        ),
+        (
+            "images: {requireDigest: true}\n",
+            ("tagpin.yaml: unknown key images.requireDigest (known: paths, requireDigests)",),
+        ),
+        (
+            "images: {requireDigests: 'yes'}\n",
+            ("tagpin.yaml: images.requireDigests must be true or false",),
+        ),
     ],
 )
-def test_malformed_config_names_every_problem(tmp_path: Path, text: str,
-                                              problems: tuple[str, ...]) -> None:
+def test_malformed_config_names_every_problem(
+    tmp_path: Path, text: str, problems: tuple[str, ...]
+) -> None:
     with pytest.raises(ConfigError) as caught:
         config_of(tmp_path, text)
     assert caught.value.problems == problems
@@ -68,7 +82,8 @@ def test_missing_config_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         manifests_of(tmp_path)
     assert caught.value.problems == (
-        "tagpin.yaml: missing; an app directory needs a tagpin.yaml (it may be {})",)
+        "tagpin.yaml: missing; an app directory needs a tagpin.yaml (it may be {})",
+    )
 
 
 def test_every_problem_in_the_app_is_reported_at_once(tmp_path: Path) -> None:
@@ -76,19 +91,26 @@ def test_every_problem_in_the_app_is_reported_at_once(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_app(tmp_path, tmp_path, ["extra.yaml"], LIMITS)
     assert [p.split(":")[0] for p in caught.value.problems] == [
-        "tagpin.yaml", "values.yaml", "extra.yaml", "templates/"]
+        "tagpin.yaml",
+        "values.yaml",
+        "extra.yaml",
+        "templates/",
+    ]
 
 
 def test_app_paths_are_shown_relative_to_the_repository(tmp_path: Path) -> None:
     build_tree(tmp_path, {"apps/web/tagpin.yaml": "{}\n", "apps/web/templates/c.yaml": cm("c")})
     source = load_app(tmp_path / "apps/web", tmp_path, [], LIMITS)
     assert [(t.name, t.app_name) for t in source.templates] == [
-        ("apps/web/templates/c.yaml", "templates/c.yaml")]
+        ("apps/web/templates/c.yaml", "templates/c.yaml")
+    ]
 
 
 def test_hidden_directories_are_skipped(tmp_path: Path) -> None:
-    build_tree(tmp_path, {**MINIMAL_APP, "templates/.git/x.yaml": cm("git"),
-                          "templates/sub/y.yaml": cm("sub")})
+    build_tree(
+        tmp_path,
+        {**MINIMAL_APP, "templates/.git/x.yaml": cm("git"), "templates/sub/y.yaml": cm("sub")},
+    )
     assert [m.name for m in manifests_of(tmp_path)] == ["cm", "sub"]
 
 
@@ -97,7 +119,8 @@ def test_file_over_the_size_limit_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SourceError) as caught:
         manifests_of(tmp_path, settings_env={"TAGPIN_MAX_FILE_BYTES": "1024"})
     assert caught.value.problems == (
-        "templates/big.yaml: larger than 1024 bytes (TAGPIN_MAX_FILE_BYTES); refusing to read it",)
+        "templates/big.yaml: larger than 1024 bytes (TAGPIN_MAX_FILE_BYTES); refusing to read it",
+    )
 
 
 def test_values_file_over_the_size_limit_is_refused(tmp_path: Path) -> None:
@@ -132,8 +155,15 @@ def test_byte_order_mark_is_ignored() -> None:
 
 
 def test_symlinks_inside_the_repository_are_followed(tmp_path: Path) -> None:
-    build_tree(tmp_path, {"tagpin.yaml": "{}\n", "shared/c.yaml": cm("shared"),
-                          "shared/dir/d.yaml": cm("linked-dir"), "templates/.keep": ""})
+    build_tree(
+        tmp_path,
+        {
+            "tagpin.yaml": "{}\n",
+            "shared/c.yaml": cm("shared"),
+            "shared/dir/d.yaml": cm("linked-dir"),
+            "templates/.keep": "",
+        },
+    )
     os.symlink(tmp_path / "shared/c.yaml", tmp_path / "templates/c.yaml")
     os.symlink(tmp_path / "shared/dir", tmp_path / "templates/dir")
     assert [m.name for m in manifests_of(tmp_path)] == ["shared", "linked-dir"]

@@ -18,8 +18,14 @@ VALUES = "image: nginx:1.27\nports: [80]\ncfg: {a: 1}\nflags: {debug: yes}\n"
 def render(app: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ARGOCD_"))}
     env.update(TAGPIN_APP_LOOKUP="off")
-    return subprocess.run([TAGPIN, "render", str(app)], capture_output=True, text=True, env=env,
-                          timeout=60, check=False)
+    return subprocess.run(
+        [TAGPIN, "render", str(app)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
 
 
 def write_app(root: Path, files: dict[str, str], values: str = VALUES) -> Path:
@@ -33,23 +39,36 @@ def write_app(root: Path, files: dict[str, str], values: str = VALUES) -> Path:
 @pytest.mark.parametrize(
     ("expression", "message"),
     [
-        ("values.image.repository",
-         "values.image is a string ('nginx:1.27'), which has no attribute 'repository'"),
-        ("values.image['repository']",
-         "values.image is a string ('nginx:1.27'), which has no attribute 'repository'"),
+        (
+            "values.image.repository",
+            "values.image is a string ('nginx:1.27'), which has no attribute 'repository'",
+        ),
+        (
+            "values.image['repository']",
+            "values.image is a string ('nginx:1.27'), which has no attribute 'repository'",
+        ),
         ("values.ports[2]", "values.ports is a list of 1 item, which has no item 2"),
         ("values.ports[0].name", "values.ports[0] is a number (80), which has no attribute 'name'"),
         ("values.cfg.a.b", "values.cfg.a is a number (1), which has no attribute 'b'"),
-        ("values.flags.debug.x",
-         "values.flags.debug is a boolean (true), which has no attribute 'x'"),
+        (
+            "values.flags.debug.x",
+            "values.flags.debug is a boolean (true), which has no attribute 'x'",
+        ),
         ("values.cfg.zz", "values.cfg.zz is not defined"),
     ],
 )
 def test_a_lookup_into_the_wrong_kind_of_value_names_its_path(
-        tmp_path: Path, expression: str, message: str) -> None:
-    app = write_app(tmp_path, {"templates/cm.yaml.j2": (
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata:\n"
-        f"  a: '{{{{ {expression} }}}}'\n")})
+    tmp_path: Path, expression: str, message: str
+) -> None:
+    app = write_app(
+        tmp_path,
+        {
+            "templates/cm.yaml.j2": (
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata:\n"
+                f"  a: '{{{{ {expression} }}}}'\n"
+            )
+        },
+    )
     done = render(app)
     assert done.returncode == ExitStatus.TEMPLATE and done.stdout == ""
     assert f"templates/cm.yaml.j2:6: {message}\n" in done.stderr
@@ -63,24 +82,46 @@ LOOP = "{% for i in range(5) %}\n  k{{ i }}: v\n{% endfor %}\n"  # 3 template li
 @pytest.mark.parametrize(
     ("files", "where", "rendered"),
     [
-        pytest.param({"templates/bad.yaml.j2": HEAD + LOOP + "  ok: 1\n bad: 2\n"},
-                     "templates/bad.yaml.j2:10: invalid YAML", 12, id="after-a-loop"),
-        pytest.param({"templates/bad.yaml.j2": HEAD + LOOP + "{% include 'lib/part.j2' %}\n",
-                      "lib/part.j2": "  a: 1\n  b: 2\n c: 3\n"},
-                     "templates/bad.yaml.j2:9 (text from lib/part.j2:3, included there): "
-                     "invalid YAML", 13, id="in-an-included-file"),
-        pytest.param({"templates/bad.yaml.j2": "{% import 'lib/m.j2' as m %}\n" + HEAD + LOOP
-                      + "{{ m.entries(7) }}\n",
-                      "lib/m.j2": "{% macro entries(n) %}\n  first: {{ n }}\n  second: 2\n"
-                                  " third: {{ n }}\n{% endmacro %}\n"},
-                     "templates/bad.yaml.j2:10 (text from the macro at lib/m.j2:1, its line 4): "
-                     "invalid YAML", 13, id="in-a-macro"),
-        pytest.param({"templates/bad.yaml.j2": HEAD + LOOP + '  z: {{ "a" }}\n bad: 2\n'},
-                     "templates/bad.yaml.j2:10: invalid YAML", 12, id="after-a-folded-constant"),
+        pytest.param(
+            {"templates/bad.yaml.j2": HEAD + LOOP + "  ok: 1\n bad: 2\n"},
+            "templates/bad.yaml.j2:10: invalid YAML",
+            12,
+            id="after-a-loop",
+        ),
+        pytest.param(
+            {
+                "templates/bad.yaml.j2": HEAD + LOOP + "{% include 'lib/part.j2' %}\n",
+                "lib/part.j2": "  a: 1\n  b: 2\n c: 3\n",
+            },
+            "templates/bad.yaml.j2:9 (text from lib/part.j2:3, included there): invalid YAML",
+            13,
+            id="in-an-included-file",
+        ),
+        pytest.param(
+            {
+                "templates/bad.yaml.j2": "{% import 'lib/m.j2' as m %}\n"
+                + HEAD
+                + LOOP
+                + "{{ m.entries(7) }}\n",
+                "lib/m.j2": "{% macro entries(n) %}\n  first: {{ n }}\n  second: 2\n"
+                " third: {{ n }}\n{% endmacro %}\n",
+            },
+            "templates/bad.yaml.j2:10 (text from the macro at lib/m.j2:1, its line 4): "
+            "invalid YAML",
+            13,
+            id="in-a-macro",
+        ),
+        pytest.param(
+            {"templates/bad.yaml.j2": HEAD + LOOP + '  z: {{ "a" }}\n bad: 2\n'},
+            "templates/bad.yaml.j2:10: invalid YAML",
+            12,
+            id="after-a-folded-constant",
+        ),
     ],
 )
 def test_a_yaml_error_in_a_template_names_the_template_line(
-        tmp_path: Path, files: dict[str, str], where: str, rendered: int) -> None:
+    tmp_path: Path, files: dict[str, str], where: str, rendered: int
+) -> None:
     done = render(write_app(tmp_path, files))
     assert done.returncode == ExitStatus.MANIFEST and done.stdout == ""
     assert f"  {where}: did not find expected key" in done.stderr, done.stderr

@@ -27,6 +27,7 @@ def load(text: str) -> Any:
 
 # --- loader: go-yaml v2 scalar rules -------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("scalar", "expected"),
     [
@@ -114,11 +115,18 @@ def test_a_merge_after_explicit_keys_overrides_them_as_go_yaml_v2_does() -> None
 
 def test_float_keys_become_go_s_32_bit_shortest_text() -> None:
     assert load("1.0: a\n1e3: b\n0.1234567891: c\n1e6: d\n-0.0: e\n") == {
-        "1": "a", "1000": "b", "0.12345679": "c", "1e+06": "d", "-0": "e"}
+        "1": "a",
+        "1000": "b",
+        "0.12345679": "c",
+        "1e+06": "d",
+        "-0": "e",
+    }
 
 
-@pytest.mark.parametrize("text", ["~: a\n", "9223372036854775808: a\n", "a: !!bool 1\n",
-                                  "a: !!int 1.5\n", "a: !!null x\n"])
+@pytest.mark.parametrize(
+    "text",
+    ["~: a\n", "9223372036854775808: a\n", "a: !!bool 1\n", "a: !!int 1.5\n", "a: !!null x\n"],
+)
 def test_what_argo_cd_cannot_read_is_refused(text: str) -> None:
     with pytest.raises(SourceError, match=r"^apps/web/values\.yaml:1:\d+: invalid YAML: "):
         load(text)
@@ -181,8 +189,7 @@ def test_control_character_error_names_the_line() -> None:
 
 def test_load_all_gives_each_document_its_start_line() -> None:
     stream = "---\na: 1\n---\n# comment\nb: 2\n---\n"
-    assert load_all(stream, "s.yaml", max_nodes=LIMIT) == [(2, {"a": 1}), (5, {"b": 2}),
-                                                            (7, None)]
+    assert load_all(stream, "s.yaml", max_nodes=LIMIT) == [(2, {"a": 1}), (5, {"b": 2}), (7, None)]
 
 
 def test_load_one_refuses_several_documents() -> None:
@@ -192,10 +199,42 @@ def test_load_one_refuses_several_documents() -> None:
 
 # --- emitter: canonical form ---------------------------------------------------------------
 
-AMBIGUOUS = ["yes", "Yes", "NO", "on", "Off", "y", "n", "true", "False", "0755", "1.10", "1e3",
-             "~", "null", "Null", "", "2024-01-01", "2001-12-14 21:59:43.10 -5", "12:30",
-             "1:20:30", "=", "<<", "0o17", "0x1F", "0b11", ".inf", "-.Inf", ".NaN", "+1", "-2",
-             "1_000", "08", ".5", "1."]
+AMBIGUOUS = [
+    "yes",
+    "Yes",
+    "NO",
+    "on",
+    "Off",
+    "y",
+    "n",
+    "true",
+    "False",
+    "0755",
+    "1.10",
+    "1e3",
+    "~",
+    "null",
+    "Null",
+    "",
+    "2024-01-01",
+    "2001-12-14 21:59:43.10 -5",
+    "12:30",
+    "1:20:30",
+    "=",
+    "<<",
+    "0o17",
+    "0x1F",
+    "0b11",
+    ".inf",
+    "-.Inf",
+    ".NaN",
+    "+1",
+    "-2",
+    "1_000",
+    "08",
+    ".5",
+    "1.",
+]
 
 
 @pytest.mark.parametrize("text", AMBIGUOUS)
@@ -213,8 +252,17 @@ def test_plain_strings_stay_plain(text: str) -> None:
 
 
 def test_kubernetes_keys_come_first_then_code_point_order() -> None:
-    document = {"spec": 1, "metadata": {"name": "x"}, "Zeta": 2, "kind": "K", "apiVersion": "v1",
-                "alpha": 3, "_x": 4, "é": 5, "Alpha": 6}
+    document = {
+        "spec": 1,
+        "metadata": {"name": "x"},
+        "Zeta": 2,
+        "kind": "K",
+        "apiVersion": "v1",
+        "alpha": 3,
+        "_x": 4,
+        "é": 5,
+        "Alpha": 6,
+    }
     assert emit_stream([document]) == (
         "---\napiVersion: v1\nkind: K\nmetadata:\n  name: x\n"
         "Alpha: 6\nZeta: 2\n_x: 4\nalpha: 3\nspec: 1\né: 5\n"
@@ -228,7 +276,8 @@ def test_nested_mappings_are_sorted_and_lists_keep_their_order() -> None:
 
 def test_non_string_keys_become_strings_as_in_json() -> None:
     assert emit_value({1: "a", None: "b", False: "c", 2.5: "d"}) == (
-        "'1': a\n'2.5': d\n'false': c\n'null': b")
+        "'1': a\n'2.5': d\n'false': c\n'null': b"
+    )
 
 
 def test_every_document_starts_with_a_separator_and_the_stream_ends_with_a_newline() -> None:
@@ -260,19 +309,29 @@ def test_unicode_is_written_as_is() -> None:
 
 @pytest.mark.parametrize(
     ("number", "written"),
-    [(1.0, "1.0"), (0.1, "0.1"), (1e20, "1.0e+20"), (1e-7, "1.0e-07"), (math.inf, ".inf"),
-     (-math.inf, "-.inf"), (math.nan, ".nan"), (3, "3"), (True, "true"), (None, "null")],
+    [
+        (1.0, "1.0"),
+        (0.1, "0.1"),
+        (1e20, "1.0e+20"),
+        (1e-7, "1.0e-07"),
+        (math.inf, ".inf"),
+        (-math.inf, "-.inf"),
+        (math.nan, ".nan"),
+        (3, "3"),
+        (True, "true"),
+        (None, "null"),
+    ],
 )
 def test_numbers_have_one_spelling(number: Any, written: str) -> None:
     assert emit_value({"k": number}) == f"k: {written}"
 
 
-@pytest.mark.parametrize(("value", "written"), [
-    ("x = 1\n\n", "|+\n  x = 1\n"), ("\n", "|2+\n"), ("x\n", "|\n  x")])
+@pytest.mark.parametrize(
+    ("value", "written"), [("x = 1\n\n", "|+\n  x = 1\n"), ("\n", "|2+\n"), ("x\n", "|\n  x")]
+)
 def test_to_yaml_keeps_the_trailing_newlines_of_a_last_block(value: str, written: str) -> None:
     assert emit_value(value) == written
-    assert load(f"k: {emit_value(value)}\nnext: 1\n") == {
-        "k": value, "next": 1}
+    assert load(f"k: {emit_value(value)}\nnext: 1\n") == {"k": value, "next": 1}
 
 
 @pytest.mark.parametrize("text", ["a\u2028b", "a\u2029", "\x85x", "a\rb", "l1\nl2\u2028\n"])
@@ -284,7 +343,8 @@ def test_strings_with_unicode_line_breaks_are_double_quoted_and_escaped(text: st
 
 def test_quote_escapes_what_a_yaml_reader_would_refuse_or_fold() -> None:
     from cmp.source.emit import quote_scalar
-    text = "a\x85b\x7f\x9f\u2028\u2029\ufeff\ufffe\uffff\"\n"
+
+    text = 'a\x85b\x7f\x9f\u2028\u2029\ufeff\ufffe\uffff"\n'
     quoted = quote_scalar(text)
     assert quoted == '"a\\u0085b\\u007f\\u009f\\u2028\\u2029\\ufeff\\ufffe\\uffff\\"\\n"'
     assert load(f"k: {quoted}\n") == {"k": text} and json.loads(quoted) == text
@@ -303,8 +363,12 @@ def test_to_yaml_value_has_no_document_markers() -> None:
 @pytest.mark.parametrize(
     "document",
     [
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
-         "data": {t or "empty": t for t in AMBIGUOUS}},
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "c"},
+            "data": {t or "empty": t for t in AMBIGUOUS},
+        },
         {"s": ["line1\nline2\n", "a\nb", "trailing \nspace", "x\n\n", "\ttab\nx", " lead\nx"]},
         {"n": [0, -1, 2**62, 1.5, -0.0, 1e300], "b": [True, False], "z": None, "e": {}, "l": []},
     ],
@@ -354,17 +418,25 @@ def fixed_point(first: str, tmp_path: Path) -> str:
 
 
 def test_render_of_the_example_is_a_fixed_point(example_repo: Path, tmp_path: Path) -> None:
-    first = render_text(example_repo / "examples/web", example_repo,
-                        app=AppInfo(instance="web", namespace="prod", revision="a" * 40))
+    first = render_text(
+        example_repo / "examples/web",
+        example_repo,
+        app=AppInfo(instance="web", namespace="prod", revision="a" * 40),
+    )
     assert first.startswith("---\napiVersion: ") and first.endswith("\n")
     assert "@sha256:" in first
     assert fixed_point(first, tmp_path) == first
 
 
 def test_render_of_tricky_strings_is_a_fixed_point(tmp_path: Path) -> None:
-    app = build_tree(tmp_path / "app", {
-        "tagpin.yaml": "{}\n", "values.yaml": json.dumps(TRICKY_VALUES),
-        "templates/tricky.yaml.j2": TRICKY_TEMPLATE})
+    app = build_tree(
+        tmp_path / "app",
+        {
+            "tagpin.yaml": "{}\n",
+            "values.yaml": json.dumps(TRICKY_VALUES),
+            "templates/tricky.yaml.j2": TRICKY_TEMPLATE,
+        },
+    )
     first = render_text(app)
     [body] = [document for _, document in load_all(first, "out", max_nodes=LIMIT)]
     assert body["data"]["script"] == TRICKY_VALUES["script"]
@@ -382,13 +454,33 @@ def test_render_of_tricky_strings_is_a_fixed_point(tmp_path: Path) -> None:
     ],
 )
 def test_cli_output_does_not_depend_on_hash_seed_time_zone_or_locale(
-        example_repo: Path, tmp_path: Path, environment: dict[str, str]) -> None:
-    app = build_tree(example_repo / "examples/web", {
-        "templates/tricky.yaml.j2": TRICKY_TEMPLATE,
-        "values-tricky.yaml": json.dumps(TRICKY_VALUES)})
-    args = ["render", str(app), "--repo-root", str(example_repo), "--app-name", "argocd_web",
-            "-n", "prod", "--revision", "b" * 40, "-f", "values-tricky.yaml",
-            "--set", "replicas=3", "--env", "LOG_LEVEL=debug"]
+    example_repo: Path, tmp_path: Path, environment: dict[str, str]
+) -> None:
+    app = build_tree(
+        example_repo / "examples/web",
+        {
+            "templates/tricky.yaml.j2": TRICKY_TEMPLATE,
+            "values-tricky.yaml": json.dumps(TRICKY_VALUES),
+        },
+    )
+    args = [
+        "render",
+        str(app),
+        "--repo-root",
+        str(example_repo),
+        "--app-name",
+        "argocd_web",
+        "-n",
+        "prod",
+        "--revision",
+        "b" * 40,
+        "-f",
+        "values-tricky.yaml",
+        "--set",
+        "replicas=3",
+        "--env",
+        "LOG_LEVEL=debug",
+    ]
     reference = run_cli(args, env={"PYTHONHASHSEED": "0", "TZ": "UTC", "LC_ALL": "C.UTF-8"})
     assert reference.returncode == 0, reference.stderr.decode()
     done = run_cli(args, env=environment)
@@ -397,13 +489,19 @@ def test_cli_output_does_not_depend_on_hash_seed_time_zone_or_locale(
     assert b"replicas: 3" in done.stdout and b"value: debug" in done.stdout
 
 
-def test_output_does_not_depend_on_file_system_order(tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_output_does_not_depend_on_file_system_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     files: dict[str, str | bytes] = {
         "tagpin.yaml": "valuesFiles: [b.yaml, a.yaml]\n",
-        "values.yaml": "x: 0\n", "a.yaml": "x: 1\n", "b.yaml": "x: 2\nw: 2\n",
-        **{f"templates/{d}/{n}.yaml.j2": cm(f"{d}-{n}", x="'{{ values.x }}'", w="'{{ values.w }}'")
-           for d in ("b", "a", "c/d", "A") for n in ("z", "m", "a", "_")},
+        "values.yaml": "x: 0\n",
+        "a.yaml": "x: 1\n",
+        "b.yaml": "x: 2\nw: 2\n",
+        **{
+            f"templates/{d}/{n}.yaml.j2": cm(f"{d}-{n}", x="'{{ values.x }}'", w="'{{ values.w }}'")
+            for d in ("b", "a", "c/d", "A")
+            for n in ("z", "m", "a", "_")
+        },
     }
     names = list(files)
     first = render_text(build_tree(tmp_path / "forward", files, order=names))

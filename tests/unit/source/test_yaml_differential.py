@@ -49,6 +49,7 @@ def go(go_binary: Path) -> Iterator[GoReader]:
 
 # -- comparing what readers read -------------------------------------------------------------
 
+
 def plain(value: Any) -> Any:
     """A Python reader's value in the Go reader's terms (JSON, with {"!tag": …} markers)."""
     if isinstance(value, dict):
@@ -102,8 +103,11 @@ def non_finite(values: list[Any]) -> bool:
 def check_output(go: GoReader, output: str, expected: list[Any]) -> GoRead:
     """Every reader reads `expected` (tagpin's own reading, as JSON) from `output`."""
     read = go.read(output)
-    readers = {"yaml.v3": documents(read.v3), "PyYAML": pyyaml_read(output),
-               "ruamel.yaml 1.2": ruamel_read(output)}
+    readers = {
+        "yaml.v3": documents(read.v3),
+        "PyYAML": pyyaml_read(output),
+        "ruamel.yaml 1.2": ruamel_read(output),
+    }
     if read.argo is None:
         # JSON has no .inf/.nan: Argo CD fails on them in the input and the output alike.
         assert "unsupported value" in read.argo_error and non_finite(expected), read.argo_error
@@ -112,7 +116,8 @@ def check_output(go: GoReader, output: str, expected: list[Any]) -> GoRead:
     for name, got in readers.items():
         assert got is not None and agree(got, expected), (
             f"{name} reads {got!r} from tagpin's output, tagpin means {expected!r}\n"
-            f"output:\n{output}")
+            f"output:\n{output}"
+        )
     return read
 
 
@@ -138,7 +143,8 @@ def check(go: GoReader, text: str) -> str | None:
     if source.argo is not None and read.argo is not None:
         assert agree(read.argo, source.argo), (
             f"Argo CD reads {source.argo!r} from the input, {read.argo!r} from tagpin's output\n"
-            f"input:\n{text}\noutput:\n{output}")
+            f"input:\n{text}\noutput:\n{output}"
+        )
     elif read.argo is None:
         assert source.argo is None, f"Argo CD reads the input but not the output:\n{output}"
     return output
@@ -146,9 +152,11 @@ def check(go: GoReader, text: str) -> str | None:
 
 # -- go-yaml's own decode tests --------------------------------------------------------------
 
+
 @pytest.mark.parametrize("library", ["gopkg.in/yaml.v2", "gopkg.in/yaml.v3"])
-def test_go_yaml_decode_tests_read_the_same_through_tagpin(go: GoReader, go_binary: Path,
-                                                           library: str) -> None:
+def test_go_yaml_decode_tests_read_the_same_through_tagpin(
+    go: GoReader, go_binary: Path, library: str
+) -> None:
     cases = decode_test_cases(go_binary, library)
     assert len(cases) > 100
     compared = [text for text in cases if check(go, text) is not None]
@@ -159,22 +167,101 @@ def test_go_yaml_decode_tests_read_the_same_through_tagpin(go: GoReader, go_bina
 
 SCALARS = [
     # go-yaml v2 deletes every `_` and lets `0b` carry a sign.
-    "+_1", "-_1", "1e_3", "1_e3", "1__0", "0x_1F", "0_8", "0b-1", "0b+1", "-0b1", "-0b-1", "0b_1",
-    "0o-1", "0o_17", "_1", "+", "-", "-_", "0b", "0x", "0o", "08", "09.5", "1_000", "1.10",
+    "+_1",
+    "-_1",
+    "1e_3",
+    "1_e3",
+    "1__0",
+    "0x_1F",
+    "0_8",
+    "0b-1",
+    "0b+1",
+    "-0b1",
+    "-0b-1",
+    "0b_1",
+    "0o-1",
+    "0o_17",
+    "_1",
+    "+",
+    "-",
+    "-_",
+    "0b",
+    "0x",
+    "0o",
+    "08",
+    "09.5",
+    "1_000",
+    "1.10",
     # `.`-first text is read by strconv.ParseFloat alone: no underscores.
-    "._5", ".5_", ".5", "+.5", "-.5e3", ".5e", ".", "._",
+    "._5",
+    ".5_",
+    ".5",
+    "+.5",
+    "-.5e3",
+    ".5e",
+    ".",
+    "._",
     # beyond 64 bits and out of float range
-    "0x1ffffffffffffffff", "0o7777777777777777777777", "0777777777777777777777777",
+    "0x1ffffffffffffffff",
+    "0o7777777777777777777777",
+    "0777777777777777777777777",
     "0b11111111111111111111111111111111111111111111111111111111111111111",
-    "99999999999999999999", "-9223372036854775809", "9223372036854775808",
-    "18446744073709551615", "18446744073709551616", "1.5e400", "-1.5e400", ".5e-400", "1e-400",
+    "99999999999999999999",
+    "-9223372036854775809",
+    "9223372036854775808",
+    "18446744073709551615",
+    "18446744073709551616",
+    "1.5e400",
+    "-1.5e400",
+    ".5e-400",
+    "1e-400",
     # timestamps (one-digit fields), sexagesimal, bools and nulls of YAML 1.1
-    "2024-01-01T1:2:3Z", "2024-1-1", "2024-01-01 1:2:3", "2024-1-1t1:2:3.5+01:00",
-    "2001-12-14 21:59:43.10 -5", "12:30", "1:20:30", "190:20:30.15", "=", "<<", "y", "n", "on",
-    "NO", "~", "null", "", ".nan", "1.0", "1.", "1e3", "1E+3", "0o17", "017", "v1.2", "1a2b3c",
+    "2024-01-01T1:2:3Z",
+    "2024-1-1",
+    "2024-01-01 1:2:3",
+    "2024-1-1t1:2:3.5+01:00",
+    "2001-12-14 21:59:43.10 -5",
+    "12:30",
+    "1:20:30",
+    "190:20:30.15",
+    "=",
+    "<<",
+    "y",
+    "n",
+    "on",
+    "NO",
+    "~",
+    "null",
+    "",
+    ".nan",
+    "1.0",
+    "1.",
+    "1e3",
+    "1E+3",
+    "0o17",
+    "017",
+    "v1.2",
+    "1a2b3c",
 ]
-KEYS = ["1.0", "1e3", "1e6", "0.1234567891", "-0.0", "1e-5", "123456789", "3.4e38", "1e39",
-        "0x10", "017", "y", "off", "+_1", "1e400", "2024-01-01", "9223372036854775807"]
+KEYS = [
+    "1.0",
+    "1e3",
+    "1e6",
+    "0.1234567891",
+    "-0.0",
+    "1e-5",
+    "123456789",
+    "3.4e38",
+    "1e39",
+    "0x10",
+    "017",
+    "y",
+    "off",
+    "+_1",
+    "1e400",
+    "2024-01-01",
+    "9223372036854775807",
+]
 
 
 @pytest.mark.parametrize("scalar", SCALARS)
@@ -190,8 +277,17 @@ def test_a_non_string_key_becomes_the_text_sigs_k8s_yaml_makes(go: GoReader, key
     assert check(go, f"{key}: v\nother: w\n") is not None
 
 
-@pytest.mark.parametrize("text", ["~: v\n", "null: v\n", "9223372036854775808: v\n",
-                                  "1: a\n1.0: b\n", "a: 1\na: 2\n", "a: !custom 1\n"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "~: v\n",
+        "null: v\n",
+        "9223372036854775808: v\n",
+        "1: a\n1.0: b\n",
+        "a: 1\na: 2\n",
+        "a: !custom 1\n",
+    ],
+)
 def test_what_argo_cd_reads_differently_or_not_at_all_is_refused(go: GoReader, text: str) -> None:
     # Null and 64-bit unsigned keys: sigs.k8s.io/yaml fails. Keys that collide once made text,
     # duplicate keys and unknown tags: go-yaml keeps one silently (docs/yaml.md).
@@ -219,7 +315,8 @@ def test_what_argo_cd_reads_differently_or_not_at_all_is_refused(go: GoReader, t
     ],
 )
 def test_merges_tags_block_ends_and_breaks_read_the_same_through_tagpin(
-        go: GoReader, text: str) -> None:
+    go: GoReader, text: str
+) -> None:
     assert check(go, text) is not None
 
 
@@ -231,8 +328,11 @@ def test_a_merge_after_an_explicit_key_wins_as_in_argo_cd(go: GoReader) -> None:
 
 # -- the template filters ------------------------------------------------------------------
 
-@pytest.mark.parametrize("value", ["x = 1\n\n", "\n", "\n\n\n", "a\n", "a", "x\u2028y\n",
-                                   "k\x85v\n", " lead\n", "trail \n\n"])
+
+@pytest.mark.parametrize(
+    "value",
+    ["x = 1\n\n", "\n", "\n\n\n", "a\n", "a", "x\u2028y\n", "k\x85v\n", " lead\n", "trail \n\n"],
+)
 def test_to_yaml_keeps_every_trailing_newline_of_the_last_block(go: GoReader, value: str) -> None:
     # A bare block scalar with an indentation indicator (`|2`, for a leading space) cannot be
     # re-indented: that holds for Helm's toYaml too.
@@ -242,8 +342,9 @@ def test_to_yaml_keeps_every_trailing_newline_of_the_last_block(go: GoReader, va
         assert go.read(text).argo == [{"root": shape, "after": 1}], text
 
 
-GENERATED = settings(max_examples=400, deadline=None,
-                     suppress_health_check=[HealthCheck.function_scoped_fixture])
+GENERATED = settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @given(st.text(st.characters(exclude_categories=["Cs"]), max_size=12))
@@ -259,8 +360,11 @@ NUMBERISH = st.one_of(
     st.text("0123456789+-._eExXoObB", min_size=1, max_size=8),
     st.from_regex(r"[-+]?[0-9_]{0,22}(?:\.[0-9_]*)?(?:[eE][-+]?[0-9_]{1,3})?", fullmatch=True),
     st.from_regex(r"[-+_]*0[bBoOxX][-+_]?[0-9a-fA-F_]{1,20}", fullmatch=True),
-    st.from_regex(r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:[Tt ][0-9]{1,2}:[0-9]{1,2}:[0-9]{1,2}"
-                  r"(?:\.[0-9]{0,3})?(?:Z|[-+][0-9]{1,2}(?::[0-9]{2})?)?)?", fullmatch=True),
+    st.from_regex(
+        r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:[Tt ][0-9]{1,2}:[0-9]{1,2}:[0-9]{1,2}"
+        r"(?:\.[0-9]{0,3})?(?:Z|[-+][0-9]{1,2}(?::[0-9]{2})?)?)?",
+        fullmatch=True,
+    ),
     st.floats().map(repr),
     st.integers(-(2**70), 2**70).map(str),
 )
@@ -316,9 +420,13 @@ def yaml_texts(draw: st.DrawFn) -> str:
 
     lines = mapping(0, 2)
     if draw(st.booleans()):
-        lines += ["last: |" + draw(st.sampled_from(["", "+", "-"])),
-                  *[f"  {draw(st.sampled_from(['x', '', 'y = 1']))}"
-                    for _ in range(draw(st.integers(1, 3)))]]
+        lines += [
+            "last: |" + draw(st.sampled_from(["", "+", "-"])),
+            *[
+                f"  {draw(st.sampled_from(['x', '', 'y = 1']))}"
+                for _ in range(draw(st.integers(1, 3)))
+            ],
+        ]
     return "\n".join(lines) + draw(st.sampled_from(["\n", "", "\n\n"]))
 
 
@@ -330,8 +438,10 @@ def test_a_generated_document_reads_the_same_through_tagpin(go: GoReader, text: 
 
 # -- kustomize -------------------------------------------------------------------------------
 
-def test_kustomize_reads_tagpin_output_as_tagpin_means_it(go: GoReader, go_binary: Path,
-                                                          tmp_path: Path) -> None:
+
+def test_kustomize_reads_tagpin_output_as_tagpin_means_it(
+    go: GoReader, go_binary: Path, tmp_path: Path
+) -> None:
     """Every output above, wrapped as objects, through `kubectl kustomize` (kyaml, yaml.v3
     based) and read back as Argo CD reads it."""
     inputs = [f"value: {s}\n" for s in SCALARS] + [f"value: '{s}'\n" for s in SCALARS]
@@ -344,15 +454,24 @@ def test_kustomize_reads_tagpin_output_as_tagpin_means_it(go: GoReader, go_binar
             continue
         body = [doc for doc in loaded if doc is not None]
         if body and all(isinstance(doc, dict) for doc in body) and not non_finite(plain(body)):
-            objects.append({"apiVersion": "example.com/v1", "kind": "Case",
-                            "metadata": {"name": f"case-{len(objects)}"}, "spec": body})
+            objects.append(
+                {
+                    "apiVersion": "example.com/v1",
+                    "kind": "Case",
+                    "metadata": {"name": f"case-{len(objects)}"},
+                    "spec": body,
+                }
+            )
     output = emit_stream(objects)
     expected = go.read(output).argo
     assert expected is not None and len(expected) == len(objects) > 100
-    app = build_tree(tmp_path / "k", {"kustomization.yaml": "resources: [objects.yaml]\n",
-                                        "objects.yaml": output})
-    done = subprocess.run([kubectl(), "kustomize", str(app)], capture_output=True, text=True,
-                          timeout=300, check=False)
+    app = build_tree(
+        tmp_path / "k",
+        {"kustomization.yaml": "resources: [objects.yaml]\n", "objects.yaml": output},
+    )
+    done = subprocess.run(
+        [kubectl(), "kustomize", str(app)], capture_output=True, text=True, timeout=300, check=False
+    )
     assert done.returncode == 0, done.stderr
     built = go.read(done.stdout).argo
     assert built is not None
@@ -363,23 +482,35 @@ def test_kustomize_reads_tagpin_output_as_tagpin_means_it(go: GoReader, go_binar
 
 # -- through the CLI -------------------------------------------------------------------------
 
+
 def test_a_rendered_app_reads_in_argo_cd_as_its_files_do(go: GoReader, tmp_path: Path) -> None:
     """A plain-YAML app with every scalar above, and a template using to_yaml and quote, through
     `tagpin render`: Argo CD reads the plain file's values, the values file's strings."""
     valid = [s for s in SCALARS if s not in ("-", ".inf", ".nan")]  # `-` starts a list
-    plain_file = ("apiVersion: example.com/v1\nkind: Case\nmetadata:\n  name: plain\nspec:\n"
-                  + "".join(f"  k{i}: {s}\n" for i, s in enumerate(valid))
-                  + "  1.0: float key\n  x: 1\n  <<: {x: 2}\n  script: |\n    a\n")
-    values = {"config": "x = 1\n\n", "strings": ["\x85", "a\u2028b", "\x7f", "\ufffe", "y",
-                                                 "+_1", "2024-1-1"]}
-    template = ("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: filters\n"
-                "data: {{ {'config.toml': values.config} | to_yaml | nindent(2) }}\n"
-                "quoted:\n{% for s in values.strings %}\n  s{{ loop.index }}: {{ s | quote }}\n"
-                "{% endfor %}\n")
-    app = build_tree(tmp_path / "app", {
-        "tagpin.yaml": "{}\n", "values.yaml": json.dumps(values),
-        "templates/plain.yaml": plain_file.rstrip("\n"),  # no final newline, as in the issue
-        "templates/filters.yaml.j2": template})
+    plain_file = (
+        "apiVersion: example.com/v1\nkind: Case\nmetadata:\n  name: plain\nspec:\n"
+        + "".join(f"  k{i}: {s}\n" for i, s in enumerate(valid))
+        + "  1.0: float key\n  x: 1\n  <<: {x: 2}\n  script: |\n    a\n"
+    )
+    values = {
+        "config": "x = 1\n\n",
+        "strings": ["\x85", "a\u2028b", "\x7f", "\ufffe", "y", "+_1", "2024-1-1"],
+    }
+    template = (
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: filters\n"
+        "data: {{ {'config.toml': values.config} | to_yaml | nindent(2) }}\n"
+        "quoted:\n{% for s in values.strings %}\n  s{{ loop.index }}: {{ s | quote }}\n"
+        "{% endfor %}\n"
+    )
+    app = build_tree(
+        tmp_path / "app",
+        {
+            "tagpin.yaml": "{}\n",
+            "values.yaml": json.dumps(values),
+            "templates/plain.yaml": plain_file.rstrip("\n"),  # no final newline, as in the issue
+            "templates/filters.yaml.j2": template,
+        },
+    )
     done = run_cli(["render", str(app)])
     assert done.returncode == 0, done.stderr.decode()
     output = done.stdout.decode()
@@ -390,6 +521,5 @@ def test_a_rendered_app_reads_in_argo_cd_as_its_files_do(go: GoReader, tmp_path:
     assert source is not None
     assert agree(by_name["plain"], source[0])
     assert by_name["filters"]["data"] == {"config.toml": "x = 1\n\n"}
-    assert by_name["filters"]["quoted"] == {
-        f"s{i + 1}": s for i, s in enumerate(values["strings"])}
+    assert by_name["filters"]["quoted"] == {f"s{i + 1}": s for i, s in enumerate(values["strings"])}
     check_output(go, output, read)
