@@ -3,7 +3,7 @@
 #   docker build -t tagpin:0.1.0 --build-arg REVISION=$(git rev-parse HEAD) \
 #     --build-arg SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) .
 # The image carries plugin.yaml; argocd-cmp-server comes from the repo-server's copyutil init
-# container at run time. Contract checked against deploy/ by tests/test_deploy.py.
+# container at run time. Contract checked against deploy/ by tests/e2e/test_deploy.py.
 
 # Base pinned by digest for reproducible builds. This is the digest of
 # python:3.11-slim-bookworm as published on Docker Hub, recorded from public sources in 2026-08;

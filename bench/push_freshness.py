@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.push_freshness            # 50 pushes, two replicas
     .venv/bin/python -m bench.push_freshness --pushes 5 # quicker
 
-Real parts, as in tests/test_push_freshness.py: moto's ECR server, the `tagpin webhook`
+Real parts, as in tests/e2e/test_push_freshness.py: moto's ECR server, the `tagpin webhook`
 process, the Kubernetes API stand-in, and two sidecar replicas (the cmp-server emulator running
 `tagpin generate`, each with its own cache directory), warm before every push. Pushes alternate
 between a moved mutable tag (`main` of an app matched through `status.summary.images`) and a new

@@ -195,7 +195,7 @@ def in_build_context(path: str, rules: list[tuple[bool, re.Pattern[str]]]) -> bo
         ("cmp/__pycache__/settings.cpython-311.pyc", False),
         (".venv/bin/python", False),
         (".git/config", False),
-        ("tests/test_deploy.py", False),
+        ("tests/e2e/test_deploy.py", False),
         ("deploy/kustomization.yaml", False),
     ],
 )

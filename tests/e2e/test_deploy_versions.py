@@ -1,7 +1,8 @@
 """deploy/'s patches against every Argo CD version the docs claim (SUPPORTED_ARGO_CD): the
 oldest's repo-server objects (a verbatim copy in tests/data/argo-cd/) get the same component
 and overlay settings as deploy/kustomization.yaml, and every deploy test that checks the built
-objects runs on that build too. The newest is deploy/base-upstream/ itself (tests/test_deploy.py).
+objects runs on that build too. The newest is deploy/base-upstream/ itself
+(tests/e2e/test_deploy.py).
 """
 
 from __future__ import annotations
