@@ -12,7 +12,7 @@ from enum import IntEnum
 
 
 class ExitStatus(IntEnum):
-    """Process exit codes. Documented in the README's exit-code table."""
+    """Process exit codes. Documented in docs/reference.md's exit-code table."""
 
     OK = 0
     DIFFERENT = 1  # `tagpin diff` only: the two renders differ (like diff(1))

@@ -1,6 +1,6 @@
 """Canonical YAML out: the same objects always give the same bytes.
 
-The canonical form (documented in the README):
+The canonical form (documented in docs/reference.md):
 - every document starts with `---`; the stream ends with a newline;
 - in every mapping `apiVersion`, `kind`, `metadata` come first, then the other keys sorted by
   Unicode code point (never by locale); non-string keys become strings as Kubernetes does;

@@ -37,7 +37,7 @@ from tests.support.renders import (
     write_app,
 )
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "reference.md"
 WRONG = "sha256:" + "e" * 64  # a digest ECR never had: it must never be pinned
 
 
@@ -517,8 +517,8 @@ def test_a_moved_tag_is_pinned_anew_after_the_ttl_or_on_refresh(
 # -- exit codes --------------------------------------------------------------------------------
 
 
-def readme_exit_codes() -> dict[int, tuple[str, str]]:
-    section = README.read_text().split("## Exit codes", 1)[1].split("\n## ", 1)[0]
+def documented_exit_codes() -> dict[int, tuple[str, str]]:
+    section = REFERENCE.read_text().split("## Exit codes", 1)[1].split("\n## ", 1)[0]
     rows = [line.strip("|").split(" | ") for line in section.splitlines()]
     return {
         int(cells[0].strip()): (cells[1].strip(), cells[2].strip())
@@ -527,9 +527,9 @@ def readme_exit_codes() -> dict[int, tuple[str, str]]:
     }
 
 
-def test_the_readme_documents_every_exit_code_and_no_other() -> None:
-    documented = readme_exit_codes()
+def test_the_reference_documents_every_exit_code_and_no_other() -> None:
+    documented = documented_exit_codes()
     assert sorted(documented) == sorted(int(status) for status in ExitStatus)
     for code, (cause, todo) in documented.items():
-        assert cause.strip(), f"exit {code} has no cause in the README"
+        assert cause.strip(), f"exit {code} has no cause in docs/reference.md"
         assert todo.strip() or code == 0, f"exit {code} does not say what to do"
