@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cmp.request import RenderRequest
-from cmp.settings import LOCK_FILE, LOCK_MODES, setting_choice, setting_int
+from cmp.settings import LOCK_FILE, setting_choice, setting_int
 from cmp.source.appdir import Limits
 
 if TYPE_CHECKING:
@@ -22,17 +22,15 @@ if TYPE_CHECKING:
     from cmp.registry.pushes import PushFloors
 
 
-CACHE_MODES = ("on", "off", "refresh")  # TAGPIN_CACHE; see cmp.registry.cache.CacheMode
-
 # The live Application's annotations (and warnings) for a request; swapped in tests.
 AnnotationSource = Callable[[RenderRequest], tuple[dict[str, str], list[str]]]
 
 
 def limits_from(environ: Mapping[str, str]) -> Limits:
     return Limits(
-        max_file_bytes=setting_int(environ, "TAGPIN_MAX_FILE_BYTES", minimum=1),
-        max_output_bytes=setting_int(environ, "TAGPIN_MAX_OUTPUT_BYTES", minimum=1),
-        max_yaml_nodes=setting_int(environ, "TAGPIN_MAX_YAML_NODES", minimum=1),
+        max_file_bytes=setting_int(environ, "TAGPIN_MAX_FILE_BYTES"),
+        max_output_bytes=setting_int(environ, "TAGPIN_MAX_OUTPUT_BYTES"),
+        max_yaml_nodes=setting_int(environ, "TAGPIN_MAX_YAML_NODES"),
     )
 
 
@@ -90,7 +88,7 @@ def template_cache_dir(environ: Mapping[str, str]) -> Path | None:
     """Where compiled Jinja2 templates are kept, next to the digest cache (off with it)."""
     from cmp import __version__
 
-    if setting_choice(environ, "TAGPIN_CACHE", CACHE_MODES) == "off":
+    if setting_choice(environ, "TAGPIN_CACHE") == "off":
         return None
     return default_cache_dir(environ) / f"jinja-{__version__}"
 
@@ -100,16 +98,16 @@ def ecr_registry_factory(
 ) -> Callable[[], Registry]:
     """ECR behind the in-process and on-disk caches, configured from TAGPIN_* settings; the
     caches honour the pushes announced in `pushes` (filled before the first lookup)."""
-    mode = setting_choice(environ, "TAGPIN_CACHE", CACHE_MODES)
+    mode = setting_choice(environ, "TAGPIN_CACHE")
     ttl = setting_int(environ, "TAGPIN_CACHE_TTL")
     list_ttl = setting_int(environ, "TAGPIN_TAG_LIST_TTL")
     stale_hours = setting_int(environ, "TAGPIN_SERVE_STALE_HOURS")
     ecr_numbers = {
-        "max_attempts": setting_int(environ, "TAGPIN_ECR_MAX_ATTEMPTS", minimum=1),
-        "connect_timeout": setting_int(environ, "TAGPIN_ECR_CONNECT_TIMEOUT", minimum=1),
-        "read_timeout": setting_int(environ, "TAGPIN_ECR_READ_TIMEOUT", minimum=1),
-        "deadline": setting_int(environ, "TAGPIN_ECR_DEADLINE", minimum=1),
-        "concurrency": setting_int(environ, "TAGPIN_ECR_CONCURRENCY", minimum=1),
+        "max_attempts": setting_int(environ, "TAGPIN_ECR_MAX_ATTEMPTS"),
+        "connect_timeout": setting_int(environ, "TAGPIN_ECR_CONNECT_TIMEOUT"),
+        "read_timeout": setting_int(environ, "TAGPIN_ECR_READ_TIMEOUT"),
+        "deadline": setting_int(environ, "TAGPIN_ECR_DEADLINE"),
+        "concurrency": setting_int(environ, "TAGPIN_ECR_CONCURRENCY"),
     }
     cache_dir = default_cache_dir(environ)
     shared = None
@@ -179,13 +177,13 @@ def services_from(environ: Mapping[str, str]) -> Services:
     warnings: list[str] = []
     pushes = PushFloors(skew=float(setting_int(environ, "TAGPIN_PUSH_CLOCK_SKEW")))
     fresh = dict(environ)
-    if setting_choice(environ, "TAGPIN_CACHE", CACHE_MODES) != "off":
+    if setting_choice(environ, "TAGPIN_CACHE") != "off":
         fresh["TAGPIN_CACHE"] = "refresh"  # asks ECR every time, still keeps the cache current
     return Services(
         registry_factory=ecr_registry_factory(environ, warnings, pushes),
         fresh_registry_factory=ecr_registry_factory(fresh, warnings, pushes),
         annotations=live_annotations,
-        concurrency=setting_int(environ, "TAGPIN_ECR_CONCURRENCY", minimum=1),
+        concurrency=setting_int(environ, "TAGPIN_ECR_CONCURRENCY"),
         warnings=warnings,
         pushes=pushes,
     )
@@ -198,7 +196,7 @@ def lock_only_source(request: RenderRequest, services: Services) -> str | None:
     mode = (
         services.lock_mode.value
         if services.lock_mode is not None
-        else setting_choice(request.settings_env, "TAGPIN_LOCK", LOCK_MODES)
+        else setting_choice(request.settings_env, "TAGPIN_LOCK")
     )
     return f"{LOCK_FILE} (TAGPIN_LOCK=strict)" if mode == "strict" else None
 
@@ -209,7 +207,7 @@ def registry_for(request: RenderRequest, services: Services) -> Callable[[], Reg
     mode = (
         services.lock_mode.value
         if services.lock_mode is not None
-        else setting_choice(request.settings_env, "TAGPIN_LOCK", LOCK_MODES)
+        else setting_choice(request.settings_env, "TAGPIN_LOCK")
     )
     lock_path = request.app_dir / LOCK_FILE
     if services.digests_file is None and (

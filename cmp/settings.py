@@ -16,10 +16,8 @@ from cmp.errors import ConfigError
 PLUGIN_NAME = "tagpin"
 MARKER_FILE = "tagpin.yaml"
 LOCK_FILE = "tagpin.lock"
-LOCK_MODES = ("use", "verify", "strict", "off")  # TAGPIN_LOCK; see cmp.registry.lock.LockMode
 IMAGE_UPDATER_PREFIX = "argocd-image-updater.argoproj.io/"
 IMAGE_LIST_KEY = "image-list"  # without it, Image Updater annotations govern no image
-RENDER_SERVER_MODES = ("off", "on", "auto")  # TAGPIN_RENDER_SERVER; see cmp.cli.SERVED_MODES
 
 
 class Parameter(NamedTuple):
@@ -76,11 +74,14 @@ PARAMETERS_BY_NAME = {p.name: p for p in PARAMETERS}
 
 
 class Setting(NamedTuple):
-    """A sidecar-wide setting read from the environment (not per app)."""
+    """A sidecar-wide setting read from the environment (not per app). `choices`: the values a
+    choice setting takes; `minimum`: the smallest a whole-number setting takes."""
 
     env: str
     default: str
     help: str
+    choices: tuple[str, ...] = ()
+    minimum: int | None = None
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -93,14 +94,21 @@ SETTINGS: tuple[Setting, ...] = (
         "TAGPIN_CACHE",
         "on",
         "`on`, `off` (no cache at all) or `refresh` (ask ECR, then update the cache).",
+        choices=("on", "off", "refresh"),
     ),
-    Setting("TAGPIN_CACHE_TTL", "300", "Seconds a cached tag→digest answer is trusted."),
-    Setting("TAGPIN_TAG_LIST_TTL", "30", "Seconds a cached tag list (branch deploys) is trusted."),
+    Setting("TAGPIN_CACHE_TTL", "300", "Seconds a cached tag→digest answer is trusted.", minimum=0),
+    Setting(
+        "TAGPIN_TAG_LIST_TTL",
+        "30",
+        "Seconds a cached tag list (branch deploys) is trusted.",
+        minimum=0,
+    ),
     Setting(
         "TAGPIN_SERVE_STALE_HOURS",
         "0",
         "When ECR is down or throttling, serve cached digests up to this many hours old, "
         "with a warning; 0 = never (the default).",
+        minimum=0,
     ),
     Setting(
         "TAGPIN_REDIS_URL",
@@ -124,50 +132,63 @@ SETTINGS: tuple[Setting, ...] = (
         "500",
         "Milliseconds to connect to Redis and for each command; past it the render goes on "
         "without Redis, with a warning.",
+        minimum=1,
     ),
-    Setting("TAGPIN_ECR_MAX_ATTEMPTS", "4", "Attempts per ECR call (botocore standard retries)."),
-    Setting("TAGPIN_ECR_CONNECT_TIMEOUT", "3", "Seconds to connect to ECR."),
-    Setting("TAGPIN_ECR_READ_TIMEOUT", "5", "Seconds to wait for an ECR answer."),
-    Setting("TAGPIN_ECR_DEADLINE", "25", "Seconds after which no new ECR call starts."),
-    Setting("TAGPIN_ECR_CONCURRENCY", "8", "Repositories asked in parallel."),
+    Setting(
+        "TAGPIN_ECR_MAX_ATTEMPTS",
+        "4",
+        "Attempts per ECR call (botocore standard retries).",
+        minimum=1,
+    ),
+    Setting("TAGPIN_ECR_CONNECT_TIMEOUT", "3", "Seconds to connect to ECR.", minimum=1),
+    Setting("TAGPIN_ECR_READ_TIMEOUT", "5", "Seconds to wait for an ECR answer.", minimum=1),
+    Setting("TAGPIN_ECR_DEADLINE", "25", "Seconds after which no new ECR call starts.", minimum=1),
+    Setting("TAGPIN_ECR_CONCURRENCY", "8", "Repositories asked in parallel.", minimum=1),
     Setting(
         "TAGPIN_APP_LOOKUP",
         "auto",
         "`auto`, `on` or `off`: read the live Application's "
         "Image Updater annotations from the Kubernetes API.",
+        choices=("auto", "on", "off"),
     ),
     Setting(
         "TAGPIN_PUSH_CLOCK_SKEW",
         "2",
         "Seconds the clocks of webhook and sidecar pods may differ; a cached answer fetched "
         "less than this after a push the webhook announced is not trusted.",
+        minimum=0,
     ),
     Setting(
         "TAGPIN_MAX_FILE_BYTES",
         str(32 * 1024 * 1024),
         "Largest app file (template, values) tagpin reads.",
+        minimum=1,
     ),
     Setting(
         "TAGPIN_MAX_OUTPUT_BYTES",
         str(64 * 1024 * 1024),
         "Largest rendered output; Argo CD's own gRPC limit is 100 MiB.",
+        minimum=1,
     ),
     Setting(
         "TAGPIN_MAX_YAML_NODES",
         "200000",
         "Most YAML nodes in one document, aliases expanded (a node costs ~300 bytes to parse).",
+        minimum=1,
     ),
     Setting(
         "TAGPIN_LOCK",
         "use",
         "`use`, `verify`, `strict` or `off`: what a render does with the app's tagpin.lock "
         "(docs/previews.md).",
+        choices=("use", "verify", "strict", "off"),
     ),
     Setting(
         "TAGPIN_MAX_CPU_SECONDS",
         "60",
         "CPU seconds one render may use (RLIMIT_CPU; Argo CD's own deadline is 60 s by "
         "default: raise both together); a render server's worker is capped too; 0 = no cap.",
+        minimum=0,
     ),
     Setting(
         "TAGPIN_RENDER_SERVER",
@@ -175,6 +196,7 @@ SETTINGS: tuple[Setting, ...] = (
         "`off`, `on` or `auto`: `tagpin generate` asks a render server's warm worker to render "
         "(`on`), and starts that server itself when none answers (`auto`, set in the image); "
         "without one it renders in its own process (docs/server.md).",
+        choices=("off", "on", "auto"),
     ),
     Setting(
         "TAGPIN_RENDER_SERVER_SOCKET",
@@ -191,11 +213,13 @@ SETTINGS: tuple[Setting, ...] = (
         "TAGPIN_KUSTOMIZE_REMOTE",
         "off",
         "`off` or `on`: whether Kustomize apps may load remote bases (git or HTTP URLs).",
+        choices=("off", "on"),
     ),
     Setting(
         "TAGPIN_KUSTOMIZE_TIMEOUT",
         "45",
         "Seconds one `kustomize build` may run, below Argo CD's 60 s repo-server deadline.",
+        minimum=1,
     ),
     Setting(
         "TAGPIN_MAX_MEMORY_MB",
@@ -210,15 +234,23 @@ SETTINGS: tuple[Setting, ...] = (
         "2",
         "Renders the sidecar runs at once; the others wait for a slot (up to 40 s). With "
         "TAGPIN_MAX_MEMORY_MB=auto each gets an equal share of the container's memory.",
+        minimum=1,
     ),
 )
 
 SETTINGS_BY_ENV = {s.env: s for s in SETTINGS}
+LOCK_MODES = SETTINGS_BY_ENV["TAGPIN_LOCK"].choices  # see cmp.registry.lock.LockMode
+RENDER_SERVER_MODES = SETTINGS_BY_ENV["TAGPIN_RENDER_SERVER"].choices  # see cmp.cli.SERVED_MODES
+CACHE_MODES = SETTINGS_BY_ENV["TAGPIN_CACHE"].choices  # see cmp.registry.cache.CacheMode
 
 
-def setting_int(environ: Mapping[str, str], env: str, *, minimum: int = 0) -> int:
-    """An integer setting; unset or empty means the table's default (Argo CD sends `NAME=`)."""
-    raw = environ.get(env) or SETTINGS_BY_ENV[env].default
+def setting_int(environ: Mapping[str, str], env: str, *, minimum: int | None = None) -> int:
+    """An integer setting; unset or empty means the table's default (Argo CD sends `NAME=`),
+    and the table's minimum applies unless one is given."""
+    setting = SETTINGS_BY_ENV[env]
+    raw = environ.get(env) or setting.default
+    if minimum is None:
+        minimum = setting.minimum if setting.minimum is not None else 0
     try:
         value = int(raw)
     except ValueError:
@@ -228,8 +260,13 @@ def setting_int(environ: Mapping[str, str], env: str, *, minimum: int = 0) -> in
     return value
 
 
-def setting_choice(environ: Mapping[str, str], env: str, choices: tuple[str, ...]) -> str:
-    raw = (environ.get(env) or SETTINGS_BY_ENV[env].default).strip().lower()
+def setting_choice(
+    environ: Mapping[str, str], env: str, choices: tuple[str, ...] | None = None
+) -> str:
+    """A choice setting, case-insensitive; the table's choices unless others are given."""
+    setting = SETTINGS_BY_ENV[env]
+    choices = choices or setting.choices
+    raw = (environ.get(env) or setting.default).strip().lower()
     if raw not in choices:
         raise ConfigError(f"{env}={raw!r} must be one of {', '.join(choices)}")
     return raw

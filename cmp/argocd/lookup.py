@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 from cmp.errors import ConfigError
+from cmp.settings import SETTINGS_BY_ENV
 
 SERVICEACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 DEFAULT_NAMESPACE = "argocd"
-LOOKUP_MODES = ("auto", "on", "off")
+LOOKUP_MODES = SETTINGS_BY_ENV["TAGPIN_APP_LOOKUP"].choices
 
 
 class LookupSettings(NamedTuple):

@@ -46,11 +46,11 @@ def _api(environ: Mapping[str, str]) -> Any:
 
 def _registry(environ: Mapping[str, str], warnings: list[str]) -> Any:
     """ECR as it is now: the tag list is always asked afresh (the cache is refreshed)."""
-    from cmp.services import CACHE_MODES, ecr_registry_factory
+    from cmp.services import ecr_registry_factory
     from cmp.settings import setting_choice
 
     fresh = dict(environ)
-    if setting_choice(fresh, "TAGPIN_CACHE", CACHE_MODES) != "off":
+    if setting_choice(fresh, "TAGPIN_CACHE") != "off":
         fresh["TAGPIN_CACHE"] = "refresh"
     return ecr_registry_factory(fresh, warnings)()
 

@@ -18,11 +18,11 @@ def generate(environ: Mapping[str, str], cwd: Path, *, debug: bool = False) -> i
         from cmp.server.cpulimit import limit_cpu
         from cmp.server.memory import render_slot
         from cmp.services import default_cache_dir
-        from cmp.settings import RENDER_SERVER_MODES, setting_choice
+        from cmp.settings import setting_choice
 
         limit_memory(environ)
         limit_cpu(environ)
-        setting_choice(environ, "TAGPIN_RENDER_SERVER", RENDER_SERVER_MODES)  # typos: an error
+        setting_choice(environ, "TAGPIN_RENDER_SERVER")  # typos: an error
         request = from_argocd_environment(environ, cwd)
         with render_slot(environ, default_cache_dir(environ)):
             return run(request)

@@ -184,7 +184,7 @@ def lock_command(
     uses. Commit it; renders then take digests from git instead of ECR."""
     from cmp.commands.lock import LockOutcome, lock_app
     from cmp.registry.lock import read_lock, write_lock
-    from cmp.services import CACHE_MODES, limits_from, services_from
+    from cmp.services import limits_from, services_from
     from cmp.settings import LOCK_FILE
 
     def job() -> LockOutcome:
@@ -212,7 +212,7 @@ def lock_command(
             else []
         )
         environ = dict(os.environ)
-        if setting_choice(environ, "TAGPIN_CACHE", CACHE_MODES) != "off":
+        if setting_choice(environ, "TAGPIN_CACHE") != "off":
             environ["TAGPIN_CACHE"] = "refresh"  # what ECR says now, not what a cache remembers
         services = services_from(environ)
         if check:

@@ -20,7 +20,7 @@ from cmp.errors import ImageError, LockError, RegistryError, SourceError
 from cmp.images.ecr import EcrRepository, ecr_repository
 from cmp.images.reference import parse_image
 from cmp.registry.base import DeferredRegistry, Lookup, Registry, TagInfo, is_digest
-from cmp.settings import LOCK_FILE, LOCK_MODES, setting_choice
+from cmp.settings import LOCK_FILE, setting_choice
 from cmp.source.appdir import Limits, RepoFiles, read_file
 from cmp.source.emit import emit_stream
 from cmp.source.yamlread import load_one
@@ -135,7 +135,7 @@ class LockMode(Enum):
 
 def lock_mode(environ: Mapping[str, str]) -> LockMode:
     """TAGPIN_LOCK from the sidecar's (or the shell's) environment; unset or empty means `use`."""
-    return LockMode(setting_choice(environ, LOCK_SETTING, LOCK_MODES))
+    return LockMode(setting_choice(environ, LOCK_SETTING))
 
 
 class LockProblem(LockError, RegistryError):

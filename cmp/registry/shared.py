@@ -109,7 +109,7 @@ def redis_settings(
             f"{SIGNING_KEY_ENV} is {len(key)} bytes long; it must be at least "
             f"{MIN_SIGNING_KEY_BYTES} (openssl rand -hex 32)"
         )
-    timeout_ms = setting_int(environ, TIMEOUT_ENV, minimum=1)
+    timeout_ms = setting_int(environ, TIMEOUT_ENV)
     return RedisSettings(
         url=url,
         password=None if password is None else password.decode("utf-8", "replace"),

@@ -82,7 +82,7 @@ def per_render_megabytes(environ: Mapping[str, str], limit_bytes: int | None) ->
         return setting_int(environ, "TAGPIN_MAX_MEMORY_MB")
     if limit_bytes is None:
         return UNLIMITED_DEFAULT_MB
-    parallel = setting_int(environ, "TAGPIN_MAX_PARALLEL_RENDERS", minimum=1)
+    parallel = setting_int(environ, "TAGPIN_MAX_PARALLEL_RENDERS")
     share = (limit_bytes // (1024 * 1024) - RESERVED_MB) // parallel
     if share < 32:
         raise ConfigError(
@@ -115,7 +115,7 @@ def render_slot(
     """Hold one of TAGPIN_MAX_PARALLEL_RENDERS slots (flock'ed files in `directory`, shared by
     every render of the sidecar) while rendering; wait up to `wait` seconds for one. Without a
     usable directory the render goes ahead (a laptop without a cache directory)."""
-    parallel = setting_int(environ, "TAGPIN_MAX_PARALLEL_RENDERS", minimum=1)
+    parallel = setting_int(environ, "TAGPIN_MAX_PARALLEL_RENDERS")
     handles = _open_slots(directory, parallel) if directory is not None else []
     if not handles:
         yield

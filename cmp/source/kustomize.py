@@ -28,7 +28,6 @@ from cmp.source.templates import RenderedFile
 from cmp.source.yamlread import load_one
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
-REMOTE_MODES = ("off", "on")  # TAGPIN_KUSTOMIZE_REMOTE
 # Fields whose entries name other kustomizations or files kustomize loads as a whole.
 PATH_FIELDS = ("resources", "bases", "components", "generators", "transformers", "validators")
 PLUGIN_FIELDS = ("generators", "transformers", "validators")
@@ -73,8 +72,8 @@ def build(
     """`kustomize build APP_DIR` after the safety checks; the output as one rendered file.
     `meanwhile` runs while kustomize works (on another core, if there is one); kustomize's
     warnings (deprecated fields) are added to `warnings`."""
-    allow_remote = setting_choice(environ, "TAGPIN_KUSTOMIZE_REMOTE", REMOTE_MODES) == "on"
-    timeout = setting_int(environ, "TAGPIN_KUSTOMIZE_TIMEOUT", minimum=1)
+    allow_remote = setting_choice(environ, "TAGPIN_KUSTOMIZE_REMOTE") == "on"
+    timeout = setting_int(environ, "TAGPIN_KUSTOMIZE_TIMEOUT")
     top = kustomization_file(app_dir)
     if top is None:
         raise SourceError(
