@@ -81,7 +81,7 @@ class Setting(NamedTuple):
     default: str
     help: str
     choices: tuple[str, ...] = ()
-    minimum: int | None = None
+    minimum: float | None = None
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -236,6 +236,62 @@ SETTINGS: tuple[Setting, ...] = (
         "TAGPIN_MAX_MEMORY_MB=auto each gets an equal share of the container's memory.",
         minimum=1,
     ),
+    # `tagpin webhook` (its own Deployment; each also a flag, see docs/webhook.md)
+    Setting(
+        "TAGPIN_WEBHOOK_SECRET",
+        "(required, or TAGPIN_WEBHOOK_SECRET_FILE)",
+        "The shared secret, at least 16 characters; the webhook refuses to start without one.",
+    ),
+    Setting(
+        "TAGPIN_WEBHOOK_SECRET_FILE", "(none)", "A file holding the secret instead (not both)."
+    ),
+    Setting(
+        "TAGPIN_WEBHOOK_LISTEN", "127.0.0.1:8080", "HOST:PORT to serve on; 0.0.0.0:8080 in a pod."
+    ),
+    Setting(
+        "TAGPIN_WEBHOOK_NAMESPACES",
+        "ARGOCD_NAMESPACE, else the pod's, else argocd",
+        "Namespaces whose Applications are refreshed (space-separated).",
+    ),
+    Setting(
+        "TAGPIN_WEBHOOK_COALESCE_SECONDS",
+        "2",
+        "Pushes for one Application within this window give one refresh.",
+        minimum=0,
+    ),
+    Setting(
+        "TAGPIN_WEBHOOK_MAX_BODY_BYTES", "65536", "Larger request bodies get 413.", minimum=256
+    ),
+    Setting(
+        "TAGPIN_WEBHOOK_MAX_EVENT_AGE",
+        "300",
+        "Seconds; older (or this far future) events are refused as replays.",
+        minimum=1,
+    ),
+    Setting(
+        "TAGPIN_WEBHOOK_APP_CACHE_SECONDS",
+        "1",
+        "Events within this many seconds share one list of Applications.",
+        minimum=0,
+    ),
+    Setting(
+        "TAGPIN_WEBHOOK_REQUEST_TIMEOUT",
+        "10",
+        "Seconds a connection may take in all (sending and being answered).",
+        minimum=0.1,
+    ),
+    Setting(
+        "TAGPIN_WEBHOOK_MAX_CONNECTIONS",
+        "64",
+        "Requests served at once; more get 503 with Retry-After.",
+        minimum=1,
+    ),
+    Setting(
+        "TAGPIN_WEBHOOK_SHUTDOWN_SECONDS",
+        "20",
+        "SIGTERM to exit at most; keep it under the pod's grace period.",
+        minimum=0,
+    ),
 )
 
 SETTINGS_BY_ENV = {s.env: s for s in SETTINGS}
@@ -250,7 +306,7 @@ def setting_int(environ: Mapping[str, str], env: str, *, minimum: int | None = N
     setting = SETTINGS_BY_ENV[env]
     raw = environ.get(env) or setting.default
     if minimum is None:
-        minimum = setting.minimum if setting.minimum is not None else 0
+        minimum = int(setting.minimum) if setting.minimum is not None else 0
     try:
         value = int(raw)
     except ValueError:

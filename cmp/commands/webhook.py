@@ -11,18 +11,18 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from cmp.errors import ConfigError, TagpinError
+from cmp.settings import SETTINGS_BY_ENV
 
 if TYPE_CHECKING:
     from cmp.registry.shared import RedisSettings
     from cmp.webhook.server import WebhookConfig
 
 SECRET_ENV = "TAGPIN_WEBHOOK_SECRET"
-DEFAULT_LISTEN = "127.0.0.1:8080"
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -75,13 +75,27 @@ def shared_cache_settings(environ: Mapping[str, str]) -> RedisSettings | None:
     return redis_settings(environ, signing_key_required=False)
 
 
+def _number_flag(env: str, *, whole: bool = False) -> dict[str, Any]:
+    """A numeric flag's type, default and variable, from its row in the settings table."""
+    setting = SETTINGS_BY_ENV[env]
+    minimum = setting.minimum
+    kind: click.IntRange | click.FloatRange
+    if whole:
+        kind = click.IntRange(min=None if minimum is None else int(minimum))
+        default: float = int(setting.default)
+    else:
+        kind = click.FloatRange(min=minimum)
+        default = float(setting.default)
+    return {"type": kind, "default": default, "show_default": True, "envvar": env}
+
+
 def webhook_command() -> click.Command:
     """The `tagpin webhook` command; cmp.commands.main registers it with `cli.add_command`."""
 
     @click.command("webhook")
     @click.option(
         "--listen",
-        default=DEFAULT_LISTEN,
+        default=SETTINGS_BY_ENV["TAGPIN_WEBHOOK_LISTEN"].default,
         show_default=True,
         envvar="TAGPIN_WEBHOOK_LISTEN",
         help="HOST:PORT to serve on; 0.0.0.0:8080 in a pod.",
@@ -103,58 +117,37 @@ def webhook_command() -> click.Command:
     )
     @click.option(
         "--coalesce-seconds",
-        type=click.FloatRange(min=0),
-        default=2.0,
-        show_default=True,
-        envvar="TAGPIN_WEBHOOK_COALESCE_SECONDS",
+        **_number_flag("TAGPIN_WEBHOOK_COALESCE_SECONDS"),
         help="Pushes for one Application within this window give one refresh.",
     )
     @click.option(
         "--max-body-bytes",
-        type=click.IntRange(min=256),
-        default=64 * 1024,
-        show_default=True,
-        envvar="TAGPIN_WEBHOOK_MAX_BODY_BYTES",
+        **_number_flag("TAGPIN_WEBHOOK_MAX_BODY_BYTES", whole=True),
         help="Larger request bodies get 413.",
     )
     @click.option(
         "--max-event-age",
-        type=click.FloatRange(min=1),
-        default=300.0,
-        show_default=True,
-        envvar="TAGPIN_WEBHOOK_MAX_EVENT_AGE",
+        **_number_flag("TAGPIN_WEBHOOK_MAX_EVENT_AGE"),
         help="Seconds; older (or this far future) events are refused as replays.",
     )
     @click.option(
         "--app-cache-seconds",
-        type=click.FloatRange(min=0),
-        default=1.0,
-        show_default=True,
-        envvar="TAGPIN_WEBHOOK_APP_CACHE_SECONDS",
+        **_number_flag("TAGPIN_WEBHOOK_APP_CACHE_SECONDS"),
         help="Events within this many seconds share one list of Applications.",
     )
     @click.option(
         "--request-timeout",
-        type=click.FloatRange(min=0.1),
-        default=10.0,
-        show_default=True,
-        envvar="TAGPIN_WEBHOOK_REQUEST_TIMEOUT",
+        **_number_flag("TAGPIN_WEBHOOK_REQUEST_TIMEOUT"),
         help="Seconds a connection may take in all (sending and being answered).",
     )
     @click.option(
         "--max-connections",
-        type=click.IntRange(min=1),
-        default=64,
-        show_default=True,
-        envvar="TAGPIN_WEBHOOK_MAX_CONNECTIONS",
+        **_number_flag("TAGPIN_WEBHOOK_MAX_CONNECTIONS", whole=True),
         help="Requests served at once; more get 503 with Retry-After.",
     )
     @click.option(
         "--shutdown-seconds",
-        type=click.FloatRange(min=0),
-        default=20.0,
-        show_default=True,
-        envvar="TAGPIN_WEBHOOK_SHUTDOWN_SECONDS",
+        **_number_flag("TAGPIN_WEBHOOK_SHUTDOWN_SECONDS"),
         help="SIGTERM to exit at most; keep it under the pod's grace period.",
     )
     def webhook(
