@@ -186,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.ecr_latency_ms,
             workdir,
         )
-    from bench.run import machine
+    from bench.report import machine
 
     print(f"Machine: {machine()}")
     print(

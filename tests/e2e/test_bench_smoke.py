@@ -115,7 +115,7 @@ def test_cold_render_asks_ecr_once_per_repository(smoke_run: tuple[str, Path], c
 
 
 def test_the_served_rows_were_answered_by_the_render_server(smoke_run: tuple[str, Path]) -> None:
-    """bench.run.served fails the run unless every render reached the server; the row says so."""
+    """bench.server.served fails the run unless every render reached the server; the row says so."""
     rows = _table_rows(smoke_run[0])
     for case in ("example served", "images-8 cold served"):
         assert "render server: MiB = a worker's peak RSS" in rows[case][-1]

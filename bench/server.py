@@ -1,0 +1,107 @@
+"""The render server (TAGPIN_RENDER_SERVER): a real server for the served cases."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.model import Row, Stats, Workspace
+
+
+@dataclass(frozen=True)
+class RenderServer:
+    socket: Path
+    log: Path
+    pid: int
+
+    def env(self) -> dict[str, str]:
+        return {"TAGPIN_RENDER_SERVER": "on", "TAGPIN_RENDER_SERVER_SOCKET": str(self.socket)}
+
+    def worker_peaks_kb(self) -> list[int]:
+        """Peak RSS of every worker so far, from the server's --log-renders lines."""
+        peaks = []
+        for line in self.log.read_text().splitlines():
+            if " worker " in line and "peak RSS " in line:
+                peaks.append(int(float(line.split("peak RSS ")[1].split()[0]) * 1024))
+        return peaks
+
+    def worker_private_kb(self) -> list[int]:
+        """What each worker added to the server's shared pages, from its own log line."""
+        return [
+            int(float(line.split("private memory ")[1].split()[0]) * 1024)
+            for line in self.log.read_text().splitlines()
+            if "private memory " in line
+        ]
+
+    def rss_kb(self) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+
+@contextlib.contextmanager
+def render_server(workspace: Workspace) -> Iterator[RenderServer]:
+    """`python -m cmp.server.listener`, as TAGPIN_RENDER_SERVER=auto starts it in the sidecar."""
+    directory = Path(tempfile.mkdtemp(prefix="tagpin-bench-", dir="/tmp"))  # short socket path
+    socket, log = directory / "render.sock", directory / "server.log"
+    process = subprocess.Popen(
+        [
+            str(workspace.python),
+            "-m",
+            "cmp.server.listener",
+            "--socket",
+            str(socket),
+            "--log",
+            str(log),
+            "--log-renders",
+        ],
+        env=dict(workspace.env_base),
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (log.exists() and "serving" in log.read_text()):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    "the render server did not start: "
+                    + (log.read_text() if log.exists() else "no log")
+                )
+            time.sleep(0.05)
+        yield RenderServer(socket, log, process.pid)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def served(row: Row, server: RenderServer, before: int) -> Row:
+    """A row measured through the server: its memory is the workers' peak RSS (pages shared
+    with the server included, so an overstatement), not the thin client's."""
+    deadline = time.monotonic() + 10  # the server logs a worker once it has reaped it
+    while len(server.worker_peaks_kb()) - before < row.runs + 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    peaks = server.worker_peaks_kb()[before:]
+    if len(peaks) != row.runs + 1:  # + the warm-up run
+        raise RuntimeError(
+            f"{row.case}: {len(peaks)} renders reached the server, expected "
+            f"{row.runs + 1}; the rest ran in-process"
+        )
+    private = server.worker_private_kb()[before:] or [0]
+    client_kb = row.tagpin.peak_rss_kb
+    tagpin = Stats(row.tagpin.median_ms, int(statistics.median(peaks)), row.tagpin.cpu_ms)
+    note = (
+        f"{row.note}; render server: MiB = a worker's peak RSS, of which "
+        f"{statistics.median(private) / 1024:.1f} MiB its own (the rest shared with the "
+        f"server, {server.rss_kb() / 1024:.1f} MiB); client {client_kb / 1024:.1f} MiB; "
+        "CPU is the client's"
+    )
+    return Row(row.case, row.objects, tagpin, row.floor, row.runs, note.lstrip("; "))
