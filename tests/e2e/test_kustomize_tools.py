@@ -272,3 +272,19 @@ def test_pin_reads_the_live_applications_overrides_like_render(
     assert f"image: {WEB}:pr-42-abc@{digests['pr-42-abc']}".encode() in piped.stdout
     production = tagpin(["pin", str(app / "templates/web.yaml")], env)  # no app: git's tag
     assert f"image: {WEB}:v2@{digests['v2']}".encode() in production.stdout
+
+
+# Moved from tests/unit/source/test_kustomize.py: it waits on a real process for 30 s.
+def test_a_hung_kustomize_is_stopped_by_the_timeout(repo: Path, tmp_path: Path) -> None:
+    fake = tmp_path / "bin" / "kustomize"
+    build_tree(fake.parent, {"kustomize": "#!/bin/sh\nsleep 30\n"})
+    fake.chmod(0o755)
+    env = {
+        "PATH": f"{fake.parent}{os.pathsep}/usr/bin:/bin",
+        "TAGPIN_CACHE": "off",
+        "TAGPIN_APP_LOOKUP": "off",
+        "TAGPIN_KUSTOMIZE_TIMEOUT": "1",
+    }
+    result = tagpin(["render", str(repo / "apps/shop")], env)
+    assert result.returncode == 5 and result.stdout == b""
+    assert b"did not finish in 1 s (TAGPIN_KUSTOMIZE_TIMEOUT)" in result.stderr
