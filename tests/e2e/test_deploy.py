@@ -672,18 +672,23 @@ def resolve_json_pointer(document: Any, pointer: str) -> Any:
 
 
 def test_app_of_apps_ignores_the_webhook_refresh_and_the_branch_deploy_annotations() -> None:
+    from cmp.argocd.branch import RECORD_ANNOTATION
+    from cmp.registry.pushes import PUSHES_ANNOTATION
     from cmp.webhook.records import REFRESH_ANNOTATION
 
     (parent,) = read_yaml_docs(DEPLOY / "examples" / "app-of-apps.yaml")
     (child,) = read_yaml_docs(DEPLOY / "examples" / "application.yaml")
     (rule,) = parent["spec"]["ignoreDifferences"]
     assert (rule["group"], rule["kind"]) == ("argoproj.io", "Application")
-    refresh, *branch_deploy = rule["jsonPointers"]
-    # What the webhook patches (the refresh annotation), `/` written `~1` (JSON Pointer).
+    refresh, pushes, record, *branch_deploy = rule["jsonPointers"]
+    # What the webhook patches (the refresh and the push record) and tagpin branch's record,
+    # `/` written `~1` (JSON Pointer): self-heal must not remove what a render relies on.
     assert refresh == "/metadata/annotations/" + REFRESH_ANNOTATION.replace("/", "~1")
+    assert pushes == "/metadata/annotations/" + PUSHES_ANNOTATION.replace("/", "~1")
+    assert record == "/metadata/annotations/" + RECORD_ANNOTATION.replace("/", "~1")
     assert branch_deploy
     for pointer in branch_deploy:
-        assert pointer.endswith(".allow-tags")
+        assert pointer.endswith((".allow-tags", ".update-strategy"))
         assert isinstance(resolve_json_pointer(child, pointer), str), pointer
     # Without it a sync still writes the ignored field back.
     assert "RespectIgnoreDifferences=true" in parent["spec"]["syncPolicy"]["syncOptions"]
