@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cmp.request import RenderRequest
-from cmp.settings import LOCK_FILE, setting_choice, setting_int
+from cmp.settings import LOCK_FILE, Settings, setting_choice, setting_int
 from cmp.source.appdir import Limits
 
 if TYPE_CHECKING:
@@ -94,20 +94,24 @@ def template_cache_dir(environ: Mapping[str, str]) -> Path | None:
 
 
 def ecr_registry_factory(
-    environ: Mapping[str, str], warnings: list[str], pushes: PushFloors | None = None
+    settings: Settings,
+    environ: Mapping[str, str],
+    warnings: list[str],
+    pushes: PushFloors | None = None,
 ) -> Callable[[], Registry]:
-    """ECR behind the in-process and on-disk caches, configured from TAGPIN_* settings; the
-    caches honour the pushes announced in `pushes` (filled before the first lookup)."""
-    mode = setting_choice(environ, "TAGPIN_CACHE")
-    ttl = setting_int(environ, "TAGPIN_CACHE_TTL")
-    list_ttl = setting_int(environ, "TAGPIN_TAG_LIST_TTL")
-    stale_hours = setting_int(environ, "TAGPIN_SERVE_STALE_HOURS")
+    """ECR behind the in-process and on-disk caches, configured from `settings` (the cache
+    directory and Redis from `environ`); the caches honour the pushes announced in `pushes`
+    (filled before the first lookup)."""
+    mode = settings.cache
+    ttl = settings.cache_ttl
+    list_ttl = settings.tag_list_ttl
+    stale_hours = settings.serve_stale_hours
     ecr_numbers = {
-        "max_attempts": setting_int(environ, "TAGPIN_ECR_MAX_ATTEMPTS"),
-        "connect_timeout": setting_int(environ, "TAGPIN_ECR_CONNECT_TIMEOUT"),
-        "read_timeout": setting_int(environ, "TAGPIN_ECR_READ_TIMEOUT"),
-        "deadline": setting_int(environ, "TAGPIN_ECR_DEADLINE"),
-        "concurrency": setting_int(environ, "TAGPIN_ECR_CONCURRENCY"),
+        "max_attempts": settings.ecr_max_attempts,
+        "connect_timeout": settings.ecr_connect_timeout,
+        "read_timeout": settings.ecr_read_timeout,
+        "deadline": settings.ecr_deadline,
+        "concurrency": settings.ecr_concurrency,
     }
     cache_dir = default_cache_dir(environ)
     shared = None
@@ -174,16 +178,16 @@ def live_annotations(request: RenderRequest) -> tuple[dict[str, str], list[str]]
 def services_from(environ: Mapping[str, str]) -> Services:
     from cmp.registry.pushes import PushFloors
 
+    settings = Settings.from_environ(environ)  # once: every bad value is reported together
     warnings: list[str] = []
-    pushes = PushFloors(skew=float(setting_int(environ, "TAGPIN_PUSH_CLOCK_SKEW")))
-    fresh = dict(environ)
-    if setting_choice(environ, "TAGPIN_CACHE") != "off":
-        fresh["TAGPIN_CACHE"] = "refresh"  # asks ECR every time, still keeps the cache current
+    pushes = PushFloors(skew=float(settings.push_clock_skew))
+    # asks ECR every time, still keeps the cache current
+    fresh = settings._replace(cache="refresh") if settings.cache != "off" else settings
     return Services(
-        registry_factory=ecr_registry_factory(environ, warnings, pushes),
-        fresh_registry_factory=ecr_registry_factory(fresh, warnings, pushes),
+        registry_factory=ecr_registry_factory(settings, environ, warnings, pushes),
+        fresh_registry_factory=ecr_registry_factory(fresh, environ, warnings, pushes),
         annotations=live_annotations,
-        concurrency=setting_int(environ, "TAGPIN_ECR_CONCURRENCY"),
+        concurrency=settings.ecr_concurrency,
         warnings=warnings,
         pushes=pushes,
     )

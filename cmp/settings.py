@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from cmp.errors import ConfigError
+from cmp.errors import ConfigError, Problems
 
 PLUGIN_NAME = "tagpin"
 MARKER_FILE = "tagpin.yaml"
@@ -326,6 +326,40 @@ def setting_choice(
     if raw not in choices:
         raise ConfigError(f"{env}={raw!r} must be one of {', '.join(choices)}")
     return raw
+
+
+class Settings(NamedTuple):
+    """The settings that wire a render's registry (ECR, the caches, announced pushes): typed
+    and checked, read once from the environment where the services are built
+    (cmp/services.py), then passed down instead of the environment. Names are the table's
+    without `TAGPIN_`; every bad value is reported at once."""
+
+    cache: str
+    cache_ttl: int
+    tag_list_ttl: int
+    serve_stale_hours: int
+    ecr_max_attempts: int
+    ecr_connect_timeout: int
+    ecr_read_timeout: int
+    ecr_deadline: int
+    ecr_concurrency: int
+    push_clock_skew: int
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Settings:
+        problems = Problems()
+        values: dict[str, Any] = {}
+        for name in cls._fields:
+            env = "TAGPIN_" + name.upper()
+            try:
+                if SETTINGS_BY_ENV[env].choices:
+                    values[name] = setting_choice(environ, env)
+                else:
+                    values[name] = setting_int(environ, env)
+            except ConfigError as error:
+                problems.add(error)
+        problems.raise_if_any()
+        return cls(**values)
 
 
 def parse_parameters(raw: str | None) -> dict[str, Any]:

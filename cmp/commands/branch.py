@@ -47,12 +47,11 @@ def _api(environ: Mapping[str, str]) -> Any:
 def _registry(environ: Mapping[str, str], warnings: list[str]) -> Any:
     """ECR as it is now: the tag list is always asked afresh (the cache is refreshed)."""
     from cmp.services import ecr_registry_factory
-    from cmp.settings import setting_choice
+    from cmp.settings import Settings
 
-    fresh = dict(environ)
-    if setting_choice(fresh, "TAGPIN_CACHE") != "off":
-        fresh["TAGPIN_CACHE"] = "refresh"
-    return ecr_registry_factory(fresh, warnings)()
+    settings = Settings.from_environ(environ)
+    fresh = settings._replace(cache="refresh") if settings.cache != "off" else settings
+    return ecr_registry_factory(fresh, environ, warnings)()
 
 
 def _default_user() -> str:

@@ -12,6 +12,8 @@ from cmp.errors import ConfigError
 from cmp.settings import (
     PARAMETERS,
     SETTINGS,
+    SETTINGS_BY_ENV,
+    Settings,
     parse_parameters,
     plugin_config,
     setting_choice,
@@ -111,6 +113,30 @@ def test_bad_numbers_are_config_errors(environ: dict[str, str], message: str) ->
 def test_bad_choices_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="TAGPIN_CACHE='sometimes' must be one of on, off"):
         setting_choice({"TAGPIN_CACHE": "sometimes"}, "TAGPIN_CACHE", ("on", "off"))
+
+
+def test_settings_are_typed_with_the_tables_defaults() -> None:
+    settings = Settings.from_environ({"TAGPIN_CACHE": "Refresh", "TAGPIN_ECR_DEADLINE": "7"})
+    assert settings.cache == "refresh"  # choices are case-insensitive, as each setting reads
+    assert settings.ecr_deadline == 7
+    assert settings.cache_ttl == int(SETTINGS_BY_ENV["TAGPIN_CACHE_TTL"].default)
+    with pytest.raises(AttributeError):
+        settings.cache = "off"  # type: ignore[misc]  # frozen: built once, passed down
+
+
+def test_every_bad_setting_is_reported_at_once_from_the_tables_choices_and_minimums() -> None:
+    environ = {
+        "TAGPIN_CACHE": "sometimes",
+        "TAGPIN_ECR_CONCURRENCY": "0",
+        "TAGPIN_TAG_LIST_TTL": "soon",
+    }
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_environ(environ)
+    assert list(caught.value.problems) == [
+        "TAGPIN_CACHE='sometimes' must be one of on, off, refresh",
+        "TAGPIN_TAG_LIST_TTL='soon' is not a whole number",
+        "TAGPIN_ECR_CONCURRENCY=0 must be at least 1",
+    ]
 
 
 def test_every_setting_is_documented_in_the_reference() -> None:
