@@ -13,14 +13,16 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cmp.registry.shared import generation_key, repository_id
+from cmp.registry.shared import generation_key, repository_id, tags_key
 from tests.support.fake_kube import FakeKube
 from tests.support.moto_ecr import ACCOUNT, REGION, MotoEcr
 from tests.support.redis_server import PASSWORD, RedisServer, free_port
@@ -152,13 +154,41 @@ def generation(redis: RedisServer, repository: str) -> int:
     return int(value or 0)
 
 
-def render_everywhere(fleet: Fleet, app: str) -> tuple[set[str], int]:
+def render_everywhere(fleet: Fleet, app: str, *, at_once: bool = False) -> tuple[set[str], int]:
     """The images Argo CD would apply for `app` on each replica (each replica's first render
-    of it), and the DescribeImages calls the whole fleet made for them."""
+    of it), and the DescribeImages calls the whole fleet made for them. `at_once`: the four
+    renders overlap, as in a hard-refresh storm, on an ECR slow enough that they must."""
     fleet.ecr.reset_calls()
-    images = {fleet.render(name, app) for name in REPLICAS}
+    if at_once:
+        fleet.ecr.counter.delay = 0.5
+        try:
+            with ThreadPoolExecutor(len(REPLICAS)) as pool:
+                images = set(pool.map(lambda name: fleet.render(name, app), REPLICAS))
+        finally:
+            fleet.ecr.counter.delay = 0.0
+    else:
+        images = {fleet.render(name, app) for name in REPLICAS}
     assert set(fleet.ecr.counts()) <= {"DescribeImages"}, fleet.ecr.counts()
     return images, fleet.ecr.calls("DescribeImages")
+
+
+def warm_then_push(fleet: RedisFleet) -> tuple[str, str]:
+    """Every replica warm on pr-42-0001 and main; then pr-42-0002 and main moved, announced to
+    the webhook, patched. The new digests (pr-42-0002, main)."""
+    ecr = fleet.ecr
+    pr1 = ecr.push("shop/web", "pr-42-0001", manifest("pr-42 first build"))
+    main1 = ecr.push("shop/api", "main", manifest("api main, first"))
+    for _ in range(2):
+        render_everywhere(fleet, "api")
+        render_everywhere(fleet, "web-staging")
+    assert render_everywhere(fleet, "api") == ({f"{API}:main@{main1}"}, 0)
+    assert render_everywhere(fleet, "web-staging") == ({f"{WEB}:pr-42-0001@{pr1}"}, 0)
+    pr2 = ecr.push("shop/web", "pr-42-0002", manifest("pr-42 second build"))
+    main2 = ecr.push("shop/api", "main", manifest("api main, second"))
+    assert fleet.webhook.eventbridge("shop/web", "pr-42-0002", pr2) == ["argocd/web-staging"]
+    assert fleet.webhook.eventbridge("shop/api", "main", main2) == ["argocd/api"]
+    fleet.webhook.wait_for_pushes(2)
+    return pr2, main2
 
 
 def test_every_warm_replica_renders_the_push_first_time_with_the_ecr_calls_the_design_gives(
@@ -200,3 +230,45 @@ def test_every_warm_replica_renders_the_push_first_time_with_the_ecr_calls_the_d
     # ...and the renders after them come from the caches again.
     assert render_everywhere(fleet, "api") == ({f"{API}:main@{main2}"}, 0)
     assert render_everywhere(fleet, "web-staging") == ({f"{WEB}:pr-42-0002@{pr2}"}, 0)
+
+
+def test_a_refresh_storm_after_the_push_asks_ecr_once_per_moved_tag(fleet: RedisFleet) -> None:
+    pr2, main2 = warm_then_push(fleet)
+
+    # Single flight across the fleet: one replica asks, the others wait for its answer.
+    assert render_everywhere(fleet, "api", at_once=True) == ({f"{API}:main@{main2}"}, 1)
+    # Tag lists have no single flight across replicas: one call each.
+    assert render_everywhere(fleet, "web-staging", at_once=True) == (
+        {f"{WEB}:pr-42-0002@{pr2}"},
+        len(REPLICAS),
+    )
+
+
+def test_an_answer_shared_by_a_render_in_flight_during_the_push_is_not_used(
+    fleet: RedisFleet, redis_server: RedisServer
+) -> None:
+    """Replica a asks ECR before the push and writes Redis after the webhook's patch (and after
+    the generation bump, when there is one). No replica may deploy what it wrote."""
+    ecr = fleet.ecr
+    main1 = ecr.push("shop/api", "main", manifest("api main, first"))
+    for name in REPLICAS[1:]:  # b, c, d warm; a has never rendered the app
+        assert fleet.render(name, "api") == f"{API}:main@{main1}"
+    client: Any = redis_server.client()
+    client.delete(tags_key(repository_id(ACCOUNT, REGION, "shop/api")))  # its Redis TTL ran out
+    ecr.reset_calls()
+    ecr.counter.hold("DescribeImages")
+    in_flight: list[str] = []
+    thread = threading.Thread(target=lambda: in_flight.append(fleet.render("a", "api")))
+    thread.start()
+    try:
+        wait_until(lambda: ecr.counter.held() == 1)
+        main2 = ecr.push("shop/api", "main", manifest("api main, second"))
+        assert fleet.webhook.generic("shop/api", "main", main2) == ["argocd/api"]
+        fleet.webhook.wait_for_pushes(1)
+    finally:
+        ecr.counter.release()
+        thread.join(timeout=60)
+    assert in_flight == [f"{API}:main@{main1}"]  # answered before the push: Argo CD replaces it
+    assert client.hlen(tags_key(repository_id(ACCOUNT, REGION, "shop/api"))) == 1  # shared
+
+    assert render_everywhere(fleet, "api") == ({f"{API}:main@{main2}"}, 1)
