@@ -672,7 +672,7 @@ def resolve_json_pointer(document: Any, pointer: str) -> Any:
 
 
 def test_app_of_apps_ignores_the_webhook_refresh_and_the_branch_deploy_annotations() -> None:
-    from cmp.webhook.server import REFRESH_ANNOTATION
+    from cmp.webhook.records import REFRESH_ANNOTATION
 
     (parent,) = read_yaml_docs(DEPLOY / "examples" / "app-of-apps.yaml")
     (child,) = read_yaml_docs(DEPLOY / "examples" / "application.yaml")
