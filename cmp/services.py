@@ -146,7 +146,7 @@ def ecr_registry_factory(
                 read=cache_mode is CacheMode.ON,
                 # The push record read from the Application guards Redis too, even when the
                 # webhook could not bump the repository's generation there.
-                newest_push=pushes.announced if pushes is not None else None,
+                pushes=pushes,
             )
         return CachingRegistry(
             inner,

@@ -34,6 +34,7 @@ from cmp.settings import setting_int
 
 if TYPE_CHECKING:
     from cmp.images.ecr import EcrRepository
+    from cmp.registry.pushes import PushFloors
 
 NAMESPACE = "tagpin:v1"
 MIN_SIGNING_KEY_BYTES = 32
@@ -53,10 +54,6 @@ TIMEOUT_ENV = "TAGPIN_REDIS_TIMEOUT_MS"
 _RELEASE = (
     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 )
-
-# The hook for announced pushes (#13): the epoch time of the newest push announced for a
-# repository, or None. Shared entries fetched before it are stale, like local ones.
-NewestPush = Callable[["EcrRepository"], "float | None"]
 
 
 class RedisSettings(NamedTuple):
@@ -147,6 +144,7 @@ class SharedEntry(NamedTuple):
     info: TagInfo
     fetched_at: float
     generation: str
+    seen: float | None = None  # the push announced to the fetching render (PushFloors)
 
 
 def repository_id(account: str, region: str, name: str) -> str:
@@ -307,6 +305,7 @@ def sign_entry(key: bytes, repo: EcrRepository, entry: SharedEntry) -> bytes:
         "media_type": entry.info.media_type,
         "fetched_at": entry.fetched_at,
         "generation": entry.generation,
+        "seen": entry.seen,
     }
     document = {"body": body, "hmac": _mac(key, repo, entry.info.tag, body)}
     return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
@@ -328,7 +327,13 @@ def verify_entry(key: bytes, repo: EcrRepository, tag: str, raw: bytes) -> Share
             pushed_at=None if pushed_at is None else float(pushed_at),
             media_type=None if media_type is None else str(media_type),
         )
-        return SharedEntry(info, float(body["fetched_at"]), str(body["generation"]))
+        seen = body.get("seen")  # absent in entries from before push records
+        return SharedEntry(
+            info,
+            float(body["fetched_at"]),
+            str(body["generation"]),
+            None if seen is None else float(seen),
+        )
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
 
@@ -341,8 +346,10 @@ class SharedRegistry:
 
     `ttl` is how long a shared entry is trusted (TAGPIN_CACHE_TTL); `wait_limit` bounds how
     long a replica waits for another's answer (the ECR deadline) before asking ECR itself.
-    `read=False` (TAGPIN_CACHE=refresh) asks ECR and only writes. `newest_push` is the hook
-    for announced pushes (see `NewestPush`).
+    `read=False` (TAGPIN_CACHE=refresh) asks ECR and only writes. `pushes` holds the
+    pushes announced on the Application (cmp.registry.pushes): shared entries pass the same rule as
+    local ones (`PushFloors.admits`), so the push record guards Redis too, even when the
+    webhook could not bump the repository's generation there.
     """
 
     def __init__(
@@ -354,7 +361,7 @@ class SharedRegistry:
         wait_limit: float,
         warnings: list[str],
         read: bool = True,
-        newest_push: NewestPush | None = None,
+        pushes: PushFloors | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -367,7 +374,7 @@ class SharedRegistry:
         self._key = key
         self._ttl = min(ttl, GENERATION_TTL_SECONDS / 2)
         self._read = read
-        self._newest_push = newest_push
+        self._pushes = pushes
         self._clock = clock
         self._monotonic = monotonic
         self._sleep = sleep
@@ -422,7 +429,7 @@ class SharedRegistry:
     ) -> tuple[str, dict[str, SharedEntry]]:
         generation, raw = store.read(repo, wanted)
         oldest = self._clock() - self._ttl
-        pushed = self._newest_push(repo) if self._newest_push is not None else None
+        pushes = self._pushes
         found: dict[str, SharedEntry] = {}
         for tag, value in raw.items():
             if value is None:
@@ -433,7 +440,9 @@ class SharedRegistry:
             elif (
                 entry.generation == generation  # a push announced since makes it stale
                 and oldest < entry.fetched_at
-                and (pushed is None or pushed < entry.fetched_at)
+                # Fetched after an announced push, or by a render that knew it: clock skew
+                # between pods is allowed for, as in the local caches.
+                and (pushes is None or pushes.admits(repo, entry.fetched_at, entry.seen))
             ):
                 found[tag] = entry
         return generation, found
@@ -465,12 +474,15 @@ class SharedRegistry:
                 # Read before ECR is asked: a push announced meanwhile must make this stale.
                 generation = self._quietly(lambda: before.generation(repo))
             fetched_at = self._clock()
+            seen = self._pushes.announced(repo) if self._pushes is not None else None
             self.counts["ecr"] += 1
             answer = self._inner.describe_tags(repo, sorted(wanted - known.keys()))
             sharing = self._store
             if sharing is not None and answer.found and generation is not None:
                 entries = {
-                    tag: sign_entry(self._key, repo, SharedEntry(info, fetched_at, generation))
+                    tag: sign_entry(
+                        self._key, repo, SharedEntry(info, fetched_at, generation, seen)
+                    )
                     for tag, info in answer.found.items()
                 }
                 self._quietly(lambda: sharing.write(repo, entries, self._ttl))

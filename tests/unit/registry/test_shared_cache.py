@@ -15,6 +15,7 @@ from cmp.errors import ConfigError
 from cmp.images.ecr import EcrRegistry, EcrRepository
 from cmp.registry.base import Lookup, TagInfo
 from cmp.registry.cache import CachingRegistry, DiskCache
+from cmp.registry.pushes import Push, PushFloors, PushRecord
 from cmp.registry.shared import (
     PushGenerations,
     RedisSettings,
@@ -158,15 +159,53 @@ def test_a_bumped_generation_makes_shared_entries_stale(redis_server: RedisServe
     assert (asked(first), asked(second)) == (1, 0)  # once for the whole fleet
 
 
-def test_the_announced_push_hook_makes_older_entries_stale(redis_server: RedisServer) -> None:
+def announced(at: float) -> PushFloors:
+    """The rule a render follows once it has read a push of team/web at `at` (webhook clock)."""
+    floors = PushFloors()
+    floors.announce(PushRecord({repo().uri: Push("v1", None, at)}))
+    return floors
+
+
+def test_an_announced_push_makes_older_entries_stale(redis_server: RedisServer) -> None:
     shared(redis_server, ecr_with(WEB_V1)).describe_tags(repo(), ["v1"])
-    pushed_at = time.time() + 1  # announced after the entry was fetched
     ecr = ecr_with(WEB_V2)
 
-    reader = shared(redis_server, ecr, newest_push=lambda r: pushed_at if r == repo() else None)
+    reader = shared(redis_server, ecr, pushes=announced(time.time() + 1))
 
     assert reader.describe_tags(repo(), ["v1"]).found["v1"].digest == WEB_V2
     assert asked(ecr) == 1
+
+
+def test_an_entry_fetched_just_before_the_push_by_a_clock_ahead_is_stale(
+    redis_server: RedisServer,
+) -> None:
+    """Push times come from the webhook's clock, fetch times from the sidecar's, which may be
+    up to TAGPIN_PUSH_CLOCK_SKEW apart. A replica whose clock is 1 s ahead fetches half a
+    second before the push: its entry says it was fetched after the push. With no generation
+    bump (the webhook could not reach Redis) the push record alone must refuse it."""
+    pushed_at = 1_800_000_000.0
+    shared(redis_server, ecr_with(WEB_V1), clock=lambda: pushed_at + 0.5).describe_tags(
+        repo(), ["v1"]
+    )
+    ecr = ecr_with(WEB_V2)
+
+    reader = shared(redis_server, ecr, pushes=announced(pushed_at), clock=lambda: pushed_at + 1)
+
+    assert reader.describe_tags(repo(), ["v1"]).found["v1"].digest == WEB_V2
+    assert asked(ecr) == 1
+
+
+def test_an_answer_fetched_by_a_render_that_knew_the_push_serves_the_fleet(
+    redis_server: RedisServer,
+) -> None:
+    pushed_at = time.time()  # the answers come well within the clock skew after it
+    first, second = ecr_with(WEB_V2), ecr_with(WEB_V2)
+
+    for ecr in (first, second):
+        reader = shared(redis_server, ecr, pushes=announced(pushed_at))
+        assert reader.describe_tags(repo(), ["v1"]).found["v1"].digest == WEB_V2
+
+    assert (asked(first), asked(second)) == (1, 0)  # once for the whole fleet
 
 
 def test_entries_older_than_the_ttl_are_not_trusted(redis_server: RedisServer) -> None:

@@ -1,0 +1,274 @@
+"""A push on a fleet that shares one Redis (#13 and #14 together), end to end with real parts.
+
+Four sidecar replicas (the cmp-server emulator running `tagpin generate`, each with its own cache
+directory) share one real redis-server; moto's ECR server counts the calls; the Kubernetes API
+stand-in holds the Applications; the `tagpin webhook` process is configured with the same Redis
+(or, in the degraded case, with a Redis it cannot reach). Every replica is warm before the push.
+What is checked is what Argo CD would apply after the webhook's patch, and what ECR was asked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cmp.registry.shared import generation_key, repository_id, tags_key
+from tests.e2e.test_push_freshness import (
+    API,
+    BIN,
+    PREFIX,
+    SECRET,
+    WEB,
+    Fleet,
+    Webhook,
+    manifest,
+    replica,
+    wait_until,
+)
+from tests.support.fake_kube import FakeKube
+from tests.support.moto_ecr import ACCOUNT, REGION, MotoEcr
+from tests.support.redis_server import PASSWORD, RedisServer, free_port
+
+REPLICAS = ("a", "b", "c", "d")
+SIGNING_KEY = "fleet-push-signing-key-" + "3c" * 16
+
+
+@contextlib.contextmanager
+def running_webhook(kubeconfig: Path, directory: Path, redis_url: str) -> Iterator[Webhook]:
+    """`tagpin webhook` in its own process, told about a Redis by TAGPIN_REDIS_URL as the
+    deploy's Redis component does (no signing key: it writes no digests)."""
+    port = free_port()
+    (directory / "webhook-secret").write_text(SECRET + "\n")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("TAGPIN_", "ARGOCD_"))},
+        "KUBECONFIG": str(kubeconfig),
+        "ARGOCD_NAMESPACE": "argocd",
+        "TAGPIN_REDIS_URL": redis_url,
+        "TAGPIN_REDIS_PASSWORD": PASSWORD,
+    }
+    log = directory / "webhook.log"
+    with log.open("w") as stderr:  # a file: a pipe nobody reads would block the webhook
+        process = subprocess.Popen(
+            [
+                str(BIN / "tagpin"),
+                "webhook",
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--secret-file",
+                str(directory / "webhook-secret"),
+                "--coalesce-seconds",
+                "0",
+                "--app-cache-seconds",
+                "0",
+            ],
+            env=env,
+            stderr=stderr,
+        )
+        try:
+            webhook = Webhook(f"http://127.0.0.1:{port}", log)
+            wait_until(lambda: bool(log.read_text()))
+            assert webhook.records()[0]["msg"] == "listening", webhook.records()
+            yield webhook
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def write_gitops(root: Path) -> Path:
+    """The GitOps repository of tests/e2e/test_push_freshness.py: a branch deploy following pr-42
+    builds (`web-staging`), an app on the mutable tag `main` (`api`)."""
+    deployment = (
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  template:\n"
+        "    spec:\n      containers:\n      - name: {name}\n        image: {image}\n"
+    )
+    for name, image in (("web-staging", f"{WEB}:pr-42-0001"), ("api", f"{API}:main")):
+        app = root / "apps" / name
+        (app / "templates").mkdir(parents=True)
+        (app / "tagpin.yaml").write_text("{}\n")
+        (app / "templates" / "deployment.yaml").write_text(
+            deployment.format(name=name, image=image)
+        )
+    return root
+
+
+@dataclass
+class RedisFleet(Fleet):
+    webhook_reaches_redis: bool = True  # else the generation is never bumped
+
+
+@pytest.fixture(params=["webhook-reaches-redis", "webhook-cannot-reach-redis"])
+def fleet(
+    request: pytest.FixtureRequest,
+    moto_ecr: MotoEcr,
+    fake_kube: FakeKube,
+    kubeconfig: Path,
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> Iterator[RedisFleet]:
+    web_staging = fake_kube.add(
+        "argocd",
+        "web-staging",
+        {
+            f"{PREFIX}image-list": f"web={WEB}",
+            f"{PREFIX}web.allow-tags": "regexp:^pr-42-",
+            f"{PREFIX}web.update-strategy": "alphabetical",
+        },
+    )
+    web_staging["status"] = {"summary": {"images": [f"{WEB}:pr-42-0001"]}}
+    api = fake_kube.add("argocd", "api")
+    api["status"] = {"summary": {"images": [f"{API}:main"]}}
+    (tmp_path / "redis-auth").write_text(PASSWORD + "\n")
+    shared = {
+        "TAGPIN_REDIS_URL": redis_server.url,
+        "TAGPIN_REDIS_PASSWORD_FILE": str(tmp_path / "redis-auth"),
+        "TAGPIN_REDIS_SIGNING_KEY": SIGNING_KEY,
+    }
+    replicas = {}
+    for name in REPLICAS:
+        replicas[name] = replica(tmp_path, name, kubeconfig)
+        replicas[name].sidecar_env.update(shared)
+    reachable = request.param == "webhook-reaches-redis"
+    redis_url = redis_server.url if reachable else f"redis://127.0.0.1:{free_port()}/0"
+    with running_webhook(kubeconfig, tmp_path, redis_url) as webhook:
+        gitops = write_gitops(tmp_path / "gitops")
+        yield RedisFleet(moto_ecr, fake_kube, webhook, gitops, replicas, reachable)
+
+
+def generation(redis: RedisServer, repository: str) -> int:
+    client: Any = redis.client()
+    value = client.get(generation_key(repository_id(ACCOUNT, REGION, repository)))
+    return int(value or 0)
+
+
+def render_everywhere(fleet: Fleet, app: str, *, at_once: bool = False) -> tuple[set[str], int]:
+    """The images Argo CD would apply for `app` on each replica (each replica's first render
+    of it), and the DescribeImages calls the whole fleet made for them. `at_once`: the four
+    renders overlap, as in a hard-refresh storm, on an ECR slow enough that they must."""
+    fleet.ecr.reset_calls()
+    if at_once:
+        fleet.ecr.counter.delay = 0.5
+        try:
+            with ThreadPoolExecutor(len(REPLICAS)) as pool:
+                images = set(pool.map(lambda name: fleet.render(name, app), REPLICAS))
+        finally:
+            fleet.ecr.counter.delay = 0.0
+    else:
+        images = {fleet.render(name, app) for name in REPLICAS}
+    assert set(fleet.ecr.counts()) <= {"DescribeImages"}, fleet.ecr.counts()
+    return images, fleet.ecr.calls("DescribeImages")
+
+
+def warm_then_push(fleet: RedisFleet) -> tuple[str, str]:
+    """Every replica warm on pr-42-0001 and main; then pr-42-0002 and main moved, announced to
+    the webhook, patched. The new digests (pr-42-0002, main)."""
+    ecr = fleet.ecr
+    pr1 = ecr.push("shop/web", "pr-42-0001", manifest("pr-42 first build"))
+    main1 = ecr.push("shop/api", "main", manifest("api main, first"))
+    for _ in range(2):
+        render_everywhere(fleet, "api")
+        render_everywhere(fleet, "web-staging")
+    assert render_everywhere(fleet, "api") == ({f"{API}:main@{main1}"}, 0)
+    assert render_everywhere(fleet, "web-staging") == ({f"{WEB}:pr-42-0001@{pr1}"}, 0)
+    pr2 = ecr.push("shop/web", "pr-42-0002", manifest("pr-42 second build"))
+    main2 = ecr.push("shop/api", "main", manifest("api main, second"))
+    assert fleet.webhook.eventbridge("shop/web", "pr-42-0002", pr2) == ["argocd/web-staging"]
+    assert fleet.webhook.eventbridge("shop/api", "main", main2) == ["argocd/api"]
+    fleet.webhook.wait_for_pushes(2)
+    return pr2, main2
+
+
+def test_every_warm_replica_renders_the_push_first_time_with_the_ecr_calls_the_design_gives(
+    fleet: RedisFleet, redis_server: RedisServer
+) -> None:
+    ecr = fleet.ecr
+    pr1 = ecr.push("shop/web", "pr-42-0001", manifest("pr-42 first build"))
+    main1 = ecr.push("shop/api", "main", manifest("api main, first"))
+    # Cold: the digest of `main` is asked once for the fleet; the tag list once per replica.
+    assert render_everywhere(fleet, "api") == ({f"{API}:main@{main1}"}, 1)
+    assert render_everywhere(fleet, "web-staging") == ({f"{WEB}:pr-42-0001@{pr1}"}, len(REPLICAS))
+    # Warm: every replica answers both apps from its own caches.
+    assert render_everywhere(fleet, "api") == ({f"{API}:main@{main1}"}, 0)
+    assert render_everywhere(fleet, "web-staging") == ({f"{WEB}:pr-42-0001@{pr1}"}, 0)
+
+    # A newer branch build (only the tag list shows it) and `main` moved (only its digest).
+    pr2 = ecr.push("shop/web", "pr-42-0002", manifest("pr-42 second build"))
+    main2 = ecr.push("shop/api", "main", manifest("api main, second"))
+    assert fleet.webhook.eventbridge("shop/web", "pr-42-0002", pr2) == ["argocd/web-staging"]
+    assert fleet.webhook.generic("shop/api", "main", main2) == ["argocd/api"]
+    fleet.webhook.wait_for_pushes(2)  # both patches (with their push records) are done
+    assert fleet.record("web-staging") == {WEB: ("pr-42-0002", pr2)}
+    assert fleet.record("api") == {API: ("main", main2)}
+
+    told = [r for r in fleet.webhook.records() if r["msg"] == "shared cache not told"]
+    bumped = (generation(redis_server, "shop/web"), generation(redis_server, "shop/api"))
+    if fleet.webhook_reaches_redis:
+        assert (bumped, told) == ((1, 1), [])
+    else:  # the push record on the Application is all the replicas learn
+        assert bumped == (0, 0) and len(told) == 2, told
+
+    # `main`: one replica asks ECR for the whole fleet, with or without the generation bump:
+    # its answer is shared stamped with a fetch after the announced push, which the others
+    # accept; the entry from before the push is refused by every replica.
+    assert render_everywhere(fleet, "api") == ({f"{API}:main@{main2}"}, 1)
+    # `pr-42-*`: tag lists are not shared through Redis (SharedRegistry.list_tags asks ECR
+    # directly), so each replica lists the repository once: one call per replica.
+    assert render_everywhere(fleet, "web-staging") == ({f"{WEB}:pr-42-0002@{pr2}"}, len(REPLICAS))
+    # ...and the renders after them come from the caches again.
+    assert render_everywhere(fleet, "api") == ({f"{API}:main@{main2}"}, 0)
+    assert render_everywhere(fleet, "web-staging") == ({f"{WEB}:pr-42-0002@{pr2}"}, 0)
+
+
+def test_a_refresh_storm_after_the_push_asks_ecr_once_per_moved_tag(fleet: RedisFleet) -> None:
+    pr2, main2 = warm_then_push(fleet)
+
+    # Single flight across the fleet: one replica asks, the others wait for its answer.
+    assert render_everywhere(fleet, "api", at_once=True) == ({f"{API}:main@{main2}"}, 1)
+    # Tag lists have no single flight across replicas: one call each.
+    assert render_everywhere(fleet, "web-staging", at_once=True) == (
+        {f"{WEB}:pr-42-0002@{pr2}"},
+        len(REPLICAS),
+    )
+
+
+def test_an_answer_shared_by_a_render_in_flight_during_the_push_is_not_used(
+    fleet: RedisFleet, redis_server: RedisServer
+) -> None:
+    """Replica a asks ECR before the push and writes Redis after the webhook's patch (and after
+    the generation bump, when there is one). No replica may deploy what it wrote."""
+    ecr = fleet.ecr
+    main1 = ecr.push("shop/api", "main", manifest("api main, first"))
+    for name in REPLICAS[1:]:  # b, c, d warm; a has never rendered the app
+        assert fleet.render(name, "api") == f"{API}:main@{main1}"
+    client: Any = redis_server.client()
+    client.delete(tags_key(repository_id(ACCOUNT, REGION, "shop/api")))  # its Redis TTL ran out
+    ecr.reset_calls()
+    ecr.counter.hold("DescribeImages")
+    in_flight: list[str] = []
+    thread = threading.Thread(target=lambda: in_flight.append(fleet.render("a", "api")))
+    thread.start()
+    try:
+        wait_until(lambda: ecr.counter.held() == 1)
+        main2 = ecr.push("shop/api", "main", manifest("api main, second"))
+        assert fleet.webhook.generic("shop/api", "main", main2) == ["argocd/api"]
+        fleet.webhook.wait_for_pushes(1)
+    finally:
+        ecr.counter.release()
+        thread.join(timeout=60)
+    assert in_flight == [f"{API}:main@{main1}"]  # answered before the push: Argo CD replaces it
+    assert client.hlen(tags_key(repository_id(ACCOUNT, REGION, "shop/api"))) == 1  # shared
+
+    assert render_everywhere(fleet, "api") == ({f"{API}:main@{main2}"}, 1)
