@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from cmp.registry.shared import generation_key, repository_id, tags_key
+from cmp.registry.shared import generation_key, listing_key, repository_id, tags_key
 from tests.support.fake_kube import FakeKube
 from tests.support.moto_ecr import ACCOUNT, REGION, MotoEcr
 from tests.support.redis_server import PASSWORD, RedisServer, free_port
@@ -270,3 +270,34 @@ def test_an_answer_shared_by_a_render_in_flight_during_the_push_is_not_used(
     assert client.hlen(tags_key(repository_id(ACCOUNT, REGION, "shop/api"))) == 1  # shared
 
     assert render_everywhere(fleet, "api") == ({f"{API}:main@{main2}"}, 1)
+
+
+def test_a_listing_shared_by_a_render_in_flight_during_the_push_is_not_used(
+    fleet: RedisFleet, redis_server: RedisServer
+) -> None:
+    """The same for a branch build: replica a lists the repository before pr-42-0002 is pushed
+    and shares its listing after the webhook's patch. No replica may pick from that listing."""
+    ecr = fleet.ecr
+    pr1 = ecr.push("shop/web", "pr-42-0001", manifest("pr-42 first build"))
+    for name in REPLICAS[1:]:  # b, c, d warm; a has never rendered the app
+        assert fleet.render(name, "web-staging") == f"{WEB}:pr-42-0001@{pr1}"
+    client: Any = redis_server.client()
+    shared_listing = listing_key(repository_id(ACCOUNT, REGION, "shop/web"))
+    client.delete(shared_listing)  # its Redis TTL ran out
+    ecr.reset_calls()
+    ecr.counter.hold("DescribeImages")
+    in_flight: list[str] = []
+    thread = threading.Thread(target=lambda: in_flight.append(fleet.render("a", "web-staging")))
+    thread.start()
+    try:
+        wait_until(lambda: ecr.counter.held() == 1)
+        pr2 = ecr.push("shop/web", "pr-42-0002", manifest("pr-42 second build"))
+        assert fleet.webhook.eventbridge("shop/web", "pr-42-0002", pr2) == ["argocd/web-staging"]
+        fleet.webhook.wait_for_pushes(1)
+    finally:
+        ecr.counter.release()
+        thread.join(timeout=60)
+    assert in_flight == [f"{WEB}:pr-42-0001@{pr1}"]  # listed before the push
+    assert client.exists(shared_listing)  # and shared
+
+    assert render_everywhere(fleet, "web-staging") == ({f"{WEB}:pr-42-0002@{pr2}"}, 1)
