@@ -141,6 +141,7 @@ def ecr_registry_factory(
                 inner,
                 RedisStore(shared),
                 ttl=float(ttl),
+                list_ttl=float(list_ttl),
                 wait_limit=float(ecr_numbers["deadline"]),
                 warnings=warnings,
                 read=cache_mode is CacheMode.ON,

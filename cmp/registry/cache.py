@@ -353,7 +353,7 @@ class CachingRegistry:
             return remembered[0]
         store = self._store
         if store is None:
-            return self._list(repo, self._clock(), self._pushes.announced(repo))
+            return self._list(repo, self._clock(), self._pushes.announced(repo))[0]
         if self._read_disk:
             cached = self._fresh_list(repo, store.read(repo))
             if cached is not None:
@@ -365,7 +365,7 @@ class CachingRegistry:
                     return cached
             fetched_at, seen = self._clock(), self._pushes.announced(repo)
             try:
-                answer = self._list(repo, fetched_at, seen)
+                answer, fetched_at = self._list(repo, fetched_at, seen)
             except RegistryUnavailable:
                 listed = self._stale_list(repo, store.read(repo))
                 if listed is None:
@@ -387,11 +387,19 @@ class CachingRegistry:
             repository_missing=answer.repository_missing,
         )
 
-    def _list(self, repo: EcrRepository, fetched_at: float, seen: float | None) -> Lookup:
+    def _list(
+        self, repo: EcrRepository, fetched_at: float, seen: float | None
+    ) -> tuple[Lookup, float]:
+        """The listing and when it was fetched from ECR."""
         answer = self._inner.list_tags(repo)
+        # A fleet-wide cache (cmp.registry.shared) says how old its listing is.
+        listed_at = getattr(self._inner, "listed_at", None)
+        shared_at = listed_at(repo) if listed_at is not None else None
+        if shared_at is not None:
+            fetched_at = shared_at
         if not answer.repository_missing:
             self._remember_list(repo, answer, _Fetched(fetched_at, seen))
-        return answer
+        return answer, fetched_at
 
     def _admits(self, repo: EcrRepository, fetched_at: float, seen: float | None) -> bool:
         return self._pushes.admits(repo, fetched_at, seen)

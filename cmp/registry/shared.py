@@ -4,7 +4,8 @@ caches and ECR, so every repo-server replica shares one ECR answer per repositor
 Layers: memory → disk (cmp.registry.cache) → Redis (here) → ECR, each answer written back up.
 `SharedRegistry` is the `Registry` the disk cache asks on a miss; it answers from Redis, or takes
 a short per-repository Redis lock (`SET NX PX`) so that one replica of the fleet asks ECR while
-the others wait for its answer.
+the others wait for its answer. Both questions are shared: tag → digest lookups, and the tag
+listings of branch deploys (whose digests also fill the tag → digest entries).
 
 Whoever can write Redis must not choose a digest tagpin deploys (GHSA-9766-5277-j5hr): every
 entry carries an HMAC-SHA256 over what it says and where it belongs, keyed by
@@ -42,6 +43,9 @@ MIN_SIGNING_KEY_BYTES = 32
 # again because the generation key expired (SharedRegistry caps its TTL below this).
 GENERATION_TTL_SECONDS = 7 * 24 * 3600
 LOCK_TTL_SECONDS = 10.0  # a holder that died frees the repository this soon
+# A listing bigger than this (some 5,000 tags) is not shared: each replica lists such a
+# repository itself, and no replica ever reads more than this from Redis for one.
+MAX_LISTING_BYTES = 1 << 20
 POLL_SECONDS = 0.02  # how often a waiting replica looks for the holder's answer
 
 URL_ENV = "TAGPIN_REDIS_URL"
@@ -147,6 +151,15 @@ class SharedEntry(NamedTuple):
     seen: float | None = None  # the push announced to the fetching render (PushFloors)
 
 
+class SharedListing(NamedTuple):
+    """Every tagged image of a repository, as one ECR listing saw it."""
+
+    found: Mapping[str, TagInfo]
+    fetched_at: float
+    generation: str
+    seen: float | None = None
+
+
 def repository_id(account: str, region: str, name: str) -> str:
     return f"{account}:{region}:{name}"
 
@@ -157,6 +170,10 @@ def _repo_id(repo: EcrRepository) -> str:
 
 def tags_key(repo_id: str) -> str:
     return f"{NAMESPACE}:tags:{repo_id}"
+
+
+def listing_key(repo_id: str) -> str:
+    return f"{NAMESPACE}:list:{repo_id}"
 
 
 def generation_key(repo_id: str) -> str:
@@ -233,6 +250,21 @@ class RedisStore:
         result: tuple[str, dict[str, bytes | None]] = self._run(action)
         return result
 
+    def read_listing(self, repo: EcrRepository) -> tuple[str, bytes | None]:
+        """The repository's generation and its raw listing (None: none). At most
+        MAX_LISTING_BYTES + 1 bytes are read: a longer value is not one tagpin wrote."""
+        repo_id = _repo_id(repo)
+
+        def action(client: Any) -> tuple[str, bytes | None]:
+            pipe = client.pipeline(transaction=False)
+            pipe.get(generation_key(repo_id))
+            pipe.getrange(listing_key(repo_id), 0, MAX_LISTING_BYTES)
+            generation, raw = pipe.execute()
+            return _text(generation), raw or None  # GETRANGE answers b"" for no key
+
+        result: tuple[str, bytes | None] = self._run(action)
+        return result
+
     def generation(self, repo: EcrRepository) -> str:
         key = generation_key(_repo_id(repo))
         return _text(self._run(lambda client: client.get(key)))
@@ -244,6 +276,27 @@ class RedisStore:
             pipe = client.pipeline(transaction=True)
             pipe.hset(tags_key(repo_id), mapping=dict(entries))
             pipe.pexpire(tags_key(repo_id), max(1, int(ttl * 1000)))
+            pipe.execute()
+
+        self._run(action)
+
+    def write_listing(
+        self,
+        repo: EcrRepository,
+        listing: bytes,
+        list_ttl: float,
+        entries: Mapping[str, bytes],
+        ttl: float,
+    ) -> None:
+        """The listing (for `list_ttl`) and its tags' digest entries (for `ttl`), at once."""
+        repo_id = _repo_id(repo)
+
+        def action(client: Any) -> None:
+            pipe = client.pipeline(transaction=True)
+            pipe.set(listing_key(repo_id), listing, px=max(1, int(list_ttl * 1000)))
+            if entries:
+                pipe.hset(tags_key(repo_id), mapping=dict(entries))
+                pipe.pexpire(tags_key(repo_id), max(1, int(ttl * 1000)))
             pipe.execute()
 
         self._run(action)
@@ -338,14 +391,69 @@ def verify_entry(key: bytes, repo: EcrRepository, tag: str, raw: bytes) -> Share
         return None
 
 
+def _listing_mac(key: bytes, repo: EcrRepository, body: Mapping[str, Any]) -> str:
+    """HMAC over a listing, marked as one: "list" stands where a tag entry's repository id
+    stands (ids always hold colons), so neither can pass for the other, nor a listing move to
+    another repository, account or Region."""
+    message = json.dumps(
+        [NAMESPACE, "list", _repo_id(repo), body], sort_keys=True, separators=(",", ":")
+    ).encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def sign_listing(key: bytes, repo: EcrRepository, listing: SharedListing) -> bytes:
+    body = {
+        "tags": [
+            [info.tag, info.digest, info.pushed_at, info.media_type]
+            for _, info in sorted(listing.found.items())
+        ],
+        "fetched_at": listing.fetched_at,
+        "generation": listing.generation,
+        "seen": listing.seen,
+    }
+    document = {"body": body, "hmac": _listing_mac(key, repo, body)}
+    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+
+
+def verify_listing(key: bytes, repo: EcrRepository, raw: bytes) -> SharedListing | None:
+    """The listing if it is well-formed and signed with `key` for this repository."""
+    if len(raw) > MAX_LISTING_BYTES:
+        return None
+    try:
+        document = json.loads(raw)
+        body, mac = document["body"], document["hmac"]
+        if not isinstance(mac, str) or not hmac.compare_digest(mac, _listing_mac(key, repo, body)):
+            return None
+        found: dict[str, TagInfo] = {}
+        for tag, digest, pushed_at, media_type in body["tags"]:
+            if not isinstance(tag, str) or not is_digest(digest):
+                return None
+            found[tag] = TagInfo(
+                tag=tag,
+                digest=digest,
+                pushed_at=None if pushed_at is None else float(pushed_at),
+                media_type=None if media_type is None else str(media_type),
+            )
+        seen = body["seen"]
+        return SharedListing(
+            found,
+            float(body["fetched_at"]),
+            str(body["generation"]),
+            None if seen is None else float(seen),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 # -- the layer ------------------------------------------------------------------------------
 
 
 class SharedRegistry:
     """`Registry` answering from Redis, with fleet-wide single flight in front of `inner`.
 
-    `ttl` is how long a shared entry is trusted (TAGPIN_CACHE_TTL); `wait_limit` bounds how
-    long a replica waits for another's answer (the ECR deadline) before asking ECR itself.
+    `ttl` is how long a shared entry is trusted (TAGPIN_CACHE_TTL), `list_ttl` a shared tag
+    listing (TAGPIN_TAG_LIST_TTL); `wait_limit` bounds how long a replica waits for another's
+    answer (the ECR deadline) before asking ECR itself.
     `read=False` (TAGPIN_CACHE=refresh) asks ECR and only writes. `pushes` holds the
     pushes announced on the Application (cmp.registry.pushes): shared entries pass the same rule as
     local ones (`PushFloors.admits`), so the push record guards Redis too, even when the
@@ -358,6 +466,7 @@ class SharedRegistry:
         store: RedisStore,
         *,
         ttl: float,
+        list_ttl: float,
         wait_limit: float,
         warnings: list[str],
         read: bool = True,
@@ -373,6 +482,7 @@ class SharedRegistry:
         self._store: RedisStore | None = store
         self._key = key
         self._ttl = min(ttl, GENERATION_TTL_SECONDS / 2)
+        self._list_ttl = min(list_ttl, GENERATION_TTL_SECONDS / 2)
         self._read = read
         self._pushes = pushes
         self._clock = clock
@@ -382,40 +492,44 @@ class SharedRegistry:
         self.warnings = warnings
         self.counts: Counter[str] = Counter()  # hits, ecr, waits, rejected
         self._fetched: dict[tuple[EcrRepository, str], float] = {}
+        self._listed: dict[EcrRepository, float] = {}
         self._guard = threading.Lock()
         self._warned_rejected = False
-        self._seen_rejected: set[tuple[EcrRepository, str, bytes]] = set()
+        self._seen_rejected: set[tuple[EcrRepository, str, bytes]] = set()  # (…, sha256)
 
     # -- Registry ---------------------------------------------------------------------------
 
     def describe_tags(self, repo: EcrRepository, tags: Collection[str]) -> Lookup:
         wanted = frozenset(tags)
-        if not self._read:
-            return self._fill(repo, wanted, {}, None, None)
-        while True:
-            store = self._store
-            if store is None:
-                return self._fill(repo, wanted, {}, None, None)
-            try:
-                generation, found = self._shared(store, repo, wanted)
-                if len(found) == len(wanted):
-                    return self._hit(repo, found)
-                token = store.lock(repo, LOCK_TTL_SECONDS)
-                if token is not None:
-                    # Re-read under the lock: the previous holder may have just written.
-                    generation, found = self._shared(store, repo, wanted)
-                    if len(found) == len(wanted):
-                        store.unlock(repo, token)
-                        return self._hit(repo, found)
-                    return self._fill(repo, wanted, found, generation, token)
-                if not self._wait(store, repo):
-                    # Waited as long as ECR may take: ask it without the lock.
-                    return self._fill(repo, wanted, found, generation, None)
-            except SharedCacheDown as problem:
-                self._down(problem)
+        partial: dict[str, SharedEntry] = {}  # what Redis holds of `wanted`, at the last read
+
+        def look(store: RedisStore) -> tuple[str, Lookup | None]:
+            generation, found = self._shared(store, repo, wanted)
+            partial.clear()
+            partial.update(found)
+            return generation, self._hit(repo, found) if len(found) == len(wanted) else None
+
+        def fill(generation: str | None, token: str | None) -> Lookup:
+            # Without a generation Redis was not read (refresh mode) or went down: ask for all.
+            known = partial if generation is not None else {}
+            return self._fill(repo, wanted, known, generation, token)
+
+        return self._single_flight(repo, look, fill)
 
     def list_tags(self, repo: EcrRepository) -> Lookup:
-        return self._inner.list_tags(repo)  # tag listings (branch deploys) stay local
+        def look(store: RedisStore) -> tuple[str, Lookup | None]:
+            generation, listing = self._shared_listing(store, repo)
+            return generation, None if listing is None else self._listing_hit(repo, listing)
+
+        return self._single_flight(
+            repo, look, lambda generation, token: self._fill_listing(repo, generation, token)
+        )
+
+    def listed_at(self, repo: EcrRepository) -> float | None:
+        """When the last listing this layer answered from Redis was fetched from ECR, so the
+        layers above keep its age; None when it came from ECR just now."""
+        with self._guard:
+            return self._listed.get(repo)
 
     def fetched_times(self, repo: EcrRepository, tags: Collection[str]) -> dict[str, float]:
         """When each shared answer was fetched from ECR, so the layers above keep its age."""
@@ -424,28 +538,89 @@ class SharedRegistry:
 
     # -- helpers ----------------------------------------------------------------------------
 
+    def _single_flight(
+        self,
+        repo: EcrRepository,
+        look: Callable[[RedisStore], tuple[str, Lookup | None]],
+        fill: Callable[[str | None, str | None], Lookup],
+    ) -> Lookup:
+        """`look` answers from Redis (the generation read, and a Lookup if Redis holds one);
+        else one replica of the fleet takes the repository's lock and `fill`s from ECR while
+        the others wait, then look again. `fill(generation, token)` releases the lock."""
+        if not self._read:
+            return fill(None, None)
+        while True:
+            store = self._store
+            if store is None:
+                return fill(None, None)
+            try:
+                generation, answer = look(store)
+                if answer is not None:
+                    return answer
+                token = store.lock(repo, LOCK_TTL_SECONDS)
+                if token is not None:
+                    # Re-read under the lock: the previous holder may have just written.
+                    generation, answer = look(store)
+                    if answer is not None:
+                        store.unlock(repo, token)
+                        return answer
+                    return fill(generation, token)
+                if not self._wait(store, repo):
+                    # Waited as long as ECR may take: ask it without the lock.
+                    return fill(generation, None)
+            except SharedCacheDown as problem:
+                self._down(problem)
+
+    def _admitted(
+        self,
+        repo: EcrRepository,
+        generation: str,
+        oldest: float,
+        entry: SharedEntry | SharedListing,
+    ) -> bool:
+        return (
+            entry.generation == generation  # a push announced since makes it stale
+            and oldest < entry.fetched_at
+            # Fetched after an announced push, or by a render that knew it: clock skew
+            # between pods is allowed for, as in the local caches.
+            and (self._pushes is None or self._pushes.admits(repo, entry.fetched_at, entry.seen))
+        )
+
     def _shared(
         self, store: RedisStore, repo: EcrRepository, wanted: frozenset[str]
     ) -> tuple[str, dict[str, SharedEntry]]:
         generation, raw = store.read(repo, wanted)
         oldest = self._clock() - self._ttl
-        pushes = self._pushes
         found: dict[str, SharedEntry] = {}
         for tag, value in raw.items():
             if value is None:
                 continue
             entry = verify_entry(self._key, repo, tag, value)
             if entry is None:
-                self._rejected(repo, tag, value)
-            elif (
-                entry.generation == generation  # a push announced since makes it stale
-                and oldest < entry.fetched_at
-                # Fetched after an announced push, or by a render that knew it: clock skew
-                # between pods is allowed for, as in the local caches.
-                and (pushes is None or pushes.admits(repo, entry.fetched_at, entry.seen))
-            ):
+                self._rejected(repo, f"entry for {repo.uri}:{tag}", value)
+            elif self._admitted(repo, generation, oldest, entry):
                 found[tag] = entry
         return generation, found
+
+    def _shared_listing(
+        self, store: RedisStore, repo: EcrRepository
+    ) -> tuple[str, SharedListing | None]:
+        generation, raw = store.read_listing(repo)
+        if raw is None:
+            return generation, None
+        listing = verify_listing(self._key, repo, raw)
+        if listing is None:
+            self._rejected(repo, f"tag list of {repo.uri}", raw)
+            return generation, None
+        if not self._admitted(repo, generation, self._clock() - self._list_ttl, listing):
+            return generation, None
+        return generation, listing
+
+    def _listing_hit(self, repo: EcrRepository, listing: SharedListing) -> Lookup:
+        self.counts["hits"] += 1
+        with self._guard:
+            self._listed[repo] = listing.fetched_at
+        return Lookup(found=dict(listing.found))
 
     def _hit(self, repo: EcrRepository, found: Mapping[str, SharedEntry]) -> Lookup:
         self.counts["hits"] += 1
@@ -499,6 +674,47 @@ class SharedRegistry:
             repository_missing=answer.repository_missing,
         )
 
+    def _fill_listing(
+        self, repo: EcrRepository, generation: str | None, token: str | None
+    ) -> Lookup:
+        """List the repository in ECR, share the listing and its digests, release the lock.
+        A repository that does not exist is not shared, nor a listing over MAX_LISTING_BYTES."""
+        try:
+            before = self._store
+            if generation is None and before is not None:
+                # Read before ECR is asked: a push announced meanwhile must make this stale.
+                generation = self._quietly(lambda: before.generation(repo))
+            fetched_at = self._clock()
+            seen = self._pushes.announced(repo) if self._pushes is not None else None
+            self.counts["ecr"] += 1
+            answer = self._inner.list_tags(repo)
+            sharing = self._store
+            if sharing is not None and generation is not None and not answer.repository_missing:
+                listing = sign_listing(
+                    self._key, repo, SharedListing(answer.found, fetched_at, generation, seen)
+                )
+                if len(listing) <= MAX_LISTING_BYTES:
+                    entries = {
+                        tag: sign_entry(
+                            self._key, repo, SharedEntry(info, fetched_at, generation, seen)
+                        )
+                        for tag, info in answer.found.items()
+                    }
+                    self._quietly(
+                        lambda: sharing.write_listing(
+                            repo, listing, self._list_ttl, entries, self._ttl
+                        )
+                    )
+        finally:
+            holder = self._store
+            if token is not None and holder is not None:
+                self._quietly(lambda: holder.unlock(repo, token))
+        with self._guard:  # fresh from ECR: no older shared age applies
+            self._listed.pop(repo, None)
+            for tag in answer.found:
+                self._fetched.pop((repo, tag), None)
+        return answer
+
     def _wait(self, store: RedisStore, repo: EcrRepository) -> bool:
         """Wait while another replica holds the lock; False once the wait limit has passed."""
         self.counts["waits"] += 1
@@ -524,9 +740,9 @@ class SharedRegistry:
                 "resolving with the local cache and ECR"
             )
 
-    def _rejected(self, repo: EcrRepository, tag: str, value: bytes) -> None:
+    def _rejected(self, repo: EcrRepository, what: str, value: bytes) -> None:
         with self._guard:
-            seen = (repo, tag, value)
+            seen = (repo, what, hashlib.sha256(value).digest())
             if seen in self._seen_rejected:  # read again under the lock: one entry, one count
                 return
             self._seen_rejected.add(seen)
@@ -534,7 +750,7 @@ class SharedRegistry:
             first, self._warned_rejected = not self._warned_rejected, True
         if first:
             self.warnings.append(
-                f"ignored the shared cache entry for {repo.uri}:{tag}: it is not signed with "
+                f"ignored the shared cache {what}: it is not signed with "
                 f"{SIGNING_KEY_ENV} (tampered with, or written with another key); asking ECR "
                 "(further ones are counted, not repeated)"
             )

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from cmp.registry.shared import generation_key, repository_id, tags_key
+from cmp.registry.shared import generation_key, listing_key, repository_id, tags_key
 from tests.e2e.test_push_freshness import (
     API,
     BIN,
@@ -197,9 +197,9 @@ def test_every_warm_replica_renders_the_push_first_time_with_the_ecr_calls_the_d
     ecr = fleet.ecr
     pr1 = ecr.push("shop/web", "pr-42-0001", manifest("pr-42 first build"))
     main1 = ecr.push("shop/api", "main", manifest("api main, first"))
-    # Cold: the digest of `main` is asked once for the fleet; the tag list once per replica.
+    # Cold: the digest of `main` and the tag list are each asked once for the fleet.
     assert render_everywhere(fleet, "api") == ({f"{API}:main@{main1}"}, 1)
-    assert render_everywhere(fleet, "web-staging") == ({f"{WEB}:pr-42-0001@{pr1}"}, len(REPLICAS))
+    assert render_everywhere(fleet, "web-staging") == ({f"{WEB}:pr-42-0001@{pr1}"}, 1)
     # Warm: every replica answers both apps from its own caches.
     assert render_everywhere(fleet, "api") == ({f"{API}:main@{main1}"}, 0)
     assert render_everywhere(fleet, "web-staging") == ({f"{WEB}:pr-42-0001@{pr1}"}, 0)
@@ -224,9 +224,10 @@ def test_every_warm_replica_renders_the_push_first_time_with_the_ecr_calls_the_d
     # its answer is shared stamped with a fetch after the announced push, which the others
     # accept; the entry from before the push is refused by every replica.
     assert render_everywhere(fleet, "api") == ({f"{API}:main@{main2}"}, 1)
-    # `pr-42-*`: tag lists are not shared through Redis (SharedRegistry.list_tags asks ECR
-    # directly), so each replica lists the repository once: one call per replica.
-    assert render_everywhere(fleet, "web-staging") == ({f"{WEB}:pr-42-0002@{pr2}"}, len(REPLICAS))
+    # `pr-42-*`: the same for the tag list. With the bump, the listing shared before the push
+    # is of an older generation; without it, it was fetched before the announced push. Either
+    # way every replica refuses it, one lists the repository and the others take its listing.
+    assert render_everywhere(fleet, "web-staging") == ({f"{WEB}:pr-42-0002@{pr2}"}, 1)
     # ...and the renders after them come from the caches again.
     assert render_everywhere(fleet, "api") == ({f"{API}:main@{main2}"}, 0)
     assert render_everywhere(fleet, "web-staging") == ({f"{WEB}:pr-42-0002@{pr2}"}, 0)
@@ -237,11 +238,8 @@ def test_a_refresh_storm_after_the_push_asks_ecr_once_per_moved_tag(fleet: Redis
 
     # Single flight across the fleet: one replica asks, the others wait for its answer.
     assert render_everywhere(fleet, "api", at_once=True) == ({f"{API}:main@{main2}"}, 1)
-    # Tag lists have no single flight across replicas: one call each.
-    assert render_everywhere(fleet, "web-staging", at_once=True) == (
-        {f"{WEB}:pr-42-0002@{pr2}"},
-        len(REPLICAS),
-    )
+    # Tag lists too: one replica lists the repository for the fleet, with or without the bump.
+    assert render_everywhere(fleet, "web-staging", at_once=True) == ({f"{WEB}:pr-42-0002@{pr2}"}, 1)
 
 
 def test_an_answer_shared_by_a_render_in_flight_during_the_push_is_not_used(
@@ -272,3 +270,34 @@ def test_an_answer_shared_by_a_render_in_flight_during_the_push_is_not_used(
     assert client.hlen(tags_key(repository_id(ACCOUNT, REGION, "shop/api"))) == 1  # shared
 
     assert render_everywhere(fleet, "api") == ({f"{API}:main@{main2}"}, 1)
+
+
+def test_a_listing_shared_by_a_render_in_flight_during_the_push_is_not_used(
+    fleet: RedisFleet, redis_server: RedisServer
+) -> None:
+    """The same for a branch build: replica a lists the repository before pr-42-0002 is pushed
+    and shares its listing after the webhook's patch. No replica may pick from that listing."""
+    ecr = fleet.ecr
+    pr1 = ecr.push("shop/web", "pr-42-0001", manifest("pr-42 first build"))
+    for name in REPLICAS[1:]:  # b, c, d warm; a has never rendered the app
+        assert fleet.render(name, "web-staging") == f"{WEB}:pr-42-0001@{pr1}"
+    client: Any = redis_server.client()
+    shared_listing = listing_key(repository_id(ACCOUNT, REGION, "shop/web"))
+    client.delete(shared_listing)  # its Redis TTL ran out
+    ecr.reset_calls()
+    ecr.counter.hold("DescribeImages")
+    in_flight: list[str] = []
+    thread = threading.Thread(target=lambda: in_flight.append(fleet.render("a", "web-staging")))
+    thread.start()
+    try:
+        wait_until(lambda: ecr.counter.held() == 1)
+        pr2 = ecr.push("shop/web", "pr-42-0002", manifest("pr-42 second build"))
+        assert fleet.webhook.eventbridge("shop/web", "pr-42-0002", pr2) == ["argocd/web-staging"]
+        fleet.webhook.wait_for_pushes(1)
+    finally:
+        ecr.counter.release()
+        thread.join(timeout=60)
+    assert in_flight == [f"{WEB}:pr-42-0001@{pr1}"]  # listed before the push
+    assert client.exists(shared_listing)  # and shared
+
+    assert render_everywhere(fleet, "web-staging") == ({f"{WEB}:pr-42-0002@{pr2}"}, 1)

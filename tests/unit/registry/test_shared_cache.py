@@ -17,10 +17,12 @@ from cmp.registry.base import Lookup, TagInfo
 from cmp.registry.cache import CachingRegistry, DiskCache
 from cmp.registry.pushes import Push, PushFloors, PushRecord
 from cmp.registry.shared import (
+    MAX_LISTING_BYTES,
     PushGenerations,
     RedisSettings,
     RedisStore,
     SharedRegistry,
+    listing_key,
     redis_settings,
     tags_key,
 )
@@ -51,6 +53,7 @@ def shared(
         ecr,
         RedisStore(store_settings),
         ttl=kwargs.pop("ttl", 300.0),
+        list_ttl=kwargs.pop("list_ttl", 30.0),
         wait_limit=kwargs.pop("wait_limit", 10.0),
         warnings=warnings if warnings is not None else [],
         **kwargs,
@@ -460,3 +463,252 @@ def test_the_webhook_reads_the_redis_password_without_a_signing_key(tmp_path: Pa
 
     assert loaded is not None and loaded.password == PASSWORD and loaded.signing_key is None
     assert shared_cache_settings({}) is None
+
+
+# -- tag listings (branch deploys) ------------------------------------------------------------
+
+
+def listed(ecr: StaticRegistry) -> int:
+    return sum(1 for call in ecr.calls if call[0] == "list_tags")
+
+
+def digests(answer: Lookup) -> dict[str, str]:
+    return {tag: info.digest for tag, info in answer.found.items()}
+
+
+def test_a_second_replica_reads_the_first_ones_listing_and_its_digests(
+    redis_server: RedisServer,
+) -> None:
+    first, second = ecr_with(v2=WEB_V2), ecr_with(v2=WEB_V2)
+
+    assert digests(shared(redis_server, first).list_tags(repo())) == {"v1": WEB_V1, "v2": WEB_V2}
+    reader = shared(redis_server, second)
+    assert digests(reader.list_tags(repo())) == {"v1": WEB_V1, "v2": WEB_V2}
+    # The listing carried the digests: a lookup of a listed tag needs no ECR call either.
+    assert digests(shared(redis_server, second).describe_tags(repo(), ["v2"])) == {"v2": WEB_V2}
+
+    assert (listed(first), listed(second), asked(second)) == (1, 0, 0)
+    assert reader.counts["hits"] == 1
+    client: Any = redis_server.client()
+    assert 0 < client.pttl(listing_key("123456789012:eu-west-1:team/web")) <= 30_000
+
+
+def test_an_empty_repository_is_shared_a_missing_one_never(redis_server: RedisServer) -> None:
+    empty: dict[EcrRepository, dict[str, TagInfo]] = {repo("team/empty"): {}}
+    first, second = StaticRegistry(empty), StaticRegistry(empty)
+    assert shared(redis_server, first).list_tags(repo("team/empty")) == Lookup()
+    assert shared(redis_server, second).list_tags(repo("team/empty")) == Lookup()
+    assert (listed(first), listed(second)) == (1, 0)
+
+    gone, again = StaticRegistry({}), StaticRegistry({})
+    assert shared(redis_server, gone).list_tags(repo("team/gone")).repository_missing
+    assert shared(redis_server, again).list_tags(repo("team/gone")).repository_missing
+    assert (listed(gone), listed(again)) == (1, 1)
+    client: Any = redis_server.client()
+    assert not client.keys("*team/gone*")
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param(lambda doc: doc["body"]["tags"][0].__setitem__(1, WEB_V2), id="digest"),
+        pytest.param(lambda doc: doc["body"]["tags"].pop(), id="tag-dropped"),
+        pytest.param(lambda doc: doc["body"].update(fetched_at=4e9), id="fetched-at"),
+        pytest.param(lambda doc: doc.update(hmac=""), id="unsigned"),
+        pytest.param(lambda doc: doc.pop("body"), id="no-body"),
+    ],
+)
+def test_a_tampered_listing_is_ignored_counted_and_ecr_asked(
+    redis_server: RedisServer, tamper: Any
+) -> None:
+    shared(redis_server, ecr_with(v2=WEB_V2)).list_tags(repo())
+    client: Any = redis_server.client()
+    key = listing_key("123456789012:eu-west-1:team/web")
+    document = json.loads(client.get(key))
+    tamper(document)
+    client.set(key, json.dumps(document), px=30_000)
+    ecr = ecr_with(v2=WEB_V2)
+    warnings: list[str] = []
+
+    reader = shared(redis_server, ecr, warnings)
+    answer = reader.list_tags(repo())
+
+    assert digests(answer) == {"v1": WEB_V1, "v2": WEB_V2} and listed(ecr) == 1
+    assert reader.counts["rejected"] == 1  # read twice (before and under the lock), counted once
+    assert len(warnings) == 1
+    assert "tag list of" in warnings[0]
+    assert "not signed with TAGPIN_REDIS_SIGNING_KEY" in warnings[0]
+
+
+def test_a_listing_replayed_under_another_repository_or_as_an_entry_is_refused(
+    redis_server: RedisServer,
+) -> None:
+    """A genuine listing of team/web, copied where team/api's listing and a digest entry of
+    team/web belong: neither may answer (the signature binds repository and kind)."""
+    web, api = repo("team/web"), repo("team/api")
+    shared(redis_server, StaticRegistry.of_digests({web: {"v1": WEB_V1}})).list_tags(web)
+    client: Any = redis_server.client()
+    genuine = client.get(listing_key("123456789012:eu-west-1:team/web"))
+    client.set(listing_key("123456789012:eu-west-1:team/api"), genuine, px=30_000)
+    client.hset(tags_key("123456789012:eu-west-1:team/web"), "v2", genuine)
+    ecr = StaticRegistry.of_digests({api: {"v1": WEB_V2}, web: {"v2": WEB_V2}})
+    warnings: list[str] = []
+    reader = shared(redis_server, ecr, warnings)
+
+    assert digests(reader.list_tags(api)) == {"v1": WEB_V2}
+    assert digests(reader.describe_tags(web, ["v2"])) == {"v2": WEB_V2}
+
+    assert (listed(ecr), asked(ecr)) == (1, 1)
+    assert reader.counts["rejected"] == 2 and len(warnings) == 1
+
+
+def test_a_digest_entry_is_refused_as_a_listing(redis_server: RedisServer) -> None:
+    shared(redis_server, ecr_with()).describe_tags(repo(), ["v1"])
+    client: Any = redis_server.client()
+    entry = client.hget(tags_key("123456789012:eu-west-1:team/web"), "v1")
+    client.set(listing_key("123456789012:eu-west-1:team/web"), entry, px=30_000)
+    ecr = ecr_with()
+
+    reader = shared(redis_server, ecr)
+
+    assert digests(reader.list_tags(repo())) == {"v1": WEB_V1} and listed(ecr) == 1
+    assert reader.counts["rejected"] == 1
+
+
+class SlowListing(StaticRegistry):
+    def list_tags(self, repository: EcrRepository) -> Lookup:
+        time.sleep(0.3)
+        return super().list_tags(repository)
+
+
+def test_concurrent_replicas_list_once(redis_server: RedisServer) -> None:
+    ecrs = [SlowListing({repo(): {"v1": TagInfo("v1", WEB_V1)}}) for _ in range(4)]
+    layers = [shared(redis_server, ecr) for ecr in ecrs]
+    answers: list[Lookup] = []
+    start = threading.Barrier(4)
+
+    def listing(layer: SharedRegistry) -> None:
+        start.wait()
+        answers.append(layer.list_tags(repo()))
+
+    threads = [threading.Thread(target=listing, args=(layer,)) for layer in layers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert [digests(a) for a in answers] == [{"v1": WEB_V1}] * 4
+    assert sum(listed(ecr) for ecr in ecrs) == 1
+    assert sum(layer.counts["waits"] for layer in layers) >= 1
+
+
+def test_a_waiting_replica_lists_itself_at_the_wait_limit(redis_server: RedisServer) -> None:
+    client: Any = redis_server.client()
+    client.set("tagpin:v1:lock:123456789012:eu-west-1:team/web", "someone-else", px=60_000)
+    ecr = ecr_with()
+
+    started = time.monotonic()
+    answer = shared(redis_server, ecr, wait_limit=0.2).list_tags(repo())
+
+    assert digests(answer) == {"v1": WEB_V1} and listed(ecr) == 1
+    assert time.monotonic() - started < 5
+
+
+def test_a_push_makes_a_shared_listing_stale_generation_or_record(
+    redis_server: RedisServer,
+) -> None:
+    shared(redis_server, ecr_with()).list_tags(repo())
+    before = ecr_with(v2=WEB_V2)  # a new build; the shared listing does not show it yet
+    assert digests(shared(redis_server, before).list_tags(repo())) == {"v1": WEB_V1}
+
+    # The push record alone (the webhook could not reach Redis) refuses the older listing...
+    first, second = ecr_with(v2=WEB_V2), ecr_with(v2=WEB_V2)
+    pushed = announced(time.time())
+    for ecr in (first, second):
+        answer = shared(redis_server, ecr, pushes=pushed).list_tags(repo())
+        assert digests(answer) == {"v1": WEB_V1, "v2": WEB_V2}
+    assert (listed(first), listed(second)) == (1, 0)  # ...and the new one serves the fleet
+
+    # A bumped generation does it too.
+    assert PushGenerations(settings(redis_server, signing_key=None)).bump(repo().uri) is None
+    third = ecr_with(v2=WEB_V2, v3=WEB_V2)
+    assert digests(shared(redis_server, third).list_tags(repo())) == {
+        "v1": WEB_V1,
+        "v2": WEB_V2,
+        "v3": WEB_V2,
+    }
+    assert listed(third) == 1
+
+
+def test_a_listing_fetched_just_before_the_push_by_a_clock_ahead_is_stale(
+    redis_server: RedisServer,
+) -> None:
+    pushed_at = 1_800_000_000.0
+    shared(redis_server, ecr_with(), clock=lambda: pushed_at + 0.5).list_tags(repo())
+    ecr = ecr_with(v2=WEB_V2)
+
+    reader = shared(redis_server, ecr, pushes=announced(pushed_at), clock=lambda: pushed_at + 1)
+
+    assert digests(reader.list_tags(repo())) == {"v1": WEB_V1, "v2": WEB_V2}
+    assert listed(ecr) == 1
+
+
+def test_a_listing_older_than_the_tag_list_ttl_is_not_trusted(redis_server: RedisServer) -> None:
+    now = [1_800_000_000.0]
+    shared(redis_server, ecr_with(), clock=lambda: now[0]).list_tags(repo())
+    now[0] += 31
+    ecr = ecr_with()
+
+    shared(redis_server, ecr, clock=lambda: now[0]).list_tags(repo())
+
+    assert listed(ecr) == 1
+
+
+def test_a_listing_over_the_size_limit_is_not_shared(redis_server: RedisServer) -> None:
+    many = {f"build-{n:05d}": WEB_V1 for n in range(MAX_LISTING_BYTES // 80)}
+    first, second = ecr_with(**many), ecr_with(**many)
+
+    assert len(shared(redis_server, first).list_tags(repo()).found) == len(many) + 1
+    assert len(shared(redis_server, second).list_tags(repo()).found) == len(many) + 1
+
+    assert (listed(first), listed(second)) == (1, 1)
+    client: Any = redis_server.client()
+    assert not client.exists(listing_key("123456789012:eu-west-1:team/web"))
+
+
+def test_the_disk_cache_keeps_the_age_of_a_shared_listing(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    now = [1_800_000_000.0]
+    shared(redis_server, ecr_with(), clock=lambda: now[0]).list_tags(repo())
+    now[0] += 20
+    layer = shared(redis_server, ecr_with(), clock=lambda: now[0])
+    disk = DiskCache(tmp_path)
+    local = CachingRegistry(layer, disk, clock=lambda: now[0], tag_list_ttl=30)
+
+    assert digests(local.list_tags(repo())) == {"v1": WEB_V1}
+
+    cached = disk.read(repo())
+    assert cached is not None and cached.tag_list_fetched_at == 1_800_000_000.0
+    now[0] += 11  # 31 s after ECR was asked: neither memory nor disk may answer any more
+    ecr = ecr_with()
+    CachingRegistry(
+        shared(redis_server, ecr, clock=lambda: now[0]), disk, clock=lambda: now[0], tag_list_ttl=30
+    ).list_tags(repo())
+    assert listed(ecr) == 1
+
+
+def test_redis_trouble_while_listing_gives_one_warning_and_ecr_lists(
+    redis_server: RedisServer,
+) -> None:
+    ecr = ecr_with()
+    warnings: list[str] = []
+    down = settings(redis_server, url=f"redis://127.0.0.1:{free_port()}/0")
+    layer = shared(redis_server, ecr, warnings, store_settings=down)
+
+    for _ in range(3):
+        assert digests(layer.list_tags(repo())) == {"v1": WEB_V1}
+    assert digests(layer.describe_tags(repo(), ["v1"])) == {"v1": WEB_V1}
+
+    assert (listed(ecr), asked(ecr), len(warnings)) == (3, 1, 1)
+    assert "refused" in warnings[0]
