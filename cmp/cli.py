@@ -23,14 +23,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args == ["generate"]:
         # The sidecar runs `tagpin generate` once per render: a render server's warm worker
         # answers if one is configured; otherwise skip importing click (~30 ms).
-        # Read here, not through cmp.settings, to import nothing: any other value renders
-        # in-process, which reports a typo.
-        server_mode = os.environ.get("TAGPIN_RENDER_SERVER", "").strip().lower()
-        if server_mode in SERVED_MODES:
+        # The worker builds its own settings from the environment sent with the request; any
+        # bad setting renders in-process instead, which reports it.
+        from cmp.errors import ConfigError
+        from cmp.settings import Settings
+
+        try:
+            settings: Settings | None = Settings.from_environ(os.environ)
+        except ConfigError:
+            settings = None
+        if settings is not None and settings.render_server in SERVED_MODES:
             from cmp.server.client import generate as served
 
             try:
-                status = served(os.environ, os.getcwd(), start=server_mode == "auto")
+                status = served(
+                    settings, os.environ, os.getcwd(), start=settings.render_server == "auto"
+                )
             except KeyboardInterrupt:  # the worker sees the connection close and ends too
                 status = 130  # ExitStatus.INTERRUPTED, as an in-process render reports it
             if status is not None:

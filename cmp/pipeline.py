@@ -68,7 +68,7 @@ def values_of(request: RenderRequest) -> dict[str, Any]:
         request.app_dir,
         request.repo_root,
         list(request.parameters.get("values-files") or []),
-        limits_from(request.settings_env),
+        limits_from(request.settings),
     )
     return layered_values(source, request.parameters)
 
@@ -97,6 +97,7 @@ def render_manifests(
                 source.files,
                 request.app_dir,
                 source.config.kustomize,
+                request.settings,
                 request.settings_env,
                 limits,
                 meanwhile=_import_pinning,
@@ -223,10 +224,13 @@ def custom_image_paths(source: AppSource) -> tuple[ImagePath, ...]:
 
 
 def run(request: RenderRequest, services: Services | None = None) -> RenderResult:
-    services = services or services_from(request.settings_env)
-    limits = limits_from(request.settings_env)
+    services = services or services_from(request)
+    limits = limits_from(request.settings)
     source, manifests = render_manifests(
-        request, limits, template_cache_dir(request.settings_env), services.warnings
+        request,
+        limits,
+        template_cache_dir(request.settings, request.settings_env),
+        services.warnings,
     )
     services.warnings.extend(repeated_layers(source))
     from cmp.images.pin import pin

@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from cmp.errors import ConfigError
-from cmp.settings import PARAMETERS_BY_NAME, parse_parameters
+from cmp.settings import DEFAULT_SETTINGS, PARAMETERS_BY_NAME, Settings, parse_parameters
 
 ENV_PREFIX = "ARGOCD_ENV_"
 
@@ -70,14 +70,19 @@ class RenderRequest(NamedTuple):
     kube: KubeInfo
     env: Mapping[str, str]  # ARGOCD_ENV_* with the prefix stripped
     parameters: Mapping[str, Any]  # announced defaults applied
-    settings_env: Mapping[str, str] = MappingProxyType({})  # TAGPIN_*, AWS_* etc.
+    # The environment for what is not a tagpin setting (AWS_*, KUBECONFIG, XDG_CACHE_HOME, PATH).
+    settings_env: Mapping[str, str] = MappingProxyType({})
+    settings: Settings = DEFAULT_SETTINGS  # TAGPIN_*, built once from the same environment
     # True when `tagpin render` found no .git above the app and no --repo-root was given, so
     # the app directory is the root: a template included from above it is then "not found".
     root_guessed: bool = False
 
 
-def from_argocd_environment(environ: Mapping[str, str], cwd: Path) -> RenderRequest:
-    """Everything `tagpin generate` knows, read from the environment Argo CD builds."""
+def from_argocd_environment(
+    environ: Mapping[str, str], cwd: Path, settings: Settings | None = None
+) -> RenderRequest:
+    """Everything `tagpin generate` knows, read from the environment Argo CD builds;
+    `settings`: already built from that environment."""
     source_path = environ.get("ARGOCD_APP_SOURCE_PATH", "")
     app = AppInfo(
         instance=environ.get("ARGOCD_APP_NAME", ""),
@@ -99,6 +104,7 @@ def from_argocd_environment(environ: Mapping[str, str], cwd: Path) -> RenderRequ
         env=plugin_env(environ),
         parameters=parse_parameters(environ.get("ARGOCD_APP_PARAMETERS")),
         settings_env=dict(environ),
+        settings=settings if settings is not None else Settings.from_environ(environ),
     )
 
 
@@ -151,6 +157,7 @@ def for_directory(
     env: Mapping[str, str],
     parameters: Mapping[str, Any],
     settings_env: Mapping[str, str],
+    settings: Settings | None = None,
     repo_root: str | os.PathLike[str] | None = None,
     must_exist: bool = True,
 ) -> RenderRequest:
@@ -177,6 +184,7 @@ def for_directory(
         env=dict(sorted(env.items())),
         parameters=parameters,
         settings_env=settings_env,
+        settings=settings if settings is not None else Settings.from_environ(settings_env),
         root_guessed=guessed,
     )
 

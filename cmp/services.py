@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cmp.request import RenderRequest
-from cmp.settings import LOCK_FILE, Settings, setting_choice, setting_int
+from cmp.settings import LOCK_FILE, Settings
 from cmp.source.appdir import Limits
 
 if TYPE_CHECKING:
@@ -26,11 +26,11 @@ if TYPE_CHECKING:
 AnnotationSource = Callable[[RenderRequest], tuple[dict[str, str], list[str]]]
 
 
-def limits_from(environ: Mapping[str, str]) -> Limits:
+def limits_from(settings: Settings) -> Limits:
     return Limits(
-        max_file_bytes=setting_int(environ, "TAGPIN_MAX_FILE_BYTES"),
-        max_output_bytes=setting_int(environ, "TAGPIN_MAX_OUTPUT_BYTES"),
-        max_yaml_nodes=setting_int(environ, "TAGPIN_MAX_YAML_NODES"),
+        max_file_bytes=settings.max_file_bytes,
+        max_output_bytes=settings.max_output_bytes,
+        max_yaml_nodes=settings.max_yaml_nodes,
     )
 
 
@@ -74,9 +74,10 @@ class Services:
         self.notes = notes if notes is not None else []
 
 
-def default_cache_dir(environ: Mapping[str, str]) -> Path:
-    if environ.get("TAGPIN_CACHE_DIR"):
-        return Path(environ["TAGPIN_CACHE_DIR"])
+def default_cache_dir(settings: Settings, environ: Mapping[str, str]) -> Path:
+    """TAGPIN_CACHE_DIR, else under XDG_CACHE_HOME (from `environ`), else the temp directory."""
+    if settings.cache_dir:
+        return Path(settings.cache_dir)
     if environ.get("XDG_CACHE_HOME"):
         return Path(environ["XDG_CACHE_HOME"]) / "tagpin"
     import tempfile
@@ -84,13 +85,13 @@ def default_cache_dir(environ: Mapping[str, str]) -> Path:
     return Path(tempfile.gettempdir()) / f"tagpin-cache-{os.getuid()}"
 
 
-def template_cache_dir(environ: Mapping[str, str]) -> Path | None:
+def template_cache_dir(settings: Settings, environ: Mapping[str, str]) -> Path | None:
     """Where compiled Jinja2 templates are kept, next to the digest cache (off with it)."""
     from cmp import __version__
 
-    if setting_choice(environ, "TAGPIN_CACHE") == "off":
+    if settings.cache == "off":
         return None
-    return default_cache_dir(environ) / f"jinja-{__version__}"
+    return default_cache_dir(settings, environ) / f"jinja-{__version__}"
 
 
 def ecr_registry_factory(
@@ -99,9 +100,9 @@ def ecr_registry_factory(
     warnings: list[str],
     pushes: PushFloors | None = None,
 ) -> Callable[[], Registry]:
-    """ECR behind the in-process and on-disk caches, configured from `settings` (the cache
-    directory and Redis from `environ`); the caches honour the pushes announced in `pushes`
-    (filled before the first lookup)."""
+    """ECR behind the in-process and on-disk caches, configured from `settings` (`environ`:
+    XDG_CACHE_HOME, for the default cache directory); the caches honour the pushes announced
+    in `pushes` (filled before the first lookup)."""
     mode = settings.cache
     ttl = settings.cache_ttl
     list_ttl = settings.tag_list_ttl
@@ -113,14 +114,14 @@ def ecr_registry_factory(
         "deadline": settings.ecr_deadline,
         "concurrency": settings.ecr_concurrency,
     }
-    cache_dir = default_cache_dir(environ)
+    cache_dir = default_cache_dir(settings, environ)
     shared = None
-    if mode != "off" and environ.get("TAGPIN_REDIS_URL"):
+    if mode != "off" and settings.redis_url:
         # Checked on every render, so a missing signing key fails even a warm one; the Redis
         # client itself is imported only when the local caches miss.
         from cmp.registry.shared import redis_settings
 
-        shared = redis_settings(environ)
+        shared = redis_settings(settings)
 
     def build() -> Registry:
         from cmp.registry.base import DeferredRegistry
@@ -168,7 +169,7 @@ def live_annotations(request: RenderRequest) -> tuple[dict[str, str], list[str]]
     from cmp.argocd.lookup import lookup_settings
 
     environ = request.settings_env
-    settings = lookup_settings(environ, request.app.instance)
+    settings = lookup_settings(request.settings, environ, request.app.instance)
     if not settings.enabled:
         return {}, []  # decided without importing the Kubernetes client
     from cmp.argocd.kube import KubeApi, fetch_annotations
@@ -176,10 +177,11 @@ def live_annotations(request: RenderRequest) -> tuple[dict[str, str], list[str]]
     return fetch_annotations(settings, lambda: KubeApi.from_environment(environ))
 
 
-def services_from(environ: Mapping[str, str]) -> Services:
+def services_from(request: RenderRequest) -> Services:
+    """The I/O for `request`, wired from its settings (built once, at the edge)."""
     from cmp.registry.pushes import PushFloors
 
-    settings = Settings.from_environ(environ)  # once: every bad value is reported together
+    settings, environ = request.settings, request.settings_env
     warnings: list[str] = []
     pushes = PushFloors(skew=float(settings.push_clock_skew))
     # asks ECR every time, still keeps the cache current
@@ -198,22 +200,14 @@ def lock_only_source(request: RenderRequest, services: Services) -> str | None:
     """What answers alone when ECR is never asked (--digests, TAGPIN_LOCK=strict), else None."""
     if services.digests_file is not None:
         return f"--digests {services.digests_file}"
-    mode = (
-        services.lock_mode.value
-        if services.lock_mode is not None
-        else setting_choice(request.settings_env, "TAGPIN_LOCK")
-    )
+    mode = services.lock_mode.value if services.lock_mode is not None else request.settings.lock
     return f"{LOCK_FILE} (TAGPIN_LOCK=strict)" if mode == "strict" else None
 
 
 def registry_for(request: RenderRequest, services: Services) -> Callable[[], Registry]:
     """A lock in the app directory (or --digests) answers first; TAGPIN_LOCK decides whether
     ECR fills its gaps (use), checks it (verify), is never asked (strict) or the lock is ignored."""
-    mode = (
-        services.lock_mode.value
-        if services.lock_mode is not None
-        else setting_choice(request.settings_env, "TAGPIN_LOCK")
-    )
+    mode = services.lock_mode.value if services.lock_mode is not None else request.settings.lock
     lock_path = request.app_dir / LOCK_FILE
     if services.digests_file is None and (
         mode == "off" or (mode != "strict" and not lock_path.is_file())
@@ -239,5 +233,5 @@ def registry_for(request: RenderRequest, services: Services) -> Callable[[], Reg
         LOCK_FILE,
         fallback,
         repo_root=request.repo_root,
-        max_bytes=limits_from(request.settings_env).max_file_bytes,
+        max_bytes=request.settings.max_file_bytes,
     )

@@ -7,7 +7,6 @@ and the README. Argo CD never sends announced defaults, so the code applies them
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -122,10 +121,20 @@ SETTINGS: tuple[Setting, ...] = (
         "Redis password; or TAGPIN_REDIS_PASSWORD_FILE, a file holding it.",
     ),
     Setting(
+        "TAGPIN_REDIS_PASSWORD_FILE",
+        "(none)",
+        "A file holding the Redis password (a mounted Secret) instead (not both).",
+    ),
+    Setting(
         "TAGPIN_REDIS_SIGNING_KEY",
         "(required with TAGPIN_REDIS_URL)",
         "At least 32 bytes signing every shared entry (HMAC-SHA256); or "
         "TAGPIN_REDIS_SIGNING_KEY_FILE, a file holding it.",
+    ),
+    Setting(
+        "TAGPIN_REDIS_SIGNING_KEY_FILE",
+        "(none)",
+        "A file holding the signing key (a mounted Secret) instead (not both).",
     ),
     Setting(
         "TAGPIN_REDIS_TIMEOUT_MS",
@@ -295,7 +304,8 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 SETTINGS_BY_ENV = {s.env: s for s in SETTINGS}
-LOCK_MODES = SETTINGS_BY_ENV["TAGPIN_LOCK"].choices  # see cmp.registry.lock.LockMode
+LOCK_SETTING = "TAGPIN_LOCK"  # named in messages
+LOCK_MODES = SETTINGS_BY_ENV[LOCK_SETTING].choices  # see cmp.registry.lock.LockMode
 RENDER_SERVER_MODES = SETTINGS_BY_ENV["TAGPIN_RENDER_SERVER"].choices  # see cmp.cli.SERVED_MODES
 CACHE_MODES = SETTINGS_BY_ENV["TAGPIN_CACHE"].choices  # see cmp.registry.cache.CacheMode
 
@@ -328,11 +338,21 @@ def setting_choice(
     return raw
 
 
+def env_name(field: str) -> str:
+    """The environment variable behind a `Settings` field (`cache_ttl` → TAGPIN_CACHE_TTL)."""
+    return "TAGPIN_" + field.upper()
+
+
+_SECRET_FIELDS = frozenset({"redis_password", "redis_signing_key"})
+_CHECKED_WHERE_USED = frozenset({"app_lookup"})  # their own message names the fix
+
+
 class Settings(NamedTuple):
-    """The settings that wire a render's registry (ECR, the caches, announced pushes): typed
-    and checked, read once from the environment where the services are built
-    (cmp/services.py), then passed down instead of the environment. Names are the table's
-    without `TAGPIN_`; every bad value is reported at once."""
+    """A render's settings, typed and checked: built once from the environment at the edge
+    (the commands, `tagpin generate`'s environment reader, a render server's worker from the
+    client's environment, cmp.testing) and passed down on the RenderRequest instead of the
+    environment. Names are the table's without `TAGPIN_`; every bad value is reported at once.
+    A setting with neither choices nor a minimum is kept as its text ("" = unset)."""
 
     cache: str
     cache_ttl: int
@@ -344,27 +364,66 @@ class Settings(NamedTuple):
     ecr_deadline: int
     ecr_concurrency: int
     push_clock_skew: int
+    max_file_bytes: int
+    max_output_bytes: int
+    max_yaml_nodes: int
+    lock: str
+    max_cpu_seconds: int
+    kustomize_remote: str
+    kustomize_timeout: int
+    max_parallel_renders: int
+    max_memory_mb: int | None  # None: `auto`, decided with the container's limit
+    cache_dir: str
+    kustomize: str
+    render_server: str
+    render_server_socket: str
+    app_lookup: str  # as given: cmp.argocd.lookup checks it with its own advice
+    redis_url: str
+    redis_timeout_ms: int
+    # Secrets stay text here; files are read (and the key checked) only when Redis is used.
+    redis_password: str
+    redis_password_file: str
+    redis_signing_key: str
+    redis_signing_key_file: str
+
+    def __repr__(self) -> str:  # never a password or the signing key
+        shown = {
+            name: "***" if name in _SECRET_FIELDS and value else value
+            for name, value in zip(self._fields, self, strict=True)
+        }
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
         problems = Problems()
         values: dict[str, Any] = {}
         for name in cls._fields:
-            env = "TAGPIN_" + name.upper()
+            env = env_name(name)
             try:
-                if SETTINGS_BY_ENV[env].choices:
+                setting = SETTINGS_BY_ENV[env]
+                if name == "max_memory_mb":  # `auto` or a whole number
+                    raw = (environ.get(env) or setting.default).strip().lower()
+                    values[name] = None if raw == "auto" else setting_int(environ, env)
+                elif setting.choices and name not in _CHECKED_WHERE_USED:
                     values[name] = setting_choice(environ, env)
-                else:
+                elif setting.minimum is not None:
                     values[name] = setting_int(environ, env)
+                else:
+                    values[name] = environ.get(env) or ""
             except ConfigError as error:
                 problems.add(error)
         problems.raise_if_any()
         return cls(**values)
 
 
+DEFAULT_SETTINGS = Settings.from_environ({})
+
+
 def parse_parameters(raw: str | None) -> dict[str, Any]:
     """`ARGOCD_APP_PARAMETERS` (absent, `null`, or a JSON list) → {name: value}, with the
     announced defaults for every parameter the Application does not set."""
+    import json  # lazily: a served render's thin client reads its settings, never parameters
+
     values: dict[str, Any] = {p.name: _copy_default(p.default) for p in PARAMETERS}
     if raw is None or not raw.strip() or raw.strip() == "null":
         return values

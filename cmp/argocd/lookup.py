@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 from cmp.errors import ConfigError
-from cmp.settings import SETTINGS_BY_ENV
+from cmp.settings import SETTINGS_BY_ENV, Settings, env_name
 
 SERVICEACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 DEFAULT_NAMESPACE = "argocd"
-LOOKUP_MODES = SETTINGS_BY_ENV["TAGPIN_APP_LOOKUP"].choices
+LOOKUP_MODES = SETTINGS_BY_ENV[env_name("app_lookup")].choices
 
 
 class LookupSettings(NamedTuple):
@@ -46,6 +46,7 @@ def in_cluster(environ: Mapping[str, str], serviceaccount_dir: Path = SERVICEACC
 
 
 def lookup_settings(
+    settings: Settings,
     environ: Mapping[str, str],
     app_name: str = "",
     serviceaccount_dir: Path = SERVICEACCOUNT_DIR,
@@ -57,10 +58,10 @@ def lookup_settings(
     name, so that form names both. Otherwise the namespace is ARGOCD_NAMESPACE, else the service
     account's namespace (the repo-server runs in Argo CD's namespace), else `argocd`.
     """
-    mode = (environ.get("TAGPIN_APP_LOOKUP") or "auto").strip().lower()
+    mode = (settings.app_lookup or "auto").strip().lower()
     if mode not in LOOKUP_MODES:
         raise ConfigError(
-            f"TAGPIN_APP_LOOKUP={environ.get('TAGPIN_APP_LOOKUP')!r} is not one of "
+            f"TAGPIN_APP_LOOKUP={settings.app_lookup!r} is not one of "
             f"{', '.join(LOOKUP_MODES)}: set it to auto (the default), on or off"
         )
     full_name = (app_name or environ.get("ARGOCD_APP_NAME") or "").strip()

@@ -251,7 +251,7 @@ def diff_command(
         digests_file = Path(os.path.abspath(digests)) if digests is not None else None
 
         def services() -> Services:
-            built = services_from(request.settings_env)
+            built = services_from(request)
             built.annotations = None  # a preview shows git's tags, not a live branch deploy's
             built.digests_file = digests_file
             return built

@@ -18,13 +18,13 @@ def generate(environ: Mapping[str, str], cwd: Path, *, debug: bool = False) -> i
         from cmp.server.cpulimit import limit_cpu
         from cmp.server.memory import render_slot
         from cmp.services import default_cache_dir
-        from cmp.settings import setting_choice
+        from cmp.settings import Settings
 
-        limit_memory(environ)
-        limit_cpu(environ)
-        setting_choice(environ, "TAGPIN_RENDER_SERVER")  # typos: an error
-        request = from_argocd_environment(environ, cwd)
-        with render_slot(environ, default_cache_dir(environ)):
+        settings = Settings.from_environ(environ)  # once; typos in any setting: an error
+        limit_memory(settings)
+        limit_cpu(settings)
+        request = from_argocd_environment(environ, cwd, settings)
+        with render_slot(settings, default_cache_dir(settings, environ)):
             return run(request)
 
     return execute(job, debug=debug)

@@ -26,7 +26,6 @@ from cmp.registry.base import Registry
 from cmp.registry.lock import LockEntry, entry_order
 from cmp.request import RenderRequest
 from cmp.services import limits_from
-from cmp.settings import setting_choice
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,7 @@ def lock_app(
     dropped unless `keep` (an app rendered with several values files locks each in turn).
     Branch-deploy overrides are not locked: they follow tags pushed after the lock is written.
     """
-    source, manifests = render_manifests(request, limits_from(request.settings_env))
+    source, manifests = render_manifests(request, limits_from(request.settings))
     wanted, _ = collect(manifests, custom_image_paths(source), require_digests=False)
     old = {(e.repository, e.tag): e for e in existing}
     reuse = {} if update else old
@@ -184,7 +183,7 @@ def lock_command(
     uses. Commit it; renders then take digests from git instead of ECR."""
     from cmp.commands.lock import LockOutcome, lock_app
     from cmp.registry.lock import read_lock, write_lock
-    from cmp.services import limits_from, services_from
+    from cmp.services import services_from
     from cmp.settings import LOCK_FILE
 
     def job() -> LockOutcome:
@@ -202,7 +201,7 @@ def lock_command(
 
     def locked(request: RenderRequest) -> LockOutcome:
         target = Path(os.path.abspath(output)) if output else request.app_dir / LOCK_FILE
-        limit = limits_from(os.environ).max_file_bytes
+        limit = request.settings.max_file_bytes
         # The app's own lock obeys the repository's rules; a path given with --output is the
         # user's choice.
         root = None if output else request.repo_root
@@ -211,10 +210,10 @@ def lock_command(
             if target.is_file()
             else []
         )
-        environ = dict(os.environ)
-        if setting_choice(environ, "TAGPIN_CACHE") != "off":
-            environ["TAGPIN_CACHE"] = "refresh"  # what ECR says now, not what a cache remembers
-        services = services_from(environ)
+        if request.settings.cache != "off":
+            # what ECR says now, not what a cache remembers
+            request = request._replace(settings=request.settings._replace(cache="refresh"))
+        services = services_from(request)
         if check:
             shown = os.path.relpath(target) if output is None else str(output)
             notes = check_lock(

@@ -71,14 +71,15 @@ def pin_command() -> click.Command:
         from cmp.commands.stream import StreamConfig, pin_stream, read_config, read_inputs
         from cmp.request import AppInfo, KubeInfo, RenderRequest, parameters_json
         from cmp.services import limits_from, services_from
-        from cmp.settings import parse_parameters
+        from cmp.settings import Settings, parse_parameters
 
         updater = pairs(updater_pairs, "--image-updater")
 
         def job() -> Any:
             environ = dict(os.environ)
-            limit_memory(environ)
-            inputs = read_inputs(files, sys.stdin.buffer, limits_from(environ))
+            settings = Settings.from_environ(environ)
+            limit_memory(settings)
+            inputs = read_inputs(files, sys.stdin.buffer, limits_from(settings))
             request = RenderRequest(
                 app_dir=Path.cwd(),
                 repo_root=Path.cwd(),
@@ -87,8 +88,9 @@ def pin_command() -> click.Command:
                 env={},
                 parameters=parse_parameters(parameters_json(image_updater=updater)),
                 settings_env=environ,
+                settings=settings,
             )
-            services = services_from(environ)
+            services = services_from(request)
             if digests is not None:
                 services.digests_file = Path(os.path.abspath(digests))
             stream_config = read_config(config) if config is not None else StreamConfig()

@@ -135,12 +135,12 @@ def render_command(
     debug = ctx.obj["debug"]
 
     def job() -> Any:
-        settings_env = dict(os.environ)
-        if refresh and settings_env.get("TAGPIN_CACHE", "").strip().lower() != "off":
-            settings_env["TAGPIN_CACHE"] = "refresh"  # what ECR says now; still updates the cache
-        request = app_request(app_dir, options, updater=updater, settings_env=settings_env)
-        limit_memory(request.settings_env)
-        services = services_from(request.settings_env)
+        request = app_request(app_dir, options, updater=updater)
+        if refresh and request.settings.cache != "off":
+            # what ECR says now; still updates the cache
+            request = request._replace(settings=request.settings._replace(cache="refresh"))
+        limit_memory(request.settings)
+        services = services_from(request)
         if digests is not None:
             services.digests_file = Path(os.path.abspath(digests))
         result = run(request, services)

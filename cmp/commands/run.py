@@ -9,13 +9,16 @@ app, so every failure writes to stderr only and exits non-zero.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from cmp.errors import ExitStatus, SourceError, TagpinError
 
+if TYPE_CHECKING:
+    from cmp.settings import Settings
 
-def limit_memory(environ: Mapping[str, str]) -> None:
+
+def limit_memory(settings: Settings) -> None:
     """Cap this process at one render's share of the container's memory (TAGPIN_MAX_MEMORY_MB,
     cmp/server/memory.py): the Jinja2 sandbox cannot stop every way a template can build a huge
     string, and a clear error naming the template is far better than the sidecar being
@@ -23,7 +26,7 @@ def limit_memory(environ: Mapping[str, str]) -> None:
     from cmp.server.memory import container_limit_bytes, per_render_megabytes
     from cmp.server.memory import limit_memory as cap
 
-    cap(per_render_megabytes(environ, container_limit_bytes()))
+    cap(per_render_megabytes(settings, container_limit_bytes()))
 
 
 def execute(job: Callable[[], Any], *, debug: bool = False) -> int:

@@ -150,7 +150,7 @@ def stream_registry(
         )
     if lock is None:
         return services.registry_factory
-    mode = services.lock_mode or lock_mode(request.settings_env)
+    mode = services.lock_mode or lock_mode(request.settings)
     return registry_with_lock(mode, lock, str(lock), services.registry_factory)
 
 
@@ -169,7 +169,7 @@ def pin_stream(
     from cmp.source.emit import emit_stream
 
     config = config or StreamConfig()
-    limits = limits_from(request.settings_env)
+    limits = limits_from(request.settings)
     manifests = parse_inputs(
         inputs, default_namespace=request.app.namespace, max_nodes=limits.max_yaml_nodes
     )

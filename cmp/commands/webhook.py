@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from cmp.errors import ConfigError, TagpinError
-from cmp.settings import SETTINGS_BY_ENV
+from cmp.settings import SETTINGS_BY_ENV, env_name
 
 if TYPE_CHECKING:
     from cmp.registry.shared import RedisSettings
     from cmp.webhook.server import WebhookConfig
 
-SECRET_ENV = "TAGPIN_WEBHOOK_SECRET"
+SECRET_ENV = env_name("webhook_secret")
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -62,21 +62,24 @@ def read_secret(environ: Mapping[str, str], secret_file: Path | None) -> str:
 def default_namespaces(environ: Mapping[str, str]) -> tuple[str, ...]:
     """Argo CD's namespace by the rules app lookup uses: ARGOCD_NAMESPACE, the pod's, `argocd`."""
     from cmp.argocd.kube import lookup_settings
+    from cmp.settings import DEFAULT_SETTINGS
 
     # Only the namespace rules apply here, not TAGPIN_APP_LOOKUP or ARGOCD_APP_NAME.
     known = {k: v for k, v in environ.items() if k == "ARGOCD_NAMESPACE"}
-    return (lookup_settings(known).namespace,)
+    return (lookup_settings(DEFAULT_SETTINGS, known).namespace,)
 
 
 def shared_cache_settings(environ: Mapping[str, str]) -> RedisSettings | None:
     """TAGPIN_REDIS_URL and its password: the Redis whose generations a push bumps."""
     from cmp.registry.shared import redis_settings
+    from cmp.settings import Settings
 
-    return redis_settings(environ, signing_key_required=False)
+    return redis_settings(Settings.from_environ(environ), signing_key_required=False)
 
 
-def _number_flag(env: str, *, whole: bool = False) -> dict[str, Any]:
+def _number_flag(field: str, *, whole: bool = False) -> dict[str, Any]:
     """A numeric flag's type, default and variable, from its row in the settings table."""
+    env = env_name(field)
     setting = SETTINGS_BY_ENV[env]
     minimum = setting.minimum
     kind: click.IntRange | click.FloatRange
@@ -95,9 +98,9 @@ def webhook_command() -> click.Command:
     @click.command("webhook")
     @click.option(
         "--listen",
-        default=SETTINGS_BY_ENV["TAGPIN_WEBHOOK_LISTEN"].default,
+        default=SETTINGS_BY_ENV[env_name("webhook_listen")].default,
         show_default=True,
-        envvar="TAGPIN_WEBHOOK_LISTEN",
+        envvar=env_name("webhook_listen"),
         help="HOST:PORT to serve on; 0.0.0.0:8080 in a pod.",
     )
     @click.option(
@@ -105,49 +108,49 @@ def webhook_command() -> click.Command:
         "-n",
         "namespaces",
         multiple=True,
-        envvar="TAGPIN_WEBHOOK_NAMESPACES",
+        envvar=env_name("webhook_namespaces"),
         help="Namespace whose Applications to refresh; repeat for several "
         "(default: ARGOCD_NAMESPACE, else the pod's namespace, else argocd).",
     )
     @click.option(
         "--secret-file",
         type=click.Path(dir_okay=False, path_type=Path),
-        envvar="TAGPIN_WEBHOOK_SECRET_FILE",
+        envvar=env_name("webhook_secret_file"),
         help=f"File holding the shared secret (instead of {SECRET_ENV}).",
     )
     @click.option(
         "--coalesce-seconds",
-        **_number_flag("TAGPIN_WEBHOOK_COALESCE_SECONDS"),
+        **_number_flag("webhook_coalesce_seconds"),
         help="Pushes for one Application within this window give one refresh.",
     )
     @click.option(
         "--max-body-bytes",
-        **_number_flag("TAGPIN_WEBHOOK_MAX_BODY_BYTES", whole=True),
+        **_number_flag("webhook_max_body_bytes", whole=True),
         help="Larger request bodies get 413.",
     )
     @click.option(
         "--max-event-age",
-        **_number_flag("TAGPIN_WEBHOOK_MAX_EVENT_AGE"),
+        **_number_flag("webhook_max_event_age"),
         help="Seconds; older (or this far future) events are refused as replays.",
     )
     @click.option(
         "--app-cache-seconds",
-        **_number_flag("TAGPIN_WEBHOOK_APP_CACHE_SECONDS"),
+        **_number_flag("webhook_app_cache_seconds"),
         help="Events within this many seconds share one list of Applications.",
     )
     @click.option(
         "--request-timeout",
-        **_number_flag("TAGPIN_WEBHOOK_REQUEST_TIMEOUT"),
+        **_number_flag("webhook_request_timeout"),
         help="Seconds a connection may take in all (sending and being answered).",
     )
     @click.option(
         "--max-connections",
-        **_number_flag("TAGPIN_WEBHOOK_MAX_CONNECTIONS", whole=True),
+        **_number_flag("webhook_max_connections", whole=True),
         help="Requests served at once; more get 503 with Retry-After.",
     )
     @click.option(
         "--shutdown-seconds",
-        **_number_flag("TAGPIN_WEBHOOK_SHUTDOWN_SECONDS"),
+        **_number_flag("webhook_shutdown_seconds"),
         help="SIGTERM to exit at most; keep it under the pod's grace period.",
     )
     def webhook(

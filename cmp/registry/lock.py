@@ -20,7 +20,7 @@ from cmp.errors import ImageError, LockError, RegistryError, SourceError
 from cmp.images.ecr import EcrRepository, ecr_repository
 from cmp.images.reference import parse_image
 from cmp.registry.base import DeferredRegistry, Lookup, Registry, TagInfo, is_digest
-from cmp.settings import LOCK_FILE, setting_choice
+from cmp.settings import LOCK_FILE, LOCK_SETTING, Settings
 from cmp.source.appdir import Limits, RepoFiles, read_file
 from cmp.source.emit import emit_stream
 from cmp.source.yamlread import load_one
@@ -28,7 +28,6 @@ from cmp.source.yamlread import load_one
 if TYPE_CHECKING:
     pass
 
-LOCK_SETTING = "TAGPIN_LOCK"
 API_VERSION = "tagpin.dev/v1"
 KIND = "ImageLock"
 HEADER = (
@@ -133,9 +132,9 @@ class LockMode(Enum):
     OFF = "off"  # ignore the lock and ask ECR, as `tagpin lock` does
 
 
-def lock_mode(environ: Mapping[str, str]) -> LockMode:
-    """TAGPIN_LOCK from the sidecar's (or the shell's) environment; unset or empty means `use`."""
-    return LockMode(setting_choice(environ, LOCK_SETTING))
+def lock_mode(settings: Settings) -> LockMode:
+    """TAGPIN_LOCK from the sidecar's (or the shell's) settings; unset or empty means `use`."""
+    return LockMode(settings.lock)
 
 
 class LockProblem(LockError, RegistryError):

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 from cmp.errors import ConfigError
 from cmp.registry.base import Lookup, Registry, TagInfo, is_digest
-from cmp.settings import setting_int
+from cmp.settings import Settings, env_name
 
 if TYPE_CHECKING:
     from cmp.images.ecr import EcrRepository
@@ -48,10 +48,11 @@ LOCK_TTL_SECONDS = 10.0  # a holder that died frees the repository this soon
 MAX_LISTING_BYTES = 1 << 20
 POLL_SECONDS = 0.02  # how often a waiting replica looks for the holder's answer
 
-URL_ENV = "TAGPIN_REDIS_URL"
-PASSWORD_ENV = "TAGPIN_REDIS_PASSWORD"
-SIGNING_KEY_ENV = "TAGPIN_REDIS_SIGNING_KEY"
-TIMEOUT_ENV = "TAGPIN_REDIS_TIMEOUT_MS"
+# Named in messages.
+URL_ENV = env_name("redis_url")
+PASSWORD_ENV = env_name("redis_password")
+SIGNING_KEY_ENV = env_name("redis_signing_key")
+
 
 # Compare-and-delete: release the lock only while it still holds our token (it may have
 # expired and been taken by another replica meanwhile).
@@ -78,13 +79,14 @@ class RedisSettings(NamedTuple):
 
 
 def redis_settings(
-    environ: Mapping[str, str], *, signing_key_required: bool = True
+    settings: Settings, *, signing_key_required: bool = True
 ) -> RedisSettings | None:
-    """TAGPIN_REDIS_* → settings, or None when TAGPIN_REDIS_URL is unset (memory + disk only).
+    """TAGPIN_REDIS_* → the client's settings, or None when TAGPIN_REDIS_URL is unset (memory
+    + disk only). Secret files are read here, when Redis is used, not when settings are built.
 
     The webhook writes no digests, so it needs no signing key (`signing_key_required=False`).
     """
-    url = (environ.get(URL_ENV) or "").strip()
+    url = settings.redis_url.strip()
     if not url:
         return None
     scheme = url.partition("://")[0].lower() if "://" in url else ""
@@ -97,8 +99,8 @@ def redis_settings(
         urlsplit(url).port  # noqa: B018 - raises on a bad port
     except ValueError:
         raise ConfigError(f"{URL_ENV} has an invalid port") from None
-    password = _secret(environ, PASSWORD_ENV)
-    key = _secret(environ, SIGNING_KEY_ENV)
+    password = _secret(settings.redis_password, settings.redis_password_file, PASSWORD_ENV)
+    key = _secret(settings.redis_signing_key, settings.redis_signing_key_file, SIGNING_KEY_ENV)
     if key is None and signing_key_required:
         raise ConfigError(
             f"{URL_ENV} is set but {SIGNING_KEY_ENV} (or {SIGNING_KEY_ENV}_FILE) is not: "
@@ -110,7 +112,7 @@ def redis_settings(
             f"{SIGNING_KEY_ENV} is {len(key)} bytes long; it must be at least "
             f"{MIN_SIGNING_KEY_BYTES} (openssl rand -hex 32)"
         )
-    timeout_ms = setting_int(environ, TIMEOUT_ENV)
+    timeout_ms = settings.redis_timeout_ms
     return RedisSettings(
         url=url,
         password=None if password is None else password.decode("utf-8", "replace"),
@@ -119,11 +121,9 @@ def redis_settings(
     )
 
 
-def _secret(environ: Mapping[str, str], env: str) -> bytes | None:
+def _secret(direct: str, path: str, env: str) -> bytes | None:
     """NAME or the file NAME_FILE points to (a mounted Secret), surrounding whitespace dropped."""
-    direct = environ.get(env) or ""
     file_env = f"{env}_FILE"
-    path = environ.get(file_env) or ""
     if direct and path:
         raise ConfigError(f"both {env} and {file_env} are set: keep one")
     if path:

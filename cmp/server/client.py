@@ -15,6 +15,10 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cmp.settings import Settings
 
 PROTOCOL = b"tagpin-render/2"
 SOCKET_NAME = "render-server-{version}.sock"  # in the cache directory, one per tagpin version
@@ -28,13 +32,14 @@ STARTED = b"S"
 RESULT = b"R"
 
 
-def socket_path(environ: Mapping[str, str]) -> str | None:
-    """TAGPIN_RENDER_SERVER_SOCKET, else a versioned name in the cache directory."""
+def socket_path(settings: Settings, environ: Mapping[str, str]) -> str | None:
+    """TAGPIN_RENDER_SERVER_SOCKET, else a versioned name in the cache directory (TAGPIN_CACHE_DIR
+    or under XDG_CACHE_HOME, from `environ`)."""
     from cmp import __version__
 
-    path = environ.get("TAGPIN_RENDER_SERVER_SOCKET")
+    path = settings.render_server_socket
     if not path:
-        base = environ.get("TAGPIN_CACHE_DIR")
+        base = settings.cache_dir
         if not base and environ.get("XDG_CACHE_HOME"):
             base = os.path.join(environ["XDG_CACHE_HOME"], "tagpin")
         if not base:
@@ -65,11 +70,13 @@ def decode_request(payload: bytes) -> tuple[str, int, dict[bytes, bytes]]:
     return os.fsdecode(fields[1]), int(fields[2], 8), environ
 
 
-def generate(environ: Mapping[str, str], cwd: str, *, start: bool) -> int | None:
+def generate(
+    settings: Settings, environ: Mapping[str, str], cwd: str, *, start: bool
+) -> int | None:
     """The exit status of a render served by the server, or None when this process must render
     (no server, not ours, or it died before sending a result). `start`: when no server answers,
     start one for the next renders (TAGPIN_RENDER_SERVER=auto)."""
-    path = socket_path(environ)
+    path = socket_path(settings, environ)
     if path is None:
         return None
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

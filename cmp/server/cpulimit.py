@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import resource
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from types import FrameType
 
 from cmp.errors import TemplateError
+from cmp.settings import Settings
 
 KILL_AFTER_SECONDS = 5  # hard limit past the soft one: time to report the error
 
@@ -23,12 +24,10 @@ class CpuLimitExceeded(TemplateError):
     """The render used up TAGPIN_MAX_CPU_SECONDS."""
 
 
-def limit_cpu(environ: Mapping[str, str]) -> None:
+def limit_cpu(settings: Settings) -> None:
     """Cap this process's CPU time; 0 means no cap. Used seconds count from the process's
     start (a render server's worker: from its fork)."""
-    from cmp.settings import setting_int
-
-    seconds = setting_int(environ, "TAGPIN_MAX_CPU_SECONDS")
+    seconds = settings.max_cpu_seconds
     if seconds <= 0:
         return
     used = resource.getrusage(resource.RUSAGE_SELF)

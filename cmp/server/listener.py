@@ -261,6 +261,7 @@ def warm_up() -> None:
         kube,  # noqa: F401
         lookup,  # noqa: F401
     )
+    from cmp.errors import ConfigError
     from cmp.images import pin  # noqa: F401
     from cmp.imageupdater import annotations as overrides  # noqa: F401
     from cmp.imageupdater import plan as branch_deploy  # noqa: F401
@@ -275,8 +276,13 @@ def warm_up() -> None:
     )
     from cmp.request import from_argocd_environment
     from cmp.services import Services
+    from cmp.settings import DEFAULT_SETTINGS, Settings
 
-    if os.environ.get("TAGPIN_REDIS_URL"):
+    try:
+        redis_wanted = bool(Settings.from_environ(os.environ).redis_url)
+    except ConfigError:
+        redis_wanted = False  # each render reports it, from the environment it brings
+    if redis_wanted:
         import redis  # noqa: F401  # the fleet cache's client: cold renders would pay ~100 ms
 
     with tempfile.TemporaryDirectory() as root:
@@ -289,18 +295,16 @@ def warm_up() -> None:
             "data:\n{% for port in values.ports %}  port{{ loop.index }}: '{{ port }}'\n"
             "{% endfor %}  yaml: {{ values | to_yaml | quote }}\n"
         )
-        settings = {
-            "TAGPIN_CACHE": "off",
-            "TAGPIN_APP_LOOKUP": "off",
-            "TAGPIN_LOCK": "off",
-            "ARGOCD_APP_NAME": "warm-up",
-            "ARGOCD_APP_SOURCE_PATH": "app",
-        }
+        argocd_env = {"ARGOCD_APP_NAME": "warm-up", "ARGOCD_APP_SOURCE_PATH": "app"}
+        settings = DEFAULT_SETTINGS._replace(cache="off", app_lookup="off", lock="off")
 
         def no_registry() -> ecr.EcrRegistryClient:
             raise AssertionError("the warm-up app has no images")
 
-        run(from_argocd_environment(settings, app), Services(registry_factory=no_registry))
+        run(
+            from_argocd_environment(argocd_env, app, settings),
+            Services(registry_factory=no_registry),
+        )
     tempfile.tempdir = None  # computed from this process's TMPDIR; a worker has its own
     gc.collect()
     gc.freeze()  # workers then never touch these objects' pages: fork shares them for good

@@ -21,11 +21,11 @@ import errno
 import fcntl
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 
 from cmp.errors import ConfigError
-from cmp.settings import setting_int
+from cmp.settings import Settings
 
 # argocd-cmp-server (~25 MiB), the render server (~45 MiB), renders waiting for a slot
 # (~10 MiB each) and the page cache the kernel charges to the container.
@@ -74,15 +74,14 @@ def _read_limit(path: Path) -> int | None:
     return int(raw)
 
 
-def per_render_megabytes(environ: Mapping[str, str], limit_bytes: int | None) -> int:
+def per_render_megabytes(settings: Settings, limit_bytes: int | None) -> int:
     """TAGPIN_MAX_MEMORY_MB: a number of MiB (0 = no cap), or `auto` (the default): the
     container's limit less RESERVED_MB, shared by TAGPIN_MAX_PARALLEL_RENDERS renders."""
-    raw = (environ.get("TAGPIN_MAX_MEMORY_MB") or "auto").strip().lower()
-    if raw != "auto":
-        return setting_int(environ, "TAGPIN_MAX_MEMORY_MB")
+    if settings.max_memory_mb is not None:
+        return settings.max_memory_mb
     if limit_bytes is None:
         return UNLIMITED_DEFAULT_MB
-    parallel = setting_int(environ, "TAGPIN_MAX_PARALLEL_RENDERS")
+    parallel = settings.max_parallel_renders
     share = (limit_bytes // (1024 * 1024) - RESERVED_MB) // parallel
     if share < 32:
         raise ConfigError(
@@ -110,12 +109,12 @@ def limit_memory(megabytes: int) -> None:
 
 @contextlib.contextmanager
 def render_slot(
-    environ: Mapping[str, str], directory: Path | None, wait: float = SLOT_WAIT_SECONDS
+    settings: Settings, directory: Path | None, wait: float = SLOT_WAIT_SECONDS
 ) -> Iterator[None]:
     """Hold one of TAGPIN_MAX_PARALLEL_RENDERS slots (flock'ed files in `directory`, shared by
     every render of the sidecar) while rendering; wait up to `wait` seconds for one. Without a
     usable directory the render goes ahead (a laptop without a cache directory)."""
-    parallel = setting_int(environ, "TAGPIN_MAX_PARALLEL_RENDERS")
+    parallel = settings.max_parallel_renders
     handles = _open_slots(directory, parallel) if directory is not None else []
     if not handles:
         yield

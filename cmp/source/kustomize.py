@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from cmp.errors import ConfigError, Problems, SourceError, TemplateError
-from cmp.settings import setting_choice, setting_int
+from cmp.settings import Settings
 from cmp.source.appdir import KustomizeOptions, Limits, RepoFiles, decode
 from cmp.source.templates import RenderedFile
 from cmp.source.yamlread import load_one
@@ -64,6 +64,7 @@ def build(
     files: RepoFiles,
     app_dir: Path,
     options: KustomizeOptions,
+    settings: Settings,
     environ: Mapping[str, str],
     limits: Limits,
     meanwhile: Callable[[], None] | None = None,
@@ -72,8 +73,8 @@ def build(
     """`kustomize build APP_DIR` after the safety checks; the output as one rendered file.
     `meanwhile` runs while kustomize works (on another core, if there is one); kustomize's
     warnings (deprecated fields) are added to `warnings`."""
-    allow_remote = setting_choice(environ, "TAGPIN_KUSTOMIZE_REMOTE") == "on"
-    timeout = setting_int(environ, "TAGPIN_KUSTOMIZE_TIMEOUT")
+    allow_remote = settings.kustomize_remote == "on"
+    timeout = settings.kustomize_timeout
     top = kustomization_file(app_dir)
     if top is None:
         raise SourceError(
@@ -81,7 +82,7 @@ def build(
             f"{' or '.join(KUSTOMIZATION_FILES)}"
         )
     check_tree(files, app_dir, allow_remote=allow_remote)
-    command = kustomize_command(environ, options)
+    command = kustomize_command(settings, environ, options)
     argv = [*command, str(files.inside(app_dir))]
     text = _run(
         argv,
@@ -198,9 +199,11 @@ def _refuse_functions(documents: list[Any], shown: str, field: str) -> None:
                 )
 
 
-def kustomize_command(environ: Mapping[str, str], options: KustomizeOptions) -> list[str]:
+def kustomize_command(
+    settings: Settings, environ: Mapping[str, str], options: KustomizeOptions
+) -> list[str]:
     """`kustomize build` if TAGPIN_KUSTOMIZE or PATH has it, else `kubectl kustomize`."""
-    configured = (environ.get("TAGPIN_KUSTOMIZE") or "").strip()
+    configured = settings.kustomize.strip()
     # PATH is not a tagpin setting: cmp.testing's minimal settings still find kubectl.
     search = environ.get("PATH") or os.environ.get("PATH", os.defpath)
     if configured:

@@ -20,7 +20,7 @@ import yaml
 
 from cmp.errors import ConfigError, ExitStatus
 from cmp.server import memory
-from cmp.settings import SETTINGS_BY_ENV
+from cmp.settings import SETTINGS_BY_ENV, Settings
 from tests.support.apptree import build_tree, clean_env, cm
 from tests.support.hostile import LOCKED_APP, Sidecar, committed_repo, worker_peaks_mib
 
@@ -54,7 +54,7 @@ def shipped_limit_bytes() -> int:
 
 
 def shipped_share_mb() -> int:
-    return memory.per_render_megabytes({}, shipped_limit_bytes())
+    return memory.per_render_megabytes(Settings.from_environ({}), shipped_limit_bytes())
 
 
 # --- the default follows the container ------------------------------------------------------
@@ -121,12 +121,14 @@ def test_the_default_memory_cap_follows_the_cgroup_limit(
 def test_each_render_gets_an_equal_share_of_what_the_container_has_left(
     environ: dict[str, str], limit: int | None, share: int
 ) -> None:
-    assert memory.per_render_megabytes(environ, limit) == share
+    assert memory.per_render_megabytes(Settings.from_environ(environ), limit) == share
 
 
 def test_a_container_too_small_for_its_parallel_renders_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="leaves 0 MiB per render"):
-        memory.per_render_megabytes({"TAGPIN_MAX_PARALLEL_RENDERS": "8"}, 128 * MiB)
+        memory.per_render_megabytes(
+            Settings.from_environ({"TAGPIN_MAX_PARALLEL_RENDERS": "8"}), 128 * MiB
+        )
 
 
 def test_shipped_manifests_image_and_default_agree_on_memory() -> None:
@@ -271,7 +273,7 @@ def test_renders_beyond_the_parallel_limit_wait_for_a_slot(tmp_path: Path) -> No
 
 
 def test_a_render_that_finds_every_slot_busy_for_too_long_fails_clearly(tmp_path: Path) -> None:
-    one = {"TAGPIN_MAX_PARALLEL_RENDERS": "1"}
+    one = Settings.from_environ({"TAGPIN_MAX_PARALLEL_RENDERS": "1"})
     with (
         memory.render_slot(one, tmp_path),
         pytest.raises(ConfigError, match="all 1 render slots stayed busy for 0.2 s"),

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from cmp.registry.shared import redis_settings
-from cmp.settings import SETTINGS_BY_ENV
+from cmp.settings import SETTINGS_BY_ENV, Settings
 from tests.support.kustomize import K8S_VERSIONS, kustomize_build, schema_problems
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -104,7 +104,10 @@ def test_the_webhook_gets_the_password_but_no_signing_key(built: list[dict[str, 
     assert not [name for name in env if "SIGNING" in name]
     # …and the webhook accepts that configuration (it writes no digests).
     assert (
-        redis_settings({"TAGPIN_REDIS_URL": env["TAGPIN_REDIS_URL"]}, signing_key_required=False)
+        redis_settings(
+            Settings.from_environ({"TAGPIN_REDIS_URL": env["TAGPIN_REDIS_URL"]}),
+            signing_key_required=False,
+        )
         is not None
     )
 

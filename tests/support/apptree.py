@@ -18,7 +18,7 @@ from cmp.pipeline import RenderResult, render_manifests, run
 from cmp.registry.static import StaticRegistry
 from cmp.request import AppInfo, KubeInfo, RenderRequest
 from cmp.services import Services, limits_from
-from cmp.settings import parse_parameters
+from cmp.settings import Settings, parse_parameters
 from cmp.source.manifests import Manifest
 
 # The smallest valid app: a marker file and one plain manifest.
@@ -84,6 +84,7 @@ def make_request(
         env=dict(env or {}),
         parameters=dict(params) if params is not None else parameters(),
         settings_env=dict(settings_env or {}),
+        settings=Settings.from_environ(settings_env or {}),
     )
 
 
@@ -109,7 +110,7 @@ def manifests_of(
 ) -> list[Manifest]:
     """Load → render → parse only (no image pinning): the objects an app produces."""
     request = make_request(app_dir, repo_root, **request_fields)
-    return render_manifests(request, limits_from(request.settings_env))[1]
+    return render_manifests(request, limits_from(request.settings))[1]
 
 
 def bodies(app_dir: Path, repo_root: Path | None = None, **request_fields: Any) -> list[Any]:

@@ -146,3 +146,29 @@ def test_every_setting_is_documented_in_the_reference() -> None:
     reference = docs.read_text(encoding="utf-8")
     missing = [s.env for s in SETTINGS if f"| `{s.env}` |" not in reference]
     assert missing == []
+
+
+def test_settings_are_read_by_name_only_in_the_settings_module() -> None:
+    """Every TAGPIN_* value reaches the code as a typed `Settings` field, built once at the
+    edge: no module but cmp/settings.py names a setting as a bare string (a lookup) or reads
+    one through setting_int / setting_choice."""
+    import ast
+    import re
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[2] / "cmp"
+    bare_name = re.compile(r"TAGPIN_[A-Z0-9_]+")
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if path == package / "settings.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            shown = f"{path.relative_to(package.parent)}:{getattr(node, 'lineno', '?')}"
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                if bare_name.fullmatch(node.value):
+                    found.append(f"{shown}: {node.value!r}")
+            elif isinstance(node, ast.Name | ast.alias):
+                name = node.id if isinstance(node, ast.Name) else node.name
+                if name in ("setting_int", "setting_choice"):
+                    found.append(f"{shown}: {name}")
+    assert found == []

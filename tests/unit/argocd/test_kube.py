@@ -21,6 +21,7 @@ from cmp.argocd.kube import (
     lookup_settings,
 )
 from cmp.errors import AppLookupError, ConfigError
+from cmp.settings import Settings
 from tests.support.fake_kube import TOKEN, FakeKube, Pki, write_kubeconfig
 
 UPDATER = "argocd-image-updater.argoproj.io/image-list"
@@ -90,7 +91,9 @@ def test_lookup_settings_rules(
     tmp_path: Path,
 ) -> None:
     directory = serviceaccount_dir if has_serviceaccount else tmp_path / "absent"
-    settings = lookup_settings(environ, app_name, serviceaccount_dir=directory)
+    settings = lookup_settings(
+        Settings.from_environ(environ), environ, app_name, serviceaccount_dir=directory
+    )
     assert (settings.enabled, settings.namespace, settings.app_name) == expected
 
 
@@ -103,7 +106,7 @@ def test_lookup_settings_rules(
 )
 def test_lookup_settings_rejects(environ: dict[str, str], message: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=message):
-        lookup_settings(environ, "", serviceaccount_dir=tmp_path)
+        lookup_settings(Settings.from_environ(environ), environ, "", serviceaccount_dir=tmp_path)
 
 
 # --- fetch_annotations with a swapped-in reader ---------------------------------------------
@@ -202,7 +205,9 @@ def test_fetch_annotations_end_to_end(
 ) -> None:
     fake_kube.add("team-a", "web", {UPDATER: "app=x/app"})
     environ = {"KUBECONFIG": str(kubeconfig)}
-    lookup = lookup_settings(environ, "team-a_web", serviceaccount_dir=tmp_path)
+    lookup = lookup_settings(
+        Settings.from_environ(environ), environ, "team-a_web", serviceaccount_dir=tmp_path
+    )
     annotations, warnings = fetch_annotations(
         lookup, lambda: KubeApi.from_environment(environ, serviceaccount_dir=tmp_path)
     )
@@ -563,7 +568,9 @@ def test_in_cluster_uses_the_service_account_and_rereads_the_token(
     environ = {"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port}
     fake_kube_tls.add("argo-system", "web", {UPDATER: "app=x/app"})
     lookup = lookup_settings(
-        {**environ, "ARGOCD_APP_NAME": "web"}, serviceaccount_dir=serviceaccount_dir
+        Settings.from_environ(environ),
+        {**environ, "ARGOCD_APP_NAME": "web"},
+        serviceaccount_dir=serviceaccount_dir,
     )
     api = KubeApi.from_environment(environ, serviceaccount_dir=serviceaccount_dir)
     assert api is not None

@@ -13,6 +13,7 @@ import pytest
 
 from cmp.errors import ExitStatus, LockError
 from cmp.registry.lock import LockMode, format_lock, lock_mode, parse_lock
+from cmp.settings import Settings
 from tests.support.moto_ecr import ACCOUNT, REGION
 from tests.support.renders import BOTO_PROBE
 
@@ -313,7 +314,7 @@ def test_offline_render_with_no_aws_configuration_fails_clearly_for_unlocked_tag
     ],
 )
 def test_lock_mode_setting(raw: str | None, mode: LockMode) -> None:
-    assert lock_mode({} if raw is None else {"TAGPIN_LOCK": raw}) is mode
+    assert lock_mode(Settings.from_environ({} if raw is None else {"TAGPIN_LOCK": raw})) is mode
 
 
 def test_an_unknown_lock_mode_is_a_config_error(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from cmp.registry.shared import (
     tags_key,
 )
 from cmp.registry.static import StaticRegistry
+from cmp.settings import Settings
 from tests.support.redis_server import PASSWORD, RedisServer, free_port
 
 KEY = b"0123456789abcdef0123456789abcdef-signing"
@@ -347,17 +348,21 @@ def test_the_disk_cache_keeps_the_age_of_a_shared_answer(
 
 
 def test_settings_are_off_without_a_url() -> None:
-    assert redis_settings({}) is None
+    assert redis_settings(Settings.from_environ({})) is None
 
 
 def test_a_url_without_a_signing_key_is_a_configuration_error() -> None:
     with pytest.raises(ConfigError, match="TAGPIN_REDIS_SIGNING_KEY"):
-        redis_settings({"TAGPIN_REDIS_URL": "redis://argocd-redis:6379"})
+        redis_settings(Settings.from_environ({"TAGPIN_REDIS_URL": "redis://argocd-redis:6379"}))
 
 
 def test_a_short_signing_key_is_refused() -> None:
     with pytest.raises(ConfigError, match="at least 32"):
-        redis_settings({"TAGPIN_REDIS_URL": "redis://r", "TAGPIN_REDIS_SIGNING_KEY": "short"})
+        redis_settings(
+            Settings.from_environ(
+                {"TAGPIN_REDIS_URL": "redis://r", "TAGPIN_REDIS_SIGNING_KEY": "short"}
+            )
+        )
 
 
 def test_secrets_come_from_files(tmp_path: Path) -> None:
@@ -365,11 +370,13 @@ def test_secrets_come_from_files(tmp_path: Path) -> None:
     (tmp_path / "key").write_bytes(KEY + b"\n")
 
     loaded = redis_settings(
-        {
-            "TAGPIN_REDIS_URL": "rediss://argocd-redis:6379/2",
-            "TAGPIN_REDIS_PASSWORD_FILE": str(tmp_path / "auth"),
-            "TAGPIN_REDIS_SIGNING_KEY_FILE": str(tmp_path / "key"),
-        }
+        Settings.from_environ(
+            {
+                "TAGPIN_REDIS_URL": "rediss://argocd-redis:6379/2",
+                "TAGPIN_REDIS_PASSWORD_FILE": str(tmp_path / "auth"),
+                "TAGPIN_REDIS_SIGNING_KEY_FILE": str(tmp_path / "key"),
+            }
+        )
     )
 
     assert loaded is not None
@@ -409,7 +416,7 @@ def test_secrets_come_from_files(tmp_path: Path) -> None:
 )
 def test_bad_settings_name_the_setting(environ: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        redis_settings(environ)
+        redis_settings(Settings.from_environ(environ))
 
 
 def test_a_redis_out_of_memory_gives_one_warning_and_ecr_answers(
