@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from cmp.testing import render_app
+from tests.e2e.source.test_kustomize import BASE, overlay
 from tests.support.apptree import build_tree
 from tests.support.moto_ecr import ACCOUNT, REGION
-from tests.unit.source.test_kustomize import BASE, overlay
 
 BIN = Path(sys.executable).parent
 TAGPIN = BIN / "tagpin"
@@ -274,7 +274,7 @@ def test_pin_reads_the_live_applications_overrides_like_render(
     assert f"image: {WEB}:v2@{digests['v2']}".encode() in production.stdout
 
 
-# Moved from tests/unit/source/test_kustomize.py: it waits on a real process for 30 s.
+# Moved from tests/e2e/source/test_kustomize.py: it waits on a real process for 30 s.
 def test_a_hung_kustomize_is_stopped_by_the_timeout(repo: Path, tmp_path: Path) -> None:
     fake = tmp_path / "bin" / "kustomize"
     build_tree(fake.parent, {"kustomize": "#!/bin/sh\nsleep 30\n"})

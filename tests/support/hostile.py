@@ -1,6 +1,6 @@
 """An app in a git repository, rendered the way the sidecar renders it: through the cmp-server
 emulator and the shipped plugin.yaml, in `tagpin generate` itself or in a real render server's
-worker. For the attack tests (tests/unit/source/test_hostile_repos.py,
+worker. For the attack tests (tests/e2e/source/test_hostile_repos.py,
 tests/e2e/test_memory_cap.py)."""
 
 from __future__ import annotations

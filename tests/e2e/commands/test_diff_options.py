@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from cmp.errors import ExitStatus
-from tests.unit.commands.test_diff import (
+from tests.e2e.commands.test_diff import (
     APP_FILES,
     DIGEST_V1,
     DIGEST_V2,

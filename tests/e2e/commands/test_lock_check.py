@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cmp.errors import ExitStatus
-from tests.unit.registry.test_lock import HOST, ecr_env, rebuilt, run, values, write_app  # noqa: F401
+from tests.e2e.registry.test_lock import HOST, ecr_env, rebuilt, run, values, write_app  # noqa: F401
 
 
 def test_check_passes_fails_and_never_writes(
