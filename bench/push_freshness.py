@@ -19,32 +19,31 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import platform
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cmp.registry.pushes import PUSHES_ANNOTATION, parse_record
+from tests.support import push_fleet
 from tests.support.cmpserver import AppSpec, CmpServer
 from tests.support.fake_kube import FakeKube, serve, write_kubeconfig
-from tests.support.moto_ecr import ACCOUNT, REGION, CountingMotoServer
+from tests.support.moto_ecr import REGION, CountingMotoServer
+from tests.support.push_fleet import (
+    HOST,
+    Webhook,
+    add_applications,
+    manifest,
+    running_webhook,
+    write_gitops,
+)
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-HOST = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 SECRET = "bench-push-freshness-" + "0" * 16
-PREFIX = "argocd-image-updater.argoproj.io/"
 APPS = {"api": ("shop/api", "main"), "web-staging": ("shop/web", "pr-42-0000")}
 
 
@@ -63,16 +62,6 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     ordered = sorted(values)
     rank = max(1, round(fraction * len(ordered) + 0.5 - 1e-9))
     return ordered[min(rank, len(ordered)) - 1]
-
-
-def manifest(seed: str) -> bytes:
-    document = {
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "layers": [],
-        "seed": seed,
-    }
-    return json.dumps(document, sort_keys=True).encode()
 
 
 class Ecr:
@@ -100,115 +89,8 @@ class Ecr:
         return digest
 
 
-def post_generic(url: str, repository: str, tag: str, digest: str) -> None:
-    from cmp.webhook.events import sign
-
-    body = json.dumps({"repository": f"{HOST}/{repository}", "tag": tag, "digest": digest})
-    stamp = str(int(time.time()))
-    request = urllib.request.Request(
-        f"{url}/events/generic",
-        data=body.encode(),
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "X-Tagpin-Timestamp": stamp,
-            "X-Tagpin-Signature": sign(SECRET, stamp, body.encode()),
-        },
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.status == 202, response.read()
-
-
-def post_eventbridge(url: str, repository: str, tag: str, digest: str) -> None:
-    event = {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "ECR Image Action",
-        "source": "aws.ecr",
-        "account": ACCOUNT,
-        "region": REGION,
-        "resources": [],
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "detail": {
-            "result": "SUCCESS",
-            "action-type": "PUSH",
-            "repository-name": repository,
-            "image-tag": tag,
-            "image-digest": digest,
-        },
-    }
-    request = urllib.request.Request(
-        f"{url}/events/ecr",
-        data=json.dumps(event).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json", "X-Tagpin-Secret": SECRET},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.status == 202, response.read()
-
-
-def unused_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def webhook(kubeconfig: Path, workdir: Path) -> Iterator[str]:
-    port = unused_port()
-    secret_file = workdir / "secret"
-    secret_file.write_text(SECRET)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TAGPIN_", "ARGOCD_"))}
-    log = (workdir / "webhook.log").open("w")
-    process = subprocess.Popen(
-        [
-            str(BIN / "tagpin"),
-            "webhook",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--secret-file",
-            str(secret_file),
-            "--coalesce-seconds",
-            "0",
-            "--app-cache-seconds",
-            "0",
-        ],
-        env={**env, "KUBECONFIG": str(kubeconfig), "ARGOCD_NAMESPACE": "argocd"},
-        stderr=log,  # a file: a pipe nobody reads would fill up and block the webhook
-    )
-    try:
-        while not (workdir / "webhook.log").read_text():
-            time.sleep(0.01)
-        assert json.loads((workdir / "webhook.log").read_text().splitlines()[0])["ready"] is True
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        log.close()
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
-
-
-def gitops(root: Path) -> None:
-    deployment = (
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  template:\n"
-        "    spec:\n      containers:\n      - name: {name}\n        image: {image}\n"
-    )
-    for app, (repository, tag) in APPS.items():
-        templates = root / "apps" / app / "templates"
-        templates.mkdir(parents=True)
-        (templates.parent / "tagpin.yaml").write_text("{}\n")
-        image = f"{HOST}/{repository}:{tag}"
-        (templates / "deployment.yaml").write_text(deployment.format(name=app, image=image))
-
-
 def replica(workdir: Path, name: str, kubeconfig: Path, moto_url: str) -> CmpServer:
-    env = {
-        "PATH": f"{BIN}{os.pathsep}/usr/bin:/bin",
-        "HOME": str(workdir / name / "home"),
-        "TAGPIN_CACHE_DIR": str(workdir / name / "cache"),
-        "TAGPIN_APP_LOOKUP": "on",
-        "KUBECONFIG": str(kubeconfig),
-        "ARGOCD_NAMESPACE": "argocd",
+    aws_env = {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": REGION,
@@ -217,10 +99,7 @@ def replica(workdir: Path, name: str, kubeconfig: Path, moto_url: str) -> CmpSer
         "AWS_SHARED_CREDENTIALS_FILE": str(workdir / "no-aws-credentials"),
         "AWS_ENDPOINT_URL_ECR": moto_url,
     }
-    (workdir / name / "cmp-tmp").mkdir(parents=True)
-    return CmpServer.from_plugin_yaml(
-        REPO / "plugin.yaml", sidecar_env=env, workdir=workdir / name / "cmp-tmp"
-    )
+    return push_fleet.replica(workdir, name, kubeconfig, aws_env)
 
 
 def image(server: CmpServer, root: Path, app: str) -> str:
@@ -244,29 +123,19 @@ def measure(pushes: int) -> Result:
         kube_server = serve(fake)
         try:
             kubeconfig = write_kubeconfig(workdir / "kubeconfig", fake.url, {"token": fake.token})
-            staging = fake.add(
-                "argocd",
-                "web-staging",
-                {
-                    f"{PREFIX}image-list": f"web={HOST}/shop/web",
-                    f"{PREFIX}web.allow-tags": "regexp:^pr-42-",
-                    f"{PREFIX}web.update-strategy": "alphabetical",
-                },
-            )
-            staging["status"] = {"summary": {"images": [f"{HOST}/shop/web:pr-42-0000"]}}
-            fake.add("argocd", "api")["status"] = {"summary": {"images": [f"{HOST}/shop/api:main"]}}
+            add_applications(fake, f"{HOST}/shop/web", "pr-42-0000", f"{HOST}/shop/api")
             ecr = Ecr(moto.url)
             for repository, tag in APPS.values():
                 ecr.push(repository, tag, f"{repository}:{tag}:0")
-            root = workdir / "gitops"
-            gitops(root)
+            images = {app: f"{HOST}/{repository}:{tag}" for app, (repository, tag) in APPS.items()}
+            root = write_gitops(workdir / "gitops", images)
             replicas = {n: replica(workdir, n, kubeconfig, moto.url) for n in ("a", "b")}
-            with webhook(kubeconfig, workdir) as url:
+            with running_webhook(kubeconfig, workdir, SECRET) as webhook:
                 for server in replicas.values():  # warm both
                     for app in APPS:
                         image(server, root, app)
                 for n in range(1, pushes + 1):
-                    one_push(n, ecr, moto, fake, url, root, replicas, result)
+                    one_push(n, ecr, moto, fake, webhook, root, replicas, result)
         finally:
             kube_server.shutdown()
             kube_server.server_close()
@@ -279,7 +148,7 @@ def one_push(
     ecr: Ecr,
     moto: CountingMotoServer,
     fake: FakeKube,
-    url: str,
+    webhook: Webhook,
     root: Path,
     replicas: dict[str, CmpServer],
     result: Result,
@@ -289,9 +158,9 @@ def one_push(
     tag = "main" if app == "api" else f"pr-42-{n:04d}"
     digest = ecr.push(repository, tag, f"{repository}:{tag}:{n}")
     expected = f"{HOST}/{repository}:{tag}@{digest}"
-    send = post_generic if n % 4 < 2 else post_eventbridge  # both endpoints
+    send = webhook.generic if n % 4 < 2 else webhook.eventbridge  # both endpoints
     started = time.perf_counter()
-    send(url, repository, tag, digest)
+    send(repository, tag, digest)
     while True:
         annotations = fake.applications[("argocd", app)]["metadata"]["annotations"]
         text = annotations.get(PUSHES_ANNOTATION)

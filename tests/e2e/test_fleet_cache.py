@@ -14,7 +14,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from cmp.registry.shared import RedisSettings, tags_key
 from cmp.webhook.server import WebhookConfig, WebhookServer
 from tests.support.fake_kube import TOKEN, FakeKube, make_pki
 from tests.support.moto_ecr import ACCOUNT, REGION, MotoEcr
+from tests.support.push_fleet import ecr_push_event
 from tests.support.redis_server import PASSWORD, RedisServer, TlsFront, free_port
 from tests.support.renders import (
     HOST,
@@ -266,22 +266,7 @@ def webhook(fake_kube: FakeKube, fleet: Fleet) -> Iterator[WebhookServer]:
 
 
 def announce_push(webhook: WebhookServer, repository: str, tag: str) -> int:
-    event = {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "ECR Image Action",
-        "source": "aws.ecr",
-        "account": ACCOUNT,
-        "region": REGION,
-        "resources": [],
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "detail": {
-            "result": "SUCCESS",
-            "action-type": "PUSH",
-            "repository-name": repository,
-            "image-tag": tag,
-        },
-    }
+    event = ecr_push_event(repository, tag)
     request = urllib.request.Request(
         f"{webhook.url}/events/ecr",
         data=json.dumps(event).encode(),

@@ -9,10 +9,6 @@ What is checked is what Argo CD would apply after the webhook's patch, and what 
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,86 +19,20 @@ from typing import Any
 import pytest
 
 from cmp.registry.shared import generation_key, listing_key, repository_id, tags_key
-from tests.e2e.test_push_freshness import (
-    API,
-    BIN,
-    PREFIX,
-    SECRET,
-    WEB,
-    Fleet,
-    Webhook,
-    manifest,
-    replica,
-    wait_until,
-)
+from tests.e2e.test_push_freshness import API, SECRET, WEB, Fleet, replica
 from tests.support.fake_kube import FakeKube
 from tests.support.moto_ecr import ACCOUNT, REGION, MotoEcr
+from tests.support.push_fleet import (
+    add_applications,
+    manifest,
+    running_webhook,
+    wait_until,
+    write_gitops,
+)
 from tests.support.redis_server import PASSWORD, RedisServer, free_port
 
 REPLICAS = ("a", "b", "c", "d")
 SIGNING_KEY = "fleet-push-signing-key-" + "3c" * 16
-
-
-@contextlib.contextmanager
-def running_webhook(kubeconfig: Path, directory: Path, redis_url: str) -> Iterator[Webhook]:
-    """`tagpin webhook` in its own process, told about a Redis by TAGPIN_REDIS_URL as the
-    deploy's Redis component does (no signing key: it writes no digests)."""
-    port = free_port()
-    (directory / "webhook-secret").write_text(SECRET + "\n")
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("TAGPIN_", "ARGOCD_"))},
-        "KUBECONFIG": str(kubeconfig),
-        "ARGOCD_NAMESPACE": "argocd",
-        "TAGPIN_REDIS_URL": redis_url,
-        "TAGPIN_REDIS_PASSWORD": PASSWORD,
-    }
-    log = directory / "webhook.log"
-    with log.open("w") as stderr:  # a file: a pipe nobody reads would block the webhook
-        process = subprocess.Popen(
-            [
-                str(BIN / "tagpin"),
-                "webhook",
-                "--listen",
-                f"127.0.0.1:{port}",
-                "--secret-file",
-                str(directory / "webhook-secret"),
-                "--coalesce-seconds",
-                "0",
-                "--app-cache-seconds",
-                "0",
-            ],
-            env=env,
-            stderr=stderr,
-        )
-        try:
-            webhook = Webhook(f"http://127.0.0.1:{port}", log)
-            wait_until(lambda: bool(log.read_text()))
-            assert webhook.records()[0]["msg"] == "listening", webhook.records()
-            yield webhook
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def write_gitops(root: Path) -> Path:
-    """The GitOps repository of tests/e2e/test_push_freshness.py: a branch deploy following pr-42
-    builds (`web-staging`), an app on the mutable tag `main` (`api`)."""
-    deployment = (
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  template:\n"
-        "    spec:\n      containers:\n      - name: {name}\n        image: {image}\n"
-    )
-    for name, image in (("web-staging", f"{WEB}:pr-42-0001"), ("api", f"{API}:main")):
-        app = root / "apps" / name
-        (app / "templates").mkdir(parents=True)
-        (app / "tagpin.yaml").write_text("{}\n")
-        (app / "templates" / "deployment.yaml").write_text(
-            deployment.format(name=name, image=image)
-        )
-    return root
 
 
 @dataclass
@@ -119,18 +49,7 @@ def fleet(
     redis_server: RedisServer,
     tmp_path: Path,
 ) -> Iterator[RedisFleet]:
-    web_staging = fake_kube.add(
-        "argocd",
-        "web-staging",
-        {
-            f"{PREFIX}image-list": f"web={WEB}",
-            f"{PREFIX}web.allow-tags": "regexp:^pr-42-",
-            f"{PREFIX}web.update-strategy": "alphabetical",
-        },
-    )
-    web_staging["status"] = {"summary": {"images": [f"{WEB}:pr-42-0001"]}}
-    api = fake_kube.add("argocd", "api")
-    api["status"] = {"summary": {"images": [f"{API}:main"]}}
+    add_applications(fake_kube, WEB, "pr-42-0001", API)
     (tmp_path / "redis-auth").write_text(PASSWORD + "\n")
     shared = {
         "TAGPIN_REDIS_URL": redis_server.url,
@@ -143,8 +62,12 @@ def fleet(
         replicas[name].sidecar_env.update(shared)
     reachable = request.param == "webhook-reaches-redis"
     redis_url = redis_server.url if reachable else f"redis://127.0.0.1:{free_port()}/0"
-    with running_webhook(kubeconfig, tmp_path, redis_url) as webhook:
-        gitops = write_gitops(tmp_path / "gitops")
+    # Told about a Redis by TAGPIN_REDIS_URL as the deploy's Redis component does (no signing
+    # key: the webhook writes no digests).
+    redis_env = {"TAGPIN_REDIS_URL": redis_url, "TAGPIN_REDIS_PASSWORD": PASSWORD}
+    with running_webhook(kubeconfig, tmp_path, SECRET, redis_env) as webhook:
+        images = {"web-staging": f"{WEB}:pr-42-0001", "api": f"{API}:main"}
+        gitops = write_gitops(tmp_path / "gitops", images)
         yield RedisFleet(moto_ecr, fake_kube, webhook, gitops, replicas, reachable)
 
 

@@ -9,217 +9,74 @@ apply: the image (tag and digest) in the first render after the webhook's patch.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from cmp.registry.pushes import MAX_REPOSITORIES, PUSHES_ANNOTATION, parse_record
-from cmp.webhook.events import sign
+from tests.support import push_fleet
 from tests.support.cmpserver import AppSpec, CmpServer
 from tests.support.fake_kube import FakeKube
-from tests.support.moto_ecr import ACCOUNT, REGION, MotoEcr
+from tests.support.moto_ecr import MotoEcr
+from tests.support.push_fleet import (
+    BIN,
+    HOST,
+    Webhook,
+    add_applications,
+    manifest,
+    running_webhook,
+    wait_until,
+    write_gitops,
+)
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-HOST = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 WEB = f"{HOST}/shop/web"
 API = f"{HOST}/shop/api"
-PREFIX = "argocd-image-updater.argoproj.io/"
 SECRET = "push-freshness-secret-0123456789"
-JSON = {"Content-Type": "application/json"}
-
-
-def manifest(seed: str) -> bytes:
-    return json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "layers": [],
-            "seed": seed,
-        },
-        sort_keys=True,
-    ).encode()
 
 
 # --- the parts -------------------------------------------------------------------------------
 
 
-def unused_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def post(url: str, path: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, Any]:
-    import http.client
-
-    host, port = url.removeprefix("http://").rsplit(":", 1)
-    connection = http.client.HTTPConnection(host, int(port), timeout=10)
-    try:
-        connection.request("POST", path, body=body, headers=dict(headers))
-        response = connection.getresponse()
-        return response.status, json.loads(response.read())
-    finally:
-        connection.close()
-
-
-@dataclass
-class Webhook:
-    url: str
-    log: Path  # its stderr: one JSON line per event, written when the event's patches are done
-
-    def records(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.log.read_text().splitlines() if line]
-
-    def wait_for_pushes(self, count: int) -> None:
-        wait_until(lambda: sum(r["msg"] == "push" for r in self.records()) >= count)
-
-    def eventbridge(self, repository: str, tag: str, digest: str) -> list[str]:
-        event = {
-            "version": "0",
-            "id": str(uuid.uuid4()),
-            "detail-type": "ECR Image Action",
-            "source": "aws.ecr",
-            "account": ACCOUNT,
-            "region": REGION,
-            "resources": [],
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "detail": {
-                "result": "SUCCESS",
-                "action-type": "PUSH",
-                "repository-name": repository,
-                "image-tag": tag,
-                "image-digest": digest,
-            },
-        }
-        status, answer = post(
-            self.url,
-            "/events/ecr",
-            json.dumps(event).encode(),
-            {**JSON, "X-Tagpin-Secret": SECRET},
-        )
-        assert status == 202, answer
-        return list(answer["applications"])
-
-    def generic(self, repository: str, tag: str, digest: str) -> list[str]:
-        body = json.dumps({"repository": f"{HOST}/{repository}", "tag": tag, "digest": digest})
-        stamp = str(int(time.time()))
-        headers = {
-            **JSON,
-            "X-Tagpin-Timestamp": stamp,
-            "X-Tagpin-Signature": sign(SECRET, stamp, body.encode()),
-        }
-        status, answer = post(self.url, "/events/generic", body.encode(), headers)
-        assert status == 202, answer
-        return list(answer["applications"])
-
-
 @pytest.fixture
 def webhook(fake_kube: FakeKube, kubeconfig: Path, tmp_path: Path) -> Iterator[Webhook]:
     """The `tagpin webhook` command in its own process, as deploy/webhook runs it."""
-    port = unused_port()
-    secret_file = tmp_path / "webhook-secret"
-    secret_file.write_text(SECRET + "\n")
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("TAGPIN_", "ARGOCD_"))},
-        "KUBECONFIG": str(kubeconfig),
-        "ARGOCD_NAMESPACE": "argocd",
-    }
-    log = tmp_path / "webhook.log"
-    stderr = log.open("w")
-    process = subprocess.Popen(
-        [
-            str(BIN / "tagpin"),
-            "webhook",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--secret-file",
-            str(secret_file),
-            "--coalesce-seconds",
-            "0",
-            "--app-cache-seconds",
-            "0",
-        ],
-        env=env,
-        stderr=stderr,  # a file: a pipe nobody reads would fill up and block the webhook
-    )
-    try:
-        webhook = Webhook(f"http://127.0.0.1:{port}", log)
-        wait_until(lambda: bool(log.read_text()))
-        [listening] = webhook.records()
-        assert listening["msg"] == "listening" and listening["ready"] is True, listening
+    with running_webhook(kubeconfig, tmp_path, SECRET) as webhook:
         yield webhook
-    finally:
-        stderr.close()
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture
 def gitops(tmp_path: Path) -> Path:
     """The GitOps repository: a branch deploy following pr-42 builds, an app on `main`."""
-    root = tmp_path / "gitops"
-    deployment = (
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  template:\n"
-        "    spec:\n      containers:\n      - name: {name}\n        image: {image}\n"
+    return write_gitops(
+        tmp_path / "gitops", {"web-staging": f"{WEB}:pr-42-0001", "api": f"{API}:main"}
     )
-    for name, image in (("web-staging", f"{WEB}:pr-42-0001"), ("api", f"{API}:main")):
-        app = root / "apps" / name
-        app.mkdir(parents=True)
-        (app / "tagpin.yaml").write_text("{}\n")
-        (app / "templates").mkdir()
-        (app / "templates" / "deployment.yaml").write_text(
-            deployment.format(name=name, image=image)
-        )
-    return root
+
+
+AWS_ENV = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_DEFAULT_REGION",
+    "AWS_EC2_METADATA_DISABLED",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_ENDPOINT_URL_ECR",
+)
 
 
 def replica(
     tmp_path: Path, name: str, kubeconfig: Path, render_server: Path | None = None
 ) -> CmpServer:
-    """One repo-server pod's tagpin sidecar, with a cache directory of its own; with
-    `render_server` (a socket), renders run in that server's warm workers, as in the image."""
-    keep = (
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_DEFAULT_REGION",
-        "AWS_EC2_METADATA_DISABLED",
-        "AWS_CONFIG_FILE",
-        "AWS_SHARED_CREDENTIALS_FILE",
-        "AWS_ENDPOINT_URL_ECR",
-    )
-    env = {
-        **{k: os.environ[k] for k in keep},
-        "PATH": f"{BIN}{os.pathsep}/usr/bin:/bin",
-        "HOME": str(tmp_path / name / "home"),
-        "TAGPIN_CACHE_DIR": str(tmp_path / name / "cache"),
-        "TAGPIN_APP_LOOKUP": "on",
-        "KUBECONFIG": str(kubeconfig),
-        "ARGOCD_NAMESPACE": "argocd",
-    }
-    if render_server is not None:
-        env |= {"TAGPIN_RENDER_SERVER": "on", "TAGPIN_RENDER_SERVER_SOCKET": str(render_server)}
-    workdir = tmp_path / name / "cmp-tmp"
-    workdir.mkdir(parents=True)
-    return CmpServer.from_plugin_yaml(REPO / "plugin.yaml", sidecar_env=env, workdir=workdir)
+    """One repo-server pod's tagpin sidecar, reaching moto's ECR as the moto_ecr fixture set up."""
+    aws_env = {k: os.environ[k] for k in AWS_ENV}
+    return push_fleet.replica(tmp_path, name, kubeconfig, aws_env, render_server)
 
 
 @dataclass
@@ -302,18 +159,7 @@ def fleet(
     gitops: Path,
     tmp_path: Path,
 ) -> Iterator[Fleet]:
-    web_staging = fake_kube.add(
-        "argocd",
-        "web-staging",
-        {
-            f"{PREFIX}image-list": f"web={WEB}",
-            f"{PREFIX}web.allow-tags": "regexp:^pr-42-",
-            f"{PREFIX}web.update-strategy": "alphabetical",
-        },
-    )
-    web_staging["status"] = {"summary": {"images": [f"{WEB}:pr-42-0001"]}}
-    api = fake_kube.add("argocd", "api")
-    api["status"] = {"summary": {"images": [f"{API}:main"]}}
+    add_applications(fake_kube, WEB, "pr-42-0001", API)
     with contextlib.ExitStack() as stack:
         sockets: dict[str, Path | None] = {"a": None, "b": None}
         if getattr(request, "param", "in-process") == "served":
@@ -439,13 +285,6 @@ def test_the_record_stays_bounded_with_many_repositories(fleet: Fleet) -> None:
     # Which ones are folded depends on the order the patches landed (they run in parallel).
     assert record.older < min(p.at for p in record.pushes.values())
     assert set(record.pushes) < {f"{HOST}/{name}" for name in names}
-
-
-def wait_until(condition: Callable[[], bool], limit: float = 30.0) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
 
 
 # --- on a laptop ---------------------------------------------------------------------------
