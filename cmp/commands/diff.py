@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from cmp.commands.options import app_options, app_request, pairs
+from cmp.commands.options import app_options, app_request, image_updater_option, pairs
 from cmp.commands.run import execute
 from cmp.errors import ConfigError, TagpinError
 from cmp.pipeline import RenderResult, run
@@ -209,14 +209,7 @@ def _terminated(lines: list[str]) -> Iterator[str]:
     type=click.IntRange(min=0),
     help="Lines of context around each change.",
 )
-@click.option(
-    "--image-updater",
-    "updater_pairs",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="The image-updater parameter, e.g. web.allow-tags=regexp:^pr-42- "
-    "(repeatable; both sides).",
-)
+@image_updater_option("repeatable; both sides")
 @click.option(
     "--digests",
     type=click.Path(dir_okay=False, path_type=Path),

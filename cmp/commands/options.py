@@ -4,6 +4,7 @@ turns them into a RenderRequest (and the parameters Argo CD would send)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from cmp.request import (
     parameters_json,
     parse_api_versions,
 )
-from cmp.settings import parse_parameters
+from cmp.settings import Settings, parse_parameters
 
 
 def pairs(items: tuple[str, ...], flag: str) -> dict[str, str]:
@@ -82,6 +83,18 @@ def app_options(command: Any) -> Any:
     return command
 
 
+def image_updater_option(note: str = "repeatable") -> Callable[[Any], Any]:
+    """`--image-updater KEY=VALUE`: the image-updater parameter, as `render`, `diff` and `pin`
+    take it (read with `pairs`)."""
+    return click.option(
+        "--image-updater",
+        "updater_pairs",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help=f"The image-updater parameter, e.g. web.allow-tags=regexp:^pr-42- ({note}).",
+    )
+
+
 def app_request(
     app_dir: Path,
     options: dict[str, Any],
@@ -118,4 +131,26 @@ def app_request(
         env=pairs(options["env_pairs"], "--env"),
         parameters=parameters,
         settings_env=dict(os.environ) if settings_env is None else settings_env,
+    )
+
+
+def stream_request(
+    *,
+    app_name: str,
+    namespace: str,
+    updater: dict[str, str],
+    settings_env: dict[str, str],
+    settings: Settings,
+) -> RenderRequest:
+    """The RenderRequest the flags of `pin` describe: a manifest stream read in the current
+    directory, no app directory, no values; only the image-updater parameter."""
+    return RenderRequest(
+        app_dir=Path.cwd(),
+        repo_root=Path.cwd(),
+        app=AppInfo(instance=app_name, namespace=namespace),
+        kube=KubeInfo(),
+        env={},
+        parameters=parse_parameters(parameters_json(image_updater=updater)),
+        settings_env=settings_env,
+        settings=settings,
     )

@@ -10,6 +10,8 @@ from typing import Any
 
 import click
 
+from cmp.commands.options import image_updater_option
+
 
 def pin_command() -> click.Command:
     @click.command("pin")
@@ -26,13 +28,7 @@ def pin_command() -> click.Command:
         default="",
         help="Destination namespace (objects without one are checked as in it).",
     )
-    @click.option(
-        "--image-updater",
-        "updater_pairs",
-        multiple=True,
-        metavar="KEY=VALUE",
-        help="The image-updater parameter, e.g. web.allow-tags=regexp:^pr-42- (repeatable).",
-    )
+    @image_updater_option()
     @click.option(
         "--lock",
         type=click.Path(dir_okay=False, path_type=Path),
@@ -66,12 +62,11 @@ def pin_command() -> click.Command:
         """Pin every ECR image in a YAML or JSON manifest stream (FILEs, or standard input
         for none or `-`) and print it as the sidecar would: canonical YAML, same bytes for the
         same objects. For `helm template ... | tagpin pin -` and Helm's post-renderer."""
-        from cmp.commands.options import pairs
+        from cmp.commands.options import pairs, stream_request
         from cmp.commands.run import execute, limit_memory
         from cmp.commands.stream import StreamConfig, pin_stream, read_config, read_inputs
-        from cmp.request import AppInfo, KubeInfo, RenderRequest, parameters_json
         from cmp.services import limits_from, services_from
-        from cmp.settings import Settings, parse_parameters
+        from cmp.settings import Settings
 
         updater = pairs(updater_pairs, "--image-updater")
 
@@ -80,13 +75,10 @@ def pin_command() -> click.Command:
             settings = Settings.from_environ(environ)
             limit_memory(settings)
             inputs = read_inputs(files, sys.stdin.buffer, limits_from(settings))
-            request = RenderRequest(
-                app_dir=Path.cwd(),
-                repo_root=Path.cwd(),
-                app=AppInfo(instance=app_name, namespace=namespace),
-                kube=KubeInfo(),
-                env={},
-                parameters=parse_parameters(parameters_json(image_updater=updater)),
+            request = stream_request(
+                app_name=app_name,
+                namespace=namespace,
+                updater=updater,
                 settings_env=environ,
                 settings=settings,
             )
