@@ -10,7 +10,7 @@ What is checked is what Argo CD would apply after the webhook's patch, and what 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,6 +165,28 @@ def test_a_refresh_storm_after_the_push_asks_ecr_once_per_moved_tag(fleet: Redis
     assert render_everywhere(fleet, "web-staging", at_once=True) == ({f"{WEB}:pr-42-0002@{pr2}"}, 1)
 
 
+def render_during_push(
+    fleet: RedisFleet, app: str, push: Callable[[], str]
+) -> tuple[list[str], str]:
+    """Replica a renders `app` with its DescribeImages held until `push` (which pushes and
+    announces, returning the new digest) is done and the webhook has patched: the image that
+    render answered (empty if it failed), and the pushed digest."""
+    ecr = fleet.ecr
+    ecr.reset_calls()
+    ecr.counter.hold("DescribeImages")
+    in_flight: list[str] = []
+    thread = threading.Thread(target=lambda: in_flight.append(fleet.render("a", app)))
+    thread.start()
+    try:
+        wait_until(lambda: ecr.counter.held() == 1)
+        digest = push()
+        fleet.webhook.wait_for_pushes(1)
+    finally:
+        ecr.counter.release()
+        thread.join(timeout=60)
+    return in_flight, digest
+
+
 def test_an_answer_shared_by_a_render_in_flight_during_the_push_is_not_used(
     fleet: RedisFleet, redis_server: RedisServer
 ) -> None:
@@ -176,19 +198,13 @@ def test_an_answer_shared_by_a_render_in_flight_during_the_push_is_not_used(
         assert fleet.render(name, "api") == f"{API}:main@{main1}"
     client: Any = redis_server.client()
     client.delete(tags_key(repository_id(ACCOUNT, REGION, "shop/api")))  # its Redis TTL ran out
-    ecr.reset_calls()
-    ecr.counter.hold("DescribeImages")
-    in_flight: list[str] = []
-    thread = threading.Thread(target=lambda: in_flight.append(fleet.render("a", "api")))
-    thread.start()
-    try:
-        wait_until(lambda: ecr.counter.held() == 1)
+
+    def push() -> str:
         main2 = ecr.push("shop/api", "main", manifest("api main, second"))
         assert fleet.webhook.generic("shop/api", "main", main2) == ["argocd/api"]
-        fleet.webhook.wait_for_pushes(1)
-    finally:
-        ecr.counter.release()
-        thread.join(timeout=60)
+        return main2
+
+    in_flight, main2 = render_during_push(fleet, "api", push)
     assert in_flight == [f"{API}:main@{main1}"]  # answered before the push: Argo CD replaces it
     assert client.hlen(tags_key(repository_id(ACCOUNT, REGION, "shop/api"))) == 1  # shared
 
@@ -207,19 +223,13 @@ def test_a_listing_shared_by_a_render_in_flight_during_the_push_is_not_used(
     client: Any = redis_server.client()
     shared_listing = listing_key(repository_id(ACCOUNT, REGION, "shop/web"))
     client.delete(shared_listing)  # its Redis TTL ran out
-    ecr.reset_calls()
-    ecr.counter.hold("DescribeImages")
-    in_flight: list[str] = []
-    thread = threading.Thread(target=lambda: in_flight.append(fleet.render("a", "web-staging")))
-    thread.start()
-    try:
-        wait_until(lambda: ecr.counter.held() == 1)
+
+    def push() -> str:
         pr2 = ecr.push("shop/web", "pr-42-0002", manifest("pr-42 second build"))
         assert fleet.webhook.eventbridge("shop/web", "pr-42-0002", pr2) == ["argocd/web-staging"]
-        fleet.webhook.wait_for_pushes(1)
-    finally:
-        ecr.counter.release()
-        thread.join(timeout=60)
+        return pr2
+
+    in_flight, pr2 = render_during_push(fleet, "web-staging", push)
     assert in_flight == [f"{WEB}:pr-42-0001@{pr1}"]  # listed before the push
     assert client.exists(shared_listing)  # and shared
 
