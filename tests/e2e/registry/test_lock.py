@@ -14,7 +14,7 @@ import pytest
 from cmp.errors import ExitStatus, LockError
 from cmp.registry.lock import LockMode, format_lock, lock_mode, parse_lock
 from cmp.settings import Settings
-from tests.support.moto_ecr import ACCOUNT, REGION
+from tests.support.moto_ecr import ACCOUNT, REGION, MotoEcr
 from tests.support.renders import BOTO_PROBE
 
 HOST = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
@@ -90,6 +90,16 @@ def ecr_env(tmp_path: Path, moto_ecr) -> dict[str, str]:
     return env
 
 
+def locked_app(tmp_path: Path, moto_ecr: MotoEcr, ecr_env: dict[str, str]) -> tuple[Path, str]:
+    """An app running shop/web:v1 and shop/worker:v1, locked by `tagpin lock`; and the digest
+    of shop/web:v1 it locked."""
+    web = moto_ecr.push("shop/web", "v1")
+    moto_ecr.push("shop/worker", "v1")
+    app = write_app(tmp_path, values())
+    assert run("lock", str(app), env=ecr_env).returncode == 0
+    return app, web
+
+
 def test_lock_writes_every_digest_and_renders_then_never_ask_ecr(
     tmp_path: Path, moto_ecr, ecr_env: dict[str, str]
 ) -> None:
@@ -129,10 +139,7 @@ def test_lock_writes_every_digest_and_renders_then_never_ask_ecr(
 def test_lock_is_deterministic_and_a_rerun_asks_ecr_nothing(
     tmp_path: Path, moto_ecr, ecr_env: dict[str, str]
 ) -> None:
-    moto_ecr.push("shop/web", "v1")
-    moto_ecr.push("shop/worker", "v1")
-    app = write_app(tmp_path, values())
-    assert run("lock", str(app), env=ecr_env).returncode == 0
+    app, _ = locked_app(tmp_path, moto_ecr, ecr_env)
     first = (app / "tagpin.lock").read_bytes()
     moto_ecr.reset_calls()
     again = run("lock", str(app), env=ecr_env)
@@ -174,10 +181,7 @@ def test_a_bump_replaces_one_entry_and_keep_retains_the_other_variant(
 def test_update_re_resolves_a_moved_tag_and_the_default_keeps_the_locked_digest(
     tmp_path: Path, moto_ecr, ecr_env: dict[str, str]
 ) -> None:
-    old = moto_ecr.push("shop/web", "v1")
-    moto_ecr.push("shop/worker", "v1")
-    app = write_app(tmp_path, values())
-    assert run("lock", str(app), env=ecr_env).returncode == 0
+    app, old = locked_app(tmp_path, moto_ecr, ecr_env)
     new = moto_ecr.push("shop/web", "v1", rebuilt("rebuilt"))
 
     assert run("lock", str(app), env=ecr_env).returncode == 0
@@ -203,10 +207,7 @@ def test_lock_reports_missing_tags_like_a_render_and_writes_nothing(
 def test_verify_fails_when_a_tag_moved_after_locking(
     tmp_path: Path, moto_ecr, ecr_env: dict[str, str]
 ) -> None:
-    locked = moto_ecr.push("shop/web", "v1")
-    moto_ecr.push("shop/worker", "v1")
-    app = write_app(tmp_path, values())
-    assert run("lock", str(app), env=ecr_env).returncode == 0
+    app, locked = locked_app(tmp_path, moto_ecr, ecr_env)
     verify_env = dict(ecr_env, TAGPIN_LOCK="verify", TAGPIN_CACHE="off")
 
     moto_ecr.reset_calls()
@@ -229,10 +230,7 @@ def test_verify_fails_when_a_tag_moved_after_locking(
 def test_verify_reports_every_moved_or_deleted_tag_at_once(
     tmp_path: Path, moto_ecr, ecr_env: dict[str, str]
 ) -> None:
-    moto_ecr.push("shop/web", "v1")
-    moto_ecr.push("shop/worker", "v1")
-    app = write_app(tmp_path, values())
-    assert run("lock", str(app), env=ecr_env).returncode == 0
+    app, _ = locked_app(tmp_path, moto_ecr, ecr_env)
     moto_ecr.push("shop/web", "v1", rebuilt("moved"))
     moto_ecr.client().batch_delete_image(
         repositoryName="shop/worker", imageIds=[{"imageTag": "v1"}]
@@ -273,10 +271,7 @@ def test_a_tag_missing_from_the_lock_is_resolved_unless_strict(
 
 
 def test_off_ignores_the_lock(tmp_path: Path, moto_ecr, ecr_env: dict[str, str]) -> None:
-    moto_ecr.push("shop/web", "v1")
-    moto_ecr.push("shop/worker", "v1")
-    app = write_app(tmp_path, values())
-    assert run("lock", str(app), env=ecr_env).returncode == 0
+    app, _ = locked_app(tmp_path, moto_ecr, ecr_env)
     moved = moto_ecr.push("shop/web", "v1", rebuilt("moved"))
     done = run("render", str(app), env=dict(ecr_env, TAGPIN_LOCK="off", TAGPIN_CACHE="off"))
     assert done.returncode == 0, done.stderr
