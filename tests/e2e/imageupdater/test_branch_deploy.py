@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import pytest
 from cmp.errors import ExitStatus
 from cmp.imageupdater.plan import OVERRIDE_ANNOTATION
 from tests.support.moto_ecr import ACCOUNT, REGION
+from tests.support.push_fleet import manifest
 
 HOST = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 WEB = f"{HOST}/shop/web"
@@ -26,18 +26,6 @@ PR_42_NEWEST = {
     f"{PREFIX}web.allow-tags": "regexp:^pr-42-",
     f"{PREFIX}web.update-strategy": "alphabetical",
 }
-
-
-def manifest(seed: str) -> bytes:
-    return json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "layers": [],
-            "seed": seed,
-        },
-        sort_keys=True,
-    ).encode()
 
 
 @pytest.fixture
