@@ -16,7 +16,13 @@ from typing import Any
 
 import click
 
-from cmp.commands.options import app_options, app_request, image_updater_option, pairs
+from cmp.commands.options import (
+    app_options,
+    app_request,
+    digests_option,
+    image_updater_option,
+    pairs,
+)
 from cmp.commands.run import execute
 from cmp.errors import ConfigError, TagpinError
 from cmp.pipeline import RenderResult, run
@@ -210,12 +216,7 @@ def _terminated(lines: list[str]) -> Iterator[str]:
     help="Lines of context around each change.",
 )
 @image_updater_option("repeatable; both sides")
-@click.option(
-    "--digests",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Render both sides offline: every digest from this lock file; never ask ECR.",
-)
+@digests_option("Render both sides offline: every digest from this lock file; never ask ECR.")
 @click.pass_context
 def diff_command(
     ctx: click.Context,

@@ -95,6 +95,14 @@ def image_updater_option(note: str = "repeatable") -> Callable[[Any], Any]:
     )
 
 
+def digests_option(help: str) -> Callable[[Any], Any]:
+    """`--digests FILE`: render offline, every digest from this lock file (`help` says for
+    what)."""
+    return click.option(
+        "--digests", type=click.Path(dir_okay=False, path_type=Path), default=None, help=help
+    )
+
+
 def app_request(
     app_dir: Path,
     options: dict[str, Any],

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from cmp.commands.options import image_updater_option
+from cmp.commands.options import digests_option, image_updater_option
 
 
 def pin_command() -> click.Command:
@@ -36,12 +36,7 @@ def pin_command() -> click.Command:
         help="A tagpin.lock to take digests from first, under TAGPIN_LOCK as for an "
         "app's own lock.",
     )
-    @click.option(
-        "--digests",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        help="Pin offline: take every digest from this lock file; never ask ECR.",
-    )
+    @digests_option("Pin offline: take every digest from this lock file; never ask ECR.")
     @click.option(
         "--config",
         type=click.Path(dir_okay=False, path_type=Path),

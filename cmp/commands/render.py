@@ -9,7 +9,13 @@ from typing import Any
 
 import click
 
-from cmp.commands.options import app_options, app_request, image_updater_option, pairs
+from cmp.commands.options import (
+    app_options,
+    app_request,
+    digests_option,
+    image_updater_option,
+    pairs,
+)
 from cmp.commands.run import execute
 
 
@@ -18,12 +24,7 @@ from cmp.commands.run import execute
 @click.option("--repo-url", default="", help="Source repository URL.")
 @click.option("--target-revision", default="", help="Source target revision (e.g. HEAD).")
 @image_updater_option()
-@click.option(
-    "--digests",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Render offline: take every digest from this lock file; never ask ECR.",
-)
+@digests_option("Render offline: take every digest from this lock file; never ask ECR.")
 @click.option(
     "--output",
     "-o",
