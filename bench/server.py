@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -50,23 +49,11 @@ class RenderServer:
 @contextlib.contextmanager
 def render_server(workspace: Workspace) -> Iterator[RenderServer]:
     """`python -m cmp.server.listener`, as TAGPIN_RENDER_SERVER=auto starts it in the sidecar."""
+    from tests.support.listener import start_listener
+
     directory = Path(tempfile.mkdtemp(prefix="tagpin-bench-", dir="/tmp"))  # short socket path
     socket, log = directory / "render.sock", directory / "server.log"
-    process = subprocess.Popen(
-        [
-            str(workspace.python),
-            "-m",
-            "cmp.server.listener",
-            "--socket",
-            str(socket),
-            "--log",
-            str(log),
-            "--log-renders",
-        ],
-        env=dict(workspace.env_base),
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    process = start_listener(socket, log, dict(workspace.env_base), python=str(workspace.python))
     try:
         deadline = time.monotonic() + 60
         while not (log.exists() and "serving" in log.read_text()):

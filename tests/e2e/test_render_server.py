@@ -30,6 +30,7 @@ from cmp.settings import RENDER_SERVER_MODES, Settings
 from tests.support.apptree import build_tree, clean_env, run_cli
 from tests.support.cmpserver import AppSpec, CmpServer
 from tests.support.fake_kube import write_kubeconfig
+from tests.support.listener import start_listener
 from tests.support.moto_ecr import ACCOUNT, REGION
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,21 +45,7 @@ class Server:
 
     def __init__(self, socket: Path, log: Path, env: dict[str, str] | None = None) -> None:
         self.socket, self.log = socket, log
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "cmp.server.listener",
-                "--socket",
-                str(socket),
-                "--log",
-                str(log),
-                "--log-renders",
-            ],
-            env=clean_env(env),
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        self.process = start_listener(socket, log, clean_env(env))
         wait_for(lambda: "serving" in self.log_text(), "the render server to start")
 
     def log_text(self) -> str:

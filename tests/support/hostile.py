@@ -20,6 +20,7 @@ import pytest
 
 from tests.support.apptree import build_tree, clean_env
 from tests.support.cmpserver import AppSpec, CmpServer, GenerateResult
+from tests.support.listener import start_listener
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -83,21 +84,7 @@ def render_mode(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
         return
     directory = Path(tempfile.mkdtemp(prefix="tp-", dir="/tmp"))  # a socket path is short
     socket, log = directory / "render.sock", directory / "server.log"
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cmp.server.listener",
-            "--socket",
-            str(socket),
-            "--log",
-            str(log),
-            "--log-renders",
-        ],
-        env=clean_env(),
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    server = start_listener(socket, log, clean_env())
     deadline = time.monotonic() + 30
     while "serving" not in (log.read_text() if log.exists() else ""):
         assert time.monotonic() < deadline and server.poll() is None, "no render server"
