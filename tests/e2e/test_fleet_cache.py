@@ -6,11 +6,9 @@ What a user sees: the digests Argo CD would apply, the warnings on stderr, the E
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
-import shutil
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -25,7 +23,7 @@ from cmp.registry.shared import RedisSettings, tags_key
 from cmp.webhook.server import WebhookConfig, WebhookServer
 from tests.support.fake_kube import TOKEN, FakeKube, make_pki
 from tests.support.moto_ecr import ACCOUNT, REGION, MotoEcr
-from tests.support.push_fleet import ecr_push_event
+from tests.support.push_fleet import ecr_push_event, render_server
 from tests.support.redis_server import PASSWORD, RedisServer, TlsFront, free_port
 from tests.support.renders import (
     HOST,
@@ -310,33 +308,15 @@ def test_replicas_rendering_through_their_render_servers_share_one_call_per_repo
     fleet: Fleet,
 ) -> None:
     """As in the sidecar image: each replica's renders run in its render server's workers."""
-    servers, envs = [], []
-    try:
+    envs = []
+    with contextlib.ExitStack() as stack:
         for _ in range(2):
-            scratch = Path(tempfile.mkdtemp(prefix="tp-", dir="/tmp"))  # a short socket path
-            env = fleet.env(scratch / "cache")
-            socket_path, log = scratch / "render.sock", scratch / "server.log"
-            servers.append(
-                (
-                    subprocess.Popen(
-                        [
-                            sys.executable,
-                            "-m",
-                            "cmp.server.listener",
-                            "--socket",
-                            str(socket_path),
-                            "--log",
-                            str(log),
-                            "--log-renders",
-                        ],
-                        env=env,
-                        stdin=subprocess.DEVNULL,
-                        start_new_session=True,
-                    ),
-                    log,
-                    scratch,
-                )
+            scratch = Path(  # in /tmp: a socket path must be short
+                stack.enter_context(tempfile.TemporaryDirectory(prefix="tp-", dir="/tmp"))
             )
+            env = fleet.env(scratch / "cache")
+            # render_server checks, on leaving, that its workers served renders: both do
+            socket_path = stack.enter_context(render_server(scratch, env))
             envs.append(
                 {
                     **env,
@@ -344,22 +324,11 @@ def test_replicas_rendering_through_their_render_servers_share_one_call_per_repo
                     "TAGPIN_RENDER_SERVER_SOCKET": str(socket_path),
                 }
             )
-        for _, log, _ in servers:
-            deadline = time.monotonic() + 60
-            while "serving" not in (log.read_text() if log.exists() else ""):
-                assert time.monotonic() < deadline, "a render server did not start"
-                time.sleep(0.05)
 
         outputs = [rendered(generate(fleet.app, env)) for env in envs * 2]
 
         assert fleet.describe_calls() == len(REPOSITORIES)
         assert len(set(outputs)) == 1 and set(images_in(outputs[0])) == fleet.expected
-        assert all(" worker " in log.read_text() for _, log, _ in servers)  # served, both
-    finally:
-        for process, _, scratch in servers:
-            process.terminate()
-            process.wait(timeout=30)
-            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def test_rediss_shares_over_tls_and_refuses_a_server_it_does_not_trust(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -32,6 +31,7 @@ from tests.support.push_fleet import (
     Webhook,
     add_applications,
     manifest,
+    render_server,
     running_webhook,
     wait_until,
     write_gitops,
@@ -117,36 +117,6 @@ class Fleet:
 
     def patches(self, app: str) -> int:
         return sum(1 for r in self.kube.requests if r.method == "PATCH" and r.path.endswith(app))
-
-
-@contextlib.contextmanager
-def render_server(directory: Path) -> Iterator[Path]:
-    """A `tagpin render-server` process, as the image's sidecar starts one."""
-    socket_path, log = directory / "render.sock", directory / "server.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TAGPIN_", "ARGOCD_"))}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cmp.server.listener",
-            "--socket",
-            str(socket_path),
-            "--log",
-            str(log),
-            "--log-renders",
-        ],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_until(lambda: log.exists() and "serving" in log.read_text())
-        yield socket_path
-        served = [line for line in log.read_text().splitlines() if " worker " in line]
-        assert served, "no render reached the render server"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from typing import Any
 from cmp.webhook.events import sign
 from tests.support.cmpserver import CmpServer
 from tests.support.fake_kube import FakeKube
+from tests.support.listener import start_listener
 from tests.support.moto_ecr import ACCOUNT, REGION
 from tests.support.redis_server import free_port
 
@@ -223,3 +224,22 @@ def replica(
     return CmpServer.from_plugin_yaml(
         REPO / "plugin.yaml", sidecar_env=env, workdir=workdir / name / "cmp-tmp"
     )
+
+
+@contextlib.contextmanager
+def render_server(directory: Path, env: Mapping[str, str] | None = None) -> Iterator[Path]:
+    """A `tagpin render-server` process, as the image's sidecar starts one (with `env`, else
+    this process's environment without TAGPIN_/ARGOCD_ settings); yields its socket, and on a
+    clean exit checks that some render was served by its workers."""
+    socket_path, log = directory / "render.sock", directory / "server.log"
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TAGPIN_", "ARGOCD_"))}
+    process = start_listener(socket_path, log, env)
+    try:
+        wait_until(lambda: log.exists() and "serving" in log.read_text(), limit=60)
+        yield socket_path
+        served = [line for line in log.read_text().splitlines() if " worker " in line]
+        assert served, "no render reached the render server"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
