@@ -364,6 +364,19 @@ def sign_entry(key: bytes, repo: EcrRepository, entry: SharedEntry) -> bytes:
     return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
 
 
+def _stored_tag(tag: Any, digest: Any, pushed_at: Any, media_type: Any) -> TagInfo | None:
+    """A tag's answer as an entry or a listing stores it, or None if it is not well-formed.
+    Raises ValueError/TypeError on fields of the wrong type, as the callers expect."""
+    if not isinstance(tag, str) or not is_digest(digest):
+        return None
+    return TagInfo(
+        tag=tag,
+        digest=digest,
+        pushed_at=None if pushed_at is None else float(pushed_at),
+        media_type=None if media_type is None else str(media_type),
+    )
+
+
 def verify_entry(key: bytes, repo: EcrRepository, tag: str, raw: bytes) -> SharedEntry | None:
     """The entry if it is well-formed and signed with `key` for this repository and tag."""
     try:
@@ -371,15 +384,9 @@ def verify_entry(key: bytes, repo: EcrRepository, tag: str, raw: bytes) -> Share
         body, mac = document["body"], document["hmac"]
         if not isinstance(mac, str) or not hmac.compare_digest(mac, _mac(key, repo, tag, body)):
             return None
-        digest, pushed_at, media_type = body["digest"], body["pushed_at"], body["media_type"]
-        if not is_digest(digest):
+        info = _stored_tag(tag, body["digest"], body["pushed_at"], body["media_type"])
+        if info is None:
             return None
-        info = TagInfo(
-            tag=tag,
-            digest=digest,
-            pushed_at=None if pushed_at is None else float(pushed_at),
-            media_type=None if media_type is None else str(media_type),
-        )
         seen = body.get("seen")  # absent in entries from before push records
         return SharedEntry(
             info,
@@ -426,14 +433,10 @@ def verify_listing(key: bytes, repo: EcrRepository, raw: bytes) -> SharedListing
             return None
         found: dict[str, TagInfo] = {}
         for tag, digest, pushed_at, media_type in body["tags"]:
-            if not isinstance(tag, str) or not is_digest(digest):
+            info = _stored_tag(tag, digest, pushed_at, media_type)
+            if info is None:
                 return None
-            found[tag] = TagInfo(
-                tag=tag,
-                digest=digest,
-                pushed_at=None if pushed_at is None else float(pushed_at),
-                media_type=None if media_type is None else str(media_type),
-            )
+            found[tag] = info
         seen = body["seen"]
         return SharedListing(
             found,
