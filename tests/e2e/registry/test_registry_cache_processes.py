@@ -14,10 +14,11 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cmp.images.ecr import EcrRegistry, EcrRepository
+from cmp.images.ecr import EcrRepository
 from cmp.registry.base import Lookup, TagInfo
 from cmp.registry.cache import CachingRegistry, DiskCache
 from cmp.registry.static import StaticRegistry
+from tests.support.ecr_repos import ecr_repository as repo
 
 if TYPE_CHECKING:  # spawned workers import this module: keep moto out of them
     from multiprocessing.synchronize import Barrier
@@ -25,17 +26,6 @@ if TYPE_CHECKING:  # spawned workers import this module: keep moto out of them
     from tests.support.moto_ecr import MotoEcr
 
 WEB_V1 = "sha256:" + "1" * 64
-
-
-def repo(name: str = "team/web", region: str = "eu-west-1") -> EcrRepository:
-    registry = EcrRegistry(
-        f"123456789012.dkr.ecr.{region}.amazonaws.com",
-        "123456789012",
-        region,
-        fips=False,
-        dualstack=False,
-    )
-    return EcrRepository(registry=registry, name=name)
 
 
 # -- many processes ---------------------------------------------------------------------------
@@ -109,6 +99,7 @@ from pathlib import Path
 from cmp.images.ecr import EcrRegistry, EcrRepository
 from cmp.registry.cache import CachingRegistry, DiskCache
 from cmp.registry.ecr import EcrRegistryClient
+from tests.support.ecr_repos import ecr_repository as repo
 registry = EcrRegistry("123456789012.dkr.ecr.eu-west-1.amazonaws.com", "123456789012",
                        "eu-west-1", fips=False, dualstack=False)
 caching = CachingRegistry(EcrRegistryClient(), DiskCache(Path(sys.argv[1])))

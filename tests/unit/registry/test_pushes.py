@@ -25,6 +25,7 @@ from cmp.registry.pushes import (
     record_pushes,
 )
 from cmp.registry.static import StaticRegistry
+from tests.support.ecr_repos import ecr_repository as repo
 
 HOST = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
 WEB = f"{HOST}/team/web"
@@ -40,11 +41,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def repo(name: str = "team/web") -> EcrRepository:
-    registry = EcrRegistry(HOST, "123456789012", "eu-west-1", fips=False, dualstack=False)
-    return EcrRepository(registry=registry, name=name)
 
 
 # --- the record --------------------------------------------------------------------------------

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from cmp.images.ecr import EcrRegistry, EcrRepository
 from cmp.registry.base import Lookup
 from cmp.registry.cache import CacheMode, CachingRegistry, DiskCache
 from cmp.registry.static import StaticRegistry
+from tests.support.ecr_repos import ecr_repository as repo
 
 WEB_V1 = "sha256:" + "1" * 64
 WEB_V2 = "sha256:" + "2" * 64
@@ -26,17 +26,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def repo(name: str = "team/web", region: str = "eu-west-1") -> EcrRepository:
-    registry = EcrRegistry(
-        f"123456789012.dkr.ecr.{region}.amazonaws.com",
-        "123456789012",
-        region,
-        fips=False,
-        dualstack=False,
-    )
-    return EcrRepository(registry=registry, name=name)
 
 
 def ecr() -> StaticRegistry:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from cmp.errors import ConfigError
-from cmp.images.ecr import EcrRegistry, EcrRepository
+from cmp.images.ecr import EcrRepository
 from cmp.registry.base import Lookup, TagInfo
 from cmp.registry.cache import CachingRegistry, DiskCache
 from cmp.registry.pushes import Push, PushFloors, PushRecord
@@ -28,16 +28,13 @@ from cmp.registry.shared import (
 )
 from cmp.registry.static import StaticRegistry
 from cmp.settings import Settings
+from tests.support.ecr_repos import ecr_repository as repo
 from tests.support.redis_server import PASSWORD, RedisServer, free_port
 
 KEY = b"0123456789abcdef0123456789abcdef-signing"
 WEB_V1 = "sha256:" + "1" * 64
 WEB_V2 = "sha256:" + "2" * 64
 HOST = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
-
-
-def repo(name: str = "team/web") -> EcrRepository:
-    return EcrRepository(EcrRegistry(HOST, "123456789012", "eu-west-1", False, False), name)
 
 
 def settings(server: RedisServer, **changes: Any) -> RedisSettings:
