@@ -202,10 +202,10 @@ class _Connection:
             elif kind == b":":
                 value = _integer(rest)
             elif kind == b"$":
-                length = _length(rest, MAX_BULK_BYTES, "bulk string")
+                length = _length(rest, MAX_BULK_BYTES, "a bulk string")
                 value = None if length < 0 else self._bulk(length)
             elif kind == b"*":
-                length = _length(rest, MAX_ARRAY_LENGTH, "array")
+                length = _length(rest, MAX_ARRAY_LENGTH, "an array")
                 if length > 0:
                     if len(open_arrays) >= MAX_DEPTH:
                         raise RedisProblem(
@@ -272,7 +272,7 @@ def _integer(text: bytes) -> int:
 def _length(text: bytes, limit: int, what: str) -> int:
     length = _integer(text)
     if length < -1:
-        raise RedisProblem(f"protocol error: a {what} of length {length}")
+        raise RedisProblem(f"protocol error: {what} of length {length}")
     if length > limit:
-        raise RedisProblem(f"a {what} of {length} (more than {limit}) in a reply")
+        raise RedisProblem(f"{what} of {length} (more than {limit}) in a reply")
     return length
