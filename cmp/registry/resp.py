@@ -14,6 +14,7 @@ integers, bulk strings, status lines and flat arrays, so an array inside an arra
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 import time
@@ -60,6 +61,9 @@ class RespClient:
         `until`, a time.monotonic() value, if given); connecting first gets a timeout of its own."""
         with self._guard:
             connection = self._idle.pop() if self._idle else None
+        if connection is not None and connection.stale():
+            connection.close()
+            connection = None
         try:
             if connection is None:
                 connection = self._connect(self._deadline(until))
@@ -171,6 +175,15 @@ class _Connection:
 
     def close(self) -> None:
         self._sock.close()
+
+    def stale(self) -> bool:
+        """Readable while idle: closed by the server or a proxy's idle timeout (haproxy in
+        front of Argo CD's HA Redis), or sending what nobody asked for. Not to be reused."""
+        try:
+            readable, _, _ = select.select([self._sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
 
     def round_trip(self, commands: Sequence[Command], deadline: float) -> list[Reply]:
         self._deadline = deadline

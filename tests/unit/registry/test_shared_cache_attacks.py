@@ -612,3 +612,17 @@ def test_any_stored_value_is_ignored_and_counted_or_a_valid_answer(
         else:
             assert digests(answer)["v1"] == WEB_V1
         assert down_warnings(warnings) == []  # never Redis trouble: Redis stays in use
+
+
+def test_a_connection_closed_while_idle_is_not_reused(redis_server: RedisServer) -> None:
+    """The webhook keeps its connection between pushes; a proxy's idle timeout (haproxy in
+    front of Argo CD's HA Redis) or a restart may close it meanwhile."""
+    pushes = PushGenerations(store_settings(redis_server.url))
+    assert pushes.bump(repo().uri) is None
+    client: Any = redis_server.client()
+    for connection in client.client_list():
+        if connection["name"] == "tagpin":
+            client.client_kill_filter(_id=connection["id"])
+
+    assert pushes.bump(repo().uri) is None
+    assert client.get(generation_key(REPO_ID)) == b"2"
