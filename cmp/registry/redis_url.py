@@ -27,9 +27,9 @@ _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
 # Options tagpin sets itself, with where to set them instead.
 _OWN_SETTINGS = {
-    "socket_timeout": "TAGPIN_REDIS_TIMEOUT_MS",
-    "socket_connect_timeout": "TAGPIN_REDIS_TIMEOUT_MS",
-    "password": "TAGPIN_REDIS_PASSWORD (or the URL's user:password@)",
+    "socket_timeout": env_name("redis_timeout_ms"),
+    "socket_connect_timeout": env_name("redis_timeout_ms"),
+    "password": f"{env_name('redis_password')} (or the URL's user:password@)",
     "db": "the URL's path (redis://host:6379/2)",
 }
 
