@@ -22,7 +22,6 @@ URL_ENV = env_name("redis_url")
 DEFAULT_PORT = 6379
 MAX_DATABASE = 1 << 20  # far more than any server configures (16 by default)
 TLS_OPTIONS = ("ssl_ca_certs", "ssl_cert_reqs", "ssl_check_hostname", "ssl_certfile", "ssl_keyfile")
-_FILE_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
 # Options tagpin sets itself, with where to set them instead.
@@ -85,8 +84,12 @@ def parse_redis_url(url: str) -> RedisAddress:
 def check_files(address: RedisAddress) -> None:
     """The URL's certificate and key files exist, so a typo is exit 3 and not a warning on
     every cold render."""
-    for option in _FILE_OPTIONS:
-        path = getattr(address, option.removeprefix("ssl_"))
+    files = {
+        "ssl_ca_certs": address.ca_certs,
+        "ssl_certfile": address.certfile,
+        "ssl_keyfile": address.keyfile,
+    }
+    for option, path in files.items():
         if path is not None and not Path(path).is_file():
             raise ConfigError(f"{URL_ENV}: {option}={path} is not a file")
     if address.keyfile is not None and address.certfile is None:
