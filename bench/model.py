@@ -15,7 +15,7 @@ FLOOR_PROGRAM = (
     "sys.stdout.write(yaml.dump_all(documents, Dumper=yaml.CSafeDumper))\n"
 )
 # Modules the warm path must never import (issue 9), and what else is worth watching.
-FORBIDDEN_WARM = ("boto3", "botocore", "kubernetes", "redis", "re2")  # re2: only apps with a policy
+FORBIDDEN_WARM = ("boto3", "botocore", "kubernetes", "cmp.registry.resp", "re2")  # re2: policies
 # The import check runs with the fleet cache configured (nothing listens there): a warm render
 # checks the settings but must not import the Redis client, let alone connect.
 REDIS_CONFIGURED = {

@@ -140,7 +140,7 @@ def ecr_registry_factory(
 
             inner = SharedRegistry(
                 inner,
-                RedisStore(shared),
+                RedisStore.for_render(shared),
                 ttl=float(ttl),
                 list_ttl=float(list_ttl),
                 wait_limit=float(ecr_numbers["deadline"]),

@@ -113,7 +113,8 @@ SETTINGS: tuple[Setting, ...] = (
         "TAGPIN_REDIS_URL",
         "(unset: memory and disk only)",
         "redis:// or rediss:// (TLS) URL of a Redis shared by every replica (Argo CD's "
-        "argocd-redis); database number in the path (docs/install.md).",
+        "argocd-redis); database number in the path; for rediss:// the options ssl_ca_certs, "
+        "ssl_cert_reqs, ssl_check_hostname, ssl_certfile, ssl_keyfile (docs/install.md).",
     ),
     Setting(
         "TAGPIN_REDIS_PASSWORD",
@@ -139,8 +140,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "TAGPIN_REDIS_TIMEOUT_MS",
         "500",
-        "Milliseconds to connect to Redis and for each command; past it the render goes on "
-        "without Redis, with a warning.",
+        "Milliseconds to connect to Redis, and for each round trip (commands and all their "
+        "replies); a render's round trips take 10 times this at most in all. Past either the "
+        "render goes on without Redis, with a warning.",
         minimum=1,
     ),
     Setting(

@@ -7,13 +7,16 @@ a short per-repository Redis lock (`SET NX PX`) so that one replica of the fleet
 the others wait for its answer. Both questions are shared: tag → digest lookups, and the tag
 listings of branch deploys (whose digests also fill the tag → digest entries).
 
-Whoever can write Redis must not choose a digest tagpin deploys (GHSA-9766-5277-j5hr): every
-entry carries an HMAC-SHA256 over what it says and where it belongs, keyed by
-TAGPIN_REDIS_SIGNING_KEY; anything else is ignored and ECR asked. "Not found" is never shared.
+Whoever can write Redis must not choose a digest tagpin deploys (GHSA-9766-5277-j5hr), nor stall
+or fail a render: every value carries an HMAC-SHA256 over its raw bytes and where it belongs,
+keyed by TAGPIN_REDIS_SIGNING_KEY, checked before a byte of it is parsed; values are read with a
+size bound the server applies; a lock no replica could have taken is replaced. Anything else is
+ignored, counted, and overwritten by the next answer ECR gives. "Not found" is never shared.
 
 Redis trouble never fails a render: the first problem (unreachable, timeout, auth, TLS, out of
-memory) gives one warning and the rest of the render goes on without Redis. The client library
-is imported on the first lookup the local caches miss, never on a warm render.
+memory, a reply that breaks the protocol's bounds) gives one warning and the rest of the render
+goes on without Redis. The client (cmp.registry.resp) is imported on the first lookup the local
+caches miss, never on a warm render.
 """
 
 from __future__ import annotations
@@ -24,20 +27,24 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from cmp.errors import ConfigError
 from cmp.registry.base import Lookup, Registry, TagInfo, is_digest
+from cmp.registry.redis_url import check_files, parse_redis_url
 from cmp.settings import Settings, env_name
 
 if TYPE_CHECKING:
     from cmp.images.ecr import EcrRepository
     from cmp.registry.pushes import PushFloors
+    from cmp.registry.resp import Command, Reply, RespClient
 
-NAMESPACE = "tagpin:v1"
+# v2: values are `<hex HMAC><JSON body>`, checked before they are parsed (v1 parsed, then
+# checked). A new namespace, so replicas of both versions ignore each other during a rollout.
+NAMESPACE = "tagpin:v2"
 MIN_SIGNING_KEY_BYTES = 32
 # A generation outlives every entry stamped with it by far: an entry must never become valid
 # again because the generation key expired (SharedRegistry caps its TTL below this).
@@ -46,26 +53,27 @@ LOCK_TTL_SECONDS = 10.0  # a holder that died frees the repository this soon
 # A listing bigger than this (some 5,000 tags) is not shared: each replica lists such a
 # repository itself, and no replica ever reads more than this from Redis for one.
 MAX_LISTING_BYTES = 1 << 20
+MAX_ENTRY_BYTES = 4096  # a signed entry is under 1 KiB; Redis sends at most this + 1 of one
+MAX_GENERATION_BYTES = 64  # INCR's numbers, or the random one a bump puts in place of garbage
 POLL_SECONDS = 0.02  # how often a waiting replica looks for the holder's answer
+# A render's Redis round trips take at most this many TAGPIN_REDIS_TIMEOUT_MS in all (5 s by
+# default, some thousand round trips of a healthy Redis): a Redis answering each just in time
+# cannot hold a render either.
+RENDER_BUDGET_TIMEOUTS = 10
+_MAC_HEX = 64  # HMAC-SHA256, hex
 
 # Named in messages.
 URL_ENV = env_name("redis_url")
 PASSWORD_ENV = env_name("redis_password")
 SIGNING_KEY_ENV = env_name("redis_signing_key")
-
-
-# Compare-and-delete: release the lock only while it still holds our token (it may have
-# expired and been taken by another replica meanwhile).
-_RELEASE = (
-    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
-)
+TIMEOUT_ENV = env_name("redis_timeout_ms")
 
 
 class RedisSettings(NamedTuple):
-    url: str  # may carry a password
+    url: str  # may carry a password; checked by redis_settings
     password: str | None
     signing_key: bytes | None
-    timeout: float = 0.5  # seconds, for connecting and for each command
+    timeout: float = 0.5  # seconds, for connecting and for each round trip
 
     def __repr__(self) -> str:  # never a password or the key
         return f"RedisSettings({self.shown}, timeout={self.timeout:g})"
@@ -82,23 +90,15 @@ def redis_settings(
     settings: Settings, *, signing_key_required: bool = True
 ) -> RedisSettings | None:
     """TAGPIN_REDIS_* → the client's settings, or None when TAGPIN_REDIS_URL is unset (memory
-    + disk only). Secret files are read here, when Redis is used, not when settings are built.
+    + disk only). The whole URL is checked here (cmp.registry.redis_url), and secret files are
+    read here, when Redis is used, not when settings are built.
 
     The webhook writes no digests, so it needs no signing key (`signing_key_required=False`).
     """
     url = settings.redis_url.strip()
     if not url:
         return None
-    scheme = url.partition("://")[0].lower() if "://" in url else ""
-    if scheme not in ("redis", "rediss"):
-        raise ConfigError(
-            f"{URL_ENV} must start with redis:// or rediss:// (TLS), e.g. "
-            "redis://argocd-redis:6379/0"
-        )
-    try:
-        urlsplit(url).port  # noqa: B018 - raises on a bad port
-    except ValueError:
-        raise ConfigError(f"{URL_ENV} has an invalid port") from None
+    check_files(parse_redis_url(url))
     password = _secret(settings.redis_password, settings.redis_password_file, PASSWORD_ENV)
     key = _secret(settings.redis_signing_key, settings.redis_signing_key_file, SIGNING_KEY_ENV)
     if key is None and signing_key_required:
@@ -184,23 +184,13 @@ def lock_key(repo_id: str) -> str:
     return f"{NAMESPACE}:lock:{repo_id}"
 
 
-def connect(settings: RedisSettings) -> Any:
-    """A redis-py client with short timeouts and no retries: a slow Redis must cost one
-    timeout, then the render goes on without it."""
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
+def connect(settings: RedisSettings) -> RespClient:
+    """The client, with TAGPIN_REDIS_TIMEOUT_MS for connecting and for each round trip, no
+    retries: a slow or hostile Redis costs one timeout, then the render goes on without it."""
+    from cmp.registry.resp import RespClient
 
-    return redis.Redis.from_url(
-        settings.url,
-        password=settings.password,
-        socket_connect_timeout=settings.timeout,
-        socket_timeout=settings.timeout,
-        retry=Retry(NoBackoff(), 0),
-        retry_on_timeout=False,
-        health_check_interval=0,
-        client_name="tagpin",
-    )
+    address = parse_redis_url(settings.url)
+    return RespClient(address, settings.password, settings.timeout, name="tagpin")
 
 
 def _describe(error: BaseException) -> str:
@@ -208,147 +198,295 @@ def _describe(error: BaseException) -> str:
     return text.splitlines()[0][:200].rstrip(".")
 
 
-class RedisStore:
-    """Signed tag entries, generations and locks in Redis; every method raises SharedCacheDown."""
+class Lock(NamedTuple):
+    """An attempt at a repository's lock."""
 
-    def __init__(self, settings: RedisSettings, client: Any = None) -> None:
+    token: str | None  # ours to release; None while another replica holds the lock
+    replaced: bool = False  # a lock no replica could have taken was removed first
+
+
+# Lua scripts: one round trip each, atomic, and none fails on a key of another type (something
+# else wrote it) or sends more of a value than tagpin reads. `text` is a string key's first bytes:
+# false when the key is absent, `other` when it holds another type.
+_TEXT = """
+local function text(key, last, other)
+  local kind = redis.call('type', key).ok
+  if kind == 'string' then return redis.call('getrange', key, 0, last) end
+  if kind == 'none' then return false end
+  return other
+end
+"""
+# KEYS: generation, tags. ARGV: generation's last byte, an entry's size limit, the tags.
+# An entry comes cut at limit + 1 bytes (so it is refused, not read whole); a tags key that is
+# not a hash answers "" for every tag (refused and counted, then replaced by the next fill).
+_READ_ENTRIES = (
+    _TEXT
+    + """
+local out = {text(KEYS[1], ARGV[1], false)}
+local kind = redis.call('type', KEYS[2]).ok
+for i = 3, #ARGV do
+  local value = false
+  if kind == 'hash' then
+    value = redis.call('hget', KEYS[2], ARGV[i])
+    if value then value = string.sub(value, 1, ARGV[2] + 1) end
+  elseif kind ~= 'none' then
+    value = ''
+  end
+  out[#out + 1] = value
+end
+return out
+"""
+)
+# KEYS: generation, listing. ARGV: generation's last byte, the listing's.
+_READ_LISTING = _TEXT + "return {text(KEYS[1], ARGV[1], false), text(KEYS[2], ARGV[2], '')}"
+# Tag, entry pairs from ARGV[first] into the hash `key`, which then expires in `ttl` ms; a key of
+# another type is replaced.
+_FILL = """
+local function fill(key, ttl, first)
+  if first > #ARGV then return end
+  if redis.call('type', key).ok ~= 'hash' then redis.call('del', key) end
+  for i = first, #ARGV, 2 do redis.call('hset', key, ARGV[i], ARGV[i + 1]) end
+  redis.call('pexpire', key, ttl)
+end
+"""
+# KEYS: tags. ARGV: ttl ms, then tag, entry pairs.
+_WRITE_ENTRIES = _FILL + "fill(KEYS[1], ARGV[1], 2) return 1"
+# KEYS: listing, tags. ARGV: the listing ("": not shared, drop whatever is there), its ttl ms,
+# the entries' ttl ms, then tag, entry pairs.
+_WRITE_LISTING = (
+    _FILL
+    + """
+if ARGV[1] == '' then redis.call('del', KEYS[1])
+else redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+fill(KEYS[2], ARGV[3], 4)
+return 1
+"""
+)
+# KEYS: lock. ARGV: token, ttl ms. 1: taken; 2: taken in place of a lock no replica takes (no
+# expiry, or longer than replicas set: planted, so removing it breaks no holder's lock);
+# 0: another replica holds it.
+_LOCK = """
+local ttl = redis.call('pttl', KEYS[1])
+local planted = ttl == -1 or ttl > tonumber(ARGV[2])
+if planted then redis.call('del', KEYS[1]) end
+if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  if planted then return 2 end
+  return 1
+end
+return 0
+"""
+# Compare-and-delete: release the lock only while it still holds our token (it may have
+# expired and been taken by another replica meanwhile).
+_UNLOCK = """
+if redis.call('type', KEYS[1]).ok == 'string' and redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('del', KEYS[1])
+end
+return 0
+"""
+# KEYS: generation. ARGV: its ttl s, a random number for a generation INCR cannot count on
+# (something else wrote it): a value no entry was stamped with, so the push still makes every
+# shared entry stale.
+_BUMP = """
+local generation = redis.pcall('incr', KEYS[1])
+if type(generation) ~= 'number' then
+  redis.call('set', KEYS[1], ARGV[2])
+  generation = tonumber(ARGV[2])
+end
+redis.call('expire', KEYS[1], ARGV[1])
+return generation
+"""
+
+
+class RedisStore:
+    """Signed tag entries, generations and locks in Redis; every method raises SharedCacheDown.
+
+    Each call is one round trip within TAGPIN_REDIS_TIMEOUT_MS; `budget` bounds all of them
+    together (a render's store: `for_render`), None leaves only that per round trip (the
+    webhook: one round trip per push)."""
+
+    def __init__(self, settings: RedisSettings, *, budget: float | None = None) -> None:
         self.settings = settings
-        self._client = client
+        self._budget = budget
+        self._spent = 0.0
+        self._client: RespClient | None = None
         self._guard = threading.Lock()
 
-    def _redis(self) -> Any:
+    @classmethod
+    def for_render(cls, settings: RedisSettings) -> RedisStore:
+        return cls(settings, budget=settings.timeout * RENDER_BUDGET_TIMEOUTS)
+
+    def _execute(self, command: Command) -> Reply:
+        from cmp.registry.resp import RedisProblem, RedisTimeout
+
         with self._guard:
             if self._client is None:
                 self._client = connect(self.settings)
-            return self._client
-
-    def _run(self, action: Callable[[Any], Any]) -> Any:
+            client = self._client
+            left = None if self._budget is None else self._budget - self._spent
+        if left is not None and left <= 0:
+            raise SharedCacheDown(self._over_budget())
+        started = time.monotonic()
         try:
-            import redis
-        except ImportError as error:  # an image built without the client
-            raise SharedCacheDown(f"the redis client is not installed ({error})") from None
-        try:
-            return action(self._redis())
-        except (redis.RedisError, OSError, ValueError) as error:
+            [reply] = client.execute([command], None if left is None else started + left)
+            return reply
+        except RedisTimeout as error:
+            if left is not None and left < self.settings.timeout:
+                raise SharedCacheDown(self._over_budget()) from None
+            raise SharedCacheDown(f"{error} ({TIMEOUT_ENV})") from None
+        except (RedisProblem, OSError, ValueError) as error:  # ValueError: an IDNA host name
             raise SharedCacheDown(_describe(error)) from None
+        finally:
+            with self._guard:
+                self._spent += time.monotonic() - started
+
+    def _over_budget(self) -> str:
+        return (
+            f"its round trips took {self._budget:g} s in all for this render "
+            f"({RENDER_BUDGET_TIMEOUTS} x {TIMEOUT_ENV})"
+        )
+
+    def _eval(self, script: str, keys: Sequence[str], *args: str | bytes | int) -> Reply:
+        return self._execute(("EVAL", script, len(keys), *keys, *args))
 
     def read(
         self, repo: EcrRepository, tags: Collection[str]
     ) -> tuple[str, dict[str, bytes | None]]:
-        """The repository's generation and the raw entry of each tag (None: none)."""
+        """The repository's generation and the raw entry of each tag (None: none), each cut at
+        MAX_ENTRY_BYTES + 1 bytes by Redis itself."""
         repo_id = _repo_id(repo)
         ordered = sorted(tags)
-
-        def action(client: Any) -> tuple[str, dict[str, bytes | None]]:
-            pipe = client.pipeline(transaction=False)
-            pipe.get(generation_key(repo_id))
-            if ordered:
-                pipe.hmget(tags_key(repo_id), ordered)
-            generation, *values = pipe.execute()
-            return _text(generation), dict(zip(ordered, values[0] if values else [], strict=True))
-
-        result: tuple[str, dict[str, bytes | None]] = self._run(action)
-        return result
+        keys = (generation_key(repo_id), tags_key(repo_id))
+        reply = self._eval(_READ_ENTRIES, keys, MAX_GENERATION_BYTES - 1, MAX_ENTRY_BYTES, *ordered)
+        generation, *values = _values(reply, 1 + len(ordered))
+        return _text(generation), dict(zip(ordered, values, strict=True))
 
     def read_listing(self, repo: EcrRepository) -> tuple[str, bytes | None]:
         """The repository's generation and its raw listing (None: none). At most
         MAX_LISTING_BYTES + 1 bytes are read: a longer value is not one tagpin wrote."""
         repo_id = _repo_id(repo)
-
-        def action(client: Any) -> tuple[str, bytes | None]:
-            pipe = client.pipeline(transaction=False)
-            pipe.get(generation_key(repo_id))
-            pipe.getrange(listing_key(repo_id), 0, MAX_LISTING_BYTES)
-            generation, raw = pipe.execute()
-            return _text(generation), raw or None  # GETRANGE answers b"" for no key
-
-        result: tuple[str, bytes | None] = self._run(action)
-        return result
+        keys = (generation_key(repo_id), listing_key(repo_id))
+        reply = self._eval(_READ_LISTING, keys, MAX_GENERATION_BYTES - 1, MAX_LISTING_BYTES)
+        generation, listing = _values(reply, 2)
+        return _text(generation), listing
 
     def generation(self, repo: EcrRepository) -> str:
-        key = generation_key(_repo_id(repo))
-        return _text(self._run(lambda client: client.get(key)))
+        return self.read(repo, ())[0]
 
     def write(self, repo: EcrRepository, entries: Mapping[str, bytes], ttl: float) -> None:
         repo_id = _repo_id(repo)
-
-        def action(client: Any) -> None:
-            pipe = client.pipeline(transaction=True)
-            pipe.hset(tags_key(repo_id), mapping=dict(entries))
-            pipe.pexpire(tags_key(repo_id), max(1, int(ttl * 1000)))
-            pipe.execute()
-
-        self._run(action)
+        pairs = [part for tag, entry in sorted(entries.items()) for part in (tag, entry)]
+        self._eval(_WRITE_ENTRIES, (tags_key(repo_id),), _milliseconds(ttl), *pairs)
 
     def write_listing(
         self,
         repo: EcrRepository,
-        listing: bytes,
+        listing: bytes | None,
         list_ttl: float,
         entries: Mapping[str, bytes],
         ttl: float,
     ) -> None:
-        """The listing (for `list_ttl`) and its tags' digest entries (for `ttl`), at once."""
+        """The listing (for `list_ttl`) and its tags' digest entries (for `ttl`), at once;
+        `listing=None` removes whatever the listing key holds (a listing too big to share)."""
         repo_id = _repo_id(repo)
+        pairs = [part for tag, entry in sorted(entries.items()) for part in (tag, entry)]
+        keys = (listing_key(repo_id), tags_key(repo_id))
+        self._eval(
+            _WRITE_LISTING,
+            keys,
+            listing or b"",
+            _milliseconds(list_ttl),
+            _milliseconds(ttl),
+            *pairs,
+        )
 
-        def action(client: Any) -> None:
-            pipe = client.pipeline(transaction=True)
-            pipe.set(listing_key(repo_id), listing, px=max(1, int(list_ttl * 1000)))
-            if entries:
-                pipe.hset(tags_key(repo_id), mapping=dict(entries))
-                pipe.pexpire(tags_key(repo_id), max(1, int(ttl * 1000)))
-            pipe.execute()
-
-        self._run(action)
-
-    def lock(self, repo: EcrRepository, ttl: float) -> str | None:
-        """A token if this process now holds the repository's lock, None if another does."""
+    def lock(self, repo: EcrRepository, ttl: float) -> Lock:
+        """Take the repository's lock if no replica holds it."""
         import secrets
 
         token = secrets.token_hex(16)
-        key = lock_key(_repo_id(repo))
-        taken = self._run(lambda client: client.set(key, token, nx=True, px=int(ttl * 1000)))
-        return token if taken else None
+        taken = _integer(self._eval(_LOCK, (lock_key(_repo_id(repo)),), token, _milliseconds(ttl)))
+        return Lock(token if taken else None, replaced=taken == 2)
 
     def locked(self, repo: EcrRepository) -> bool:
-        key = lock_key(_repo_id(repo))
-        return bool(self._run(lambda client: client.exists(key)))
+        return _integer(self._execute(("EXISTS", lock_key(_repo_id(repo))))) > 0
 
     def unlock(self, repo: EcrRepository, token: str) -> None:
-        key = lock_key(_repo_id(repo))
-        self._run(lambda client: client.eval(_RELEASE, 1, key, token))
+        self._eval(_UNLOCK, (lock_key(_repo_id(repo)),), token)
 
     def bump_generation(self, repo_id: str) -> str:
         """A new generation for the repository: every entry shared before it becomes stale."""
-        key = generation_key(repo_id)
+        import secrets
 
-        def action(client: Any) -> str:
-            pipe = client.pipeline(transaction=True)
-            pipe.incr(key)
-            pipe.expire(key, GENERATION_TTL_SECONDS)
-            generation, _ = pipe.execute()
-            return _text(generation)
-
-        result: str = self._run(action)
-        return result
+        fresh = secrets.randbelow(1 << 62) + (1 << 62)  # far above any count of pushes
+        reply = self._eval(_BUMP, (generation_key(repo_id),), GENERATION_TTL_SECONDS, fresh)
+        return str(_integer(reply))
 
 
-def _text(value: Any) -> str:
-    if value is None:
-        return "0"
-    return value.decode() if isinstance(value, bytes) else str(value)
+def _milliseconds(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+def _integer(reply: Reply) -> int:
+    if not isinstance(reply, int):
+        raise SharedCacheDown(f"unexpected reply {_shown(reply)} where a number belongs")
+    return reply
+
+
+def _values(reply: Reply, count: int) -> list[bytes | None]:
+    """`count` values, each a byte string or None, or SharedCacheDown: whatever answers in
+    Redis's place may answer anything."""
+    values: list[bytes | None] = []
+    if isinstance(reply, list) and len(reply) == count:
+        for value in reply:
+            if value is not None and not isinstance(value, bytes):
+                break
+            values.append(value)
+        else:
+            return values
+    raise SharedCacheDown(f"unexpected reply {_shown(reply)} where {count} values belong")
+
+
+def _shown(reply: Reply) -> str:
+    if isinstance(reply, list):
+        return f"(an array of {len(reply)})"
+    return repr(reply)[:40]
+
+
+def _text(value: bytes | None) -> str:
+    return "0" if value is None else value.decode("utf-8", "replace")
 
 
 # -- signing --------------------------------------------------------------------------------
+#
+# A value is `<HMAC-SHA256, hex><JSON body>`. The MAC covers the body's raw bytes and what the
+# value is and where it belongs, so nothing is parsed before it is known to come from a holder
+# of the key, and no valid value can be moved to another tag, repository, account or Region,
+# nor pass as the other kind.
 
 
-def _mac(key: bytes, repo: EcrRepository, tag: str, body: Mapping[str, Any]) -> str:
-    """HMAC over the entry and where it belongs, so no valid entry can be moved to another
-    tag, repository, account or Region."""
-    message = json.dumps(
-        [NAMESPACE, _repo_id(repo), tag, body], sort_keys=True, separators=(",", ":")
-    ).encode()
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
+def _context(kind: str, repo: EcrRepository, tag: str = "") -> bytes:
+    return json.dumps([NAMESPACE, kind, _repo_id(repo), tag]).encode() + b"\n"
+
+
+def _signed(key: bytes, context: bytes, body: Mapping[str, Any]) -> bytes:
+    data = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    return hmac.new(key, context + data, hashlib.sha256).hexdigest().encode() + data
+
+
+def _authentic_body(key: bytes, context: bytes, raw: bytes, limit: int) -> Any:
+    """The parsed body of `raw` if it is at most `limit` bytes and its MAC is right, else None.
+    The MAC is checked over the raw bytes before any of them is parsed."""
+    if not _MAC_HEX < len(raw) <= limit:
+        return None
+    mac, data = raw[:_MAC_HEX], raw[_MAC_HEX:]
+    if not hmac.compare_digest(
+        mac, hmac.new(key, context + data, hashlib.sha256).hexdigest().encode()
+    ):
+        return None
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):  # signed, yet not what tagpin writes: refused all the same
+        return None
 
 
 def sign_entry(key: bytes, repo: EcrRepository, entry: SharedEntry) -> bytes:
@@ -360,52 +498,23 @@ def sign_entry(key: bytes, repo: EcrRepository, entry: SharedEntry) -> bytes:
         "generation": entry.generation,
         "seen": entry.seen,
     }
-    document = {"body": body, "hmac": _mac(key, repo, entry.info.tag, body)}
-    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
-
-
-def _stored_tag(tag: Any, digest: Any, pushed_at: Any, media_type: Any) -> TagInfo | None:
-    """A tag's answer as an entry or a listing stores it, or None if it is not well-formed.
-    Raises ValueError/TypeError on fields of the wrong type, as the callers expect."""
-    if not isinstance(tag, str) or not is_digest(digest):
-        return None
-    return TagInfo(
-        tag=tag,
-        digest=digest,
-        pushed_at=None if pushed_at is None else float(pushed_at),
-        media_type=None if media_type is None else str(media_type),
-    )
+    return _signed(key, _context("entry", repo, entry.info.tag), body)
 
 
 def verify_entry(key: bytes, repo: EcrRepository, tag: str, raw: bytes) -> SharedEntry | None:
-    """The entry if it is well-formed and signed with `key` for this repository and tag."""
+    """The entry if it is signed with `key` for this repository and tag, and well-formed."""
+    body = _authentic_body(key, _context("entry", repo, tag), raw, MAX_ENTRY_BYTES)
     try:
-        document = json.loads(raw)
-        body, mac = document["body"], document["hmac"]
-        if not isinstance(mac, str) or not hmac.compare_digest(mac, _mac(key, repo, tag, body)):
+        if not isinstance(body, dict):
             return None
         info = _stored_tag(tag, body["digest"], body["pushed_at"], body["media_type"])
         if info is None:
             return None
-        seen = body.get("seen")  # absent in entries from before push records
         return SharedEntry(
-            info,
-            float(body["fetched_at"]),
-            str(body["generation"]),
-            None if seen is None else float(seen),
+            info, _number(body["fetched_at"]), _string(body["generation"]), _optional(body["seen"])
         )
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (KeyError, TypeError):
         return None
-
-
-def _listing_mac(key: bytes, repo: EcrRepository, body: Mapping[str, Any]) -> str:
-    """HMAC over a listing, marked as one: "list" stands where a tag entry's repository id
-    stands (ids always hold colons), so neither can pass for the other, nor a listing move to
-    another repository, account or Region."""
-    message = json.dumps(
-        [NAMESPACE, "list", _repo_id(repo), body], sort_keys=True, separators=(",", ":")
-    ).encode()
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
 def sign_listing(key: bytes, repo: EcrRepository, listing: SharedListing) -> bytes:
@@ -418,34 +527,57 @@ def sign_listing(key: bytes, repo: EcrRepository, listing: SharedListing) -> byt
         "generation": listing.generation,
         "seen": listing.seen,
     }
-    document = {"body": body, "hmac": _listing_mac(key, repo, body)}
-    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+    return _signed(key, _context("list", repo), body)
 
 
 def verify_listing(key: bytes, repo: EcrRepository, raw: bytes) -> SharedListing | None:
-    """The listing if it is well-formed and signed with `key` for this repository."""
-    if len(raw) > MAX_LISTING_BYTES:
-        return None
+    """The listing if it is signed with `key` for this repository, and well-formed."""
+    body = _authentic_body(key, _context("list", repo), raw, MAX_LISTING_BYTES)
     try:
-        document = json.loads(raw)
-        body, mac = document["body"], document["hmac"]
-        if not isinstance(mac, str) or not hmac.compare_digest(mac, _listing_mac(key, repo, body)):
+        if not isinstance(body, dict) or not isinstance(body["tags"], list):
             return None
         found: dict[str, TagInfo] = {}
-        for tag, digest, pushed_at, media_type in body["tags"]:
-            info = _stored_tag(tag, digest, pushed_at, media_type)
+        for row in body["tags"]:
+            if not isinstance(row, list) or len(row) != 4:
+                return None
+            info = _stored_tag(*row)
             if info is None:
                 return None
-            found[tag] = info
-        seen = body["seen"]
+            found[info.tag] = info
         return SharedListing(
-            found,
-            float(body["fetched_at"]),
-            str(body["generation"]),
-            None if seen is None else float(seen),
+            found, _number(body["fetched_at"]), _string(body["generation"]), _optional(body["seen"])
         )
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (KeyError, TypeError):
         return None
+
+
+def _stored_tag(tag: Any, digest: Any, pushed_at: Any, media_type: Any) -> TagInfo | None:
+    """A tag's answer as an entry or a listing stores it; TypeError if a field is not what
+    tagpin writes there."""
+    if not isinstance(tag, str) or not is_digest(digest):
+        return None
+    if media_type is not None:
+        media_type = _string(media_type)
+    return TagInfo(tag=tag, digest=digest, pushed_at=_optional(pushed_at), media_type=media_type)
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError("not a number")
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond floats
+        raise TypeError("not a number") from None
+
+
+def _optional(value: Any) -> float | None:
+    return None if value is None else _number(value)
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError("not a string")
+    return value
 
 
 # -- the layer ------------------------------------------------------------------------------
@@ -455,8 +587,9 @@ class SharedRegistry:
     """`Registry` answering from Redis, with fleet-wide single flight in front of `inner`.
 
     `ttl` is how long a shared entry is trusted (TAGPIN_CACHE_TTL), `list_ttl` a shared tag
-    listing (TAGPIN_TAG_LIST_TTL); `wait_limit` bounds how long a replica waits for another's
-    answer (the ECR deadline) before asking ECR itself.
+    listing (TAGPIN_TAG_LIST_TTL); `wait_limit` (the ECR deadline) bounds how long a render
+    waits for other replicas' answers in all before asking ECR itself, and never longer than a
+    holder keeps its lock (LOCK_TTL_SECONDS): a lock still there by then is not that holder's.
     `read=False` (TAGPIN_CACHE=refresh) asks ECR and only writes. `pushes` holds the
     pushes announced on the Application (cmp.registry.pushes): shared entries pass the same rule as
     local ones (`PushFloors.admits`), so the push record guards Redis too, even when the
@@ -491,13 +624,14 @@ class SharedRegistry:
         self._clock = clock
         self._monotonic = monotonic
         self._sleep = sleep
-        self._give_up_at = monotonic() + wait_limit
+        self._give_up_at = monotonic() + min(wait_limit, LOCK_TTL_SECONDS)
         self.warnings = warnings
-        self.counts: Counter[str] = Counter()  # hits, ecr, waits, rejected
+        self.counts: Counter[str] = Counter()  # hits, ecr, waits, rejected, planted_locks
         self._fetched: dict[tuple[EcrRepository, str], float] = {}
         self._listed: dict[EcrRepository, float] = {}
         self._guard = threading.Lock()
         self._warned_rejected = False
+        self._warned_planted_lock = False
         self._seen_rejected: set[tuple[EcrRepository, str, bytes]] = set()  # (…, sha256)
 
     # -- Registry ---------------------------------------------------------------------------
@@ -560,7 +694,10 @@ class SharedRegistry:
                 generation, answer = look(store)
                 if answer is not None:
                     return answer
-                token = store.lock(repo, LOCK_TTL_SECONDS)
+                taken = store.lock(repo, LOCK_TTL_SECONDS)
+                if taken.replaced:
+                    self._planted_lock(repo)
+                token = taken.token
                 if token is not None:
                     # Re-read under the lock: the previous holder may have just written.
                     generation, answer = look(store)
@@ -693,21 +830,21 @@ class SharedRegistry:
             answer = self._inner.list_tags(repo)
             sharing = self._store
             if sharing is not None and generation is not None and not answer.repository_missing:
-                listing = sign_listing(
+                signed = sign_listing(
                     self._key, repo, SharedListing(answer.found, fetched_at, generation, seen)
                 )
-                if len(listing) <= MAX_LISTING_BYTES:
-                    entries = {
-                        tag: sign_entry(
-                            self._key, repo, SharedEntry(info, fetched_at, generation, seen)
-                        )
-                        for tag, info in answer.found.items()
-                    }
-                    self._quietly(
-                        lambda: sharing.write_listing(
-                            repo, listing, self._list_ttl, entries, self._ttl
-                        )
+                # Too big to share: the write drops whatever the listing key holds instead.
+                listing = signed if len(signed) <= MAX_LISTING_BYTES else None
+                entries = {
+                    tag: sign_entry(
+                        self._key, repo, SharedEntry(info, fetched_at, generation, seen)
                     )
+                    for tag, info in answer.found.items()
+                    if listing is not None
+                }
+                self._quietly(
+                    lambda: sharing.write_listing(repo, listing, self._list_ttl, entries, self._ttl)
+                )
         finally:
             holder = self._store
             if token is not None and holder is not None:
@@ -743,6 +880,18 @@ class SharedRegistry:
                 "resolving with the local cache and ECR"
             )
 
+    def _planted_lock(self, repo: EcrRepository) -> None:
+        with self._guard:
+            self.counts["planted_locks"] += 1
+            first, self._warned_planted_lock = not self._warned_planted_lock, True
+        if first:
+            self.warnings.append(
+                f"replaced the shared cache's lock on {repo.uri}: it had no expiry or a longer "
+                f"one than tagpin sets ({LOCK_TTL_SECONDS:g} s), so no replica held it; "
+                "something else writes tagpin's keys in Redis (further ones are counted, not "
+                "repeated)"
+            )
+
     def _rejected(self, repo: EcrRepository, what: str, value: bytes) -> None:
         with self._guard:
             seen = (repo, what, hashlib.sha256(value).digest())
@@ -765,10 +914,11 @@ class SharedRegistry:
 class PushGenerations:
     """Announced pushes, fleet-wide: the webhook bumps the pushed repository's generation, so
     every replica treats what Redis holds for it as stale and the first render after the push
-    asks ECR once for the whole fleet. The webhook writes no digests (it has no AWS access)."""
+    asks ECR once for the whole fleet. The webhook writes no digests (it has no AWS access).
+    Each bump is one round trip of the fleet cache's client, with its deadline."""
 
-    def __init__(self, settings: RedisSettings, client: Any = None) -> None:
-        self._store = RedisStore(settings, client)
+    def __init__(self, settings: RedisSettings) -> None:
+        self._store = RedisStore(settings)
         self.shown = settings.shown
 
     def bump(self, repository: str) -> str | None:

@@ -22,6 +22,7 @@ from cmp.argocd.kube import Connection, KubeApi
 from cmp.registry.shared import RedisSettings, tags_key
 from cmp.webhook.server import WebhookConfig, WebhookServer
 from tests.support.fake_kube import TOKEN, FakeKube, make_pki
+from tests.support.hostile_redis import HostileRedis
 from tests.support.moto_ecr import ACCOUNT, REGION, MotoEcr
 from tests.support.push_fleet import ecr_push_event, render_server
 from tests.support.redis_server import PASSWORD, RedisServer, TlsFront, free_port
@@ -114,10 +115,11 @@ def test_a_tampered_entry_is_ignored_and_the_true_digest_deployed(fleet: Fleet) 
     rendered(generate(fleet.app, fleet.env()))
     client: Any = fleet.redis.client()
     key = tags_key(f"{ACCOUNT}:{REGION}:team/web")
-    entry = json.loads(client.hget(key, "v1"))
-    api = json.loads(client.hget(tags_key(f"{ACCOUNT}:{REGION}:team/api"), "v1"))
-    entry["body"]["digest"] = api["body"]["digest"]  # a real digest, of the attacker's choice
-    client.hset(key, "v1", json.dumps(entry))
+    signed = client.hget(key, "v1")  # `<hex HMAC><JSON body>`
+    entry = json.loads(signed[64:])
+    api = json.loads(client.hget(tags_key(f"{ACCOUNT}:{REGION}:team/api"), "v1")[64:])
+    entry["digest"] = api["digest"]  # a real digest, of the attacker's choice
+    client.hset(key, "v1", signed[:64] + json.dumps(entry).encode())
     fleet.moto.reset_calls()
 
     result = generate(fleet.app, fleet.env())
@@ -188,7 +190,59 @@ def test_a_hung_redis_costs_one_timeout_then_the_render_goes_on(fleet: Fleet) ->
 
     assert set(images_in(rendered(result))) == fleet.expected
     [warning] = warnings_in(result.stderr)
-    assert "Timeout" in warning and "resolving with the local cache and ECR" in warning
+    assert "timed out: no complete answer within 300 ms (TAGPIN_REDIS_TIMEOUT_MS)" in warning
+    assert "resolving with the local cache and ECR" in warning
+
+
+def test_nested_json_planted_in_redis_without_a_signing_key_never_fails_a_render(
+    fleet: Fleet,
+) -> None:
+    """Issue #22 hole 3. Was: RecursionError, exit 70 on every replica whose local caches miss,
+    for as long as the planted keys (no expiry) stayed."""
+    client: Any = fleet.redis.client()
+    nested = "[" * 1000 + "]" * 1000
+    for repository in REPOSITORIES:
+        for tag in TAGS:
+            client.hset(tags_key(f"{ACCOUNT}:{REGION}:{repository}"), tag, nested)
+
+    first = generate(fleet.app, fleet.env())
+    fleet.moto.reset_calls()
+    second = generate(fleet.app, fleet.env())
+
+    assert set(images_in(rendered(first))) == fleet.expected
+    [warning] = warnings_in(first.stderr)
+    assert "not signed with TAGPIN_REDIS_SIGNING_KEY" in warning
+    # The first render's answers replaced the planted entries: the next replica reads them.
+    assert rendered(second) == first.stdout and warnings_in(second.stderr) == []
+    assert fleet.describe_calls() == 0
+
+
+def test_a_redis_endpoint_replying_100000_nested_arrays_never_fails_a_render(
+    fleet: Fleet,
+) -> None:
+    """Issue #22 hole 5. Was: RecursionError in the Redis client's parser, exit 70."""
+    hostile = HostileRedis(b"*1\r\n" * 100_000 + b":1\r\n")
+    try:
+        result = generate(fleet.app, fleet.env(TAGPIN_REDIS_URL=hostile.url))
+    finally:
+        hostile.close()
+
+    assert set(images_in(rendered(result))) == fleet.expected
+    [warning] = warnings_in(result.stderr)
+    assert "protocol error: a reply nested deeper than 1 level" in warning
+
+
+def test_a_redis_url_with_a_tls_option_on_plain_redis_is_a_configuration_error(
+    fleet: Fleet,
+) -> None:
+    """Issue #22, lower finding. Was: TypeError, exit 70 on every cold render."""
+    url = f"{fleet.redis.url}?ssl_ca_certs=/etc/ssl/certs/ca-certificates.crt"
+
+    result = generate(fleet.app, fleet.env(TAGPIN_REDIS_URL=url))
+
+    assert (result.returncode, result.stdout) == (3, "")
+    assert "TAGPIN_REDIS_URL: ssl_ca_certs needs rediss:// (TLS), not redis://" in result.stderr
+    assert fleet.describe_calls() == 0
 
 
 @pytest.mark.parametrize(
@@ -238,7 +292,7 @@ def test_a_warm_render_never_imports_the_redis_client(fleet: Fleet) -> None:
         if line.startswith("import time:")
     ]
     assert "cmp.registry.shared" in imported  # the settings were checked…
-    assert [m for m in imported if m == "redis" or m.startswith("redis.")] == []  # …not used
+    assert "cmp.registry.resp" not in imported  # …the client not even imported
     assert warnings_in(warm.stderr) == []
 
 

@@ -114,15 +114,21 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 class TlsFront:
     """TLS in front of a plain redis-server (as ElastiCache's in-transit encryption or a
-    stunnel sidecar present it): the redis-server binaries at hand are built without TLS."""
+    stunnel sidecar present it): the redis-server binaries at hand are built without TLS.
+    With `client_ca`, clients must show a certificate it signed (mutual TLS)."""
 
-    def __init__(self, backend_port: int, cert: Path, key: Path) -> None:
+    def __init__(
+        self, backend_port: int, cert: Path, key: Path, client_ca: Path | None = None
+    ) -> None:
         import ssl
         import threading
 
         self._backend = backend_port
         self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self._context.load_cert_chain(cert, key)
+        if client_ca is not None:
+            self._context.verify_mode = ssl.CERT_REQUIRED
+            self._context.load_verify_locations(client_ca)
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
         self._closed = False

@@ -23,6 +23,7 @@ from cmp.registry.shared import (
     RedisStore,
     SharedRegistry,
     listing_key,
+    lock_key,
     redis_settings,
     tags_key,
 )
@@ -49,7 +50,7 @@ def shared(
     store_settings = kwargs.pop("store_settings", None) or settings(server)
     return SharedRegistry(
         ecr,
-        RedisStore(store_settings),
+        RedisStore.for_render(store_settings),
         ttl=kwargs.pop("ttl", 300.0),
         list_ttl=kwargs.pop("list_ttl", 30.0),
         wait_limit=kwargs.pop("wait_limit", 10.0),
@@ -60,6 +61,18 @@ def shared(
 
 def ecr_with(digest: str = WEB_V1, **tags: str) -> StaticRegistry:
     return StaticRegistry.of_digests({repo(): {"v1": digest, **tags}})
+
+
+def body_of(value: bytes) -> dict[str, Any]:
+    """The JSON body of a stored value (`<hex HMAC><body>`)."""
+    body: dict[str, Any] = json.loads(value[64:])
+    return body
+
+
+def with_body(value: bytes, **changes: Any) -> bytes:
+    """`value` with fields of its body changed, its MAC kept."""
+    body = {**body_of(value), **changes}
+    return value[:64] + json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
 def asked(ecr: StaticRegistry) -> int:
@@ -83,8 +96,8 @@ def test_every_key_is_namespaced_and_expires(redis_server: RedisServer) -> None:
     keys = sorted(key.decode() for key in client.keys("*"))
 
     assert keys == [
-        "tagpin:v1:generation:123456789012:eu-west-1:team/web",
-        "tagpin:v1:tags:123456789012:eu-west-1:team/web",
+        "tagpin:v2:generation:123456789012:eu-west-1:team/web",
+        "tagpin:v2:tags:123456789012:eu-west-1:team/web",
     ]
     assert all(client.ttl(key) > 0 for key in keys)
 
@@ -102,10 +115,12 @@ def test_not_found_is_never_shared(redis_server: RedisServer) -> None:
 @pytest.mark.parametrize(
     "tamper",
     [
-        pytest.param(lambda doc: doc["body"].update(digest=WEB_V2), id="digest-rewritten"),
-        pytest.param(lambda doc: doc.update(hmac=""), id="unsigned"),
-        pytest.param(lambda doc: doc.pop("hmac"), id="no-signature"),
-        pytest.param(lambda doc: doc["body"].update(generation="7"), id="generation-rewritten"),
+        pytest.param(lambda v: with_body(v, digest=WEB_V2), id="digest-rewritten"),
+        pytest.param(lambda v: b"0" * 64 + v[64:], id="unsigned"),
+        pytest.param(lambda v: v[64:], id="no-signature"),
+        pytest.param(lambda v: with_body(v, generation="7"), id="generation-rewritten"),
+        # The same JSON with other bytes: the MAC is over the bytes, not what they parse to.
+        pytest.param(lambda v: v[:64] + json.dumps(body_of(v)).encode(), id="reformatted"),
     ],
 )
 def test_a_tampered_entry_is_ignored_counted_and_ecr_asked(
@@ -114,9 +129,7 @@ def test_a_tampered_entry_is_ignored_counted_and_ecr_asked(
     shared(redis_server, ecr_with()).describe_tags(repo(), ["v1"])
     client: Any = redis_server.client()
     key = tags_key("123456789012:eu-west-1:team/web")
-    document = json.loads(client.hget(key, "v1"))
-    tamper(document)
-    client.hset(key, "v1", json.dumps(document))
+    client.hset(key, "v1", tamper(client.hget(key, "v1")))
     ecr = ecr_with()
     warnings: list[str] = []
 
@@ -263,7 +276,7 @@ def test_concurrent_replicas_ask_ecr_once_per_repository(redis_server: RedisServ
 
 def test_a_waiting_replica_asks_ecr_itself_at_the_wait_limit(redis_server: RedisServer) -> None:
     client: Any = redis_server.client()
-    client.set("tagpin:v1:lock:123456789012:eu-west-1:team/web", "someone-else", px=60_000)
+    client.set(lock_key("123456789012:eu-west-1:team/web"), "someone-else", px=10_000)
     ecr = ecr_with()
 
     answer = shared(redis_server, ecr, wait_limit=0.2).describe_tags(repo(), ["v1"])
@@ -273,8 +286,8 @@ def test_a_waiting_replica_asks_ecr_itself_at_the_wait_limit(redis_server: Redis
 
 def test_a_replica_releases_only_its_own_lock(redis_server: RedisServer) -> None:
     store = RedisStore(settings(redis_server))
-    token = store.lock(repo(), 60)
-    assert token is not None and store.lock(repo(), 60) is None
+    token = store.lock(repo(), 60).token
+    assert token is not None and store.lock(repo(), 60).token is None
 
     store.unlock(repo(), "not-my-token")
     assert store.locked(repo())
@@ -515,11 +528,14 @@ def test_an_empty_repository_is_shared_a_missing_one_never(redis_server: RedisSe
 @pytest.mark.parametrize(
     "tamper",
     [
-        pytest.param(lambda doc: doc["body"]["tags"][0].__setitem__(1, WEB_V2), id="digest"),
-        pytest.param(lambda doc: doc["body"]["tags"].pop(), id="tag-dropped"),
-        pytest.param(lambda doc: doc["body"].update(fetched_at=4e9), id="fetched-at"),
-        pytest.param(lambda doc: doc.update(hmac=""), id="unsigned"),
-        pytest.param(lambda doc: doc.pop("body"), id="no-body"),
+        pytest.param(
+            lambda v: with_body(v, tags=[[*body_of(v)["tags"][0][:1], WEB_V2, None, None]]),
+            id="digest",
+        ),
+        pytest.param(lambda v: with_body(v, tags=body_of(v)["tags"][:-1]), id="tag-dropped"),
+        pytest.param(lambda v: with_body(v, fetched_at=4e9), id="fetched-at"),
+        pytest.param(lambda v: b"0" * 64 + v[64:], id="unsigned"),
+        pytest.param(lambda v: v[:64], id="no-body"),
     ],
 )
 def test_a_tampered_listing_is_ignored_counted_and_ecr_asked(
@@ -528,9 +544,7 @@ def test_a_tampered_listing_is_ignored_counted_and_ecr_asked(
     shared(redis_server, ecr_with(v2=WEB_V2)).list_tags(repo())
     client: Any = redis_server.client()
     key = listing_key("123456789012:eu-west-1:team/web")
-    document = json.loads(client.get(key))
-    tamper(document)
-    client.set(key, json.dumps(document), px=30_000)
+    client.set(key, tamper(client.get(key)), px=30_000)
     ecr = ecr_with(v2=WEB_V2)
     warnings: list[str] = []
 
@@ -608,7 +622,7 @@ def test_concurrent_replicas_list_once(redis_server: RedisServer) -> None:
 
 def test_a_waiting_replica_lists_itself_at_the_wait_limit(redis_server: RedisServer) -> None:
     client: Any = redis_server.client()
-    client.set("tagpin:v1:lock:123456789012:eu-west-1:team/web", "someone-else", px=60_000)
+    client.set(lock_key("123456789012:eu-west-1:team/web"), "someone-else", px=10_000)
     ecr = ecr_with()
 
     started = time.monotonic()
