@@ -304,6 +304,34 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 SETTINGS_BY_ENV = {s.env: s for s in SETTINGS}
+SETTING_PREFIX = "TAGPIN_"
+
+
+def unknown_settings(environ: Mapping[str, str]) -> list[str]:
+    """One warning per TAGPIN_* variable that is no setting: a misspelt one (`TAGPIN_CAHCE=off`)
+    would otherwise be ignored without a word. Names the closest setting."""
+    unknown = sorted(
+        name
+        for name in environ
+        if name.upper().startswith(SETTING_PREFIX) and name not in SETTINGS_BY_ENV
+    )
+    if not unknown:
+        return []
+    import difflib  # only when there is something to say
+
+    suffixes = {env[len(SETTING_PREFIX) :]: env for env in SETTINGS_BY_ENV}
+    warnings = []
+    for name in unknown:
+        closest = difflib.get_close_matches(name[len(SETTING_PREFIX) :].upper(), suffixes, n=1)
+        hint = (
+            f"did you mean {suffixes[closest[0]]}?"
+            if closest
+            else "docs/reference.md lists the settings"
+        )
+        warnings.append(f"{name} is not a tagpin setting and is ignored; {hint}")
+    return warnings
+
+
 LOCK_SETTING = "TAGPIN_LOCK"  # named in messages
 LOCK_MODES = SETTINGS_BY_ENV[LOCK_SETTING].choices  # see cmp.registry.lock.LockMode
 RENDER_SERVER_MODES = SETTINGS_BY_ENV["TAGPIN_RENDER_SERVER"].choices  # see cmp.cli.SERVED_MODES
