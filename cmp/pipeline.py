@@ -54,11 +54,12 @@ class RenderResult:
         self.notes = notes if notes is not None else []  # human summary (overrides applied)
 
 
-def layered_values(source: AppSource, parameters: Mapping[str, Any]) -> dict[str, Any]:
-    """values.yaml < tagpin.yaml valuesFiles < `values-files` parameter < `values` parameter."""
+def layered_values(source: AppSource, request: RenderRequest) -> dict[str, Any]:
+    """values.yaml < tagpin.yaml valuesFiles < `values-files` parameter < `values` parameter
+    (named as the request's command names it: `--set` at the CLI)."""
     merged = values_mod.layer(values for _, values in source.values_layers)
     return values_mod.set_dotted(
-        merged, parameters.get("values") or {}, "plugin parameter 'values'"
+        merged, request.parameters.get("values") or {}, request.words.values
     )
 
 
@@ -70,7 +71,7 @@ def values_of(request: RenderRequest) -> dict[str, Any]:
         list(request.parameters.get("values-files") or []),
         limits_from(request.settings),
     )
-    return layered_values(source, request.parameters)
+    return layered_values(source, request)
 
 
 def render_manifests(
@@ -105,7 +106,7 @@ def render_manifests(
             )
         ]
     else:
-        values = layered_values(source, request.parameters)
+        values = layered_values(source, request)
         schema_path = request.app_dir / SCHEMA_FILE
         if os.path.lexists(schema_path):  # jsonschema is imported only for apps that have one
             from cmp.source.schema import check_values
@@ -116,6 +117,7 @@ def render_manifests(
                 source.values_layers,
                 request.parameters.get("values") or {},
                 values,
+                assigned_by=request.words.values,
             )
         context = build_context(
             values=values,
@@ -173,7 +175,8 @@ def tag_chooser(request: RenderRequest, services: Services) -> TagChooser:
             return {}  # production apps: skip loading the semver/override machinery
         from cmp.imageupdater import plan as branch_deploy
 
-        policies = branch_deploy.policies_from(annotations, parameter)  # typos fail here
+        # typos fail here
+        policies = branch_deploy.policies_from(annotations, parameter, request.words.image_updater)
         # Said before the plan can fail: a warning often explains the failure.
         services.warnings.extend(branch_deploy.policy_warnings(policies))
         if not policies:
@@ -249,7 +252,7 @@ def run(request: RenderRequest, services: Services | None = None) -> RenderResul
         if isinstance(error, (ResolveError, LockError)):
             from cmp.source.hints import with_number_hints
 
-            failure = with_number_hints(error, layered_values(source, request.parameters))
+            failure = with_number_hints(error, layered_values(source, request))
         failure.warnings = [*services.warnings, *error.warnings]  # the CLI prints them too
         if failure is error:
             raise

@@ -68,6 +68,19 @@ class KubeInfo(NamedTuple):
     api_versions: tuple[str, ...] = ()
 
 
+class Words(NamedTuple):
+    """What messages call the inputs a person gave: Argo CD's names under `tagpin generate`
+    (and for --parameters-json), the flags of the command that was run at the CLI."""
+
+    values: str = "plugin parameter 'values'"
+    image_updater: str = "image-updater parameter"
+    parameters: str = "ARGOCD_APP_PARAMETERS"
+
+
+ARGOCD_WORDS = Words()
+CLI_WORDS = Words(values="--set", image_updater="--image-updater", parameters="--parameters-json")
+
+
 class RenderRequest(NamedTuple):
     app_dir: Path
     repo_root: Path
@@ -81,6 +94,7 @@ class RenderRequest(NamedTuple):
     # True when `tagpin render` found no .git above the app and no --repo-root was given, so
     # the app directory is the root: a template included from above it is then "not found".
     root_guessed: bool = False
+    words: Words = ARGOCD_WORDS
 
 
 def from_argocd_environment(
@@ -179,6 +193,7 @@ def for_directory(
     settings: Settings | None = None,
     repo_root: str | os.PathLike[str] | None = None,
     must_exist: bool = True,
+    words: Words = ARGOCD_WORDS,
 ) -> RenderRequest:
     """A request for an app directory on disk (`tagpin render`, `lock`, `diff`, cmp.testing):
     the repository root is `repo_root` or the nearest ancestor holding `.git`, and
@@ -208,6 +223,7 @@ def for_directory(
         settings_env=settings_env,
         settings=settings if settings is not None else Settings.from_environ(settings_env),
         root_guessed=guessed,
+        words=words,
     )
 
 

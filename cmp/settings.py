@@ -447,9 +447,10 @@ class Settings(NamedTuple):
 DEFAULT_SETTINGS = Settings.from_environ({})
 
 
-def parse_parameters(raw: str | None) -> dict[str, Any]:
+def parse_parameters(raw: str | None, given_as: str = "ARGOCD_APP_PARAMETERS") -> dict[str, Any]:
     """`ARGOCD_APP_PARAMETERS` (absent, `null`, or a JSON list) → {name: value}, with the
-    announced defaults for every parameter the Application does not set."""
+    announced defaults for every parameter the Application does not set; messages name the
+    JSON `given_as` (`--parameters-json` at the CLI)."""
     import json  # lazily: a served render's thin client reads its settings, never parameters
 
     values: dict[str, Any] = {p.name: _copy_default(p.default) for p in PARAMETERS}
@@ -458,15 +459,13 @@ def parse_parameters(raw: str | None) -> dict[str, Any]:
     try:
         items = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"ARGOCD_APP_PARAMETERS is not valid JSON: {exc}") from None
+        raise ConfigError(f"{given_as} is not valid JSON: {exc}") from None
     except RecursionError:  # parameters are strings, lists and maps: a few levels at most
-        raise ConfigError(
-            "ARGOCD_APP_PARAMETERS is nested too deeply to be plugin parameters"
-        ) from None
+        raise ConfigError(f"{given_as} is nested too deeply to be plugin parameters") from None
     if items is None:
         return values
     if not isinstance(items, list):
-        raise ConfigError("ARGOCD_APP_PARAMETERS must be a JSON list of parameters")
+        raise ConfigError(f"{given_as} must be a JSON list of parameters")
     problems: list[str] = []
     for item in items:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):

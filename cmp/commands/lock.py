@@ -151,9 +151,9 @@ def branch_deploy_note(request: RenderRequest) -> list[str]:
         return []
     from cmp.imageupdater.plan import policies_from
 
-    policies_from({}, parameter)
+    policies_from({}, parameter, request.words.image_updater)
     return [
-        "the image-updater parameter is not locked: branch-deploy picks follow tags pushed "
+        f"{request.words.image_updater} is not locked: branch-deploy picks follow tags pushed "
         "after the lock is written, so the lock holds the tags git names"
     ]
 

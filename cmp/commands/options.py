@@ -12,6 +12,8 @@ from typing import Any
 import click
 
 from cmp.request import (
+    ARGOCD_WORDS,
+    CLI_WORDS,
     AppInfo,
     KubeInfo,
     RenderRequest,
@@ -212,14 +214,17 @@ def app_request(
     must_exist: bool = True,
     settings_env: Mapping[str, str] | None = None,
 ) -> RenderRequest:
-    """The RenderRequest the render flags (`render_options`) describe."""
+    """The RenderRequest the render flags (`render_options`) describe; its messages name the
+    flags, or Argo CD's names for parameters given as Argo CD sends them."""
+    words = ARGOCD_WORDS if options["parameters_json"] else CLI_WORDS
     parameters = parse_parameters(
         options["parameters_json"]
         or parameters_json(
             options["values_files"],
             pairs(options["set_pairs"], "--set"),
             pairs(options["updater_pairs"], "--image-updater"),
-        )
+        ),
+        CLI_WORDS.parameters,
     )
     environ = dict(os.environ) if settings_env is None else dict(settings_env)
     return for_directory(
@@ -242,6 +247,7 @@ def app_request(
         parameters=parameters,
         settings_env=environ,
         settings=refreshed(Settings.from_environ(environ), options),
+        words=words,
     )
 
 
@@ -264,4 +270,5 @@ def stream_request(
         parameters=parse_parameters(parameters_json(image_updater=updater)),
         settings_env=settings_env,
         settings=settings,
+        words=CLI_WORDS,
     )

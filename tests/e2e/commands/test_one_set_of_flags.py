@@ -163,6 +163,6 @@ def test_lock_checks_the_image_updater_keys_a_render_would_refuse(tmp_path: Path
         "web.allow-tags=regexp:^pr-",
     )
     assert done.returncode == 0, done.stderr
-    assert "the image-updater parameter is not locked" in done.stderr
+    assert "tagpin: --image-updater is not locked" in done.stderr
     entries = json.dumps((repo.root / "apps/web/tagpin.lock").read_text())
     assert "shop/web:v1" in entries
