@@ -26,7 +26,9 @@ from cmp.source import values as values_mod
 from cmp.source.appdir import AppSource, Limits, load_app
 from cmp.source.emit import emit_stream
 from cmp.source.manifests import Manifest, parse_rendered
-from cmp.source.templates import TEMPLATE_NOT_FOUND, build_context, render_all
+from cmp.source.streamend import unterminated_block
+from cmp.source.streamend import warning as unterminated_warning
+from cmp.source.templates import TEMPLATE_NOT_FOUND, RenderedFile, build_context, render_all
 
 SCHEMA_FILE = "values.schema.json"  # cmp.source.schema checks values against it (Helm's name)
 
@@ -142,10 +144,24 @@ def render_manifests(
                     "(the directory Argo CD's source path is relative to)"
                 ),
             ) from error
+    if warnings is not None:
+        warnings.extend(unterminated_blocks(rendered))
     manifests = parse_rendered(
         rendered, default_namespace=request.app.namespace, max_nodes=limits.max_yaml_nodes
     )
     return source, manifests
+
+
+def unterminated_blocks(rendered: Sequence[RenderedFile]) -> list[str]:
+    """A warning per file whose last block scalar has no line break after it: readers differ
+    on its value (cmp/source/streamend.py). Costs nothing for a file ending in a line break."""
+    found = []
+    for item in rendered:
+        line = unterminated_block(item.text)
+        if line is not None:
+            where = (item.locate(line, 1) if item.locate else None) or f"{item.name}:{line}"
+            found.append(unterminated_warning(where))
+    return found
 
 
 def _import_pinning() -> None:

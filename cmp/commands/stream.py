@@ -168,14 +168,18 @@ def pin_stream(
 ) -> RenderResult:
     """Check, pin and emit `inputs` as the sidecar does a rendered app's output."""
     from cmp.images.pin import pin
-    from cmp.pipeline import RenderResult, tag_chooser
+    from cmp.pipeline import RenderResult, tag_chooser, unterminated_blocks
     from cmp.services import limits_from
     from cmp.source.emit import emit_stream
+    from cmp.source.templates import RenderedFile
 
     config = config or StreamConfig()
     limits = limits_from(request.settings)
     manifests = parse_inputs(
         inputs, default_namespace=request.app.namespace, max_nodes=limits.max_yaml_nodes
+    )
+    services.warnings.extend(
+        unterminated_blocks([RenderedFile(item.name, item.text) for item in inputs])
     )
     pin(
         manifests,
