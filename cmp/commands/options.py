@@ -1,5 +1,7 @@
-"""What the commands share: the flags that say what to render, and the one builder that
-turns them into a RenderRequest (and the parameters Argo CD would send)."""
+"""What the commands share: the render flags, defined once (`render_options` for `render`,
+`diff` and `lock`; `pinning_options`, their part that applies to a stream, for `pin`), what
+they mean (`--refresh`, `--digests`, `-o`), and the one builder that turns them into a
+RenderRequest (and the parameters Argo CD would send)."""
 
 from __future__ import annotations
 
