@@ -57,7 +57,7 @@ class ConfigError(TagpinError):
 
 class SourceError(TagpinError):
     exit_status = ExitStatus.SOURCE
-    title = "cannot read the app"
+    title = "cannot read the input"  # an app's files, or `tagpin pin`'s stream
 
 
 class TemplateError(TagpinError):

@@ -26,7 +26,9 @@ from cmp.source import values as values_mod
 from cmp.source.appdir import AppSource, Limits, load_app
 from cmp.source.emit import emit_stream
 from cmp.source.manifests import Manifest, parse_rendered
-from cmp.source.templates import TEMPLATE_NOT_FOUND, build_context, render_all
+from cmp.source.streamend import unterminated_block
+from cmp.source.streamend import warning as unterminated_warning
+from cmp.source.templates import TEMPLATE_NOT_FOUND, RenderedFile, build_context, render_all
 
 SCHEMA_FILE = "values.schema.json"  # cmp.source.schema checks values against it (Helm's name)
 
@@ -54,11 +56,12 @@ class RenderResult:
         self.notes = notes if notes is not None else []  # human summary (overrides applied)
 
 
-def layered_values(source: AppSource, parameters: Mapping[str, Any]) -> dict[str, Any]:
-    """values.yaml < tagpin.yaml valuesFiles < `values-files` parameter < `values` parameter."""
+def layered_values(source: AppSource, request: RenderRequest) -> dict[str, Any]:
+    """values.yaml < tagpin.yaml valuesFiles < `values-files` parameter < `values` parameter
+    (named as the request's command names it: `--set` at the CLI)."""
     merged = values_mod.layer(values for _, values in source.values_layers)
     return values_mod.set_dotted(
-        merged, parameters.get("values") or {}, "plugin parameter 'values'"
+        merged, request.parameters.get("values") or {}, request.words.values
     )
 
 
@@ -70,7 +73,7 @@ def values_of(request: RenderRequest) -> dict[str, Any]:
         list(request.parameters.get("values-files") or []),
         limits_from(request.settings),
     )
-    return layered_values(source, request.parameters)
+    return layered_values(source, request)
 
 
 def render_manifests(
@@ -105,7 +108,7 @@ def render_manifests(
             )
         ]
     else:
-        values = layered_values(source, request.parameters)
+        values = layered_values(source, request)
         schema_path = request.app_dir / SCHEMA_FILE
         if os.path.lexists(schema_path):  # jsonschema is imported only for apps that have one
             from cmp.source.schema import check_values
@@ -116,6 +119,7 @@ def render_manifests(
                 source.values_layers,
                 request.parameters.get("values") or {},
                 values,
+                assigned_by=request.words.values,
             )
         context = build_context(
             values=values,
@@ -140,10 +144,24 @@ def render_manifests(
                     "(the directory Argo CD's source path is relative to)"
                 ),
             ) from error
+    if warnings is not None:
+        warnings.extend(unterminated_blocks(rendered))
     manifests = parse_rendered(
         rendered, default_namespace=request.app.namespace, max_nodes=limits.max_yaml_nodes
     )
     return source, manifests
+
+
+def unterminated_blocks(rendered: Sequence[RenderedFile]) -> list[str]:
+    """A warning per file whose last block scalar has no line break after it: readers differ
+    on its value (cmp/source/streamend.py). Costs nothing for a file ending in a line break."""
+    found = []
+    for item in rendered:
+        line = unterminated_block(item.text)
+        if line is not None:
+            where = (item.locate(line, 1) if item.locate else None) or f"{item.name}:{line}"
+            found.append(unterminated_warning(where))
+    return found
 
 
 def _import_pinning() -> None:
@@ -173,7 +191,8 @@ def tag_chooser(request: RenderRequest, services: Services) -> TagChooser:
             return {}  # production apps: skip loading the semver/override machinery
         from cmp.imageupdater import plan as branch_deploy
 
-        policies = branch_deploy.policies_from(annotations, parameter)  # typos fail here
+        # typos fail here
+        policies = branch_deploy.policies_from(annotations, parameter, request.words.image_updater)
         # Said before the plan can fail: a warning often explains the failure.
         services.warnings.extend(branch_deploy.policy_warnings(policies))
         if not policies:
@@ -249,7 +268,7 @@ def run(request: RenderRequest, services: Services | None = None) -> RenderResul
         if isinstance(error, (ResolveError, LockError)):
             from cmp.source.hints import with_number_hints
 
-            failure = with_number_hints(error, layered_values(source, request.parameters))
+            failure = with_number_hints(error, layered_values(source, request))
         failure.warnings = [*services.warnings, *error.warnings]  # the CLI prints them too
         if failure is error:
             raise

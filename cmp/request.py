@@ -29,9 +29,14 @@ class AppInfo(NamedTuple):
     repo_url: str = ""
     source_path: str = ""
     target_revision: str = ""
+    # `tagpin render`/`lock`/`diff` without --app-name: a name taken from the app directory's,
+    # for templates only; never one to look the live Application up by (that needs `instance`).
+    default_name: str = ""
 
     @property
     def name(self) -> str:
+        if not self.instance:
+            return self.default_name
         # Application names are DNS subdomains and cannot contain `_`, so the split is exact.
         return self.instance.split("_", 1)[1] if "_" in self.instance else self.instance
 
@@ -43,7 +48,7 @@ class AppInfo(NamedTuple):
     def context(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "instance": self.instance,
+            "instance": self.instance or self.default_name,
             "app_namespace": self.app_namespace,
             "namespace": self.namespace,
             "project": self.project,
@@ -63,6 +68,19 @@ class KubeInfo(NamedTuple):
     api_versions: tuple[str, ...] = ()
 
 
+class Words(NamedTuple):
+    """What messages call the inputs a person gave: Argo CD's names under `tagpin generate`
+    (and for --parameters-json), the flags of the command that was run at the CLI."""
+
+    values: str = "plugin parameter 'values'"
+    image_updater: str = "image-updater parameter"
+    parameters: str = "ARGOCD_APP_PARAMETERS"
+
+
+ARGOCD_WORDS = Words()
+CLI_WORDS = Words(values="--set", image_updater="--image-updater", parameters="--parameters-json")
+
+
 class RenderRequest(NamedTuple):
     app_dir: Path
     repo_root: Path
@@ -76,6 +94,7 @@ class RenderRequest(NamedTuple):
     # True when `tagpin render` found no .git above the app and no --repo-root was given, so
     # the app directory is the root: a template included from above it is then "not found".
     root_guessed: bool = False
+    words: Words = ARGOCD_WORDS
 
 
 def from_argocd_environment(
@@ -149,6 +168,20 @@ def find_repo_root(app_dir: Path) -> Path:
     return current
 
 
+def directory_app_name(app_dir: Path) -> str:
+    """The app name a directory gives when none is passed (`apps/Web_UI` -> `web-ui`): its
+    name lowercased, every run of other characters a `-`, at most 63 characters, so it is a
+    valid Kubernetes name wherever a template puts `app.name`."""
+    words = "".join(c if c.isascii() and c.isalnum() else " " for c in app_dir.name.lower())
+    name = "-".join(words.split())[:63].rstrip("-")
+    if not name:
+        raise ConfigError(
+            f"{app_dir}: no app name can be taken from the directory's name "
+            f"({app_dir.name!r} has no letters or digits); pass --app-name NAME"
+        )
+    return name
+
+
 def for_directory(
     app_dir: str | os.PathLike[str],
     *,
@@ -160,10 +193,12 @@ def for_directory(
     settings: Settings | None = None,
     repo_root: str | os.PathLike[str] | None = None,
     must_exist: bool = True,
+    words: Words = ARGOCD_WORDS,
 ) -> RenderRequest:
     """A request for an app directory on disk (`tagpin render`, `lock`, `diff`, cmp.testing):
     the repository root is `repo_root` or the nearest ancestor holding `.git`, and
-    `app.source_path` is the app's path inside it, as Argo CD would send it."""
+    `app.source_path` is the app's path inside it, as Argo CD would send it. Without an app
+    name, templates see the directory's (`directory_app_name`)."""
     app_path = Path(os.path.abspath(app_dir))
     if must_exist and not app_path.is_dir():
         raise ConfigError(f"{app_dir}: not a directory")
@@ -176,6 +211,8 @@ def for_directory(
         source_path = app_path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
         raise ConfigError(f"{app_dir} is not inside the repository root {root}") from None
+    if not app.instance:
+        app = app._replace(default_name=directory_app_name(app_path))
     return RenderRequest(
         app_dir=app_path,
         repo_root=root,
@@ -186,6 +223,7 @@ def for_directory(
         settings_env=settings_env,
         settings=settings if settings is not None else Settings.from_environ(settings_env),
         root_guessed=guessed,
+        words=words,
     )
 
 

@@ -215,14 +215,10 @@ def registry_for(request: RenderRequest, services: Services) -> Callable[[], Reg
         # No lock to read (as lock.registry_with_lock decides too): ECR, without importing
         # the lock module on the most common path.
         return services.registry_factory
-    from cmp.registry.lock import LockedRegistry, LockMode, read_lock, registry_with_lock
+    from cmp.registry.lock import LockMode, digests_registry, registry_with_lock
 
     if services.digests_file is not None:
-        shown = str(services.digests_file)
-        entries = read_lock(services.digests_file, shown)
-        return lambda: LockedRegistry(
-            entries, fallback=None, shown=shown, strict_reason="--digests never asks ECR"
-        )
+        return digests_registry(services.digests_file)
     lock_mode = LockMode(mode)
     fallback = services.registry_factory
     if lock_mode is LockMode.VERIFY and services.fresh_registry_factory is not None:

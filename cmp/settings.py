@@ -306,6 +306,34 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 SETTINGS_BY_ENV = {s.env: s for s in SETTINGS}
+SETTING_PREFIX = "TAGPIN_"
+
+
+def unknown_settings(environ: Mapping[str, str]) -> list[str]:
+    """One warning per TAGPIN_* variable that is no setting: a misspelt one (`TAGPIN_CAHCE=off`)
+    would otherwise be ignored without a word. Names the closest setting."""
+    unknown = sorted(
+        name
+        for name in environ
+        if name.upper().startswith(SETTING_PREFIX) and name not in SETTINGS_BY_ENV
+    )
+    if not unknown:
+        return []
+    import difflib  # only when there is something to say
+
+    suffixes = {env[len(SETTING_PREFIX) :]: env for env in SETTINGS_BY_ENV}
+    warnings = []
+    for name in unknown:
+        closest = difflib.get_close_matches(name[len(SETTING_PREFIX) :].upper(), suffixes, n=1)
+        hint = (
+            f"did you mean {suffixes[closest[0]]}?"
+            if closest
+            else "docs/reference.md lists the settings"
+        )
+        warnings.append(f"{name} is not a tagpin setting and is ignored; {hint}")
+    return warnings
+
+
 LOCK_SETTING = "TAGPIN_LOCK"  # named in messages
 LOCK_MODES = SETTINGS_BY_ENV[LOCK_SETTING].choices  # see cmp.registry.lock.LockMode
 RENDER_SERVER_MODES = SETTINGS_BY_ENV["TAGPIN_RENDER_SERVER"].choices  # see cmp.cli.SERVED_MODES
@@ -421,9 +449,10 @@ class Settings(NamedTuple):
 DEFAULT_SETTINGS = Settings.from_environ({})
 
 
-def parse_parameters(raw: str | None) -> dict[str, Any]:
+def parse_parameters(raw: str | None, given_as: str = "ARGOCD_APP_PARAMETERS") -> dict[str, Any]:
     """`ARGOCD_APP_PARAMETERS` (absent, `null`, or a JSON list) → {name: value}, with the
-    announced defaults for every parameter the Application does not set."""
+    announced defaults for every parameter the Application does not set; messages name the
+    JSON `given_as` (`--parameters-json` at the CLI)."""
     import json  # lazily: a served render's thin client reads its settings, never parameters
 
     values: dict[str, Any] = {p.name: _copy_default(p.default) for p in PARAMETERS}
@@ -432,15 +461,13 @@ def parse_parameters(raw: str | None) -> dict[str, Any]:
     try:
         items = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"ARGOCD_APP_PARAMETERS is not valid JSON: {exc}") from None
+        raise ConfigError(f"{given_as} is not valid JSON: {exc}") from None
     except RecursionError:  # parameters are strings, lists and maps: a few levels at most
-        raise ConfigError(
-            "ARGOCD_APP_PARAMETERS is nested too deeply to be plugin parameters"
-        ) from None
+        raise ConfigError(f"{given_as} is nested too deeply to be plugin parameters") from None
     if items is None:
         return values
     if not isinstance(items, list):
-        raise ConfigError("ARGOCD_APP_PARAMETERS must be a JSON list of parameters")
+        raise ConfigError(f"{given_as} must be a JSON list of parameters")
     problems: list[str] = []
     for item in items:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from cmp.errors import ConfigError, ConflictError, ResolveError
+from cmp.errors import AppLookupError, ConfigError, ConflictError, ResolveError
 from cmp.images.ecr import EcrRepository, ecr_repository
 from cmp.images.reference import parse_image
 from cmp.imageupdater.annotations import (
@@ -37,6 +37,7 @@ RECORD_ANNOTATION = "tagpin.dev/branch-deploy"
 REFRESH_ANNOTATION = "argocd.argoproj.io/refresh"
 IMAGE_LIST = "image-list"
 DEFAULT_STRATEGY = "alphabetical"  # sortable branch tags (pr-42-<epoch>-<sha>) need no semver
+REFUSED = "a render refuses it: "  # `status`: the error a render fails with, in a row
 PATCH_ATTEMPTS = 5  # 409s caused only by Argo CD's status updates, retried on a fresh read
 
 
@@ -152,8 +153,8 @@ class Change:
 
 def read(api: ApplicationApi, namespace: str, name: str) -> LiveApp:
     document = api.get_application(namespace, name)
-    if document is None:
-        raise ConfigError(
+    if document is None:  # not a bad configuration: the Application cannot be read (exit 10)
+        raise AppLookupError(
             f"Application {namespace}/{name} does not exist: check the name and -n NAMESPACE"
         )
     return LiveApp.from_object(document)
@@ -434,13 +435,21 @@ def is_running(app: LiveApp, digest: str) -> bool:
 
 
 def status_rows(app: LiveApp, registry_for: Callable[[], Registry]) -> list[dict[str, Any]]:
-    """One row per image-list entry: its rule, where it comes from, what it selects and runs."""
+    """One row per image-list entry: its rule, where it comes from, what it selects and runs.
+    Annotations a render refuses (a misspelt key) put the render's error in every row (or in
+    one row without an alias or image, when there is no image-list to show)."""
     records = app.records()
     running = running_images(app)
     sync = str((app.status.get("sync") or {}).get("status") or "Unknown")
     health = str((app.status.get("health") or {}).get("status") or "Unknown")
+    try:
+        policies, refused = policies_from(app.annotations, app.parameter), None
+    except ConfigError as error:  # the render's own checks: it would fail with this
+        policies, refused = app.policies(), f"{REFUSED}{error}"
+    if refused is not None and not policies:
+        return [_refused_row(app, refused, sync, health)]
     rows: list[dict[str, Any]] = []
-    for policy in app.policies():
+    for policy in policies:
         record = records.get(policy.alias or "") or {}
         row: dict[str, Any] = {
             "app": f"{app.namespace}/{app.name}",
@@ -458,6 +467,10 @@ def status_rows(app: LiveApp, registry_for: Callable[[], Registry]) -> list[dict
             "setBy": record.get("by"),
             "setAt": record.get("at"),
         }
+        if refused is not None:
+            row["error"] = refused
+            rows.append(row)
+            continue
         try:
             deploy = select(policy, registry_for(), app.where)
             row["tag"], row["digest"] = deploy.tag, deploy.digest
@@ -465,6 +478,25 @@ def status_rows(app: LiveApp, registry_for: Callable[[], Registry]) -> list[dict
             row["error"] = str(error)
         rows.append(row)
     return rows
+
+
+def _refused_row(app: LiveApp, refused: str, sync: str, health: str) -> dict[str, Any]:
+    return {
+        "app": f"{app.namespace}/{app.name}",
+        "alias": None,
+        "image": None,
+        "allowTags": None,
+        "strategy": None,
+        "source": None,
+        "tag": None,
+        "digest": None,
+        "error": refused,
+        "running": running_images(app),
+        "sync": sync,
+        "health": health,
+        "setBy": None,
+        "setAt": None,
+    }
 
 
 def branch_apps(api: ApplicationApi, namespace: str) -> list[LiveApp]:

@@ -264,7 +264,12 @@ def branch_command() -> click.Group:
 
 
 def _status_text(row: Mapping[str, Any]) -> str:
+    from cmp.argocd.branch import REFUSED
+
     name = row["alias"] if row["alias"] is not None else row["image"]
+    if (row["error"] or "").startswith(REFUSED):  # its rule would not be the one applied
+        shown = f"{row['app']} {name}" if name is not None else row["app"]
+        return f"{shown}: {row['error']}\n"
     lines = [
         f"{row['app']} {name}: allow-tags {row['allowTags'] or 'any'}, strategy "
         f"{row['strategy']} (from {row['source']})",

@@ -12,17 +12,11 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import click
 
-from cmp.commands.options import (
-    app_options,
-    app_request,
-    digests_option,
-    image_updater_option,
-    pairs,
-)
+from cmp.commands.options import as_json, check_pairs, render_options
 from cmp.commands.run import execute
 from cmp.errors import ConfigError, TagpinError
 from cmp.pipeline import RenderResult, run
@@ -35,16 +29,20 @@ from cmp.source.manifests import Manifest
 WORKTREE = "working tree"
 
 
-@dataclass(frozen=True)
-class Side:
+class Side(NamedTuple):
     """One rendered side: its label, and its output (None when the app does not exist there)."""
 
     label: str
     result: RenderResult | None
+    output_format: str = "yaml"  # `-o json`: diff the JSON form of the objects
 
     @property
     def text(self) -> str:
-        return self.result.text if self.result is not None else ""
+        if self.result is None:
+            return ""
+        if self.output_format == "json":
+            return as_json([m.body for m in self.result.manifests])
+        return self.result.text
 
 
 @dataclass
@@ -64,8 +62,10 @@ def diff_app(
     base: str = "HEAD",
     head: str | None = None,
     context_lines: int = 3,
+    output_format: str = "yaml",
 ) -> DiffResult:
-    """Render `request`'s app at `base` and at `head` (None: the working tree) and diff them.
+    """Render `request`'s app at `base` and at `head` (None: the working tree) and diff them
+    (`output_format` json: the JSON forms of the objects, as `tagpin render -o json` prints).
 
     `request.app_dir` names the app in the working tree; each revision is written to a
     temporary directory and the app is rendered from the same relative path there.
@@ -83,6 +83,7 @@ def diff_app(
         )
     else:
         after = _render_at(request, services, repo, app_path, head_revision)
+    before, after = (side._replace(output_format=output_format) for side in (before, after))
     if before.result is None and after.result is None:
         raise ConfigError(f"{app_path}: no such app at {before.label} nor at {after.label}")
     shown = app_path.as_posix() or "."
@@ -194,7 +195,7 @@ def _terminated(lines: list[str]) -> Iterator[str]:
 
 
 @click.command("diff")
-@app_options
+@render_options
 @click.option(
     "--base",
     default="HEAD",
@@ -215,8 +216,6 @@ def _terminated(lines: list[str]) -> Iterator[str]:
     type=click.IntRange(min=0),
     help="Lines of context around each change.",
 )
-@image_updater_option("repeatable; both sides")
-@digests_option("Render both sides offline: every digest from this lock file; never ask ECR.")
 @click.pass_context
 def diff_command(
     ctx: click.Context,
@@ -225,32 +224,37 @@ def diff_command(
     base: str,
     head: str | None,
     context_lines: int,
-    updater_pairs: tuple[str, ...],
-    digests: Path | None,
     **options: Any,
 ) -> int:
-    """Render APP_DIR at two git revisions and print a unified diff of the outputs.
+    """Render APP_DIR at two git revisions and print a unified diff of the outputs; the
+    render flags apply to both sides.
 
     Exit 0 when they are equal, 1 when they differ, another code on an error (see README)."""
     from cmp.commands.diff import diff_app
+    from cmp.commands.options import app_request, digests_file
     from cmp.errors import ExitStatus
     from cmp.services import services_from
 
+    check_pairs(options)
     outcome: list[DiffResult] = []
 
     def job() -> DiffResult:
-        request = app_request(
-            app_dir, options, must_exist=False, updater=pairs(updater_pairs, "--image-updater")
-        )
-        digests_file = Path(os.path.abspath(digests)) if digests is not None else None
+        request = app_request(app_dir, options, must_exist=False)
 
         def services() -> Services:
             built = services_from(request)
             built.annotations = None  # a preview shows git's tags, not a live branch deploy's
-            built.digests_file = digests_file
+            built.digests_file = digests_file(options)
             return built
 
-        result = diff_app(request, services, base=base, head=head, context_lines=context_lines)
+        result = diff_app(
+            request,
+            services,
+            base=base,
+            head=head,
+            context_lines=context_lines,
+            output_format=options["output_format"],
+        )
         outcome.append(result)
         return result
 

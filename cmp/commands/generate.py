@@ -27,4 +27,4 @@ def generate(environ: Mapping[str, str], cwd: Path, *, debug: bool = False) -> i
         with render_slot(settings, default_cache_dir(settings, environ)):
             return run(request)
 
-    return execute(job, debug=debug)
+    return execute(job, debug=debug, environ=environ)

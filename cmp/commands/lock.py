@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from cmp.commands.options import app_options, app_request
+from cmp.commands.options import check_pairs, render_options
 from cmp.commands.run import execute
 from cmp.errors import LockError, ResolveError
 from cmp.images.ecr import EcrRepository
@@ -143,8 +143,23 @@ def check_lock(
     return notes
 
 
+def branch_deploy_note(request: RenderRequest) -> list[str]:
+    """A lock holds git's tags: the image-updater parameter is checked as a render checks it
+    (a typo fails) and said to be left out."""
+    parameter = request.parameters.get("image-updater") or {}
+    if not parameter:
+        return []
+    from cmp.imageupdater.plan import policies_from
+
+    policies_from({}, parameter, request.words.image_updater)
+    return [
+        f"{request.words.image_updater} is not locked: branch-deploy picks follow tags pushed "
+        "after the lock is written, so the lock holds the tags git names"
+    ]
+
+
 @click.command("lock")
-@app_options
+@render_options
 @click.option(
     "--update",
     is_flag=True,
@@ -156,11 +171,10 @@ def check_lock(
     help="Keep entries this render does not use (lock one app's values files in turn).",
 )
 @click.option(
-    "--output",
-    "-o",
+    "--lock-file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Where to write the lock (default: APP_DIR/tagpin.lock).",
+    help="The lock to write or --check (default: APP_DIR/tagpin.lock).",
 )
 @click.option(
     "--check",
@@ -175,16 +189,26 @@ def lock_command(
     app_dir: Path,
     update: bool,
     keep: bool,
-    output: Path | None,
+    lock_file: Path | None,
     check: bool,
     **options: Any,
 ) -> int:
     """Write APP_DIR/tagpin.lock: the digest of every ECR image tag a render with these flags
-    uses. Commit it; renders then take digests from git instead of ECR."""
+    uses. Commit it; renders then take digests from git instead of ECR (always from ECR
+    itself, never a cache; with --digests, from that file)."""
     from cmp.commands.lock import LockOutcome, lock_app
+    from cmp.commands.options import app_request, digests_file
     from cmp.registry.lock import read_lock, write_lock
-    from cmp.services import services_from
+    from cmp.services import registry_for, services_from
     from cmp.settings import LOCK_FILE
+
+    check_pairs(options)
+    if options["output_format"] != "yaml":
+        raise click.UsageError(
+            f"tagpin lock writes its lock as YAML only, not {options['output_format']}: "
+            "-o/--output is the output format in every command; to write the lock to "
+            "another file, use --lock-file FILE"
+        )
 
     def job() -> LockOutcome:
         request = app_request(app_dir, options)
@@ -200,40 +224,43 @@ def lock_command(
             raise hinted from error
 
     def locked(request: RenderRequest) -> LockOutcome:
-        target = Path(os.path.abspath(output)) if output else request.app_dir / LOCK_FILE
+        target = Path(os.path.abspath(lock_file)) if lock_file else request.app_dir / LOCK_FILE
+        shown = os.path.relpath(target) if lock_file is None else str(lock_file)
         limit = request.settings.max_file_bytes
-        # The app's own lock obeys the repository's rules; a path given with --output is the
-        # user's choice.
-        root = None if output else request.repo_root
+        # The app's own lock obeys the repository's rules; a path given with --lock-file is
+        # the user's choice.
+        root = None if lock_file else request.repo_root
         existing = (
             read_lock(target, str(target), repo_root=root, max_bytes=limit)
             if target.is_file()
             else []
         )
+        notes = branch_deploy_note(request)
         if request.settings.cache != "off":
             # what ECR says now, not what a cache remembers
             request = request._replace(settings=request.settings._replace(cache="refresh"))
         services = services_from(request)
+        services.digests_file = digests_file(options)
+        # --digests answers alone; otherwise ECR, whatever TAGPIN_LOCK says about the app's lock
+        registry = (
+            registry_for(request, services)
+            if services.digests_file is not None
+            else services.registry_factory
+        )
         if check:
-            shown = os.path.relpath(target) if output is None else str(output)
-            notes = check_lock(
-                request,
-                services.registry_factory,
-                existing,
-                shown=shown,
-                concurrency=services.concurrency,
+            notes += check_lock(
+                request, registry, existing, shown=shown, concurrency=services.concurrency
             )
             return LockOutcome(warnings=services.warnings, notes=notes)
         result = lock_app(
             request,
-            services.registry_factory,
+            registry,
             existing=existing,
             update=update,
             keep=keep,
             concurrency=services.concurrency,
         )
         write_lock(target, result.entries)
-        shown = os.path.relpath(target) if output is None else str(output)
-        return LockOutcome(warnings=services.warnings, notes=result.summary(shown))
+        return LockOutcome(warnings=services.warnings, notes=[*notes, *result.summary(shown)])
 
     return execute(job, debug=ctx.obj["debug"])

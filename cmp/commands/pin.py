@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from cmp.commands.options import digests_option, image_updater_option
+from cmp.commands.options import pinning_options
 
 
 def pin_command() -> click.Command:
@@ -28,7 +28,7 @@ def pin_command() -> click.Command:
         default="",
         help="Destination namespace (objects without one are checked as in it).",
     )
-    @image_updater_option()
+    @pinning_options
     @click.option(
         "--lock",
         type=click.Path(dir_okay=False, path_type=Path),
@@ -36,7 +36,6 @@ def pin_command() -> click.Command:
         help="A tagpin.lock to take digests from first, under TAGPIN_LOCK as for an "
         "app's own lock.",
     )
-    @digests_option("Pin offline: take every digest from this lock file; never ask ECR.")
     @click.option(
         "--config",
         type=click.Path(dir_okay=False, path_type=Path),
@@ -46,28 +45,37 @@ def pin_command() -> click.Command:
     @click.pass_context
     def command(
         ctx: click.Context,
+        /,
         files: tuple[str, ...],
         app_name: str,
         namespace: str,
-        updater_pairs: tuple[str, ...],
         lock: Path | None,
-        digests: Path | None,
         config: Path | None,
+        **options: Any,
     ) -> int:
         """Pin every ECR image in a YAML or JSON manifest stream (FILEs, or standard input
         for none or `-`) and print it as the sidecar would: canonical YAML, same bytes for the
-        same objects. For `helm template ... | tagpin pin -` and Helm's post-renderer."""
-        from cmp.commands.options import pairs, stream_request
+        same objects. For `helm template ... | tagpin pin -` and Helm's post-renderer.
+
+        Of the render flags it takes those that apply to a stream (--image-updater,
+        --digests, --refresh, -o); the others describe an app directory."""
+        from cmp.commands.options import (
+            check_pairs,
+            digests_file,
+            formatted,
+            refreshed,
+            stream_request,
+        )
         from cmp.commands.run import execute, limit_memory
         from cmp.commands.stream import StreamConfig, pin_stream, read_config, read_inputs
         from cmp.services import limits_from, services_from
         from cmp.settings import Settings
 
-        updater = pairs(updater_pairs, "--image-updater")
+        updater = check_pairs(options)
 
         def job() -> Any:
             environ = dict(os.environ)
-            settings = Settings.from_environ(environ)
+            settings = refreshed(Settings.from_environ(environ), options)
             limit_memory(settings)
             inputs = read_inputs(files, sys.stdin.buffer, limits_from(settings))
             request = stream_request(
@@ -78,10 +86,11 @@ def pin_command() -> click.Command:
                 settings=settings,
             )
             services = services_from(request)
-            if digests is not None:
-                services.digests_file = Path(os.path.abspath(digests))
+            services.digests_file = digests_file(options)
             stream_config = read_config(config) if config is not None else StreamConfig()
-            return pin_stream(inputs, request, services, config=stream_config, lock=lock)
+            return formatted(
+                pin_stream(inputs, request, services, config=stream_config, lock=lock), options
+            )
 
         return execute(job, debug=ctx.obj["debug"])
 

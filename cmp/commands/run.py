@@ -8,8 +8,9 @@ app, so every failure writes to stderr only and exits non-zero.
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from cmp.errors import ExitStatus, SourceError, TagpinError
@@ -29,11 +30,18 @@ def limit_memory(settings: Settings) -> None:
     cap(per_render_megabytes(settings, container_limit_bytes()))
 
 
-def execute(job: Callable[[], Any], *, debug: bool = False) -> int:
-    """Run a render job; print its YAML once on success, or its problems on stderr."""
+def execute(
+    job: Callable[[], Any], *, debug: bool = False, environ: Mapping[str, str] | None = None
+) -> int:
+    """Run a render job; print its YAML once on success, or its problems on stderr. Unknown
+    TAGPIN_* variables in `environ` (default: this process's) are warned about either way."""
+    from cmp.settings import unknown_settings
+
+    unknown = unknown_settings(os.environ if environ is None else environ)
     try:
         result = job()
     except TagpinError as exc:
+        exc.warnings = [*unknown, *exc.warnings]
         _report(exc)
         if debug:
             import traceback
@@ -43,6 +51,7 @@ def execute(job: Callable[[], Any], *, debug: bool = False) -> int:
     except KeyboardInterrupt:
         return int(ExitStatus.INTERRUPTED)
     except MemoryError:  # the cap (TAGPIN_MAX_MEMORY_MB) at work: the input is too large
+        _warn(unknown)
         _report(
             SourceError(
                 "the render needs more memory than tagpin allows one render (TAGPIN_MAX_MEMORY_MB, "
@@ -52,6 +61,7 @@ def execute(job: Callable[[], Any], *, debug: bool = False) -> int:
         )
         return int(ExitStatus.SOURCE)
     except Exception:  # noqa: BLE001 - anything else is a bug; never print partial output
+        _warn(unknown)
         sys.stderr.write("tagpin: internal error (a bug in tagpin; please report it)\n")
         if debug:
             import traceback
@@ -60,13 +70,17 @@ def execute(job: Callable[[], Any], *, debug: bool = False) -> int:
         else:
             sys.stderr.write(f"  {sys.exc_info()[1]!r}\n  rerun with --debug for a traceback\n")
         return int(ExitStatus.INTERNAL)
-    for warning in result.warnings:
-        sys.stderr.write(f"tagpin: warning: {warning}\n")
+    _warn([*unknown, *result.warnings])
     for note in result.notes:
         sys.stderr.write(f"tagpin: {note}\n")
     sys.stdout.write(result.text)
     sys.stdout.flush()
     return int(ExitStatus.OK)
+
+
+def _warn(warnings: list[str]) -> None:
+    for warning in warnings:
+        sys.stderr.write(f"tagpin: warning: {warning}\n")
 
 
 def _report(exc: TagpinError) -> None:

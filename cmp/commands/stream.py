@@ -140,18 +140,22 @@ def stream_registry(
 ) -> Callable[[], Registry]:
     """`--digests FILE` answers alone; `--lock FILE` answers first under TAGPIN_LOCK, as an
     app's tagpin.lock does; otherwise ECR behind the caches."""
-    from cmp.registry.lock import LockedRegistry, lock_mode, read_lock, registry_with_lock
+    from cmp.registry.lock import digests_registry, lock_mode, registry_with_lock
 
     if services.digests_file is not None:
-        shown = str(services.digests_file)
-        entries = read_lock(services.digests_file, shown)
-        return lambda: LockedRegistry(
-            entries, fallback=None, shown=shown, strict_reason="--digests never asks ECR"
-        )
+        return digests_registry(services.digests_file)
     if lock is None:
         return services.registry_factory
+    if not lock.is_file():  # an app may lack a lock; a lock named on the command line may not
+        raise SourceError(f"--lock {lock}: no such file")
     mode = services.lock_mode or lock_mode(request.settings)
-    return registry_with_lock(mode, lock, str(lock), services.registry_factory)
+    return registry_with_lock(
+        mode,
+        lock,
+        str(lock),
+        services.registry_factory,
+        fix=f"add it to {lock}, or set TAGPIN_LOCK=use to ask ECR for the tags it lacks",
+    )
 
 
 def pin_stream(
@@ -164,14 +168,18 @@ def pin_stream(
 ) -> RenderResult:
     """Check, pin and emit `inputs` as the sidecar does a rendered app's output."""
     from cmp.images.pin import pin
-    from cmp.pipeline import RenderResult, tag_chooser
+    from cmp.pipeline import RenderResult, tag_chooser, unterminated_blocks
     from cmp.services import limits_from
     from cmp.source.emit import emit_stream
+    from cmp.source.templates import RenderedFile
 
     config = config or StreamConfig()
     limits = limits_from(request.settings)
     manifests = parse_inputs(
         inputs, default_namespace=request.app.namespace, max_nodes=limits.max_yaml_nodes
+    )
+    services.warnings.extend(
+        unterminated_blocks([RenderedFile(item.name, item.text) for item in inputs])
     )
     pin(
         manifests,

@@ -167,8 +167,11 @@ def webhook_command() -> click.Command:
     ) -> int:
         """Hard-refresh the Applications a registry push affects (ECR via EventBridge, or a
         signed generic payload). Needs a shared secret; see docs/webhook.md."""
+        from cmp.settings import unknown_settings
         from cmp.webhook.server import WebhookConfig
 
+        for warning in unknown_settings(os.environ):
+            sys.stderr.write(f"tagpin webhook: warning: {warning}\n")
         try:
             host, port = parse_listen(listen)
             config = WebhookConfig(

@@ -100,12 +100,24 @@ def check_sources(
     parameter: Mapping[str, str],
     aliases: Iterable[str] | None,
     prefix: str,
+    parameter_name: str = "image-updater parameter",
 ) -> None:
-    """check_keys over the live annotations under `prefix` and the `image-updater` parameter."""
+    """check_keys over the live annotations under `prefix` and the `image-updater` parameter
+    (named `parameter_name` in messages), whose keys go without the prefix."""
+    where = f"{parameter_name} key"
+    prefixed = [key for key in sorted(parameter) if key.startswith(prefix)]
+    if prefixed:  # an annotation copied whole; check_keys would suggest a wrong key for it
+        raise ConfigError(
+            *(
+                f"{where} '{key}' carries the annotation prefix; drop '{prefix}' and write "
+                f"'{key[len(prefix) :]}'"
+                for key in prefixed
+            )
+        )
     keys = [
         (key[len(prefix) :], "annotation", prefix)
         for key in sorted(annotations)
         if key.startswith(prefix)
     ]
-    keys += [(key, "image-updater parameter key", "") for key in sorted(parameter)]
+    keys += [(key, where, "") for key in sorted(parameter)]
     check_keys(keys, aliases)

@@ -45,9 +45,12 @@ class OverridePlan:
 
 
 def policies_from(
-    annotations: Mapping[str, str], parameter: Mapping[str, str]
+    annotations: Mapping[str, str],
+    parameter: Mapping[str, str],
+    parameter_name: str = "image-updater parameter",
 ) -> tuple[ImagePolicy, ...]:
-    """The policies of the image list; ConfigError for a key Image Updater does not define."""
+    """The policies of the image list; ConfigError for a key Image Updater does not define
+    (a parameter key's message names `parameter_name`: `--image-updater` at the CLI)."""
     merged = merge_sources(annotations, parameter)
     policies = parse_policies(merged)
     aliases = None
@@ -55,7 +58,7 @@ def policies_from(
         # Annotation keys spell an alias's `/` as `_` (v0.18); v1.x reads the alias verbatim.
         named = [p.alias for p in policies if p.alias is not None]
         aliases = {*named, *(alias.replace("/", "_") for alias in named)}
-    check_sources(annotations, parameter, aliases, PREFIX)
+    check_sources(annotations, parameter, aliases, PREFIX, parameter_name)
     return policies
 
 

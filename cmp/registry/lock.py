@@ -25,6 +25,8 @@ from cmp.source.appdir import Limits, RepoFiles, read_file
 from cmp.source.emit import emit_stream
 from cmp.source.yamlread import load_one
 
+APP_LOCK_FIX = f"run `tagpin lock` in the app directory and commit {LOCK_FILE}"
+
 if TYPE_CHECKING:
     pass
 
@@ -157,6 +159,7 @@ class LockedRegistry:
         shown: str = LOCK_FILE,
         verify: bool = False,
         strict_reason: str = f"{LOCK_SETTING}=strict never asks ECR",
+        fix: str = APP_LOCK_FIX,
     ) -> None:
         self._table: dict[EcrRepository, dict[str, TagInfo]] = {}
         for entry in entries:
@@ -169,6 +172,7 @@ class LockedRegistry:
         self._shown = shown
         self._verify = verify
         self._strict_reason = strict_reason
+        self._fix = fix  # what to do about a tag missing from it, in the command's words
 
     def describe_cached(self, repo: EcrRepository, tags: Collection[str]) -> Lookup | None:
         """The lock's answer when it holds every tag (and is not being verified), else None."""
@@ -187,8 +191,7 @@ class LockedRegistry:
         if inner is None:
             raise LockProblem(
                 *(
-                    f"{repo.uri}:{tag}: not in {self._shown} ({self._strict_reason}); run "
-                    f"`tagpin lock` in the app directory and commit {LOCK_FILE}"
+                    f"{repo.uri}:{tag}: not in {self._shown} ({self._strict_reason}); {self._fix}"
                     for tag in sorted(rest)
                 )
             )
@@ -228,6 +231,20 @@ class LockedRegistry:
         return inner.list_tags(repo)
 
 
+def digests_registry(path: Path) -> Callable[[], Registry]:
+    """`--digests FILE` (render, diff, lock, pin): every digest from FILE; ECR never asked."""
+    shown = str(path)
+    entries = read_lock(path, shown)
+    return lambda: LockedRegistry(
+        entries,
+        fallback=None,
+        shown=shown,
+        strict_reason="--digests never asks ECR",
+        fix=f"add it to {shown} (`tagpin lock --lock-file FILE` writes a lock), or leave out "
+        "--digests to ask ECR",
+    )
+
+
 def registry_with_lock(
     mode: LockMode,
     lock_path: Path,
@@ -236,9 +253,11 @@ def registry_with_lock(
     *,
     repo_root: Path | None = None,
     max_bytes: int = Limits().max_file_bytes,
+    fix: str = APP_LOCK_FIX,
 ) -> Callable[[], Registry]:
     """The registry a render asks, given TAGPIN_LOCK and the app's lock (if it has one);
-    the lock is read as `read_lock` reads it with `repo_root` and `max_bytes`."""
+    the lock is read as `read_lock` reads it with `repo_root` and `max_bytes`; `fix` says
+    what to do about a tag strict mode finds missing."""
     if mode is LockMode.OFF:
         return fallback
     has_lock = lock_path.is_file()
@@ -249,7 +268,7 @@ def registry_with_lock(
             else []
         )
         where = shown if has_lock else f"{shown} (the app has none)"
-        return lambda: LockedRegistry(entries, fallback=None, shown=where)
+        return lambda: LockedRegistry(entries, fallback=None, shown=where, fix=fix)
     if not has_lock:
         return fallback
     entries = read_lock(lock_path, shown, repo_root=repo_root, max_bytes=max_bytes)

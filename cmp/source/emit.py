@@ -60,7 +60,7 @@ _QUOTE_PATTERNS: list[tuple[str, re.Pattern[str], Sequence[str]]] = [
         "tag:yaml.org,2002:int",
         re.compile(
             r"^[-+]?(?:0[bB][01_]+|0[oO][0-7_]+|0[xX][0-9a-fA-F_]+|[0-9][0-9_]*"
-            r"|[1-9][0-9_]*(?::[0-5]?[0-9])+)$"
+            r"|[0-9][0-9_]*(?::[0-5]?[0-9])+)$"
         ),
         "-+0123456789",
     ),
@@ -87,6 +87,16 @@ _QUOTE_PATTERNS: list[tuple[str, re.Pattern[str], Sequence[str]]] = [
         ),
         "-+0123456789.",
     ),
+    # The `yaml` npm package in YAML 1.1 mode (above: sexagesimal numbers may start with 0,
+    # `0:30`, `+07:00`) reads a float with no digit at all: `.`, `-.`, `e5` (as NaN).
+    (
+        "tag:yaml.org,2002:float",
+        re.compile(
+            r"^(?:[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?[eE][-+]?[0-9]+"
+            r"|[-+]?(?:[0-9][0-9_]*)?\.[0-9_]*)$"
+        ),
+        "-+0123456789.eE",
+    ),
     (
         "tag:yaml.org,2002:timestamp",
         re.compile(
@@ -109,6 +119,11 @@ def _key_order(item: tuple[str, Any]) -> tuple[int, str]:
 # return: written raw in a block or single-quoted scalar they change the value read back, so
 # strings holding them are double-quoted, where libyaml escapes them.
 _ESCAPED_BREAKS = re.compile("[\r\x85\u2028\u2029]")
+# Text whose every line is blank or starts with `#`: as a block scalar that a template places
+# less indented than it was written (`key: {{ v | to_yaml }}` under a nested key) its lines read
+# as comments, the value silently '' instead of an error; double-quoted, it reads the same
+# wherever it is put (ToYamlDumper).
+_COMMENT_LINES = re.compile(r"(?:[ \t]*(?:#[^\n]*)?\n)*[ \t]*(?:#[^\n]*)?")
 
 
 def _resolver_table(
@@ -150,6 +165,8 @@ def _key(key: Any) -> str:
 
 class CanonicalDumper(_CDumper):  # type: ignore[misc,valid-type]
     yaml_implicit_resolvers = _QUOTE_RESOLVERS
+    # False for text a template places itself (`to_yaml`); tagpin's own output indents right.
+    comment_blocks = True
 
     def resolve(self, kind: type, value: str, implicit: tuple[bool, bool]) -> str:
         # The serializer writes a scalar plain only when this gives back its own tag, so a
@@ -170,8 +187,11 @@ class CanonicalDumper(_CDumper):  # type: ignore[misc,valid-type]
     def represent_str_canonical(self, data: str) -> yaml.ScalarNode:
         if _ESCAPED_BREAKS.search(data):
             style: str | None = '"'
+        elif "\n" in data:
+            commented = not self.comment_blocks and "#" in data and _COMMENT_LINES.fullmatch(data)
+            style = '"' if commented else "|"
         else:
-            style = "|" if "\n" in data else None
+            style = None
         node: yaml.ScalarNode = self.represent_scalar("tag:yaml.org,2002:str", data, style=style)
         return node
 
@@ -206,10 +226,20 @@ class CanonicalDumper(_CDumper):  # type: ignore[misc,valid-type]
 
 CanonicalDumper.add_representer(dict, CanonicalDumper.represent_mapping_canonical)
 CanonicalDumper.add_multi_representer(dict, CanonicalDumper.represent_mapping_canonical)
+# Subclasses (a template's values know their path: cmp.source.templates.TreeList); plain lists
+# still take the exact-type entry first.
+CanonicalDumper.add_multi_representer(list, CanonicalDumper.represent_list)
 CanonicalDumper.add_representer(str, CanonicalDumper.represent_str_canonical)
 CanonicalDumper.add_representer(float, CanonicalDumper.represent_float_canonical)
 CanonicalDumper.add_representer(int, CanonicalDumper.represent_int_canonical)
 CanonicalDumper.add_representer(tuple, CanonicalDumper.represent_tuple)
+
+
+class ToYamlDumper(CanonicalDumper):
+    """The `to_yaml` filter's: its text goes where the template puts it (docs/yaml.md)."""
+
+    comment_blocks = False
+
 
 _DUMP_OPTIONS: dict[str, Any] = {
     "Dumper": CanonicalDumper,
@@ -247,8 +277,8 @@ def emit_stream(documents: Iterable[Any]) -> str:
     return "".join(f"---\n{_dump(document)}" for document in documents)
 
 
-def _dump(value: Any) -> str:
-    text: str = yaml.dump(value, **_DUMP_OPTIONS)
+def _dump(value: Any, dumper: type[CanonicalDumper] = CanonicalDumper) -> str:
+    text: str = yaml.dump(value, **{**_DUMP_OPTIONS, "Dumper": dumper})
     if text.endswith("\n...\n"):  # libyaml closes a bare top-level scalar with `...`
         text = text[: -len("...\n")]
     return text
@@ -257,7 +287,7 @@ def _dump(value: Any) -> str:
 def emit_value(value: Any) -> str:
     """One value in canonical form with no document marker and no trailing newline
     (the `to_yaml` template filter, like Helm's toYaml)."""
-    text = _dump(value)
+    text = _dump(value, ToYamlDumper)
     # Only the one line break libyaml ends with: more are the kept (`|+`) trailing line breaks
     # of a last block scalar, which the template's next line break completes.
     return text[:-1] if text.endswith("\n") else text

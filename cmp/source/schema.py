@@ -31,11 +31,14 @@ def check_values(
     layers: Sequence[tuple[str, Any]],
     assignments: Mapping[str, str],
     values: Any,
+    *,
+    assigned_by: str = PARAMETER_LAYER,
 ) -> None:
     """Raise a ConfigError listing every way `values` breaks the schema at `schema_path`.
 
     `layers` are the values files (shown name, values) lowest first and `assignments` the
-    `values` parameter, applied last; they only say where a failing value came from."""
+    `values` parameter (named `assigned_by`: `--set` at the CLI), applied last; they only say
+    where a failing value came from."""
     shown = files.display(schema_path)
     schema = _load(files, schema_path, shown)
     from jsonschema import validators  # type: ignore[import-untyped,unused-ignore]
@@ -54,7 +57,7 @@ def check_values(
         ) from None
     # An empty registry: no remote or file retrieval, whatever a $ref says.
     checker = checker_class(schema, registry=Registry())
-    provenance = Provenance(layers, assignments)
+    provenance = Provenance(layers, assignments, assigned_by)
     try:
         errors = sorted(checker.iter_errors(values), key=_error_order)
     except Unresolvable as exc:
@@ -88,8 +91,14 @@ def _load(files: RepoFiles, path: Path, shown: str) -> Any:
 class Provenance:
     """Which layer last set a key path: the `values` parameter, else the last values file."""
 
-    def __init__(self, layers: Sequence[tuple[str, Any]], assignments: Mapping[str, str]):
+    def __init__(
+        self,
+        layers: Sequence[tuple[str, Any]],
+        assignments: Mapping[str, str],
+        assigned_by: str = PARAMETER_LAYER,
+    ):
         self._layers = layers
+        self._assigned_by = assigned_by
         self._assigned: list[list[str | int]] = []
         for dotted in assignments:
             try:
@@ -100,7 +109,7 @@ class Provenance:
     def layer_of(self, path: Sequence[str | int]) -> str | None:
         steps = list(path)
         if any(_prefix(assigned, steps) or _prefix(steps, assigned) for assigned in self._assigned):
-            return PARAMETER_LAYER
+            return self._assigned_by
         for name, values in reversed(self._layers):
             if _holds(values, steps):
                 layer: str = name

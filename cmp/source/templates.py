@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -25,6 +26,20 @@ MAX_INT_BITS = 100_000  # largest integer `*`/`**` may build; far beyond any rea
 
 
 TEMPLATE_NOT_FOUND = "not found in the app directory or the repository"
+HELM_HINT = (
+    "tagpin templates are Jinja2, not Helm's Go templates: write values.x for .Values.x, "
+    "app.name for .Release.Name, {% if … %}…{% endif %} for {{ if … }}…{{ end }} "
+    "(docs/guide.md)"
+)
+# Go-template words that Jinja2 reads as variable names (`{{ end }}`: "'end' is undefined").
+_HELM_WORDS = frozenset(
+    {"end", "if", "else", "range", "with", "define", "include", "template", "toYaml", "tpl"}
+)
+# `{{ .Values.x }}`, `{{ $x := … }}`, `{{ include "x" . }}`, `{{ toYaml .Values.x }}`.
+_HELM_SYNTAX = (
+    r"\{\{-?\s*(?:[.$]|(?:include|template|toYaml|tpl|end|range|with|define|else)\b"
+    r"|[^}]*\s\.(?:Values|Release|Chart|Capabilities|Files)\b)"
+)
 
 
 class RenderedFile(NamedTuple):
@@ -45,11 +60,22 @@ class Tree(dict[str, Any]):
         self._tagpin_path = path
 
 
+class TreeList(list[Any]):
+    """A list that knows its own dotted path, so a lookup into one of its items can say which
+    (`values.ports[0] is a number (80)`), whatever was looked up in between."""
+
+    __slots__ = ("_tagpin_path",)
+
+    def __init__(self, items: Iterable[Any], path: str) -> None:
+        super().__init__(items)
+        self._tagpin_path = path
+
+
 def tree(value: Any, path: str) -> Any:
     if isinstance(value, Mapping):
         return Tree({k: tree(v, f"{path}.{k}") for k, v in value.items()}, path)
     if isinstance(value, list):
-        return [tree(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return TreeList((tree(v, f"{path}[{i}]") for i, v in enumerate(value)), path)
     return value
 
 
@@ -188,6 +214,8 @@ def build_environment(
         def _explained(self, obj: Any, key: Any, result: Any) -> Any:
             if isinstance(obj, Tree):
                 path = f"{obj._tagpin_path}.{key}"
+            elif isinstance(obj, TreeList):
+                path = f"{obj._tagpin_path}[{key}]" if isinstance(key, int) else ""
             elif obj is self._tagpin_last[0] and self._tagpin_last[1]:
                 path = self._tagpin_last[1] + (f"[{key}]" if isinstance(key, int) else f".{key}")
             else:
@@ -202,9 +230,10 @@ def build_environment(
             owner = path[: -len(f".{key}")] if path.endswith(f".{key}") else ""
             if isinstance(key, int) and path.endswith(f"[{key}]"):
                 owner = path[: -len(f"[{key}]")]
+            # Else a loop variable or macro argument: the template's own name for it.
+            owner = owner or _template_name_of(obj) or "the value"
             return self.undefined(
-                hint=f"{owner or 'the value'} is {_describe_value(obj)}, which has no {what} "
-                f"{key!r}",
+                hint=f"{owner} is {_describe_value(obj)}, which has no {what} {key!r}",
                 obj=obj,
                 name=key,
             )
@@ -282,6 +311,26 @@ def build_environment(
         )
     env.filters["join"] = checked_join(env.filters["join"], printable)
     return env
+
+
+def _template_name_of(value: Any) -> str | None:
+    """The variable a template holds `value` in (`p` of `{% for p in … %}`, a macro's argument),
+    read from the compiled template's frame (Jinja2 names its locals `l_<depth>_<name>`); None
+    unless exactly one name holds it. Asked only to word an error."""
+    frame = sys._getframe(1)
+    for _ in range(8):  # the template frame is a few calls up (getattr → _explained → here)
+        frame = frame.f_back  # type: ignore[assignment]
+        if frame is None:
+            return None
+        template_locals = {
+            found.group(1): held
+            for local, held in frame.f_locals.items()
+            if (found := re.fullmatch(r"l_\d+_(\w+)", local))
+        }
+        if template_locals:  # the template's frame
+            holding = {name for name, held in template_locals.items() if held is value}
+            return holding.pop() if len(holding) == 1 else None
+    return None
 
 
 def _describe_value(value: Any) -> str:
@@ -443,7 +492,11 @@ def render_one(
         return "".join(chunks)
     except jinja2.TemplateSyntaxError as exc:
         where = f"{exc.filename or template.name}:{exc.lineno}"
-        raise TemplateError(f"{where}: template syntax error: {exc.message}") from None
+        lines = (exc.source or "").splitlines()
+        line = lines[exc.lineno - 1] if 0 < exc.lineno <= len(lines) else ""
+        raise TemplateError(
+            f"{where}: template syntax error: {exc.message}{_helm_hint(line)}"
+        ) from None
     except jinja2.TemplateNotFound as exc:
         line = _template_line(template.name)
         raise TemplateError(
@@ -455,7 +508,9 @@ def render_one(
     except TemplateAbort as exc:
         raise TemplateError(f"{_template_line(template.name)}: {exc}") from None
     except jinja2.UndefinedError as exc:
-        raise TemplateError(f"{_template_line(template.name)}: {exc.message}") from None
+        named = re.fullmatch(r"'(\w+)' is undefined", exc.message or "")
+        hint = f"; {HELM_HINT}" if named and named.group(1) in _HELM_WORDS else ""
+        raise TemplateError(f"{_template_line(template.name)}: {exc.message}{hint}") from None
     except jinja2.exceptions.SecurityError as exc:
         raise TemplateError(
             f"{_template_line(template.name)}: not allowed in a template: {_no_address(exc)}"
@@ -477,22 +532,33 @@ def render_one(
         ) from None
 
 
+def _helm_hint(line: str) -> str:
+    """A syntax error on a line written in Helm's syntax: say what the Jinja2 is."""
+    return f"; {HELM_HINT}" if re.search(_HELM_SYNTAX, line) else ""
+
+
 def _no_address(exc: BaseException) -> str:
     """The message without the heap addresses Python reprs carry (`<… at 0x7f…>`): some
     errors quote the object they failed on, and the address differs on every run."""
-    import re
-
     return re.sub(r" at 0x[0-9a-fA-F]+", "", str(exc))
 
 
 def _template_line(default_name: str) -> str:
-    """`file:line` of the innermost template frame of the exception being handled."""
+    """`file:line` of the innermost template frame of the exception being handled, and the
+    template lines that led there: `lib/k8s.j2:8 (called from web.yaml.j2:9)`."""
     import traceback
 
     frames: Iterable[Any] = traceback.extract_tb(sys.exc_info()[2])
-    where = default_name
+    chain: list[tuple[str, str]] = []  # (file:line, how it was entered), outermost first
     for frame in frames:
         name = frame.filename
         if name.endswith((".j2", ".yaml", ".yml", ".json")) and not name.endswith(".py"):
             where = f"{name}:{frame.lineno}"
-    return where
+            # Jinja2 names a template's top-level code so; a macro's or block's otherwise.
+            how = "included from" if frame.name == "top-level template code" else "called from"
+            if not chain or chain[-1][0] != where:
+                chain.append((where, how))
+    if not chain:
+        return default_name
+    callers = [f"{chain[i][1]} {chain[i - 1][0]}" for i in range(len(chain) - 1, 0, -1)]
+    return f"{chain[-1][0]} ({', '.join(callers)})" if callers else chain[-1][0]

@@ -295,10 +295,57 @@ def test_a_rule_in_the_git_parameter_is_refused(env, fake_kube: FakeKube, tags) 
     assert json.loads(status.stdout)[0]["source"] == "parameter"
 
 
-def test_a_missing_application_is_named(env, fake_kube: FakeKube) -> None:
-    done = tagpin(env, "branch", "set", "nope", "--allow-tags", "^pr-42-")
-    assert done.returncode == ExitStatus.CONFIG
-    assert "Application argocd/nope does not exist" in done.stderr
+def test_a_missing_application_is_named_and_exits_as_an_unreadable_application(
+    env, fake_kube: FakeKube
+) -> None:
+    """docs/branch-deploys.md: exit 10, the Application could not be read (not exit 3, a bad
+    configuration)."""
+    for command in (("set", "nope", "--allow-tags", "^pr-42-"), ("status", "nope")):
+        done = tagpin(env, "branch", *command)
+        assert done.returncode == ExitStatus.APP_LOOKUP, done.stderr
+        assert "Application argocd/nope does not exist" in done.stderr
+        assert done.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("annotations", "refusal"),
+    [
+        pytest.param(
+            {**PRODUCTION, f"{PREFIX}web.allow-tag": "regexp:^pr-42-"},
+            f"annotation '{PREFIX}web.allow-tag' is not an Argo CD Image Updater key; "
+            f"did you mean '{PREFIX}web.allow-tags'?",
+            id="misspelt-option",
+        ),
+        pytest.param(
+            {f"{PREFIX}image-lists": f"web={WEB}"},
+            f"annotation '{PREFIX}image-lists' is not an Argo CD Image Updater key; "
+            f"did you mean '{PREFIX}image-list'?",
+            id="misspelt-image-list",
+        ),
+    ],
+)
+def test_status_shows_the_error_a_render_would_fail_with(
+    tmp_path: Path, env, fake_kube: FakeKube, tags, annotations: dict[str, str], refusal: str
+) -> None:
+    fake_kube.add("argocd", "web", annotations)
+    app = tmp_path / "app"
+    (app / "templates").mkdir(parents=True)
+    (app / "tagpin.yaml").write_text("{}\n")
+    (app / "templates" / "web.yaml").write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n"
+        f"    spec:\n      containers:\n      - name: web\n        image: {WEB}:v1.2.0\n"
+    )
+    rendered = tagpin(env, "render", str(app), "--app-name", "web")
+    assert rendered.returncode == ExitStatus.CONFIG and refusal in rendered.stderr
+
+    done = tagpin(env, "branch", "status", "web", "-o", "json")
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert rows and all(row["error"] == f"a render refuses it: {refusal}" for row in rows)
+    assert all(row["tag"] is None for row in rows)
+    text = tagpin(env, "branch", "status", "web")
+    assert f"a render refuses it: {refusal}\n" in text.stdout
+    assert "allow-tags any" not in text.stdout
 
 
 def test_two_concurrent_sets_one_wins_the_other_gets_a_conflict(

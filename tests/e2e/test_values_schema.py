@@ -90,17 +90,19 @@ def test_a_typo_in_a_values_file_names_the_key_rule_and_file(tmp_path: Path) -> 
     ) in done.stderr
 
 
-def test_a_bad_value_from_the_values_parameter_names_the_parameter(tmp_path: Path) -> None:
+def test_a_bad_value_from_set_names_the_flag_it_came_from(tmp_path: Path) -> None:
+    """At the CLI the values parameter is `--set` (under Argo CD, the cmp-server test below
+    names "plugin parameter 'values'")."""
     done = render(write_app(tmp_path), "--set", "replicas=0", "--set", "ports[0]=70000")
     assert done.returncode == ExitStatus.CONFIG
     lines = done.stderr.splitlines()
     assert (
         "  values.schema.json: values.ports[0]: 70000 is greater than the maximum of "
-        "65535 (rule maximum 65535); the value comes from plugin parameter 'values'"
+        "65535 (rule maximum 65535); the value comes from --set"
     ) in lines
     assert (
         "  values.schema.json: values.replicas: 0 is less than the minimum of 1 "
-        "(rule minimum 1); the value comes from plugin parameter 'values'"
+        "(rule minimum 1); the value comes from --set"
     ) in lines
 
 

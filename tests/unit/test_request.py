@@ -9,6 +9,9 @@ import pytest
 from cmp.errors import ConfigError
 from cmp.request import (
     AppInfo,
+    KubeInfo,
+    directory_app_name,
+    for_directory,
     from_argocd_environment,
     parse_api_versions,
     plugin_env,
@@ -119,3 +122,49 @@ def test_the_request_reads_every_argo_cd_variable(tmp_path: Path) -> None:
     assert request.kube.version == "1.31.2" and request.kube.api_versions == ("batch/v1", "v1")
     assert request.parameters == {"values-files": [], "values": {"a": "1"}, "image-updater": {}}
     assert request.env == {"MODE": "x"}
+
+
+@pytest.mark.parametrize(
+    "directory, name",
+    [
+        ("apps/web", "web"),
+        ("apps/Web_UI", "web-ui"),
+        ("apps/web.v2", "web-v2"),
+        ("apps/-café-", "caf"),
+        ("apps/" + "a" * 70, "a" * 63),
+    ],
+)
+def test_an_app_directory_gives_a_valid_kubernetes_name(directory: str, name: str) -> None:
+    assert directory_app_name(Path("/work/repo") / directory) == name
+
+
+def test_a_directory_name_without_letters_or_digits_asks_for_app_name() -> None:
+    with pytest.raises(ConfigError, match="pass --app-name NAME"):
+        directory_app_name(Path("/work/repo/___"))
+
+
+def test_without_an_app_name_templates_see_the_directory_name_and_nothing_is_looked_up(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "shop-web").mkdir()
+    request = for_directory(
+        tmp_path / "shop-web",
+        app=AppInfo(),
+        kube=KubeInfo(),
+        env={},
+        parameters={},
+        settings_env={},
+        repo_root=tmp_path,
+    )
+    assert request.app.context()["name"] == "shop-web"
+    assert request.app.instance == ""  # what the live-Application lookup goes by
+    named = for_directory(
+        tmp_path / "shop-web",
+        app=AppInfo(instance="argocd_web-prod"),
+        kube=KubeInfo(),
+        env={},
+        parameters={},
+        settings_env={},
+        repo_root=tmp_path,
+    )
+    assert named.app.context()["name"] == "web-prod"

@@ -18,6 +18,7 @@ from cmp.settings import (
     plugin_config,
     setting_choice,
     setting_int,
+    unknown_settings,
 )
 
 DEFAULTS: dict[str, Any] = {"values-files": [], "values": {}, "image-updater": {}}
@@ -172,3 +173,27 @@ def test_settings_are_read_by_name_only_in_the_settings_module() -> None:
                 if name in ("setting_int", "setting_choice"):
                     found.append(f"{shown}: {name}")
     assert found == []
+
+
+@pytest.mark.parametrize(
+    "name, closest",
+    [
+        ("TAGPIN_CAHCE", "did you mean TAGPIN_CACHE?"),
+        ("TAGPIN_CACHE_DIRECTORY", "did you mean TAGPIN_CACHE_DIR?"),
+        ("TAGPIN_REDIS", "did you mean TAGPIN_REDIS_URL?"),
+        ("tagpin_lock", "did you mean TAGPIN_LOCK?"),
+        ("TAGPIN_VERSION", "docs/reference.md lists the settings"),
+    ],
+)
+def test_an_unknown_tagpin_variable_is_named_with_the_closest_setting(
+    name: str, closest: str
+) -> None:
+    assert unknown_settings({name: "x", "PATH": "/usr/bin"}) == [
+        f"{name} is not a tagpin setting and is ignored; {closest}"
+    ]
+
+
+def test_every_setting_and_every_other_variable_pass_without_a_word() -> None:
+    environ = {setting.env: "" for setting in SETTINGS}
+    environ.update(ARGOCD_APP_NAME="web", AWS_REGION="eu-west-1", XTAGPIN_CACHE="x", PATH="/")
+    assert unknown_settings(environ) == []

@@ -374,7 +374,7 @@ def test_a_lock_written_elsewhere_feeds_an_offline_render_with_digests(
     app = write_app(tmp_path, values())
     digests = tmp_path / "ci" / "digests.lock"
     digests.parent.mkdir()
-    assert run("lock", str(app), "-o", str(digests), env=ecr_env).returncode == 0
+    assert run("lock", str(app), "--lock-file", str(digests), env=ecr_env).returncode == 0
     assert not (app / "tagpin.lock").exists()
     done = run("render", str(app), "--digests", str(digests), env=no_aws_env(tmp_path))
     assert done.returncode == 0, done.stderr

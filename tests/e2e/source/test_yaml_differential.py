@@ -31,6 +31,7 @@ from cmp.source.yamlread import load_all
 from tests.support.apptree import build_tree, run_cli
 from tests.support.goyaml import GoRead, GoReader, build, decode_test_cases
 from tests.support.kustomize import kubectl
+from tests.support.yaml11 import Yaml11Reader
 
 LIMIT = 100_000
 
@@ -40,11 +41,24 @@ def go_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build(tmp_path_factory.mktemp("goyaml"))
 
 
+class Readers:
+    """The compiled readers: go-yaml (`read`: Argo CD's reading and yaml.v3's) and the `yaml`
+    npm package in YAML 1.1 mode (`yaml11`)."""
+
+    def __init__(self, go: GoReader, yaml11: Yaml11Reader) -> None:
+        self._go = go
+        self.yaml11 = yaml11
+
+    def read(self, text: str) -> GoRead:
+        return self._go.read(text)
+
+
 @pytest.fixture(scope="module")
-def go(go_binary: Path) -> Iterator[GoReader]:
-    reader = GoReader(go_binary)
-    yield reader
+def go(go_binary: Path) -> Iterator[Readers]:
+    reader, yaml11 = GoReader(go_binary), Yaml11Reader()
+    yield Readers(reader, yaml11)
     reader.close()
+    yaml11.close()
 
 
 # -- comparing what readers read -------------------------------------------------------------
@@ -100,13 +114,14 @@ def non_finite(values: list[Any]) -> bool:
     return "!float" in repr(values)
 
 
-def check_output(go: GoReader, output: str, expected: list[Any]) -> GoRead:
+def check_output(go: Readers, output: str, expected: list[Any]) -> GoRead:
     """Every reader reads `expected` (tagpin's own reading, as JSON) from `output`."""
     read = go.read(output)
     readers = {
         "yaml.v3": documents(read.v3),
         "PyYAML": pyyaml_read(output),
         "ruamel.yaml 1.2": ruamel_read(output),
+        "yaml (npm) 1.1": go.yaml11.read(output),
     }
     if read.argo is None:
         # JSON has no .inf/.nan: Argo CD fails on them in the input and the output alike.
@@ -121,13 +136,13 @@ def check_output(go: GoReader, output: str, expected: list[Any]) -> GoRead:
     return read
 
 
-def check_accepted(go: GoReader, text: str) -> None:
+def check_accepted(go: Readers, text: str) -> None:
     """Like `check`, and tagpin refuses `text` only when Argo CD cannot read it either."""
     if check(go, text) is None:
         assert go.read(text).argo is None, f"tagpin refuses what Argo CD reads:\n{text}"
 
 
-def check(go: GoReader, text: str) -> str | None:
+def check(go: Readers, text: str) -> str | None:
     """tagpin's output for `text` (None when tagpin refuses it or it holds no objects), after
     checking it reads as the input does."""
     try:
@@ -155,7 +170,7 @@ def check(go: GoReader, text: str) -> str | None:
 
 @pytest.mark.parametrize("library", ["gopkg.in/yaml.v2", "gopkg.in/yaml.v3"])
 def test_go_yaml_decode_tests_read_the_same_through_tagpin(
-    go: GoReader, go_binary: Path, library: str
+    go: Readers, go_binary: Path, library: str
 ) -> None:
     cases = decode_test_cases(go_binary, library)
     assert len(cases) > 100
@@ -224,6 +239,18 @@ SCALARS = [
     "12:30",
     "1:20:30",
     "190:20:30.15",
+    # the `yaml` npm package in YAML 1.1 mode: sexagesimal numbers from 0 or with a sign, and
+    # floats with no digit (NaN)
+    "0:30",
+    "+07:00",
+    "-07:00",
+    "00:00:01",
+    "0:30.5",
+    "-.",
+    "+.",
+    "e5",
+    "+E3",
+    "._e1",
     "=",
     "<<",
     "y",
@@ -265,7 +292,7 @@ KEYS = [
 
 
 @pytest.mark.parametrize("scalar", SCALARS)
-def test_a_plain_scalar_reads_the_same_through_tagpin(go: GoReader, scalar: str) -> None:
+def test_a_plain_scalar_reads_the_same_through_tagpin(go: Readers, scalar: str) -> None:
     check_accepted(go, f"value: {scalar}\n")
     check_accepted(go, f"list: [{scalar}]\n")
     # The same text as a string (quoted in the input) stays a string for every reader.
@@ -273,7 +300,7 @@ def test_a_plain_scalar_reads_the_same_through_tagpin(go: GoReader, scalar: str)
 
 
 @pytest.mark.parametrize("key", KEYS)
-def test_a_non_string_key_becomes_the_text_sigs_k8s_yaml_makes(go: GoReader, key: str) -> None:
+def test_a_non_string_key_becomes_the_text_sigs_k8s_yaml_makes(go: Readers, key: str) -> None:
     assert check(go, f"{key}: v\nother: w\n") is not None
 
 
@@ -288,7 +315,7 @@ def test_a_non_string_key_becomes_the_text_sigs_k8s_yaml_makes(go: GoReader, key
         "a: !custom 1\n",
     ],
 )
-def test_what_argo_cd_reads_differently_or_not_at_all_is_refused(go: GoReader, text: str) -> None:
+def test_what_argo_cd_reads_differently_or_not_at_all_is_refused(go: Readers, text: str) -> None:
     # Null and 64-bit unsigned keys: sigs.k8s.io/yaml fails. Keys that collide once made text,
     # duplicate keys and unknown tags: go-yaml keeps one silently (docs/yaml.md).
     with pytest.raises(SourceError, match=r"^in\.yaml:\d+:\d+: invalid YAML: "):
@@ -315,12 +342,12 @@ def test_what_argo_cd_reads_differently_or_not_at_all_is_refused(go: GoReader, t
     ],
 )
 def test_merges_tags_block_ends_and_breaks_read_the_same_through_tagpin(
-    go: GoReader, text: str
+    go: Readers, text: str
 ) -> None:
     assert check(go, text) is not None
 
 
-def test_a_merge_after_an_explicit_key_wins_as_in_argo_cd(go: GoReader) -> None:
+def test_a_merge_after_an_explicit_key_wins_as_in_argo_cd(go: Readers) -> None:
     text = "x: 1\n<<: {x: 2, z: 3}\n"
     assert go.read(text).argo == [{"x": 2, "z": 3}]
     assert load_all(text, "in.yaml", max_nodes=LIMIT) == [(1, {"x": 2, "z": 3})]
@@ -333,13 +360,52 @@ def test_a_merge_after_an_explicit_key_wins_as_in_argo_cd(go: GoReader) -> None:
     "value",
     ["x = 1\n\n", "\n", "\n\n\n", "a\n", "a", "x\u2028y\n", "k\x85v\n", " lead\n", "trail \n\n"],
 )
-def test_to_yaml_keeps_every_trailing_newline_of_the_last_block(go: GoReader, value: str) -> None:
+def test_to_yaml_keeps_every_trailing_newline_of_the_last_block(go: Readers, value: str) -> None:
     # A bare block scalar with an indentation indicator (`|2`, for a leading space) cannot be
     # re-indented: that holds for Helm's toYaml too.
     shapes = [{"data": {"config.toml": value}}, [value]] + ([] if value[:1] == " " else [value])
     for shape in shapes:
         text = f"root:\n  {emit_value(shape).replace(chr(10), chr(10) + '  ')}\nafter: 1\n"
         assert go.read(text).argo == [{"root": shape, "after": 1}], text
+
+
+COMMENT_LIKE = ["\n\n#1_000", " #c0o0755-01\n\n", "#a\n#b\n", "  #x\n\n#y", "\n# note"]
+
+
+@pytest.mark.parametrize("value", COMMENT_LIKE)
+def test_to_yaml_of_comment_like_text_reads_the_same_at_any_indentation(
+    go: Readers, value: str
+) -> None:
+    """`key: {{ v | to_yaml }}` under a nested key: as a block scalar indented for column 0,
+    these lines would read as comments (the value silently ''); every reader reads the text."""
+    shown = emit_value(value)
+    for text, expected in (
+        (f"key: {shown}\n", {"key": value}),
+        (f"a:\n  b:\n    key: {shown}\n", {"a": {"b": {"key": value}}}),
+        (f"list:\n  - {shown}\n", {"list": [value]}),
+    ):
+        check_output(go, text, [expected])
+
+
+def test_a_block_scalar_ending_the_stream_without_a_line_break_is_argo_cds_reading(
+    go: Readers, tmp_path: Path
+) -> None:
+    """Argo CD's splitter ends the last line too, so it reads "---\nx\n" where go-yaml alone
+    reads "---\nx": tagpin keeps what would deploy and says the file is read two ways."""
+    text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata:\n  b: |\n    ---\n    x"
+    assert go.read(text).argo[0]["data"]["b"] == "---\nx\n"  # type: ignore[index]
+    assert go.read(text).v3[0]["data"]["b"] == "---\nx"  # type: ignore[index]
+    output = check(go, text)  # every reader reads tagpin's output as Argo CD reads the input
+    assert output is not None and "b: |\n    ---\n    x\n" in output
+    (tmp_path / "in.yaml").write_text(text)
+    done = run_cli(["pin", str(tmp_path / "in.yaml")])
+    assert done.returncode == 0 and done.stdout.decode() == output
+    assert (
+        f"tagpin: warning: {tmp_path / 'in.yaml'}:5: this block scalar ends the file with no "
+        "line break after it"
+    ) in done.stderr.decode()
+    (tmp_path / "ended.yaml").write_text(text + "\n")
+    assert run_cli(["pin", str(tmp_path / "ended.yaml")]).stderr == b""
 
 
 GENERATED = settings(
@@ -349,7 +415,7 @@ GENERATED = settings(
 
 @given(st.text(st.characters(exclude_categories=["Cs"]), max_size=12))
 @GENERATED
-def test_quote_gives_a_scalar_every_reader_reads_as_the_string(go: GoReader, text: str) -> None:
+def test_quote_gives_a_scalar_every_reader_reads_as_the_string(go: Readers, text: str) -> None:
     output = f"---\nvalue: {quote_scalar(text)}\n"
     check_output(go, output, [{"value": text}])
 
@@ -372,20 +438,20 @@ NUMBERISH = st.one_of(
 
 @given(NUMBERISH)
 @GENERATED
-def test_a_generated_plain_scalar_reads_the_same_through_tagpin(go: GoReader, text: str) -> None:
+def test_a_generated_plain_scalar_reads_the_same_through_tagpin(go: Readers, text: str) -> None:
     check(go, f"value: {text}\n")  # text that is not valid YAML is refused, not compared
 
 
 @given(NUMBERISH)
 @GENERATED
-def test_a_generated_string_stays_a_string_for_every_reader(go: GoReader, text: str) -> None:
+def test_a_generated_string_stays_a_string_for_every_reader(go: Readers, text: str) -> None:
     output = emit_stream([{"value": text, "list": [text]}])
     check_output(go, output, [{"value": text, "list": [text]}])
 
 
 @given(st.floats(allow_nan=False, allow_infinity=False))
 @GENERATED
-def test_a_generated_float_key_becomes_the_text_argo_cd_makes(go: GoReader, number: float) -> None:
+def test_a_generated_float_key_becomes_the_text_argo_cd_makes(go: Readers, number: float) -> None:
     check(go, f"{number!r}: v\n")
 
 
@@ -432,7 +498,7 @@ def yaml_texts(draw: st.DrawFn) -> str:
 
 @given(yaml_texts())
 @GENERATED
-def test_a_generated_document_reads_the_same_through_tagpin(go: GoReader, text: str) -> None:
+def test_a_generated_document_reads_the_same_through_tagpin(go: Readers, text: str) -> None:
     check(go, text)
 
 
@@ -440,7 +506,7 @@ def test_a_generated_document_reads_the_same_through_tagpin(go: GoReader, text: 
 
 
 def test_kustomize_reads_tagpin_output_as_tagpin_means_it(
-    go: GoReader, go_binary: Path, tmp_path: Path
+    go: Readers, go_binary: Path, tmp_path: Path
 ) -> None:
     """Every output above, wrapped as objects, through `kubectl kustomize` (kyaml, yaml.v3
     based) and read back as Argo CD reads it."""
@@ -483,7 +549,7 @@ def test_kustomize_reads_tagpin_output_as_tagpin_means_it(
 # -- through the CLI -------------------------------------------------------------------------
 
 
-def test_a_rendered_app_reads_in_argo_cd_as_its_files_do(go: GoReader, tmp_path: Path) -> None:
+def test_a_rendered_app_reads_in_argo_cd_as_its_files_do(go: Readers, tmp_path: Path) -> None:
     """A plain-YAML app with every scalar above, and a template using to_yaml and quote, through
     `tagpin render`: Argo CD reads the plain file's values, the values file's strings."""
     valid = [s for s in SCALARS if s not in ("-", ".inf", ".nan")]  # `-` starts a list

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from cmp.errors import ConfigError
-from cmp.imageupdater.keys import check_keys
+from cmp.imageupdater.keys import check_keys, check_sources
 
 PREFIX = "argocd-image-updater.argoproj.io/"
 
@@ -78,3 +78,30 @@ def test_every_typo_is_reported_at_once() -> None:
         )
     assert len(caught.value.problems) == 2
     assert json.dumps(caught.value.problems)  # plain strings, one per key
+
+
+@pytest.mark.parametrize(
+    ("parameter_name", "where"),
+    [
+        ("image-updater parameter", "image-updater parameter key"),  # under Argo CD
+        ("--image-updater", "--image-updater key"),  # at the CLI
+    ],
+)
+def test_a_parameter_key_with_the_annotation_prefix_is_told_to_drop_it(
+    parameter_name: str, where: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        check_sources(
+            {},
+            {f"{PREFIX}image-list": "web=repo", f"{PREFIX}web.helm.image-tag": "x"},
+            None,
+            PREFIX,
+            parameter_name,
+        )
+    assert caught.value.problems == (
+        f"{where} '{PREFIX}image-list' carries the annotation prefix; drop '{PREFIX}' and write "
+        "'image-list'",
+        f"{where} '{PREFIX}web.helm.image-tag' carries the annotation prefix; drop '{PREFIX}' "
+        "and write 'web.helm.image-tag'",
+    )
+    assert "did you mean" not in str(caught.value)

@@ -230,7 +230,7 @@ def test_empty_render_is_an_error() -> None:
             MINIMAL_APP,
             ["--parameters-json", "[{"],
             ExitStatus.CONFIG,
-            "ARGOCD_APP_PARAMETERS is not valid JSON",
+            "--parameters-json is not valid JSON",
         ),
         (
             MINIMAL_APP,
@@ -254,7 +254,7 @@ def test_empty_render_is_an_error() -> None:
             MINIMAL_APP,
             ["--parameters-json", '{"name": "values"}'],
             ExitStatus.CONFIG,
-            "ARGOCD_APP_PARAMETERS must be a JSON list of parameters",
+            "--parameters-json must be a JSON list of parameters",
         ),
     ],
 )

@@ -385,7 +385,7 @@ def test_a_template_may_render_several_documents_or_none(tmp_path: Path) -> None
                 "templates/c.yaml.j2": "\n{% include 'templates/_p.j2' %}",
                 "templates/_p.j2": "x\n{{ q }}",
             },
-            "templates/_p.j2:2: 'q' is undefined",
+            "templates/_p.j2:2 (included from templates/c.yaml.j2:2): 'q' is undefined",
         ),
         (
             {
