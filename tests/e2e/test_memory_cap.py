@@ -282,3 +282,43 @@ def test_a_render_that_finds_every_slot_busy_for_too_long_fails_clearly(tmp_path
         pass
     with memory.render_slot(one, tmp_path, wait=0.2):
         pass  # free again
+
+
+# --- values the code cannot use are refused at start -----------------------------------------
+
+
+@pytest.mark.parametrize("absurd", ["1" + "0" * 30, "1e400", "nan", "0x10", "١٢"])
+def test_an_absurd_max_memory_mb_is_a_config_error_at_start(tmp_path: Path, absurd: str) -> None:
+    """Was exit 70: a number too large for setrlimit got as far as setting the cap."""
+    app = build_tree(tmp_path / "app", {"tagpin.yaml": "{}\n", "templates/cm.yaml": cm("cm")})
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("tagpin")), "generate"],
+        cwd=app,
+        env=clean_env({"TAGPIN_MAX_MEMORY_MB": absurd, "ARGOCD_APP_NAME": "app"}),
+        capture_output=True,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (ExitStatus.CONFIG, b"")
+    assert b"TAGPIN_MAX_MEMORY_MB=" in done.stderr
+
+
+def test_a_render_with_every_numeric_setting_at_its_maximum_works(tmp_path: Path) -> None:
+    """The table's maximum of each number is one the code can use (setrlimit, setitimer,
+    thread pools, slot files): none of them is an internal error."""
+    app = build_tree(tmp_path / "app", {"tagpin.yaml": "{}\n", "templates/cm.yaml": cm("cm")})
+    largest = {
+        s.env: str(int(s.maximum))
+        for s in SETTINGS_BY_ENV.values()
+        if s.maximum is not None and not s.env.startswith("TAGPIN_WEBHOOK_")
+    }
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("tagpin")), "generate"],
+        cwd=app,
+        env=clean_env(
+            {**largest, "TAGPIN_CACHE_DIR": str(tmp_path / "cache"), "ARGOCD_APP_NAME": "app"}
+        ),
+        capture_output=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert b"name: cm" in done.stdout
