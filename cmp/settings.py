@@ -175,8 +175,9 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "TAGPIN_ECR_DEADLINE",
-        "25",
-        "Seconds after which no new ECR call starts.",
+        "12",
+        "Seconds after which no new ECR call starts; with TAGPIN_ECR_READ_TIMEOUT it must fit in "
+        "TAGPIN_MAX_RENDER_SECONDS.",
         minimum=1,
         maximum=HOUR,
     ),
@@ -228,9 +229,10 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "TAGPIN_MAX_CPU_SECONDS",
-        "60",
-        "CPU seconds one render may use (RLIMIT_CPU; Argo CD's own deadline is 60 s by "
-        "default: raise both together); a render server's worker is capped too; 0 = no cap.",
+        "15",
+        "CPU seconds one render may use (RLIMIT_CPU), below TAGPIN_MAX_RENDER_SECONDS so a "
+        "looping template gets the clearer message; a render server's worker is capped too; "
+        "0 = no cap.",
         minimum=0,
         maximum=DAY,
     ),
@@ -261,8 +263,8 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "TAGPIN_KUSTOMIZE_TIMEOUT",
-        "45",
-        "Seconds one `kustomize build` may run, below Argo CD's 60 s repo-server deadline.",
+        "15",
+        "Seconds one `kustomize build` may run, within TAGPIN_MAX_RENDER_SECONDS.",
         minimum=1,
         maximum=HOUR,
     ),
@@ -279,10 +281,28 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "TAGPIN_MAX_PARALLEL_RENDERS",
         "2",
-        "Renders the sidecar runs at once; the others wait for a slot (up to 40 s). With "
-        "TAGPIN_MAX_MEMORY_MB=auto each gets an equal share of the container's memory.",
+        "Renders the sidecar runs at once; the others wait for a slot, fairly across "
+        "repositories and Applications (docs/reliability.md). With TAGPIN_MAX_MEMORY_MB=auto each "
+        "gets an equal share of the container's memory.",
         minimum=1,
         maximum=256,
+    ),
+    Setting(
+        "TAGPIN_SLOT_WAIT_SECONDS",
+        "30",
+        "Seconds a render waits for a slot before it fails with exit 75 naming what holds the "
+        "slots; longer than TAGPIN_MAX_RENDER_SECONDS, and the two together well inside Argo "
+        "CD's 60 s deadline.",
+        minimum=0,
+        maximum=HOUR,
+    ),
+    Setting(
+        "TAGPIN_MAX_RENDER_SECONDS",
+        "20",
+        "Seconds a render may keep its slot: past it the render fails with exit 5 naming the "
+        "setting (and is killed 5 s later if it cannot stop); 0 = no limit.",
+        minimum=0,
+        maximum=DAY,
     ),
     # `tagpin webhook` (its own Deployment; each also a flag, see docs/webhook.md)
     Setting(
@@ -450,6 +470,8 @@ class Settings(NamedTuple):
     kustomize_remote: str
     kustomize_timeout: int
     max_parallel_renders: int
+    slot_wait_seconds: int
+    max_render_seconds: int
     max_memory_mb: int | None  # None: `auto`, decided with the container's limit
     cache_dir: str
     kustomize: str

@@ -16,7 +16,7 @@ def generate(environ: Mapping[str, str], cwd: Path, *, debug: bool = False) -> i
         from cmp.pipeline import run
         from cmp.request import from_argocd_environment
         from cmp.server.cpulimit import limit_cpu
-        from cmp.server.memory import render_slot
+        from cmp.server.slots import Tenant, render_slot
         from cmp.services import default_cache_dir
         from cmp.settings import Settings
 
@@ -24,7 +24,9 @@ def generate(environ: Mapping[str, str], cwd: Path, *, debug: bool = False) -> i
         limit_memory(settings)
         limit_cpu(settings)
         request = from_argocd_environment(environ, cwd, settings)
-        with render_slot(settings, default_cache_dir(settings, environ)):
+        with render_slot(
+            settings, default_cache_dir(settings, environ), Tenant.from_environ(environ)
+        ):
             return run(request)
 
     return execute(job, debug=debug)

@@ -5,13 +5,11 @@ manifests, the image and the defaults must agree (docs/reliability.md, "Memory")
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -233,55 +231,6 @@ def test_a_yaml_document_with_too_many_plain_nodes_is_refused_before_it_is_compo
     with pytest.raises(SourceError, match="more than 1000 nodes"):
         load_all(flow, "flow.yaml", max_nodes=1000)
     assert len(load_all("- x\n" * 999, "ok.yaml", max_nodes=1000)[0][1]) == 999
-
-
-# --- renders beyond the parallel limit wait -------------------------------------------------
-
-
-def test_renders_beyond_the_parallel_limit_wait_for_a_slot(tmp_path: Path) -> None:
-    """With every slot held, a render waits (holding no share of memory) and runs once a slot
-    is free."""
-    cache = tmp_path / "cache"
-    app = build_tree(tmp_path / "app", {"tagpin.yaml": "{}\n", "templates/cm.yaml": cm("cm")})
-    (app / ".git").mkdir()
-    (cache / "render-slots").mkdir(parents=True)
-    slot = os.open(cache / "render-slots" / "0.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    fcntl.flock(slot, fcntl.LOCK_EX)
-    env = clean_env(
-        {
-            "TAGPIN_CACHE_DIR": str(cache),
-            "TAGPIN_MAX_PARALLEL_RENDERS": "1",
-            "TAGPIN_CACHE": "on",
-            "ARGOCD_APP_NAME": "app",
-        }
-    )
-    waiting = subprocess.Popen(
-        [str(Path(sys.executable).with_name("tagpin")), "generate"],
-        cwd=app,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        time.sleep(2)
-        assert waiting.poll() is None  # still waiting for the slot
-    finally:
-        os.close(slot)
-    out, err = waiting.communicate(timeout=60)
-    assert waiting.returncode == 0, err.decode()
-    assert b"name: cm" in out
-
-
-def test_a_render_that_finds_every_slot_busy_for_too_long_fails_clearly(tmp_path: Path) -> None:
-    one = Settings.from_environ({"TAGPIN_MAX_PARALLEL_RENDERS": "1"})
-    with (
-        memory.render_slot(one, tmp_path),
-        pytest.raises(ConfigError, match="all 1 render slots stayed busy for 0.2 s"),
-        memory.render_slot(one, tmp_path, wait=0.2),
-    ):
-        pass
-    with memory.render_slot(one, tmp_path, wait=0.2):
-        pass  # free again
 
 
 # --- values the code cannot use are refused at start -----------------------------------------
