@@ -191,14 +191,15 @@ class _Slots:
 
     def admit(self, tenant: Tenant, settings: Settings) -> None:
         wait = settings.slot_wait_seconds
-        arrived = time.monotonic()
-        deadline = arrived + wait
-        me = _Ticket("", Claim(os.getpid(), arrived, 0.0, tenant.repo, tenant.app))
-        view = _View(None, [], [me], False)
+        deadline = time.monotonic() + wait
+        me: _Ticket | None = None  # arrived: first looked under the admission lock
+        view = _View(None, [], [], False)
         while True:
             if self._lock_admission(deadline):
                 try:
                     now = time.monotonic()
+                    if me is None:
+                        me = _Ticket("", Claim(os.getpid(), now, 0.0, tenant.repo, tenant.app))
                     view = self._look(me, now)
                     if view.slot is not None:
                         lease = settings.max_render_seconds
@@ -324,19 +325,18 @@ class _Slots:
         self.ticket = None
 
 
-def occupancy(directory: Path) -> tuple[list[Claim], int]:
-    """Who holds the render slots in `directory` (a cache directory) now, and how many renders
-    wait: what an operator (or the bench) looks at when renders queue."""
+def occupancy(directory: Path) -> tuple[list[Claim], list[Claim]]:
+    """Who holds the render slots in `directory` (a cache directory) now, and who waits for
+    one: what an operator (or the bench) looks at when renders queue."""
     slots = _Slots.open(directory / "render-slots", 0)
     if slots is None:
-        return [], 0
+        return [], []
     try:
         if not slots._lock_admission(time.monotonic() + 5):
-            return [], 0
+            return [], []
         try:
-            names = sorted(os.listdir(slots.directory))
             held = []
-            for name in names:
+            for name in sorted(os.listdir(slots.directory)):
                 if not name.startswith("slot-"):
                     continue
                 try:
@@ -350,7 +350,7 @@ def occupancy(directory: Path) -> tuple[list[Claim], int]:
                         held.append(claim)
                 finally:
                     os.close(handle)
-            return held, len(slots._waiters())
+            return held, [waiter.claim for waiter in slots._waiters()]
         finally:
             _unlock(slots.mutex)
     finally:
@@ -374,13 +374,16 @@ def _admission_order(holders: list[Claim], waiters: list[_Ticket], free: int) ->
     return order
 
 
-def _busy_message(settings: Settings, wait: float, view: _View, me: _Ticket, now: float) -> str:
+def _busy_message(
+    settings: Settings, wait: float, view: _View, me: _Ticket | None, now: float
+) -> str:
     parallel = settings.max_parallel_renders
     busy = ", ".join(
         f"Application {h.app!r} (for {max(now - h.since, 0.0):.1f} s)"
         for h in sorted(view.holders, key=lambda h: h.since)
     )
-    ahead = _admission_order(view.holders, view.waiters, len(view.waiters)).index(me)
+    order = _admission_order(view.holders, view.waiters, len(view.waiters))
+    ahead = order.index(me) if me in order else 0
     return (
         f"no render slot came free in {wait:g} s (TAGPIN_SLOT_WAIT_SECONDS): the sidecar's "
         f"{parallel} slots (TAGPIN_MAX_PARALLEL_RENDERS) were rendering "

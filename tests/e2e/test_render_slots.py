@@ -10,26 +10,21 @@ equals, and a render that still finds every slot busy says who holds them.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from cmp.errors import ExitStatus
-from cmp.server import slots
 from cmp.server.slots import KILL_AFTER_SECONDS, Tenant, occupancy, repository_key
 from cmp.settings import DEFAULT_SETTINGS
-from tests.support import slot_holder
+from tests.support import slot_attack, slot_holder
 from tests.support.apptree import clean_env
-from tests.support.cmpserver import AppSpec, CmpServer, GenerateResult
-from tests.support.hostile import LOCKED_APP, OFFLINE, committed_repo
+from tests.support.hostile import committed_repo
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -48,22 +43,8 @@ def wait_for(condition: Callable[[], object], what: str) -> None:
 # --- the attack -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def shared_repo(tmp_path: Path) -> Path:
-    """Every tenant's app in one repository (the emulator only copies it): a locked web app,
-    and the attacker's app whose template spins for hours."""
-    return committed_repo(
-        tmp_path / "repo",
-        {
-            **LOCKED_APP,
-            "apps/spin/tagpin.yaml": "{}\n",
-            "apps/spin/templates/spin.yaml.j2": SPIN,
-        },
-    )
-
-
 def test_one_app_spinning_in_two_renders_does_not_fail_twenty_other_apps_renders(
-    tmp_path: Path, shared_repo: Path, render_mode: dict[str, str]
+    tmp_path: Path, render_mode: dict[str, str]
 ) -> None:
     """The attacker keeps two spinning renders running (re-submitting each as it fails, as
     with hard refreshes) and two more queued before the victims arrive. All 20 renders of 20
@@ -72,78 +53,22 @@ def test_one_app_spinning_in_two_renders_does_not_fail_twenty_other_apps_renders
     TAGPIN_MAX_RENDER_SECONDS. (Before: the two spins held both slots for their whole CPU
     budget and every victim failed after 40 s with exit 3.)"""
     cache = tmp_path / "cache"
-    workdir = tmp_path / "cmp-tmp"
-    workdir.mkdir()
-    cmp = CmpServer.from_plugin_yaml(
-        REPO / "plugin.yaml",
-        workdir=workdir,
-        timeout=60,
-        sidecar_env={
-            "PATH": f"{BIN}{os.pathsep}/usr/bin:/bin",
-            "HOME": str(tmp_path),
-            "TAGPIN_APP_LOOKUP": "off",
-            "TAGPIN_CACHE_DIR": str(cache),
+    cmp = slot_attack.sidecar(
+        tmp_path / "cmp-tmp",
+        cache,
+        {
             "TAGPIN_MAX_PARALLEL_RENDERS": "2",
             "TAGPIN_MAX_CPU_SECONDS": "60",  # the old default: the lease must end the spin
             "TAGPIN_MAX_RENDER_SECONDS": "4",
             "TAGPIN_SLOT_WAIT_SECONDS": "50",  # room for a loaded machine: this is no race
-            **OFFLINE,
             **render_mode,
         },
     )
-    spin = AppSpec(
-        name="spinner", source_path="apps/spin", repo_url="https://git.example.com/evil/x.git"
-    )
-    stop = threading.Event()
-    samples: list[list[slots.Claim]] = []
-
-    def attack() -> list[GenerateResult]:  # a tenant re-submitting with hard refreshes
-        results = [cmp.generate(shared_repo, spin, exclude=[".git"])]
-        while not stop.is_set():
-            results.append(cmp.generate(shared_repo, spin, exclude=[".git"]))
-        return results
-
-    def victim(number: int) -> GenerateResult:
-        app = AppSpec(
-            name=f"web-{number}",
-            source_path="apps/web",
-            repo_url=f"https://git.example.com/team-{number}/deploy.git",
-        )
-        return cmp.generate(shared_repo, app, exclude=[".git"])
-
-    def sample() -> None:  # a holder keeps its slot for a while: 10 ms misses no attacker
-        while not stop.is_set():
-            samples.append(occupancy(cache)[0])
-            time.sleep(0.01)
-
-    def spinners() -> list[slots.Claim]:
-        return [claim for claim in occupancy(cache)[0] if claim.app == "spinner"]
-
-    with ThreadPoolExecutor(max_workers=30) as pool:
-        attackers = [pool.submit(attack) for _ in range(2)]
-        wait_for(lambda: len(spinners()) == 2, "the attacker to hold both slots")
-        queued = [pool.submit(cmp.generate, shared_repo, spin, exclude=[".git"]) for _ in "12"]
-        wait_for(lambda: occupancy(cache)[1] >= 2, "the attacker's next renders to queue")
-        sampler = pool.submit(sample)
-        victims_arrived = time.monotonic()
-        results = list(pool.map(victim, range(20)))
-        stop.set()
-        sampler.result()
-        attacks = [r for future in attackers for r in future.result()]
-        attacks += [future.result() for future in queued]
-
-    assert [(r.exit_code, r.error) for r in results if not r.ok] == []
-    assert {r.objects[0]["metadata"]["name"] for r in results} == {"web"}
-    victims_admitted = [c.since for held in samples for c in held if c.app.startswith("web-")]
-    last_admitted = max(victims_admitted, default=victims_arrived)
-    doubled = [
-        held
-        for held in samples
-        if [c.app for c in held] == ["spinner", "spinner"]
-        and victims_arrived < max(c.since for c in held) < last_admitted
-    ]
-    assert doubled == []  # no second slot for the attacker while a victim waited
-    for result in attacks:
+    outcome = slot_attack.run(cmp, slot_attack.shared_repo(tmp_path / "repo"), cache)
+    assert [(v.result.exit_code, v.result.error) for v in outcome.victims if not v.result.ok] == []
+    assert {v.result.objects[0]["metadata"]["name"] for v in outcome.victims} == {"web"}
+    assert outcome.doubled == []  # no second slot for the attacker while a victim waited
+    for result in outcome.attacks:
         assert result.exit_code == ExitStatus.TEMPLATE, result.error
         assert "more than 4 s (TAGPIN_MAX_RENDER_SECONDS)" in (result.error or "")
 
@@ -172,7 +97,7 @@ class Holders:
         process = slot_holder.start(name, self.log, self.release, env)
         self.processes[name] = process
         wait_for(
-            lambda: name in self.admitted() or occupancy(self.cache)[1] > waiting,
+            lambda: name in self.admitted() or len(occupancy(self.cache)[1]) > len(waiting),
             f"{name} to get a slot or a place in line",
         )
         return process
