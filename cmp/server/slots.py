@@ -394,6 +394,12 @@ def _busy_message(
     )
 
 
+class _LeaseOver(BaseException):
+    """What the lease's alarm raises: a BaseException, which nothing meant for a template's own
+    errors catches (Jinja wraps any Exception from template code, and one failing template does
+    not stop the next from rendering); _lease() turns it into RenderTimeout."""
+
+
 @contextlib.contextmanager
 def _lease(seconds: int) -> Iterator[None]:
     """Fail the render with RenderTimeout once it has held its slot `seconds` (0: never)."""
@@ -403,10 +409,7 @@ def _lease(seconds: int) -> Iterator[None]:
 
     def expired(_signum: int, _frame: FrameType | None) -> None:
         signal.signal(signal.SIGALRM, signal.SIG_IGN)
-        raise RenderTimeout(
-            f"the render ran for more than {seconds} s (TAGPIN_MAX_RENDER_SECONDS) and was "
-            "stopped; is a template looping, or kustomize or ECR very slow?"
-        )
+        raise _LeaseOver
 
     try:
         previous = signal.signal(signal.SIGALRM, expired)
@@ -416,6 +419,11 @@ def _lease(seconds: int) -> Iterator[None]:
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
+    except _LeaseOver:
+        raise RenderTimeout(
+            f"the render ran for more than {seconds} s (TAGPIN_MAX_RENDER_SECONDS) and was "
+            "stopped; is a template looping, or kustomize or ECR very slow?"
+        ) from None
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)

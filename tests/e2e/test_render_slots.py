@@ -24,6 +24,7 @@ from cmp.server.slots import KILL_AFTER_SECONDS, Tenant, occupancy, repository_k
 from cmp.settings import DEFAULT_SETTINGS
 from tests.support import slot_attack, slot_holder
 from tests.support.apptree import clean_env
+from tests.support.cmpserver import GenerateResult
 from tests.support.hostile import committed_repo
 
 REPO = Path(__file__).resolve().parents[2]
@@ -228,18 +229,42 @@ def test_a_render_that_cannot_stop_at_the_end_of_its_lease_is_killed_by_one_wait
 # --- a render's lease, in both modes ----------------------------------------------------------
 
 
-def test_a_render_past_its_lease_fails_naming_the_setting(
-    tmp_path: Path, cmp_sidecar, render_mode: dict[str, str]
+@pytest.mark.parametrize(
+    ("budget", "message"),
+    [
+        (
+            {"TAGPIN_MAX_CPU_SECONDS": "2", "TAGPIN_MAX_RENDER_SECONDS": "0"},
+            "the render used more than 2 s of CPU (TAGPIN_MAX_CPU_SECONDS)",
+        ),
+        (
+            {"TAGPIN_MAX_CPU_SECONDS": "0", "TAGPIN_MAX_RENDER_SECONDS": "2"},
+            "the render ran for more than 2 s (TAGPIN_MAX_RENDER_SECONDS)",
+        ),
+    ],
+    ids=["cpu", "lease"],
+)
+def test_a_render_past_its_budget_stops_with_templates_left_to_render(
+    tmp_path: Path,
+    cmp_sidecar: Callable[..., GenerateResult],
+    render_mode: dict[str, str],
+    budget: dict[str, str],
+    message: str,
 ) -> None:
+    """Was: the budget's error, raised inside the first template, was reported as that
+    template's failure and the next template rendered on, until a SIGKILL without a word.
+    Now the render stops there, with exit 5 naming the setting."""
     repo = committed_repo(
         tmp_path / "repo",
-        {"apps/web/tagpin.yaml": "{}\n", "apps/web/templates/spin.yaml.j2": SPIN},
+        {
+            "apps/web/tagpin.yaml": "{}\n",
+            "apps/web/templates/a.yaml.j2": SPIN,
+            "apps/web/templates/b.yaml.j2": SPIN,
+        },
     )
-    result = cmp_sidecar(
-        repo, {**render_mode, "TAGPIN_MAX_CPU_SECONDS": "0", "TAGPIN_MAX_RENDER_SECONDS": "2"}
-    )
+    result = cmp_sidecar(repo, {**render_mode, **budget})
     assert (result.exit_code, result.stdout) == (ExitStatus.TEMPLATE, "")
-    assert "the render ran for more than 2 s (TAGPIN_MAX_RENDER_SECONDS)" in result.error
+    assert message in (result.error or "")
+    assert "templates/" not in (result.error or "")  # the render's budget, not a template's error
 
 
 # --- tenants and budgets ----------------------------------------------------------------------
