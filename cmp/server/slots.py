@@ -49,7 +49,8 @@ from cmp.errors import BusyError, TemplateError
 from cmp.settings import Settings
 
 KILL_AFTER_SECONDS = 5  # past its lease, a render that did not stop is killed
-MAX_WAITERS_SEEN = 1000  # tickets read per look; more are counted, not read
+MAX_WAITERS_SEEN = 1000  # tickets read per look, the earliest; later ones wait unseen
+MAX_HOLDERS_SHOWN = 8  # in the busy error; the others are counted
 _MAX_RECORD = 512
 _MAX_APP_NAME = 253 + 1 + 63  # an Application name, `_`, its namespace
 _POLL_NEXT = 0.05  # seconds between looks for the renders next in line
@@ -378,10 +379,13 @@ def _busy_message(
     settings: Settings, wait: float, view: _View, me: _Ticket | None, now: float
 ) -> str:
     parallel = settings.max_parallel_renders
+    holders = sorted(view.holders, key=lambda h: h.since)
     busy = ", ".join(
         f"Application {h.app!r} (for {max(now - h.since, 0.0):.1f} s)"
-        for h in sorted(view.holders, key=lambda h: h.since)
+        for h in holders[:MAX_HOLDERS_SHOWN]
     )
+    if len(holders) > MAX_HOLDERS_SHOWN:
+        busy += f" and {len(holders) - MAX_HOLDERS_SHOWN} more"
     order = _admission_order(view.holders, view.waiters, len(view.waiters))
     ahead = order.index(me) if me in order else 0
     return (
