@@ -29,6 +29,7 @@ class ExitStatus(IntEnum):
     CONFLICT = 12  # `tagpin branch`: someone else changed the branch deploy first; nothing written
     NOT_DEPLOYED = 13  # `tagpin branch --wait`: timed out, or the app turned Degraded
     INTERNAL = 70  # a bug in tagpin: rerun with --debug and report it
+    BUSY = 75  # the sidecar had no render slot in time, or its render server stopped: retry
     INTERRUPTED = 130  # stopped by SIGINT (Ctrl-C)
 
 
@@ -103,6 +104,14 @@ class ConflictError(TagpinError):
 class NotDeployedError(TagpinError):
     exit_status = ExitStatus.NOT_DEPLOYED
     title = "the branch deploy did not become Synced and Healthy"
+
+
+class BusyError(TagpinError):
+    """Nothing is wrong with the app: the sidecar could not take the render now (sysexits'
+    EX_TEMPFAIL). The message says what kept it busy."""
+
+    exit_status = ExitStatus.BUSY
+    title = "the sidecar is busy, nothing is wrong with the app; retry"
 
 
 class Problems:

@@ -74,14 +74,18 @@ PARAMETERS_BY_NAME = {p.name: p for p in PARAMETERS}
 
 class Setting(NamedTuple):
     """A sidecar-wide setting read from the environment (not per app). `choices`: the values a
-    choice setting takes; `minimum`: the smallest a whole-number setting takes."""
+    choice setting takes; `minimum` and `maximum`: the range of a numeric setting (every one has
+    both: a value past what the code can use must be an error at start, not a crash later)."""
 
     env: str
     default: str
     help: str
     choices: tuple[str, ...] = ()
     minimum: float | None = None
+    maximum: float | None = None
 
+
+HOUR, DAY, YEAR = 3600, 86400, 365 * 86400
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -95,12 +99,19 @@ SETTINGS: tuple[Setting, ...] = (
         "`on`, `off` (no cache at all) or `refresh` (ask ECR, then update the cache).",
         choices=("on", "off", "refresh"),
     ),
-    Setting("TAGPIN_CACHE_TTL", "300", "Seconds a cached tag→digest answer is trusted.", minimum=0),
+    Setting(
+        "TAGPIN_CACHE_TTL",
+        "300",
+        "Seconds a cached tag→digest answer is trusted.",
+        minimum=0,
+        maximum=YEAR,
+    ),
     Setting(
         "TAGPIN_TAG_LIST_TTL",
         "30",
         "Seconds a cached tag list (branch deploys) is trusted.",
         minimum=0,
+        maximum=YEAR,
     ),
     Setting(
         "TAGPIN_SERVE_STALE_HOURS",
@@ -108,6 +119,7 @@ SETTINGS: tuple[Setting, ...] = (
         "When ECR is down or throttling, serve cached digests up to this many hours old, "
         "with a warning; 0 = never (the default).",
         minimum=0,
+        maximum=24 * 365,
     ),
     Setting(
         "TAGPIN_REDIS_URL",
@@ -144,17 +156,36 @@ SETTINGS: tuple[Setting, ...] = (
         "replies); a render's round trips take 10 times this at most in all. Past either the "
         "render goes on without Redis, with a warning.",
         minimum=1,
+        maximum=60_000,
     ),
     Setting(
         "TAGPIN_ECR_MAX_ATTEMPTS",
         "4",
         "Attempts per ECR call (botocore standard retries).",
         minimum=1,
+        maximum=100,
     ),
-    Setting("TAGPIN_ECR_CONNECT_TIMEOUT", "3", "Seconds to connect to ECR.", minimum=1),
-    Setting("TAGPIN_ECR_READ_TIMEOUT", "5", "Seconds to wait for an ECR answer.", minimum=1),
-    Setting("TAGPIN_ECR_DEADLINE", "25", "Seconds after which no new ECR call starts.", minimum=1),
-    Setting("TAGPIN_ECR_CONCURRENCY", "8", "Repositories asked in parallel.", minimum=1),
+    Setting(
+        "TAGPIN_ECR_CONNECT_TIMEOUT", "3", "Seconds to connect to ECR.", minimum=1, maximum=HOUR
+    ),
+    Setting(
+        "TAGPIN_ECR_READ_TIMEOUT",
+        "5",
+        "Seconds to wait for an ECR answer.",
+        minimum=1,
+        maximum=HOUR,
+    ),
+    Setting(
+        "TAGPIN_ECR_DEADLINE",
+        "12",
+        "Seconds after which no new ECR call starts; with TAGPIN_ECR_READ_TIMEOUT it must fit in "
+        "TAGPIN_MAX_RENDER_SECONDS.",
+        minimum=1,
+        maximum=HOUR,
+    ),
+    Setting(
+        "TAGPIN_ECR_CONCURRENCY", "8", "Repositories asked in parallel.", minimum=1, maximum=64
+    ),
     Setting(
         "TAGPIN_APP_LOOKUP",
         "auto",
@@ -168,24 +199,28 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds the clocks of webhook and sidecar pods may differ; a cached answer fetched "
         "less than this after a push the webhook announced is not trusted.",
         minimum=0,
+        maximum=HOUR,
     ),
     Setting(
         "TAGPIN_MAX_FILE_BYTES",
         str(32 * 1024 * 1024),
         "Largest app file (template, values) tagpin reads.",
         minimum=1,
+        maximum=1 << 30,
     ),
     Setting(
         "TAGPIN_MAX_OUTPUT_BYTES",
         str(64 * 1024 * 1024),
         "Largest rendered output; Argo CD's own gRPC limit is 100 MiB.",
         minimum=1,
+        maximum=1 << 30,
     ),
     Setting(
         "TAGPIN_MAX_YAML_NODES",
         "200000",
         "Most YAML nodes in one document, aliases expanded (a node costs ~300 bytes to parse).",
         minimum=1,
+        maximum=10**9,
     ),
     Setting(
         "TAGPIN_LOCK",
@@ -196,10 +231,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "TAGPIN_MAX_CPU_SECONDS",
-        "60",
-        "CPU seconds one render may use (RLIMIT_CPU; Argo CD's own deadline is 60 s by "
-        "default: raise both together); a render server's worker is capped too; 0 = no cap.",
+        "15",
+        "CPU seconds one render may use (RLIMIT_CPU), below TAGPIN_MAX_RENDER_SECONDS so a "
+        "looping template gets the clearer message; a render server's worker is capped too; "
+        "0 = no cap.",
         minimum=0,
+        maximum=DAY,
     ),
     Setting(
         "TAGPIN_RENDER_SERVER",
@@ -228,9 +265,10 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "TAGPIN_KUSTOMIZE_TIMEOUT",
-        "45",
-        "Seconds one `kustomize build` may run, below Argo CD's 60 s repo-server deadline.",
+        "15",
+        "Seconds one `kustomize build` may run, within TAGPIN_MAX_RENDER_SECONDS.",
         minimum=1,
+        maximum=HOUR,
     ),
     Setting(
         "TAGPIN_MAX_MEMORY_MB",
@@ -239,13 +277,34 @@ SETTINGS: tuple[Setting, ...] = (
         "with a clear error instead of the sidecar being OOM-killed. `auto`: the container's "
         "cgroup memory limit less 128 MiB, divided by TAGPIN_MAX_PARALLEL_RENDERS (4096 "
         "without a limit); a number of MiB; 0 = no cap.",
+        minimum=0,
+        maximum=1 << 24,  # MiB: 16 TiB, and RLIMIT_DATA in bytes still fits 64 bits
     ),
     Setting(
         "TAGPIN_MAX_PARALLEL_RENDERS",
         "2",
-        "Renders the sidecar runs at once; the others wait for a slot (up to 40 s). With "
-        "TAGPIN_MAX_MEMORY_MB=auto each gets an equal share of the container's memory.",
+        "Renders the sidecar runs at once; the others wait for a slot, fairly across "
+        "repositories and Applications (docs/reliability.md). With TAGPIN_MAX_MEMORY_MB=auto each "
+        "gets an equal share of the container's memory.",
         minimum=1,
+        maximum=256,
+    ),
+    Setting(
+        "TAGPIN_SLOT_WAIT_SECONDS",
+        "30",
+        "Seconds a render waits for a slot before it fails with exit 75 naming what holds the "
+        "slots; longer than TAGPIN_MAX_RENDER_SECONDS, and the two together well inside Argo "
+        "CD's 60 s deadline.",
+        minimum=0,
+        maximum=HOUR,
+    ),
+    Setting(
+        "TAGPIN_MAX_RENDER_SECONDS",
+        "20",
+        "Seconds a render may keep its slot: past it the render fails with exit 5 naming the "
+        "setting (and is killed 5 s later if it cannot stop); 0 = no limit.",
+        minimum=0,
+        maximum=DAY,
     ),
     # `tagpin webhook` (its own Deployment; each also a flag, see docs/webhook.md)
     Setting(
@@ -269,39 +328,49 @@ SETTINGS: tuple[Setting, ...] = (
         "2",
         "Pushes for one Application within this window give one refresh.",
         minimum=0,
+        maximum=HOUR,
     ),
     Setting(
-        "TAGPIN_WEBHOOK_MAX_BODY_BYTES", "65536", "Larger request bodies get 413.", minimum=256
+        "TAGPIN_WEBHOOK_MAX_BODY_BYTES",
+        "65536",
+        "Larger request bodies get 413.",
+        minimum=256,
+        maximum=1 << 30,
     ),
     Setting(
         "TAGPIN_WEBHOOK_MAX_EVENT_AGE",
         "300",
         "Seconds; older (or this far future) events are refused as replays.",
         minimum=1,
+        maximum=DAY,
     ),
     Setting(
         "TAGPIN_WEBHOOK_APP_CACHE_SECONDS",
         "1",
         "Events within this many seconds share one list of Applications.",
         minimum=0,
+        maximum=HOUR,
     ),
     Setting(
         "TAGPIN_WEBHOOK_REQUEST_TIMEOUT",
         "10",
         "Seconds a connection may take in all (sending and being answered).",
         minimum=0.1,
+        maximum=HOUR,
     ),
     Setting(
         "TAGPIN_WEBHOOK_MAX_CONNECTIONS",
         "64",
         "Requests served at once; more get 503 with Retry-After.",
         minimum=1,
+        maximum=10_000,
     ),
     Setting(
         "TAGPIN_WEBHOOK_SHUTDOWN_SECONDS",
         "20",
         "SIGTERM to exit at most; keep it under the pod's grace period.",
         minimum=0,
+        maximum=HOUR,
     ),
 )
 
@@ -343,17 +412,46 @@ CACHE_MODES = SETTINGS_BY_ENV["TAGPIN_CACHE"].choices  # see cmp.registry.cache.
 def setting_int(environ: Mapping[str, str], env: str, *, minimum: int | None = None) -> int:
     """An integer setting; unset or empty means the table's default (Argo CD sends `NAME=`),
     and the table's minimum applies unless one is given."""
+    raw = environ.get(env) or SETTINGS_BY_ENV[env].default
+    return int(parse_number(env, raw, whole=True, minimum=minimum))
+
+
+def parse_number(
+    env: str, raw: str, *, whole: bool, minimum: float | None = None, flag: bool = False
+) -> float:
+    """A numeric setting's value: ASCII digits only, with a decimal point unless `whole` (so
+    no `nan`, `1e400`, `0x10`, `+5`, `1_000` or other scripts' digits, which float() and int()
+    take), within the table's minimum (unless one is given) and maximum. The one parser of
+    every numeric setting, the webhook's flags included (`flag`: messages without the
+    variable's name, as click names the flag)."""
     setting = SETTINGS_BY_ENV[env]
-    raw = environ.get(env) or setting.default
+    text = raw.strip()
     if minimum is None:
-        minimum = int(setting.minimum) if setting.minimum is not None else 0
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{env}={raw!r} is not a whole number") from None
+        minimum = setting.minimum if setting.minimum is not None else 0
+    short = text if len(text) <= 40 else text[:40] + "..."
+    unsigned = text.removeprefix("-")
+    whole_part, point, fraction = unsigned.partition(".")
+    digits = whole_part + fraction
+    if not (
+        digits.isascii() and digits.isdigit() and (not point or (not whole and fraction != ""))
+    ):
+        shown = repr(short) if flag else f"{env}={short!r}"
+        raise ConfigError(f"{shown} is not {'a whole number' if whole else 'a number'}")
+    if len(whole_part.lstrip("0")) > 18:  # past every maximum; and int() of 5,000 digits is slow
+        whole_part, fraction = "9" * 19, ""
+    value = float(f"{whole_part}.{fraction}") if point else int(whole_part)
+    if unsigned != text:
+        value = -value
+    shown = short if flag else f"{env}={short}"
     if value < minimum:
-        raise ConfigError(f"{env}={value} must be at least {minimum}")
+        raise ConfigError(f"{shown} must be at least {_number_text(minimum)}")
+    if setting.maximum is not None and value > setting.maximum:
+        raise ConfigError(f"{shown} must be at most {_number_text(setting.maximum)}")
     return value
+
+
+def _number_text(number: float) -> str:
+    return str(int(number)) if number == int(number) else str(number)
 
 
 def setting_choice(
@@ -402,6 +500,8 @@ class Settings(NamedTuple):
     kustomize_remote: str
     kustomize_timeout: int
     max_parallel_renders: int
+    slot_wait_seconds: int
+    max_render_seconds: int
     max_memory_mb: int | None  # None: `auto`, decided with the container's limit
     cache_dir: str
     kustomize: str

@@ -15,16 +15,16 @@ def generate(environ: Mapping[str, str], cwd: Path, *, debug: bool = False) -> i
     def job() -> Any:
         from cmp.pipeline import run
         from cmp.request import from_argocd_environment
-        from cmp.server.cpulimit import limit_cpu
-        from cmp.server.memory import render_slot
+        from cmp.server.cpulimit import cpu_budget
+        from cmp.server.slots import Tenant, render_slot
         from cmp.services import default_cache_dir
         from cmp.settings import Settings
 
         settings = Settings.from_environ(environ)  # once; typos in any setting: an error
         limit_memory(settings)
-        limit_cpu(settings)
         request = from_argocd_environment(environ, cwd, settings)
-        with render_slot(settings, default_cache_dir(settings, environ)):
+        slots = default_cache_dir(settings, environ)
+        with cpu_budget(settings), render_slot(settings, slots, Tenant.from_environ(environ)):
             return run(request)
 
     return execute(job, debug=debug, environ=environ)

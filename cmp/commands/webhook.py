@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from cmp.errors import ConfigError, TagpinError
-from cmp.settings import SETTINGS_BY_ENV, env_name
+from cmp.settings import SETTINGS_BY_ENV, env_name, parse_number
 
 if TYPE_CHECKING:
     from cmp.registry.shared import RedisSettings
@@ -77,19 +77,37 @@ def shared_cache_settings(environ: Mapping[str, str]) -> RedisSettings | None:
     return redis_settings(Settings.from_environ(environ), signing_key_required=False)
 
 
+class _TableNumber(click.ParamType[float, Any]):
+    """A numeric flag parsed by the settings table's one parser (cmp.settings.parse_number),
+    so `nan`, `1e400` or a value past the row's maximum is refused as from the environment."""
+
+    name = "number"
+
+    def __init__(self, env: str, *, whole: bool) -> None:
+        self.env, self.whole = env, whole
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, int | float):  # the default, from the table
+            return value
+        try:
+            return parse_number(self.env, str(value), whole=self.whole, flag=True)
+        except ConfigError as error:
+            self.fail(str(error), param, ctx)
+
+
 def _number_flag(field: str, *, whole: bool = False) -> dict[str, Any]:
     """A numeric flag's type, default and variable, from its row in the settings table."""
     env = env_name(field)
     setting = SETTINGS_BY_ENV[env]
-    minimum = setting.minimum
-    kind: click.IntRange | click.FloatRange
-    if whole:
-        kind = click.IntRange(min=None if minimum is None else int(minimum))
-        default: float = int(setting.default)
-    else:
-        kind = click.FloatRange(min=minimum)
-        default = float(setting.default)
-    return {"type": kind, "default": default, "show_default": True, "envvar": env}
+    default = int(setting.default) if whole else float(setting.default)
+    return {
+        "type": _TableNumber(env, whole=whole),
+        "default": default,
+        "show_default": True,
+        "envvar": env,
+    }
 
 
 def webhook_command() -> click.Command:

@@ -9,9 +9,10 @@ later (the hard limit) should that error never get to run.
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import signal
-from collections.abc import Callable
+from collections.abc import Iterator
 from types import FrameType
 
 from cmp.errors import TemplateError
@@ -22,6 +23,25 @@ KILL_AFTER_SECONDS = 5  # hard limit past the soft one: time to report the error
 
 class CpuLimitExceeded(TemplateError):
     """The render used up TAGPIN_MAX_CPU_SECONDS."""
+
+
+class _CpuSpent(BaseException):
+    """What SIGXCPU raises: a BaseException, which nothing meant for a template's own errors
+    catches (Jinja wraps any Exception from template code, and one failing template does not
+    stop the next from rendering); cpu_budget() turns it into CpuLimitExceeded."""
+
+
+@contextlib.contextmanager
+def cpu_budget(settings: Settings) -> Iterator[None]:
+    """Run the render under its CPU budget (limit_cpu); its end is CpuLimitExceeded."""
+    limit_cpu(settings)
+    try:
+        yield
+    except _CpuSpent:
+        raise CpuLimitExceeded(
+            f"the render used more than {settings.max_cpu_seconds} s of CPU "
+            "(TAGPIN_MAX_CPU_SECONDS); is a template looping?"
+        ) from None
 
 
 def limit_cpu(settings: Settings) -> None:
@@ -36,16 +56,10 @@ def limit_cpu(settings: Settings) -> None:
     wanted_hard = soft + KILL_AFTER_SECONDS
     if hard != resource.RLIM_INFINITY:
         soft, wanted_hard = min(soft, hard), min(wanted_hard, hard)
-    signal.signal(signal.SIGXCPU, _raise_once(seconds))
+    signal.signal(signal.SIGXCPU, _raise_once)
     resource.setrlimit(resource.RLIMIT_CPU, (soft, wanted_hard))
 
 
-def _raise_once(seconds: int) -> Callable[[int, FrameType | None], None]:
-    def handler(_signum: int, _frame: FrameType | None) -> None:
-        signal.signal(signal.SIGXCPU, signal.SIG_IGN)  # the kernel repeats it every second
-        raise CpuLimitExceeded(
-            f"the render used more than {seconds} s of CPU (TAGPIN_MAX_CPU_SECONDS); "
-            "is a template looping?"
-        )
-
-    return handler
+def _raise_once(_signum: int, _frame: FrameType | None) -> None:
+    signal.signal(signal.SIGXCPU, signal.SIG_IGN)  # the kernel repeats it every second
+    raise _CpuSpent

@@ -21,6 +21,7 @@ import contextlib
 import fcntl
 import io
 import os
+import resource
 import select
 import signal
 import socket
@@ -33,6 +34,7 @@ from typing import IO
 from cmp.errors import ConfigError, ExitStatus
 from cmp.server.client import RESULT, STARTED, decode_request, read_exact, same_user
 
+STOP_GRACE_SECONDS = 2.0  # for workers that have answered to exit when the server stops
 MAX_REQUEST_BYTES = 8 * 1024 * 1024  # cwd + environment; Linux caps an environment far lower
 REQUEST_TIMEOUT = 10.0  # seconds for a connected client to send its request
 # A hang-up or error on the client's connection; no POLLIN: the request itself is for the worker.
@@ -41,13 +43,21 @@ _CLIENT_GONE = select.POLLRDHUP | select.POLLHUP | select.POLLERR
 
 @dataclass
 class _Worker:
-    """What the server keeps of a worker: the client's connection (to see it hang up) and a
-    pipe the worker writes to once it has answered (a hang-up after that is just goodbye)."""
+    """What the server keeps of a worker: the client's connection (to see it hang up, and to
+    answer for a worker that died) and a pipe the worker writes to once it has answered (a
+    hang-up after that is just goodbye)."""
 
     connection: socket.socket
-    answered: int  # read end of the worker's "answered" pipe
+    answered_pipe: int  # read end of the worker's "answered" pipe
     began: float
     abandoned: bool = False
+    answered: bool = False
+
+    def has_answered(self) -> bool:
+        if not self.answered:
+            with contextlib.suppress(BlockingIOError):  # nothing written yet
+                self.answered = bool(os.read(self.answered_pipe, 1))
+        return self.answered
 
 
 def serve(path: str, log: IO[str], *, log_renders: bool = False) -> int:
@@ -72,14 +82,32 @@ def serve(path: str, log: IO[str], *, log_renders: bool = False) -> int:
     def say(message: str) -> None:
         _say(log, message)
 
-    def forget(pid: int) -> _Worker | None:
+    def ended(pid: int, status: int, usage: resource.struct_rusage) -> None:
+        """Log a worker that ended and, if its client still waits for an answer the worker
+        never sent, answer for it: so the client does not render again what killed it."""
         worker = workers.pop(pid, None)
-        if worker is not None:
-            with contextlib.suppress(KeyError, ValueError):
-                poller.unregister(worker.connection)
-            worker.connection.close()
-            os.close(worker.answered)
-        return worker
+        if worker is None:
+            return
+        with contextlib.suppress(KeyError, ValueError):
+            poller.unregister(worker.connection)
+        code = os.waitstatus_to_exitcode(status)
+        took = time.monotonic() - worker.began
+        cpu = usage.ru_utime + usage.ru_stime
+        if worker.abandoned:
+            how = "stopped: its client left"
+        elif code < 0 and stopping:
+            how = "stopped with the server"
+        else:
+            how = f"killed by signal {-code}" if code < 0 else f"exit {code}"
+        if log_renders or code < 0:
+            say(
+                f"worker {pid} {how} after {took * 1000:.1f} ms (CPU {cpu * 1000:.1f} ms), "
+                f"peak RSS {usage.ru_maxrss / 1024:.1f} MiB"
+            )
+        if code < 0 and not worker.abandoned and not worker.has_answered():
+            _answer_for(worker.connection, *_death_notice(-code, took, cpu, bool(stopping)))
+        worker.connection.close()
+        os.close(worker.answered_pipe)
 
     def reap() -> None:
         while True:
@@ -89,26 +117,14 @@ def serve(path: str, log: IO[str], *, log_renders: bool = False) -> int:
                 return
             if pid == 0:
                 return
-            worker = forget(pid)
-            began = worker.began if worker else time.monotonic()
-            code = os.waitstatus_to_exitcode(status)
-            if worker is not None and worker.abandoned:
-                ended = "stopped: its client left"
-            else:
-                ended = f"killed by signal {-code}" if code < 0 else f"exit {code}"
-            if log_renders or code < 0:
-                cpu = (usage.ru_utime + usage.ru_stime) * 1000
-                say(
-                    f"worker {pid} {ended} after {(time.monotonic() - began) * 1000:.1f} ms "
-                    f"(CPU {cpu:.1f} ms), peak RSS {usage.ru_maxrss / 1024:.1f} MiB"
-                )
+            ended(pid, status, usage)
 
     def end_abandoned(fd: int) -> None:
         for pid, worker in workers.items():
             if worker.connection.fileno() != fd:
                 continue
-            poller.unregister(fd)  # one look per hang-up; reap() closes it
-            if not _has_answered(worker.answered):
+            poller.unregister(fd)  # one look per hang-up; ended() closes it
+            if not worker.has_answered():
                 worker.abandoned = True
                 _kill_group(pid)
             return
@@ -173,7 +189,7 @@ def serve(path: str, log: IO[str], *, log_renders: bool = False) -> int:
                         wake_read,
                         wake_write,
                         *(w.connection for w in workers.values()),
-                        *(w.answered for w in workers.values()),
+                        *(w.answered_pipe for w in workers.values()),
                     ),
                     log=log if log_renders else None,
                 )
@@ -183,12 +199,21 @@ def serve(path: str, log: IO[str], *, log_renders: bool = False) -> int:
             workers[pid] = _Worker(connection, answered_read, time.monotonic())
             poller.register(connection, _CLIENT_GONE)
     finally:
+        stopping.append(0)  # also when the loop ended by an error
+        # A stopping server leaves no render behind. A worker that has answered is only
+        # exiting: let it, so its log lines are complete.
+        grace = time.monotonic() + STOP_GRACE_SECONDS
+        for pid, worker in list(workers.items()):
+            if not worker.has_answered():
+                _kill_group(pid)
+        while workers and time.monotonic() < grace:
+            reap()
+            time.sleep(0.01)
         for pid in list(workers):
-            _kill_group(pid)  # a stopping server leaves no render behind
-        for pid in list(workers):
+            _kill_group(pid)
             with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
-            forget(pid)
+                _, status, usage = os.wait4(pid, 0)
+                ended(pid, status, usage)
         with contextlib.suppress(OSError):
             if os.stat(path).st_ino == bound:
                 os.unlink(path)  # ours still: a newer server may have replaced it
@@ -198,11 +223,29 @@ def serve(path: str, log: IO[str], *, log_renders: bool = False) -> int:
     return 0
 
 
-def _has_answered(answered: int) -> bool:
-    try:
-        return bool(os.read(answered, 1))
-    except BlockingIOError:
-        return False
+def _death_notice(signum: int, took: float, cpu: float, stopping: bool) -> tuple[int, str]:
+    """The exit status and message a client gets for a worker that died before answering."""
+    if stopping:
+        return int(ExitStatus.BUSY), (
+            f"tagpin: the render server stopped {took:.1f} s into this render (exit "
+            f"{int(ExitStatus.BUSY)}); nothing is wrong with the app: retry\n"
+        )
+    name = signal.Signals(signum).name if signum in signal.valid_signals() else str(signum)
+    return 128 + signum, (
+        f"tagpin: the render was killed by {name} after {took:.1f} s ({cpu:.1f} s of CPU): "
+        "past the hard end of TAGPIN_MAX_CPU_SECONDS or TAGPIN_MAX_RENDER_SECONDS, or out of "
+        "memory; is a template looping or building something huge?\n"
+    )
+
+
+def _answer_for(connection: socket.socket, status: int, message: str) -> None:
+    """Send a client the answer its worker could not: an exit status and stderr, no output."""
+    errors = message.encode()
+    frame = RESULT + status.to_bytes(4, "big") + (0).to_bytes(8, "big")
+    frame += len(errors).to_bytes(8, "big") + errors
+    with contextlib.suppress(OSError):
+        connection.settimeout(1.0)  # small enough for the socket's buffer: never waits
+        connection.sendall(frame)
 
 
 def _kill_group(pid: int) -> None:

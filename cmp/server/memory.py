@@ -3,9 +3,9 @@ fit the container (docs/reliability.md, "Memory").
 
 The sidecar's cgroup limit is shared by argocd-cmp-server, the render server and every render.
 A render that outgrows it gets the whole container OOM-killed, every tenant's renders with it.
-So at most TAGPIN_MAX_PARALLEL_RENDERS renders run at once (the others wait for a slot: with
-one CPU they would not finish sooner anyway), and each is capped at its share of what the
-container has left:
+So at most TAGPIN_MAX_PARALLEL_RENDERS renders run at once (cmp/server/slots.py: the others
+wait for a slot; with one CPU they would not finish sooner anyway), and each is capped at its
+share of what the container has left:
 
     per render = (container limit - RESERVED_MB) / TAGPIN_MAX_PARALLEL_RENDERS
 
@@ -16,12 +16,6 @@ a render with eight ECR threads could not start them under a cap that fits 512 M
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
-import os
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from cmp.errors import ConfigError
@@ -32,8 +26,6 @@ from cmp.settings import Settings
 RESERVED_MB = 128
 # No container limit (a laptop, CI): the cap only stops a runaway template.
 UNLIMITED_DEFAULT_MB = 4096
-SLOT_WAIT_SECONDS = 40.0  # below Argo CD's 60 s deadline, so the error says why
-_SLOT_POLL = 0.05
 _UNLIMITED = 1 << 60  # cgroup v1 reports "no limit" as a huge page-aligned number
 
 
@@ -105,56 +97,3 @@ def limit_memory(megabytes: int) -> None:
         wanted = min(wanted, hard)
     if soft == resource.RLIM_INFINITY or wanted < soft:
         resource.setrlimit(resource.RLIMIT_DATA, (wanted, hard))
-
-
-@contextlib.contextmanager
-def render_slot(
-    settings: Settings, directory: Path | None, wait: float = SLOT_WAIT_SECONDS
-) -> Iterator[None]:
-    """Hold one of TAGPIN_MAX_PARALLEL_RENDERS slots (flock'ed files in `directory`, shared by
-    every render of the sidecar) while rendering; wait up to `wait` seconds for one. Without a
-    usable directory the render goes ahead (a laptop without a cache directory)."""
-    parallel = settings.max_parallel_renders
-    handles = _open_slots(directory, parallel) if directory is not None else []
-    if not handles:
-        yield
-        return
-    deadline = time.monotonic() + wait
-    try:
-        while not any(_try_lock(handle) for handle in handles):
-            if time.monotonic() >= deadline:
-                raise ConfigError(
-                    f"all {parallel} render slots stayed busy for {wait:g} s "
-                    f"(TAGPIN_MAX_PARALLEL_RENDERS={parallel}); Argo CD is asking for more "
-                    "renders than the sidecar runs at once: retry, or raise "
-                    "TAGPIN_MAX_PARALLEL_RENDERS together with the container's memory limit"
-                )
-            time.sleep(_SLOT_POLL)
-        yield
-    finally:
-        for handle in handles:
-            os.close(handle)  # releases the slot held
-
-
-def _open_slots(directory: Path, parallel: int) -> list[int]:
-    slots = directory / "render-slots"
-    handles: list[int] = []
-    try:
-        slots.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for number in range(parallel):
-            flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-            handles.append(os.open(slots / f"{number}.lock", flags, 0o600))
-    except OSError:
-        for handle in handles:
-            os.close(handle)
-        return []
-    return handles
-
-
-def _try_lock(handle: int) -> bool:
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except OSError as error:
-        # Busy: wait. Any other error (a file system without flock): no bound, never stuck.
-        return error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN)

@@ -5,13 +5,11 @@ manifests, the image and the defaults must agree (docs/reliability.md, "Memory")
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -235,50 +233,41 @@ def test_a_yaml_document_with_too_many_plain_nodes_is_refused_before_it_is_compo
     assert len(load_all("- x\n" * 999, "ok.yaml", max_nodes=1000)[0][1]) == 999
 
 
-# --- renders beyond the parallel limit wait -------------------------------------------------
+# --- values the code cannot use are refused at start -----------------------------------------
 
 
-def test_renders_beyond_the_parallel_limit_wait_for_a_slot(tmp_path: Path) -> None:
-    """With every slot held, a render waits (holding no share of memory) and runs once a slot
-    is free."""
-    cache = tmp_path / "cache"
+@pytest.mark.parametrize("absurd", ["1" + "0" * 30, "1e400", "nan", "0x10", "١٢"])
+def test_an_absurd_max_memory_mb_is_a_config_error_at_start(tmp_path: Path, absurd: str) -> None:
+    """Was exit 70: a number too large for setrlimit got as far as setting the cap."""
     app = build_tree(tmp_path / "app", {"tagpin.yaml": "{}\n", "templates/cm.yaml": cm("cm")})
-    (app / ".git").mkdir()
-    (cache / "render-slots").mkdir(parents=True)
-    slot = os.open(cache / "render-slots" / "0.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    fcntl.flock(slot, fcntl.LOCK_EX)
-    env = clean_env(
-        {
-            "TAGPIN_CACHE_DIR": str(cache),
-            "TAGPIN_MAX_PARALLEL_RENDERS": "1",
-            "TAGPIN_CACHE": "on",
-            "ARGOCD_APP_NAME": "app",
-        }
-    )
-    waiting = subprocess.Popen(
+    done = subprocess.run(
         [str(Path(sys.executable).with_name("tagpin")), "generate"],
         cwd=app,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        env=clean_env({"TAGPIN_MAX_MEMORY_MB": absurd, "ARGOCD_APP_NAME": "app"}),
+        capture_output=True,
+        check=False,
     )
-    try:
-        time.sleep(2)
-        assert waiting.poll() is None  # still waiting for the slot
-    finally:
-        os.close(slot)
-    out, err = waiting.communicate(timeout=60)
-    assert waiting.returncode == 0, err.decode()
-    assert b"name: cm" in out
+    assert (done.returncode, done.stdout) == (ExitStatus.CONFIG, b"")
+    assert b"TAGPIN_MAX_MEMORY_MB=" in done.stderr
 
 
-def test_a_render_that_finds_every_slot_busy_for_too_long_fails_clearly(tmp_path: Path) -> None:
-    one = Settings.from_environ({"TAGPIN_MAX_PARALLEL_RENDERS": "1"})
-    with (
-        memory.render_slot(one, tmp_path),
-        pytest.raises(ConfigError, match="all 1 render slots stayed busy for 0.2 s"),
-        memory.render_slot(one, tmp_path, wait=0.2),
-    ):
-        pass
-    with memory.render_slot(one, tmp_path, wait=0.2):
-        pass  # free again
+def test_a_render_with_every_numeric_setting_at_its_maximum_works(tmp_path: Path) -> None:
+    """The table's maximum of each number is one the code can use (setrlimit, setitimer,
+    thread pools, slot files): none of them is an internal error."""
+    app = build_tree(tmp_path / "app", {"tagpin.yaml": "{}\n", "templates/cm.yaml": cm("cm")})
+    largest = {
+        s.env: str(int(s.maximum))
+        for s in SETTINGS_BY_ENV.values()
+        if s.maximum is not None and not s.env.startswith("TAGPIN_WEBHOOK_")
+    }
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("tagpin")), "generate"],
+        cwd=app,
+        env=clean_env(
+            {**largest, "TAGPIN_CACHE_DIR": str(tmp_path / "cache"), "ARGOCD_APP_NAME": "app"}
+        ),
+        capture_output=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert b"name: cm" in done.stdout

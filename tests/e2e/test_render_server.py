@@ -7,6 +7,7 @@ or stuck server never failing or hanging a render (it just runs in-process).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -219,7 +220,12 @@ def left_workers(server: Server) -> list[int]:
     ]
 
 
-def spinning_client(server: Server, app: Path, **extra: str) -> subprocess.Popen[bytes]:
+def spinning_client(
+    server: Server, app: Path, *, sigint: Any = signal.SIG_DFL, **extra: str
+) -> subprocess.Popen[bytes]:
+    """A served render that spins for hours. SIGINT's disposition is set here, whatever the
+    test run inherited (`nohup`, `&` in a script ignore it): Python only turns SIGINT into
+    KeyboardInterrupt when it starts with the default."""
     (app / "templates" / "spin.yaml.j2").write_text(SPIN)
     return subprocess.Popen(
         [str(BIN / "tagpin"), "generate"],
@@ -227,7 +233,19 @@ def spinning_client(server: Server, app: Path, **extra: str) -> subprocess.Popen
         env=clean_env({**argocd_env(app), **served(server), **extra}),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),
     )
+
+
+@contextlib.contextmanager
+def ended_at_exit(client: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]:
+    """A failed test leaves no spinning client behind."""
+    try:
+        yield client
+    finally:
+        if client.poll() is None:
+            client.kill()
+        client.communicate(timeout=WAIT)
 
 
 def test_argo_cds_deadline_ends_the_worker_too(server: Server, app: Path, tmp_path: Path) -> None:
@@ -274,21 +292,50 @@ def test_a_worker_stuck_holding_the_gil_is_ended_by_the_server(server: Server, a
 
 
 def test_a_stopping_server_leaves_no_worker_behind(server: Server, app: Path) -> None:
-    client = spinning_client(server, app)
-    try:
+    """Its client is told (exit 75: retry) instead of rendering again in its own process, and
+    the worker has its line in the log like every other."""
+    with ended_at_exit(spinning_client(server, app)) as client:
         wait_for(lambda: workers_of(server), "a worker to start")
         (worker,) = workers_of(server)
         server.stop()
         assert gone(worker)
         assert "stopped" in server.log_text().splitlines()[-1]
-    finally:
-        client.kill()  # it went on in-process once its worker was gone
-        client.communicate(timeout=WAIT)
+        assert f"worker {worker} stopped with the server after" in server.log_text()
+        stdout, stderr = client.communicate(timeout=WAIT)
+    assert (client.returncode, stdout) == (ExitStatus.BUSY, b"")
+    assert b"the render server stopped" in stderr and b"retry" in stderr
+
+
+def test_a_worker_the_stop_catches_has_its_line_in_the_log(server: Server, app: Path) -> None:
+    """The cause of a flaky check (`" worker " in` the log after a served render): a server
+    stopped before it had reaped a worker killed that worker without a word. Every worker now
+    has its line, however the server stops."""
+    with ended_at_exit(spinning_client(server, app)):
+        wait_for(lambda: workers_of(server), "a worker to start")
+        (worker,) = workers_of(server)
+        os.kill(worker, signal.SIGSTOP)  # not even its own alarm runs
+        server.stop()
+    assert f"worker {worker} stopped with the server" in server.log_text()
+
+
+def test_a_served_client_that_ignores_sigint_ends_with_its_worker(
+    server: Server, app: Path
+) -> None:
+    """Started with SIGINT ignored (`nohup`), a client cannot be interrupted; when its worker
+    is killed it ends too, with the reason, instead of spinning again in its own process."""
+    with ended_at_exit(spinning_client(server, app, sigint=signal.SIG_IGN)) as client:
+        wait_for(lambda: workers_of(server), "a worker to start")
+        (worker,) = workers_of(server)
+        client.send_signal(signal.SIGINT)  # ignored
+        os.kill(worker, signal.SIGKILL)
+        stdout, stderr = client.communicate(timeout=WAIT)
+    assert (client.returncode, stdout) == (128 + signal.SIGKILL, b"")
+    assert b"the render was killed by SIGKILL after" in stderr
 
 
 def test_a_worker_past_its_cpu_budget_fails_with_a_clear_error(server: Server, app: Path) -> None:
-    client = spinning_client(server, app, TAGPIN_MAX_CPU_SECONDS="2")
-    stdout, stderr = client.communicate(timeout=WAIT)
+    with ended_at_exit(spinning_client(server, app, TAGPIN_MAX_CPU_SECONDS="2")) as client:
+        stdout, stderr = client.communicate(timeout=WAIT)
     assert (client.returncode, stdout) == (ExitStatus.TEMPLATE, b"")
     assert b"more than 2 s of CPU (TAGPIN_MAX_CPU_SECONDS)" in stderr
     wait_for(
@@ -305,10 +352,10 @@ def test_an_in_process_render_past_its_cpu_budget_fails_with_a_clear_error(app: 
 
 
 def test_ctrl_c_on_a_served_render_stops_it_quietly(server: Server, app: Path) -> None:
-    client = spinning_client(server, app)
-    time.sleep(2)  # well into the render
-    client.send_signal(signal.SIGINT)
-    stdout, stderr = client.communicate(timeout=WAIT)
+    with ended_at_exit(spinning_client(server, app)) as client:
+        wait_for(lambda: workers_of(server), "the render to be under way")
+        client.send_signal(signal.SIGINT)
+        stdout, stderr = client.communicate(timeout=WAIT)
     assert (client.returncode, stdout) == (130, b"")
     assert b"Traceback" not in stderr
     wait_for(lambda: left_workers(server), "the worker to end with its client")

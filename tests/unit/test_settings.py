@@ -14,6 +14,7 @@ from cmp.settings import (
     SETTINGS,
     SETTINGS_BY_ENV,
     Settings,
+    parse_number,
     parse_parameters,
     plugin_config,
     setting_choice,
@@ -197,3 +198,51 @@ def test_every_setting_and_every_other_variable_pass_without_a_word() -> None:
     environ = {setting.env: "" for setting in SETTINGS}
     environ.update(ARGOCD_APP_NAME="web", AWS_REGION="eu-west-1", XTAGPIN_CACHE="x", PATH="/")
     assert unknown_settings(environ) == []
+
+
+NUMERIC = [s for s in SETTINGS if s.minimum is not None]
+ABSURD = [
+    "99999999999999999999999999",  # past any maximum, and past what setrlimit takes
+    "9" * 5000,  # int() of it alone takes a while, and Python refuses to print it
+    "-1",
+    "nan",
+    "inf",
+    "1e400",
+    "0x10",
+    "+5",
+    "1_000",
+    "١٢",  # Arabic-Indic digits, which int() and float() take
+    "5m",
+]
+
+
+@pytest.mark.parametrize("raw", ABSURD)
+@pytest.mark.parametrize("setting", NUMERIC, ids=lambda s: s.env)
+def test_an_absurd_number_in_any_numeric_setting_is_a_config_error_naming_it(
+    setting: Any, raw: str
+) -> None:
+    whole = float(setting.minimum).is_integer()
+    with pytest.raises(ConfigError) as caught:
+        parse_number(setting.env, raw, whole=whole)
+    assert str(caught.value).startswith(f"{setting.env}=")
+
+
+@pytest.mark.parametrize("setting", NUMERIC, ids=lambda s: s.env)
+def test_every_numeric_setting_has_a_range_holding_its_default(setting: Any) -> None:
+    whole = float(setting.minimum).is_integer()
+    assert setting.maximum is not None and setting.minimum >= 0
+    if setting.default != "auto":  # TAGPIN_MAX_MEMORY_MB
+        assert setting.minimum <= parse_number(setting.env, setting.default, whole=whole)
+    assert parse_number(setting.env, str(setting.maximum), whole=whole) == setting.maximum
+    with pytest.raises(ConfigError, match=f"must be at most {setting.maximum}"):
+        parse_number(setting.env, str(setting.maximum + 1), whole=whole)
+
+
+def test_settings_read_every_absurd_value_at_once() -> None:
+    environ = {"TAGPIN_MAX_MEMORY_MB": "1" + "0" * 30, "TAGPIN_MAX_CPU_SECONDS": "1e400"}
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_environ(environ)
+    assert list(caught.value.problems) == [
+        "TAGPIN_MAX_CPU_SECONDS='1e400' is not a whole number",
+        "TAGPIN_MAX_MEMORY_MB=1000000000000000000000000000000 must be at most 16777216",
+    ]
