@@ -422,19 +422,18 @@ DEFAULT_SETTINGS = Settings.from_environ({})
 def parse_parameters(raw: str | None) -> dict[str, Any]:
     """`ARGOCD_APP_PARAMETERS` (absent, `null`, or a JSON list) → {name: value}, with the
     announced defaults for every parameter the Application does not set."""
-    import json  # lazily: a served render's thin client reads its settings, never parameters
+    # lazily: a served render's thin client reads its settings, never parameters
+    import json
+
+    from cmp.jsonread import JsonError, loads
 
     values: dict[str, Any] = {p.name: _copy_default(p.default) for p in PARAMETERS}
     if raw is None or not raw.strip() or raw.strip() == "null":
         return values
     try:
-        items = json.loads(raw)
-    except json.JSONDecodeError as exc:
+        items = loads(raw)
+    except JsonError as exc:
         raise ConfigError(f"ARGOCD_APP_PARAMETERS is not valid JSON: {exc}") from None
-    except RecursionError:  # parameters are strings, lists and maps: a few levels at most
-        raise ConfigError(
-            "ARGOCD_APP_PARAMETERS is nested too deeply to be plugin parameters"
-        ) from None
     if items is None:
         return values
     if not isinstance(items, list):

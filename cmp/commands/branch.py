@@ -251,7 +251,8 @@ def branch_command() -> click.Group:
                 if apps:
                     live = [ops.read(api, where, name) for name in apps]
                 else:
-                    live = ops.branch_apps(api, where)
+                    live, unreadable = ops.branch_apps(api, where)
+                    warnings.extend(unreadable)
             registry = _registry(os.environ, warnings)
             rows = [row for app in live for row in ops.status_rows(app, lambda: registry)]
             if output == "json":
@@ -264,6 +265,8 @@ def branch_command() -> click.Group:
 
 
 def _status_text(row: Mapping[str, Any]) -> str:
+    if row["image"] is None:  # the Application's branch deploys cannot be read at all
+        return f"{row['app']}: cannot show its branch deploys: {row['error']}\n"
     name = row["alias"] if row["alias"] is not None else row["image"]
     lines = [
         f"{row['app']} {name}: allow-tags {row['allowTags'] or 'any'}, strategy "

@@ -218,8 +218,10 @@ def run(config: WebhookConfig, environ: Mapping[str, str]) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     with kube:
-        server.start()
-        while not stop.wait(1.0):
-            pass
-        server.stop()
+        try:
+            server.start()
+            while not stop.wait(1.0):
+                pass
+        finally:  # whatever happened, SIGTERM-to-exit stays within --shutdown-seconds
+            server.stop()
     return 0

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from cmp.errors import SourceError
+from cmp.jsonread import MAX_NESTING
 from cmp.source.yamlscalars import BOOL, FLOAT, INT, MERGE, NULL, STR, key_text, resolve_plain
 
 _CLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -169,6 +170,7 @@ def load_all(text: str, source: str, *, max_nodes: int) -> list[tuple[int, Any]]
             line = node.start_mark.line + 1 if node is not None else 1
             if may_alias:
                 _check_expansion(node, source, line, max_nodes)
+            _check_depth(node, source, may_alias)
             documents.append((line, loader.construct_document(node)))
     except yaml.MarkedYAMLError as exc:
         raise SourceError(yaml_problem(source, exc)) from None
@@ -290,3 +292,38 @@ def _check_expansion(node: yaml.Node | None, source: str, line: int, max_nodes: 
             f"{source}:{line}: YAML document expands to {total} nodes through aliases "
             f"(limit {max_nodes}, TAGPIN_MAX_YAML_NODES); refusing it (an alias bomb?)"
         )
+
+
+def _check_depth(node: yaml.Node | None, source: str, may_alias: bool) -> None:
+    """Refuse a document nested deeper than MAX_NESTING (cmp/jsonread.py), naming the line
+    where it goes too deep: what reads it afterwards (the emitter, schema checks) recurses.
+    Iterative; through aliases a node is walked again only when reached deeper than before,
+    so a recursive alias is as deep as the bound allows, then refused."""
+    if node is None:
+        return
+    reached: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, int]] = [(node, 1)]
+    while stack:
+        current, depth = stack.pop()
+        if depth > MAX_NESTING:
+            line = current.start_mark.line + 1
+            raise SourceError(
+                f"{source}:{line}: YAML nested too deeply (more than {MAX_NESTING} levels)"
+            )
+        if may_alias:
+            if reached.get(id(current), 0) >= depth:
+                continue
+            reached[id(current)] = depth
+        if isinstance(current, yaml.MappingNode):
+            for key, value in current.value:
+                stack.extend(
+                    (child, depth + 1)
+                    for child in (key, value)
+                    if not isinstance(child, yaml.ScalarNode)
+                )
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend(
+                (child, depth + 1)
+                for child in current.value
+                if not isinstance(child, yaml.ScalarNode)
+            )
