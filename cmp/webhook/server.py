@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import datetime
 import json
+import socket
 import threading
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -349,7 +350,7 @@ class WebhookServer:
             _handler_class(self),
             max_connections=config.max_connections,
             request_timeout=config.request_timeout_seconds,
-            on_busy=lambda: self.metrics.connections_refused.inc("busy"),
+            on_evicted=lambda: self.metrics.connections_refused.inc("evicted"),
             on_deadline=lambda: self.metrics.connections_refused.inc("deadline"),
         )
         self._stopped = False
@@ -394,6 +395,9 @@ class WebhookServer:
         else:
             self.log.write("stopped")
 
+    def admit(self, connection: socket.socket) -> bool:
+        return self._httpd.admit(connection)
+
     def readiness(self) -> tuple[int, dict[str, Any]]:
         """Ready when Applications can be listed: the API server's health, never one
         Application's content (an unreadable one is left out of the list)."""
@@ -408,17 +412,29 @@ class WebhookServer:
         return 200, {"status": "ready", "applications": count}
 
     def handle_event(
-        self, sender: str, headers: Mapping[str, str], body: bytes, received: float
+        self,
+        sender: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        received: float,
+        admit: Callable[[], bool] = lambda: True,
     ) -> tuple[int, dict[str, Any]]:
-        """Answer one event request; `headers` have lower-case names."""
+        """Answer one event request; `headers` have lower-case names. `admit` is asked once the
+        request is authenticated, for one of the request slots (connections.py): only then
+        does the request do work that costs (parsing, listing Applications)."""
         now = time.time()
         max_age = self.config.max_event_age_seconds
         try:
             if sender == "eventbridge":
                 verify_shared_secret(headers, self.config.secret)
-                event = parse_eventbridge(parse_json_object(body), now, max_age)
             else:
                 signature = verify_signature(headers, body, self.config.secret, now, max_age)
+            if not admit():
+                self.metrics.connections_refused.inc("busy")
+                return 503, {"error": "too many requests at once; retry later"}
+            if sender == "eventbridge":
+                event = parse_eventbridge(parse_json_object(body), now, max_age)
+            else:
                 event = parse_generic(parse_json_object(body), signature)
             try:
                 applications = self.index.applications()
@@ -527,7 +543,11 @@ def _handler_class(webhook: WebhookServer) -> type[BaseHTTPRequestHandler]:
                 if rejection.status == 413:
                     self._drain()
                 return
-            self._send_json(*webhook.handle_event(sender, self._headers(), body, received))
+            status, document = webhook.handle_event(
+                sender, self._headers(), body, received, lambda: webhook.admit(self.connection)
+            )
+            retry = {"Retry-After": "1"} if status == 503 else None  # EventBridge retries
+            self._send_json(status, document, retry)
 
         def _headers(self) -> dict[str, str]:
             return {name.lower(): value for name, value in self.headers.items()}
