@@ -231,7 +231,10 @@ def check_image(image: str) -> None:
 
 
 def repository_of(policy: ImagePolicy, where: str) -> EcrRepository:
-    repository = ecr_repository(parse_image(policy.image))
+    try:
+        repository = ecr_repository(parse_image(policy.image))
+    except ImageError as error:
+        raise ConfigError(f"{where}: image-list names {policy.image!r}: {error}") from None
     if repository is None:
         raise ConfigError(
             f"{where}: image-list names {policy.image!r}, which is not in a private Amazon ECR "

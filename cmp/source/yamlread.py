@@ -158,6 +158,13 @@ def load_all(text: str, source: str, *, max_nodes: int) -> list[tuple[int, Any]]
         # Argo CD's document splitter ends every line with a newline, the last one too; this
         # matters to a block scalar on the last line (`|` then keeps one line break).
         text += "\n"
+    surrogate = _SURROGATE.search(text)  # a template can make one; libyaml cannot encode it
+    if surrogate:
+        line = text.count("\n", 0, surrogate.start()) + 1
+        raise SourceError(
+            f"{source}:{line}: invalid YAML: a lone UTF-16 surrogate "
+            f"{_codepoint(ord(surrogate.group()))} is not a character"
+        )
     _check_plain_size(text, source, max_nodes)
     loader = KubeLoader(text)
     if _MAY_TAG.search(text):
@@ -187,6 +194,7 @@ def load_all(text: str, source: str, *, max_nodes: int) -> list[tuple[int, Any]]
     return documents
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # A tag starts a token: `!` after a line start, a space or a flow indicator (not `#!/bin/sh`).
 _MAY_TAG = re.compile(r"(?:^|[\s\[{,])!", re.MULTILINE)
 
