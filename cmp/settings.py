@@ -292,7 +292,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "TAGPIN_WEBHOOK_MAX_CONNECTIONS",
         "64",
-        "Requests served at once; more get 503 with Retry-After.",
+        "Authenticated requests served at once; more get 503 with Retry-After. Four times as "
+        "many connections may still be sending their request; past that the oldest is dropped.",
         minimum=1,
     ),
     Setting(

@@ -146,7 +146,8 @@ def webhook_command() -> click.Command:
     @click.option(
         "--max-connections",
         **_number_flag("webhook_max_connections", whole=True),
-        help="Requests served at once; more get 503 with Retry-After.",
+        help="Authenticated requests served at once; more get 503 with Retry-After "
+        "(4x as many connections may be sending theirs; past that the oldest is dropped).",
     )
     @click.option(
         "--shutdown-seconds",
