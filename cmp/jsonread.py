@@ -31,6 +31,7 @@ _STRING = r'"[^"\\]*(?:\\.[^"\\]*)*"'
 _STRINGS = re.compile(_STRING)
 _NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
 _BRACKET_TOKENS = re.compile(rf"{_STRING}|[\[\]{{}}]")
+_STRUCTURE_TOKENS = re.compile(rf"{_STRING}|[\[\]{{}},]")
 _NODE_TOKENS = re.compile(rf"{_STRING}|[\[{{]|[-+0-9.eE]+|true|false|null")
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _STEPS = {"[": 1, "{": 1, "]": -1, "}": -1}
@@ -130,7 +131,7 @@ def load_list(
     document = loads(text, max_depth=max_depth + 2)
     if not isinstance(document, dict) or not isinstance(document.get("items", []), list):
         raise JsonError("not a list object with an `items` array")
-    if skipped:
+    if skipped:  # each left a `null` in its place
         gone = {item.position for item in skipped}
         document["items"] = [v for i, v in enumerate(document["items"]) if i not in gone]
     return document, skipped
@@ -153,11 +154,11 @@ def _check_depth(text: str, max_depth: int) -> None:
             raise JsonError(f"nested too deeply (more than {max_depth} levels)", line)
 
 
-def _brackets(text: str, start: int = 0, end: int | None = None) -> Iterator[tuple[int, int]]:
+def _brackets(text: str) -> Iterator[tuple[int, int]]:
     """(depth after it, position) of every bracket outside strings; an opening bracket at the
     top is depth 1, the closing one that ends it depth 0."""
     depth = 0
-    for match in _BRACKET_TOKENS.finditer(text, start, len(text) if end is None else end):
+    for match in _BRACKET_TOKENS.finditer(text):
         character = text[match.start()]
         if character in "[{":
             depth += 1
@@ -169,31 +170,37 @@ def _brackets(text: str, start: int = 0, end: int | None = None) -> Iterator[tup
 
 
 def _without_deep_items(text: str, max_depth: int) -> tuple[str, list[Skipped]]:
-    """`text` with every too-deep element of a top-level array (`items`) replaced by `null`."""
-    spans: list[tuple[int, int, int]] = []  # (start, end, deepest inside)
-    kinds: list[str] = []
+    """`text` with every element of the top object's `items` array that nests deeper than
+    `max_depth` replaced by `null`, and those elements as Skipped."""
+    depth, key, in_items, position = 0, "", False, 0
     start, deepest = 0, 0
-    for depth, position in _brackets(text):
-        opening = text[position] in "[{"
-        if opening:
-            kinds.append(text[position])
-            if depth == 3 and kinds[1] == "[":  # an element of an array in the top object
-                start, deepest = position, 0
+    bad: list[tuple[int, int, int]] = []  # (position in `items`, start, end)
+    for match in _STRUCTURE_TOKENS.finditer(text):
+        character = text[match.start()]
+        if character == '"':
+            if depth == 1:  # a key or a value of the top object; `"items":[` ends with the key
+                key = match.group()
+        elif character == ",":
+            if in_items and depth == 2:
+                position += 1
+        elif character in "[{":
+            depth += 1
+            if depth == 2:
+                in_items, position = character == "[" and key == '"items"', 0
+            elif depth == 3 and in_items:
+                start, deepest = match.start(), 0
             deepest = max(deepest, depth - 2)
-        else:
-            if depth == 2 and len(kinds) == 3 and kinds[1] == "[":
-                spans.append((start, position + 1, deepest))
-            if kinds:
-                kinds.pop()
+        else:  # closing the container at level `depth`
+            if in_items and depth == 3 and deepest > max_depth:
+                bad.append((position, start, match.end()))
+            in_items = in_items and depth != 2
+            depth -= 1
     pieces, skipped, cursor = [], [], 0
-    for index, (begin, end, inside) in enumerate(spans):
-        if inside <= max_depth:
-            continue
+    for position, begin, end in bad:
         pieces += [text[cursor:begin], "null"]
         cursor = end
-        metadata = _metadata(text[begin:end])
         problem = f"nested too deeply (more than {max_depth} levels)"
-        skipped.append(Skipped(index, metadata, problem))
+        skipped.append(Skipped(position, _metadata(text[begin:end]), problem))
     pieces.append(text[cursor:])
     return "".join(pieces), skipped
 

@@ -159,12 +159,14 @@ def test_one_too_deep_item_is_left_out_of_a_list_and_named() -> None:
     good = {"metadata": {"name": "good", "namespace": "argocd"}}
     bad = '{"metadata":{"name":"evil","namespace":"argocd"},"spec":' + deep(1500) + "}"
     text = (
-        '{"kind":"ApplicationList","metadata":{"continue":""},"items":['
-        f"{json.dumps(good)},{bad},{json.dumps(good)}]}}"
+        '{"kind":"ApplicationList","metadata":{"continue":""},"other":[[],' + bad + "],"
+        f'"items":[7,null,"{{[",{json.dumps(good)},{bad},{json.dumps(good)}]}}'
     )
-    document, [skipped] = load_list(text)
-    assert document["items"] == [good, good]
-    assert skipped.describe("argocd") == "argocd/evil" and skipped.position == 1
+    document, [skipped] = load_list(text.replace('"other":[[],' + bad + "],", ""))
+    assert document["items"] == [7, None, "{[", good, good]
+    assert skipped.describe("argocd") == "argocd/evil" and skipped.position == 4
+    with pytest.raises(JsonError, match="nested too deeply"):  # only `items` are left out
+        load_list(text)
     assert skipped.problem == f"nested too deeply (more than {MAX_NESTING} levels)"
 
 
@@ -332,8 +334,9 @@ def test_a_kubernetes_list_keeps_every_readable_item(items: list[str]) -> None:
     assert all(depth_of(item) <= MAX_NESTING for item in document["items"])
     depths = [_depth(item) for item in items]
     if all(depth is not None for depth in depths):  # each item one JSON value: none is lost
-        assert len(document["items"]) == sum(d <= MAX_NESTING for d in depths)  # type: ignore[operator]
-        assert len(skipped) == sum(d > MAX_NESTING for d in depths)  # type: ignore[operator]
+        kept = [loads(t) for t, d in zip(items, depths, strict=True) if d <= MAX_NESTING]  # type: ignore[operator]
+        assert document["items"] == kept
+        assert len(skipped) == len(items) - len(kept)
 
 
 def _depth(text: str) -> int | None:
