@@ -110,7 +110,10 @@ def fetch_annotations(
         if settings.required:
             raise AppLookupError(problem)
         return {}, [f"{problem}; {WITHOUT_OVERRIDES}"]
-    annotations = (application.get("metadata") or {}).get("annotations") or {}
+    metadata = application.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    if not isinstance(annotations, dict):  # the API server's schema makes it a string map
+        return {}, []
     return {str(key): str(value) for key, value in annotations.items()}, []
 
 

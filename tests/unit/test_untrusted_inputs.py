@@ -23,9 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cmp.argocd.branch import LiveApp, plan_clear, status_rows
+from cmp.argocd.kube import LookupSettings, fetch_annotations
 from cmp.commands.options import stream_request
 from cmp.commands.stream import StreamInput, json_documents, parse_inputs, pin_stream
-from cmp.errors import ConfigError, ResolveError, SourceError, TagpinError
+from cmp.errors import AppLookupError, ConfigError, ResolveError, SourceError, TagpinError
 from cmp.images.ecr import EcrRepository, ecr_registry
 from cmp.imageupdater.annotations import PREFIX
 from cmp.imageupdater.plan import policies_from
@@ -482,6 +483,30 @@ def test_branch_deploys_of_any_application_read_or_fail_by_name(application: Any
     assert rows == [] or {row["app"] for row in rows} == {f"{app.namespace}/{app.name}"}
     with contextlib.suppress(ConfigError, ResolveError):
         plan_clear(app, _registry(), alias=None, only_if=None)
+
+
+class OneApplication:
+    """An ApplicationReader that answers with one given object."""
+
+    def __init__(self, application: Any) -> None:
+        self.application = application
+
+    def get_application(self, namespace: str, name: str) -> Any:
+        return self.application
+
+
+@PROPERTY
+@given(
+    st.one_of(applications(), JSON_TEXT.map(_json_or_text).filter(lambda v: isinstance(v, dict)))
+)
+def test_a_render_reads_the_annotations_of_any_application_or_fails_by_name(
+    application: dict[str, Any],
+) -> None:
+    settings = LookupSettings(mode="on", enabled=True, app_name="web", namespace="argocd")
+    with contextlib.suppress(AppLookupError):
+        annotations, _ = fetch_annotations(settings, lambda: OneApplication(application))
+        assert all(isinstance(k, str) and isinstance(v, str) for k, v in annotations.items())
+        PushFloors().announce_annotations(annotations)
 
 
 @PROPERTY
