@@ -303,35 +303,55 @@ def _check_expansion(node: yaml.Node | None, source: str, line: int, max_nodes: 
 
 
 def _check_depth(node: yaml.Node | None, source: str, may_alias: bool) -> None:
-    """Refuse a document nested deeper than MAX_NESTING (cmp/jsonread.py), naming the line
-    where it goes too deep: what reads it afterwards (the emitter, schema checks) recurses.
-    Iterative; through aliases a node is walked again only when reached deeper than before,
-    so a recursive alias is as deep as the bound allows, then refused."""
+    """Refuse a document nested deeper than MAX_NESTING (cmp/jsonread.py), naming a line where
+    it goes too deep: what reads it afterwards (the emitter, schema checks) recurses. Iterative,
+    each node walked once; with aliases, depths are summed up from below instead, and an
+    anchor that contains itself is infinitely deep."""
     if node is None:
         return
-    reached: dict[int, int] = {}
+    if may_alias:
+        _check_depth_through_aliases(node, source)
+        return
     stack: list[tuple[yaml.Node, int]] = [(node, 1)]
     while stack:
         current, depth = stack.pop()
         if depth > MAX_NESTING:
-            line = current.start_mark.line + 1
-            raise SourceError(
-                f"{source}:{line}: YAML nested too deeply (more than {MAX_NESTING} levels)"
-            )
-        if may_alias:
-            if reached.get(id(current), 0) >= depth:
-                continue
-            reached[id(current)] = depth
-        if isinstance(current, yaml.MappingNode):
-            for key, value in current.value:
-                stack.extend(
-                    (child, depth + 1)
-                    for child in (key, value)
-                    if not isinstance(child, yaml.ScalarNode)
-                )
-        elif isinstance(current, yaml.SequenceNode):
-            stack.extend(
-                (child, depth + 1)
-                for child in current.value
-                if not isinstance(child, yaml.ScalarNode)
-            )
+            _too_deep(source, current)
+        stack.extend((child, depth + 1) for child in _collections_in(current))
+
+
+def _check_depth_through_aliases(root: yaml.Node, source: str) -> None:
+    depths: dict[int, int] = {}
+    started: set[int] = set()  # the nodes on the path being walked
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        current, finished = stack.pop()
+        key = id(current)
+        if finished:
+            started.discard(key)
+            depths[key] = 1 + max((depths[id(c)] for c in _collections_in(current)), default=0)
+            if depths[key] > MAX_NESTING:
+                _too_deep(source, current)
+        elif key in started:
+            _too_deep(source, current)  # an alias to one of its own ancestors
+        elif key not in depths:
+            started.add(key)
+            stack.append((current, True))
+            stack.extend((child, False) for child in _collections_in(current))
+
+
+def _collections_in(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        children = [child for pair in node.value for child in pair]
+    elif isinstance(node, yaml.SequenceNode):
+        children = list(node.value)
+    else:
+        return []
+    return [child for child in children if not isinstance(child, yaml.ScalarNode)]
+
+
+def _too_deep(source: str, node: yaml.Node) -> None:
+    raise SourceError(
+        f"{source}:{node.start_mark.line + 1}: YAML nested too deeply "
+        f"(more than {MAX_NESTING} levels)"
+    )
