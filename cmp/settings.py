@@ -361,7 +361,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "TAGPIN_WEBHOOK_MAX_CONNECTIONS",
         "64",
-        "Requests served at once; more get 503 with Retry-After.",
+        "Authenticated requests served at once; more get 503 with Retry-After. Four times as "
+        "many connections may still be sending their request; past that the oldest is dropped.",
         minimum=1,
         maximum=10_000,
     ),
@@ -553,17 +554,18 @@ def parse_parameters(raw: str | None, given_as: str = "ARGOCD_APP_PARAMETERS") -
     """`ARGOCD_APP_PARAMETERS` (absent, `null`, or a JSON list) → {name: value}, with the
     announced defaults for every parameter the Application does not set; messages name the
     JSON `given_as` (`--parameters-json` at the CLI)."""
-    import json  # lazily: a served render's thin client reads its settings, never parameters
+    # lazily: a served render's thin client reads its settings, never parameters
+    import json
+
+    from cmp.jsonread import JsonError, loads
 
     values: dict[str, Any] = {p.name: _copy_default(p.default) for p in PARAMETERS}
     if raw is None or not raw.strip() or raw.strip() == "null":
         return values
     try:
-        items = json.loads(raw)
-    except json.JSONDecodeError as exc:
+        items = loads(raw)
+    except JsonError as exc:
         raise ConfigError(f"{given_as} is not valid JSON: {exc}") from None
-    except RecursionError:  # parameters are strings, lists and maps: a few levels at most
-        raise ConfigError(f"{given_as} is nested too deeply to be plugin parameters") from None
     if items is None:
         return values
     if not isinstance(items, list):

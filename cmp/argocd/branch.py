@@ -16,9 +16,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from cmp.errors import AppLookupError, ConfigError, ConflictError, ResolveError
+from cmp.errors import AppLookupError, ConfigError, ConflictError, ImageError, ResolveError
 from cmp.images.ecr import EcrRepository, ecr_repository
 from cmp.images.reference import parse_image
 from cmp.imageupdater.annotations import (
@@ -31,7 +31,11 @@ from cmp.imageupdater.annotations import (
     parse_policies,
 )
 from cmp.imageupdater.plan import policies_from
+from cmp.jsonread import JsonError, loads
 from cmp.registry.base import Registry, TagInfo
+
+if TYPE_CHECKING:
+    from cmp.argocd.kube import Applications
 
 RECORD_ANNOTATION = "tagpin.dev/branch-deploy"
 REFRESH_ANNOTATION = "argocd.argoproj.io/refresh"
@@ -39,6 +43,7 @@ IMAGE_LIST = "image-list"
 DEFAULT_STRATEGY = "alphabetical"  # sortable branch tags (pr-42-<epoch>-<sha>) need no semver
 REFUSED = "a render refuses it: "  # `status`: the error a render fails with, in a row
 PATCH_ATTEMPTS = 5  # 409s caused only by Argo CD's status updates, retried on a fresh read
+MAX_RECORD_BYTES = 256 * 1024  # all of an object's annotations may hold (Kubernetes' limit)
 
 
 class ApplicationApi(Protocol):
@@ -46,7 +51,7 @@ class ApplicationApi(Protocol):
 
     def get_application(self, namespace: str, name: str) -> dict[str, Any] | None: ...
 
-    def list_applications(self, namespace: str) -> list[dict[str, Any]]: ...
+    def list_applications(self, namespace: str) -> Applications: ...
 
     def patch_application(
         self, namespace: str, name: str, patch: dict[str, Any]
@@ -70,15 +75,17 @@ class LiveApp:
 
     @classmethod
     def from_object(cls, document: Mapping[str, Any]) -> LiveApp:
-        metadata = document.get("metadata") or {}
-        annotations = {str(k): str(v) for k, v in (metadata.get("annotations") or {}).items()}
+        """The parts read, from an object as the API server sent it: a field of an unexpected
+        type reads as absent (the API server's schema makes that rare, never a crash)."""
+        metadata = _mapping(document.get("metadata"))
+        annotations = {str(k): str(v) for k, v in _mapping(metadata.get("annotations")).items()}
         return cls(
             namespace=str(metadata.get("namespace", "")),
             name=str(metadata.get("name", "")),
             resource_version=str(metadata.get("resourceVersion", "")),
             annotations=annotations,
-            parameter=_updater_parameter(document.get("spec") or {}),
-            status=document.get("status") or {},
+            parameter=_updater_parameter(_mapping(document.get("spec"))),
+            status=_mapping(document.get("status")),
         )
 
     def merged(self) -> dict[str, tuple[str, str]]:
@@ -88,22 +95,23 @@ class LiveApp:
         return parse_policies(self.merged())
 
     def records(self) -> dict[str, dict[str, Any]]:
-        """The branch deploys tagpin recorded, by alias."""
+        """The branch deploys tagpin recorded, by alias; ConfigError when the annotation is not
+        what tagpin writes (anyone with `patch` on the Application can write it)."""
         raw = self.annotations.get(RECORD_ANNOTATION)
         if not raw:
             return {}
         try:
-            records = json.loads(raw)
-            if not isinstance(records, dict) or not all(
-                isinstance(v, dict) for v in records.values()
-            ):
-                raise ValueError
-        except ValueError as error:
+            records = loads(raw, max_bytes=MAX_RECORD_BYTES)
+            problem = _record_problem(records)
+        except JsonError as error:
+            problem = str(error)
+        if problem is not None:
             raise ConfigError(
                 f"{self.where}: annotation {RECORD_ANNOTATION} is not the JSON object tagpin "
-                "writes; fix or remove it by hand"
-            ) from error
-        return records
+                f"writes ({problem}); fix or remove it by hand"
+            )
+        checked: dict[str, dict[str, Any]] = records
+        return checked
 
     def branch_state(self) -> tuple[Any, ...]:
         """What a concurrent `tagpin branch` (or a person) changes; not Argo CD's status."""
@@ -117,12 +125,42 @@ class LiveApp:
 
 def _updater_parameter(spec: Mapping[str, Any]) -> dict[str, str]:
     """The `image-updater` map of the plugin source (`spec.source`, or one of `spec.sources`)."""
-    sources = [spec.get("source") or {}, *(spec.get("sources") or [])]
-    for source in sources:
-        for parameter in ((source or {}).get("plugin") or {}).get("parameters") or []:
+    sources = spec.get("sources")
+    for source in [spec.get("source"), *(sources if isinstance(sources, list) else [])]:
+        parameters = _mapping(_mapping(source).get("plugin")).get("parameters")
+        for parameter in parameters if isinstance(parameters, list) else []:
             if isinstance(parameter, dict) and parameter.get("name") == "image-updater":
-                return {str(k): str(v) for k, v in (parameter.get("map") or {}).items()}
+                return {str(k): str(v) for k, v in _mapping(parameter.get("map")).items()}
     return {}
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+# The record's fields: what `set` writes, and what `clear` may put back.
+RECORD_TEXT_FIELDS = ("allowTags", "strategy", "tag", "digest", "by", "at")
+RESTORABLE = ("allow-tags", "update-strategy", IMAGE_LIST)
+
+
+def _record_problem(records: object) -> str | None:
+    """What makes `records` other than the `{alias: record}` object tagpin writes, or None.
+    Strict, because `clear` writes `previous` back into annotations."""
+    if not isinstance(records, dict):
+        return "not an object"
+    for alias, record in records.items():
+        if not isinstance(record, dict):
+            return f"the record of alias {alias!r} is not an object"
+        for key in RECORD_TEXT_FIELDS:
+            if not isinstance(record.get(key, ""), str):
+                return f"{key} of alias {alias!r} is not a string"
+        previous = record.get("previous", {})
+        if not isinstance(previous, dict) or not all(
+            option in RESTORABLE and (value is None or isinstance(value, str))
+            for option, value in previous.items()
+        ):
+            return f"previous of alias {alias!r} is not a map of {', '.join(RESTORABLE)} to strings"
+    return None
 
 
 @dataclass(frozen=True)
@@ -174,8 +212,30 @@ def normalize_rule(value: str) -> str:
     return rule
 
 
+def check_image(image: str) -> None:
+    """`--image` must be one image repository: it becomes an `alias=image` entry of the
+    comma-separated image-list, and a bot may pass what a user typed, so a comma, `=` or
+    whitespace would smuggle in another entry. A digest is refused: the branch rule picks it."""
+    smuggled = sorted({c for c in image if c in ",=" or c.isspace()})
+    if smuggled:
+        shown = " ".join(repr(c) for c in smuggled)
+        raise ConfigError(f"--image {image!r} is not one image repository: it contains {shown}")
+    try:
+        reference = parse_image(image)
+    except ImageError as error:
+        raise ConfigError(f"--image: {'; '.join(error.problems)}") from None
+    if reference.digest is not None:
+        raise ConfigError(
+            f"--image {image!r} names a digest: give the repository "
+            f"({reference.repository}); the branch rule picks the tag and its digest"
+        )
+
+
 def repository_of(policy: ImagePolicy, where: str) -> EcrRepository:
-    repository = ecr_repository(parse_image(policy.image))
+    try:
+        repository = ecr_repository(parse_image(policy.image))
+    except ImageError as error:
+        raise ConfigError(f"{where}: image-list names {policy.image!r}: {error}") from None
     if repository is None:
         raise ConfigError(
             f"{where}: image-list names {policy.image!r}, which is not in a private Amazon ECR "
@@ -271,6 +331,8 @@ def plan_set(
     now: str,
 ) -> Change:
     rule = normalize_rule(allow_tags)
+    if image is not None:
+        check_image(image)
     if strategy is not None and strategy not in STRATEGIES:
         raise ConfigError(f"unknown strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
     chosen, new_image_list = _choose_alias(app, alias, image)
@@ -426,8 +488,8 @@ def _conflict_message(before: LiveApp, now: LiveApp, alias: str) -> str:
 
 
 def running_images(app: LiveApp) -> list[str]:
-    summary = app.status.get("summary") or {}
-    return [str(image) for image in summary.get("images") or []]
+    images = _mapping(app.status.get("summary")).get("images")
+    return [str(image) for image in images] if isinstance(images, list) else []
 
 
 def is_running(app: LiveApp, digest: str) -> bool:
@@ -437,17 +499,23 @@ def is_running(app: LiveApp, digest: str) -> bool:
 def status_rows(app: LiveApp, registry_for: Callable[[], Registry]) -> list[dict[str, Any]]:
     """One row per image-list entry: its rule, where it comes from, what it selects and runs.
     Annotations a render refuses (a misspelt key) put the render's error in every row (or in
-    one row without an alias or image, when there is no image-list to show)."""
-    records = app.records()
+    one row without an alias or image, when there is no image-list to show). An Application
+    whose record or rules cannot be read gets one row saying why: in a namespace-wide status,
+    one team's broken annotation never hides the other teams' rows."""
     running = running_images(app)
-    sync = str((app.status.get("sync") or {}).get("status") or "Unknown")
-    health = str((app.status.get("health") or {}).get("status") or "Unknown")
+    sync = str(_mapping(app.status.get("sync")).get("status") or "Unknown")
+    health = str(_mapping(app.status.get("health")).get("status") or "Unknown")
+    try:
+        records = app.records()
+        lenient = app.policies()
+    except ConfigError as error:
+        return [_app_error_row(app, str(error), running, sync, health)]
     try:
         policies, refused = policies_from(app.annotations, app.parameter), None
     except ConfigError as error:  # the render's own checks: it would fail with this
-        policies, refused = app.policies(), f"{REFUSED}{error}"
+        policies, refused = lenient, f"{REFUSED}{error}"
     if refused is not None and not policies:
-        return [_refused_row(app, refused, sync, health)]
+        return [_app_error_row(app, refused, running, sync, health)]
     rows: list[dict[str, Any]] = []
     for policy in policies:
         record = records.get(policy.alias or "") or {}
@@ -480,18 +548,15 @@ def status_rows(app: LiveApp, registry_for: Callable[[], Registry]) -> list[dict
     return rows
 
 
-def _refused_row(app: LiveApp, refused: str, sync: str, health: str) -> dict[str, Any]:
+def _app_error_row(
+    app: LiveApp, error: str, running: list[str], sync: str, health: str
+) -> dict[str, Any]:
+    keys = ("alias", "image", "allowTags", "strategy", "source", "tag", "digest")
     return {
         "app": f"{app.namespace}/{app.name}",
-        "alias": None,
-        "image": None,
-        "allowTags": None,
-        "strategy": None,
-        "source": None,
-        "tag": None,
-        "digest": None,
-        "error": refused,
-        "running": running_images(app),
+        **dict.fromkeys(keys),
+        "error": error,
+        "running": running,
         "sync": sync,
         "health": health,
         "setBy": None,
@@ -499,7 +564,14 @@ def _refused_row(app: LiveApp, refused: str, sync: str, health: str) -> dict[str
     }
 
 
-def branch_apps(api: ApplicationApi, namespace: str) -> list[LiveApp]:
-    """Every Application in `namespace` with an image-list (annotation or parameter)."""
-    apps = [LiveApp.from_object(document) for document in api.list_applications(namespace)]
-    return [app for app in apps if IMAGE_LIST in app.merged()]
+def branch_apps(api: ApplicationApi, namespace: str) -> tuple[list[LiveApp], list[str]]:
+    """Every Application in `namespace` with an image-list (annotation or parameter), and a
+    warning for each one the API server holds but tagpin cannot read (left out)."""
+    listed = api.list_applications(namespace)
+    apps = [LiveApp.from_object(document) for document in listed]
+    warnings = [
+        f"Application {skipped.describe(namespace)} cannot be read ({skipped.problem}); "
+        "left out of this status"
+        for skipped in listed.unreadable
+    ]
+    return [app for app in apps if IMAGE_LIST in app.merged()], warnings

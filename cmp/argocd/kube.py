@@ -25,10 +25,16 @@ if TYPE_CHECKING:
     import ssl
     import tempfile
 
+    from cmp.jsonread import Skipped
+
 APPLICATIONS_PATH = "/apis/argoproj.io/v1alpha1/namespaces/{namespace}/applications"
 HTTP_TIMEOUT_SECONDS = 5.0
 EXEC_TIMEOUT_SECONDS = 10.0
 LIST_PAGE_SIZE = 250
+# One answer at most: an Application is at most ~1.5 MiB (etcd's limit), a page of them is
+# asked again in smaller pages when it is larger than this.
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+MAX_CREDENTIAL_BYTES = 1024 * 1024
 EXEC_API_VERSIONS = ("client.authentication.k8s.io/v1", "client.authentication.k8s.io/v1beta1")
 USER_AGENT = "tagpin"
 KUBECONFIG_SECTIONS = (("clusters", "cluster"), ("contexts", "context"), ("users", "user"))
@@ -49,6 +55,19 @@ class KubeApiError(AppLookupError):
     def __init__(self, *problems: str, status: int | None = None) -> None:
         super().__init__(*problems)
         self.status = status
+
+
+class ResponseTooLarge(AppLookupError):
+    """An answer longer than MAX_RESPONSE_BYTES; a list asks again in smaller pages."""
+
+
+class Applications(list[dict[str, Any]]):
+    """The Applications of a list, and those left out because they cannot be read (nested
+    deeper than cmp/jsonread.py's bound): one tenant's object never costs the others theirs."""
+
+    def __init__(self, items: list[dict[str, Any]], unreadable: list[Skipped]) -> None:
+        super().__init__(items)
+        self.unreadable = unreadable
 
 
 def fetch_annotations(
@@ -91,7 +110,10 @@ def fetch_annotations(
         if settings.required:
             raise AppLookupError(problem)
         return {}, [f"{problem}; {WITHOUT_OVERRIDES}"]
-    annotations = (application.get("metadata") or {}).get("annotations") or {}
+    metadata = application.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    if not isinstance(annotations, dict):  # the API server's schema makes it a string map
+        return {}, []
     return {str(key): str(value) for key, value in annotations.items()}, []
 
 
@@ -279,8 +301,10 @@ def run_exec_plugin(plugin: ExecPlugin, connection: Connection) -> dict[str, Any
         stderr_lines = completed.stderr.decode("utf-8", "replace").strip().splitlines()
         last_line = stderr_lines[-1][:300] if stderr_lines else "no message"
         raise AppLookupError(f"{what} failed with exit code {completed.returncode}: {last_line}")
+    from cmp.jsonread import loads
+
     try:
-        credential = json.loads(completed.stdout)
+        credential = loads(completed.stdout, max_bytes=MAX_CREDENTIAL_BYTES)
         status = credential["status"]
         if credential.get("kind") != "ExecCredential" or not isinstance(status, dict):
             raise ValueError
@@ -345,38 +369,53 @@ class KubeApi:
         self.close()
 
     def get_application(self, namespace: str, name: str) -> dict[str, Any] | None:
+        path = _application_path(namespace, name)
         try:
-            return self._request("GET", _application_path(namespace, name))
+            raw = self._request("GET", path)
         except KubeApiError as error:
             if error.status == 404:
                 return None
             raise
+        return _object("GET", path, raw)
 
-    def list_applications(
-        self, namespace: str, page_size: int = LIST_PAGE_SIZE
-    ) -> list[dict[str, Any]]:
-        """Every Application in `namespace`, following `metadata.continue` across pages."""
+    def list_applications(self, namespace: str, page_size: int = LIST_PAGE_SIZE) -> Applications:
+        """Every Application in `namespace`, following `metadata.continue` across pages.
+
+        Each item is decoded on its own: one nested too deeply is left out and named in
+        `unreadable`. A page larger than MAX_RESPONSE_BYTES is asked again at half the size."""
         from urllib.parse import urlencode
 
+        from cmp.jsonread import JsonError, load_list
+
         items: list[dict[str, Any]] = []
+        unreadable: list[Skipped] = []
         collection = _applications_path(namespace)
         token = ""
         while True:
             query = {"limit": str(page_size), **({"continue": token} if token else {})}
-            page = self._request("GET", f"{collection}?{urlencode(query)}")
-            items.extend(page.get("items") or [])
-            token = (page.get("metadata") or {}).get("continue") or ""
+            target = f"{collection}?{urlencode(query)}"
+            try:
+                raw = self._request("GET", target)
+            except ResponseTooLarge:
+                if page_size == 1:
+                    raise
+                page_size = max(1, page_size // 2)
+                continue
+            try:
+                page, skipped = load_list(raw)
+            except JsonError as error:
+                raise AppLookupError(_unreadable("GET", target, error)) from None
+            items.extend(item for item in page.get("items") or [] if isinstance(item, dict))
+            unreadable.extend(skipped)
+            token = str((page.get("metadata") or {}).get("continue") or "")
             if not token:
-                return items
+                return Applications(items, unreadable)
 
     def patch_application(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         """Apply a JSON merge patch (RFC 7386) and return the updated Application."""
-        return self._request(
-            "PATCH",
-            _application_path(namespace, name),
-            body=patch,
-            content_type="application/merge-patch+json",
-        )
+        path = _application_path(namespace, name)
+        raw = self._request("PATCH", path, body=patch, content_type="application/merge-patch+json")
+        return _object("PATCH", path, raw)
 
     # -- plumbing --
 
@@ -386,7 +425,8 @@ class KubeApi:
         path: str,
         body: dict[str, Any] | None = None,
         content_type: str = "application/json",
-    ) -> dict[str, Any]:
+    ) -> bytes:
+        """The body of a 2xx answer, at most MAX_RESPONSE_BYTES; KubeApiError otherwise."""
         import http.client
         import json
         from urllib.parse import urlsplit
@@ -420,22 +460,21 @@ class KubeApi:
         try:
             connection.request(method, target, body=payload, headers=headers)
             response = connection.getresponse()
-            raw = response.read()
-        except OSError as error:  # includes timeouts and TLS failures
+            raw = response.read(MAX_RESPONSE_BYTES + 1)
+        except (OSError, http.client.HTTPException) as error:  # timeouts, TLS, garbled HTTP
             raise KubeApiError(
                 f"cannot reach the Kubernetes API at {self.connection.server} "
-                f"({self.connection.source}): {error}"
+                f"({self.connection.source}): {error or type(error).__name__}"
             ) from error
         finally:
             connection.close()
+        if len(raw) > MAX_RESPONSE_BYTES:
+            raise ResponseTooLarge(
+                f"{method} {path}: the API server's answer is larger than "
+                f"{MAX_RESPONSE_BYTES // (1024 * 1024)} MiB; tagpin reads no more"
+            )
         if 200 <= response.status < 300:
-            try:
-                decoded: dict[str, Any] = json.loads(raw)
-            except ValueError as error:
-                raise KubeApiError(
-                    f"{method} {path}: the API server sent a response that is not JSON"
-                ) from error
-            return decoded
+            return raw
         raise _http_error(method, path, response.status, response.reason, raw, self.connection)
 
     def _bearer_token(self) -> str | None:
@@ -522,18 +561,35 @@ def _application_path(namespace: str, name: str) -> str:
     return f"{_applications_path(namespace)}/{quote(name, safe='')}"
 
 
+def _object(method: str, path: str, raw: bytes) -> dict[str, Any]:
+    """One object from the API server, decoded under cmp/jsonread.py's bounds."""
+    from cmp.jsonread import JsonError, loads
+
+    try:
+        document = loads(raw)
+    except JsonError as error:
+        raise AppLookupError(_unreadable(method, path, error)) from None
+    if not isinstance(document, dict):
+        raise AppLookupError(f"{method} {path}: the API server's answer is not an object")
+    return document
+
+
+def _unreadable(method: str, path: str, error: ValueError) -> str:
+    return f"{method} {path}: tagpin cannot read the API server's answer: {error}"
+
+
 def _http_error(
     method: str, path: str, status: int, reason: str, raw: bytes, connection: Connection
 ) -> KubeApiError:
     """One line with the HTTP status, the API's own Status.message and what to do."""
-    import json
+    from cmp.jsonread import JsonError, loads
 
     message = ""
     try:
-        document = json.loads(raw)
+        document = loads(raw)
         if isinstance(document, dict) and document.get("kind") == "Status":
-            message = str(document.get("message") or "")
-    except ValueError:
+            message = str(document.get("message") or "")[:500]
+    except JsonError:
         pass
     advice = {
         401: f"the credentials from {connection.source} were rejected; refresh them",

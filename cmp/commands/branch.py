@@ -251,7 +251,8 @@ def branch_command() -> click.Group:
                 if apps:
                     live = [ops.read(api, where, name) for name in apps]
                 else:
-                    live = ops.branch_apps(api, where)
+                    live, unreadable = ops.branch_apps(api, where)
+                    warnings.extend(unreadable)
             registry = _registry(os.environ, warnings)
             rows = [row for app in live for row in ops.status_rows(app, lambda: registry)]
             if output == "json":
@@ -270,6 +271,8 @@ def _status_text(row: Mapping[str, Any]) -> str:
     if (row["error"] or "").startswith(REFUSED):  # its rule would not be the one applied
         shown = f"{row['app']} {name}" if name is not None else row["app"]
         return f"{shown}: {row['error']}\n"
+    if row["image"] is None:  # the Application's branch deploys cannot be read at all
+        return f"{row['app']}: cannot show its branch deploys: {row['error']}\n"
     lines = [
         f"{row['app']} {name}: allow-tags {row['allowTags'] or 'any'}, strategy "
         f"{row['strategy']} (from {row['source']})",

@@ -9,7 +9,6 @@ post-renderer, `kustomize build | tagpin pin -`.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -74,7 +73,9 @@ def read_inputs(paths: Sequence[str], stdin: IO[bytes], limits: Limits) -> list[
 def parse_inputs(
     inputs: Sequence[StreamInput], *, default_namespace: str, max_nodes: int
 ) -> list[Manifest]:
-    """Objects from every input, checked as a render's are (an empty stream is an error)."""
+    """Objects from every input, checked as a render's are. No objects at all is no error here:
+    a filter given nothing prints nothing (a chart with every part disabled), while `generate`
+    still refuses an empty render, which Argo CD would read as "prune everything"."""
 
     def parsed() -> Any:
         for item in inputs:
@@ -83,43 +84,27 @@ def parse_inputs(
             except SourceError as exc:
                 yield item.name, ManifestError(*exc.problems)
 
-    return check_documents(parsed(), default_namespace=default_namespace)
+    return check_documents(parsed(), default_namespace=default_namespace, allow_empty=True)
 
 
 def _documents(item: StreamInput, max_nodes: int) -> list[tuple[int, Any]]:
     if item.text.lstrip().startswith(("{", "[")):
-        return json_documents(item.text, item.name)
+        return json_documents(item.text, item.name, max_nodes)
     return load_all(item.text, item.name, max_nodes=max_nodes)
 
 
-def json_documents(text: str, name: str) -> list[tuple[int, Any]]:
-    """One JSON value or several in a row (`kubectl get -o json`, `jq -c`), with start lines.
-    A key given twice is an error, as in YAML input."""
-    decoder = json.JSONDecoder(object_pairs_hook=_unique_keys)
-    documents: list[tuple[int, Any]] = []
-    position = 0
-    while True:
-        while position < len(text) and text[position].isspace():
-            position += 1
-        if position >= len(text):
-            return documents
-        line = text.count("\n", 0, position) + 1
-        try:
-            value, position = decoder.raw_decode(text, position)
-        except json.JSONDecodeError as exc:
-            raise SourceError(f"{name}:{exc.lineno}: invalid JSON: {exc.msg}") from None
-        except ValueError as exc:  # a duplicate key
-            raise SourceError(f"{name}:{line}: invalid JSON: {exc}") from None
-        documents.append((line, value))
+def json_documents(text: str, name: str, max_nodes: int) -> list[tuple[int, Any]]:
+    """One JSON value or several in a row (`kubectl get -o json`, `jq -c`), with start lines,
+    under the bounds of cmp/jsonread.py; what Argo CD cannot apply (NaN, a number beyond a
+    float, a key given twice) is refused with its path."""
+    from cmp.jsonread import JsonError, TooManyNodes, load_stream
 
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {key!r}")
-        result[key] = value
-    return result
+    try:
+        return load_stream(text, max_nodes=max_nodes)
+    except JsonError as exc:
+        where = f"{name}:{exc.line}" if exc.line else name
+        limit = " (TAGPIN_MAX_YAML_NODES)" if isinstance(exc, TooManyNodes) else ""
+        raise SourceError(f"{where}: invalid JSON: {exc.message}{limit}") from None
 
 
 def read_config(path: Path) -> StreamConfig:
@@ -181,6 +166,8 @@ def pin_stream(
     services.warnings.extend(
         unterminated_blocks([RenderedFile(item.name, item.text) for item in inputs])
     )
+    if not manifests:
+        services.notes.append("the input holds no Kubernetes objects; printed none")
     pin(
         manifests,
         extra_paths=config.image_paths,

@@ -164,7 +164,8 @@ def webhook_command() -> click.Command:
     @click.option(
         "--max-connections",
         **_number_flag("webhook_max_connections", whole=True),
-        help="Requests served at once; more get 503 with Retry-After.",
+        help="Authenticated requests served at once; more get 503 with Retry-After "
+        "(4x as many connections may be sending theirs; past that the oldest is dropped).",
     )
     @click.option(
         "--shutdown-seconds",
@@ -239,8 +240,10 @@ def run(config: WebhookConfig, environ: Mapping[str, str]) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     with kube:
-        server.start()
-        while not stop.wait(1.0):
-            pass
-        server.stop()
+        try:
+            server.start()
+            while not stop.wait(1.0):
+                pass
+        finally:  # whatever happened, SIGTERM-to-exit stays within --shutdown-seconds
+            server.stop()
     return 0

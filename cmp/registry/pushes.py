@@ -18,12 +18,15 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
+from cmp.jsonread import JsonError, loads
+
 if TYPE_CHECKING:
     from cmp.images.ecr import EcrRepository
 
 PUSHES_ANNOTATION = "tagpin.dev/pushes"
 RECORD_VERSION = 1
 MAX_REPOSITORIES = 16  # per Application; older entries fold into `older`
+MAX_RECORD_BYTES = 256 * 1024  # all of an object's annotations may hold (Kubernetes' limit)
 DEFAULT_CLOCK_SKEW = 2.0  # seconds; TAGPIN_PUSH_CLOCK_SKEW
 _TICK = 1e-6  # a new push always moves a repository's time by at least this much
 
@@ -58,9 +61,9 @@ def parse_record(text: str) -> PushRecord:
     """The record in `text`; BadRecord says what is wrong. Strict: a record the webhook did not
     write has no business being half-understood."""
     try:
-        document = json.loads(text)
-    except ValueError as error:
-        raise BadRecord(f"not JSON: {error}") from None
+        document = loads(text, max_bytes=MAX_RECORD_BYTES)
+    except JsonError as error:
+        raise BadRecord(f"not JSON tagpin reads: {error}") from None
     if not isinstance(document, dict) or document.get("v") != RECORD_VERSION:
         raise BadRecord(f"not a version {RECORD_VERSION} push record")
     raw = document.get("pushes")

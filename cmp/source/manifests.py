@@ -89,9 +89,11 @@ def check_documents(
     sources: Iterable[tuple[str, list[tuple[int, Any]] | ManifestError]],
     *,
     default_namespace: str,
+    allow_empty: bool = False,
 ) -> list[Manifest]:
     """Objects from already parsed documents ((source name, [(line, document)]) or the
-    source's parse error), checked as `parse_rendered` describes."""
+    source's parse error), checked as `parse_rendered` describes. `allow_empty` is for filters
+    (`tagpin pin`): given no objects, they print none."""
     problems = Problems()
     manifests: list[Manifest] = []
     for name, documents in sources:
@@ -110,7 +112,7 @@ def check_documents(
                     manifests.append(manifest)
     problems.raise_if_any()
     _check_duplicates(manifests, default_namespace)
-    if not manifests:
+    if not manifests and not allow_empty:
         raise ManifestError(
             "the app rendered no Kubernetes objects; refusing to print an empty stream, which "
             "Argo CD would read as 'delete every resource of this app'"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cmp.errors import ConfigError, SourceError
+from cmp.jsonread import JsonError, loads
 from cmp.source.appdir import RepoFiles
 from cmp.source.values import split_key
 
@@ -40,6 +41,26 @@ def check_values(
     `values` parameter (named `assigned_by`: `--set` at the CLI), applied last; they only say
     where a failing value came from."""
     shown = files.display(schema_path)
+    try:
+        _check(files, schema_path, shown, layers, assignments, values, assigned_by)
+    except RecursionError:
+        # jsonschema recurses per level of schema and value (both bounded by MAX_NESTING, but
+        # a few frames each) and a `$ref` may lead back to itself without consuming any value.
+        raise ConfigError(
+            f"{shown}: the schema refers to itself endlessly, or schema and values together nest "
+            "too deeply to check"
+        ) from None
+
+
+def _check(
+    files: RepoFiles,
+    schema_path: Path,
+    shown: str,
+    layers: Sequence[tuple[str, Any]],
+    assignments: Mapping[str, str],
+    values: Any,
+    assigned_by: str,
+) -> None:
     schema = _load(files, schema_path, shown)
     from jsonschema import validators  # type: ignore[import-untyped,unused-ignore]
     from jsonschema.exceptions import SchemaError  # type: ignore[import-untyped,unused-ignore]
@@ -80,9 +101,10 @@ def _load(files: RepoFiles, path: Path, shown: str) -> Any:
     except SourceError as exc:
         raise ConfigError(*exc.problems) from None
     try:
-        schema = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{shown}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+        schema = loads(text)
+    except JsonError as exc:
+        where = f"{shown}:{exc.line}" if exc.line else shown
+        raise ConfigError(f"{where}: not valid JSON: {exc.message}") from None
     if not isinstance(schema, dict | bool):
         raise ConfigError(f"{shown}: a JSON Schema is an object (or true/false)")
     return schema

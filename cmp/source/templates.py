@@ -288,6 +288,7 @@ def build_environment(
     def fail(message: str) -> None:
         raise TemplateAbort(message)
 
+    from cmp.jsonread import loads as load_json
     from cmp.source.emit import emit_value, quote_scalar
     from cmp.source.yamlread import load_one
 
@@ -295,7 +296,7 @@ def build_environment(
         to_yaml=emit_value,
         to_json=lambda v: json.dumps(v, sort_keys=True, ensure_ascii=False, separators=(",", ":")),
         from_yaml=lambda text: load_one(str(text), "from_yaml", max_nodes=limits.max_yaml_nodes),
-        from_json=lambda text: json.loads(str(text)),
+        from_json=lambda text: load_json(str(text)),
         b64encode=lambda v: base64.b64encode(_bytes(v)).decode("ascii"),
         b64decode=lambda v: base64.b64decode(_bytes(v), validate=True).decode("utf-8"),
         sha256=lambda v: hashlib.sha256(_bytes(v)).hexdigest(),
@@ -517,7 +518,8 @@ def render_one(
         ) from None
     except RecursionError:
         raise TemplateError(
-            f"{_template_line(template.name)}: templates include each other endlessly"
+            f"{_template_line(template.name)}: templates include each other endlessly, or the "
+            "template builds a value nested too deeply to print"
         ) from None
     except TemplateError:
         raise

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from cmp.errors import SourceError
+from cmp.jsonread import MAX_NESTING
 from cmp.source.yamlscalars import BOOL, FLOAT, INT, MERGE, NULL, STR, key_text, resolve_plain
 
 _CLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -157,6 +158,13 @@ def load_all(text: str, source: str, *, max_nodes: int) -> list[tuple[int, Any]]
         # Argo CD's document splitter ends every line with a newline, the last one too; this
         # matters to a block scalar on the last line (`|` then keeps one line break).
         text += "\n"
+    surrogate = _SURROGATE.search(text)  # a template can make one; libyaml cannot encode it
+    if surrogate:
+        line = text.count("\n", 0, surrogate.start()) + 1
+        raise SourceError(
+            f"{source}:{line}: invalid YAML: a lone UTF-16 surrogate "
+            f"{_codepoint(ord(surrogate.group()))} is not a character"
+        )
     _check_plain_size(text, source, max_nodes)
     loader = KubeLoader(text)
     if _MAY_TAG.search(text):
@@ -169,6 +177,7 @@ def load_all(text: str, source: str, *, max_nodes: int) -> list[tuple[int, Any]]
             line = node.start_mark.line + 1 if node is not None else 1
             if may_alias:
                 _check_expansion(node, source, line, max_nodes)
+            _check_depth(node, source, may_alias)
             documents.append((line, loader.construct_document(node)))
     except yaml.MarkedYAMLError as exc:
         raise SourceError(yaml_problem(source, exc)) from None
@@ -185,6 +194,7 @@ def load_all(text: str, source: str, *, max_nodes: int) -> list[tuple[int, Any]]
     return documents
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # A tag starts a token: `!` after a line start, a space or a flow indicator (not `#!/bin/sh`).
 _MAY_TAG = re.compile(r"(?:^|[\s\[{,])!", re.MULTILINE)
 
@@ -290,3 +300,58 @@ def _check_expansion(node: yaml.Node | None, source: str, line: int, max_nodes: 
             f"{source}:{line}: YAML document expands to {total} nodes through aliases "
             f"(limit {max_nodes}, TAGPIN_MAX_YAML_NODES); refusing it (an alias bomb?)"
         )
+
+
+def _check_depth(node: yaml.Node | None, source: str, may_alias: bool) -> None:
+    """Refuse a document nested deeper than MAX_NESTING (cmp/jsonread.py), naming a line where
+    it goes too deep: what reads it afterwards (the emitter, schema checks) recurses. Iterative,
+    each node walked once; with aliases, depths are summed up from below instead, and an
+    anchor that contains itself is infinitely deep."""
+    if node is None:
+        return
+    if may_alias:
+        _check_depth_through_aliases(node, source)
+        return
+    stack: list[tuple[yaml.Node, int]] = [(node, 1)]
+    while stack:
+        current, depth = stack.pop()
+        if depth > MAX_NESTING:
+            _too_deep(source, current)
+        stack.extend((child, depth + 1) for child in _collections_in(current))
+
+
+def _check_depth_through_aliases(root: yaml.Node, source: str) -> None:
+    depths: dict[int, int] = {}
+    started: set[int] = set()  # the nodes on the path being walked
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        current, finished = stack.pop()
+        key = id(current)
+        if finished:
+            started.discard(key)
+            depths[key] = 1 + max((depths[id(c)] for c in _collections_in(current)), default=0)
+            if depths[key] > MAX_NESTING:
+                _too_deep(source, current)
+        elif key in started:
+            _too_deep(source, current)  # an alias to one of its own ancestors
+        elif key not in depths:
+            started.add(key)
+            stack.append((current, True))
+            stack.extend((child, False) for child in _collections_in(current))
+
+
+def _collections_in(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        children = [child for pair in node.value for child in pair]
+    elif isinstance(node, yaml.SequenceNode):
+        children = list(node.value)
+    else:
+        return []
+    return [child for child in children if not isinstance(child, yaml.ScalarNode)]
+
+
+def _too_deep(source: str, node: yaml.Node) -> None:
+    raise SourceError(
+        f"{source}:{node.start_mark.line + 1}: YAML nested too deeply "
+        f"(more than {MAX_NESTING} levels)"
+    )

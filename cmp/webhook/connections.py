@@ -1,12 +1,18 @@
 """The webhook's HTTP front under load and attack: bounded concurrency, a total deadline per
-request, and a shutdown that fits in the pod's grace period.
+request, room for authenticated pushes whatever unauthenticated clients do, and a shutdown that
+fits in the pod's grace period.
 
 http.server gives one thread per connection and a socket timeout per read, so a client that
 trickles a byte every few seconds is never cut off, any number of such clients each hold a
 thread, and one of them can hold a graceful shutdown for as long as it likes. Here:
 
-- at most `max_connections` requests are served at once; a connection past that gets an
-  immediate 503 with Retry-After (EventBridge retries it) instead of a thread;
+- a connection whose request has not been read and authenticated yet is *pending*: at most
+  `PENDING_PER_SLOT × max_connections` of them; when one more arrives, the oldest pending one
+  is dropped. A real sender writes its request at once, so it is never the oldest for long:
+  however many slow or idle unauthenticated sockets are open, a push gets in;
+- only an authenticated request takes one of `max_connections` slots (`admit`), for the work
+  that costs: listing Applications, patching. Past that, 503 with Retry-After (EventBridge
+  retries);
 - every connection has one deadline, `request_timeout` after it was accepted, whatever it is
   doing (reading, or being answered): a watchdog thread shuts the socket down at that moment,
   so the handler's next read or write fails and its thread ends;
@@ -27,14 +33,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 STOP_DRAIN_SECONDS = 1.0  # what a request still being read gets once the server stops
-_BUSY_BODY = b'{"error": "too many requests at once; retry later"}\n'
-BUSY_RESPONSE = (
-    b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-    b"Retry-After: 1\r\nCache-Control: no-store\r\nConnection: close\r\n"
-    + b"Content-Length: %d\r\n\r\n" % len(_BUSY_BODY)
-    + _BUSY_BODY
-)
-BUSY_SEND_TIMEOUT = 0.2  # a 503 is best effort: a client that cannot take it is dropped
+PENDING_PER_SLOT = 4  # unauthenticated connections kept per request slot before dropping
 
 
 class Deadlines:
@@ -90,8 +89,10 @@ class Deadlines:
 
 
 class BoundedHTTPServer(HTTPServer):
-    """HTTPServer with a thread per request, at most `max_connections` of them, each connection
-    cut off `request_timeout` seconds after it was accepted."""
+    """HTTPServer with a thread per connection: at most `PENDING_PER_SLOT × max_connections`
+    still being read (the oldest dropped for a new one), at most `max_connections` admitted
+    after authentication, each connection cut off `request_timeout` seconds after it was
+    accepted."""
 
     request_queue_size = 128  # bursts of connections queue instead of being refused
 
@@ -102,25 +103,30 @@ class BoundedHTTPServer(HTTPServer):
         *,
         max_connections: int,
         request_timeout: float,
-        on_busy: Callable[[], None],
+        on_evicted: Callable[[], None],
         on_deadline: Callable[[], None],
     ) -> None:
         self._slots = threading.BoundedSemaphore(max_connections)
+        self._max_pending = PENDING_PER_SLOT * max_connections
         self._request_timeout = request_timeout
-        self._on_busy = on_busy
+        self._on_evicted = on_evicted
+        self._lock = threading.Lock()
+        self._pending: dict[socket.socket, None] = {}  # oldest first
+        self._admitted: set[socket.socket] = set()
         self._active: set[threading.Thread] = set()
         self._active_changed = threading.Condition()
         self.deadlines = Deadlines(on_deadline)
         super().__init__(address, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            self._on_busy()
-            with contextlib.suppress(OSError):
-                request.settimeout(BUSY_SEND_TIMEOUT)
-                request.sendall(BUSY_RESPONSE)
-            self.shutdown_request(request)
-            return
+        with self._lock:
+            if len(self._pending) >= self._max_pending:
+                oldest = next(iter(self._pending))
+                del self._pending[oldest]
+                with contextlib.suppress(OSError):
+                    oldest.shutdown(socket.SHUT_RDWR)  # its handler's next read ends it
+                self._on_evicted()
+            self._pending[request] = None
         self.deadlines.add(request, time.monotonic() + self._request_timeout)
         thread = threading.Thread(
             target=self._serve, args=(request, client_address), name="request", daemon=True
@@ -128,6 +134,18 @@ class BoundedHTTPServer(HTTPServer):
         with self._active_changed:
             self._active.add(thread)
         thread.start()
+
+    def admit(self, request: socket.socket) -> bool:
+        """Give an authenticated request one of the `max_connections` slots; False when every
+        slot is taken (or the connection was already dropped)."""
+        with self._lock:
+            if request not in self._pending:
+                return request in self._admitted
+            if not self._slots.acquire(blocking=False):
+                return False
+            del self._pending[request]
+            self._admitted.add(request)
+            return True
 
     def _serve(self, request: Any, client_address: Any) -> None:
         try:
@@ -137,7 +155,11 @@ class BoundedHTTPServer(HTTPServer):
         finally:
             self.deadlines.remove(request)
             self.shutdown_request(request)
-            self._slots.release()
+            with self._lock:
+                self._pending.pop(request, None)
+                if request in self._admitted:
+                    self._admitted.discard(request)
+                    self._slots.release()
             with self._active_changed:
                 self._active.discard(threading.current_thread())
                 self._active_changed.notify_all()

@@ -10,7 +10,6 @@ import datetime
 import hashlib
 import hmac
 import json
-import math
 import re
 import threading
 from collections import OrderedDict
@@ -22,6 +21,7 @@ from cmp.errors import ImageError
 from cmp.images.ecr import ecr_registry
 from cmp.images.reference import parse_image
 from cmp.imageupdater.annotations import normalize_repository
+from cmp.jsonread import JsonError, loads
 
 SECRET_HEADER = "X-Tagpin-Secret"
 SIGNATURE_HEADER = "X-Tagpin-Signature"
@@ -170,49 +170,13 @@ class ReplayGuard:
 # --- strict JSON ------------------------------------------------------------------------------
 
 
-class _StrictJsonError(ValueError):
-    pass
-
-
-def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _StrictJsonError(f"duplicate key {_quoted(key)}")
-        result[key] = value
-    return result
-
-
-def _reject_constant(name: str) -> Any:
-    raise _StrictJsonError(f"{name} is not JSON")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise _StrictJsonError(f"number {_quoted(text)} is out of range")
-    return value
-
-
 def parse_json_object(body: bytes) -> dict[str, Any]:
-    """RFC 8259 and nothing more: UTF-8, no duplicate keys, no NaN/Infinity, an object."""
+    """RFC 8259 and nothing more (cmp/jsonread.py): UTF-8, bounded nesting, no duplicate keys,
+    no NaN/Infinity, an object."""
     try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _malformed("the body is not UTF-8") from None
-    try:
-        document = json.loads(
-            text,
-            object_pairs_hook=_object_without_duplicates,
-            parse_constant=_reject_constant,
-            parse_float=_finite_float,
-        )
-    except _StrictJsonError as error:
-        raise _malformed(f"the body is not strict JSON: {error}") from None
-    except (ValueError, RecursionError) as error:
-        # JSONDecodeError's message names the line and column; nesting too deep has none.
-        detail = str(error) if isinstance(error, json.JSONDecodeError) else "nested too deeply"
-        raise _malformed(f"the body is not valid JSON: {detail}") from None
+        document = loads(body)
+    except JsonError as error:
+        raise _malformed(f"the body is not valid JSON: {error}") from None
     if not isinstance(document, dict):
         raise _malformed("the body must be a JSON object")
     return document

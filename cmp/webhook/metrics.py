@@ -46,6 +46,19 @@ class Counter:
         return self._registry.get_sample_value(f"{self._name}_total", labels) or 0.0
 
 
+class Gauge:
+    def __init__(self, registry: CollectorRegistry, name: str, help: str) -> None:
+        self._registry = registry
+        self._name = name
+        self._gauge = prometheus_client.Gauge(name, help, registry=registry)
+
+    def set(self, value: float) -> None:
+        self._gauge.set(value)
+
+    def value(self) -> float:
+        return self._registry.get_sample_value(self._name) or 0.0
+
+
 class Histogram:
     def __init__(
         self, registry: CollectorRegistry, name: str, help: str, buckets: tuple[float, ...]
@@ -93,6 +106,12 @@ class WebhookMetrics:
             registry,
             "tagpin_webhook_list_errors",
             "Failed attempts to list Applications from the Kubernetes API.",
+        )
+        self.unreadable_applications = Gauge(
+            registry,
+            "tagpin_webhook_unreadable_applications",
+            "Applications left out of the last list because they cannot be read (nested too "
+            "deeply); pushes do not refresh them.",
         )
         self.policy_errors = Counter(
             registry,

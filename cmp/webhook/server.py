@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import datetime
 import json
+import socket
 import threading
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol, TextIO
 from urllib.parse import urlsplit
 
-from cmp.argocd.kube import KubeApiError
+from cmp.argocd.kube import Applications, KubeApiError
 from cmp.errors import TagpinError
 from cmp.registry.shared import PushGenerations, RedisSettings
 from cmp.webhook.connections import BoundedHTTPServer
@@ -76,7 +77,7 @@ class KubeClient(Protocol):
 
     def get_application(self, namespace: str, name: str) -> dict[str, Any] | None: ...
 
-    def list_applications(self, namespace: str) -> list[dict[str, Any]]: ...
+    def list_applications(self, namespace: str) -> Applications: ...
 
     def patch_application(
         self, namespace: str, name: str, patch: dict[str, Any]
@@ -114,29 +115,40 @@ class ApplicationIndex:
         namespaces: tuple[str, ...],
         max_age: float,
         metrics: WebhookMetrics,
+        log: EventLog,
     ) -> None:
         self._kube = kube
         self._namespaces = namespaces
         self._max_age = max_age
         self._metrics = metrics
+        self._log = log
         self._lock = threading.Lock()
         self._items: list[dict[str, Any]] | None = None
         self._fetched_at = 0.0
+        self._unreadable: dict[str, str] = {}  # namespace/name → why, as last logged
 
     def applications(self) -> list[dict[str, Any]]:
+        """The Applications that can be read; one that cannot is left out, counted and logged
+        (when it first appears), never a reason to fail the list."""
         with self._lock:
             now = time.monotonic()
             if self._items is None or now - self._fetched_at > self._max_age:
+                items: list[dict[str, Any]] = []
+                unreadable: dict[str, str] = {}
                 try:
-                    items = [
-                        app
-                        for namespace in self._namespaces
-                        for app in self._kube.list_applications(namespace)
-                    ]
+                    for namespace in self._namespaces:
+                        listed = self._kube.list_applications(namespace)
+                        items.extend(listed)
+                        for skipped in listed.unreadable:
+                            unreadable[skipped.describe(namespace)] = skipped.problem
                 except TagpinError:
                     self._metrics.list_errors.inc()
                     raise
-                self._items, self._fetched_at = items, now
+                for app, problem in sorted(unreadable.items()):
+                    if self._unreadable.get(app) != problem:
+                        self._log.write("unreadable application", app=app, problem=problem)
+                self._metrics.unreadable_applications.set(len(unreadable))
+                self._items, self._fetched_at, self._unreadable = items, now, unreadable
             return self._items
 
 
@@ -324,7 +336,7 @@ class WebhookServer:
         self.metrics = WebhookMetrics()
         self.log = EventLog(log_stream)
         self.index = ApplicationIndex(
-            kube, config.namespaces, config.app_cache_seconds, self.metrics
+            kube, config.namespaces, config.app_cache_seconds, self.metrics, self.log
         )
         self.refresher = Refresher(
             kube, config.coalesce_seconds, config.patch_workers, self.log, self.metrics
@@ -338,7 +350,7 @@ class WebhookServer:
             _handler_class(self),
             max_connections=config.max_connections,
             request_timeout=config.request_timeout_seconds,
-            on_busy=lambda: self.metrics.connections_refused.inc("busy"),
+            on_evicted=lambda: self.metrics.connections_refused.inc("evicted"),
             on_deadline=lambda: self.metrics.connections_refused.inc("deadline"),
         )
         self._stopped = False
@@ -371,36 +383,58 @@ class WebhookServer:
             return
         self._stopped = True
         budget_ends = time.monotonic() + self.config.shutdown_seconds
-        self._httpd.shutdown()
+        if self._thread.ident is not None:  # shutdown() waits for a serve_forever that ran
+            self._httpd.shutdown()
         unfinished = self._httpd.drain(budget_ends)
         self._httpd.server_close()
-        self._thread.join()
+        if self._thread.ident is not None:
+            self._thread.join()
         unsent = self.refresher.close(budget_ends)
         if unfinished or unsent:
             self.log.write("stopped", requests_cut_off=unfinished, refreshes_not_sent=unsent)
         else:
             self.log.write("stopped")
 
+    def admit(self, connection: socket.socket) -> bool:
+        return self._httpd.admit(connection)
+
     def readiness(self) -> tuple[int, dict[str, Any]]:
+        """Ready when Applications can be listed: the API server's health, never one
+        Application's content (an unreadable one is left out of the list)."""
         try:
             count = len(self.index.applications())
         except TagpinError as error:
             self.log.write("not ready", problem="; ".join(error.problems))
             return 503, {"status": "not ready", "error": "cannot list Applications"}
+        except Exception:  # noqa: BLE001 - a bug: not ready, said in the log, and no crash
+            self.log.write("not ready", traceback=traceback.format_exc())
+            return 503, {"status": "not ready", "error": "internal error; see the webhook's log"}
         return 200, {"status": "ready", "applications": count}
 
     def handle_event(
-        self, sender: str, headers: Mapping[str, str], body: bytes, received: float
+        self,
+        sender: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        received: float,
+        admit: Callable[[], bool] = lambda: True,
     ) -> tuple[int, dict[str, Any]]:
-        """Answer one event request; `headers` have lower-case names."""
+        """Answer one event request; `headers` have lower-case names. `admit` is asked once the
+        request is authenticated, for one of the request slots (connections.py): only then
+        does the request do work that costs (parsing, listing Applications)."""
         now = time.time()
         max_age = self.config.max_event_age_seconds
         try:
             if sender == "eventbridge":
                 verify_shared_secret(headers, self.config.secret)
-                event = parse_eventbridge(parse_json_object(body), now, max_age)
             else:
                 signature = verify_signature(headers, body, self.config.secret, now, max_age)
+            if not admit():
+                self.metrics.connections_refused.inc("busy")
+                return 503, {"error": "too many requests at once; retry later"}
+            if sender == "eventbridge":
+                event = parse_eventbridge(parse_json_object(body), now, max_age)
+            else:
                 event = parse_generic(parse_json_object(body), signature)
             try:
                 applications = self.index.applications()
@@ -509,7 +543,11 @@ def _handler_class(webhook: WebhookServer) -> type[BaseHTTPRequestHandler]:
                 if rejection.status == 413:
                     self._drain()
                 return
-            self._send_json(*webhook.handle_event(sender, self._headers(), body, received))
+            status, document = webhook.handle_event(
+                sender, self._headers(), body, received, lambda: webhook.admit(self.connection)
+            )
+            retry = {"Retry-After": "1"} if status == 503 else None  # EventBridge retries
+            self._send_json(status, document, retry)
 
         def _headers(self) -> dict[str, str]:
             return {name.lower(): value for name, value in self.headers.items()}

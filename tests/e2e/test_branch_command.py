@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from cmp.errors import ExitStatus
+from tests.e2e.test_webhook_attacks import deeply_nested_application
 from tests.support.fake_kube import FakeKube
 from tests.support.moto_ecr import ACCOUNT, REGION
 
@@ -279,6 +280,63 @@ def test_each_refusal_leaves_the_application_unchanged(
     assert done.stdout == ""
     assert patches(fake_kube) == []
     assert fake_kube.applications[("argocd", "web")] == before
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (f"{API}, evil={WEB}", "is not one image repository: it contains ' ' ',' '='"),
+        (f"{API},evil={WEB}", "is not one image repository: it contains ',' '='"),
+        (f"api={API}", "is not one image repository: it contains '='"),
+        (f"{API}\tx", "is not one image repository: it contains '\\t'"),
+        (f"{API}@sha256:{'ab' * 32}", f"names a digest: give the repository ({API})"),
+        ("Shop/API", "uppercase"),
+    ],
+)
+def test_an_image_that_is_not_one_repository_is_refused(
+    env, fake_kube: FakeKube, tags, image: str, message: str
+) -> None:
+    """The attack: `--image "<repo>, api=<other repo>"` (a bot passing user input) wrote an
+    extra alias into image-list, and `--image <repo>@sha256:…` was accepted."""
+    fake_kube.add("argocd", "web", PRODUCTION)
+    done = tagpin(env, "branch", "set", "web", "--image", image, "--allow-tags", "^pr-42-")
+    assert (done.returncode, done.stdout) == (ExitStatus.CONFIG, ""), done.stderr
+    assert message in done.stderr
+    assert patches(fake_kube) == []
+
+
+def test_unreadable_branch_records_and_applications_cost_only_their_own_team(
+    env, fake_kube: FakeKube, tags
+) -> None:
+    """The attack: a `tagpin.dev/branch-deploy` record of nested JSON, or with a non-string
+    `previous`, made `status` and `clear` exit 70 on that app, and the namespace-wide status
+    fail for every team; so did one Application nested too deeply to decode."""
+    fake_kube.add("argocd", "shop", PRODUCTION)
+    fake_kube.add("argocd", "deep", {**PRODUCTION, RECORD: "[" * 5000 + "]" * 5000})
+    previous = {"web": {"by": "mallory", "previous": {"allow-tags": ["regexp:."]}}}
+    fake_kube.add("argocd", "odd", {**PRODUCTION, RECORD: json.dumps(previous)})
+    fake_kube.add_raw("argocd", "evil", deeply_nested_application("evil"))
+
+    done = tagpin(env, "branch", "status", "-o", "json")
+    assert done.returncode == 0, done.stderr
+    rows = {row["app"]: row for row in json.loads(done.stdout)}
+    assert sorted(rows) == ["argocd/deep", "argocd/odd", "argocd/shop"]
+    assert rows["argocd/shop"]["tag"] == "v1.3.0"
+    assert "nested too deeply (more than 256 levels)" in rows["argocd/deep"]["error"]
+    assert "previous of alias 'web' is not a map" in rows["argocd/odd"]["error"]
+    assert "Application argocd/evil cannot be read (nested too deeply" in done.stderr
+
+    text = tagpin(env, "branch", "status", "odd")
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.startswith("argocd/odd: cannot show its branch deploys: Application ")
+    for app in ("deep", "odd"):
+        clear = tagpin(env, "branch", "clear", app)
+        assert (clear.returncode, clear.stdout) == (ExitStatus.CONFIG, ""), clear.stderr
+        assert f"annotation {RECORD} is not the JSON object tagpin writes" in clear.stderr
+    assert patches(fake_kube) == []
+    evil = tagpin(env, "branch", "status", "evil")
+    assert (evil.returncode, evil.stdout) == (ExitStatus.APP_LOOKUP, ""), evil.stderr
+    assert "nested too deeply (more than 256 levels)" in evil.stderr
 
 
 def test_a_rule_in_the_git_parameter_is_refused(env, fake_kube: FakeKube, tags) -> None:

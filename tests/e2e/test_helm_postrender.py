@@ -122,7 +122,7 @@ def test_helm3_post_renderer_pins_stdin_onto_stdout(tmp_path: Path) -> None:
     [
         HELM_OUTPUT.replace(":1.4.0", ":1.5.0"),  # a tag the lock lacks
         HELM_OUTPUT + "  broken: [\n",  # malformed YAML
-        "",  # Helm rendered nothing: never pass an empty stream on as success
+        '{"kind": "ConfigMap", "data": {"x": NaN}}',  # JSON Argo CD cannot apply
     ],
 )
 def test_a_failing_post_render_exits_non_zero_with_nothing_on_stdout(
@@ -132,6 +132,15 @@ def test_a_failing_post_render_exits_non_zero_with_nothing_on_stdout(
     assert done.returncode != 0
     assert done.stdout == b""
     assert done.stderr.startswith(b"tagpin: ")
+
+
+@pytest.mark.parametrize("stdin", ["", "---\n# Source: web/templates/nothing.yaml\n---\n"])
+def test_a_chart_that_renders_nothing_post_renders_to_nothing(tmp_path: Path, stdin: str) -> None:
+    """Issue 23, item 20: a filter given no objects prints none and succeeds (a chart with every
+    part disabled); it was refused as an empty render."""
+    done = post_render([str(SCRIPT), "--digests", str(lock(tmp_path))], stdin, helm_env(tmp_path))
+    assert (done.returncode, done.stdout) == (0, b""), done.stderr.decode()
+    assert done.stderr == b"tagpin: the input holds no Kubernetes objects; printed none\n"
 
 
 def test_the_helm4_plugin_yaml_has_only_documented_fields() -> None:

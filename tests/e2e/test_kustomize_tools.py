@@ -208,7 +208,11 @@ def test_pin_applies_image_updater_overrides_and_tagpin_yaml_paths(
             6,
             b"<stdin>:4:3: invalid YAML",
         ),
-        (b"", 6, b"refusing to print an empty stream"),
+        (  # an empty stream is no failure for a filter (issue 23 item 20); JSON NaN is
+            b'{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "x": NaN}',
+            6,
+            b"<stdin>:1: invalid JSON: x: NaN is not JSON",
+        ),
         (
             b'{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}} {"kind": ',
             6,

@@ -5,6 +5,7 @@ them with the behaviour users rely on."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -96,8 +97,9 @@ class Webhook:
             text=True,
         )
         assert self.process.stderr is not None
-        self.lines: list[dict[str, Any]] = [json.loads(self.process.stderr.readline())]
-        assert self.lines[0]["msg"] == "listening"
+        self.lines: list[dict[str, Any]] = []
+        while not self.lines or self.lines[-1]["msg"] != "listening":  # JSON lines only
+            self.lines.append(json.loads(self.process.stderr.readline()))
         self._reader = threading.Thread(target=self._read_log, daemon=True)
         self._reader.start()
 
@@ -220,6 +222,43 @@ def test_an_application_the_matching_cannot_read_is_skipped_and_reported() -> No
     assert reported == [("argocd/odd", "AttributeError")]
 
 
+def deeply_nested_application(name: str, depth: int = 1500) -> str:
+    """An Application as the API server stores it, `spec.source.helm.valuesObject` nested
+    `depth` levels deep (Argo CD's CRD keeps unknown fields there), running WEB."""
+    values = '{"a":' * depth + "1" + "}" * depth
+    return (
+        f'{{"metadata":{{"name":"{name}","namespace":"argocd","resourceVersion":"1"}},'
+        f'"spec":{{"source":{{"helm":{{"valuesObject":{values}}}}}}},'
+        f'"status":{{"summary":{{"images":["{WEB}:main"]}}}}}}'
+    )
+
+
+def test_one_deeply_nested_application_does_not_stop_the_webhook_for_everyone(
+    fake_kube: FakeKube, start: Any
+) -> None:
+    """The attack: one Application with a 1,500-deep `valuesObject` made the list of
+    Applications fail to decode (RecursionError): every push got HTTP 500, /readyz 500, start-up
+    printed a traceback and the process then ignored SIGTERM."""
+    for name in ("prod", "staging"):
+        fake_kube.add("argocd", name)["status"] = {"summary": {"images": [f"{WEB}:main"]}}
+    fake_kube.add_raw("argocd", "evil", deeply_nested_application("evil"))
+    webhook = start()  # it logs JSON lines only, no traceback
+    assert webhook.lines[-1]["ready"] is True
+    status, body = webhook.request("GET", "/readyz")
+    assert (status, json.loads(body)) == (200, {"status": "ready", "applications": 2})
+
+    status, reply = webhook.push("team/web", "main")
+    assert status == 202, reply
+    assert reply["applications"] == ["argocd/prod", "argocd/staging"]
+    wait_for(lambda: patched(fake_kube) == ["prod", "staging"], "the two refreshes")
+    assert webhook.metric("tagpin_webhook_unreadable_applications") == 1
+    assert webhook.stop() == 0  # SIGTERM is obeyed
+    [skipped] = [line for line in webhook.lines if line["msg"] == "unreadable application"]
+    assert skipped["app"] == "argocd/evil"
+    assert "nested too deeply (more than 256 levels)" in skipped["problem"]
+    assert webhook.lines[-1]["msg"] == "stopped"
+
+
 # --- the HTTP front --------------------------------------------------------------------------
 
 
@@ -259,35 +298,72 @@ def test_trickling_clients_are_cut_off_and_cannot_lock_out_pushes(
         threading.Thread(target=trickle, args=(webhook.port, stop, cut), daemon=True)
         for _ in range(40)
     ]
+
+    def refused(reason: str) -> float:
+        return webhook.metric(f'tagpin_webhook_connections_refused_total{{reason="{reason}"}}')
+
     try:
         for client in clients:
             client.start()
-        # Every slot is taken by a trickler now: a push is refused at once, not queued forever.
-        wait_for(
-            lambda: webhook.metric('tagpin_webhook_connections_refused_total{reason="busy"}') > 0,
-            "a busy refusal",
-        )
-        # Each trickler holding a slot is cut off at its 2 s deadline, however steadily it
-        # sends (a byte every 0.3 s: a per-read timeout never fires).
-        wait_for(
-            lambda: (
-                webhook.metric('tagpin_webhook_connections_refused_total{reason="deadline"}') >= 8
-            ),
-            "the trickling clients to be cut off at their deadline",
-        )
-        # Pushes keep getting through: each gets a slot once a trickler's deadline frees one.
-        statuses = []
-        for _ in range(3):
-            try:
-                statuses.append(webhook.push("team/web", "main")[0])
-            except (OSError, json.JSONDecodeError):
-                statuses.append(0)  # refused while busy: EventBridge retries
-        assert 202 in statuses
+        # 40 unfinished requests, room for 4 x 8 of them: the oldest are dropped for newer ones
+        # (8 tricklers, and the metric polls that find it full), and each of the others is cut
+        # off at its 2 s deadline, however steadily it sends (a byte every 0.3 s: a per-read
+        # timeout never fires).
+        wait_for(lambda: refused("evicted") + refused("deadline") >= 40, "every trickler cut")
+        assert refused("evicted") >= 8
+        # No trickler ever held a request slot: every push is served.
+        statuses = [webhook.push("team/web", "main")[0] for _ in range(3)]
+        assert statuses == [202, 202, 202]
     finally:
         stop.set()
         for client in clients:
             client.join(timeout=10)
     wait_for(lambda: "prod" in patched(fake_kube), "the push's refresh")
+
+
+def hold_a_slow_socket(port: int, stop: threading.Event, connects: list[int]) -> None:
+    """An unauthenticated slow client that keeps one socket open: it trickles request headers
+    and connects again whenever the server cuts it off."""
+    while not stop.is_set():
+        connects.append(1)
+        trickle(port, stop, [])
+
+
+def test_slow_unauthenticated_clients_beyond_max_connections_do_not_lock_out_pushes(
+    fake_kube: FakeKube, start: Any
+) -> None:
+    """The attack: more slow unauthenticated clients than --max-connections let 1-2 of 50
+    real pushes through in 25 s (each slot was taken at accept, before any authentication)."""
+    prod = fake_kube.add("argocd", "prod")
+    prod["status"] = {"summary": {"images": [f"{WEB}:main"]}}
+    webhook = start("--max-connections", "8")
+    stop, connects = threading.Event(), list[int]()
+    clients = [
+        threading.Thread(target=hold_a_slow_socket, args=(webhook.port, stop, connects))
+        for _ in range(40)
+    ]
+    try:
+        for client in clients:
+            client.start()
+        wait_for(
+            lambda: (
+                webhook.metric('tagpin_webhook_connections_refused_total{reason="evicted"}') > 0
+            ),
+            "more slow sockets than the webhook keeps pending",
+        )
+        accepted = 0
+        for _ in range(50):
+            with contextlib.suppress(OSError, ValueError):
+                accepted += webhook.push("team/web", "main")[0] == 202
+        slow_sockets = len(connects)
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(timeout=10)
+    assert accepted == 50, f"{accepted} of 50 pushes accepted beside 40 slow sockets"
+    assert slow_sockets >= 40
+    assert webhook.metric('tagpin_webhook_connections_refused_total{reason="busy"}') == 0
+    wait_for(lambda: "prod" in patched(fake_kube), "the pushes' refresh")
 
 
 def test_a_slow_client_does_not_hold_shutdown_past_the_grace_period(

@@ -64,6 +64,13 @@ class FakeKube:
     # Called with (namespace, name) after a GET of one Application was read, before it is sent:
     # outside the lock, so a hook may wait for another client or write like a controller.
     after_get: list[Callable[[str, str], None]] = field(default_factory=list)
+    # Applications served as given, byte for byte (GET and in lists): objects nested deeper
+    # than Python's json can build or print, as the real API server stores them.
+    raw: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def add_raw(self, namespace: str, name: str, text: str) -> None:
+        with self.lock:
+            self.raw[(namespace, name)] = text
 
     def add(
         self, namespace: str, name: str, annotations: dict[str, str] | None = None
@@ -103,7 +110,7 @@ class FakeKube:
 
     def handle(
         self, method: str, target: str, headers: dict[str, str], body: bytes, cert: bool
-    ) -> tuple[int, dict[str, Any]]:
+    ) -> tuple[int, Any]:
         with self.lock:
             self.requests.append(RecordedRequest(method, target, headers, body, time.time(), cert))
             url = urlsplit(target)
@@ -126,6 +133,10 @@ class FakeKube:
                 )
             if name is None and method == "GET":
                 return 200, self.list_page(namespace, parse_qs(url.query))
+            if (namespace, name) in self.raw:
+                if method == "GET":
+                    return 200, RawJson(self.raw[(namespace, name)])
+                return 422, status(422, "Invalid", "the fake does not change raw Applications")
             application = self.applications.get((namespace, name))
             if application is None:
                 return 404, status(404, "NotFound", f'applications.argoproj.io "{name}" not found')
@@ -157,15 +168,18 @@ class FakeKube:
             return 405, status(405, "MethodNotAllowed", f"{method} is not supported")
 
     def list_page(self, namespace: str, query: dict[str, list[str]]) -> dict[str, Any]:
-        names = sorted(name for ns, name in self.applications if ns == namespace)
+        names = sorted(name for ns, name in [*self.applications, *self.raw] if ns == namespace)
         start = int(base64.b64decode(query["continue"][0])) if "continue" in query else 0
         limit = int(query["limit"][0]) if "limit" in query else len(names)
         page = names[start : start + limit]
         metadata: dict[str, Any] = {"resourceVersion": "100"}
         if start + limit < len(names):
             metadata["continue"] = base64.b64encode(str(start + limit).encode()).decode()
-        items = []
+        items: list[Any] = []
         for name in page:
+            if (namespace, name) in self.raw:
+                items.append(RawJson(self.raw[(namespace, name)]))
+                continue
             item = copy.deepcopy(self.applications[(namespace, name)])
             del item["apiVersion"], item["kind"]  # the real API leaves these off list items
             items.append(item)
@@ -175,6 +189,21 @@ class FakeKube:
             "metadata": metadata,
             "items": items,
         }
+
+
+class RawJson(str):
+    """JSON text served verbatim where a value belongs."""
+
+
+def encode(value: Any) -> str:
+    """json.dumps, except that RawJson is written as it is (shallow structures only)."""
+    if isinstance(value, RawJson):
+        return str(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{json.dumps(k)}:{encode(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(encode(v) for v in value) + "]"
+    return json.dumps(value)
 
 
 def status(code: int, reason: str, message: str) -> dict[str, Any]:
@@ -216,7 +245,7 @@ def serve(fake: FakeKube, tls: ssl.SSLContext | None = None) -> ThreadingHTTPSer
             if self.command == "GET" and code == 200 and match and match["name"]:
                 for hook in list(fake.after_get):
                     hook(match["namespace"], match["name"])
-            payload = json.dumps(document).encode()
+            payload = (encode(document) if fake.raw else json.dumps(document)).encode()
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))

@@ -178,7 +178,7 @@ def test_deeply_nested_argocd_app_parameters_json_is_a_quick_config_error(tmp_pa
         env=OFFLINE | {"ARGOCD_APP_PARAMETERS": deep, "ARGOCD_APP_NAME": "web"},
     )
     assert (done.returncode, done.stdout) == (ExitStatus.CONFIG, b""), done.stderr.decode()
-    assert b"ARGOCD_APP_PARAMETERS is nested too deeply" in done.stderr
+    assert b"ARGOCD_APP_PARAMETERS is not valid JSON: line 1: nested too deeply" in done.stderr
 
 
 @pytest.mark.parametrize(

@@ -584,3 +584,40 @@ def test_in_cluster_uses_the_service_account_and_rereads_the_token(
         f"Bearer {TOKEN}",
         "Bearer rotated-token",
     ]
+
+
+# --- bounds on what the API server sends ----------------------------------------------------
+
+
+def test_a_list_page_too_large_is_asked_again_in_smaller_pages(
+    fake_kube: FakeKube, kubeconfig: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Applications with a large status make a page of 250 huge: tagpin reads at most
+    MAX_RESPONSE_BYTES of an answer, and halves the page until one fits."""
+    import cmp.argocd.kube as kube
+
+    for name in ["a", "b", "c", "d", "e"]:
+        fake_kube.add("argocd", name)["status"] = {"history": ["x" * 400]}
+    monkeypatch.setattr(kube, "MAX_RESPONSE_BYTES", 1500)
+    items = api_from(kubeconfig, tmp_path).list_applications("argocd", page_size=8)
+    assert [item["metadata"]["name"] for item in items] == ["a", "b", "c", "d", "e"]
+    limits = [r.path.split("limit=")[1].split("&")[0] for r in fake_kube.requests]
+    assert limits[:3] == ["8", "4", "2"] and set(limits[3:]) == {"2"}
+
+
+def test_one_application_nested_too_deeply_is_left_out_of_a_list_and_refused_alone(
+    fake_kube: FakeKube, kubeconfig: Path, tmp_path: Path
+) -> None:
+    fake_kube.add("argocd", "good")
+    deep = '{"a":' * 2000 + "1" + "}" * 2000
+    fake_kube.add_raw(
+        "argocd", "evil", '{"metadata":{"name":"evil","namespace":"argocd"},"spec":' + deep + "}"
+    )
+    api = api_from(kubeconfig, tmp_path)
+    listed = api.list_applications("argocd")
+    assert [item["metadata"]["name"] for item in listed] == ["good"]
+    [skipped] = listed.unreadable
+    assert skipped.describe("argocd") == "argocd/evil"
+    with pytest.raises(AppLookupError, match=r"applications/evil: tagpin cannot read the API"):
+        api.get_application("argocd", "evil")
+    assert api.get_application("argocd", "good") is not None
