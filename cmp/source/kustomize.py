@@ -413,7 +413,7 @@ def _run(
     confined: bool,
 ) -> str:
     """Run `argv` (kustomize, confined by cmp.source.nonetwork or not) and return its output;
-    its failure as tagpin's error, in kustomize's words."""
+    its failure as tagpin's error, in kustomize's words minus kubectl's log decoration."""
     shown = files.display(kfile)
     try:
         process = subprocess.Popen(
@@ -475,7 +475,7 @@ def _run(
         text = errors.decode("utf-8", "replace")
         if confined and status == nonetwork.FAILED and text.startswith(nonetwork.PREFIX):
             raise ConfigError(text.removeprefix(nonetwork.PREFIX).strip())
-        message = _relative(text, files)
+        message = _relative(without_log_prefix(text), files)
         lines = [
             line.removeprefix("Error: ").removeprefix("error: ")
             for line in message.strip().splitlines()
@@ -496,6 +496,56 @@ def _run(
             if line.startswith(WARNING_PREFIX)
         )
     return decode(b"".join(chunks), f"{shown} (kustomize build)")
+
+
+# A klog line: severity, MMDD, time, thread id, file:line] message (k8s.io/klog/v2).
+KLOG_HEADER = re.compile(r"[IWEF]\d{4} \d\d:\d\d:\d\d\.\d{6} +\d+ [^\s\]]+:\d+\] ")
+KLOG_FAILED = '"command failed" err='  # component-base/cli/run.go: klog.ErrorS(err, ...)
+GO_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[0-7]{3}|.)", re.S)
+GO_ESCAPED_CHARS = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+
+
+def without_log_prefix(text: str) -> str:
+    """kubectl stderr as kubectl 1.37 prints it: older kubectl (1.32) logs a failed command
+    through klog, `E1204 10:11:12.123456   4242 run.go:72] "command failed" err="..."`,
+    with the error Go-quoted, or on tab-indented lines between `err=<` and ` >` when it has
+    several; other klog lines lose their header."""
+    lines: list[str] = []
+    rows = iter(text.splitlines())
+    for row in rows:
+        header = KLOG_HEADER.match(row)
+        if header is None:
+            lines.append(row)
+            continue
+        message = row[header.end() :]
+        if message == KLOG_FAILED + "<":
+            for value in rows:
+                if value == " >":
+                    break
+                lines.append(value.removeprefix("\t"))
+        elif message.startswith(KLOG_FAILED + '"') and message.endswith('"'):
+            lines.append(_go_unquote(message[len(KLOG_FAILED) + 1 : -1]))
+        else:
+            lines.append(message)
+    return "\n".join(lines)
+
+
+def _go_unquote(quoted: str) -> str:
+    """The string strconv.Quote turned into `quoted` (without its double quotes)."""
+    out = bytearray()
+    position = 0
+    for match in GO_ESCAPE.finditer(quoted):
+        out += quoted[position : match.start()].encode()
+        escape = match.group(1)
+        if escape[0] == "x" or (escape[0] in "01234567" and len(escape) == 3):
+            out.append(int(escape[1:], 16) if escape[0] == "x" else int(escape, 8) & 0xFF)
+        elif escape[0] in "uU" and len(escape) > 1:
+            out += chr(min(int(escape[1:], 16), 0x10FFFF)).encode("utf-8", "replace")
+        else:
+            out += GO_ESCAPED_CHARS.get(escape, escape).encode()
+        position = match.end()
+    out += quoted[position:].encode()
+    return out.decode("utf-8", "replace")
 
 
 def _concerned(message: str, files: RepoFiles, default: Path) -> Path:
