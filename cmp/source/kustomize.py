@@ -473,8 +473,8 @@ def _run(
                 f"{shown}: kustomize build did not finish in {timeout} s (TAGPIN_KUSTOMIZE_TIMEOUT)"
             )
         text = errors.decode("utf-8", "replace")
-        if confined and status == nonetwork.FAILED and text.startswith(nonetwork.PREFIX):
-            raise ConfigError(text.removeprefix(nonetwork.PREFIX).strip())
+        if confined:
+            _raise_if_not_started(status, text)
         message = _relative(without_log_prefix(text), files)
         lines = [
             line.removeprefix("Error: ").removeprefix("error: ")
@@ -496,6 +496,21 @@ def _run(
             if line.startswith(WARNING_PREFIX)
         )
     return decode(b"".join(chunks), f"{shown} (kustomize build)")
+
+
+def _raise_if_not_started(status: int, stderr: str) -> None:
+    """cmp.source.nonetwork's own failure: kustomize did not run."""
+    if not stderr.startswith(nonetwork.PREFIX):
+        return
+    reason = stderr.removeprefix(nonetwork.PREFIX).strip()
+    if status == nonetwork.UNCONFINED:
+        raise ConfigError(
+            reason,
+            "tagpin runs kustomize only without network, unless the sidecar setting "
+            "TAGPIN_KUSTOMIZE_REMOTE=on gives it the network (docs/kustomize.md)",
+        )
+    if status == nonetwork.NOT_STARTED:
+        raise ConfigError(reason)
 
 
 # A klog line: severity, MMDD, time, thread id, file:line] message (k8s.io/klog/v2).

@@ -29,15 +29,17 @@ import sys
 
 LIBRARY = "libseccomp.so.2"
 DENIED = ("socket", "io_uring_setup", "pidfd_getfd", "ptrace", "process_vm_writev")
-FAILED = 125  # the exit status when the program could not be started confined
+UNCONFINED = 125  # exit status: the filter could not be installed; the program did not run
+NOT_STARTED = 126  # exit status: execve(2) failed (as a shell's "cannot execute")
 PREFIX = "tagpin-nonetwork: "  # begins the one line of stderr that says why
 
 _ALLOW = 0x7FFF0000  # SCMP_ACT_ALLOW
 _ERRNO = 0x00050000  # SCMP_ACT_ERRNO(n) is _ERRNO | n
 
 
-def deny_network(library: str = LIBRARY) -> None:
+def deny_network(library: str | None = None) -> None:
     """Install the filter on this process (and every process it starts from now on)."""
+    library = library or LIBRARY
     try:
         seccomp = ctypes.CDLL(library)
     except OSError:
@@ -79,21 +81,21 @@ def deny_network(library: str = LIBRARY) -> None:
 
 def main(argv: list[str]) -> None:
     if not argv:
-        _fail("usage: nonetwork.py PROGRAM [ARG...]")
+        _fail(NOT_STARTED, "usage: nonetwork.py PROGRAM [ARG...]")
     try:
         deny_network()
     except OSError as exc:
-        _fail(f"cannot run {argv[0]} without network: {exc}")
+        _fail(UNCONFINED, f"cannot run {argv[0]} without network: {exc}")
     try:
         os.execv(argv[0], argv)
     except OSError as exc:
-        _fail(f"cannot run {argv[0]}: {exc.strerror}")
+        _fail(NOT_STARTED, f"cannot run {argv[0]}: {exc.strerror}")
 
 
-def _fail(message: str) -> None:  # never returns; `typing` costs a fresh interpreter 10 ms
+def _fail(status: int, message: str) -> None:  # never returns (`typing` costs 10 ms to import)
     sys.stderr.write(PREFIX + message + "\n")
     sys.stderr.flush()
-    os._exit(FAILED)
+    os._exit(status)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ from cmp.errors import ConfigError, ExitStatus, TagpinError
 from cmp.settings import Settings
 from cmp.source import nonetwork
 from cmp.source.appdir import KustomizeOptions, Limits, RepoFiles
-from cmp.source.kustomize import KustomizeError, run_kustomize
+from cmp.source.kustomize import KustomizeError, _raise_if_not_started, run_kustomize
 from tests.support.apptree import build_tree, run_cli
 from tests.support.hostile import Sidecar
 from tests.support.kustomize import kubectl
@@ -462,19 +462,40 @@ def test_programs_kustomize_starts_get_no_connection_either(
 
 
 def test_a_kustomize_that_cannot_be_kept_off_the_network_is_not_run(tmp_path: Path) -> None:
-    """When the filter cannot be installed or the program not started under it, tagpin says
-    so (exit 3) instead of running kustomize unconfined."""
-    with pytest.raises(OSError, match="libseccomp-absent.so.9 not found"):
-        nonetwork.deny_network("libseccomp-absent.so.9")
-    # Not a program execve(2) can start: the wrapper's own failure, reported as tagpin's.
+    """When the filter cannot be installed (no libseccomp: a laptop without it, a distroless
+    image) the launcher stops before kustomize, and tagpin says so: exit 3, never kustomize
+    unconfined."""
+    launch = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import nonetwork; "
+        "nonetwork.LIBRARY = 'libseccomp-absent.so.9'; nonetwork.main(['/bin/echo', 'ran'])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", launch, str(Path(nonetwork.__file__).parent)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (nonetwork.UNCONFINED, "")
+    with pytest.raises(ConfigError) as refused:
+        _raise_if_not_started(done.returncode, done.stderr)
+    assert refused.value.problems == (
+        "cannot run /bin/echo without network: libseccomp-absent.so.9 not found "
+        "(Debian: apt-get install libseccomp2)",
+        "tagpin runs kustomize only without network, unless the sidecar setting "
+        "TAGPIN_KUSTOMIZE_REMOTE=on gives it the network (docs/kustomize.md)",
+    )
+
+
+def test_a_kustomize_the_launcher_cannot_start_is_a_clear_error(tmp_path: Path) -> None:
+    """Not a program execve(2) can start: the launcher's failure, reported as tagpin's."""
     odd = build_tree(tmp_path / "bin", {"kustomize": "no interpreter line\n"}) / "kustomize"
     odd.chmod(0o755)
     app = build_tree(tmp_path / "app", {"kustomization.yaml": "{}\n"})
     settings = Settings.from_environ({"TAGPIN_KUSTOMIZE": str(odd)})
-    files = RepoFiles(app, app, Limits())
-    with pytest.raises(ConfigError, match=f"cannot run {odd}: Exec format error"):
+    with pytest.raises(ConfigError, match=f"^cannot run {odd}: Exec format error$"):
         run_kustomize(
-            files,
+            RepoFiles(app, app, Limits()),
             app,
             app / "kustomization.yaml",
             KustomizeOptions(),
