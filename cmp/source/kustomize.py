@@ -204,8 +204,8 @@ def check_tree(files: RepoFiles, app_dir: Path, *, allow_remote: bool) -> None:
 def is_url(value: str) -> bool:
     """Whether kustomize would fetch `value` over HTTP: its loader's IsRemoteFile, i.e. Go's
     url.Parse finds the scheme http or https (in any case), in the value or after `key=` (a
-    generator's `files: [key=URL]`). A URL url.Parse then rejects (a bad port, say) counts
-    too: it names no file either."""
+    generator's `files: [key=URL]`). A URL url.Parse then rejects (a bad IPv6 host, say)
+    counts too: it names no file either."""
     return any(_go_scheme(part) in ("http", "https") for part in (value, value.partition("=")[2]))
 
 
@@ -481,10 +481,11 @@ def _run(
             for line in message.strip().splitlines()
             if line.strip() and not line.startswith(WARNING_PREFIX)
         ] or [f"exit {status}"]
-        if confined and SOCKET_DENIED in message:
-            lines.append(
+        if confined and SOCKET_DENIED in message:  # said second: long errors are cut
+            lines.insert(
+                1,
                 "kustomize tried to open a network connection: it has no network while "
-                "TAGPIN_KUSTOMIZE_REMOTE is off, so no URL any field names is fetched"
+                "TAGPIN_KUSTOMIZE_REMOTE is off, so no URL any field names is fetched",
             )
         shown = files.display(_concerned(message, files, kfile))
         raise KustomizeError(f"{shown}: {lines[0]}", *(f"  {line}" for line in lines[1:20]))
