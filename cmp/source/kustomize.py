@@ -3,11 +3,14 @@
 The sidecar runs `kustomize build` (or `kubectl kustomize` when only kubectl is installed) and
 pins the result like a template app's output. Kustomizations come from repositories many people
 can push to, so they get the templates' safety: before kustomize runs, every kustomization the
-app reaches is read here and refused if it leaves the repository copy (a path or symlink), asks
-for a Helm chart, names an exec/container KRM function, or loads a remote base (unless
-TAGPIN_KUSTOMIZE_REMOTE allows it). kustomize itself then runs with its default load restrictor,
-without plugins, Helm or network, with no credential in its environment, under a timeout, the
-render's memory cap (inherited) and the output limit.
+app reaches, and every generator/transformer/validator configuration, is read here and refused
+if it leaves the repository copy (a path or symlink), asks for a Helm chart, names an
+exec/container KRM function, or (unless TAGPIN_KUSTOMIZE_REMOTE allows it) loads a remote base
+or names an http(s) URL in any value kustomize could load. kustomize itself then runs with its
+default load restrictor, without plugins or Helm, with no credential in its environment, under
+a timeout, the render's memory cap (inherited) and the output limit, and, without remote
+loading, unable to open any network socket (cmp.source.nonetwork): that is the guarantee, the
+checks here are the clear message.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -23,6 +27,7 @@ from typing import Any
 
 from cmp.errors import ConfigError, Problems, SourceError, TemplateError
 from cmp.settings import Settings
+from cmp.source import nonetwork
 from cmp.source.appdir import KustomizeOptions, Limits, RepoFiles, decode
 from cmp.source.templates import RenderedFile
 from cmp.source.yamlread import load_one
@@ -31,10 +36,24 @@ KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization
 # Fields whose entries name other kustomizations or files kustomize loads as a whole.
 PATH_FIELDS = ("resources", "bases", "components", "generators", "transformers", "validators")
 PLUGIN_FIELDS = ("generators", "transformers", "validators")
+BASE_FIELDS = ("resources", "bases", "components")  # a configuration directory's contents
 HELM_FIELDS = ("helmCharts", "helmChartInflationGenerator", "helmGlobals")
 FUNCTION_ANNOTATIONS = ("config.kubernetes.io/function", "config.k8s.io/function")
 READ_CHUNK = 1 << 16
 WARNING_PREFIX = "# Warning:"  # how kustomize prints a warning on stderr
+# Values under these keys are data kustomize never loads (an annotation may well be a URL);
+# every other string value of a kustomization or a plugin configuration may be a path.
+DATA_KEYS = frozenset({"metadata", "annotations", "commonAnnotations", "literals"})
+# Go's url.Parse: a scheme is a letter, then letters, digits, `+`, `-` or `.`, then `:`.
+GO_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
+MAX_URLS_SHOWN = 10  # per file
+MAX_SHOWN_CHARS = 200
+NO_NETWORK = (
+    "tagpin does not let kustomize fetch URLs "
+    "(a sidecar setting, TAGPIN_KUSTOMIZE_REMOTE=on, allows it)"
+)
+# How Go reports socket(2) failing with EACCES, which the network filter makes it do.
+SOCKET_DENIED = "socket: permission denied"
 
 
 class KustomizeError(TemplateError):
@@ -73,42 +92,74 @@ def build(
     """`kustomize build APP_DIR` after the safety checks; the output as one rendered file.
     `meanwhile` runs while kustomize works (on another core, if there is one); kustomize's
     warnings (deprecated fields) are added to `warnings`."""
-    allow_remote = settings.kustomize_remote == "on"
-    timeout = settings.kustomize_timeout
     top = kustomization_file(app_dir)
     if top is None:
         raise SourceError(
             f"{files.display(app_dir)}/: tagpin.yaml says `kustomize:` but the directory has no "
             f"{' or '.join(KUSTOMIZATION_FILES)}"
         )
-    check_tree(files, app_dir, allow_remote=allow_remote)
-    command = kustomize_command(settings, environ, options)
-    argv = [*command, str(files.inside(app_dir))]
+    check_tree(files, app_dir, allow_remote=settings.kustomize_remote == "on")
+    return run_kustomize(
+        files, app_dir, top, options, settings, environ, limits, meanwhile, warnings
+    )
+
+
+def run_kustomize(
+    files: RepoFiles,
+    app_dir: Path,
+    top: Path,
+    options: KustomizeOptions,
+    settings: Settings,
+    environ: Mapping[str, str],
+    limits: Limits,
+    meanwhile: Callable[[], None] | None = None,
+    warnings: list[str] | None = None,
+) -> RenderedFile:
+    """kustomize itself, with none of check_tree's checks: unless TAGPIN_KUSTOMIZE_REMOTE=on
+    it runs under the network filter, so whatever a kustomization names, no connection is
+    made. `top` is the app's kustomization file, named in messages."""
+    allow_remote = settings.kustomize_remote == "on"
+    argv = [*kustomize_command(settings, environ, options), str(files.inside(app_dir))]
+    if not allow_remote:
+        argv = confined(argv)
     text = _run(
         argv,
         _child_environment(environ, allow_remote),
-        timeout,
+        settings.kustomize_timeout,
         limits,
         files,
         top,
         meanwhile,
         warnings,
+        confined=not allow_remote,
     )
     return RenderedFile(name=f"{files.display(top)} (kustomize build)", text=text)
 
 
+def confined(argv: list[str]) -> list[str]:
+    """`argv` run by cmp.source.nonetwork: the program and its children get no socket."""
+    if not sys.executable:
+        raise ConfigError(
+            "cannot keep kustomize off the network: no Python interpreter path "
+            "(sys.executable) to run cmp.source.nonetwork with"
+        )
+    return [sys.executable, "-I", "-S", nonetwork.__file__, *argv]
+
+
 def check_tree(files: RepoFiles, app_dir: Path, *, allow_remote: bool) -> None:
-    """Read every kustomization reachable from `app_dir` and refuse what tagpin does not run:
-    paths outside the repository, Helm charts, exec/container functions, remote bases."""
+    """Read every kustomization reachable from `app_dir`, and every plugin configuration,
+    and refuse what tagpin does not run: paths outside the repository, Helm charts,
+    exec/container functions, remote bases and (without remote loading) URLs anywhere."""
     problems = Problems()
-    pending = [app_dir]
-    seen: set[Path] = set()
+    # A directory named by `generators:` & co. holds plugin configurations, not resources.
+    pending: list[tuple[Path, bool]] = [(app_dir, False)]
+    seen: set[tuple[Path, bool]] = set()
     while pending:
-        directory = pending.pop()
+        directory, holds_configs = pending.pop()
         real = files.inside(directory)
-        if real in seen:
+        if (real, holds_configs) in seen:
             continue
-        seen.add(real)
+        seen.add((real, holds_configs))
         kfile = kustomization_file(directory)
         if kfile is None:
             continue  # kustomize says "unable to find one of ..." naming the directory
@@ -120,6 +171,8 @@ def check_tree(files: RepoFiles, app_dir: Path, *, allow_remote: bool) -> None:
             continue
         if not isinstance(body, dict):
             continue  # kustomize's own message is clear enough
+        if not allow_remote:
+            _add_urls(problems, shown, body)
         for key in HELM_FIELDS:
             if body.get(key):
                 problems.add(
@@ -132,24 +185,103 @@ def check_tree(files: RepoFiles, app_dir: Path, *, allow_remote: bool) -> None:
             entries = body.get(field)
             if not isinstance(entries, list):
                 continue
+            configs = field in PLUGIN_FIELDS or (holds_configs and field in BASE_FIELDS)
             for entry in entries:
+                if not allow_remote and isinstance(entry, str) and is_url(entry):
+                    continue  # reported above
                 try:
-                    found = _check_entry(files, directory, shown, field, entry, allow_remote)
+                    found = _check_entry(
+                        files, directory, shown, field, entry, allow_remote, configs
+                    )
                 except SourceError as exc:
                     problems.add(exc)
                     continue
                 if found is not None:
-                    pending.append(found)
+                    pending.append((found, configs))
     problems.raise_if_any()
 
 
+def is_url(value: str) -> bool:
+    """Whether kustomize would fetch `value` over HTTP: its loader's IsRemoteFile, i.e. Go's
+    url.Parse finds the scheme http or https (in any case), in the value or after `key=` (a
+    generator's `files: [key=URL]`). A URL url.Parse then rejects (a bad IPv6 host, say)
+    counts too: it names no file either."""
+    return any(_go_scheme(part) in ("http", "https") for part in (value, value.partition("=")[2]))
+
+
+def _go_scheme(value: str) -> str:
+    before_fragment = value.partition("#")[0]
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in before_fragment):
+        return ""  # url.Parse fails on a control byte: kustomize takes it for a file name
+    match = GO_SCHEME.match(before_fragment)
+    return match.group(1).lower() if match else ""
+
+
+def url_values(document: Any) -> list[tuple[str, str]]:
+    """(field path, value) of every string kustomize could load as a path that is a URL:
+    every value outside DATA_KEYS, so a field no list names (a new kustomize's) counts too."""
+    found: list[tuple[str, str]] = []
+    stack: list[tuple[str, Any]] = [("", document)]
+    seen: set[int] = set()  # aliases share nodes, and may even form a cycle
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, dict | list):
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+        if isinstance(node, dict):
+            children = [
+                (f"{path}.{key}" if path else str(key), value)
+                for key, value in node.items()
+                if key not in DATA_KEYS
+            ]
+            stack.extend(reversed(children))
+        elif isinstance(node, list):
+            stack.extend(reversed([(f"{path}[{i}]", item) for i, item in enumerate(node)]))
+        elif isinstance(node, str) and is_url(node):
+            found.append((path, node))
+    return found
+
+
+def _url_problems(shown: str, document: Any) -> list[str]:
+    found = url_values(document)
+    lines = [
+        f"{shown}: {_shorten(path)}: {_shorten(value)!r} is a URL; {NO_NETWORK}"
+        for path, value in found[:MAX_URLS_SHOWN]
+    ]
+    if len(found) > MAX_URLS_SHOWN:
+        lines.append(f"{shown}: and {len(found) - MAX_URLS_SHOWN} more URLs")
+    return lines
+
+
+def _add_urls(problems: Problems, shown: str, document: Any) -> None:
+    lines = _url_problems(shown, document)
+    if lines:
+        problems.add(SourceError(*lines))
+
+
+def _shorten(text: str) -> str:
+    if len(text) <= MAX_SHOWN_CHARS:
+        return text
+    half = MAX_SHOWN_CHARS // 2
+    return f"{text[:half]}…{text[-half:]}"
+
+
 def _check_entry(
-    files: RepoFiles, directory: Path, shown: str, field: str, entry: Any, allow_remote: bool
+    files: RepoFiles,
+    directory: Path,
+    shown: str,
+    field: str,
+    entry: Any,
+    allow_remote: bool,
+    configs: bool,
 ) -> Path | None:
-    """One `resources:`-like entry: the directory to scan next, or None."""
+    """One `resources:`-like entry: the directory to scan next, or None. `configs`: the entry
+    is a plugin configuration (or a directory of them)."""
     if isinstance(entry, dict) or (isinstance(entry, str) and "\n" in entry):
         if field in PLUGIN_FIELDS:  # an inline plugin configuration
-            _refuse_functions(_as_documents(entry, shown, files), shown, field)
+            documents = _as_documents(entry, shown, files)
+            _check_configs(documents, f"{shown}: {field} (inline)", shown, field, allow_remote)
         return None
     if not isinstance(entry, str) or not entry:
         return None
@@ -170,10 +302,24 @@ def _check_entry(
         ) from None
     if os.path.isdir(path):
         return path
-    if field in PLUGIN_FIELDS:
-        text = files.read_text(path)
-        _refuse_functions(_as_documents(text, files.display(path), files), shown, field)
+    if configs:
+        config_file = files.display(path)
+        documents = _as_documents(files.read_text(path), config_file, files)
+        _check_configs(documents, config_file, shown, field, allow_remote)
     return None
+
+
+def _check_configs(
+    documents: list[Any], config_file: str, shown: str, field: str, allow_remote: bool
+) -> None:
+    """Plugin configurations (a ConfigMapGenerator's own file, say): no KRM function, and
+    without remote loading no URL in any value."""
+    _refuse_functions(documents, shown, field)
+    if allow_remote:
+        return
+    lines = [line for document in documents for line in _url_problems(config_file, document)]
+    if lines:
+        raise SourceError(*lines)
 
 
 def _as_documents(entry: Any, shown: str, files: RepoFiles) -> list[Any]:
@@ -233,7 +379,7 @@ def kustomize_command(
 
 def _child_environment(environ: Mapping[str, str], allow_remote: bool) -> dict[str, str]:
     """What kustomize sees: no AWS credential, token or ARGOCD_ENV_* value. Without remote
-    bases, git may use only local repositories and any HTTP fetch goes to a closed port."""
+    bases, git may use only local repositories (the network filter stops everything else)."""
     child = {
         "PATH": environ.get("PATH") or os.environ.get("PATH", os.defpath),
         "HOME": environ.get("HOME", "/tmp"),
@@ -250,16 +396,7 @@ def _child_environment(environ: Mapping[str, str], allow_remote: bool) -> dict[s
             if key in environ:
                 child[key] = environ[key]
     else:
-        closed = "http://127.0.0.1:9"  # the discard port: nothing listens, connect fails fast
-        child.update(
-            GIT_ALLOW_PROTOCOL="file",
-            HTTP_PROXY=closed,
-            HTTPS_PROXY=closed,
-            http_proxy=closed,
-            https_proxy=closed,
-            NO_PROXY="",
-            no_proxy="",
-        )
+        child["GIT_ALLOW_PROTOCOL"] = "file"
     return child
 
 
@@ -272,7 +409,11 @@ def _run(
     kfile: Path,
     meanwhile: Callable[[], None] | None = None,
     warnings: list[str] | None = None,
+    *,
+    confined: bool,
 ) -> str:
+    """Run `argv` (kustomize, confined by cmp.source.nonetwork or not) and return its output;
+    its failure as tagpin's error, in kustomize's words minus kubectl's log decoration."""
     shown = files.display(kfile)
     try:
         process = subprocess.Popen(
@@ -331,12 +472,21 @@ def _run(
             raise KustomizeError(
                 f"{shown}: kustomize build did not finish in {timeout} s (TAGPIN_KUSTOMIZE_TIMEOUT)"
             )
-        message = _relative(errors.decode("utf-8", "replace"), files)
+        text = errors.decode("utf-8", "replace")
+        if confined:
+            _raise_if_not_started(status, text)
+        message = _relative(without_log_prefix(text), files)
         lines = [
             line.removeprefix("Error: ").removeprefix("error: ")
             for line in message.strip().splitlines()
             if line.strip() and not line.startswith(WARNING_PREFIX)
         ] or [f"exit {status}"]
+        if confined and SOCKET_DENIED in message:  # said second: long errors are cut
+            lines.insert(
+                1,
+                "kustomize tried to open a network connection: it has no network while "
+                "TAGPIN_KUSTOMIZE_REMOTE is off, so no URL any field names is fetched",
+            )
         shown = files.display(_concerned(message, files, kfile))
         raise KustomizeError(f"{shown}: {lines[0]}", *(f"  {line}" for line in lines[1:20]))
     if warnings is not None:
@@ -347,6 +497,71 @@ def _run(
             if line.startswith(WARNING_PREFIX)
         )
     return decode(b"".join(chunks), f"{shown} (kustomize build)")
+
+
+def _raise_if_not_started(status: int, stderr: str) -> None:
+    """cmp.source.nonetwork's own failure: kustomize did not run."""
+    if not stderr.startswith(nonetwork.PREFIX):
+        return
+    reason = stderr.removeprefix(nonetwork.PREFIX).strip()
+    if status == nonetwork.UNCONFINED:
+        raise ConfigError(
+            reason,
+            "tagpin runs kustomize only without network, unless the sidecar setting "
+            "TAGPIN_KUSTOMIZE_REMOTE=on gives it the network (docs/kustomize.md)",
+        )
+    if status == nonetwork.NOT_STARTED:
+        raise ConfigError(reason)
+
+
+# A klog line: severity, MMDD, time, thread id, file:line] message (k8s.io/klog/v2).
+KLOG_HEADER = re.compile(r"[IWEF]\d{4} \d\d:\d\d:\d\d\.\d{6} +\d+ [^\s\]]+:\d+\] ")
+KLOG_FAILED = '"command failed" err='  # component-base/cli/run.go: klog.ErrorS(err, ...)
+GO_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[0-7]{3}|.)", re.S)
+GO_ESCAPED_CHARS = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+
+
+def without_log_prefix(text: str) -> str:
+    """kubectl stderr as kubectl 1.37 prints it: older kubectl (1.32) logs a failed command
+    through klog, `E1204 10:11:12.123456   4242 run.go:72] "command failed" err="..."`,
+    with the error Go-quoted, or on tab-indented lines between `err=<` and ` >` when it has
+    several; other klog lines lose their header."""
+    lines: list[str] = []
+    rows = iter(text.splitlines())
+    for row in rows:
+        header = KLOG_HEADER.match(row)
+        if header is None:
+            lines.append(row)
+            continue
+        message = row[header.end() :]
+        if message == KLOG_FAILED + "<":
+            for value in rows:
+                if value == " >":
+                    break
+                lines.append(value.removeprefix("\t"))
+        elif message.startswith(KLOG_FAILED + '"') and message.endswith('"'):
+            lines.append(_go_unquote(message[len(KLOG_FAILED) + 1 : -1]))
+        else:
+            lines.append(message)
+    return "\n".join(lines)
+
+
+def _go_unquote(quoted: str) -> str:
+    """The string strconv.Quote turned into `quoted` (without its double quotes)."""
+    out = bytearray()
+    position = 0
+    for match in GO_ESCAPE.finditer(quoted):
+        out += quoted[position : match.start()].encode()
+        escape = match.group(1)
+        if escape[0] == "x" or (escape[0] in "01234567" and len(escape) == 3):
+            out.append(int(escape[1:], 16) if escape[0] == "x" else int(escape, 8) & 0xFF)
+        elif escape[0] in "uU" and len(escape) > 1:
+            out += chr(min(int(escape[1:], 16), 0x10FFFF)).encode("utf-8", "replace")
+        else:
+            out += GO_ESCAPED_CHARS.get(escape, escape).encode()
+        position = match.end()
+    out += quoted[position:].encode()
+    return out.decode("utf-8", "replace")
 
 
 def _concerned(message: str, files: RepoFiles, default: Path) -> Path:

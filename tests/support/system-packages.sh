@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # System packages the tests need beyond PyPI and npm: Go and go-yaml's sources from Debian, so
 # tests/test_yaml_differential.py can build a real go-yaml v2/v3 reader, wired the way Argo CD
-# reads plugin output. Installs only what is missing (apt-get as root, else through sudo).
+# reads plugin output, and klog's (with go-logr's), so tests/support/klog.py can print an error
+# the way kubectl 1.32 does. Installs only what is missing (apt-get as root, else through sudo).
 set -euo pipefail
-packages="golang-go golang-gopkg-yaml.v2-dev golang-gopkg-yaml.v3-dev golang-k8s-sigs-yaml-dev"
+packages="golang-go golang-gopkg-yaml.v2-dev golang-gopkg-yaml.v3-dev golang-k8s-sigs-yaml-dev golang-k8s-klog-dev"
 # shellcheck disable=SC2086
 if dpkg -s $packages >/dev/null 2>&1; then
   exit 0

@@ -252,10 +252,22 @@ REFUSALS = {
     "a remote base": (
         {
             "apps/shop/kustomization.yaml": "resources:\n- ../../bases/web\n"
-            "- https://github.com/org/repo//base?ref=v1\n"
+            "- github.com/org/repo//base?ref=v1\n"
         },
         4,
         ["remote bases are off", "TAGPIN_KUSTOMIZE_REMOTE=on"],
+    ),
+    "a remote base by https URL": (
+        {
+            "apps/shop/kustomization.yaml": "resources:\n- ../../bases/web\n"
+            "- https://github.com/org/repo//base?ref=v1\n"
+        },
+        4,
+        [
+            "apps/shop/kustomization.yaml: resources[1]: "
+            "'https://github.com/org/repo//base?ref=v1' is a URL; tagpin does not let kustomize "
+            "fetch URLs (a sidecar setting, TAGPIN_KUSTOMIZE_REMOTE=on, allows it)"
+        ],
     ),
     "templates next to kustomize:": (
         {"apps/shop/templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n"},
