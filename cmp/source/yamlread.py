@@ -332,8 +332,11 @@ def _check_depth_through_aliases(root: yaml.Node, source: str) -> None:
             depths[key] = 1 + max((depths[id(c)] for c in _collections_in(current)), default=0)
             if depths[key] > MAX_NESTING:
                 _too_deep(source, current)
-        elif key in started:
-            _too_deep(source, current)  # an alias to one of its own ancestors
+        elif key in started:  # an alias to one of its own ancestors
+            raise SourceError(
+                f"{source}:{current.start_mark.line + 1}: an anchor holds an alias to itself, "
+                "so the value is infinitely deep (go-yaml refuses it too)"
+            )
         elif key not in depths:
             started.add(key)
             stack.append((current, True))

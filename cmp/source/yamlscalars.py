@@ -131,7 +131,10 @@ def parse_int(text: str, base: int, *, signed: bool = True) -> int | None:
                     return 0
     if not _DIGITS[base].fullmatch(text):
         return None
-    return sign * int(text, base)
+    digits = text.lstrip("0")
+    if len(digits) > 64:  # past 64 bits in any base; int() refuses 4,300 digits and more
+        return sign * (UINT64_MAX + 1)
+    return sign * int(digits or "0", base)
 
 
 _TIMESTAMP_START = re.compile(r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:$|[Tt \t])")

@@ -604,10 +604,11 @@ def test_a_values_schema_checks_values_or_says_why_not(schema: str, values: str)
 
 def test_the_generators_reach_every_depth_and_hazard() -> None:
     """The properties above only mean something if the texts get deep and nasty: check that the
-    bound is crossed both ways and that the hazards appear."""
+    bound is crossed both ways and that the hazards appear (derandomized: the same 300 texts each
+    run, so this checks the generators, not luck)."""
     seen: set[str] = set()
 
-    @settings(max_examples=300, deadline=None, database=None)
+    @settings(max_examples=300, deadline=None, database=None, derandomize=True)
     @given(ANY_JSON)
     def sample(text: str) -> None:
         try:

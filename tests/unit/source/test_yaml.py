@@ -521,3 +521,11 @@ def test_output_does_not_depend_on_file_system_order(
 
     monkeypatch.setattr(os, "walk", reversed_walk)
     assert render_text(tmp_path / "forward") == first
+
+
+def test_a_plain_integer_of_thousands_of_digits_reads_as_go_yaml_reads_it() -> None:
+    """Past 64 bits go-yaml v2 reads such a number as text (ParseInt, ParseUint and ParseFloat
+    all fail); Python's int() refuses 4,300 digits and more, which was an internal error."""
+    many = "9" * 5000
+    ((_, body),) = load_all(f"a: {many}\nb: {'0' * 5000}1\n", "values.yaml", max_nodes=100)
+    assert body == {"a": many, "b": 1}
