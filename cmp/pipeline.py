@@ -31,8 +31,8 @@ from cmp.source.templates import TEMPLATE_NOT_FOUND, build_context, render_all
 SCHEMA_FILE = "values.schema.json"  # cmp.source.schema checks values against it (Helm's name)
 
 if TYPE_CHECKING:
-    from cmp.images.fields import ImageField, ImagePath
-    from cmp.images.pin import TagChooser, Wanted
+    from cmp.images.fields import ImageField
+    from cmp.images.pin import ImageRules, TagChooser, Wanted
     from cmp.registry.base import Registry, TagInfo
 
 
@@ -141,7 +141,10 @@ def render_manifests(
                 ),
             ) from error
     manifests = parse_rendered(
-        rendered, default_namespace=request.app.namespace, max_nodes=limits.max_yaml_nodes
+        rendered,
+        default_namespace=request.app.namespace,
+        max_nodes=limits.max_yaml_nodes,
+        warnings=warnings,
     )
     return source, manifests
 
@@ -216,11 +219,17 @@ def repeated_layers(source: AppSource) -> list[str]:
     ]
 
 
-def custom_image_paths(source: AppSource) -> tuple[ImagePath, ...]:
-    """tagpin.yaml's `images.paths` rules, parsed; errors name tagpin.yaml."""
+def image_rules(source: AppSource) -> ImageRules:
+    """tagpin.yaml's `images` settings, parsed; errors name tagpin.yaml."""
     from cmp.images.fields import parse_image_paths
+    from cmp.images.pin import ImageRules
 
-    return parse_image_paths(list(source.config.image_paths or []), "tagpin.yaml")
+    config = source.config
+    return ImageRules(
+        paths=parse_image_paths(list(config.image_paths or []), "tagpin.yaml"),
+        require_digests=config.require_digests,
+        allow_unpinned=config.allow_unpinned,
+    )
 
 
 def run(request: RenderRequest, services: Services | None = None) -> RenderResult:
@@ -233,27 +242,47 @@ def run(request: RenderRequest, services: Services | None = None) -> RenderResul
         services.warnings,
     )
     services.warnings.extend(repeated_layers(source))
+    return pin_and_emit(
+        manifests,
+        image_rules(source),
+        request,
+        services,
+        registry_for(request, services),
+        values=lambda: layered_values(source, request.parameters),
+    )
+
+
+def pin_and_emit(
+    manifests: list[Manifest],
+    rules: ImageRules,
+    request: RenderRequest,
+    services: Services,
+    registry_factory: Callable[[], Registry],
+    values: Callable[[], Mapping[str, Any]] | None = None,
+) -> RenderResult:
+    """The end every render shares, an app's and `tagpin pin`'s: pin the images, name those
+    left unpinned (on stderr), emit. `values` (an app's) explain a tag that is a number."""
     from cmp.images.pin import pin
 
     try:
-        pin(
+        report = pin(
             manifests,
-            extra_paths=custom_image_paths(source),
-            require_digests=source.config.require_digests,
-            registry_factory=registry_for(request, services),
+            rules=rules,
+            registry_factory=registry_factory,
             concurrency=services.concurrency,
             choose_tags=tag_chooser(request, services),
         )
     except TagpinError as error:
         failure = error
-        if isinstance(error, (ResolveError, LockError)):
+        if values is not None and isinstance(error, (ResolveError, LockError)):
             from cmp.source.hints import with_number_hints
 
-            failure = with_number_hints(error, layered_values(source, request.parameters))
+            failure = with_number_hints(error, values())
         failure.warnings = [*services.warnings, *error.warnings]  # the CLI prints them too
         if failure is error:
             raise
         raise failure from error
+    services.warnings.extend(report.notices())
     return RenderResult(
         text=emit_stream(m.body for m in manifests),
         manifests=manifests,

@@ -21,10 +21,10 @@ COPIED_SUFFIXES = (".yaml", ".yml", ".json")
 JINJA_SUFFIX = ".j2"
 CONFIG_KEYS = {
     "valuesFiles": "values files layered over values.yaml",
-    "images": "image settings: paths, requireDigests",
+    "images": "image settings: paths, requireDigests, allowUnpinned",
     "kustomize": "build the app with kustomize (docs/kustomize.md)",
 }
-IMAGE_KEYS = ("paths", "requireDigests")
+IMAGE_KEYS = ("paths", "requireDigests", "allowUnpinned")
 
 
 # tagpin.yaml `kustomize:` keys: the short allowlist of build options.
@@ -155,6 +155,7 @@ class AppConfig(NamedTuple):
     values_files: tuple[str, ...] = ()
     image_paths: Any = ()  # raw `images.paths`; parsed by cmp.images.reference
     require_digests: bool = False
+    allow_unpinned: tuple[str, ...] = ()  # `images.allowUnpinned` glob patterns
     kustomize: KustomizeOptions | None = None  # set for a Kustomize app
 
 
@@ -268,6 +269,13 @@ def load_config(files: RepoFiles, path: Path) -> AppConfig:
     if not isinstance(require, bool):
         problems.append(f"{shown}: images.requireDigests must be true or false")
         require = False
+    allow = images.get("allowUnpinned") or []
+    if not isinstance(allow, list) or not all(isinstance(p, str) and p for p in allow):
+        problems.append(
+            f"{shown}: images.allowUnpinned must be a list of image patterns "
+            '(globs such as "quay.io/prometheus/*" or "nginx")'
+        )
+        allow = []
     kustomize = None
     if "kustomize" in raw:
         try:
@@ -280,6 +288,7 @@ def load_config(files: RepoFiles, path: Path) -> AppConfig:
         values_files=tuple(values_files),
         image_paths=images.get("paths") or (),
         require_digests=require,
+        allow_unpinned=tuple(allow),
         kustomize=kustomize,
     )
 

@@ -52,11 +52,17 @@ def test_config(tmp_path: Path, text: str, config: AppConfig) -> None:
         ("valuesFiles: [1]\n", ("tagpin.yaml: valuesFiles must be a list of file paths",)),
         (
             "images: [a]\n",
-            ("tagpin.yaml: images must be a mapping with keys paths, requireDigests",),
+            (
+                "tagpin.yaml: images must be a mapping with keys paths, requireDigests, "
+                "allowUnpinned",
+            ),
         ),
         (
             "images: {requireDigest: true}\n",
-            ("tagpin.yaml: unknown key images.requireDigest (known: paths, requireDigests)",),
+            (
+                "tagpin.yaml: unknown key images.requireDigest (known: paths, requireDigests, "
+                "allowUnpinned)",
+            ),
         ),
         (
             "images: {requireDigests: 'yes'}\n",
