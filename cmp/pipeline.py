@@ -125,7 +125,7 @@ def render_manifests(
             kube=request.kube,
         )
         try:
-            rendered = render_all(source, request.app_dir, context, limits, bytecode_dir)
+            rendered = render_all(source, request.app_dir, context, limits, bytecode_dir, warnings)
         except TemplateError as error:
             if not (
                 request.root_guessed
@@ -235,12 +235,16 @@ def image_rules(source: AppSource) -> ImageRules:
 def run(request: RenderRequest, services: Services | None = None) -> RenderResult:
     services = services or services_from(request)
     limits = limits_from(request.settings)
-    source, manifests = render_manifests(
-        request,
-        limits,
-        template_cache_dir(request.settings, request.settings_env),
-        services.warnings,
-    )
+    try:
+        source, manifests = render_manifests(
+            request,
+            limits,
+            template_cache_dir(request.settings, request.settings_env),
+            services.warnings,
+        )
+    except TagpinError as error:
+        error.warnings = [*services.warnings, *error.warnings]  # they often explain it
+        raise
     services.warnings.extend(repeated_layers(source))
     return pin_and_emit(
         manifests,

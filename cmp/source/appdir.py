@@ -23,8 +23,10 @@ CONFIG_KEYS = {
     "valuesFiles": "values files layered over values.yaml",
     "images": "image settings: paths, requireDigests, allowUnpinned",
     "kustomize": "build the app with kustomize (docs/kustomize.md)",
+    "templates": "template settings: literal",
 }
 IMAGE_KEYS = ("paths", "requireDigests", "allowUnpinned")
+TEMPLATE_KEYS = ("literal",)
 
 
 # tagpin.yaml `kustomize:` keys: the short allowlist of build options.
@@ -157,6 +159,8 @@ class AppConfig(NamedTuple):
     require_digests: bool = False
     allow_unpinned: tuple[str, ...] = ()  # `images.allowUnpinned` glob patterns
     kustomize: KustomizeOptions | None = None  # set for a Kustomize app
+    # `templates.literal`: plain files whose braces are data (app-relative globs)
+    literal: tuple[str, ...] = ()
 
 
 class AppSource(NamedTuple):
@@ -276,6 +280,24 @@ def load_config(files: RepoFiles, path: Path) -> AppConfig:
             '(globs such as "quay.io/prometheus/*" or "nginx")'
         )
         allow = []
+    templates = raw.get("templates") or {}
+    if not isinstance(templates, dict):
+        problems.append(
+            f"{shown}: templates must be a mapping with keys {', '.join(TEMPLATE_KEYS)}"
+        )
+        templates = {}
+    for key in templates:
+        if key not in TEMPLATE_KEYS:
+            problems.append(
+                f"{shown}: unknown key templates.{key} (known: {', '.join(TEMPLATE_KEYS)})"
+            )
+    literal = templates.get("literal") or []
+    if not isinstance(literal, list) or not all(isinstance(p, str) and p for p in literal):
+        problems.append(
+            f"{shown}: templates.literal must be a list of file patterns relative to the app "
+            'directory, such as "templates/alerts/*.yaml"'
+        )
+        literal = []
     kustomize = None
     if "kustomize" in raw:
         try:
@@ -290,6 +312,7 @@ def load_config(files: RepoFiles, path: Path) -> AppConfig:
         require_digests=require,
         allow_unpinned=tuple(allow),
         kustomize=kustomize,
+        literal=tuple(literal),
     )
 
 

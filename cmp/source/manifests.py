@@ -85,10 +85,12 @@ def parse_rendered(
                     rendered.text, rendered.name, max_nodes=max_nodes, warnings=found
                 )
             except SourceError as exc:
-                yield (
-                    rendered.name,
-                    ManifestError(*(_in_template(p, rendered) for p in exc.problems)),
-                )
+                problems = [_in_template(p, rendered) for p in exc.problems]
+                if rendered.locate is None and _plain_with_braces(rendered):
+                    from cmp.source.plainfiles import rename_hint
+
+                    problems.append(rename_hint(rendered.name))
+                yield rendered.name, ManifestError(*problems)
                 continue
             if found and warnings is not None:
                 warnings.extend(_in_template(line, rendered) for line in found)
@@ -128,6 +130,13 @@ def check_documents(
             "Argo CD would read as 'delete every resource of this app'"
         )
     return manifests
+
+
+def _plain_with_braces(rendered: RenderedFile) -> bool:
+    """A plain file (copied, not rendered) whose invalid YAML may be unquoted Jinja2."""
+    from cmp.source.plainfiles import may_hold_jinja
+
+    return rendered.name.endswith((".yaml", ".yml", ".json")) and may_hold_jinja(rendered.text)
 
 
 def _in_template(problem: str, rendered: RenderedFile) -> str:

@@ -12,12 +12,13 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from cmp.errors import Problems, SourceError, TemplateError
 from cmp.request import KubeInfo
-from cmp.source.appdir import AppSource, Limits, RepoFiles, TemplateFile
+from cmp.source.appdir import TEMPLATE_DIR, AppSource, Limits, RepoFiles, TemplateFile
 
 MAX_REPEAT = 1_000_000  # longest string/list a template may build with `*`
 MAX_POWER = 10_000
@@ -381,8 +382,10 @@ def render_all(
     context: Mapping[str, Any],
     limits: Limits,
     bytecode_dir: Path | None = None,
+    warnings: list[str] | None = None,
 ) -> list[RenderedFile]:
-    """Render every template; report every failing file, not only the first."""
+    """Render every template; report every failing file, not only the first. Jinja2 in a
+    plain file is an error or a warning (added to `warnings`): see cmp/source/plainfiles.py."""
     problems = Problems()
     rendered: list[RenderedFile] = []
     environment = None
@@ -395,6 +398,8 @@ def render_all(
                 text = render_one(environment, template, context, budget)
             else:
                 text = source.files.read_text(template.path)
+                if not any(fnmatchcase(template.app_name, p) for p in source.config.literal):
+                    _check_plain(template, text, warnings)
         except (SourceError, TemplateError) as exc:
             problems.add(exc)
             continue
@@ -410,7 +415,37 @@ def render_all(
         locate = _locator(environment, template, context) if template.is_jinja else None
         rendered.append(RenderedFile(name=template.name, text=text, locate=locate))
     problems.raise_if_any()
+    if warnings is not None:
+        plain = [t.app_name for t in source.templates if not t.is_jinja]
+        warnings.extend(
+            f"tagpin.yaml: templates.literal pattern {pattern!r} matches no plain file under "
+            f"{TEMPLATE_DIR}/"
+            for pattern in source.config.literal
+            if not any(fnmatchcase(name, pattern) for name in plain)
+        )
     return rendered
+
+
+def _check_plain(template: TemplateFile, text: str, warnings: list[str] | None) -> None:
+    """Jinja2 written for tagpin in a plain file is refused; other Jinja2 syntax is said."""
+    from cmp.source.plainfiles import jinja_tags, rename_hint
+
+    tags = jinja_tags(text)
+    if not tags:
+        return
+    meant = [tag for tag in tags if tag.for_tagpin]
+    first = (meant or tags)[0]
+    more = len(meant or tags) - 1
+    where = f"{template.name}:{first.line}: {first.text}" + (f" (and {more} more)" if more else "")
+    if meant:
+        raise SourceError(f"{where} is Jinja2 for tagpin, but {rename_hint(template.name)}")
+    statements = [tag for tag in tags if not tag.expression]
+    if warnings is not None and statements:
+        first = statements[0]
+        warnings.append(
+            f"{template.name}:{first.line}: {first.text} looks like Jinja2, but "
+            f"{rename_hint(template.name)}"
+        )
 
 
 def _locator(

@@ -44,8 +44,9 @@ def test_config(tmp_path: Path, text: str, config: AppConfig) -> None:
             "valuesFile: [a.yaml]\nvalues: {}\n",
             (
                 "tagpin.yaml: unknown key 'valuesFile' "
-                "(known keys: images, kustomize, valuesFiles)",
-                "tagpin.yaml: unknown key 'values' (known keys: images, kustomize, valuesFiles)",
+                "(known keys: images, kustomize, templates, valuesFiles)",
+                "tagpin.yaml: unknown key 'values' "
+                "(known keys: images, kustomize, templates, valuesFiles)",
             ),
         ),
         ("valuesFiles: a.yaml\n", ("tagpin.yaml: valuesFiles must be a list of file paths",)),
