@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from cmp.images.fields import ImageField
     from cmp.images.pin import ImageRules, TagChooser, Wanted
     from cmp.registry.base import Registry, TagInfo
+    from cmp.source.yamlread import Misread
 
 
 class RenderResult:
@@ -54,12 +55,13 @@ class RenderResult:
         self.notes = notes if notes is not None else []  # human summary (overrides applied)
 
 
+VALUES_PARAMETER = "plugin parameter 'values'"
+
+
 def layered_values(source: AppSource, parameters: Mapping[str, Any]) -> dict[str, Any]:
     """values.yaml < tagpin.yaml valuesFiles < `values-files` parameter < `values` parameter."""
     merged = values_mod.layer(values for _, values in source.values_layers)
-    return values_mod.set_dotted(
-        merged, parameters.get("values") or {}, "plugin parameter 'values'"
-    )
+    return values_mod.set_dotted(merged, parameters.get("values") or {}, VALUES_PARAMETER)
 
 
 def values_of(request: RenderRequest) -> dict[str, Any]:
@@ -88,35 +90,52 @@ def render_manifests(
         list(request.parameters.get("values-files") or []),
         limits,
     )
-    if source.config.kustomize is not None:
-        from cmp.source.kustomize import build, refuse_values
+    if source.config.kustomize is None:
+        return source, _render_templates(request, source, limits, bytecode_dir, warnings)
+    from cmp.source.kustomize import build, refuse_values
 
-        refuse_values(request.parameters)
-        rendered = [
-            build(
-                source.files,
-                request.app_dir,
-                source.config.kustomize,
-                request.settings,
-                request.settings_env,
-                limits,
-                meanwhile=_import_pinning,
-                warnings=warnings,
-            )
-        ]
-    else:
-        values = layered_values(source, request.parameters)
-        schema_path = request.app_dir / SCHEMA_FILE
-        if os.path.lexists(schema_path):  # jsonschema is imported only for apps that have one
-            from cmp.source.schema import check_values
+    refuse_values(request.parameters)
+    built = build(
+        source.files,
+        request.app_dir,
+        source.config.kustomize,
+        request.settings,
+        request.settings_env,
+        limits,
+        meanwhile=_import_pinning,
+        warnings=warnings,
+    )
+    manifests = parse_rendered(
+        [built],
+        default_namespace=request.app.namespace,
+        max_nodes=limits.max_yaml_nodes,
+        warnings=warnings,
+    )
+    return source, manifests
 
-            check_values(
-                source.files,
-                schema_path,
-                source.values_layers,
-                request.parameters.get("values") or {},
-                values,
-            )
+
+def _render_templates(
+    request: RenderRequest,
+    source: AppSource,
+    limits: Limits,
+    bytecode_dir: Path | None,
+    warnings: list[str] | None,
+) -> list[Manifest]:
+    """A template app's objects; refused when an image depends on how YAML read a value."""
+    values = layered_values(source, request.parameters)
+    schema_path = request.app_dir / SCHEMA_FILE
+    if os.path.lexists(schema_path):  # jsonschema is imported only for apps that have one
+        from cmp.source.schema import check_values
+
+        check_values(
+            source.files,
+            schema_path,
+            source.values_layers,
+            request.parameters.get("values") or {},
+            values,
+        )
+
+    def render(values: Mapping[str, Any], as_data: Callable[[Any], Any] | None = None) -> Any:
         context = build_context(
             values=values,
             app=request.app.context(),
@@ -124,29 +143,49 @@ def render_manifests(
             params=request.parameters,
             kube=request.kube,
         )
-        try:
-            rendered = render_all(source, request.app_dir, context, limits, bytecode_dir, warnings)
-        except TemplateError as error:
-            if not (
-                request.root_guessed
-                and any(TEMPLATE_NOT_FOUND in problem for problem in error.problems)
-            ):
-                raise
-            raise TemplateError(
-                *error.problems,
-                (
-                    f"no .git was found above {request.app_dir}, so the repository root is the app "
-                    "directory itself and nothing above it can be included; pass --repo-root "
-                    "(the directory Argo CD's source path is relative to)"
-                ),
-            ) from error
+        return render_all(source, request.app_dir, context, limits, bytecode_dir, warnings, as_data)
+
+    try:
+        rendered = render(values)
+    except TemplateError as error:
+        if not (
+            request.root_guessed
+            and any(TEMPLATE_NOT_FOUND in problem for problem in error.problems)
+        ):
+            raise
+        raise TemplateError(
+            *error.problems,
+            (
+                f"no .git was found above {request.app_dir}, so the repository root is the app "
+                "directory itself and nothing above it can be included; pass --repo-root "
+                "(the directory Argo CD's source path is relative to)"
+            ),
+        ) from error
     manifests = parse_rendered(
         rendered,
         default_namespace=request.app.namespace,
         max_nodes=limits.max_yaml_nodes,
         warnings=warnings,
     )
-    return source, manifests
+    misread = [
+        *source.values_misread,
+        *values_mod.misread_assignments(request.parameters.get("values") or {}, VALUES_PARAMETER),
+    ]
+    if misread:
+        from cmp.images.misread import refuse_misread_images
+        from cmp.source.aswritten import as_data, as_written
+
+        def as_they_were_written(involved: Sequence[Misread]) -> list[Manifest]:
+            again = render(as_written(values, involved), as_data)
+            return parse_rendered(
+                again,
+                default_namespace=request.app.namespace,
+                max_nodes=limits.max_yaml_nodes,
+                warnings=[],  # said by the first render
+            )
+
+        refuse_misread_images(manifests, image_rules(source).paths, misread, as_they_were_written)
+    return manifests
 
 
 def _import_pinning() -> None:

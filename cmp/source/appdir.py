@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from cmp.errors import ConfigError, Problems, SourceError
 from cmp.settings import MARKER_FILE
-from cmp.source.yamlread import load_one
+from cmp.source.yamlread import Misread, load_one
 
 TEMPLATE_DIR = "templates"
 COPIED_SUFFIXES = (".yaml", ".yml", ".json")
@@ -168,6 +168,8 @@ class AppSource(NamedTuple):
     values_layers: tuple[tuple[str, dict[str, Any]], ...]  # (where from, values) lowest first
     templates: tuple[TemplateFile, ...]
     files: RepoFiles
+    # Values files' numbers and booleans that print unlike their text (`tag: 1.10`)
+    values_misread: tuple[Misread, ...] = ()
 
 
 def load_app(
@@ -189,6 +191,7 @@ def load_app(
         return AppSource(config=config, values_layers=(), templates=(), files=files)
 
     layers: list[tuple[str, dict[str, Any]]] = []
+    misread: list[Misread] = []
     default_values = app_dir / "values.yaml"
     candidates: list[tuple[Path, bool]] = [(default_values, False)]
     candidates += [(app_dir / p, True) for p in config.values_files]
@@ -197,7 +200,7 @@ def load_app(
         if not required and not os.path.lexists(path):
             continue
         try:
-            layers.append((files.display(path), load_values_file(files, path)))
+            layers.append((files.display(path), load_values_file(files, path, misread)))
         except (ConfigError, SourceError) as exc:
             problems.add(exc)
 
@@ -207,7 +210,13 @@ def load_app(
     except SourceError as exc:
         problems.add(exc)
     problems.raise_if_any()
-    return AppSource(config=config, values_layers=tuple(layers), templates=templates, files=files)
+    return AppSource(
+        config=config,
+        values_layers=tuple(layers),
+        templates=templates,
+        files=files,
+        values_misread=tuple(misread),
+    )
 
 
 def _check_kustomize_app(
@@ -316,11 +325,17 @@ def load_config(files: RepoFiles, path: Path) -> AppConfig:
     )
 
 
-def load_values_file(files: RepoFiles, path: Path) -> dict[str, Any]:
+def load_values_file(
+    files: RepoFiles, path: Path, misread: list[Misread] | None = None
+) -> dict[str, Any]:
+    """A values file's mapping; its numbers and booleans that print unlike their text are
+    added to `misread`."""
     shown = files.display(path)
     if not os.path.lexists(path):
         raise SourceError(f"{shown}: values file not found")
-    raw = load_one(files.read_text(path), shown, max_nodes=files.limits.max_yaml_nodes)
+    raw = load_one(
+        files.read_text(path), shown, max_nodes=files.limits.max_yaml_nodes, misread=misread
+    )
     if raw is None:
         return {}
     if not isinstance(raw, dict):

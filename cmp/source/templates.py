@@ -83,8 +83,13 @@ def _jinja() -> Any:
 
 
 def build_environment(
-    files: RepoFiles, app_dir: Path, limits: Limits, bytecode_dir: Path | None = None
+    files: RepoFiles,
+    app_dir: Path,
+    limits: Limits,
+    bytecode_dir: Path | None = None,
+    as_data: Callable[[Any], Any] | None = None,
 ) -> Any:
+    """The sandbox; `as_data` (if given) prepares what `to_yaml` and `to_json` write."""
     # Imported here: an app with no .j2 files never pays for Jinja2 (or these).
     import base64
     import hashlib
@@ -263,9 +268,12 @@ def build_environment(
     from cmp.source.emit import emit_value, quote_scalar
     from cmp.source.yamlread import load_one
 
+    data = as_data or (lambda value: value)
     env.filters.update(
-        to_yaml=emit_value,
-        to_json=lambda v: json.dumps(v, sort_keys=True, ensure_ascii=False, separators=(",", ":")),
+        to_yaml=lambda v: emit_value(data(v)),
+        to_json=lambda v: json.dumps(
+            data(v), sort_keys=True, ensure_ascii=False, separators=(",", ":")
+        ),
         from_yaml=lambda text: load_one(str(text), "from_yaml", max_nodes=limits.max_yaml_nodes),
         from_json=lambda text: json.loads(str(text)),
         b64encode=lambda v: base64.b64encode(_bytes(v)).decode("ascii"),
@@ -383,9 +391,11 @@ def render_all(
     limits: Limits,
     bytecode_dir: Path | None = None,
     warnings: list[str] | None = None,
+    as_data: Callable[[Any], Any] | None = None,
 ) -> list[RenderedFile]:
     """Render every template; report every failing file, not only the first. Jinja2 in a
-    plain file is an error or a warning (added to `warnings`): see cmp/source/plainfiles.py."""
+    plain file is an error or a warning (added to `warnings`): see cmp/source/plainfiles.py.
+    `as_data`: see build_environment."""
     problems = Problems()
     rendered: list[RenderedFile] = []
     environment = None
@@ -394,7 +404,9 @@ def render_all(
         try:
             if template.is_jinja:
                 if environment is None:
-                    environment = build_environment(source.files, app_dir, limits, bytecode_dir)
+                    environment = build_environment(
+                        source.files, app_dir, limits, bytecode_dir, as_data
+                    )
                 text = render_one(environment, template, context, budget)
             else:
                 text = source.files.read_text(template.path)

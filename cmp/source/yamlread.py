@@ -36,6 +36,8 @@ class KubeLoader(_CLoader):  # type: ignore[misc,valid-type]
     nonspecific: frozenset[tuple[int, int]] = frozenset()
     # Where equal-valued duplicate keys go when the caller accepts them (None: refuse them).
     duplicates: list[EqualDuplicate] | None = None
+    # Where numbers and booleans that print unlike their text go, when the caller asks.
+    misread: list[tuple[yaml.Mark, str, Any]] | None = None
 
     def resolve(self, kind: type, value: str, implicit: tuple[bool, bool]) -> str:
         if kind is yaml.ScalarNode and implicit[0]:
@@ -139,7 +141,10 @@ class KubeLoader(_CLoader):  # type: ignore[misc,valid-type]
                 f"cannot read {text!r} as {node.tag.replace(_LONG, '!!')}",
                 node.start_mark,
             )
-        return float(value) if node.tag == FLOAT else value
+        value = float(value) if node.tag == FLOAT else value
+        if self.misread is not None and value is not None and str(value) != text:
+            self.misread.append((node.start_mark, text, value))
+        return value
 
     def construct_undefined(self, node: yaml.Node) -> Any:
         raise yaml.constructor.ConstructorError(
@@ -215,15 +220,68 @@ def _shown(key: Any) -> str:
     return repr(key) if isinstance(key, str) else key_text(key)
 
 
+class Misread(NamedTuple):
+    """A scalar YAML reads as a number or a boolean that prints unlike its text: `1.10` is the
+    number 1.1, `010` is 8, `yes` is True. In a template it prints as 1.1, 8, True."""
+
+    source: str  # the file, or the parameter, it was written in
+    line: int  # 1-based; 0 for a parameter
+    key: str  # the key it is the value of, as written ("" when it is a list item)
+    text: str  # as written
+    value: Any  # as read
+
+    @property
+    def printed(self) -> str:
+        """How a template prints it."""
+        return str(self.value)
+
+    @property
+    def read_as(self) -> str:
+        """`the number 1.1`, `the boolean true`."""
+        if isinstance(self.value, bool):
+            return f"the boolean {str(self.value).lower()}"
+        return f"the number {self.printed}"
+
+    @property
+    def where(self) -> str:
+        return f"{self.source}:{self.line}" if self.line else self.source
+
+    @property
+    def written(self) -> str:
+        """`tag: 1.10`, as in the file."""
+        return f"{self.key}: {self.text}" if self.key else self.text
+
+
+# The key before a value's column: `  tag: ` → "tag", `{a: 1, tag: ` → "tag".
+_KEY_BEFORE = re.compile(r"""(?:^|[\s{,])("[^"]*"|'[^']*'|[^\s{},\[\]:#][^{},\[\]]*?)\s*:\s*$""")
+
+
+def _misread(text: str, source: str, found: list[tuple[yaml.Mark, str, Any]]) -> list[Misread]:
+    lines = text.split("\n")
+    records = []
+    for mark, written, value in found:
+        key = (
+            _KEY_BEFORE.search(lines[mark.line][: mark.column]) if mark.line < len(lines) else None
+        )
+        records.append(Misread(source, mark.line + 1, key[1] if key else "", written, value))
+    return records
+
+
 def load_all(
-    text: str, source: str, *, max_nodes: int, warnings: list[str] | None = None
+    text: str,
+    source: str,
+    *,
+    max_nodes: int,
+    warnings: list[str] | None = None,
+    misread: list[Misread] | None = None,
 ) -> list[tuple[int, Any]]:
     """Parse a YAML stream into (start line, document) pairs; errors name `source` and line.
 
     `max_nodes` bounds the size of each document, aliases expanded: composing a node costs
     about 300 bytes, so a plain 8 MiB list would otherwise take gigabytes before any check.
     A key given twice with the same value is a warning added to `warnings`, or an error when
-    the caller gives no `warnings`; with different values it is always an error.
+    the caller gives no `warnings`; with different values it is always an error. Numbers and
+    booleans that print unlike their text are added to `misread`, when given.
     """
     if text and not text.endswith("\n"):
         # Argo CD's document splitter ends every line with a newline, the last one too; this
@@ -236,6 +294,8 @@ def load_all(
     may_alias = "*" in text  # no alias without a `*`: skip the expansion walk
     if warnings is not None:
         loader.duplicates = []
+    if misread is not None:
+        loader.misread = []
     documents: list[tuple[int, Any]] = []
     try:
         while loader.check_node():
@@ -259,6 +319,9 @@ def load_all(
     if loader.duplicates:
         assert warnings is not None
         warnings.extend(duplicate.describe(source) for duplicate in loader.duplicates)
+    if loader.misread:
+        assert misread is not None
+        misread.extend(_misread(text, source, loader.misread))
     return documents
 
 
@@ -279,9 +342,16 @@ def _nonspecific_scalars(text: str) -> frozenset[tuple[int, int]]:
     return frozenset(marks)
 
 
-def load_one(text: str, source: str, *, max_nodes: int, warnings: list[str] | None = None) -> Any:
+def load_one(
+    text: str,
+    source: str,
+    *,
+    max_nodes: int,
+    warnings: list[str] | None = None,
+    misread: list[Misread] | None = None,
+) -> Any:
     """Parse a file holding at most one YAML document (values files, tagpin.yaml)."""
-    documents = load_all(text, source, max_nodes=max_nodes, warnings=warnings)
+    documents = load_all(text, source, max_nodes=max_nodes, warnings=warnings, misread=misread)
     if len(documents) > 1:
         raise SourceError(f"{source}:{documents[1][0]}: expected one YAML document, found several")
     return documents[0][1] if documents else None
