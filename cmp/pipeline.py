@@ -26,7 +26,7 @@ from cmp.source import values as values_mod
 from cmp.source.appdir import AppSource, Limits, load_app
 from cmp.source.emit import emit_stream
 from cmp.source.manifests import Manifest, parse_rendered
-from cmp.source.templates import TEMPLATE_NOT_FOUND, build_context, render_all
+from cmp.source.templates import TEMPLATE_NOT_FOUND, RenderedFile, build_context, render_all
 
 SCHEMA_FILE = "values.schema.json"  # cmp.source.schema checks values against it (Helm's name)
 
@@ -135,7 +135,12 @@ def _render_templates(
             values,
         )
 
-    def render(values: Mapping[str, Any], as_data: Callable[[Any], Any] | None = None) -> Any:
+    def render(
+        values: Mapping[str, Any],
+        as_data: Callable[[Any], Any] | None = None,
+        *,
+        again: bool = False,
+    ) -> list[RenderedFile]:
         context = build_context(
             values=values,
             app=request.app.context(),
@@ -143,7 +148,8 @@ def _render_templates(
             params=request.parameters,
             kube=request.kube,
         )
-        return render_all(source, request.app_dir, context, limits, bytecode_dir, warnings, as_data)
+        said = [] if again else warnings  # a second render's warnings were said by the first
+        return render_all(source, request.app_dir, context, limits, bytecode_dir, said, as_data)
 
     try:
         rendered = render(values)
@@ -176,12 +182,11 @@ def _render_templates(
         from cmp.source.aswritten import as_data, as_written
 
         def as_they_were_written(involved: Sequence[Misread]) -> list[Manifest]:
-            again = render(as_written(values, involved), as_data)
             return parse_rendered(
-                again,
+                render(as_written(values, involved), as_data, again=True),
                 default_namespace=request.app.namespace,
                 max_nodes=limits.max_yaml_nodes,
-                warnings=[],  # said by the first render
+                warnings=[],
             )
 
         refuse_misread_images(manifests, image_rules(source).paths, misread, as_they_were_written)
@@ -281,13 +286,14 @@ def run(request: RenderRequest, services: Services | None = None) -> RenderResul
             template_cache_dir(request.settings, request.settings_env),
             services.warnings,
         )
+        rules = image_rules(source)
     except TagpinError as error:
         error.warnings = [*services.warnings, *error.warnings]  # they often explain it
         raise
     services.warnings.extend(repeated_layers(source))
     return pin_and_emit(
         manifests,
-        image_rules(source),
+        rules,
         request,
         services,
         registry_for(request, services),

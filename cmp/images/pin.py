@@ -66,8 +66,8 @@ class PinReport:
         for image, items in by_image.items():
             more = f" and {len(items) - 1} more" if len(items) > 1 else ""
             lines.append(
-                f"not pinned: {quoted(image)} is {items[0].reason}, so it is deployed as written "
-                f"(in {items[0].field.describe()}{more}); list it in images.allowUnpinned in "
+                f"not pinned: {quoted(image)} is {items[0].reason} (in "
+                f"{items[0].field.describe()}{more}); list it in images.allowUnpinned in "
                 "tagpin.yaml to say that is meant"
             )
         return lines
@@ -135,7 +135,8 @@ def collect(manifests: Sequence[Manifest], rules: ImageRules) -> tuple[list[Want
         reason = (
             "not a valid image reference"
             if ref is None
-            else "in ECR Public, which tagpin does not resolve (a separate, public API)"
+            else "in ECR Public, which tagpin leaves as written by design (a separate, public "
+            "API it does not ask)"
             if ref.domain.split(":")[0] in ECR_PUBLIC_HOSTS
             else "not in ECR"
         )

@@ -47,8 +47,8 @@ def test_references_tagpin_would_not_pin_need_not_parse_and_are_named() -> None:
     containers = manifest.body["spec"]["template"]["spec"]["containers"]
     assert [c["image"] for c in containers] == [*NOT_REFERENCES, f"{ECR}/shop/web:v1@{DIGEST}"]
     assert report.notices() == [
-        f'not pinned: "{image}" is not a valid image reference, so it is deployed as written '
-        f"(in Deployment/tools in templates/app.yaml:1 at spec.template.spec.containers[{i}]."
+        f'not pinned: "{image}" is not a valid image reference (in '
+        f"Deployment/tools in templates/app.yaml:1 at spec.template.spec.containers[{i}]."
         "image); list it in images.allowUnpinned in tagpin.yaml to say that is meant"
         for i, image in enumerate(NOT_REFERENCES)
     ]
@@ -78,11 +78,11 @@ def test_one_line_per_image_with_its_reason_and_how_many_use_it() -> None:
         deployment("c", "nginx:1.27"),
     )
     assert report.notices() == [
-        'not pinned: "nginx:1.27" is not in ECR, so it is deployed as written (in '
+        'not pinned: "nginx:1.27" is not in ECR (in '
         "Deployment/a in templates/app.yaml:1 at spec.template.spec.containers[0].image and 2 "
         "more); list it in images.allowUnpinned in tagpin.yaml to say that is meant",
-        'not pinned: "public.ecr.aws/nginx/nginx:1.25" is in ECR Public, which tagpin does not '
-        "resolve (a separate, public API), so it is deployed as written (in Deployment/a in "
+        'not pinned: "public.ecr.aws/nginx/nginx:1.25" is in ECR Public, which tagpin leaves as '
+        "written by design (a separate, public API it does not ask) (in Deployment/a in "
         "templates/app.yaml:1 at spec.template.spec.containers[1].image); list it in "
         "images.allowUnpinned in tagpin.yaml to say that is meant",
     ]
