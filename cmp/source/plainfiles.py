@@ -24,8 +24,9 @@ from typing import NamedTuple
 
 import yaml
 
-# A Jinja2 tag with its delimiters; `$` before it makes it another language's.
-_TAG = re.compile(r"(?<!\$)\{([{%#])(.*?)(?:\}\}|%\}|#\})", re.DOTALL)
+# A Jinja2 tag with its delimiters; `$` before it makes it another language's. No brace
+# inside and bounded, so a file of unclosed `{{` costs linear time (such a tag goes unseen).
+_TAG = re.compile(r"(?<!\$)\{([{%#])([^{}]{0,2000}?)(?:\}\}|%\}|#\})")
 _OPEN = re.compile(r"(?<!\$)\{[{%#]")
 # A context name used as a variable: not after `.`, `$` or a word character, before `.` or `[`.
 _CONTEXT_USE = re.compile(r"(?<![\w.$])(?:values|app|env|params|kube)\s*[.\[]", re.ASCII)

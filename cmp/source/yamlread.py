@@ -252,18 +252,24 @@ class Misread(NamedTuple):
         return f"{self.key}: {self.text}" if self.key else self.text
 
 
-# The key before a value's column: `  tag: ` → "tag", `{a: 1, tag: ` → "tag".
-_KEY_BEFORE = re.compile(r"""(?:^|[\s{,])("[^"]*"|'[^']*'|[^\s{},\[\]:#][^{},\[\]]*?)\s*:\s*$""")
+def _key_before(line: str, column: int) -> str:
+    """The key a value at `column` belongs to: `  tag: 1.10` → "tag", `{a: 1, tag: 1.10}` →
+    "tag"; "" for a list item. Looks back at most 200 characters: linear on a long line."""
+    before = line[max(0, column - 200) : column].rstrip()
+    if not before.endswith(":"):
+        return ""
+    head = before[:-1].rstrip()
+    key = head[max(head.rfind("{"), head.rfind(","), head.rfind("[")) + 1 :].strip()
+    return key[2:].strip() if key.startswith("- ") else key
 
 
 def _misread(text: str, source: str, found: list[tuple[yaml.Mark, str, Any]]) -> list[Misread]:
     lines = text.split("\n")
     records = []
     for mark, written, value in found:
-        key = (
-            _KEY_BEFORE.search(lines[mark.line][: mark.column]) if mark.line < len(lines) else None
-        )
-        records.append(Misread(source, mark.line + 1, key[1] if key else "", written, value))
+        line = lines[mark.line] if mark.line < len(lines) else ""
+        key = _key_before(line, mark.column)
+        records.append(Misread(source, mark.line + 1, key, written, value))
     return records
 
 
