@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
-from functools import cache
+from functools import lru_cache
 
 from cmp.errors import ConfigError, TagpinError
 from cmp.images.fields import FieldPath, ImageField, ImagePath, find_images
@@ -36,7 +36,7 @@ def refuse_misread_images(
     rerender: Rerender,
 ) -> None:
     """Raise a ConfigError for every image that depends on how YAML read a value."""
-    printed = [item for item in misread if item.printed]
+    printed = _first_of_each(item for item in misread if item.printed)  # `true` ×1000: one
     if not printed:
         return
     suspects = [
@@ -75,7 +75,7 @@ def _first_of_each(items: Iterable[Misread]) -> list[Misread]:
     return list(seen.values())
 
 
-@cache
+@lru_cache(maxsize=1024)
 def _token(printed: str) -> re.Pattern[str]:
     """`printed` not inside a longer number (`1.1` in `1.10`) or word (`True` in `Trueish`)."""
     edge = "[0-9]" if printed[-1].isdigit() else "[0-9A-Za-z]"
