@@ -14,7 +14,7 @@ class Partition(NamedTuple):
     private ECR registries live under."""
 
     name: str
-    region_pattern: re.Pattern[str]  # botocore's regionRegex
+    region_pattern: str  # botocore's regionRegex
     suffix: str  # `<account>.dkr.ecr[-fips].<region>.<suffix>`: botocore's dnsSuffix
     dualstack_suffix: str  # `<account>.dkr-ecr[-fips].<region>.<dualstack_suffix>`
     regions: tuple[str, ...]  # the Regions botocore knew when this table was written
@@ -32,7 +32,7 @@ class Partition(NamedTuple):
 
 def _partition(name: str, pattern: str, suffixes: str, regions: str) -> Partition:
     suffix, dualstack = suffixes.split()
-    return Partition(name, re.compile(pattern, re.ASCII), suffix, dualstack, tuple(regions.split()))
+    return Partition(name, pattern, suffix, dualstack, tuple(regions.split()))
 
 
 # The dual-stack domain is botocore's dualStackDnsSuffix with `api.` made `on.`; the pairs
@@ -128,7 +128,7 @@ def partition_of(region: str) -> Partition | None:
     words = region.split("-")
     if len(words) < 3 or words[-2] not in _DIRECTIONS:
         return None
-    return next((p for p in PARTITIONS if p.region_pattern.match(region)), None)
+    return next((p for p in PARTITIONS if re.match(p.region_pattern, region, re.ASCII)), None)
 
 
 DEFAULT_PULL_THROUGH_PREFIXES: frozenset[str] = frozenset(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from fnmatch import fnmatchcase
 from typing import NamedTuple
 
 from cmp.errors import ImageError, Problems, ResolveError, TagpinError
@@ -83,6 +82,10 @@ class ImageRules(NamedTuple):
 
     def allows_unpinned(self, image: str, ref: ImageRef | None) -> bool:
         """Whether a pattern matches the image as written or, parsed, its repository."""
+        if not self.allow_unpinned:
+            return False
+        from fnmatch import fnmatchcase
+
         return any(
             fnmatchcase(image, pattern)
             or (ref is not None and fnmatchcase(ref.repository, pattern))

@@ -12,7 +12,6 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -410,7 +409,7 @@ def render_all(
                 text = render_one(environment, template, context, budget)
             else:
                 text = source.files.read_text(template.path)
-                if not any(fnmatchcase(template.app_name, p) for p in source.config.literal):
+                if not _declared_literal(template, source.config.literal):
                     _check_plain(template, text, warnings)
         except (SourceError, TemplateError) as exc:
             problems.add(exc)
@@ -428,18 +427,29 @@ def render_all(
         rendered.append(RenderedFile(name=template.name, text=text, locate=locate))
     problems.raise_if_any()
     if warnings is not None:
-        plain = [t.app_name for t in source.templates if not t.is_jinja]
+        plain = [t for t in source.templates if not t.is_jinja]
         warnings.extend(
             f"tagpin.yaml: templates.literal pattern {pattern!r} matches no plain file under "
             f"{TEMPLATE_DIR}/"
             for pattern in source.config.literal
-            if not any(fnmatchcase(name, pattern) for name in plain)
+            if not any(_declared_literal(template, (pattern,)) for template in plain)
         )
     return rendered
 
 
+def _declared_literal(template: TemplateFile, patterns: Iterable[str]) -> bool:
+    """Whether tagpin.yaml's `templates.literal` names the file (app-relative globs)."""
+    if not patterns:
+        return False
+    from fnmatch import fnmatchcase
+
+    return any(fnmatchcase(template.app_name, pattern) for pattern in patterns)
+
+
 def _check_plain(template: TemplateFile, text: str, warnings: list[str] | None) -> None:
     """Jinja2 written for tagpin in a plain file is refused; other Jinja2 syntax is said."""
+    if "{{" not in text and "{%" not in text and "{#" not in text:
+        return  # nearly every plain file: not even the module is loaded
     from cmp.source.plainfiles import jinja_tags, rename_hint
 
     tags = jinja_tags(text)

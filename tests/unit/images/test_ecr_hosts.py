@@ -27,7 +27,7 @@ def test_the_partition_table_is_botocore_s() -> None:
         theirs = known[partition.name]
         outputs = theirs["outputs"]
         assert isinstance(outputs, dict) and isinstance(theirs["regions"], dict)
-        assert partition.region_pattern.pattern == theirs["regionRegex"]
+        assert partition.region_pattern == theirs["regionRegex"]
         assert partition.suffix == outputs["dnsSuffix"]
         assert partition.dualstack_suffix == str(outputs["dualStackDnsSuffix"]).replace(
             "api.", "on.", 1
