@@ -21,7 +21,7 @@ class ExitStatus(IntEnum):
     SOURCE = 4  # an app file is missing, unreadable, too large or outside the repository
     TEMPLATE = 5  # a Jinja2 template failed to compile or render
     MANIFEST = 6  # the rendered YAML is not a valid stream of Kubernetes objects
-    IMAGE = 7  # an image reference is malformed, or unpinned where digests are required
+    IMAGE = 7  # an image reference is malformed, almost ECR, or unpinned where digests are required
     RESOLVE = 8  # a tag or repository does not exist, or no tag satisfies a constraint
     REGISTRY = 9  # ECR could not be asked: unreachable, throttled, access denied, no credentials
     APP_LOOKUP = 10  # the live Application could not be read from the Kubernetes API

@@ -33,9 +33,10 @@ from cmp.source.templates import TEMPLATE_NOT_FOUND, RenderedFile, build_context
 SCHEMA_FILE = "values.schema.json"  # cmp.source.schema checks values against it (Helm's name)
 
 if TYPE_CHECKING:
-    from cmp.images.fields import ImageField, ImagePath
-    from cmp.images.pin import TagChooser, Wanted
+    from cmp.images.fields import ImageField
+    from cmp.images.pin import ImageRules, TagChooser, Wanted
     from cmp.registry.base import Registry, TagInfo
+    from cmp.source.yamlread import Misread
 
 
 class RenderResult:
@@ -91,36 +92,60 @@ def render_manifests(
         list(request.parameters.get("values-files") or []),
         limits,
     )
-    if source.config.kustomize is not None:
-        from cmp.source.kustomize import build, refuse_values
+    if source.config.kustomize is None:
+        return source, _render_templates(request, source, limits, bytecode_dir, warnings)
+    from cmp.source.kustomize import build, refuse_values
 
-        refuse_values(request.parameters)
-        rendered = [
-            build(
-                source.files,
-                request.app_dir,
-                source.config.kustomize,
-                request.settings,
-                request.settings_env,
-                limits,
-                meanwhile=_import_pinning,
-                warnings=warnings,
-            )
-        ]
-    else:
-        values = layered_values(source, request)
-        schema_path = request.app_dir / SCHEMA_FILE
-        if os.path.lexists(schema_path):  # jsonschema is imported only for apps that have one
-            from cmp.source.schema import check_values
+    refuse_values(request.parameters)
+    built = build(
+        source.files,
+        request.app_dir,
+        source.config.kustomize,
+        request.settings,
+        request.settings_env,
+        limits,
+        meanwhile=_import_pinning,
+        warnings=warnings,
+    )
+    if warnings is not None:
+        warnings.extend(unterminated_blocks([built]))
+    manifests = parse_rendered(
+        [built],
+        default_namespace=request.app.namespace,
+        max_nodes=limits.max_yaml_nodes,
+        warnings=warnings,
+    )
+    return source, manifests
 
-            check_values(
-                source.files,
-                schema_path,
-                source.values_layers,
-                request.parameters.get("values") or {},
-                values,
-                assigned_by=request.words.values,
-            )
+
+def _render_templates(
+    request: RenderRequest,
+    source: AppSource,
+    limits: Limits,
+    bytecode_dir: Path | None,
+    warnings: list[str] | None,
+) -> list[Manifest]:
+    """A template app's objects; refused when an image depends on how YAML read a value."""
+    values = layered_values(source, request)
+    schema_path = request.app_dir / SCHEMA_FILE
+    if os.path.lexists(schema_path):  # jsonschema is imported only for apps that have one
+        from cmp.source.schema import check_values
+
+        check_values(
+            source.files,
+            schema_path,
+            source.values_layers,
+            request.parameters.get("values") or {},
+            values,
+            assigned_by=request.words.values,
+        )
+
+    def render(
+        values: Mapping[str, Any],
+        as_data: Callable[[Any], Any] | None = None,
+        *,
+        again: bool = False,
+    ) -> list[RenderedFile]:
         context = build_context(
             values=values,
             app=request.app.context(),
@@ -128,28 +153,53 @@ def render_manifests(
             params=request.parameters,
             kube=request.kube,
         )
-        try:
-            rendered = render_all(source, request.app_dir, context, limits, bytecode_dir)
-        except TemplateError as error:
-            if not (
-                request.root_guessed
-                and any(TEMPLATE_NOT_FOUND in problem for problem in error.problems)
-            ):
-                raise
-            raise TemplateError(
-                *error.problems,
-                (
-                    f"no .git was found above {request.app_dir}, so the repository root is the app "
-                    "directory itself and nothing above it can be included; pass --repo-root "
-                    "(the directory Argo CD's source path is relative to)"
-                ),
-            ) from error
+        said = [] if again else warnings  # a second render's warnings were said by the first
+        return render_all(source, request.app_dir, context, limits, bytecode_dir, said, as_data)
+
+    try:
+        rendered = render(values)
+    except TemplateError as error:
+        if not (
+            request.root_guessed
+            and any(TEMPLATE_NOT_FOUND in problem for problem in error.problems)
+        ):
+            raise
+        raise TemplateError(
+            *error.problems,
+            (
+                f"no .git was found above {request.app_dir}, so the repository root is the app "
+                "directory itself and nothing above it can be included; pass --repo-root "
+                "(the directory Argo CD's source path is relative to)"
+            ),
+        ) from error
     if warnings is not None:
         warnings.extend(unterminated_blocks(rendered))
     manifests = parse_rendered(
-        rendered, default_namespace=request.app.namespace, max_nodes=limits.max_yaml_nodes
+        rendered,
+        default_namespace=request.app.namespace,
+        max_nodes=limits.max_yaml_nodes,
+        warnings=warnings,
     )
-    return source, manifests
+    misread = [
+        *source.values_misread,
+        *values_mod.misread_assignments(
+            request.parameters.get("values") or {}, request.words.values
+        ),
+    ]
+    if misread:
+        from cmp.images.misread import refuse_misread_images
+        from cmp.source.aswritten import as_data, as_written
+
+        def as_they_were_written(involved: Sequence[Misread]) -> list[Manifest]:
+            return parse_rendered(
+                render(as_written(values, involved), as_data, again=True),
+                default_namespace=request.app.namespace,
+                max_nodes=limits.max_yaml_nodes,
+                warnings=[],
+            )
+
+        refuse_misread_images(manifests, image_rules(source).paths, misread, as_they_were_written)
+    return manifests
 
 
 def unterminated_blocks(rendered: Sequence[RenderedFile]) -> list[str]:
@@ -235,44 +285,75 @@ def repeated_layers(source: AppSource) -> list[str]:
     ]
 
 
-def custom_image_paths(source: AppSource) -> tuple[ImagePath, ...]:
-    """tagpin.yaml's `images.paths` rules, parsed; errors name tagpin.yaml."""
+def image_rules(source: AppSource) -> ImageRules:
+    """tagpin.yaml's `images` settings, parsed; errors name tagpin.yaml."""
     from cmp.images.fields import parse_image_paths
+    from cmp.images.pin import ImageRules
 
-    return parse_image_paths(list(source.config.image_paths or []), "tagpin.yaml")
+    config = source.config
+    return ImageRules(
+        paths=parse_image_paths(list(config.image_paths or []), "tagpin.yaml"),
+        require_digests=config.require_digests,
+        allow_unpinned=config.allow_unpinned,
+    )
 
 
 def run(request: RenderRequest, services: Services | None = None) -> RenderResult:
     services = services or services_from(request)
     limits = limits_from(request.settings)
-    source, manifests = render_manifests(
-        request,
-        limits,
-        template_cache_dir(request.settings, request.settings_env),
-        services.warnings,
-    )
+    try:
+        source, manifests = render_manifests(
+            request,
+            limits,
+            template_cache_dir(request.settings, request.settings_env),
+            services.warnings,
+        )
+        rules = image_rules(source)
+    except TagpinError as error:
+        error.warnings = [*services.warnings, *error.warnings]  # they often explain it
+        raise
     services.warnings.extend(repeated_layers(source))
+    return pin_and_emit(
+        manifests,
+        rules,
+        request,
+        services,
+        registry_for(request, services),
+        values=lambda: layered_values(source, request),
+    )
+
+
+def pin_and_emit(
+    manifests: list[Manifest],
+    rules: ImageRules,
+    request: RenderRequest,
+    services: Services,
+    registry_factory: Callable[[], Registry],
+    values: Callable[[], Mapping[str, Any]] | None = None,
+) -> RenderResult:
+    """The end every render shares, an app's and `tagpin pin`'s: pin the images, name those
+    left unpinned (on stderr), emit. `values` (an app's) explain a tag that is a number."""
     from cmp.images.pin import pin
 
     try:
-        pin(
+        report = pin(
             manifests,
-            extra_paths=custom_image_paths(source),
-            require_digests=source.config.require_digests,
-            registry_factory=registry_for(request, services),
+            rules=rules,
+            registry_factory=registry_factory,
             concurrency=services.concurrency,
             choose_tags=tag_chooser(request, services),
         )
     except TagpinError as error:
         failure = error
-        if isinstance(error, (ResolveError, LockError)):
+        if values is not None and isinstance(error, (ResolveError, LockError)):
             from cmp.source.hints import with_number_hints
 
-            failure = with_number_hints(error, layered_values(source, request))
+            failure = with_number_hints(error, values())
         failure.warnings = [*services.warnings, *error.warnings]  # the CLI prints them too
         if failure is error:
             raise
         raise failure from error
+    services.warnings.extend(report.notices())
     return RenderResult(
         text=emit_stream(m.body for m in manifests),
         manifests=manifests,

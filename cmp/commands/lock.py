@@ -21,7 +21,7 @@ from cmp.commands.run import execute
 from cmp.errors import LockError, ResolveError
 from cmp.images.ecr import EcrRepository
 from cmp.images.pin import collect, resolve
-from cmp.pipeline import custom_image_paths, render_manifests
+from cmp.pipeline import image_rules, render_manifests
 from cmp.registry.base import Registry
 from cmp.registry.lock import LockEntry, entry_order
 from cmp.request import RenderRequest
@@ -65,6 +65,7 @@ def lock_app(
     update: bool = False,
     keep: bool = False,
     concurrency: int = 8,
+    warnings: list[str] | None = None,
 ) -> LockUpdate:
     """The lock for every ECR tag a render of `request` uses (all values layers applied).
 
@@ -73,8 +74,8 @@ def lock_app(
     dropped unless `keep` (an app rendered with several values files locks each in turn).
     Branch-deploy overrides are not locked: they follow tags pushed after the lock is written.
     """
-    source, manifests = render_manifests(request, limits_from(request.settings))
-    wanted, _ = collect(manifests, custom_image_paths(source), require_digests=False)
+    source, manifests = render_manifests(request, limits_from(request.settings), None, warnings)
+    wanted, _ = collect(manifests, image_rules(source)._replace(require_digests=False))
     old = {(e.repository, e.tag): e for e in existing}
     reuse = {} if update else old
     ask = [w for w in wanted if (w.repository, w.tag) not in reuse]
@@ -110,6 +111,7 @@ def check_lock(
     *,
     shown: str,
     concurrency: int = 8,
+    warnings: list[str] | None = None,
 ) -> list[str]:
     """Notes for a lock that is up to date; a LockError naming every gap or mismatch."""
     # What `tagpin lock --update` would write: every used tag, as ECR answers now.
@@ -120,6 +122,7 @@ def check_lock(
         update=True,
         keep=False,
         concurrency=concurrency,
+        warnings=warnings,
     )
     old = {(e.repository, e.tag): e for e in existing}
     problems = []
@@ -249,7 +252,12 @@ def lock_command(
         )
         if check:
             notes += check_lock(
-                request, registry, existing, shown=shown, concurrency=services.concurrency
+                request,
+                registry,
+                existing,
+                shown=shown,
+                concurrency=services.concurrency,
+                warnings=services.warnings,
             )
             return LockOutcome(warnings=services.warnings, notes=notes)
         result = lock_app(
@@ -259,6 +267,7 @@ def lock_command(
             update=update,
             keep=keep,
             concurrency=services.concurrency,
+            warnings=services.warnings,
         )
         write_lock(target, result.entries)
         return LockOutcome(warnings=services.warnings, notes=[*notes, *result.summary(shown)])

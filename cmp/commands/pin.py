@@ -40,7 +40,7 @@ def pin_command() -> click.Command:
         "--config",
         type=click.Path(dir_okay=False, path_type=Path),
         default=None,
-        help="A tagpin.yaml whose images.paths and images.requireDigests apply.",
+        help="A tagpin.yaml whose images settings (paths, requireDigests, allowUnpinned) apply.",
     )
     @click.pass_context
     def command(

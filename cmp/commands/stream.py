@@ -40,6 +40,7 @@ class StreamConfig(NamedTuple):
 
     image_paths: tuple[ImagePath, ...] = ()
     require_digests: bool = False
+    allow_unpinned: tuple[str, ...] = ()
 
 
 def read_inputs(paths: Sequence[str], stdin: IO[bytes], limits: Limits) -> list[StreamInput]:
@@ -71,7 +72,11 @@ def read_inputs(paths: Sequence[str], stdin: IO[bytes], limits: Limits) -> list[
 
 
 def parse_inputs(
-    inputs: Sequence[StreamInput], *, default_namespace: str, max_nodes: int
+    inputs: Sequence[StreamInput],
+    *,
+    default_namespace: str,
+    max_nodes: int,
+    warnings: list[str] | None = None,
 ) -> list[Manifest]:
     """Objects from every input, checked as a render's are. No objects at all is no error here:
     a filter given nothing prints nothing (a chart with every part disabled), while `generate`
@@ -80,17 +85,19 @@ def parse_inputs(
     def parsed() -> Any:
         for item in inputs:
             try:
-                yield item.name, _documents(item, max_nodes)
+                yield item.name, _documents(item, max_nodes, warnings)
             except SourceError as exc:
                 yield item.name, ManifestError(*exc.problems)
 
     return check_documents(parsed(), default_namespace=default_namespace, allow_empty=True)
 
 
-def _documents(item: StreamInput, max_nodes: int) -> list[tuple[int, Any]]:
+def _documents(
+    item: StreamInput, max_nodes: int, warnings: list[str] | None
+) -> list[tuple[int, Any]]:
     if item.text.lstrip().startswith(("{", "[")):
         return json_documents(item.text, item.name, max_nodes)
-    return load_all(item.text, item.name, max_nodes=max_nodes)
+    return load_all(item.text, item.name, max_nodes=max_nodes, warnings=warnings)
 
 
 def json_documents(text: str, name: str, max_nodes: int) -> list[tuple[int, Any]]:
@@ -108,7 +115,7 @@ def json_documents(text: str, name: str, max_nodes: int) -> list[tuple[int, Any]
 
 
 def read_config(path: Path) -> StreamConfig:
-    """`--config tagpin.yaml`: its `images.paths` and `images.requireDigests`."""
+    """`--config tagpin.yaml`: its `images` settings."""
     from cmp.images.fields import parse_image_paths
     from cmp.source.appdir import RepoFiles, load_config
 
@@ -117,6 +124,7 @@ def read_config(path: Path) -> StreamConfig:
     return StreamConfig(
         image_paths=parse_image_paths(list(config.image_paths or []), str(path)),
         require_digests=config.require_digests,
+        allow_unpinned=config.allow_unpinned,
     )
 
 
@@ -152,33 +160,25 @@ def pin_stream(
     lock: Path | None = None,
 ) -> RenderResult:
     """Check, pin and emit `inputs` as the sidecar does a rendered app's output."""
-    from cmp.images.pin import pin
-    from cmp.pipeline import RenderResult, tag_chooser, unterminated_blocks
+    from cmp.images.pin import ImageRules
+    from cmp.pipeline import pin_and_emit, unterminated_blocks
     from cmp.services import limits_from
-    from cmp.source.emit import emit_stream
     from cmp.source.templates import RenderedFile
 
     config = config or StreamConfig()
     limits = limits_from(request.settings)
     manifests = parse_inputs(
-        inputs, default_namespace=request.app.namespace, max_nodes=limits.max_yaml_nodes
+        inputs,
+        default_namespace=request.app.namespace,
+        max_nodes=limits.max_yaml_nodes,
+        warnings=services.warnings,
     )
     services.warnings.extend(
         unterminated_blocks([RenderedFile(item.name, item.text) for item in inputs])
     )
     if not manifests:
         services.notes.append("the input holds no Kubernetes objects; printed none")
-    pin(
-        manifests,
-        extra_paths=config.image_paths,
-        require_digests=config.require_digests,
-        registry_factory=stream_registry(request, services, lock),
-        concurrency=services.concurrency,
-        choose_tags=tag_chooser(request, services),
-    )
-    return RenderResult(
-        text=emit_stream(m.body for m in manifests),
-        manifests=manifests,
-        warnings=services.warnings,
-        notes=services.notes,
+    rules = ImageRules(config.image_paths, config.require_digests, config.allow_unpinned)
+    return pin_and_emit(
+        manifests, rules, request, services, stream_registry(request, services, lock)
     )

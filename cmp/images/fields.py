@@ -213,10 +213,15 @@ def find_images(
     Objects whose structure stops short of a rule's path are skipped; a non-string image is
     an error, reported together with every other one found.
     """
-    rules = (*BUILTIN_IMAGE_PATHS, *extra_paths)
+    by_kind: dict[str, list[ImagePath]] = {}  # most objects have no image rule at all
+    for rule in (*BUILTIN_IMAGE_PATHS, *extra_paths):
+        by_kind.setdefault(rule.kind, []).append(rule)
     found: list[ImageField] = []
     problems = Problems()
     for manifest in manifests:
+        rules = by_kind.get(manifest.kind)
+        if rules is None:
+            continue
         seen: set[FieldPath] = set()
         for rule in rules:
             if not rule.applies_to(manifest):

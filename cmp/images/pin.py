@@ -12,9 +12,15 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 from cmp.errors import ImageError, Problems, ResolveError, TagpinError
-from cmp.images.ecr import EcrRepository, ecr_repository
+from cmp.images.ecr import (
+    ECR_PUBLIC_HOSTS,
+    EcrRepository,
+    ecr_lookalike,
+    ecr_registry,
+    ecr_repository,
+)
 from cmp.images.fields import ImageField, ImagePath, find_images, set_image
-from cmp.images.reference import ImageRef
+from cmp.images.reference import ImageRef, quoted
 from cmp.registry.base import Lookup, Registry, TagInfo, describe_many
 from cmp.source.manifests import Manifest
 
@@ -30,62 +36,138 @@ class Wanted(NamedTuple):
     tag: str
 
 
+class Unpinned(NamedTuple):
+    """An image field left as written without a digest, and why."""
+
+    field: ImageField
+    reason: str  # what it is, after "is": "not in ECR", …
+
+
 class PinReport:
-    """What pinning did: each rewritten field with its new value, and the fields kept."""
+    """What pinning did: each rewritten field with its new value, the fields kept as written
+    (already pinned, or allowed unpinned), and those left unpinned for a reason to tell."""
 
-    __slots__ = ("kept", "pinned")
+    __slots__ = ("kept", "pinned", "unpinned")
 
-    def __init__(self, kept: list[ImageField] | None = None) -> None:
+    def __init__(
+        self, kept: list[ImageField] | None = None, unpinned: list[Unpinned] | None = None
+    ) -> None:
         self.pinned: list[tuple[ImageField, str]] = []  # (field, new value)
-        self.kept: list[ImageField] = kept if kept is not None else []  # pinned or outside ECR
+        self.kept: list[ImageField] = kept if kept is not None else []
+        self.unpinned: list[Unpinned] = unpinned if unpinned is not None else []
+
+    def notices(self) -> list[str]:
+        """One line per image left unpinned that nobody declared: what, why, and where."""
+        by_image: dict[str, list[Unpinned]] = defaultdict(list)
+        for item in self.unpinned:
+            by_image[item.field.value].append(item)
+        lines = []
+        for image, items in by_image.items():
+            more = f" and {len(items) - 1} more" if len(items) > 1 else ""
+            lines.append(
+                f"not pinned: {quoted(image)} is {items[0].reason} (in "
+                f"{items[0].field.describe()}{more}); list it in images.allowUnpinned in "
+                "tagpin.yaml to say that is meant"
+            )
+        return lines
+
+
+class ImageRules(NamedTuple):
+    """tagpin.yaml's `images` settings: more image fields, and which images may stay
+    unpinned (`allow_unpinned`: glob patterns, silent and exempt from `require_digests`)."""
+
+    paths: tuple[ImagePath, ...] = ()
+    require_digests: bool = False
+    allow_unpinned: tuple[str, ...] = ()
+
+    def allows_unpinned(self, image: str, ref: ImageRef | None) -> bool:
+        """Whether a pattern matches the image as written or, parsed, its repository."""
+        if not self.allow_unpinned:
+            return False
+        from fnmatch import fnmatchcase
+
+        return any(
+            fnmatchcase(image, pattern)
+            or (ref is not None and fnmatchcase(ref.repository, pattern))
+            for pattern in self.allow_unpinned
+        )
 
 
 # Chooses tags for branch deploys: returns the TagInfo (tag + digest) picked for some fields.
 TagChooser = Callable[[Sequence[Wanted], Callable[[], Registry]], Mapping[ImageField, TagInfo]]
 
 
-def collect(
-    manifests: Sequence[Manifest], extra_paths: Sequence[ImagePath], require_digests: bool
-) -> tuple[list[Wanted], list[ImageField]]:
-    """Parse every image field; split into those needing a digest and those kept as written."""
+def collect(manifests: Sequence[Manifest], rules: ImageRules) -> tuple[list[Wanted], PinReport]:
+    """Parse every image field; split into those needing a digest and those kept as written.
+
+    Only a reference tagpin would pin (an ECR host, or one almost like it) must parse: others
+    (`ko://…`, Tekton's `$(params.IMAGE)`, a `<placeholder>`) are deployed as written, as Argo
+    CD would, and named in the report. A host that is almost an ECR host is an error.
+    """
     problems = Problems()
     wanted: list[Wanted] = []
-    kept: list[ImageField] = []
-    for image in find_images(manifests, extra_paths):
+    report = PinReport()
+    for image in find_images(manifests, rules.paths):
         try:
-            ref = image.parse()
+            ref: ImageRef | None = image.parse()
         except ImageError as exc:
-            problems.add(exc)
-            continue
-        if ref.pinned:
-            kept.append(image)
-            continue
-        repository = ecr_repository(ref)
-        if repository is None:
-            if require_digests:
-                where = (
-                    "is in ECR Public, which tagpin leaves as written by design (a "
-                    "separate, public API it does not ask)"
-                    if ref.domain.split(":")[0] in ECR_PUBLIC_HOSTS
-                    else "is not in ECR"
-                )
+            if _would_pin(image.value):
+                problems.add(exc)
+                continue
+            ref = None
+        if ref is not None:
+            lookalike = ecr_lookalike(ref.domain)
+            if lookalike is not None:
                 problems.add(
                     ImageError(
-                        f"{image.describe()}: {image.value!r} is not pinned to a digest and "
-                        f"{where}, so tagpin cannot pin it; write it as "
-                        "name:tag@sha256:... "
-                        "(tagpin.yaml sets images.requireDigests: true)"
+                        f"{image.describe()}: image {quoted(image.value)}: registry host "
+                        f"{quoted(ref.domain)} {lookalike}"
                     )
                 )
-            else:
-                kept.append(image)
+                continue
+            if ref.pinned:
+                report.kept.append(image)
+                continue
+            repository = ecr_repository(ref)
+            if repository is not None:
+                wanted.append(Wanted(image, ref, repository, ref.tag or IMPLICIT_TAG))
+                continue
+        if rules.allows_unpinned(image.value, ref):
+            report.kept.append(image)
             continue
-        wanted.append(Wanted(image, ref, repository, ref.tag or IMPLICIT_TAG))
+        reason = (
+            "not a valid image reference"
+            if ref is None
+            else "in ECR Public, which tagpin leaves as written by design (a separate, public "
+            "API it does not ask)"
+            if ref.domain.split(":")[0] in ECR_PUBLIC_HOSTS
+            else "not in ECR"
+        )
+        if rules.require_digests:
+            problems.add(
+                ImageError(
+                    f"{image.describe()}: {image.value!r} is not pinned to a digest and is "
+                    f"{reason}, so tagpin cannot pin it; write it as name:tag@sha256:..., or "
+                    "list it in images.allowUnpinned (tagpin.yaml sets images.requireDigests: "
+                    "true)"
+                )
+            )
+            continue
+        report.unpinned.append(Unpinned(image, reason))
     problems.raise_if_any()
-    return wanted, kept
+    return wanted, report
 
 
-ECR_PUBLIC_HOSTS = frozenset({"public.ecr.aws", "ecr-public.aws.com"})
+def _would_pin(text: str) -> bool:
+    """Whether an unparsable reference names an ECR host (or one almost like it), so that
+    tagpin would have pinned it had it been valid."""
+    host = text.strip().split("/", 1)[0].split("@", 1)[0]
+    lower = text.lower()
+    return (
+        ecr_registry(host) is not None
+        or ecr_lookalike(host) is not None
+        or any(word in lower for word in (".dkr.ecr", ".dkr-ecr", "public.ecr.aws"))
+    )
 
 
 def resolve(
@@ -155,8 +237,7 @@ def _repo_key(repository: EcrRepository) -> tuple[str, str, str]:
 def pin(
     manifests: Sequence[Manifest],
     *,
-    extra_paths: Sequence[ImagePath] = (),
-    require_digests: bool = False,
+    rules: ImageRules | None = None,
     registry_factory: Callable[[], Registry],
     concurrency: int = 8,
     choose_tags: TagChooser | None = None,
@@ -166,8 +247,7 @@ def pin(
     The registry is only built when some image needs a lookup, so an app whose images are all
     pinned (or outside ECR) never touches AWS or imports boto3.
     """
-    wanted, kept = collect(manifests, extra_paths, require_digests)
-    report = PinReport(kept=kept)
+    wanted, report = collect(manifests, rules or ImageRules())
     if not wanted:
         return report
     registry = once(registry_factory)

@@ -14,17 +14,19 @@ from typing import Any, NamedTuple
 
 from cmp.errors import ConfigError, Problems, SourceError
 from cmp.settings import MARKER_FILE
-from cmp.source.yamlread import load_one
+from cmp.source.yamlread import Misread, load_one
 
 TEMPLATE_DIR = "templates"
 COPIED_SUFFIXES = (".yaml", ".yml", ".json")
 JINJA_SUFFIX = ".j2"
 CONFIG_KEYS = {
     "valuesFiles": "values files layered over values.yaml",
-    "images": "image settings: paths, requireDigests",
+    "images": "image settings: paths, requireDigests, allowUnpinned",
     "kustomize": "build the app with kustomize (docs/kustomize.md)",
+    "templates": "template settings: literal",
 }
-IMAGE_KEYS = ("paths", "requireDigests")
+IMAGE_KEYS = ("paths", "requireDigests", "allowUnpinned")
+TEMPLATE_KEYS = ("literal",)
 
 
 # tagpin.yaml `kustomize:` keys: the short allowlist of build options.
@@ -155,7 +157,10 @@ class AppConfig(NamedTuple):
     values_files: tuple[str, ...] = ()
     image_paths: Any = ()  # raw `images.paths`; parsed by cmp.images.reference
     require_digests: bool = False
+    allow_unpinned: tuple[str, ...] = ()  # `images.allowUnpinned` glob patterns
     kustomize: KustomizeOptions | None = None  # set for a Kustomize app
+    # `templates.literal`: plain files whose braces are data (app-relative globs)
+    literal: tuple[str, ...] = ()
 
 
 class AppSource(NamedTuple):
@@ -163,6 +168,8 @@ class AppSource(NamedTuple):
     values_layers: tuple[tuple[str, dict[str, Any]], ...]  # (where from, values) lowest first
     templates: tuple[TemplateFile, ...]
     files: RepoFiles
+    # Values files' numbers and booleans that print unlike their text (`tag: 1.10`)
+    values_misread: tuple[Misread, ...] = ()
 
 
 def load_app(
@@ -184,6 +191,7 @@ def load_app(
         return AppSource(config=config, values_layers=(), templates=(), files=files)
 
     layers: list[tuple[str, dict[str, Any]]] = []
+    misread: list[Misread] = []
     default_values = app_dir / "values.yaml"
     candidates: list[tuple[Path, bool]] = [(default_values, False)]
     candidates += [(app_dir / p, True) for p in config.values_files]
@@ -192,7 +200,7 @@ def load_app(
         if not required and not os.path.lexists(path):
             continue
         try:
-            layers.append((files.display(path), load_values_file(files, path)))
+            layers.append((files.display(path), load_values_file(files, path, misread)))
         except (ConfigError, SourceError) as exc:
             problems.add(exc)
 
@@ -202,7 +210,13 @@ def load_app(
     except SourceError as exc:
         problems.add(exc)
     problems.raise_if_any()
-    return AppSource(config=config, values_layers=tuple(layers), templates=templates, files=files)
+    return AppSource(
+        config=config,
+        values_layers=tuple(layers),
+        templates=templates,
+        files=files,
+        values_misread=tuple(misread),
+    )
 
 
 def _check_kustomize_app(
@@ -268,6 +282,31 @@ def load_config(files: RepoFiles, path: Path) -> AppConfig:
     if not isinstance(require, bool):
         problems.append(f"{shown}: images.requireDigests must be true or false")
         require = False
+    allow = images.get("allowUnpinned") or []
+    if not isinstance(allow, list) or not all(isinstance(p, str) and p for p in allow):
+        problems.append(
+            f"{shown}: images.allowUnpinned must be a list of image patterns "
+            '(globs such as "quay.io/prometheus/*" or "nginx")'
+        )
+        allow = []
+    templates = raw.get("templates") or {}
+    if not isinstance(templates, dict):
+        problems.append(
+            f"{shown}: templates must be a mapping with keys {', '.join(TEMPLATE_KEYS)}"
+        )
+        templates = {}
+    for key in templates:
+        if key not in TEMPLATE_KEYS:
+            problems.append(
+                f"{shown}: unknown key templates.{key} (known: {', '.join(TEMPLATE_KEYS)})"
+            )
+    literal = templates.get("literal") or []
+    if not isinstance(literal, list) or not all(isinstance(p, str) and p for p in literal):
+        problems.append(
+            f"{shown}: templates.literal must be a list of file patterns relative to the app "
+            'directory, such as "templates/alerts/*.yaml"'
+        )
+        literal = []
     kustomize = None
     if "kustomize" in raw:
         try:
@@ -280,15 +319,23 @@ def load_config(files: RepoFiles, path: Path) -> AppConfig:
         values_files=tuple(values_files),
         image_paths=images.get("paths") or (),
         require_digests=require,
+        allow_unpinned=tuple(allow),
         kustomize=kustomize,
+        literal=tuple(literal),
     )
 
 
-def load_values_file(files: RepoFiles, path: Path) -> dict[str, Any]:
+def load_values_file(
+    files: RepoFiles, path: Path, misread: list[Misread] | None = None
+) -> dict[str, Any]:
+    """A values file's mapping; its numbers and booleans that print unlike their text are
+    added to `misread`."""
     shown = files.display(path)
     if not os.path.lexists(path):
         raise SourceError(f"{shown}: values file not found")
-    raw = load_one(files.read_text(path), shown, max_nodes=files.limits.max_yaml_nodes)
+    raw = load_one(
+        files.read_text(path), shown, max_nodes=files.limits.max_yaml_nodes, misread=misread
+    )
     if raw is None:
         return {}
     if not isinstance(raw, dict):

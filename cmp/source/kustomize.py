@@ -30,7 +30,7 @@ from cmp.settings import Settings
 from cmp.source import nonetwork
 from cmp.source.appdir import KustomizeOptions, Limits, RepoFiles, decode
 from cmp.source.templates import RenderedFile
-from cmp.source.yamlread import load_one
+from cmp.source.yamlread import Misread, load_one
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 # Fields whose entries name other kustomizations or files kustomize loads as a whole.
@@ -39,6 +39,7 @@ PLUGIN_FIELDS = ("generators", "transformers", "validators")
 BASE_FIELDS = ("resources", "bases", "components")  # a configuration directory's contents
 HELM_FIELDS = ("helmCharts", "helmChartInflationGenerator", "helmGlobals")
 FUNCTION_ANNOTATIONS = ("config.kubernetes.io/function", "config.k8s.io/function")
+IMAGE_FIELDS = ("newTag", "newName", "digest")  # a kustomization's `images:` entries
 READ_CHUNK = 1 << 16
 WARNING_PREFIX = "# Warning:"  # how kustomize prints a warning on stderr
 # Values under these keys are data kustomize never loads (an annotation may well be a URL);
@@ -164,8 +165,14 @@ def check_tree(files: RepoFiles, app_dir: Path, *, allow_remote: bool) -> None:
         if kfile is None:
             continue  # kustomize says "unable to find one of ..." naming the directory
         shown = files.display(kfile)
+        misread: list[Misread] = []
         try:
-            body = load_one(files.read_text(kfile), shown, max_nodes=files.limits.max_yaml_nodes)
+            body = load_one(
+                files.read_text(kfile),
+                shown,
+                max_nodes=files.limits.max_yaml_nodes,
+                misread=misread,
+            )
         except SourceError as exc:
             problems.add(exc)
             continue
@@ -173,6 +180,7 @@ def check_tree(files: RepoFiles, app_dir: Path, *, allow_remote: bool) -> None:
             continue  # kustomize's own message is clear enough
         if not allow_remote:
             _add_urls(problems, shown, body)
+        problems.extend(ConfigError(p) for p in misread_image_fields(misread))
         for key in HELM_FIELDS:
             if body.get(key):
                 problems.add(
@@ -265,6 +273,17 @@ def _shorten(text: str) -> str:
         return text
     half = MAX_SHOWN_CHARS // 2
     return f"{text[:half]}…{text[-half:]}"
+
+
+def misread_image_fields(misread: list[Misread]) -> list[str]:
+    """`images: [{newTag: 1.10}]`: YAML reads 1.10 as a number, which kustomize refuses without
+    a line ("cannot unmarshal number into ... newTag"); say where, and the fix."""
+    return [
+        f"{item.where}: {item.written} is read by YAML as {item.read_as}, not text, which "
+        f"kustomize refuses; write {item.key}: '{item.text}'"
+        for item in misread
+        if item.key in IMAGE_FIELDS
+    ]
 
 
 def _check_entry(

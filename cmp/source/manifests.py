@@ -63,24 +63,38 @@ class Manifest:
 
 
 def parse_rendered(
-    files: Iterable[RenderedFile], *, default_namespace: str, max_nodes: int
+    files: Iterable[RenderedFile],
+    *,
+    default_namespace: str,
+    max_nodes: int,
+    warnings: list[str] | None = None,
 ) -> list[Manifest]:
     """Parse every rendered file into Kubernetes objects and check them; report every problem.
 
     Empty documents are skipped (a template may render nothing); `*List` objects are
     flattened into their items, as Argo CD does; an app that renders no object at all is an
-    error, because Argo CD would read empty output as "delete everything".
+    error, because Argo CD would read empty output as "delete everything". A key given twice
+    with the same value is a warning in `warnings` (without it, an error).
     """
 
     def parsed() -> Iterator[tuple[str, list[tuple[int, Any]] | ManifestError]]:
         for rendered in files:
+            found: list[str] | None = None if warnings is None else []
             try:
-                yield rendered.name, load_all(rendered.text, rendered.name, max_nodes=max_nodes)
-            except SourceError as exc:
-                yield (
-                    rendered.name,
-                    ManifestError(*(_in_template(p, rendered) for p in exc.problems)),
+                documents = load_all(
+                    rendered.text, rendered.name, max_nodes=max_nodes, warnings=found
                 )
+            except SourceError as exc:
+                problems = [_in_template(p, rendered) for p in exc.problems]
+                if rendered.locate is None and _plain_with_braces(rendered):
+                    from cmp.source.plainfiles import rename_hint
+
+                    problems.append(rename_hint(rendered.name))
+                yield rendered.name, ManifestError(*problems)
+                continue
+            if found and warnings is not None:
+                warnings.extend(_in_template(line, rendered) for line in found)
+            yield rendered.name, documents
 
     return check_documents(parsed(), default_namespace=default_namespace)
 
@@ -118,6 +132,13 @@ def check_documents(
             "Argo CD would read as 'delete every resource of this app'"
         )
     return manifests
+
+
+def _plain_with_braces(rendered: RenderedFile) -> bool:
+    """A plain file (copied, not rendered) whose invalid YAML may be unquoted Jinja2."""
+    from cmp.source.plainfiles import may_hold_jinja
+
+    return rendered.name.endswith((".yaml", ".yml", ".json")) and may_hold_jinja(rendered.text)
 
 
 def _in_template(problem: str, rendered: RenderedFile) -> str:

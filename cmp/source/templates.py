@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 from cmp.errors import Problems, SourceError, TemplateError
 from cmp.request import KubeInfo
-from cmp.source.appdir import AppSource, Limits, RepoFiles, TemplateFile
+from cmp.source.appdir import TEMPLATE_DIR, AppSource, Limits, RepoFiles, TemplateFile
 
 MAX_REPEAT = 1_000_000  # longest string/list a template may build with `*`
 MAX_POWER = 10_000
@@ -108,8 +108,13 @@ def _jinja() -> Any:
 
 
 def build_environment(
-    files: RepoFiles, app_dir: Path, limits: Limits, bytecode_dir: Path | None = None
+    files: RepoFiles,
+    app_dir: Path,
+    limits: Limits,
+    bytecode_dir: Path | None = None,
+    as_data: Callable[[Any], Any] | None = None,
 ) -> Any:
+    """The sandbox; `as_data` (if given) prepares what `to_yaml` and `to_json` write."""
     # Imported here: an app with no .j2 files never pays for Jinja2 (or these).
     import base64
     import hashlib
@@ -292,9 +297,12 @@ def build_environment(
     from cmp.source.emit import emit_value, quote_scalar
     from cmp.source.yamlread import load_one
 
+    data = as_data or (lambda value: value)
     env.filters.update(
-        to_yaml=emit_value,
-        to_json=lambda v: json.dumps(v, sort_keys=True, ensure_ascii=False, separators=(",", ":")),
+        to_yaml=lambda v: emit_value(data(v)),
+        to_json=lambda v: json.dumps(
+            data(v), sort_keys=True, ensure_ascii=False, separators=(",", ":")
+        ),
         from_yaml=lambda text: load_one(str(text), "from_yaml", max_nodes=limits.max_yaml_nodes),
         from_json=lambda text: load_json(str(text)),
         b64encode=lambda v: base64.b64encode(_bytes(v)).decode("ascii"),
@@ -431,8 +439,12 @@ def render_all(
     context: Mapping[str, Any],
     limits: Limits,
     bytecode_dir: Path | None = None,
+    warnings: list[str] | None = None,
+    as_data: Callable[[Any], Any] | None = None,
 ) -> list[RenderedFile]:
-    """Render every template; report every failing file, not only the first."""
+    """Render every template; report every failing file, not only the first. Jinja2 in a
+    plain file is an error or a warning (added to `warnings`): see cmp/source/plainfiles.py.
+    `as_data`: see build_environment."""
     problems = Problems()
     rendered: list[RenderedFile] = []
     environment = None
@@ -441,10 +453,14 @@ def render_all(
         try:
             if template.is_jinja:
                 if environment is None:
-                    environment = build_environment(source.files, app_dir, limits, bytecode_dir)
+                    environment = build_environment(
+                        source.files, app_dir, limits, bytecode_dir, as_data
+                    )
                 text = render_one(environment, template, context, budget)
             else:
                 text = source.files.read_text(template.path)
+                if not _declared_literal(template, source.config.literal):
+                    _check_plain(template, text, warnings)
         except (SourceError, TemplateError) as exc:
             problems.add(exc)
             continue
@@ -460,7 +476,48 @@ def render_all(
         locate = _locator(environment, template, context) if template.is_jinja else None
         rendered.append(RenderedFile(name=template.name, text=text, locate=locate))
     problems.raise_if_any()
+    if warnings is not None:
+        plain = [t for t in source.templates if not t.is_jinja]
+        warnings.extend(
+            f"tagpin.yaml: templates.literal pattern {pattern!r} matches no plain file under "
+            f"{TEMPLATE_DIR}/"
+            for pattern in source.config.literal
+            if not any(_declared_literal(template, (pattern,)) for template in plain)
+        )
     return rendered
+
+
+def _declared_literal(template: TemplateFile, patterns: Iterable[str]) -> bool:
+    """Whether tagpin.yaml's `templates.literal` names the file (app-relative globs)."""
+    if not patterns:
+        return False
+    from fnmatch import fnmatchcase
+
+    return any(fnmatchcase(template.app_name, pattern) for pattern in patterns)
+
+
+def _check_plain(template: TemplateFile, text: str, warnings: list[str] | None) -> None:
+    """Jinja2 written for tagpin in a plain file is refused; other Jinja2 syntax is said."""
+    if "{{" not in text and "{%" not in text and "{#" not in text:
+        return  # nearly every plain file: not even the module is loaded
+    from cmp.source.plainfiles import jinja_tags, rename_hint
+
+    tags = jinja_tags(text)
+    if not tags:
+        return
+    meant = [tag for tag in tags if tag.for_tagpin]
+    first = (meant or tags)[0]
+    more = len(meant or tags) - 1
+    where = f"{template.name}:{first.line}: {first.text}" + (f" (and {more} more)" if more else "")
+    if meant:
+        raise SourceError(f"{where} is Jinja2 for tagpin, but {rename_hint(template.name)}")
+    statements = [tag for tag in tags if not tag.expression]
+    if warnings is not None and statements:
+        first = statements[0]
+        warnings.append(
+            f"{template.name}:{first.line}: {first.text} looks like Jinja2, but "
+            f"{rename_hint(template.name)}"
+        )
 
 
 def _locator(

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from cmp.errors import ConfigError
+from cmp.source.yamlread import Misread
 
 # Deeper than any real chart's values; a deeper key is an attack on the recursive merge and
 # copy below (a 3,000-deep key used to end in "a bug in tagpin").
@@ -44,6 +45,16 @@ def typed(text: str) -> Any:
     if _INT.match(text) and len(text.lstrip("-")) < 19:
         return int(text)
     return text
+
+
+def misread_assignments(assignments: Mapping[str, str], where: str) -> list[Misread]:
+    """The assignments `typed` makes booleans: `image.tag=true` prints as True."""
+    found = []
+    for dotted in sorted(assignments):
+        value = typed(assignments[dotted])
+        if value is not None and str(value) != assignments[dotted]:
+            found.append(Misread(where, 0, dotted, assignments[dotted], value))
+    return found
 
 
 def split_key(dotted: str) -> list[str | int]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -35,6 +35,10 @@ class KubeLoader(_CLoader):  # type: ignore[misc,valid-type]
     # Start marks (line, column) of scalars tagged with the non-specific `!`: go-yaml reads them
     # as strings, while libyaml hands them to the resolver like plain scalars.
     nonspecific: frozenset[tuple[int, int]] = frozenset()
+    # Where equal-valued duplicate keys go when the caller accepts them (None: refuse them).
+    duplicates: list[EqualDuplicate] | None = None
+    # Where numbers and booleans that print unlike their text go, when the caller asks.
+    misread: list[tuple[yaml.Mark, str, Any]] | None = None
 
     def resolve(self, kind: type, value: str, implicit: tuple[bool, bool]) -> str:
         if kind is yaml.ScalarNode and implicit[0]:
@@ -62,7 +66,7 @@ class KubeLoader(_CLoader):  # type: ignore[misc,valid-type]
                 key: self.construct_object(value_node, deep=deep)
                 for key, (_, value_node) in zip(keys, node.value, strict=True)
             }
-        seen: dict[str, Any] = {}
+        seen: dict[str, tuple[Any, yaml.Node, yaml.Node]] = {}
         mapping: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if key_node.tag == MERGE:
@@ -82,10 +86,35 @@ class KubeLoader(_CLoader):  # type: ignore[misc,valid-type]
                     key_node.start_mark,
                 ) from None
             if text in seen:
-                raise DuplicateKeyError(seen[text], key, key_node.start_mark)
-            seen[text] = key
+                first, first_key_node, first_value_node = seen[text]
+                # go-yaml v2 keeps the last value: harmless when both are the same, so that is
+                # only a warning; otherwise nobody can tell which one the author meant.
+                if self.duplicates is None or not self._same_value(first_value_node, value_node):
+                    raise DuplicateKeyError(
+                        first,
+                        key,
+                        key_node.start_mark,
+                        first_key_node.start_mark,
+                        differ=self.duplicates is not None,
+                    )
+                self.duplicates.append(
+                    EqualDuplicate(_shown(first), first_key_node.start_mark, key_node.start_mark)
+                )
+            seen[text] = (key, key_node, value_node)
             mapping[text] = self.construct_object(value_node, deep=deep)
         return mapping
+
+    def _same_value(self, first: yaml.Node, second: yaml.Node) -> bool:
+        """Whether two value nodes read as the same value (types included: 1 is not 1.0).
+        Built apart, by a loader of their own: this one fills nested values in later."""
+        reader = KubeLoader("")
+        reader.nonspecific = self.nonspecific
+        try:
+            return _same(reader.construct_document(first), reader.construct_document(second))
+        except RecursionError:
+            return False
+        finally:
+            reader.dispose()
 
     def _merged_mappings(self, node: yaml.Node, value_node: yaml.Node) -> list[dict[str, Any]]:
         sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
@@ -113,7 +142,10 @@ class KubeLoader(_CLoader):  # type: ignore[misc,valid-type]
                 f"cannot read {text!r} as {node.tag.replace(_LONG, '!!')}",
                 node.start_mark,
             )
-        return float(value) if node.tag == FLOAT else value
+        value = float(value) if node.tag == FLOAT else value
+        if self.misread is not None and value is not None and str(value) != text:
+            self.misread.append((node.start_mark, text, value))
+        return value
 
     def construct_undefined(self, node: yaml.Node) -> Any:
         raise yaml.constructor.ConstructorError(
@@ -132,10 +164,51 @@ for _tag in ("timestamp", "binary", "set", "omap", "pairs"):
     KubeLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", KubeLoader.construct_undefined)
 
 
+def _same(first: Any, second: Any) -> bool:
+    if type(first) is not type(second):
+        return False
+    if isinstance(first, dict):
+        return first.keys() == second.keys() and all(_same(first[k], second[k]) for k in first)
+    if isinstance(first, list):
+        return len(first) == len(second) and all(map(_same, first, second))
+    return bool(first == second)
+
+
+def _above(first: yaml.Mark, second: yaml.Mark) -> str:
+    """Where the first of two keys is, relative to the second: a template's rendered lines
+    are not its own, but the distance between two lines written together is."""
+    lines = second.line - first.line
+    if lines == 0:
+        return "the first one earlier on the same line"
+    return f"the first one {lines} line{'s' if lines > 1 else ''} above"
+
+
+class EqualDuplicate(NamedTuple):
+    """A key given twice in one mapping with the same value both times."""
+
+    key: str  # as messages show it
+    first: yaml.Mark
+    second: yaml.Mark
+
+    def describe(self, source: str) -> str:
+        return (
+            f"{source}:{self.second.line + 1}:{self.second.column + 1}: key {self.key} is given "
+            f"twice in one mapping ({_above(self.first, self.second)}) with the same value; "
+            "Argo CD keeps the last one, so nothing changes, but delete one of them"
+        )
+
+
 class DuplicateKeyError(yaml.MarkedYAMLError):
-    def __init__(self, first: Any, second: Any, mark: yaml.Mark) -> None:
+    def __init__(
+        self, first: Any, second: Any, mark: yaml.Mark, first_mark: yaml.Mark, *, differ: bool
+    ) -> None:
         if first == second and type(first) is type(second):
-            problem = f"duplicate key {first!r} in a mapping"
+            problem = f"duplicate key {first!r} in a mapping ({_above(first_mark, mark)})"
+            if differ:
+                problem += (
+                    " with a different value; Argo CD would apply only the last one: delete the "
+                    "one you do not mean"
+                )
         else:
             problem = (
                 f"keys {_shown(first)} and {_shown(second)} both mean "
@@ -148,11 +221,74 @@ def _shown(key: Any) -> str:
     return repr(key) if isinstance(key, str) else key_text(key)
 
 
-def load_all(text: str, source: str, *, max_nodes: int) -> list[tuple[int, Any]]:
+class Misread(NamedTuple):
+    """A scalar YAML reads as a number or a boolean that prints unlike its text: `1.10` is the
+    number 1.1, `010` is 8, `yes` is True. In a template it prints as 1.1, 8, True."""
+
+    source: str  # the file, or the parameter, it was written in
+    line: int  # 1-based; 0 for a parameter
+    key: str  # the key it is the value of, as written ("" when it is a list item)
+    text: str  # as written
+    value: Any  # as read
+
+    @property
+    def printed(self) -> str:
+        """How a template prints it."""
+        return str(self.value)
+
+    @property
+    def read_as(self) -> str:
+        """`the number 1.1`, `the boolean true`."""
+        if isinstance(self.value, bool):
+            return f"the boolean {str(self.value).lower()}"
+        return f"the number {self.printed}"
+
+    @property
+    def where(self) -> str:
+        return f"{self.source}:{self.line}" if self.line else self.source
+
+    @property
+    def written(self) -> str:
+        """`tag: 1.10`, as in the file."""
+        return f"{self.key}: {self.text}" if self.key else self.text
+
+
+def _key_before(line: str, column: int) -> str:
+    """The key a value at `column` belongs to: `  tag: 1.10` → "tag", `{a: 1, tag: 1.10}` →
+    "tag"; "" for a list item. Looks back at most 200 characters: linear on a long line."""
+    before = line[max(0, column - 200) : column].rstrip()
+    if not before.endswith(":"):
+        return ""
+    head = before[:-1].rstrip()
+    key = head[max(head.rfind("{"), head.rfind(","), head.rfind("[")) + 1 :].strip()
+    return key[2:].strip() if key.startswith("- ") else key
+
+
+def _misread(text: str, source: str, found: list[tuple[yaml.Mark, str, Any]]) -> list[Misread]:
+    lines = text.split("\n")
+    records = []
+    for mark, written, value in found:
+        line = lines[mark.line] if mark.line < len(lines) else ""
+        key = _key_before(line, mark.column)
+        records.append(Misread(source, mark.line + 1, key, written, value))
+    return records
+
+
+def load_all(
+    text: str,
+    source: str,
+    *,
+    max_nodes: int,
+    warnings: list[str] | None = None,
+    misread: list[Misread] | None = None,
+) -> list[tuple[int, Any]]:
     """Parse a YAML stream into (start line, document) pairs; errors name `source` and line.
 
     `max_nodes` bounds the size of each document, aliases expanded: composing a node costs
     about 300 bytes, so a plain 8 MiB list would otherwise take gigabytes before any check.
+    A key given twice with the same value is a warning added to `warnings`, or an error when
+    the caller gives no `warnings`; with different values it is always an error. Numbers and
+    booleans that print unlike their text are added to `misread`, when given.
     """
     if text and not text.endswith("\n"):
         # Argo CD's document splitter ends every line with a newline, the last one too; this
@@ -170,6 +306,10 @@ def load_all(text: str, source: str, *, max_nodes: int) -> list[tuple[int, Any]]
     if _MAY_TAG.search(text):
         loader.nonspecific = _nonspecific_scalars(text)
     may_alias = "*" in text  # no alias without a `*`: skip the expansion walk
+    if warnings is not None:
+        loader.duplicates = []
+    if misread is not None:
+        loader.misread = []
     documents: list[tuple[int, Any]] = []
     try:
         while loader.check_node():
@@ -191,6 +331,12 @@ def load_all(text: str, source: str, *, max_nodes: int) -> list[tuple[int, Any]]
         raise SourceError(f"{source}: invalid YAML: {exc}") from None
     finally:
         loader.dispose()
+    if loader.duplicates:
+        assert warnings is not None
+        warnings.extend(duplicate.describe(source) for duplicate in loader.duplicates)
+    if loader.misread:
+        assert misread is not None
+        misread.extend(_misread(text, source, loader.misread))
     return documents
 
 
@@ -212,9 +358,16 @@ def _nonspecific_scalars(text: str) -> frozenset[tuple[int, int]]:
     return frozenset(marks)
 
 
-def load_one(text: str, source: str, *, max_nodes: int) -> Any:
+def load_one(
+    text: str,
+    source: str,
+    *,
+    max_nodes: int,
+    warnings: list[str] | None = None,
+    misread: list[Misread] | None = None,
+) -> Any:
     """Parse a file holding at most one YAML document (values files, tagpin.yaml)."""
-    documents = load_all(text, source, max_nodes=max_nodes)
+    documents = load_all(text, source, max_nodes=max_nodes, warnings=warnings, misread=misread)
     if len(documents) > 1:
         raise SourceError(f"{source}:{documents[1][0]}: expected one YAML document, found several")
     return documents[0][1] if documents else None

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cmp.errors import ImageError
-from cmp.images.ecr import ecr_registry
+from cmp.images.ecr import ecr_registry, registry_host
 from cmp.images.reference import parse_image
 from cmp.imageupdater.annotations import normalize_repository
 from cmp.jsonread import JsonError, loads
@@ -195,9 +195,9 @@ def _string(document: Mapping[str, Any], key: str, where: str, required: bool = 
 
 
 def ecr_host(account: str, region: str) -> str:
-    """The private registry host of an account and Region (the .cn suffix in China)."""
-    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
-    return f"{account}.dkr.ecr.{region}.{suffix}"
+    """The private registry host of an account and Region (its partition's domain: .cn in
+    China, amazonaws.eu in the European Sovereign Cloud, …)."""
+    return registry_host(account, region) or f"{account}.dkr.ecr.{region}.amazonaws.com"
 
 
 def _registry_of(account: str, region: str, where: str) -> str:

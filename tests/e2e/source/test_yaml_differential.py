@@ -312,6 +312,8 @@ def test_a_non_string_key_becomes_the_text_sigs_k8s_yaml_makes(go: Readers, key:
         "9223372036854775808: v\n",
         "1: a\n1.0: b\n",
         "a: 1\na: 2\n",
+        "a: {x: 1}\na: {x: 1, y: 2}\n",
+        "a: 1\na: 1.0\n",
         "a: !custom 1\n",
     ],
 )
@@ -319,7 +321,27 @@ def test_what_argo_cd_reads_differently_or_not_at_all_is_refused(go: Readers, te
     # Null and 64-bit unsigned keys: sigs.k8s.io/yaml fails. Keys that collide once made text,
     # duplicate keys and unknown tags: go-yaml keeps one silently (docs/yaml.md).
     with pytest.raises(SourceError, match=r"^in\.yaml:\d+:\d+: invalid YAML: "):
-        load_all(text, "in.yaml", max_nodes=LIMIT)
+        load_all(text, "in.yaml", max_nodes=LIMIT, warnings=[])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "spec:\n  selector: {matchLabels: {app: web}}\n  x: 1\n  selector:\n"
+        "    matchLabels:\n      app: web\n",
+        "a: &v [1, {b: yes}]\na: [1, {b: true}]\nc: *v\n",
+        "a: 1\n1: b\na: 1\n",
+    ],
+)
+def test_a_key_given_twice_alike_reads_as_argo_cd_reads_it(go: Readers, text: str) -> None:
+    """go-yaml v2 keeps the last of two equal values: tagpin reads the same, with a warning,
+    and writes output Argo CD reads the same again."""
+    warnings: list[str] = []
+    loaded = [doc for _, doc in load_all(text, "in.yaml", max_nodes=LIMIT, warnings=warnings)]
+    assert warnings and all("is given twice in one mapping" in w for w in warnings)
+    source = go.read(text)
+    assert source.argo is not None and agree(source.argo, documents(loaded))
+    check_output(go, emit_stream(loaded), documents(loaded) or [])
 
 
 @pytest.mark.parametrize(

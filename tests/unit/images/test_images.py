@@ -222,7 +222,7 @@ ECR_HOSTS = [
         False,
     ),
     (
-        "210987654321.dkr.ecr.cn-north-1.on.amazonwebservices.com.cn",
+        "210987654321.dkr-ecr.cn-north-1.on.amazonwebservices.com.cn",
         "210987654321",
         "cn-north-1",
         False,

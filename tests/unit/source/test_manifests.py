@@ -308,3 +308,52 @@ def test_cli_success_prints_the_stream_once(tmp_path: Path) -> None:
     done = run_cli(["render", str(app), "--repo-root", str(app)])
     assert (done.returncode, done.stderr) == (0, b"")
     assert done.stdout == b"---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n"
+
+
+DEPLOYMENT_SELECTOR_TWICE = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: nginx}]}
+  selector: {matchLabels: {app: web}}
+"""
+
+
+def test_a_selector_given_twice_alike_is_read_with_a_warning_naming_the_file() -> None:
+    warnings: list[str] = []
+    [deployment] = parse_rendered(
+        [RenderedFile(name="templates/web.yaml", text=DEPLOYMENT_SELECTOR_TWICE)],
+        default_namespace="",
+        max_nodes=10_000,
+        warnings=warnings,
+    )
+    assert deployment.body["spec"]["selector"] == {"matchLabels": {"app": "web"}}
+    assert [w.split(": key ")[0] for w in warnings] == ["templates/web.yaml:9:3"]
+
+
+def test_a_duplicate_from_a_template_is_named_at_the_template_line(tmp_path: Path) -> None:
+    from tests.support.apptree import render_dir
+
+    app = build_tree(
+        tmp_path,
+        {
+            "tagpin.yaml": "{}\n",
+            "templates/web.yaml.j2": (
+                "{% for i in range(2) %}\n---\n"
+                + DEPLOYMENT_SELECTOR_TWICE.replace("name: web}", "name: web-{{ i }}}")
+                + "{% endfor %}\n"
+            ),
+        },
+    )
+    duplicates = [w for w in render_dir(app).warnings if "given twice" in w]
+    # Rendered lines 10 and 20, both written by template line 11; the first key is 4 lines up
+    # in the output as in the template.
+    assert [(w.split(": key ")[0], w.rsplit(" (", 1)[1]) for w in duplicates] == [
+        ("templates/web.yaml.j2:11", "rendered line 10, column 3)"),
+        ("templates/web.yaml.j2:11", "rendered line 20, column 3)"),
+    ]
+    assert all("(the first one 4 lines above)" in w for w in duplicates)

@@ -459,8 +459,9 @@ def test_config_errors_before_rendering(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         manifests_of(app)
     assert caught.value.problems == (
-        "tagpin.yaml: unknown key 'valuesFile' (known keys: images, kustomize, valuesFiles)",
-        "tagpin.yaml: unknown key images.path (known: paths, requireDigests)",
+        "tagpin.yaml: unknown key 'valuesFile' "
+        "(known keys: images, kustomize, templates, valuesFiles)",
+        "tagpin.yaml: unknown key images.path (known: paths, requireDigests, allowUnpinned)",
     )
 
 

@@ -44,19 +44,26 @@ def test_config(tmp_path: Path, text: str, config: AppConfig) -> None:
             "valuesFile: [a.yaml]\nvalues: {}\n",
             (
                 "tagpin.yaml: unknown key 'valuesFile' "
-                "(known keys: images, kustomize, valuesFiles)",
-                "tagpin.yaml: unknown key 'values' (known keys: images, kustomize, valuesFiles)",
+                "(known keys: images, kustomize, templates, valuesFiles)",
+                "tagpin.yaml: unknown key 'values' "
+                "(known keys: images, kustomize, templates, valuesFiles)",
             ),
         ),
         ("valuesFiles: a.yaml\n", ("tagpin.yaml: valuesFiles must be a list of file paths",)),
         ("valuesFiles: [1]\n", ("tagpin.yaml: valuesFiles must be a list of file paths",)),
         (
             "images: [a]\n",
-            ("tagpin.yaml: images must be a mapping with keys paths, requireDigests",),
+            (
+                "tagpin.yaml: images must be a mapping with keys paths, requireDigests, "
+                "allowUnpinned",
+            ),
         ),
         (
             "images: {requireDigest: true}\n",
-            ("tagpin.yaml: unknown key images.requireDigest (known: paths, requireDigests)",),
+            (
+                "tagpin.yaml: unknown key images.requireDigest (known: paths, requireDigests, "
+                "allowUnpinned)",
+            ),
         ),
         (
             "images: {requireDigests: 'yes'}\n",

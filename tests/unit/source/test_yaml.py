@@ -104,6 +104,69 @@ def test_duplicate_key_in_a_nested_mapping_names_its_line() -> None:
         load("image:\n  repository: r\n  tag: a\n  tag: b\n")
 
 
+SELECTOR_TWICE = (
+    "spec:\n"
+    "  selector: {matchLabels: {app: web}}\n"
+    "  replicas: 2\n"
+    "  selector:\n"
+    "    matchLabels:\n"
+    "      app: web\n"
+)
+
+
+def test_a_key_given_twice_with_the_same_value_is_a_warning_when_the_caller_takes_them() -> None:
+    warnings: list[str] = []
+    [(_, document)] = load_all(SELECTOR_TWICE, "d.yaml", max_nodes=LIMIT, warnings=warnings)
+    assert document == {"spec": {"selector": {"matchLabels": {"app": "web"}}, "replicas": 2}}
+    assert warnings == [
+        "d.yaml:4:3: key 'selector' is given twice in one mapping (the first one 2 lines above) "
+        "with the same value; Argo CD keeps the last one, so nothing changes, but delete one of "
+        "them"
+    ]
+
+
+@pytest.mark.parametrize(
+    "second",
+    [
+        "    matchLabels:\n      app: api\n",  # a different value
+        "    matchLabels:\n      app: web\n      tier: front\n",  # one key more
+        "    matchLabels: {app: web}\n    x: 1\n",
+    ],
+)
+def test_a_key_given_twice_with_different_values_stays_an_error(second: str) -> None:
+    text = "spec:\n  selector: {matchLabels: {app: web}}\n  selector:\n" + second
+    with pytest.raises(SourceError) as caught:
+        load_all(text, "d.yaml", max_nodes=LIMIT, warnings=[])
+    assert str(caught.value) == (
+        "d.yaml:3:3: invalid YAML: duplicate key 'selector' in a mapping (the first one 1 line "
+        "above) with a different value; Argo CD would apply only the last one: delete the one you "
+        "do not mean"
+    )
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("1", "1.0"), ("1", "true"), ("'1'", "1"), ("[1]", "[1, 1]"), ("{}", "[]"), ("~", "''")],
+)
+def test_equal_means_the_same_value_and_type(first: str, second: str) -> None:
+    with pytest.raises(SourceError, match="with a different value"):
+        load_all(f"a: {first}\na: {second}\n", "d.yaml", max_nodes=LIMIT, warnings=[])
+
+
+def test_equal_values_through_aliases_and_merges_are_compared_as_read() -> None:
+    text = "base: &b {x: [1, {z: 2}]}\nk: *b\nk:\n  <<: {x: [1, {z: 2}]}\n"
+    warnings: list[str] = []
+    [(_, document)] = load_all(text, "d.yaml", max_nodes=LIMIT, warnings=warnings)
+    assert document["k"] == {"x": [1, {"z": 2}]}
+    assert len(warnings) == 1 and "key 'k' is given twice" in warnings[0]
+
+
+def test_without_a_place_for_warnings_even_equal_duplicates_are_refused() -> None:
+    # tagpin.yaml, locks and kustomizations are read this way: strict.
+    with pytest.raises(SourceError, match=r"d\.yaml:4:3: invalid YAML: duplicate key 'selector'"):
+        load_all(SELECTOR_TWICE, "d.yaml", max_nodes=LIMIT)
+
+
 def test_merge_keys_merge_and_local_keys_win() -> None:
     text = "base: &base {cpu: 1, memory: 2}\nweb:\n  <<: *base\n  memory: 4\n"
     assert load(text)["web"] == {"cpu": 1, "memory": 4}
