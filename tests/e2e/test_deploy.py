@@ -421,7 +421,7 @@ def test_every_stage_starts_from_the_same_digest_pinned_base(
     assert re.fullmatch(
         r"python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", global_args(text)["BASE"]
     )
-    names = set()
+    names: set[str] = set()
     for stage in stages:
         source, *alias = shlex.split(stage[0].args)
         assert source in {"${BASE}", "scratch"} | names, stage[0].args
