@@ -13,7 +13,7 @@
 # with `docker buildx imagetools inspect python:3.11-slim-bookworm` when you bump it). CI, which
 # reaches no registry, passes a Debian bookworm base made by mmdebstrap with the same Python 3.11.
 # Every stage uses the same base: the venv's python is a symlink into it.
-ARG BASE=python:3.11-slim-bookworm@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91
+ARG BASE=docker.io/library/python:3.11-slim-bookworm@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91
 
 FROM ${BASE} AS builder
 
@@ -29,12 +29,14 @@ COPY pyproject.toml constraints.txt README.md ./
 COPY cmp/ cmp/
 # A regular (not editable) install: the final stage needs only /opt/tagpin, not /src.
 # pip/setuptools are dropped afterwards; nothing installs packages at run time.
-# Bytecode is compiled once here (pip compiles none) as unchecked-hash .pyc files: they hold no
-# timestamp, so two builds give the same bytes; the root filesystem is read-only, so sources
-# never change under them, and every render skips reading and hashing ~150 sources.
+# Bytecode is compiled once here as unchecked-hash .pyc files (pip compiles none; -f replaces the
+# timestamped ones the install's own imports left): they hold no timestamp, and with a fixed
+# hash seed set constants are written in one order, so two builds give the same bytes. The root
+# filesystem is read-only, so sources never change under them, and every render skips reading
+# and hashing ~150 sources.
 RUN /opt/tagpin/bin/pip install --no-compile -c constraints.txt . \
  && /opt/tagpin/bin/pip uninstall --yes pip setuptools \
- && /opt/tagpin/bin/python -m compileall -q --invalidation-mode unchecked-hash /opt/tagpin/lib
+ && PYTHONHASHSEED=0 /opt/tagpin/bin/python -m compileall -q -f --invalidation-mode unchecked-hash /opt/tagpin/lib
 
 
 # kustomize for Kustomize apps (docs/kustomize.md), for the architecture being built.

@@ -52,8 +52,10 @@ missing=()
 for tool in podman runc mmdebstrap; do
   command -v "$tool" >/dev/null || missing+=("$tool")
 done
-if [ "$arch" != "$host_arch" ] && ! command -v "qemu-aarch64-static" >/dev/null; then
-  missing+=(qemu-user-static binfmt-support)
+if [ "$arch" != "$host_arch" ]; then
+  # qemu runs the other architecture's programs; mmdebstrap checks with arch-test that they do.
+  command -v qemu-aarch64-static >/dev/null || missing+=(qemu-user-static binfmt-support)
+  command -v arch-test >/dev/null || missing+=(arch-test)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   command -v apt-get >/dev/null || die "needs ${missing[*]} and there is no apt-get to install them"

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# System packages the tests need beyond PyPI and npm: Go and go-yaml's sources from Debian, so
-# tests/test_yaml_differential.py can build a real go-yaml v2/v3 reader, wired the way Argo CD
-# reads plugin output. Installs only what is missing (apt-get as root, else through sudo).
+# System packages the tests need beyond PyPI and npm, from Debian: Go and go-yaml's sources, so
+# tests/e2e/source/test_yaml_differential.py can build a real go-yaml v2/v3 reader, wired the way
+# Argo CD reads plugin output; podman, runc and mmdebstrap, so tests/e2e/image/ can build and run
+# the image (tests/support/build-image.sh). Installs only what is missing (apt-get as root, else
+# through sudo).
 set -euo pipefail
 packages="golang-go golang-gopkg-yaml.v2-dev golang-gopkg-yaml.v3-dev golang-k8s-sigs-yaml-dev"
+packages="$packages podman runc mmdebstrap"
 # shellcheck disable=SC2086
 if dpkg -s $packages >/dev/null 2>&1; then
   exit 0
