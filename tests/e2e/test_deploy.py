@@ -419,7 +419,8 @@ def test_every_stage_starts_from_the_same_digest_pinned_base(
     from nothing (the SBOM's)."""
     text = (REPO / "Dockerfile").read_text()
     assert re.fullmatch(
-        r"docker\.io/library/python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", global_args(text)["BASE"]
+        r"docker\.io/library/python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}",
+        global_args(text)["BASE"],
     )
     names: set[str] = set()
     for stage in stages:

@@ -144,7 +144,13 @@ class Sidecar:
     so `written_outside_tmp` can show what the image would have written there."""
 
     def __init__(
-        self, image: str, requests: Path, *, read_only: bool = True, memory: int | None = None
+        self,
+        image: str,
+        requests: Path,
+        *,
+        read_only: bool = True,
+        memory: int | None = None,
+        arch: str | None = None,
     ) -> None:
         self.image = image
         self.name = f"tagpin-test-{uuid.uuid4().hex[:12]}"
@@ -179,6 +185,8 @@ class Sidecar:
         ]
         if read_only and security["readOnlyRootFilesystem"]:
             run.append("--read-only")
+        if arch is not None:
+            run += ["--arch", arch]  # another architecture runs under qemu (binfmt_misc)
         for name, value in deployed_environment().items():
             run += ["--env", f"{name}={value}"]
         # argocd-cmp-server's place: a process that waits while commands are exec'd beside it.
@@ -226,6 +234,22 @@ class Sidecar:
 
     def remove(self) -> None:
         podman("rm", "--force", "--time", "0", self.name, check=False)
+
+
+def venv_cmp_server(directory: Path) -> CmpServer:
+    """The same cmp-server emulator with this checkout's venv rendering in-process: what the
+    image's renders are compared with."""
+    bin_dir = Path(sys.executable).parent
+    workdir = directory / "venv-cmp-tmp"
+    workdir.mkdir()
+    env = {
+        "PATH": f"{bin_dir}{os.pathsep}/usr/bin:/bin",
+        "HOME": str(directory / "home"),
+        "TAGPIN_CACHE_DIR": str(directory / "venv-cache"),
+        "TAGPIN_APP_LOOKUP": "off",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    return CmpServer.from_plugin_yaml(REPO / "plugin.yaml", sidecar_env=env, workdir=workdir)
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,10 +8,8 @@ install anything, and a bill of materials of what it carries."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import sys
 import threading
 import time
 from pathlib import Path
@@ -31,9 +29,9 @@ from tests.support.image import (
     deployed_limit_bytes,
     podman,
     runtime_problems,
+    venv_cmp_server,
 )
 
-BIN = Path(sys.executable).parent
 HOST = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
 DIGEST = "sha256:" + "4" * 64
 LOCK = (
@@ -54,20 +52,6 @@ def examples(tmp_path: Path) -> Path:
     shutil.copytree(REPO / "examples", root / "examples")
     (root / ".git").mkdir()
     return root
-
-
-def host_server(tmp_path: Path) -> CmpServer:
-    """The same cmp-server emulator with the venv's tagpin rendering in-process."""
-    workdir = tmp_path / "host-cmp-tmp"
-    workdir.mkdir()
-    env = {
-        "PATH": f"{BIN}{os.pathsep}/usr/bin:/bin",
-        "HOME": str(tmp_path / "home"),
-        "TAGPIN_CACHE_DIR": str(tmp_path / "host-cache"),
-        "TAGPIN_APP_LOOKUP": "off",
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }
-    return CmpServer.from_plugin_yaml(REPO / "plugin.yaml", sidecar_env=env, workdir=workdir)
 
 
 def ok(result: GenerateResult) -> str:
@@ -151,7 +135,7 @@ def test_generate_in_the_image_prints_the_bytes_of_an_in_process_render(
     image_sidecar: Sidecar, examples: Path, tmp_path: Path
 ) -> None:
     in_image = ok(image_sidecar.cmp_server().generate(examples, WEB, exclude=[".git"]))
-    assert in_image == ok(host_server(tmp_path).generate(examples, WEB, exclude=[".git"]))
+    assert in_image == ok(venv_cmp_server(tmp_path).generate(examples, WEB, exclude=[".git"]))
     assert f"image: {HOST}/shop/web:v1.4.2@sha256:46d7abc2" in in_image
 
 
@@ -213,7 +197,7 @@ def test_a_kustomize_app_renders_with_the_images_own_kustomize(
     (repo / ".git").mkdir()
     shop = AppSpec(name="shop", source_path="apps/shop", destination_namespace="shop")
     in_image = ok(image_sidecar.cmp_server().generate(repo, shop, exclude=[".git"]))
-    assert in_image == ok(host_server(tmp_path).generate(repo, shop, exclude=[".git"]))
+    assert in_image == ok(venv_cmp_server(tmp_path).generate(repo, shop, exclude=[".git"]))
     assert f"image: {HOST}/shop/web:v2@{DIGEST}" in in_image
     assert "name: prod-settings-" in in_image  # kustomize's generator hash suffix
     # The released image has kustomize, CI's kubectl (docs/install.md): one of them, the image's.
