@@ -11,6 +11,7 @@ pytest_plugins: list[str] = [
     "tests.support.snapshots",
     "tests.support.hostile",
     "tests.support.redis_server",
+    "tests.support.image",
 ]
 
 E2E = Path(__file__).resolve().parent / "e2e"
@@ -18,10 +19,13 @@ E2E = Path(__file__).resolve().parent / "e2e"
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The folder is the marker: everything under tests/e2e/ is `e2e`, so `-m "not e2e"` runs
-    the unit tests alone."""
+    the unit tests alone. A test that needs the built image is also `image`: `-m "not image"`
+    leaves out building it (tests/support/image.py)."""
     for item in items:
         if E2E in Path(str(item.path)).parents:
             item.add_marker(pytest.mark.e2e)
+        if "tagpin_image" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.image)
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,7 @@
 """tagpin through Argo CD's own mechanics: plugin.yaml discovery, the environment the
 repo-server builds, a fresh 0644 copy of the repository, `generate` run as an argv list with no
-shell, and stdout parsed as Argo CD parses it (tests/support/cmpserver.py)."""
+shell, and stdout parsed as Argo CD parses it (tests/support/cmpserver.py); against the venv and
+against the built image (the `server` fixture)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 import yaml
 
 from tests.support.cmpserver import AppSpec, CmpServer
+from tests.support.image import Sidecar
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -41,8 +43,15 @@ def user_repo(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> CmpServer:
+@pytest.fixture(params=["venv", pytest.param("image", marks=pytest.mark.image)])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> CmpServer:
+    """The plugin as Argo CD runs it: the venv's tagpin from the repository's plugin.yaml, and
+    the image's own plugin.yaml and tagpin inside a running container of it
+    (tests/support/image.py). Every test that uses this runs against both, so the emulator and
+    the image cannot drift apart unnoticed."""
+    if request.param == "image":
+        sidecar: Sidecar = request.getfixturevalue("image_sidecar")
+        return sidecar.cmp_server(timeout=60)
     sidecar_env = {
         "PATH": f"{BIN}{os.pathsep}/usr/bin:/bin",
         "HOME": str(tmp_path / "home"),

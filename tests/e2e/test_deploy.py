@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import yaml
 
 from cmp.server.client import socket_path
 from cmp.settings import PARAMETERS_BY_NAME, Settings, plugin_config
-from tests.support.kustomize import K8S_VERSIONS, kustomize_build, schema_problems
+from tests.support.kustomize import K8S_VERSIONS, kubectl, kustomize_build, schema_problems
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -85,9 +86,9 @@ class Instruction:
     args: str
 
 
-def dockerfile_stages(text: str) -> list[list[Instruction]]:
-    """Instructions grouped by stage (each list starts with its FROM); continuations joined,
-    comments dropped. Enough of the Dockerfile grammar for the checks below."""
+def dockerfile_instructions(text: str) -> list[Instruction]:
+    """Every instruction in order; continuations joined, comments dropped. Enough of the
+    Dockerfile grammar for the checks below."""
     lines: list[str] = []
     pending = ""
     for raw in text.splitlines():
@@ -99,14 +100,42 @@ def dockerfile_stages(text: str) -> list[list[Instruction]]:
             continue
         lines.append(pending + line)
         pending = ""
-    stages: list[list[Instruction]] = []
+    instructions = []
     for line in lines:
         keyword, _, args = line.partition(" ")
-        instruction = Instruction(keyword.upper(), args.strip())
+        instructions.append(Instruction(keyword.upper(), args.strip()))
+    return instructions
+
+
+def dockerfile_stages(text: str) -> list[list[Instruction]]:
+    """Instructions grouped by stage, each list starting with its FROM (the global ARGs before
+    the first FROM are `global_args`)."""
+    stages: list[list[Instruction]] = []
+    for instruction in dockerfile_instructions(text):
         if instruction.keyword == "FROM":
             stages.append([])
-        stages[-1].append(instruction)
+        if stages:
+            stages[-1].append(instruction)
     return stages
+
+
+def global_args(text: str) -> dict[str, str]:
+    """The ARGs declared before the first FROM, with their defaults: what FROM lines may use."""
+    found: dict[str, str] = {}
+    for instruction in dockerfile_instructions(text):
+        if instruction.keyword == "FROM":
+            break
+        if instruction.keyword == "ARG":
+            name, _, default = instruction.args.partition("=")
+            found[name] = default
+    return found
+
+
+def stage_args(stage: list[Instruction]) -> dict[str, str]:
+    """The ARGs a stage declares, with their defaults."""
+    return dict(
+        (i.args.partition("=")[0], i.args.partition("=")[2]) for i in stage if i.keyword == "ARG"
+    )
 
 
 def key_values(args: str) -> dict[str, str]:
@@ -197,6 +226,8 @@ def in_build_context(path: str, rules: list[tuple[bool, re.Pattern[str]]]) -> bo
         (".git/config", False),
         ("tests/e2e/test_deploy.py", False),
         ("deploy/kustomization.yaml", False),
+        ("image/kubectl-linux-amd64", True),  # an offline build's kustomize (image/README.md)
+        ("build/image/tagpin_dev.cdx.json", False),
     ],
 )
 def test_build_context_holds_only_what_the_image_needs(path: str, included: bool) -> None:
@@ -383,10 +414,22 @@ def test_helm_values_describe_the_same_sidecar(built: list[dict[str, Any]]) -> N
 def test_every_stage_starts_from_the_same_digest_pinned_base(
     stages: list[list[Instruction]],
 ) -> None:
-    bases = {shlex.split(stage[0].args)[0] for stage in stages}
+    """One base, a build argument whose default is python:3.11-slim-bookworm pinned by digest
+    (CI passes a Debian base of its own); every stage starts from it, from another stage, or
+    from nothing (the SBOM's)."""
+    text = (REPO / "Dockerfile").read_text()
+    assert re.fullmatch(
+        r"docker\.io/library/python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}",
+        global_args(text)["BASE"],
+    )
+    names: set[str] = set()
+    for stage in stages:
+        source, *alias = shlex.split(stage[0].args)
+        assert source in {"${BASE}", "scratch"} | names, stage[0].args
+        if alias:
+            names.add(alias[-1])
     assert len(stages) >= 2, "builder + runtime stages"
-    (base,) = bases
-    assert re.fullmatch(r"python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", base)
+    assert shlex.split(stages[-1][0].args) == ["${BASE}"]
 
 
 def test_builder_installs_the_pinned_project_into_the_venv_the_image_ships(
@@ -394,7 +437,7 @@ def test_builder_installs_the_pinned_project_into_the_venv_the_image_ships(
 ) -> None:
     runs = " ".join(i.args for stage in stages[:-1] for i in stage if i.keyword == "RUN")
     assert re.search(r"-m venv /opt/tagpin\b", runs)
-    assert re.search(r"/opt/tagpin/bin/pip install -c constraints\.txt \.(\s|$)", runs)
+    assert re.search(r"/opt/tagpin/bin/pip install (--[\w-]+ )*-c constraints\.txt \.(\s|$)", runs)
     copies = [copy_of(i) for i in final_stage if i.keyword == "COPY"]
     assert Copy(("--from=builder",), ("/opt/tagpin",), "/opt/tagpin") in copies
     # The generate command Argo CD runs is a console script pip puts in the venv's bin, which
@@ -422,10 +465,43 @@ def test_every_subpackage_is_declared_so_the_image_ships_it() -> None:
     assert sorted(found - shipped) == []
 
 
-def test_runtime_stage_has_no_build_steps(final_stage: list[Instruction]) -> None:
-    # No RUN: nothing is installed or compiled in the image that ships.
+def test_runtime_stage_installs_and_compiles_nothing(final_stage: list[Instruction]) -> None:
+    # One RUN only, first: it removes the base's pip, setuptools and ensurepip. Nothing is
+    # installed or compiled in the image that ships; the built image is checked by
+    # tests/e2e/image/test_image.py.
+    runs = [i for i in final_stage if i.keyword == "RUN"]
+    assert len(runs) <= 1
+    for run in runs:
+        assert final_stage.index(run) <= 2, "the RUN comes before anything is copied in"
+        assert "rm -rf" in run.args and "ensurepip" in run.args
+        assert not re.search(r"install|apt|compileall|curl|wget|urllib", run.args), run.args
     declarative = {"FROM", "ARG", "LABEL", "COPY", "ENV", "USER", "WORKDIR", "ENTRYPOINT", "CMD"}
-    assert {i.keyword for i in final_stage} <= declarative
+    assert {i.keyword for i in final_stage} <= declarative | {"RUN"}
+
+
+def test_kustomize_is_the_version_the_tests_run_checksummed_per_architecture(
+    stages: list[list[Instruction]], final_stage: list[Instruction]
+) -> None:
+    """The released image downloads kustomize's release for the architecture it is built for
+    and checks it against Argo CD's recorded sha256 (a RUN with sha256sum: podman 4.3 refuses
+    `ADD --checksum`); it is the kustomize the tests run (kubectl's embedded one)."""
+    (stage,) = [s for s in stages if s[0].args.endswith(" AS kustomize")]
+    args = stage_args(stage)
+    assert args["KUSTOMIZE"] == "release" and "TARGETARCH" in args
+    for arch in ("AMD64", "ARM64"):
+        assert re.fullmatch(r"[0-9a-f]{64}", args[f"KUSTOMIZE_SHA256_{arch}"]), arch
+    (run,) = [i.args for i in stage if i.keyword == "RUN"]
+    assert (
+        "https://github.com/kubernetes-sigs/kustomize/releases/download/kustomize%2Fv"
+        "${KUSTOMIZE_VERSION}/kustomize_v${KUSTOMIZE_VERSION}_linux_${TARGETARCH}.tar.gz"
+    ) in run
+    assert re.search(r'echo "\$sum  kustomize\.tar\.gz" \| sha256sum -c -', run)
+    client = subprocess.run(
+        [kubectl(), "version", "--client"], capture_output=True, text=True, check=True
+    ).stdout
+    assert f"Kustomize Version: v{args['KUSTOMIZE_VERSION']}" in client
+    copies = [copy_of(i) for i in final_stage if i.keyword == "COPY"]
+    assert Copy(("--from=kustomize",), ("/opt/kustomize/bin/",), "/usr/local/bin/") in copies
 
 
 def test_image_user_is_the_sidecar_user(

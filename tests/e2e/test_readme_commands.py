@@ -22,6 +22,7 @@ def test_ci_runs_the_readmes_test_command() -> None:
         line for line in script if line.strip() and not line.startswith(("#", "set ", "cd "))
     ]
     assert commands == _readme_test_command()
+    assert len(commands) == 1, "one command installs what the tests need and runs them"
 
 
 def test_the_readmes_ten_line_app_renders_with_its_image_pinned(tmp_path: Path) -> None:

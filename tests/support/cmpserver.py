@@ -20,8 +20,8 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import Any, Protocol
 
 import yaml
 
@@ -742,15 +742,114 @@ def run_command(
         killer.start()
         # Wait returns only when every holder of stdout/stderr has closed it.
         out, err = process.communicate()
+    return _command_run(argv, out, err, process.returncode)
+
+
+def _command_run(argv: Sequence[str], out: bytes, err: bytes, returncode: int) -> CommandRun:
+    """What Argo CD keeps of a finished command: stdout less one newline, and its error text."""
     stdout = out.decode("utf-8", errors="replace")
     stderr = err.decode("utf-8", errors="replace")
     stdout = stdout[:-1] if stdout.endswith("\n") else stdout
     error = None
-    if process.returncode != 0:
-        error = f"`{command_text(argv)}` failed {_go_exit_text(process.returncode)}"
+    if returncode != 0:
+        error = f"`{command_text(argv)}` failed {_go_exit_text(returncode)}"
         if stderr.strip():
             error += f": {stderr.strip()}"
-    return CommandRun(stdout, stderr, process.returncode, error)
+    return CommandRun(stdout, stderr, returncode, error)
+
+
+class CommandRunner(Protocol):
+    """Where the plugin's commands run: this machine (`run_command`, the venv's tagpin) or a
+    container of the image (`ContainerRunner`). Same arguments, same result, same Go texts."""
+
+    def __call__(
+        self,
+        argv: Sequence[str],
+        cwd: Path,
+        env: Sequence[str],
+        deadline: float,
+        kill_grace: float = KILL_GRACE_SECONDS,
+    ) -> CommandRun: ...
+
+
+# Started by `podman exec` in the container: notes its pid (the exec'd process leads its own
+# process group there, as cmp-server's children do) so a deadline can signal the group, then
+# becomes the command itself; -I keeps the request's PYTHON* variables from acting on it.
+_LAUNCH = (
+    "import os, sys\n"
+    "open(sys.argv[1], 'w').write(str(os.getpid()))\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
+# At the deadline, as run_command: SIGKILL to the leader and SIGTERM to its group, then SIGKILL
+# to the group after the grace.
+_SIGNAL_GROUP = (
+    "import contextlib, os, signal, sys\n"
+    "pid = int(open(sys.argv[1]).read())\n"
+    "with contextlib.suppress(ProcessLookupError):\n"
+    "    if sys.argv[2] == 'SIGTERM':\n"
+    "        os.kill(pid, signal.SIGKILL)\n"
+    "    os.killpg(pid, getattr(signal, sys.argv[2]))\n"
+)
+
+
+@dataclass(frozen=True)
+class ContainerRunner:
+    """Runs the plugin's commands in a running container, as argocd-cmp-server does inside the
+    sidecar: `podman exec` with the request's working directory and environment on top of the
+    container's own (the image's and the pod's), no shell, stdin closed; at the deadline the
+    command's process group is signalled inside the container as plugin.go does.
+
+    The emulator copies each request on this machine under `host_dir`; the container sees that
+    directory read-only at `container_dir` (cmp-server's own /tmp/_cmp_server). Differences
+    from a local run: a missing executable is an exit status with Python's message rather than
+    Go's start error, and a command killed by signal N reports podman's exit status 128+N, read
+    back as that signal (tagpin never exits above 127 itself)."""
+
+    podman: tuple[str, ...]
+    container: str
+    host_dir: Path
+    container_dir: str = "/tmp/_cmp_server"
+
+    def container_path(self, path: Path) -> str:
+        relative = Path(os.path.realpath(path)).relative_to(os.path.realpath(self.host_dir))
+        return str(PurePosixPath(self.container_dir, relative.as_posix()))
+
+    def _signal(self, pidfile: str, signal_name: str) -> None:
+        subprocess.run(
+            [*self.podman, "exec", self.container, "python3", "-I", "-c", _SIGNAL_GROUP]
+            + [pidfile, signal_name],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+
+    def __call__(
+        self,
+        argv: Sequence[str],
+        cwd: Path,
+        env: Sequence[str],
+        deadline: float,
+        kill_grace: float = KILL_GRACE_SECONDS,
+    ) -> CommandRun:
+        pidfile = f"/tmp/.cmp-exec-{uuid.uuid4().hex}.pid"
+        command = [*self.podman, "exec", "--workdir", self.container_path(cwd)]
+        for name, value in env_to_dict(env).items():
+            command.append(f"--env={name}={value}")
+        command += [self.container, "python3", "-I", "-c", _LAUNCH, pidfile, *argv]
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        try:
+            out, err = process.communicate(timeout=max(deadline - time.monotonic(), 0.0))
+        except subprocess.TimeoutExpired:
+            self._signal(pidfile, "SIGTERM")
+            killer = threading.Timer(kill_grace, self._signal, (pidfile, "SIGKILL"))
+            killer.daemon = True
+            killer.start()
+            out, err = process.communicate()
+        code = process.returncode
+        returncode = 128 - code if code > 128 else code  # podman's 128+N: killed by signal N
+        return _command_run(argv, out, err, returncode)
 
 
 # --------------------------------------------------------------------------------------------
@@ -893,12 +992,14 @@ class CmpServer:
         workdir: Path,
         timeout: float = 60.0,
         kill_grace: float = KILL_GRACE_SECONDS,
+        runner: CommandRunner = run_command,
     ) -> None:
         self.plugin = plugin
         self.sidecar_env = dict(sidecar_env)
         self.workdir = Path(workdir)
         self.timeout = timeout
         self.kill_grace = kill_grace
+        self.runner = runner
 
     @classmethod
     def from_plugin_yaml(
@@ -908,10 +1009,11 @@ class CmpServer:
         sidecar_env: Mapping[str, str] | None = None,
         workdir: Path,
         timeout: float = 60.0,
+        runner: CommandRunner = run_command,
     ) -> CmpServer:
         """Load plugin.yaml; the sidecar env defaults to this process's environment."""
         env = dict(os.environ) if sidecar_env is None else sidecar_env
-        return cls(PluginConfig.load(path), env, workdir, timeout)
+        return cls(PluginConfig.load(path), env, workdir, timeout, runner=runner)
 
     # -- environment ------------------------------------------------------------------------
 
@@ -960,7 +1062,7 @@ class CmpServer:
         if config.discover_glob:
             return bool(zglob(os.path.normpath(os.path.join(app_dir, config.discover_glob))))
         if config.discover_command:
-            run = run_command(
+            run = self.runner(
                 config.discover_command,
                 app_dir,
                 self._sidecar_entries() + list(env),
@@ -1037,10 +1139,10 @@ class CmpServer:
                 return GenerateResult([], "", "", None, selection_error)
             env = self.build_env(app)
             if self.plugin.init:
-                init = run_command(self.plugin.init, app_dir, env, deadline, self.kill_grace)
+                init = self.runner(self.plugin.init, app_dir, env, deadline, self.kill_grace)
                 if init.error is not None:
                     return GenerateResult([], init.stdout, init.stderr, init.exit_code, init.error)
-            run = run_command(self.plugin.generate, app_dir, env, deadline, self.kill_grace)
+            run = self.runner(self.plugin.generate, app_dir, env, deadline, self.kill_grace)
         finally:
             shutil.rmtree(request, ignore_errors=True)
         if run.error is not None:
@@ -1062,7 +1164,7 @@ class CmpServer:
         try:
             app_dir = self._app_dir(request, app)
             env = self._sidecar_entries() + announcement_request_env(app)
-            run = run_command(
+            run = self.runner(
                 self.plugin.dynamic_parameters,
                 app_dir,
                 env,

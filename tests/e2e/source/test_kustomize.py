@@ -368,30 +368,6 @@ def test_kustomize_sees_no_credentials(tmp_path: Path) -> None:
     assert env["GIT_ALLOW_PROTOCOL"] == "file"
 
 
-def test_the_image_ships_the_kustomize_the_tests_run_checksummed() -> None:
-    import re
-
-    from tests.e2e.test_deploy import copy_of, dockerfile_stages
-
-    stages = dockerfile_stages((REPO / "Dockerfile").read_text())
-    (stage,) = [s for s in stages if s[0].args.endswith(" AS kustomize")]
-    (add,) = [i for i in stage if i.keyword == "ADD"]
-    found = re.fullmatch(
-        r"--checksum=sha256:[0-9a-f]{64} https://github\.com/kubernetes-sigs/kustomize/releases/"
-        r"download/kustomize%2Fv(\S+)/kustomize_v\1_linux_amd64\.tar\.gz /tmp/kustomize\.tar\.gz",
-        " ".join(add.args.split()),
-    )
-    assert found, add.args
-    client = subprocess.run(
-        [kubectl(), "version", "--client"], capture_output=True, text=True, check=True
-    ).stdout
-    assert f"Kustomize Version: v{found.group(1)}" in client
-    copies = [copy_of(i) for i in stages[-1] if i.keyword == "COPY"]
-    assert any(
-        c.flags == ("--from=kustomize",) and c.dest == "/usr/local/bin/kustomize" for c in copies
-    )
-
-
 def test_remote_bases_load_only_when_the_sidecar_setting_allows_them(
     repo: Path, tmp_path: Path, sidecar_env: dict[str, str]
 ) -> None:
