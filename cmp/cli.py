@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 exit_now(status)
         from pathlib import Path
 
-        from cmp.commands.generate import generate
+        from cmp.generate import generate
 
         exit_now(generate(os.environ, Path.cwd()))
     sys.exit(_click_main(args))

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from cmp.commands.run import execute
+from cmp.output import execute
 
 DEFAULT_TIMEOUT_SECONDS = 600
 DEFAULT_INTERVAL_SECONDS = 5.0

@@ -17,8 +17,8 @@ from typing import Any, NamedTuple
 import click
 
 from cmp.commands.options import as_json, check_pairs, render_options
-from cmp.commands.run import execute
 from cmp.errors import ConfigError, TagpinError
+from cmp.output import execute
 from cmp.pipeline import RenderResult, run
 from cmp.request import RenderRequest
 from cmp.services import Services

@@ -17,10 +17,10 @@ from typing import Any
 import click
 
 from cmp.commands.options import check_pairs, render_options
-from cmp.commands.run import execute
 from cmp.errors import LockError, ResolveError
 from cmp.images.ecr import EcrRepository
 from cmp.images.pin import collect, resolve
+from cmp.output import execute
 from cmp.pipeline import image_rules, render_manifests
 from cmp.registry.base import Registry
 from cmp.registry.lock import LockEntry, entry_order

@@ -66,8 +66,9 @@ def pin_command() -> click.Command:
             refreshed,
             stream_request,
         )
-        from cmp.commands.run import execute, limit_memory
         from cmp.commands.stream import StreamConfig, pin_stream, read_config, read_inputs
+        from cmp.limits.memory import limit_render
+        from cmp.output import execute
         from cmp.services import limits_from, services_from
         from cmp.settings import Settings
 
@@ -76,7 +77,7 @@ def pin_command() -> click.Command:
         def job() -> Any:
             environ = dict(os.environ)
             settings = refreshed(Settings.from_environ(environ), options)
-            limit_memory(settings)
+            limit_render(settings)
             inputs = read_inputs(files, sys.stdin.buffer, limits_from(settings))
             request = stream_request(
                 app_name=app_name,

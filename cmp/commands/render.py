@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from cmp.commands.options import check_pairs, render_options
-from cmp.commands.run import execute
+from cmp.output import execute
 
 
 @click.command("render")
@@ -17,7 +17,7 @@ from cmp.commands.run import execute
 def render_command(ctx: click.Context, /, app_dir: Path, **options: Any) -> int:
     """Render APP_DIR exactly as the sidecar would, for people and CI."""
     from cmp.commands.options import app_request, digests_file, formatted
-    from cmp.commands.run import limit_memory
+    from cmp.limits.memory import limit_render
     from cmp.pipeline import run
     from cmp.services import services_from
 
@@ -25,7 +25,7 @@ def render_command(ctx: click.Context, /, app_dir: Path, **options: Any) -> int:
 
     def job() -> Any:
         request = app_request(app_dir, options)
-        limit_memory(request.settings)
+        limit_render(request.settings)
         services = services_from(request)
         services.digests_file = digests_file(options)
         return formatted(run(request, services), options)

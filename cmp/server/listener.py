@@ -417,7 +417,7 @@ def _render(cwd: str, umask: int, environ: dict[bytes, bytes]) -> tuple[int, byt
     keeping stdout and stderr to send back."""
     from pathlib import Path
 
-    from cmp.commands.generate import generate
+    from cmp.generate import generate
 
     os.chdir(cwd)
     os.umask(umask)  # the cache files it writes get the modes they would in-process

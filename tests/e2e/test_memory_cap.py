@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from cmp.errors import ConfigError, ExitStatus
-from cmp.server import memory
+from cmp.limits import memory
 from cmp.settings import SETTINGS_BY_ENV, Settings
 from tests.support.apptree import build_tree, clean_env, cm
 from tests.support.hostile import LOCKED_APP, Sidecar, committed_repo, worker_peaks_mib

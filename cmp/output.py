@@ -11,23 +11,9 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cmp.errors import ExitStatus, SourceError, TagpinError
-
-if TYPE_CHECKING:
-    from cmp.settings import Settings
-
-
-def limit_memory(settings: Settings) -> None:
-    """Cap this process at one render's share of the container's memory (TAGPIN_MAX_MEMORY_MB,
-    cmp/server/memory.py): the Jinja2 sandbox cannot stop every way a template can build a huge
-    string, and a clear error naming the template is far better than the sidecar being
-    OOM-killed with every tenant's renders."""
-    from cmp.server.memory import container_limit_bytes, per_render_megabytes
-    from cmp.server.memory import limit_memory as cap
-
-    cap(per_render_megabytes(settings, container_limit_bytes()))
 
 
 def execute(
