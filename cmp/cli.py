@@ -32,12 +32,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             settings: Settings | None = Settings.from_environ(os.environ)
         except ConfigError:
             settings = None
-        if settings is not None and settings.render_server in SERVED_MODES:
+        if settings is not None and settings.render_server.value in SERVED_MODES:
             from cmp.server.client import generate as served
 
             try:
                 status = served(
-                    settings, os.environ, os.getcwd(), start=settings.render_server == "auto"
+                    settings,
+                    os.environ,
+                    os.getcwd(),
+                    start=settings.render_server.value == "auto",
                 )
             except KeyboardInterrupt:  # the worker sees the connection close and ends too
                 status = 130  # ExitStatus.INTERRUPTED, as an in-process render reports it

@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cmp.request import RenderRequest
-from cmp.settings import LOCK_FILE, Settings
+from cmp.settings import LOCK_FILE, CacheMode, LockMode, Settings
 from cmp.source.appdir import Limits
 
 if TYPE_CHECKING:
     from cmp.registry.base import Registry
-    from cmp.registry.lock import LockMode
     from cmp.registry.pushes import PushFloors
 
 
@@ -89,7 +88,7 @@ def template_cache_dir(settings: Settings, environ: Mapping[str, str]) -> Path |
     """Where compiled Jinja2 templates are kept, next to the digest cache (off with it)."""
     from cmp import __version__
 
-    if settings.cache == "off":
+    if settings.cache is CacheMode.OFF:
         return None
     return default_cache_dir(settings, environ) / f"jinja-{__version__}"
 
@@ -116,7 +115,7 @@ def ecr_registry_factory(
     }
     cache_dir = default_cache_dir(settings, environ)
     shared = None
-    if mode != "off" and settings.redis_url:
+    if mode is not CacheMode.OFF and settings.redis_url:
         # Checked on every render, so a missing signing key fails even a warm one; the Redis
         # client itself is imported only when the local caches miss.
         from cmp.registry.shared import redis_settings
@@ -125,14 +124,14 @@ def ecr_registry_factory(
 
     def build() -> Registry:
         from cmp.registry.base import DeferredRegistry
-        from cmp.registry.cache import CacheMode, CachingRegistry, DiskCache
+        from cmp.registry.cache import CachingRegistry, DiskCache
 
         def ecr() -> Registry:
             from cmp.registry.ecr import EcrRegistryClient, EcrSettings
 
             return EcrRegistryClient(EcrSettings(**ecr_numbers))
 
-        cache_mode = CacheMode(mode)
+        cache_mode = mode
         store = None if cache_mode is CacheMode.OFF else DiskCache(cache_dir, warnings=warnings)
         inner: Registry = DeferredRegistry(ecr)
         if shared is not None:
@@ -185,7 +184,11 @@ def services_from(request: RenderRequest) -> Services:
     warnings: list[str] = []
     pushes = PushFloors(skew=float(settings.push_clock_skew))
     # asks ECR every time, still keeps the cache current
-    fresh = settings._replace(cache="refresh") if settings.cache != "off" else settings
+    fresh = (
+        settings._replace(cache=CacheMode.REFRESH)
+        if settings.cache is not CacheMode.OFF
+        else settings
+    )
     return Services(
         registry_factory=ecr_registry_factory(settings, environ, warnings, pushes),
         fresh_registry_factory=ecr_registry_factory(fresh, environ, warnings, pushes),
@@ -200,26 +203,26 @@ def lock_only_source(request: RenderRequest, services: Services) -> str | None:
     """What answers alone when ECR is never asked (--digests, TAGPIN_LOCK=strict), else None."""
     if services.digests_file is not None:
         return f"--digests {services.digests_file}"
-    mode = services.lock_mode.value if services.lock_mode is not None else request.settings.lock
-    return f"{LOCK_FILE} (TAGPIN_LOCK=strict)" if mode == "strict" else None
+    mode = services.lock_mode if services.lock_mode is not None else request.settings.lock
+    return f"{LOCK_FILE} (TAGPIN_LOCK=strict)" if mode is LockMode.STRICT else None
 
 
 def registry_for(request: RenderRequest, services: Services) -> Callable[[], Registry]:
     """A lock in the app directory (or --digests) answers first; TAGPIN_LOCK decides whether
     ECR fills its gaps (use), checks it (verify), is never asked (strict) or the lock is ignored."""
-    mode = services.lock_mode.value if services.lock_mode is not None else request.settings.lock
+    mode = services.lock_mode if services.lock_mode is not None else request.settings.lock
     lock_path = request.app_dir / LOCK_FILE
     if services.digests_file is None and (
-        mode == "off" or (mode != "strict" and not lock_path.is_file())
+        mode is LockMode.OFF or (mode is not LockMode.STRICT and not lock_path.is_file())
     ):
         # No lock to read (as lock.registry_with_lock decides too): ECR, without importing
         # the lock module on the most common path.
         return services.registry_factory
-    from cmp.registry.lock import LockMode, digests_registry, registry_with_lock
+    from cmp.registry.lock import digests_registry, registry_with_lock
 
     if services.digests_file is not None:
         return digests_registry(services.digests_file)
-    lock_mode = LockMode(mode)
+    lock_mode = mode
     fallback = services.registry_factory
     if lock_mode is LockMode.VERIFY and services.fresh_registry_factory is not None:
         fallback = services.fresh_registry_factory  # a warm cache must not vouch for the lock

@@ -22,7 +22,7 @@ from cmp.registry.base import Registry
 from cmp.registry.lock import LockMode
 from cmp.request import AppInfo, KubeInfo, for_directory, parameters_json, parse_api_versions
 from cmp.services import Services
-from cmp.settings import DEFAULT_SETTINGS, parse_parameters
+from cmp.settings import DEFAULT_SETTINGS, CacheMode, parse_parameters
 
 
 def render_app(
@@ -76,7 +76,7 @@ def render_app(
         # The defaults, whatever TAGPIN_* the test process has, and no cache on disk: a snapshot
         # test reads nothing but the app and writes nothing at all.
         settings_env={},
-        settings=DEFAULT_SETTINGS._replace(cache="off"),
+        settings=DEFAULT_SETTINGS._replace(cache=CacheMode.OFF),
     )
     services = Services(
         registry_factory=_no_registry,

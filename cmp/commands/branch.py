@@ -47,10 +47,14 @@ def _api(environ: Mapping[str, str]) -> Any:
 def _registry(environ: Mapping[str, str], warnings: list[str]) -> Any:
     """ECR as it is now: the tag list is always asked afresh (the cache is refreshed)."""
     from cmp.services import ecr_registry_factory
-    from cmp.settings import Settings
+    from cmp.settings import CacheMode, Settings
 
     settings = Settings.from_environ(environ)
-    fresh = settings._replace(cache="refresh") if settings.cache != "off" else settings
+    fresh = (
+        settings._replace(cache=CacheMode.REFRESH)
+        if settings.cache is not CacheMode.OFF
+        else settings
+    )
     return ecr_registry_factory(fresh, environ, warnings)()
 
 

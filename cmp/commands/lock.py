@@ -203,7 +203,7 @@ def lock_command(
     from cmp.commands.options import app_request, digests_file
     from cmp.registry.lock import read_lock, write_lock
     from cmp.services import registry_for, services_from
-    from cmp.settings import LOCK_FILE
+    from cmp.settings import LOCK_FILE, CacheMode
 
     check_pairs(options)
     if options["output_format"] != "yaml":
@@ -239,9 +239,9 @@ def lock_command(
             else []
         )
         notes = branch_deploy_note(request)
-        if request.settings.cache != "off":
+        if request.settings.cache is not CacheMode.OFF:
             # what ECR says now, not what a cache remembers
-            request = request._replace(settings=request.settings._replace(cache="refresh"))
+            request = request._replace(settings=request.settings._replace(cache=CacheMode.REFRESH))
         services = services_from(request)
         services.digests_file = digests_file(options)
         # --digests answers alone; otherwise ECR, whatever TAGPIN_LOCK says about the app's lock

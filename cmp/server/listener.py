@@ -319,7 +319,7 @@ def warm_up() -> None:
     )
     from cmp.request import from_argocd_environment
     from cmp.services import Services
-    from cmp.settings import DEFAULT_SETTINGS, Settings
+    from cmp.settings import DEFAULT_SETTINGS, AppLookup, CacheMode, LockMode, Settings
 
     try:
         redis_wanted = bool(Settings.from_environ(os.environ).redis_url)
@@ -339,7 +339,9 @@ def warm_up() -> None:
             "{% endfor %}  yaml: {{ values | to_yaml | quote }}\n"
         )
         argocd_env = {"ARGOCD_APP_NAME": "warm-up", "ARGOCD_APP_SOURCE_PATH": "app"}
-        settings = DEFAULT_SETTINGS._replace(cache="off", app_lookup="off", lock="off")
+        settings = DEFAULT_SETTINGS._replace(
+            cache=CacheMode.OFF, app_lookup=AppLookup.OFF, lock=LockMode.OFF
+        )
 
         def no_registry() -> ecr.EcrRegistryClient:
             raise AssertionError("the warm-up app has no images")

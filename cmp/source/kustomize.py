@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from cmp.errors import ConfigError, Problems, SourceError, TemplateError
-from cmp.settings import Settings
+from cmp.settings import Settings, Switch
 from cmp.source import nonetwork
 from cmp.source.appdir import KustomizeOptions, Limits, RepoFiles, decode
 from cmp.source.templates import RenderedFile
@@ -99,7 +99,7 @@ def build(
             f"{files.display(app_dir)}/: tagpin.yaml says `kustomize:` but the directory has no "
             f"{' or '.join(KUSTOMIZATION_FILES)}"
         )
-    check_tree(files, app_dir, allow_remote=settings.kustomize_remote == "on")
+    check_tree(files, app_dir, allow_remote=settings.kustomize_remote is Switch.ON)
     return run_kustomize(
         files, app_dir, top, options, settings, environ, limits, meanwhile, warnings
     )
@@ -119,7 +119,7 @@ def run_kustomize(
     """kustomize itself, with none of check_tree's checks: unless TAGPIN_KUSTOMIZE_REMOTE=on
     it runs under the network filter, so whatever a kustomization names, no connection is
     made. `top` is the app's kustomization file, named in messages."""
-    allow_remote = settings.kustomize_remote == "on"
+    allow_remote = settings.kustomize_remote is Switch.ON
     argv = [*kustomize_command(settings, environ, options), str(files.inside(app_dir))]
     if not allow_remote:
         argv = confined(argv)

@@ -27,7 +27,7 @@ from cmp import __version__
 from cmp.cli import SERVED_MODES
 from cmp.errors import ExitStatus
 from cmp.server.client import START_TIMEOUT, socket_path
-from cmp.settings import RENDER_SERVER_MODES, Settings
+from cmp.settings import ServerMode, Settings
 from tests.support.apptree import build_tree, clean_env, run_cli
 from tests.support.cmpserver import AppSpec, CmpServer
 from tests.support.fake_kube import write_kubeconfig
@@ -522,7 +522,7 @@ def path_for(environ: dict[str, str]) -> str | None:
 
 
 def test_socket_path_defaults_and_limits() -> None:
-    assert set(SERVED_MODES) < set(RENDER_SERVER_MODES)  # the fast path knows the modes
+    assert set(SERVED_MODES) < {mode.value for mode in ServerMode}  # the fast path knows them
     name = f"render-server-{__version__}.sock"
     assert path_for({"TAGPIN_CACHE_DIR": "/c"}) == f"/c/{name}"
     assert path_for({"XDG_CACHE_HOME": "/x"}) == f"/x/tagpin/{name}"

@@ -23,8 +23,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cmp.argocd.kube import Connection, KubeApi
-from cmp.commands.webhook import webhook_command
+from cmp.commands.webhook import flags_over, webhook_command, webhook_config
 from cmp.registry.pushes import PUSHES_ANNOTATION, parse_record
+from cmp.settings import Settings
 from cmp.webhook.events import sign
 from cmp.webhook.server import WebhookConfig, WebhookServer
 from tests.support.fake_kube import TOKEN, FakeKube
@@ -844,19 +845,19 @@ def test_refuses_to_start_without_a_usable_secret_or_address(
     [
         ({}, ["-n", "team-a", "-n", "team-b"], ("team-a", "team-b")),
         ({"TAGPIN_WEBHOOK_NAMESPACES": "argocd team-a"}, [], ("argocd", "team-a")),
-        ({}, [], ()),  # none given: default_namespaces applies
+        ({}, [], ("gitops",)),  # none given: default_namespaces applies
     ],
 )
 def test_namespaces_come_from_flags_or_the_environment(
-    monkeypatch: pytest.MonkeyPatch,
     env: dict[str, str],
     args: list[str],
     namespaces: tuple[str, ...],
 ) -> None:
-    monkeypatch.delenv("TAGPIN_WEBHOOK_NAMESPACES", raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    assert webhook_command().make_context("webhook", args).params["namespaces"] == namespaces
+    environ = {"TAGPIN_WEBHOOK_SECRET": SECRET, "ARGOCD_NAMESPACE": "gitops", **env}
+    settings = flags_over(
+        Settings.from_environ(environ), **webhook_command().make_context("webhook", args).params
+    )
+    assert webhook_config(settings, environ).namespaces == namespaces
 
 
 def test_default_namespace_is_argo_cds() -> None:

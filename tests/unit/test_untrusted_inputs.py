@@ -35,7 +35,7 @@ from cmp.registry.base import TagInfo
 from cmp.registry.pushes import PUSHES_ANNOTATION, BadRecord, PushFloors, parse_record
 from cmp.registry.static import StaticRegistry
 from cmp.services import services_from
-from cmp.settings import Settings, parse_parameters
+from cmp.settings import AppLookup, Settings, parse_parameters
 from cmp.source.emit import emit_stream, emit_value
 from cmp.source.yamlread import load_all
 from cmp.webhook.events import (
@@ -502,7 +502,7 @@ class OneApplication:
 def test_a_render_reads_the_annotations_of_any_application_or_fails_by_name(
     application: dict[str, Any],
 ) -> None:
-    settings = LookupSettings(mode="on", enabled=True, app_name="web", namespace="argocd")
+    settings = LookupSettings(mode=AppLookup.ON, enabled=True, app_name="web", namespace="argocd")
     with contextlib.suppress(AppLookupError):
         annotations, _ = fetch_annotations(settings, lambda: OneApplication(application))
         assert all(isinstance(k, str) and isinstance(v, str) for k, v in annotations.items())

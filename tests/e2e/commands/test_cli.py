@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from cmp.commands.plugin_yaml import plugin_yaml
 from cmp.errors import ExitStatus
-from cmp.settings import PARAMETERS, plugin_yaml
+from cmp.settings import PARAMETERS
 
 REPO = Path(__file__).resolve().parents[3]
 TAGPIN = str(Path(sys.executable).with_name("tagpin"))
