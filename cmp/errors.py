@@ -140,8 +140,3 @@ class Problems:
         lines = list(dict.fromkeys(line for error in self._errors for line in error.problems))
         combined = type(first)(*lines)
         raise combined from first
-
-
-def location(path: str, line: int | None = None) -> str:
-    """`path:line` (1-based line) for messages, or just `path` when the line is unknown."""
-    return f"{path}:{line}" if line else path
