@@ -343,13 +343,10 @@ def warm_up() -> None:
             cache=CacheMode.OFF, app_lookup=AppLookup.OFF, lock=LockMode.OFF
         )
 
-        def no_registry() -> ecr.EcrRegistryClient:
+        def no_registry(*_: object) -> ecr.EcrRegistryClient:
             raise AssertionError("the warm-up app has no images")
 
-        run(
-            from_argocd_environment(argocd_env, app, settings),
-            Services(registry_factory=no_registry),
-        )
+        run(from_argocd_environment(argocd_env, app, settings), Services(ecr=no_registry))
     tempfile.tempdir = None  # computed from this process's TMPDIR; a worker has its own
     gc.collect()
     gc.freeze()  # workers then never touch these objects' pages: fork shares them for good

@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from cmp.images.ecr import EcrRepository
-from cmp.pipeline import RenderResult, render_manifests, run
+from cmp.output import Output
+from cmp.pipeline import RenderResult, run
 from cmp.registry.static import StaticRegistry
 from cmp.request import AppInfo, KubeInfo, RenderRequest
-from cmp.services import Services, limits_from
+from cmp.services import Services
 from cmp.settings import Settings, parse_parameters
 from cmp.source.manifests import Manifest
+from cmp.source.render import render_app
 
 # The smallest valid app: a marker file and one plain manifest.
 MINIMAL_APP: dict[str, str | bytes] = {
@@ -97,8 +99,7 @@ def render_dir(
 ) -> RenderResult:
     """Run the whole pipeline in-process; ECR answers from `registry` ({repo: {tag: digest}})."""
     static = StaticRegistry.of_digests(registry or {})
-    services = Services(registry_factory=lambda: static)
-    return run(make_request(app_dir, repo_root, **request_fields), services)
+    return run(make_request(app_dir, repo_root, **request_fields), Services(ecr=lambda *_: static))
 
 
 def render_text(app_dir: Path, repo_root: Path | None = None, **request_fields: Any) -> str:
@@ -110,7 +111,7 @@ def manifests_of(
 ) -> list[Manifest]:
     """Load → render → parse only (no image pinning): the objects an app produces."""
     request = make_request(app_dir, repo_root, **request_fields)
-    return render_manifests(request, limits_from(request.settings))[1]
+    return render_app(request, None, Output()).manifests
 
 
 def bodies(app_dir: Path, repo_root: Path | None = None, **request_fields: Any) -> list[Any]:
