@@ -44,8 +44,6 @@ class TagpinError(Exception):
             raise ValueError("a TagpinError needs at least one problem")
         super().__init__(*problems)
         self.problems: tuple[str, ...] = problems
-        # Warnings gathered before the failure; printed with it, since they often explain it.
-        self.warnings: list[str] = []
 
     def __str__(self) -> str:
         return "\n".join(self.problems)
