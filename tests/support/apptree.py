@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,14 +21,13 @@ from cmp.services import Services
 from cmp.settings import Settings, parse_parameters
 from cmp.source.manifests import Manifest
 from cmp.source.render import render_app
+from tests.support.cli import tagpin
 
 # The smallest valid app: a marker file and one plain manifest.
 MINIMAL_APP: dict[str, str | bytes] = {
     "tagpin.yaml": "{}\n",
     "templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n",
 }
-
-CLI_SCRIPT = Path(sys.executable).with_name("tagpin")
 
 
 def build_tree(
@@ -129,17 +127,5 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 def run_cli(
     args: Sequence[str], *, cwd: Path | None = None, env: Mapping[str, str] | None = None
 ) -> subprocess.CompletedProcess[bytes]:
-    """`tagpin ARGS` in a subprocess, bytes out, never raising on a non-zero exit."""
-    command = (
-        [str(CLI_SCRIPT)]
-        if CLI_SCRIPT.exists()
-        else [sys.executable, "-c", "from cmp.cli import main; main()"]
-    )
-    return subprocess.run(
-        [*command, *args],
-        cwd=cwd,
-        env=clean_env(env),
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
+    """`tagpin ARGS` in a subprocess with a minimal environment (`clean_env`), bytes out."""
+    return tagpin(*args, cwd=cwd, env=clean_env(env), binary=True)
