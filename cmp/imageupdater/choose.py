@@ -31,14 +31,27 @@ def choose_tags(
     answers when ECR is never asked (`--digests FILE`), named when a branch's tag is missing."""
     if not parameter and not any(key.startswith(IMAGE_UPDATER_PREFIX) for key in annotations):
         return {}  # production apps: git's tags
-    from cmp.imageupdater.plan import branch_deploys
+    from cmp.errors import ResolveError
+    from cmp.imageupdater.plan import annotate, plan, policies_from, policy_warnings
 
-    return branch_deploys(
-        [(w.field, w.repository, w.ref.repository, w.tag) for w in wanted],
-        annotations,
-        parameter,
-        parameter_name,
-        registry,
-        output,
-        tags_from,
-    )
+    policies = policies_from(annotations, parameter, parameter_name)  # a typo fails here
+    output.warn(*policy_warnings(policies))  # before the plan can fail: they often explain it
+    if not policies:
+        return {}
+    rows = [(w.field, w.repository, w.ref.repository, w.tag) for w in wanted]
+    try:
+        chosen = plan(rows, policies, lambda: registry)
+    except ResolveError as error:
+        if tags_from is None:
+            raise
+        raise type(error)(
+            *error.problems,
+            (
+                f"the candidate tags came from {tags_from} only: ECR is never listed there, so "
+                "a branch's new tags are not seen; branch deploys need TAGPIN_LOCK=use (or a "
+                "lock holding the branch's tags)"
+            ),
+        ) from error
+    output.warn(*chosen.warnings)
+    output.note(*annotate(chosen.overrides))  # and each workload says which rule chose it
+    return chosen.chosen

@@ -23,7 +23,6 @@ from cmp.imageupdater.annotations import (
     parse_policies,
 )
 from cmp.imageupdater.keys import check_sources
-from cmp.output import Output
 from cmp.registry.base import Registry, TagInfo
 from cmp.source.manifests import Manifest
 
@@ -124,39 +123,6 @@ def plan(
     if problems:
         raise ResolveError(*problems)
     return result
-
-
-def branch_deploys(
-    wanted: Sequence[tuple[ImageField, EcrRepository, str, str]],
-    annotations: Mapping[str, str],
-    parameter: Mapping[str, str],
-    parameter_name: str,
-    registry: Registry,
-    output: Output,
-    tags_from: str | None = None,
-) -> dict[ImageField, TagInfo]:
-    """cmp.imageupdater.choose.choose_tags, once some rule is given: check the rules (a typo fails),
-    plan, and mark each workload whose image a rule chose."""
-    policies = policies_from(annotations, parameter, parameter_name)
-    output.warn(*policy_warnings(policies))  # before the plan can fail: they often explain it
-    if not policies:
-        return {}
-    try:
-        chosen = plan(wanted, policies, lambda: registry)
-    except ResolveError as error:
-        if tags_from is None:
-            raise
-        raise type(error)(
-            *error.problems,
-            (
-                f"the candidate tags came from {tags_from} only: ECR is never listed there, so "
-                "a branch's new tags are not seen; branch deploys need TAGPIN_LOCK=use (or a "
-                "lock holding the branch's tags)"
-            ),
-        ) from error
-    output.warn(*chosen.warnings)
-    output.note(*annotate(chosen.overrides))
-    return chosen.chosen
 
 
 def annotate(overrides: Sequence[Override]) -> list[str]:

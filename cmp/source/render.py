@@ -80,18 +80,19 @@ def render_app(
     limits = limits_from(request)
     if source.config.kustomize is None:
         return _render_templates(request, source, limits, bytecode_dir, warnings)
-    from cmp.source.kustomize import build, refuse_values
+    from cmp.source.kustomize import checked_kustomization, refuse_values, run_kustomize
 
     refuse_values(request.parameters)
-    built = build(
+    built = run_kustomize(
         source.files,
         request.app_dir,
+        checked_kustomization(source.files, request.app_dir, request.settings),
         source.config.kustomize,
         request.settings,
         request.settings_env,
         limits,
-        meanwhile=meanwhile,
-        warnings=warnings,
+        meanwhile,
+        warnings,
     )
     warnings.extend(unterminated_blocks([built]))
     manifests = parse_rendered(

@@ -16,7 +16,7 @@ from typing import IO, Any
 from cmp.errors import ConfigError, ManifestError, SourceError
 from cmp.output import Output
 from cmp.request import ManifestStream, StreamInput
-from cmp.source.appdir import AppConfig, Limits, RepoFiles, decode, load_config
+from cmp.source.appdir import AppConfig, Limits, RepoFiles, decode, load_config, unreadable
 from cmp.source.manifests import Manifest, check_documents
 from cmp.source.render import unterminated_blocks
 from cmp.source.templates import RenderedFile
@@ -40,12 +40,8 @@ def read_inputs(paths: Sequence[str], stdin: IO[bytes], max_bytes: int) -> tuple
             try:
                 with open(path, "rb") as handle:  # a pipe (`<(helm template ...)`) is fine
                     data = handle.read(max_bytes + 1)
-            except FileNotFoundError:
-                raise SourceError(f"{path}: file not found") from None
-            except IsADirectoryError:
-                raise SourceError(f"{path}: is a directory, expected a file") from None
             except OSError as exc:
-                raise SourceError(f"{path}: cannot read: {exc.strerror}") from None
+                raise unreadable(path, exc) from None
         if len(data) > max_bytes:
             raise SourceError(f"{name}: larger than {max_bytes} bytes (TAGPIN_MAX_FILE_BYTES)")
         inputs.append(StreamInput(name, decode(data, name)))
