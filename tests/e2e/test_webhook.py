@@ -28,6 +28,7 @@ from cmp.registry.pushes import PUSHES_ANNOTATION, parse_record
 from cmp.settings import Settings
 from cmp.webhook.events import sign
 from cmp.webhook.server import WebhookConfig, WebhookServer
+from tests.support.ecr_events import ecr_event
 from tests.support.fake_kube import TOKEN, FakeKube
 
 REPO = Path(__file__).resolve().parents[2]
@@ -101,36 +102,6 @@ def signed(
         **JSON,
         "X-Tagpin-Timestamp": stamp,
         "X-Tagpin-Signature": sign(secret, stamp, body),
-    }
-
-
-def ecr_event(
-    repository: str = "team/web",
-    tag: str = "1.2.4",
-    *,
-    event_time: float | None = None,
-    detail: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """An ECR Image Action event as EventBridge delivers it (AWS docs' example, our values)."""
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "ECR Image Action",
-        "source": "aws.ecr",
-        "account": ACCOUNT,
-        "time": time.strftime(
-            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if event_time is None else event_time)
-        ),
-        "region": REGION,
-        "resources": [],
-        "detail": {
-            "result": "SUCCESS",
-            "repository-name": repository,
-            "image-digest": DIGEST,
-            "action-type": "PUSH",
-            "image-tag": tag,
-            **(detail or {}),
-        },
     }
 
 

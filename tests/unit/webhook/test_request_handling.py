@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +18,7 @@ from cmp.argocd.kube import Applications
 from cmp.errors import AppLookupError
 from cmp.webhook.events import SECRET_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from cmp.webhook.server import WebhookConfig, WebhookServer
+from tests.support.ecr_events import ecr_event
 
 SECRET = "unit-webhook-secret-0123456789abcdef"
 HOST = "111122223333.dkr.ecr.eu-west-1.amazonaws.com"
@@ -90,23 +90,7 @@ def generic(payload: dict[str, Any], *, secret: str = SECRET, age: float = 0) ->
 
 
 def eventbridge(tag: str = "main", *, event_id: str | None = None, secret: str = SECRET) -> tuple:
-    event = {
-        "version": "0",
-        "id": event_id or str(uuid.uuid4()),
-        "detail-type": "ECR Image Action",
-        "source": "aws.ecr",
-        "account": "111122223333",
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "region": "eu-west-1",
-        "resources": [],
-        "detail": {
-            "result": "SUCCESS",
-            "repository-name": "team/web",
-            "image-digest": DIGEST,
-            "action-type": "PUSH",
-            "image-tag": tag,
-        },
-    }
+    event = ecr_event("team/web", tag, event_id=event_id, digest=DIGEST)
     return "eventbridge", {SECRET_HEADER.lower(): secret}, json.dumps(event).encode()
 
 
