@@ -11,8 +11,6 @@ import os
 import sys
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
-# The TAGPIN_RENDER_SERVER values that ask a server (settings.RENDER_SERVER_MODES has them all).
-SERVED_MODES = ("on", "auto")
 
 if TYPE_CHECKING:  # imported where used: a served render imports next to nothing
     from collections.abc import Sequence
@@ -22,30 +20,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if args == ["generate"]:
         # The sidecar runs `tagpin generate` once per render: a render server's warm worker
-        # answers if one is configured; otherwise skip importing click (~30 ms).
-        # The worker builds its own settings from the environment sent with the request; any
-        # bad setting renders in-process instead, which reports it.
-        from cmp.errors import ConfigError
-        from cmp.settings import Settings
+        # answers if one is configured; otherwise skip importing click (~30 ms). The worker
+        # builds the settings from the environment sent with the request, and reports a bad
+        # one as an in-process render does.
+        from cmp.server.client import ask_server, served_mode
 
-        try:
-            settings: Settings | None = Settings.from_environ(os.environ)
-        except ConfigError:
-            settings = None
-        if settings is not None and settings.render_server in SERVED_MODES:
-            from cmp.server.client import generate as served
-
+        mode = served_mode(os.environ)
+        if mode is not None:
             try:
-                status = served(
-                    settings, os.environ, os.getcwd(), start=settings.render_server == "auto"
-                )
+                status = ask_server(os.environ, os.getcwd(), start=mode == "auto")
             except KeyboardInterrupt:  # the worker sees the connection close and ends too
                 status = 130  # ExitStatus.INTERRUPTED, as an in-process render reports it
             if status is not None:
                 exit_now(status)
         from pathlib import Path
 
-        from cmp.commands.generate import generate
+        from cmp.generate import generate
 
         exit_now(generate(os.environ, Path.cwd()))
     sys.exit(_click_main(args))

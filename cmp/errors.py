@@ -44,8 +44,6 @@ class TagpinError(Exception):
             raise ValueError("a TagpinError needs at least one problem")
         super().__init__(*problems)
         self.problems: tuple[str, ...] = problems
-        # Warnings gathered before the failure; printed with it, since they often explain it.
-        self.warnings: list[str] = []
 
     def __str__(self) -> str:
         return "\n".join(self.problems)
@@ -140,8 +138,3 @@ class Problems:
         lines = list(dict.fromkeys(line for error in self._errors for line in error.problems))
         combined = type(first)(*lines)
         raise combined from first
-
-
-def location(path: str, line: int | None = None) -> str:
-    """`path:line` (1-based line) for messages, or just `path` when the line is unknown."""
-    return f"{path}:{line}" if line else path

@@ -1,7 +1,8 @@
 """What one render is asked to do: a plain value built from Argo CD's environment or from flags.
 
-`tagpin generate` and `tagpin render` both build a RenderRequest and hand it to the same
-pipeline, which is why they print the same bytes for the same inputs.
+`tagpin generate`, `tagpin render` and `tagpin pin` all build a RenderRequest and hand it to the
+same pipeline, which is why they print the same bytes for the same objects. A request renders
+an app directory, or pins a manifest stream (`stream`).
 """
 
 from __future__ import annotations
@@ -81,8 +82,24 @@ ARGOCD_WORDS = Words()
 CLI_WORDS = Words(values="--set", image_updater="--image-updater", parameters="--parameters-json")
 
 
+class StreamInput(NamedTuple):
+    """One input of `tagpin pin`, already read."""
+
+    name: str  # as messages show it: the path given, or <stdin>
+    text: str
+
+
+class ManifestStream(NamedTuple):
+    """`tagpin pin`'s input: objects someone else rendered (`helm template`), to pin as the
+    sidecar pins an app's."""
+
+    inputs: tuple[StreamInput, ...]
+    config: Path | None = None  # `--config tagpin.yaml`: its images settings
+    lock: Path | None = None  # `--lock FILE`: answers first, as an app's tagpin.lock
+
+
 class RenderRequest(NamedTuple):
-    app_dir: Path
+    app_dir: Path  # a stream's: the working directory
     repo_root: Path
     app: AppInfo
     kube: KubeInfo
@@ -95,6 +112,8 @@ class RenderRequest(NamedTuple):
     # the app directory is the root: a template included from above it is then "not found".
     root_guessed: bool = False
     words: Words = ARGOCD_WORDS
+    digests: Path | None = None  # `--digests FILE`: every digest from FILE, ECR never asked
+    stream: ManifestStream | None = None  # pin these objects instead of rendering app_dir
 
 
 def from_argocd_environment(

@@ -1,8 +1,10 @@
-"""The I/O a render may need, wired from the settings: ECR behind the digest caches, the lock
-file, the live Application's annotations (Kubernetes API), the cache directories.
+"""The I/O a render may do, wired from its settings: ECR behind the digest caches, the lock
+file, the live Application (Kubernetes API), the cache directories.
 
-cmp/pipeline.py composes the stages and takes a `Services`; tests swap its parts. Everything
-heavy (boto3, the Kubernetes client, the lock module) is imported only when a render needs it.
+`Services` holds the factories cmp/pipeline.py calls when a stage needs them; tests swap them.
+What a command asks for (`--digests`, a lock mode, no live Application) is on the request,
+what a render says goes to its `Output`. Everything heavy (boto3, the Kubernetes client, the
+lock module) is imported only when a render needs it.
 """
 
 from __future__ import annotations
@@ -10,68 +12,60 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
+from cmp.errors import SourceError
 from cmp.request import RenderRequest
-from cmp.settings import LOCK_FILE, Settings
-from cmp.source.appdir import Limits
+from cmp.settings import LOCK_FILE, CacheMode, LockMode, Settings
 
 if TYPE_CHECKING:
     from cmp.registry.base import Registry
-    from cmp.registry.lock import LockMode
     from cmp.registry.pushes import PushFloors
+    from cmp.registry.shared import RedisSettings
 
 
-# The live Application's annotations (and warnings) for a request; swapped in tests.
-AnnotationSource = Callable[[RenderRequest], tuple[dict[str, str], list[str]]]
+def live_annotations(request: RenderRequest) -> tuple[dict[str, str], list[str]]:
+    """The live Application's annotations (and warnings) through the Kubernetes API, as
+    TAGPIN_APP_LOOKUP says."""
+    from cmp.argocd.lookup import lookup_settings
+
+    environ = request.settings_env
+    settings = lookup_settings(request.settings, environ, request.app.instance)
+    if not settings.enabled:
+        return {}, []  # decided without importing the Kubernetes client
+    from cmp.argocd.kube import KubeApi, fetch_annotations
+
+    return fetch_annotations(settings, lambda: KubeApi.from_environment(environ))
 
 
-def limits_from(settings: Settings) -> Limits:
-    return Limits(
-        max_file_bytes=settings.max_file_bytes,
-        max_output_bytes=settings.max_output_bytes,
-        max_yaml_nodes=settings.max_yaml_nodes,
-    )
+# ECR behind the caches `settings` ask for; the caches honour the pushes announced in the
+# PushFloors (filled before the first lookup) and add their warnings to the list.
+EcrFactory = Callable[["Settings", "PushFloors | None", list[str]], "Registry"]
+# The live Application's annotations, and warnings, for a request.
+LiveApplication = Callable[[RenderRequest], tuple[dict[str, str], list[str]]]
 
 
-class Services:
-    """The I/O a render may need, built lazily; tests swap `registry_factory`."""
+class Services(NamedTuple):
+    """The I/O factories of a render; `services_for` builds the real ones."""
 
-    __slots__ = (
-        "annotations",
-        "concurrency",
-        "digests_file",
-        "fresh_registry_factory",
-        "lock_mode",
-        "notes",
-        "pushes",
-        "registry_factory",
-        "warnings",
-    )
+    ecr: EcrFactory
+    live_application: LiveApplication = live_annotations
 
-    def __init__(
-        self,
-        registry_factory: Callable[[], Registry],
-        annotations: AnnotationSource | None = None,
-        concurrency: int = 8,
-        digests_file: Path | None = None,  # `tagpin render --digests FILE`: offline, no ECR
-        lock_mode: LockMode | None = None,  # None: TAGPIN_LOCK from the request's settings
-        warnings: list[str] | None = None,
-        notes: list[str] | None = None,
-        fresh_registry_factory: Callable[[], Registry] | None = None,
-        pushes: PushFloors | None = None,  # filled from the live Application's push record
-    ) -> None:
-        self.registry_factory = registry_factory
-        # ECR itself, never answered from a digest cache: what TAGPIN_LOCK=verify checks
-        # the lock against. None: registry_factory (tests that swap in a cache-less registry).
-        self.fresh_registry_factory = fresh_registry_factory
-        self.pushes = pushes
-        self.annotations = annotations
-        self.concurrency = concurrency
-        self.digests_file = digests_file
-        self.lock_mode = lock_mode
-        self.warnings = warnings if warnings is not None else []
-        self.notes = notes if notes is not None else []
+
+def services_for(settings: Settings, environ: Mapping[str, str]) -> Services:
+    """The real I/O, from the settings (`environ`: XDG_CACHE_HOME, AWS_*, KUBECONFIG). The
+    shared cache's settings are checked now, so a missing signing key fails every render, a
+    warm one too; the Redis client itself is imported only when the local caches miss."""
+    shared = None
+    if settings.cache is not CacheMode.OFF and settings.redis_url:
+        from cmp.registry.shared import redis_settings
+
+        shared = redis_settings(settings)
+
+    def ecr(asked: Settings, pushes: PushFloors | None, warnings: list[str]) -> Registry:
+        return ecr_registry(asked, environ, warnings, pushes, shared)
+
+    return Services(ecr=ecr)
 
 
 def default_cache_dir(settings: Settings, environ: Mapping[str, str]) -> Path:
@@ -89,145 +83,135 @@ def template_cache_dir(settings: Settings, environ: Mapping[str, str]) -> Path |
     """Where compiled Jinja2 templates are kept, next to the digest cache (off with it)."""
     from cmp import __version__
 
-    if settings.cache == "off":
+    if settings.cache is CacheMode.OFF:
         return None
     return default_cache_dir(settings, environ) / f"jinja-{__version__}"
 
 
-def ecr_registry_factory(
+def ecr_registry(
     settings: Settings,
     environ: Mapping[str, str],
     warnings: list[str],
     pushes: PushFloors | None = None,
-) -> Callable[[], Registry]:
-    """ECR behind the in-process and on-disk caches, configured from `settings` (`environ`:
-    XDG_CACHE_HOME, for the default cache directory); the caches honour the pushes announced
-    in `pushes` (filled before the first lookup)."""
-    mode = settings.cache
-    ttl = settings.cache_ttl
-    list_ttl = settings.tag_list_ttl
-    stale_hours = settings.serve_stale_hours
-    ecr_numbers = {
-        "max_attempts": settings.ecr_max_attempts,
-        "connect_timeout": settings.ecr_connect_timeout,
-        "read_timeout": settings.ecr_read_timeout,
-        "deadline": settings.ecr_deadline,
-        "concurrency": settings.ecr_concurrency,
-    }
-    cache_dir = default_cache_dir(settings, environ)
-    shared = None
-    if mode != "off" and settings.redis_url:
-        # Checked on every render, so a missing signing key fails even a warm one; the Redis
-        # client itself is imported only when the local caches miss.
-        from cmp.registry.shared import redis_settings
+    shared: RedisSettings | None = None,
+) -> Registry:
+    """ECR behind the in-process and on-disk caches (and Redis, with `shared`), configured from
+    `settings` (`environ`: XDG_CACHE_HOME, for the default cache directory); the caches honour
+    the pushes announced in `pushes`. The ECR client is made on the first cache miss."""
+    from cmp.registry.base import DeferredRegistry
+    from cmp.registry.cache import CachingRegistry, DiskCache
 
-        shared = redis_settings(settings)
+    def ecr() -> Registry:
+        from cmp.registry.ecr import EcrRegistryClient, EcrSettings
 
-    def build() -> Registry:
-        from cmp.registry.base import DeferredRegistry
-        from cmp.registry.cache import CacheMode, CachingRegistry, DiskCache
-
-        def ecr() -> Registry:
-            from cmp.registry.ecr import EcrRegistryClient, EcrSettings
-
-            return EcrRegistryClient(EcrSettings(**ecr_numbers))
-
-        cache_mode = CacheMode(mode)
-        store = None if cache_mode is CacheMode.OFF else DiskCache(cache_dir, warnings=warnings)
-        inner: Registry = DeferredRegistry(ecr)
-        if shared is not None:
-            from cmp.registry.shared import RedisStore, SharedRegistry
-
-            inner = SharedRegistry(
-                inner,
-                RedisStore.for_render(shared),
-                ttl=float(ttl),
-                list_ttl=float(list_ttl),
-                wait_limit=float(ecr_numbers["deadline"]),
-                warnings=warnings,
-                read=cache_mode is CacheMode.ON,
-                # The push record read from the Application guards Redis too, even when the
-                # webhook could not bump the repository's generation there.
-                pushes=pushes,
+        return EcrRegistryClient(
+            EcrSettings(
+                max_attempts=settings.ecr_max_attempts,
+                connect_timeout=settings.ecr_connect_timeout,
+                read_timeout=settings.ecr_read_timeout,
+                deadline=settings.ecr_deadline,
+                concurrency=settings.ecr_concurrency,
             )
-        return CachingRegistry(
-            inner,
-            store,
-            mode=cache_mode,
-            ttl=float(ttl),
-            tag_list_ttl=float(list_ttl),
-            stale_for=stale_hours * 3600.0,
-            warnings=warnings,
-            pushes=pushes,
         )
 
-    return build
+    mode = settings.cache
+    store = (
+        None
+        if mode is CacheMode.OFF
+        else DiskCache(default_cache_dir(settings, environ), warnings=warnings)
+    )
+    inner: Registry = DeferredRegistry(ecr)
+    if shared is not None and mode is not CacheMode.OFF:
+        from cmp.registry.shared import RedisStore, SharedRegistry
 
-
-def live_annotations(request: RenderRequest) -> tuple[dict[str, str], list[str]]:
-    """The live Application's annotations through the Kubernetes API (TAGPIN_APP_LOOKUP)."""
-    from cmp.argocd.lookup import lookup_settings
-
-    environ = request.settings_env
-    settings = lookup_settings(request.settings, environ, request.app.instance)
-    if not settings.enabled:
-        return {}, []  # decided without importing the Kubernetes client
-    from cmp.argocd.kube import KubeApi, fetch_annotations
-
-    return fetch_annotations(settings, lambda: KubeApi.from_environment(environ))
-
-
-def services_from(request: RenderRequest) -> Services:
-    """The I/O for `request`, wired from its settings (built once, at the edge)."""
-    from cmp.registry.pushes import PushFloors
-
-    settings, environ = request.settings, request.settings_env
-    warnings: list[str] = []
-    pushes = PushFloors(skew=float(settings.push_clock_skew))
-    # asks ECR every time, still keeps the cache current
-    fresh = settings._replace(cache="refresh") if settings.cache != "off" else settings
-    return Services(
-        registry_factory=ecr_registry_factory(settings, environ, warnings, pushes),
-        fresh_registry_factory=ecr_registry_factory(fresh, environ, warnings, pushes),
-        annotations=live_annotations,
-        concurrency=settings.ecr_concurrency,
+        inner = SharedRegistry(
+            inner,
+            RedisStore.for_render(shared),
+            ttl=float(settings.cache_ttl),
+            list_ttl=float(settings.tag_list_ttl),
+            wait_limit=float(settings.ecr_deadline),
+            warnings=warnings,
+            read=mode is CacheMode.ON,
+            # The push record read from the Application guards Redis too, even when the
+            # webhook could not bump the repository's generation there.
+            pushes=pushes,
+        )
+    return CachingRegistry(
+        inner,
+        store,
+        mode=mode,
+        ttl=float(settings.cache_ttl),
+        tag_list_ttl=float(settings.tag_list_ttl),
+        stale_for=settings.serve_stale_hours * 3600.0,
         warnings=warnings,
         pushes=pushes,
     )
 
 
-def lock_only_source(request: RenderRequest, services: Services) -> str | None:
+class LockFile(NamedTuple):
+    """The lock a request's digests come from first: an app's tagpin.lock, or the file
+    `tagpin pin --lock` names."""
+
+    path: Path
+    shown: str  # as messages name it
+    repo_root: Path | None  # an app's lock obeys the repository's rules; a named file is the user's
+    fix: str | None  # what to do about a tag it lacks (None: an app's, run `tagpin lock`)
+
+
+def lock_file(request: RenderRequest) -> LockFile | None:
+    if request.stream is None:
+        return LockFile(request.app_dir / LOCK_FILE, LOCK_FILE, request.repo_root, None)
+    path = request.stream.lock
+    if path is None:
+        return None
+    fix = f"add it to {path}, or set TAGPIN_LOCK=use to ask ECR for the tags it lacks"
+    return LockFile(path, str(path), None, fix)
+
+
+def lock_only_source(request: RenderRequest) -> str | None:
     """What answers alone when ECR is never asked (--digests, TAGPIN_LOCK=strict), else None."""
-    if services.digests_file is not None:
-        return f"--digests {services.digests_file}"
-    mode = services.lock_mode.value if services.lock_mode is not None else request.settings.lock
-    return f"{LOCK_FILE} (TAGPIN_LOCK=strict)" if mode == "strict" else None
+    if request.digests is not None:
+        return f"--digests {request.digests}"
+    lock = lock_file(request)
+    if lock is not None and request.settings.lock is LockMode.STRICT:
+        return f"{lock.shown} (TAGPIN_LOCK=strict)"
+    return None
 
 
-def registry_for(request: RenderRequest, services: Services) -> Callable[[], Registry]:
-    """A lock in the app directory (or --digests) answers first; TAGPIN_LOCK decides whether
-    ECR fills its gaps (use), checks it (verify), is never asked (strict) or the lock is ignored."""
-    mode = services.lock_mode.value if services.lock_mode is not None else request.settings.lock
-    lock_path = request.app_dir / LOCK_FILE
-    if services.digests_file is None and (
-        mode == "off" or (mode != "strict" and not lock_path.is_file())
+def registry_for(
+    request: RenderRequest, services: Services, pushes: PushFloors, warnings: list[str]
+) -> Callable[[], Registry]:
+    """The registry a render asks: `--digests FILE` alone; else the lock first, under
+    TAGPIN_LOCK (use: ECR fills its gaps; verify: ECR checks it; strict: ECR is never asked;
+    off: ignored); else ECR behind the caches. A lock is read now, so a bad one fails the
+    render whatever it holds; ECR is built when called."""
+    settings = request.settings
+    lock = lock_file(request)
+    named = request.stream is not None and lock is not None  # on the command line: must exist
+    if request.digests is None and named and lock is not None and not lock.path.is_file():
+        raise SourceError(f"--lock {lock.path}: no such file")
+    mode = settings.lock
+    if request.digests is None and (
+        lock is None
+        or mode is LockMode.OFF
+        or (mode is not LockMode.STRICT and not lock.path.is_file())
     ):
         # No lock to read (as lock.registry_with_lock decides too): ECR, without importing
         # the lock module on the most common path.
-        return services.registry_factory
-    from cmp.registry.lock import LockMode, digests_registry, registry_with_lock
+        return lambda: services.ecr(settings, pushes, warnings)
+    from cmp.registry.lock import APP_LOCK_FIX, digests_registry, registry_with_lock
 
-    if services.digests_file is not None:
-        return digests_registry(services.digests_file)
-    lock_mode = LockMode(mode)
-    fallback = services.registry_factory
-    if lock_mode is LockMode.VERIFY and services.fresh_registry_factory is not None:
-        fallback = services.fresh_registry_factory  # a warm cache must not vouch for the lock
+    if request.digests is not None:
+        return digests_registry(request.digests)
+    assert lock is not None
+    if mode is LockMode.VERIFY and settings.cache is not CacheMode.OFF:
+        settings = settings._replace(cache=CacheMode.REFRESH)  # a warm cache must not vouch
     return registry_with_lock(
-        lock_mode,
-        lock_path,
-        LOCK_FILE,
-        fallback,
-        repo_root=request.repo_root,
+        mode,
+        lock.path,
+        lock.shown,
+        lambda: services.ecr(settings, pushes, warnings),
+        repo_root=lock.repo_root,
         max_bytes=request.settings.max_file_bytes,
+        fix=lock.fix or APP_LOCK_FIX,
     )

@@ -19,10 +19,9 @@ from pathlib import Path
 from cmp.errors import LockError
 from cmp.pipeline import run
 from cmp.registry.base import Registry
-from cmp.registry.lock import LockMode
 from cmp.request import AppInfo, KubeInfo, for_directory, parameters_json, parse_api_versions
 from cmp.services import Services
-from cmp.settings import DEFAULT_SETTINGS, parse_parameters
+from cmp.settings import DEFAULT_SETTINGS, AppLookup, CacheMode, LockMode, parse_parameters
 
 
 def render_app(
@@ -73,20 +72,19 @@ def render_app(
         ),
         env=env or {},
         parameters=parse_parameters(parameters_json(values_files, values)),
-        # The defaults, whatever TAGPIN_* the test process has, and no cache on disk: a snapshot
-        # test reads nothing but the app and writes nothing at all.
+        # The defaults, whatever TAGPIN_* the test process has, no cache on disk and no live
+        # Application: a snapshot test reads nothing but the app and writes nothing at all;
+        # digests come from the lock alone.
         settings_env={},
-        settings=DEFAULT_SETTINGS._replace(cache="off"),
+        settings=DEFAULT_SETTINGS._replace(
+            cache=CacheMode.OFF, lock=LockMode.STRICT, app_lookup=AppLookup.OFF
+        ),
     )
-    services = Services(
-        registry_factory=_no_registry,
-        annotations=None,
-        lock_mode=LockMode.STRICT,
-        digests_file=Path(os.path.abspath(digests)) if digests else None,
-    )
-    return run(request, services).text
+    if digests:
+        request = request._replace(digests=Path(os.path.abspath(digests)))
+    return run(request, Services(ecr=_no_registry)).text
 
 
-def _no_registry() -> Registry:
+def _no_registry(*_: object) -> Registry:
     # Strict lock mode never builds the fallback registry; this only guards that promise.
     raise LockError("render_app never asks ECR; add the image to tagpin.lock with `tagpin lock`")

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 # The settings half of the Application lookup lives in cmp.argocd.lookup; re-exported here.
 from cmp.argocd.lookup import DEFAULT_NAMESPACE as DEFAULT_NAMESPACE
-from cmp.argocd.lookup import LOOKUP_MODES as LOOKUP_MODES
 from cmp.argocd.lookup import SERVICEACCOUNT_DIR as SERVICEACCOUNT_DIR
 from cmp.argocd.lookup import LookupSettings as LookupSettings
 from cmp.argocd.lookup import in_cluster as in_cluster

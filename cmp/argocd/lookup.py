@@ -11,17 +11,16 @@ from pathlib import Path
 from typing import NamedTuple
 
 from cmp.errors import ConfigError
-from cmp.settings import SETTINGS_BY_ENV, Settings, env_name
+from cmp.settings import AppLookup, Settings
 
 SERVICEACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 DEFAULT_NAMESPACE = "argocd"
-LOOKUP_MODES = SETTINGS_BY_ENV[env_name("app_lookup")].choices
 
 
 class LookupSettings(NamedTuple):
     """Whether and where to read the live Application, resolved from the environment."""
 
-    mode: str  # "auto", "on" or "off", as requested
+    mode: AppLookup  # as requested
     enabled: bool  # the decision: auto resolved to on or off
     app_name: str  # the Application's metadata.name ("" when no app name is known)
     namespace: str  # the namespace the Application lives in
@@ -29,7 +28,7 @@ class LookupSettings(NamedTuple):
     @property
     def required(self) -> bool:
         """Failures are errors when the user asked for lookup, warnings under `auto`."""
-        return self.mode == "on"
+        return self.mode is AppLookup.ON
 
     @property
     def where(self) -> str:
@@ -58,12 +57,7 @@ def lookup_settings(
     name, so that form names both. Otherwise the namespace is ARGOCD_NAMESPACE, else the service
     account's namespace (the repo-server runs in Argo CD's namespace), else `argocd`.
     """
-    mode = (settings.app_lookup or "auto").strip().lower()
-    if mode not in LOOKUP_MODES:
-        raise ConfigError(
-            f"TAGPIN_APP_LOOKUP={settings.app_lookup!r} is not one of "
-            f"{', '.join(LOOKUP_MODES)}: set it to auto (the default), on or off"
-        )
+    mode = settings.app_lookup
     full_name = (app_name or environ.get("ARGOCD_APP_NAME") or "").strip()
     namespace, _, name = full_name.rpartition("_")
     if not namespace:
@@ -72,16 +66,16 @@ def lookup_settings(
             or read_text(serviceaccount_dir / "namespace")
             or DEFAULT_NAMESPACE
         )
-    if mode == "on" and not name:
+    if mode is AppLookup.ON and not name:
         raise ConfigError(
             "TAGPIN_APP_LOOKUP=on but no app name is known: pass --app-name or set ARGOCD_APP_NAME"
         )
-    if mode == "auto":
+    if mode is AppLookup.AUTO:
         enabled = bool(name) and (
             in_cluster(environ, serviceaccount_dir) or bool(environ.get("KUBECONFIG"))
         )
     else:
-        enabled = mode == "on"
+        enabled = mode is AppLookup.ON
     return LookupSettings(mode=mode, enabled=enabled, app_name=name, namespace=namespace)
 
 

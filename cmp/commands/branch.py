@@ -14,21 +14,10 @@ from typing import Any
 
 import click
 
-from cmp.commands.run import execute
+from cmp.output import Output, execute
 
 DEFAULT_TIMEOUT_SECONDS = 600
 DEFAULT_INTERVAL_SECONDS = 5.0
-
-
-class Outcome:
-    """What `cli.execute` prints: stdout once at the end, warnings and notes on stderr."""
-
-    def __init__(
-        self, text: str = "", warnings: list[str] | None = None, notes: list[str] | None = None
-    ) -> None:
-        self.text = text
-        self.warnings = warnings or []
-        self.notes = notes or []
 
 
 def _api(environ: Mapping[str, str]) -> Any:
@@ -44,14 +33,15 @@ def _api(environ: Mapping[str, str]) -> Any:
     return api
 
 
-def _registry(environ: Mapping[str, str], warnings: list[str]) -> Any:
+def _registry(environ: Mapping[str, str], output: Output) -> Any:
     """ECR as it is now: the tag list is always asked afresh (the cache is refreshed)."""
-    from cmp.services import ecr_registry_factory
-    from cmp.settings import Settings
+    from cmp.services import services_for
+    from cmp.settings import CacheMode, Settings
 
     settings = Settings.from_environ(environ)
-    fresh = settings._replace(cache="refresh") if settings.cache != "off" else settings
-    return ecr_registry_factory(fresh, environ, warnings)()
+    if settings.cache is not CacheMode.OFF:
+        settings = settings._replace(cache=CacheMode.REFRESH)
+    return services_for(settings, environ).ecr(settings, None, output.warnings)
 
 
 def _default_user() -> str:
@@ -90,7 +80,7 @@ def _namespace(value: str | None) -> str:
     return value or os.environ.get("ARGOCD_NAMESPACE", "").strip() or DEFAULT_NAMESPACE
 
 
-def _run(ctx: click.Context, job: Callable[[], Outcome]) -> int:
+def _run(ctx: click.Context, job: Callable[[Output], str]) -> int:
     return execute(job, debug=ctx.obj["debug"])
 
 
@@ -162,13 +152,12 @@ def branch_command() -> click.Group:
         and a hard refresh in one patch, then prints the image that will deploy."""
         from cmp.argocd import branch as ops
 
-        def job() -> Outcome:
-            warnings: list[str] = []
+        def job(output: Output) -> str:
             with _api(os.environ) as api:
                 live = ops.read(api, _namespace(namespace), app)
                 change = ops.plan_set(
                     live,
-                    _registry(os.environ, warnings),
+                    _registry(os.environ, output),
                     allow_tags=allow_tags,
                     alias=alias,
                     image=image,
@@ -190,7 +179,8 @@ def branch_command() -> click.Group:
                         interval=interval,
                         progress=sys.stderr,
                     )
-            return Outcome(warnings=[*warnings, *change.warnings])
+            output.warn(*change.warnings)
+            return ""
 
         return _run(ctx, job)
 
@@ -213,19 +203,17 @@ def branch_command() -> click.Group:
         """Put back the rule `set` replaced (or remove it if there was none), hard refresh."""
         from cmp.argocd import branch as ops
 
-        def job() -> Outcome:
-            warnings: list[str] = []
+        def job(output: Output) -> str:
             with _api(os.environ) as api:
                 live = ops.read(api, _namespace(namespace), app)
                 change = ops.plan_clear(
-                    live, _registry(os.environ, warnings), alias=alias, only_if=only_if
+                    live, _registry(os.environ, output), alias=alias, only_if=only_if
                 )
                 if isinstance(change, str):
-                    return Outcome(warnings=warnings, notes=[change])
+                    output.note(change)
+                    return ""
                 written = ops.apply(api, change)
-            return Outcome(
-                _will_deploy(f"{written.where} alias {change.alias}", change), warnings=warnings
-            )
+            return _will_deploy(f"{written.where} alias {change.alias}", change)
 
         return _run(ctx, job)
 
@@ -233,31 +221,35 @@ def branch_command() -> click.Group:
     @click.argument("apps", nargs=-1)
     @namespace_option
     @click.option(
-        "--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True
+        "--output",
+        "-o",
+        "output_format",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
     )
     @click.pass_context
     def status_command(
-        ctx: click.Context, apps: tuple[str, ...], namespace: str | None, output: str
+        ctx: click.Context, apps: tuple[str, ...], namespace: str | None, output_format: str
     ) -> int:
         """Per app and alias: the rule, where it comes from, what it selects, what runs.
 
         Without APP, every Application in the namespace that has an image-list."""
         from cmp.argocd import branch as ops
 
-        def job() -> Outcome:
-            warnings: list[str] = []
+        def job(output: Output) -> str:
             where = _namespace(namespace)
             with _api(os.environ) as api:
                 if apps:
                     live = [ops.read(api, where, name) for name in apps]
                 else:
                     live, unreadable = ops.branch_apps(api, where)
-                    warnings.extend(unreadable)
-            registry = _registry(os.environ, warnings)
+                    output.warn(*unreadable)
+            registry = _registry(os.environ, output)
             rows = [row for app in live for row in ops.status_rows(app, lambda: registry)]
-            if output == "json":
-                return Outcome(json.dumps(rows, indent=2, sort_keys=True) + "\n", warnings)
-            return Outcome("".join(_status_text(row) for row in rows), warnings)
+            if output_format == "json":
+                return json.dumps(rows, indent=2, sort_keys=True) + "\n"
+            return "".join(_status_text(row) for row in rows)
 
         return _run(ctx, job)
 

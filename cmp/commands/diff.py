@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import click
 
 from cmp.commands.options import as_json, check_pairs, render_options
-from cmp.commands.run import execute
 from cmp.errors import ConfigError, TagpinError
+from cmp.output import Output, execute
 from cmp.pipeline import RenderResult, run
 from cmp.request import RenderRequest
 from cmp.services import Services
@@ -45,19 +44,15 @@ class Side(NamedTuple):
         return self.result.text
 
 
-@dataclass
-class DiffResult:
-    """Shaped like RenderResult for `run.execute`: the unified diff on stdout, notes on stderr."""
-
-    text: str
+class DiffResult(NamedTuple):
+    text: str  # the unified diff
     different: bool
-    warnings: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
 
 
 def diff_app(
     request: RenderRequest,
-    services: Callable[[], Services],
+    services: Services,
+    output: Output,
     *,
     base: str = "HEAD",
     head: str | None = None,
@@ -66,6 +61,7 @@ def diff_app(
 ) -> DiffResult:
     """Render `request`'s app at `base` and at `head` (None: the working tree) and diff them
     (`output_format` json: the JSON forms of the objects, as `tagpin render -o json` prints).
+    Each side's warnings go to `output` named by the side; notes summarize the change.
 
     `request.app_dir` names the app in the working tree; each revision is written to a
     temporary directory and the app is rendered from the same relative path there.
@@ -75,14 +71,16 @@ def diff_app(
     app_path = _relative_app_path(request, repo)
     base_revision = resolve_revision(repo, base)
     head_revision = resolve_revision(repo, head) if head is not None else None
-    before = _render_at(request, services, repo, app_path, base_revision)
+    before = _render_at(request, services, output, repo, app_path, base_revision)
     if head_revision is None:
         after = Side(
             WORKTREE,
-            _render_or_label(WORKTREE, request, services()) if request.app_dir.is_dir() else None,
+            _render_or_label(WORKTREE, request, services, output)
+            if request.app_dir.is_dir()
+            else None,
         )
     else:
-        after = _render_at(request, services, repo, app_path, head_revision)
+        after = _render_at(request, services, output, repo, app_path, head_revision)
     before, after = (side._replace(output_format=output_format) for side in (before, after))
     if before.result is None and after.result is None:
         raise ConfigError(f"{app_path}: no such app at {before.label} nor at {after.label}")
@@ -96,21 +94,15 @@ def diff_app(
             n=context_lines,
         )
     )
-    notes = [
-        f"{shown}: no such app at {side.label}; diffing against nothing"
-        for side in (before, after)
-        if side.result is None
-    ]
-    notes += summarize(_manifests(before), _manifests(after))
-    warnings = [
-        f"{side.label}: {warning}"
-        for side in (before, after)
-        if side.result is not None
-        for warning in side.result.warnings
-    ]
-    return DiffResult(
-        text="".join(_terminated(lines)), different=bool(lines), warnings=warnings, notes=notes
+    output.note(
+        *(
+            f"{shown}: no such app at {side.label}; diffing against nothing"
+            for side in (before, after)
+            if side.result is None
+        ),
+        *summarize(_manifests(before), _manifests(after)),
     )
+    return DiffResult(text="".join(_terminated(lines)), different=bool(lines))
 
 
 def _relative_app_path(request: RenderRequest, repo: Path) -> Path:
@@ -133,7 +125,8 @@ def _relative_root(request: RenderRequest, repo: Path) -> Path:
 
 def _render_at(
     request: RenderRequest,
-    services: Callable[[], Services],
+    services: Services,
+    output: Output,
     repo: Path,
     app_path: Path,
     revision: Revision,
@@ -146,15 +139,21 @@ def _render_at(
         at_revision = request._replace(
             app_dir=app_dir, repo_root=root / _relative_root(request, repo)
         )
-        return Side(revision.label, _render_or_label(revision.label, at_revision, services()))
+        return Side(revision.label, _render_or_label(revision.label, at_revision, services, output))
 
 
-def _render_or_label(label: str, request: RenderRequest, services: Services) -> RenderResult:
-    """Render; an error keeps its class (and exit code) and says which side failed."""
+def _render_or_label(
+    label: str, request: RenderRequest, services: Services, output: Output
+) -> RenderResult:
+    """Render; its warnings, and an error's problems, say which side they are from (an error
+    keeps its class and exit code). A side's notes (overrides applied) are left out."""
+    side = Output()
     try:
-        return run(request, services)
+        return run(request, services, side)
     except TagpinError as exc:
         raise type(exc)(*(f"at {label}: {problem}" for problem in exc.problems)) from exc
+    finally:
+        output.warn(*(f"{label}: {warning}" for warning in side.warnings))
 
 
 def _manifests(side: Side) -> list[Manifest]:
@@ -231,32 +230,29 @@ def diff_command(
 
     Exit 0 when they are equal, 1 when they differ, another code on an error (see README)."""
     from cmp.commands.diff import diff_app
-    from cmp.commands.options import app_request, digests_file
+    from cmp.commands.options import app_request
     from cmp.errors import ExitStatus
-    from cmp.services import services_from
+    from cmp.services import services_for
+    from cmp.settings import AppLookup
 
     check_pairs(options)
     outcome: list[DiffResult] = []
 
-    def job() -> DiffResult:
+    def job(output: Output) -> str:
         request = app_request(app_dir, options, must_exist=False)
-
-        def services() -> Services:
-            built = services_from(request)
-            built.annotations = None  # a preview shows git's tags, not a live branch deploy's
-            built.digests_file = digests_file(options)
-            return built
-
+        # A preview shows git's tags, not a live branch deploy's.
+        request = request._replace(settings=request.settings._replace(app_lookup=AppLookup.OFF))
         result = diff_app(
             request,
-            services,
+            services_for(request.settings, request.settings_env),
+            output,
             base=base,
             head=head,
             context_lines=context_lines,
             output_format=options["output_format"],
         )
         outcome.append(result)
-        return result
+        return result.text
 
     status = execute(job, debug=ctx.obj["debug"])
     if status == ExitStatus.OK and outcome and outcome[0].different:

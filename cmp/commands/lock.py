@@ -10,22 +10,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
 from cmp.commands.options import check_pairs, render_options
-from cmp.commands.run import execute
 from cmp.errors import LockError, ResolveError
 from cmp.images.ecr import EcrRepository
 from cmp.images.pin import collect, resolve
-from cmp.pipeline import image_rules, render_manifests
+from cmp.output import Output, execute
+from cmp.pipeline import explained, load
 from cmp.registry.base import Registry
 from cmp.registry.lock import LockEntry, entry_order
 from cmp.request import RenderRequest
-from cmp.services import limits_from
 
 
 @dataclass(frozen=True)
@@ -48,38 +47,35 @@ class LockUpdate:
         return lines
 
 
-@dataclass
-class LockOutcome:
-    """Shaped like RenderResult for `run.execute`: nothing on stdout, the summary on stderr."""
-
-    text: str = ""
-    warnings: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-
 def lock_app(
     request: RenderRequest,
     registry_factory: Callable[[], Registry],
+    output: Output,
     *,
     existing: Sequence[LockEntry] = (),
     update: bool = False,
     keep: bool = False,
-    concurrency: int = 8,
-    warnings: list[str] | None = None,
 ) -> LockUpdate:
-    """The lock for every ECR tag a render of `request` uses (all values layers applied).
+    """The lock for every ECR tag a render of `request` uses (all values layers applied): the
+    render's own first stage (cmp.pipeline.load), so what a render refuses, this refuses too.
 
     Tags already in `existing` keep their digest unless `update`, so a bump changes one line;
     the rest are asked of `registry_factory` (ECR). Entries this render no longer uses are
     dropped unless `keep` (an app rendered with several values files locks each in turn).
     Branch-deploy overrides are not locked: they follow tags pushed after the lock is written.
     """
-    source, manifests = render_manifests(request, limits_from(request.settings), None, warnings)
-    wanted, _ = collect(manifests, image_rules(source)._replace(require_digests=False))
+    loaded = load(request, output)
+    wanted, _ = collect(loaded.manifests, loaded.rules._replace(require_digests=False))
     old = {(e.repository, e.tag): e for e in existing}
     reuse = {} if update else old
     ask = [w for w in wanted if (w.repository, w.tag) not in reuse]
-    fresh = resolve(ask, registry_factory(), concurrency) if ask else {}
+    try:
+        fresh = resolve(ask, registry_factory(), request.settings.ecr_concurrency) if ask else {}
+    except ResolveError as error:  # `tag: 1.10` read as 1.1: say so, as a render does
+        hinted = explained(error, loaded)
+        if hinted is error:
+            raise
+        raise hinted from error
     new: dict[tuple[EcrRepository, str], LockEntry] = dict(old) if keep else {}
     for item in wanted:
         key = (item.repository, item.tag)
@@ -107,23 +103,14 @@ def lock_app(
 def check_lock(
     request: RenderRequest,
     registry_factory: Callable[[], Registry],
+    output: Output,
     existing: Sequence[LockEntry],
     *,
     shown: str,
-    concurrency: int = 8,
-    warnings: list[str] | None = None,
 ) -> list[str]:
     """Notes for a lock that is up to date; a LockError naming every gap or mismatch."""
     # What `tagpin lock --update` would write: every used tag, as ECR answers now.
-    wanted = lock_app(
-        request,
-        registry_factory,
-        existing=existing,
-        update=True,
-        keep=False,
-        concurrency=concurrency,
-        warnings=warnings,
-    )
+    wanted = lock_app(request, registry_factory, output, existing=existing, update=True)
     old = {(e.repository, e.tag): e for e in existing}
     problems = []
     for entry in wanted.entries:
@@ -199,11 +186,11 @@ def lock_command(
     """Write APP_DIR/tagpin.lock: the digest of every ECR image tag a render with these flags
     uses. Commit it; renders then take digests from git instead of ECR (always from ECR
     itself, never a cache; with --digests, from that file)."""
-    from cmp.commands.lock import LockOutcome, lock_app
-    from cmp.commands.options import app_request, digests_file
+    from cmp.commands.options import app_request
     from cmp.registry.lock import read_lock, write_lock
-    from cmp.services import registry_for, services_from
-    from cmp.settings import LOCK_FILE
+    from cmp.registry.pushes import PushFloors
+    from cmp.services import registry_for, services_for
+    from cmp.settings import LOCK_FILE, CacheMode, LockMode
 
     check_pairs(options)
     if options["output_format"] != "yaml":
@@ -213,20 +200,8 @@ def lock_command(
             "another file, use --lock-file FILE"
         )
 
-    def job() -> LockOutcome:
+    def job(output: Output) -> str:
         request = app_request(app_dir, options)
-        try:
-            return locked(request)
-        except ResolveError as error:  # `tag: 1.10` read as 1.1: say so, as a render does
-            from cmp.pipeline import values_of
-            from cmp.source.hints import with_number_hints
-
-            hinted = with_number_hints(error, values_of(request))
-            if hinted is error:
-                raise
-            raise hinted from error
-
-    def locked(request: RenderRequest) -> LockOutcome:
         target = Path(os.path.abspath(lock_file)) if lock_file else request.app_dir / LOCK_FILE
         shown = os.path.relpath(target) if lock_file is None else str(lock_file)
         limit = request.settings.max_file_bytes
@@ -238,38 +213,22 @@ def lock_command(
             if target.is_file()
             else []
         )
-        notes = branch_deploy_note(request)
-        if request.settings.cache != "off":
-            # what ECR says now, not what a cache remembers
-            request = request._replace(settings=request.settings._replace(cache="refresh"))
-        services = services_from(request)
-        services.digests_file = digests_file(options)
-        # --digests answers alone; otherwise ECR, whatever TAGPIN_LOCK says about the app's lock
-        registry = (
-            registry_for(request, services)
-            if services.digests_file is not None
-            else services.registry_factory
-        )
+        output.note(*branch_deploy_note(request))
+        # What ECR says now, not what a cache remembers; --digests answers alone, otherwise
+        # ECR, whatever TAGPIN_LOCK says about the app's lock.
+        settings = request.settings._replace(lock=LockMode.OFF)
+        if settings.cache is not CacheMode.OFF:
+            settings = settings._replace(cache=CacheMode.REFRESH)
+        request = request._replace(settings=settings)
+        pushes = PushFloors(skew=float(settings.push_clock_skew))
+        services = services_for(settings, request.settings_env)
+        registry = registry_for(request, services, pushes, output.warnings)
         if check:
-            notes += check_lock(
-                request,
-                registry,
-                existing,
-                shown=shown,
-                concurrency=services.concurrency,
-                warnings=services.warnings,
-            )
-            return LockOutcome(warnings=services.warnings, notes=notes)
-        result = lock_app(
-            request,
-            registry,
-            existing=existing,
-            update=update,
-            keep=keep,
-            concurrency=services.concurrency,
-            warnings=services.warnings,
-        )
+            output.note(*check_lock(request, registry, output, existing, shown=shown))
+            return ""
+        result = lock_app(request, registry, output, existing=existing, update=update, keep=keep)
         write_lock(target, result.entries)
-        return LockOutcome(warnings=services.warnings, notes=[*notes, *result.summary(shown)])
+        output.note(*result.summary(shown))
+        return ""
 
     return execute(job, debug=ctx.obj["debug"])

@@ -1,7 +1,7 @@
 """The `tagpin` click group and its commands, one module each in cmp/commands/.
 
 Each command fills a RenderRequest through cmp/commands/options.py and hands it to
-cmp/pipeline.py; the job runner (cmp/commands/run.py) prints and picks the exit code.
+cmp/pipeline.py; the job runner (cmp/output.py) prints and picks the exit code.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from cmp import __version__
-from cmp.commands.generate import generate
+from cmp.generate import generate
 
 
 def _debug_after_subcommand(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -51,7 +51,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.pass_context
 def generate_command(ctx: click.Context) -> int:
     """Render the app in the current directory from Argo CD's environment (the CMP command)."""
-    # Defined here, not in cmp/commands/generate.py: the sidecar's `tagpin generate` imports
+    # Defined here, not in cmp/generate.py: the sidecar's `tagpin generate` imports
     # that module without click (cmp/cli.py's fast path).
     return generate(os.environ, Path.cwd(), debug=ctx.obj["debug"])
 

@@ -9,7 +9,7 @@ import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -23,7 +23,10 @@ from cmp.request import (
     parameters_json,
     parse_api_versions,
 )
-from cmp.settings import Settings, parse_parameters
+from cmp.settings import CacheMode, Settings, parse_parameters
+
+if TYPE_CHECKING:
+    from cmp.pipeline import RenderResult
 
 
 def pairs(items: tuple[str, ...], flag: str) -> dict[str, str]:
@@ -183,16 +186,17 @@ def digests_file(options: Mapping[str, Any]) -> Path | None:
 
 def refreshed(settings: Settings, options: Mapping[str, Any]) -> Settings:
     """`--refresh`: what ECR says now; still updates the cache (nothing to do without one)."""
-    if options["refresh"] and settings.cache != "off":
-        return settings._replace(cache="refresh")
+    if options["refresh"] and settings.cache is not CacheMode.OFF:
+        return settings._replace(cache=CacheMode.REFRESH)
     return settings
 
 
-def formatted(result: Any, options: Mapping[str, Any]) -> Any:
-    """`-o json`: the result's objects as one JSON list, keys sorted (deterministic too)."""
+def formatted(result: RenderResult, options: Mapping[str, Any]) -> str:
+    """The text to print: the YAML, or with `-o json` the objects as one JSON list, keys
+    sorted (deterministic too)."""
     if options["output_format"] == "json":
-        result.text = as_json([m.body for m in result.manifests])
-    return result
+        return as_json([m.body for m in result.manifests])
+    return result.text
 
 
 def as_json(objects: list[Any]) -> str:
@@ -229,7 +233,7 @@ def app_request(
         CLI_WORDS.parameters,
     )
     environ = dict(os.environ) if settings_env is None else dict(settings_env)
-    return for_directory(
+    request = for_directory(
         app_dir,
         repo_root=options["repo_root"],
         must_exist=must_exist,
@@ -251,18 +255,16 @@ def app_request(
         settings=refreshed(Settings.from_environ(environ), options),
         words=words,
     )
+    return request._replace(digests=digests_file(options))
 
 
 def stream_request(
-    *,
-    app_name: str,
-    namespace: str,
-    updater: dict[str, str],
-    settings_env: dict[str, str],
-    settings: Settings,
+    *, app_name: str, namespace: str, updater: dict[str, str], options: Mapping[str, Any]
 ) -> RenderRequest:
-    """The RenderRequest the flags of `pin` describe: a manifest stream read in the current
-    directory, no app directory, no values; only the image-updater parameter."""
+    """The RenderRequest the flags of `pin` describe, before its stream is read: no app
+    directory (the working directory stands in), no values; only the image-updater
+    parameter."""
+    environ = dict(os.environ)
     return RenderRequest(
         app_dir=Path.cwd(),
         repo_root=Path.cwd(),
@@ -270,7 +272,8 @@ def stream_request(
         kube=KubeInfo(),
         env={},
         parameters=parse_parameters(parameters_json(image_updater=updater)),
-        settings_env=settings_env,
-        settings=settings,
+        settings_env=environ,
+        settings=refreshed(Settings.from_environ(environ), options),
         words=CLI_WORDS,
+        digests=digests_file(options),
     )

@@ -1,9 +1,8 @@
-"""The `tagpin pin` command: flags in, cmp.commands.stream does the work;
-cmp.commands.main registers it."""
+"""The `tagpin pin` command: flags in, a manifest stream through the render pipeline (the
+stream is its first stage, cmp/source/stream.py); cmp.commands.main registers it."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -59,38 +58,23 @@ def pin_command() -> click.Command:
 
         Of the render flags it takes those that apply to a stream (--image-updater,
         --digests, --refresh, -o); the others describe an app directory."""
-        from cmp.commands.options import (
-            check_pairs,
-            digests_file,
-            formatted,
-            refreshed,
-            stream_request,
-        )
-        from cmp.commands.run import execute, limit_memory
-        from cmp.commands.stream import StreamConfig, pin_stream, read_config, read_inputs
-        from cmp.services import limits_from, services_from
-        from cmp.settings import Settings
+        from cmp.commands.options import check_pairs, formatted, stream_request
+        from cmp.limits.memory import limit_render
+        from cmp.output import Output, execute
+        from cmp.pipeline import run
+        from cmp.request import ManifestStream
+        from cmp.source.stream import read_inputs
 
         updater = check_pairs(options)
 
-        def job() -> Any:
-            environ = dict(os.environ)
-            settings = refreshed(Settings.from_environ(environ), options)
-            limit_memory(settings)
-            inputs = read_inputs(files, sys.stdin.buffer, limits_from(settings))
+        def job(output: Output) -> str:
             request = stream_request(
-                app_name=app_name,
-                namespace=namespace,
-                updater=updater,
-                settings_env=environ,
-                settings=settings,
+                app_name=app_name, namespace=namespace, updater=updater, options=options
             )
-            services = services_from(request)
-            services.digests_file = digests_file(options)
-            stream_config = read_config(config) if config is not None else StreamConfig()
-            return formatted(
-                pin_stream(inputs, request, services, config=stream_config, lock=lock), options
-            )
+            limit_render(request.settings)
+            inputs = read_inputs(files, sys.stdin.buffer, request.settings.max_file_bytes)
+            stream = ManifestStream(inputs, config=config, lock=lock)
+            return formatted(run(request._replace(stream=stream), output=output), options)
 
         return execute(job, debug=ctx.obj["debug"])
 

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from cmp.commands.options import check_pairs, render_options
-from cmp.commands.run import execute
+from cmp.output import Output, execute
 
 
 @click.command("render")
@@ -16,18 +16,15 @@ from cmp.commands.run import execute
 @click.pass_context
 def render_command(ctx: click.Context, /, app_dir: Path, **options: Any) -> int:
     """Render APP_DIR exactly as the sidecar would, for people and CI."""
-    from cmp.commands.options import app_request, digests_file, formatted
-    from cmp.commands.run import limit_memory
+    from cmp.commands.options import app_request, formatted
+    from cmp.limits.memory import limit_render
     from cmp.pipeline import run
-    from cmp.services import services_from
 
     check_pairs(options)
 
-    def job() -> Any:
+    def job(output: Output) -> str:
         request = app_request(app_dir, options)
-        limit_memory(request.settings)
-        services = services_from(request)
-        services.digests_file = digests_file(options)
-        return formatted(run(request, services), options)
+        limit_render(request.settings)
+        return formatted(run(request, output=output), options)
 
     return execute(job, debug=ctx.obj["debug"])

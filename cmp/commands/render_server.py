@@ -28,9 +28,8 @@ def render_server_command(socket_path: str | None, log_renders: bool) -> int:
     """Serve `tagpin generate` from warm forked workers (TAGPIN_RENDER_SERVER; docs/server.md)."""
     from cmp.server.client import socket_path as default_socket
     from cmp.server.listener import serve
-    from cmp.settings import Settings
 
-    path = socket_path or default_socket(Settings.from_environ(os.environ), os.environ)
+    path = socket_path or default_socket(os.environ)
     if path is None:
         raise click.UsageError(
             "no socket path: pass --socket, or set "

@@ -1,52 +1,57 @@
 """`tagpin webhook`: turn registry push events into immediate hard refreshes of exactly the
 Argo CD Applications that use the pushed repository, instead of waiting for the next poll.
 
-Only click is imported here; the server loads when the command runs, so `tagpin generate`
-(one process per render) never pays for it.
+Its settings are TAGPIN_WEBHOOK_* rows of the settings table, read through `Settings` like
+every other; each also has a flag, which wins over the variable. Only click is imported here;
+the server loads when the command runs, so `tagpin generate` (one process per render) never
+pays for it.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from cmp.errors import ConfigError, TagpinError
-from cmp.settings import SETTINGS_BY_ENV, env_name, parse_number
+from cmp.settings import SETTINGS_BY_FIELD, Number, Settings, env_name
 
 if TYPE_CHECKING:
-    from cmp.registry.shared import RedisSettings
     from cmp.webhook.server import WebhookConfig
 
 SECRET_ENV = env_name("webhook_secret")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def parse_listen(text: str) -> tuple[str, int]:
     """`host:port` (IPv4 or a name) → (host, port); ConfigError says what is wrong."""
     host, colon, port_text = text.rpartition(":")
     if not colon or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ConfigError(f"--listen {text!r} is not HOST:PORT, e.g. 0.0.0.0:8080")
+        raise ConfigError(
+            f"--listen {text!r} ({env_name('webhook_listen')}) is not HOST:PORT, e.g. 0.0.0.0:8080"
+        )
     return host, int(port_text)
 
 
-def read_secret(environ: Mapping[str, str], secret_file: Path | None) -> str:
-    """The shared secret from --secret-file or TAGPIN_WEBHOOK_SECRET; refuses to run without."""
+def read_secret(settings: Settings) -> str:
+    """The shared secret from --secret-file (TAGPIN_WEBHOOK_SECRET_FILE) or
+    TAGPIN_WEBHOOK_SECRET; refuses to run without."""
     from cmp.webhook.events import check_secret
 
-    from_env = environ.get(SECRET_ENV, "")
-    if secret_file is not None and from_env:
+    secret_file = settings.webhook_secret_file
+    if secret_file and settings.webhook_secret:
         raise ConfigError(f"both --secret-file and {SECRET_ENV} are set: keep one")
-    if secret_file is not None:
+    if secret_file:
         try:
-            secret = secret_file.read_text(encoding="utf-8").strip()
+            secret = Path(secret_file).read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as error:
             raise ConfigError(f"cannot read --secret-file {secret_file}: {error}") from None
     else:
-        secret = from_env.strip()
+        secret = settings.webhook_secret.strip()
     if not secret:
         raise ConfigError(
             f"no webhook secret: set {SECRET_ENV} or pass --secret-file; the webhook never "
@@ -69,145 +74,104 @@ def default_namespaces(environ: Mapping[str, str]) -> tuple[str, ...]:
     return (lookup_settings(DEFAULT_SETTINGS, known).namespace,)
 
 
-def shared_cache_settings(environ: Mapping[str, str]) -> RedisSettings | None:
-    """TAGPIN_REDIS_URL and its password: the Redis whose generations a push bumps."""
+def webhook_config(settings: Settings, environ: Mapping[str, str]) -> WebhookConfig:
+    """The server's configuration from the settings (flags already applied)."""
     from cmp.registry.shared import redis_settings
-    from cmp.settings import Settings
+    from cmp.webhook.server import WebhookConfig
 
-    return redis_settings(Settings.from_environ(environ), signing_key_required=False)
+    host, port = parse_listen(settings.webhook_listen)
+    namespaces = tuple(dict.fromkeys(settings.webhook_namespaces.split()))
+    return WebhookConfig(
+        secret=read_secret(settings),
+        namespaces=namespaces or default_namespaces(environ),
+        host=host,
+        port=port,
+        coalesce_seconds=settings.webhook_coalesce_seconds,
+        max_body_bytes=settings.webhook_max_body_bytes,
+        max_event_age_seconds=settings.webhook_max_event_age,
+        app_cache_seconds=settings.webhook_app_cache_seconds,
+        # TAGPIN_REDIS_URL and its password: the Redis whose generations a push bumps.
+        shared_cache=redis_settings(settings, signing_key_required=False),
+        request_timeout_seconds=settings.webhook_request_timeout,
+        max_connections=settings.webhook_max_connections,
+        shutdown_seconds=settings.webhook_shutdown_seconds,
+    )
 
 
-class _TableNumber(click.ParamType[float, Any]):
-    """A numeric flag parsed by the settings table's one parser (cmp.settings.parse_number),
-    so `nan`, `1e400` or a value past the row's maximum is refused as from the environment."""
+def flags_over(settings: Settings, namespaces: tuple[str, ...], **flags: Any) -> Settings:
+    """The settings with the flags given (not None) in place of their variables."""
+    given = {field: value for field, value in flags.items() if value is not None}
+    if namespaces:
+        given["webhook_namespaces"] = " ".join(namespaces)
+    return settings._replace(**given)
 
-    name = "number"
 
-    def __init__(self, env: str, *, whole: bool) -> None:
-        self.env, self.whole = env, whole
+class _RowValue(click.ParamType[Any, Any]):
+    """A flag read by its settings row, so `nan`, `1e400` or a value past the row's maximum
+    is refused as it is from the environment."""
 
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> float:
-        if isinstance(value, int | float):  # the default, from the table
-            return value
+    def __init__(self, field: str) -> None:
+        self.row = SETTINGS_BY_FIELD[field]
+        self.name = "number" if isinstance(self.row, Number) else "text"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         try:
-            return parse_number(self.env, str(value), whole=self.whole, flag=True)
+            return self.row.read(str(value), flag=True)
         except ConfigError as error:
             self.fail(str(error), param, ctx)
 
 
-def _number_flag(field: str, *, whole: bool = False) -> dict[str, Any]:
-    """A numeric flag's type, default and variable, from its row in the settings table."""
-    env = env_name(field)
-    setting = SETTINGS_BY_ENV[env]
-    default = int(setting.default) if whole else float(setting.default)
-    return {
-        "type": _TableNumber(env, whole=whole),
-        "default": default,
-        "show_default": True,
-        "envvar": env,
-    }
+def _setting_flag(*names: str, field: str, **extra: Any) -> Callable[[F], F]:
+    """A flag for the settings row `field`: its help and default come from the row; not given,
+    the variable (or the default) applies."""
+    row = SETTINGS_BY_FIELD[field]
+    return click.option(
+        *names,
+        field,
+        type=_RowValue(field),
+        default=None,
+        show_default=row.default,
+        help=f"{row.help} ({row.env})",
+        **extra,
+    )
 
 
 def webhook_command() -> click.Command:
     """The `tagpin webhook` command; cmp.commands.main registers it with `cli.add_command`."""
 
     @click.command("webhook")
-    @click.option(
-        "--listen",
-        default=SETTINGS_BY_ENV[env_name("webhook_listen")].default,
-        show_default=True,
-        envvar=env_name("webhook_listen"),
-        help="HOST:PORT to serve on; 0.0.0.0:8080 in a pod.",
-    )
+    @_setting_flag("--listen", field="webhook_listen")
     @click.option(
         "--namespace",
         "-n",
         "namespaces",
         multiple=True,
-        envvar=env_name("webhook_namespaces"),
         help="Namespace whose Applications to refresh; repeat for several "
-        "(default: ARGOCD_NAMESPACE, else the pod's namespace, else argocd).",
+        f"({env_name('webhook_namespaces')}; default: ARGOCD_NAMESPACE, else the pod's "
+        "namespace, else argocd).",
     )
-    @click.option(
+    @_setting_flag(
         "--secret-file",
-        type=click.Path(dir_okay=False, path_type=Path),
-        envvar=env_name("webhook_secret_file"),
-        help=f"File holding the shared secret (instead of {SECRET_ENV}).",
+        field="webhook_secret_file",
+        metavar="FILE",
     )
-    @click.option(
-        "--coalesce-seconds",
-        **_number_flag("webhook_coalesce_seconds"),
-        help="Pushes for one Application within this window give one refresh.",
-    )
-    @click.option(
-        "--max-body-bytes",
-        **_number_flag("webhook_max_body_bytes", whole=True),
-        help="Larger request bodies get 413.",
-    )
-    @click.option(
-        "--max-event-age",
-        **_number_flag("webhook_max_event_age"),
-        help="Seconds; older (or this far future) events are refused as replays.",
-    )
-    @click.option(
-        "--app-cache-seconds",
-        **_number_flag("webhook_app_cache_seconds"),
-        help="Events within this many seconds share one list of Applications.",
-    )
-    @click.option(
-        "--request-timeout",
-        **_number_flag("webhook_request_timeout"),
-        help="Seconds a connection may take in all (sending and being answered).",
-    )
-    @click.option(
-        "--max-connections",
-        **_number_flag("webhook_max_connections", whole=True),
-        help="Authenticated requests served at once; more get 503 with Retry-After "
-        "(4x as many connections may be sending theirs; past that the oldest is dropped).",
-    )
-    @click.option(
-        "--shutdown-seconds",
-        **_number_flag("webhook_shutdown_seconds"),
-        help="SIGTERM to exit at most; keep it under the pod's grace period.",
-    )
-    def webhook(
-        listen: str,
-        namespaces: tuple[str, ...],
-        secret_file: Path | None,
-        coalesce_seconds: float,
-        max_body_bytes: int,
-        max_event_age: float,
-        app_cache_seconds: float,
-        request_timeout: float,
-        max_connections: int,
-        shutdown_seconds: float,
-    ) -> int:
+    @_setting_flag("--coalesce-seconds", field="webhook_coalesce_seconds")
+    @_setting_flag("--max-body-bytes", field="webhook_max_body_bytes")
+    @_setting_flag("--max-event-age", field="webhook_max_event_age")
+    @_setting_flag("--app-cache-seconds", field="webhook_app_cache_seconds")
+    @_setting_flag("--request-timeout", field="webhook_request_timeout")
+    @_setting_flag("--max-connections", field="webhook_max_connections")
+    @_setting_flag("--shutdown-seconds", field="webhook_shutdown_seconds")
+    def webhook(namespaces: tuple[str, ...], **flags: Any) -> int:
         """Hard-refresh the Applications a registry push affects (ECR via EventBridge, or a
         signed generic payload). Needs a shared secret; see docs/webhook.md."""
         from cmp.settings import unknown_settings
-        from cmp.webhook.server import WebhookConfig
 
         for warning in unknown_settings(os.environ):
             sys.stderr.write(f"tagpin webhook: warning: {warning}\n")
         try:
-            host, port = parse_listen(listen)
-            config = WebhookConfig(
-                secret=read_secret(os.environ, secret_file),
-                namespaces=tuple(dict.fromkeys(namespaces)) or default_namespaces(os.environ),
-                host=host,
-                port=port,
-                coalesce_seconds=coalesce_seconds,
-                max_body_bytes=max_body_bytes,
-                max_event_age_seconds=max_event_age,
-                app_cache_seconds=app_cache_seconds,
-                shared_cache=shared_cache_settings(os.environ),
-                request_timeout_seconds=request_timeout,
-                max_connections=max_connections,
-                shutdown_seconds=shutdown_seconds,
-            )
-            return run(config, os.environ)
+            settings = flags_over(Settings.from_environ(os.environ), namespaces, **flags)
+            return run(webhook_config(settings, os.environ), os.environ)
         except TagpinError as error:
             lines = [f"tagpin webhook: {error.title} (exit {int(error.exit_status)}):"]
             lines += [f"  {problem}" for problem in error.problems]

@@ -8,7 +8,7 @@ is reported in one error naming the image, the tag and each manifest that uses i
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 from cmp.errors import ImageError, Problems, ResolveError, TagpinError
@@ -19,9 +19,10 @@ from cmp.images.ecr import (
     ecr_registry,
     ecr_repository,
 )
-from cmp.images.fields import ImageField, ImagePath, find_images, set_image
+from cmp.images.fields import ImageField, ImagePath, find_images, parse_image_paths, set_image
 from cmp.images.reference import ImageRef, quoted
 from cmp.registry.base import Lookup, Registry, TagInfo, describe_many
+from cmp.source.appdir import AppConfig
 from cmp.source.manifests import Manifest
 
 IMPLICIT_TAG = "latest"
@@ -80,6 +81,15 @@ class ImageRules(NamedTuple):
     require_digests: bool = False
     allow_unpinned: tuple[str, ...] = ()
 
+    @classmethod
+    def of(cls, config: AppConfig, shown: str) -> ImageRules:
+        """tagpin.yaml's `images` settings, parsed; errors name the file as `shown`."""
+        return cls(
+            paths=parse_image_paths(list(config.image_paths or []), shown),
+            require_digests=config.require_digests,
+            allow_unpinned=config.allow_unpinned,
+        )
+
     def allows_unpinned(self, image: str, ref: ImageRef | None) -> bool:
         """Whether a pattern matches the image as written or, parsed, its repository."""
         if not self.allow_unpinned:
@@ -91,10 +101,6 @@ class ImageRules(NamedTuple):
             or (ref is not None and fnmatchcase(ref.repository, pattern))
             for pattern in self.allow_unpinned
         )
-
-
-# Chooses tags for branch deploys: returns the TagInfo (tag + digest) picked for some fields.
-TagChooser = Callable[[Sequence[Wanted], Callable[[], Registry]], Mapping[ImageField, TagInfo]]
 
 
 def collect(manifests: Sequence[Manifest], rules: ImageRules) -> tuple[list[Wanted], PinReport]:
@@ -235,43 +241,20 @@ def _repo_key(repository: EcrRepository) -> tuple[str, str, str]:
 
 
 def pin(
-    manifests: Sequence[Manifest],
-    *,
-    rules: ImageRules | None = None,
-    registry_factory: Callable[[], Registry],
+    wanted: Sequence[Wanted],
+    report: PinReport,
+    registry: Registry,
     concurrency: int = 8,
-    choose_tags: TagChooser | None = None,
-) -> PinReport:
-    """Rewrite every unpinned ECR image in `manifests` to `repo:tag@sha256:...`.
-
-    The registry is only built when some image needs a lookup, so an app whose images are all
-    pinned (or outside ECR) never touches AWS or imports boto3.
-    """
-    wanted, report = collect(manifests, rules or ImageRules())
-    if not wanted:
-        return report
-    registry = once(registry_factory)
-    chosen = dict(choose_tags(wanted, registry)) if choose_tags is not None else {}
-    digests = (
-        resolve([w for w in wanted if w.field not in chosen], registry(), concurrency)
-        if len(chosen) < len(wanted)
-        else {}
-    )
+    chosen: Mapping[ImageField, TagInfo] | None = None,
+) -> None:
+    """Rewrite every wanted field to `repo:tag@sha256:...`: the tag a branch deploy `chose`
+    for it, else its own tag, whose digests are asked of `registry` in one batch per
+    repository."""
+    chosen = chosen or {}
+    rest = [w for w in wanted if w.field not in chosen]
+    digests = resolve(rest, registry, concurrency) if rest else {}
     for item in wanted:
         info = chosen.get(item.field) or digests[(item.repository, item.tag)]
         value = str(item.ref.with_pin(info.tag, info.digest))
         set_image(item.field, value)
         report.pinned.append((item.field, value))
-    return report
-
-
-def once(factory: Callable[[], Registry]) -> Callable[[], Registry]:
-    """Build the registry at most once (one boto3 session and client per region per render)."""
-    built: list[Registry] = []
-
-    def get() -> Registry:
-        if not built:
-            built.append(factory())
-        return built[0]
-
-    return get

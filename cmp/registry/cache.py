@@ -6,7 +6,6 @@ answers so many renders of apps using one repository make one ECR call for it.
 
 from __future__ import annotations
 
-import enum
 import errno
 import fcntl
 import hashlib
@@ -26,6 +25,7 @@ from cachetools import TTLCache
 
 from cmp.registry.base import Lookup, Registry, RegistryUnavailable, TagInfo, is_digest
 from cmp.registry.pushes import PushFloors
+from cmp.settings import CacheMode as CacheMode  # TAGPIN_CACHE's choices
 
 if TYPE_CHECKING:
     from cmp.images.ecr import EcrRepository
@@ -38,12 +38,6 @@ _LOCK_POLL = 0.02  # seconds between attempts to take a busy lock
 # Two repositories sharing a lock only wait for each other's ECR call.
 LOCK_STRIPES = 256
 _MAX_FILE_NAME = 200  # leave room for the temp-file affixes below the usual 255-byte limit
-
-
-class CacheMode(enum.Enum):
-    ON = "on"  # use cached values, write new ones
-    REFRESH = "refresh"  # ignore cached values, still write what ECR says
-    OFF = "off"  # no disk cache at all
 
 
 class CachedTag(NamedTuple):

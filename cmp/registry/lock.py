@@ -12,7 +12,6 @@ import os
 import secrets
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +20,7 @@ from cmp.images.ecr import EcrRepository, ecr_repository
 from cmp.images.reference import parse_image
 from cmp.registry.base import DeferredRegistry, Lookup, Registry, TagInfo, is_digest
 from cmp.settings import LOCK_FILE, LOCK_SETTING, Settings
+from cmp.settings import LockMode as LockMode  # TAGPIN_LOCK's choices
 from cmp.source.appdir import Limits, RepoFiles, read_file
 from cmp.source.emit import emit_stream
 from cmp.source.yamlread import load_one
@@ -125,18 +125,9 @@ def format_lock(entries: Iterable[LockEntry]) -> str:
     return HEADER + emit_stream([{"apiVersion": API_VERSION, "kind": KIND, "images": images}])
 
 
-class LockMode(Enum):
-    """TAGPIN_LOCK: what a render does with the app's tagpin.lock."""
-
-    USE = "use"  # the lock answers first; ECR resolves the tags it lacks (the default)
-    VERIFY = "verify"  # ECR answers every tag; a locked digest that disagrees fails the render
-    STRICT = "strict"  # the lock only: ECR is never asked, a tag it lacks fails the render
-    OFF = "off"  # ignore the lock and ask ECR, as `tagpin lock` does
-
-
 def lock_mode(settings: Settings) -> LockMode:
     """TAGPIN_LOCK from the sidecar's (or the shell's) settings; unset or empty means `use`."""
-    return LockMode(settings.lock)
+    return settings.lock
 
 
 class LockProblem(LockError, RegistryError):

@@ -2,8 +2,12 @@
 
 Argo CD starts one process per render, and most of a small render is Python importing Jinja2,
 PyYAML and tagpin. A render server imports them once; for each render it forks a worker that
-starts warm. This module is all a served `tagpin generate` imports: it sends the worker its
-working directory and environment, and prints the stdout and stderr the worker sends back.
+starts warm. This module is all a served `tagpin generate` imports, and it imports next to
+nothing itself (the C socket module, not `socket`; no `typing`, no settings table): it sends
+the worker its working directory and environment, and prints the stdout and stderr the worker
+sends back. The worker builds the Settings from that environment, where they are used; the
+few variables this module reads itself are read as the table reads them
+(tests/unit/server/test_client.py holds them to it).
 
 Falling back is always safe: the worker's output comes back over the socket and only this
 process writes it, once, so when no server answers (or a worker dies) the render runs here. No
@@ -12,13 +16,12 @@ file descriptor is handed over: a server that never reads it would keep Argo CD'
 
 from __future__ import annotations
 
+import _socket
 import os
-import socket
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
-    from cmp.settings import Settings
+    from collections.abc import Mapping
 
 PROTOCOL = b"tagpin-render/2"
 SOCKET_NAME = "render-server-{version}.sock"  # in the cache directory, one per tagpin version
@@ -32,14 +35,25 @@ STARTED = b"S"
 RESULT = b"R"
 
 
-def socket_path(settings: Settings, environ: Mapping[str, str]) -> str | None:
+# TAGPIN_RENDER_SERVER's values that ask a server (cmp.settings.ServerMode has them all).
+SERVED_MODES = ("on", "auto")
+
+
+def served_mode(environ: Mapping[str, str]) -> str | None:
+    """TAGPIN_RENDER_SERVER when it asks a server (`on`, `auto`), else None: `off`, or a value
+    that is none of them, which the in-process render then reports."""
+    mode = (environ.get("TAGPIN_RENDER_SERVER") or "off").strip().lower()
+    return mode if mode in SERVED_MODES else None
+
+
+def socket_path(environ: Mapping[str, str]) -> str | None:
     """TAGPIN_RENDER_SERVER_SOCKET, else a versioned name in the cache directory (TAGPIN_CACHE_DIR
-    or under XDG_CACHE_HOME, from `environ`)."""
+    or under XDG_CACHE_HOME)."""
     from cmp import __version__
 
-    path = settings.render_server_socket
+    path = environ.get("TAGPIN_RENDER_SERVER_SOCKET") or ""
     if not path:
-        base = settings.cache_dir
+        base = environ.get("TAGPIN_CACHE_DIR") or ""
         if not base and environ.get("XDG_CACHE_HOME"):
             base = os.path.join(environ["XDG_CACHE_HOME"], "tagpin")
         if not base:
@@ -70,16 +84,14 @@ def decode_request(payload: bytes) -> tuple[str, int, dict[bytes, bytes]]:
     return os.fsdecode(fields[1]), int(fields[2], 8), environ
 
 
-def generate(
-    settings: Settings, environ: Mapping[str, str], cwd: str, *, start: bool
-) -> int | None:
+def ask_server(environ: Mapping[str, str], cwd: str, *, start: bool) -> int | None:
     """The exit status of a render served by the server, or None when this process must render
     (no server, not ours, or it died before sending a result). `start`: when no server answers,
     start one for the next renders (TAGPIN_RENDER_SERVER=auto)."""
-    path = socket_path(settings, environ)
+    path = socket_path(environ)
     if path is None:
         return None
-    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    connection = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         try:
             connection.connect(path)
@@ -94,14 +106,14 @@ def generate(
         connection.close()
 
 
-def same_user(connection: socket.socket) -> bool:
+def same_user(connection: _socket.socket) -> bool:
     """Whether this user is at the other end: only our own server (or client) is trusted, as a
     socket another user owns could feed us any YAML."""
-    creds = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+    creds = connection.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
     return int.from_bytes(creds[4:8], "little") == os.getuid()
 
 
-def _exchange(connection: socket.socket, cwd: str) -> int | None:
+def _exchange(connection: _socket.socket, cwd: str) -> int | None:
     try:
         connection.settimeout(START_TIMEOUT)
         umask = os.umask(0o077)
@@ -129,7 +141,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def read_exact(connection: socket.socket, size: int) -> bytes:
+def read_exact(connection: _socket.socket, size: int) -> bytes:
     chunks, left = [], size
     while left:
         chunk = connection.recv(min(left, 1 << 20))

@@ -73,43 +73,131 @@ def serve(path: str, log: IO[str], *, log_renders: bool = False) -> int:
         return 0
     started = time.monotonic()
     warm_up()
-    listener = _listen(path)
-    bound = os.stat(path).st_ino
-    workers: dict[int, _Worker] = {}
-    stopping: list[int] = []
-    poller = select.poll()
+    server = _Server(path, lock, log, log_renders)
+    server.say(f"serving {path} (pid {os.getpid()}, ready in {time.monotonic() - started:.2f} s)")
+    try:
+        server.run()
+    finally:
+        server.stop()
+    return 0
 
-    def say(message: str) -> None:
-        _say(log, message)
 
-    def ended(pid: int, status: int, usage: resource.struct_rusage) -> None:
+class _Server:
+    """The listening socket and the workers it forked, each watched through its client's
+    connection. Signal handlers only note what happened; the wakeup pipe ends the poll() in
+    `run`, which does the work (nothing is raised in the middle of a fork or a log write)."""
+
+    def __init__(self, path: str, lock: IO[str], log: IO[str], log_renders: bool) -> None:
+        self.path, self.lock, self.log, self.log_renders = path, lock, log, log_renders
+        self.listener = _listen(path)
+        self.bound = os.stat(path).st_ino
+        self.workers: dict[int, _Worker] = {}
+        self.stopping: list[int] = []
+        self.poller = select.poll()
+        self.wake_read, self.wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self.wake_write)
+        signal.signal(signal.SIGCHLD, lambda _signum, _frame: None)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda signum, _frame: self.stopping.append(signum))
+        self.listener.setblocking(False)
+        self.poller.register(self.listener, select.POLLIN)
+        self.poller.register(self.wake_read, select.POLLIN)
+
+    def say(self, message: str) -> None:
+        _say(self.log, message)
+
+    def run(self) -> None:
+        """Until SIGTERM or SIGINT: end the workers whose clients left, reap the ones that
+        ended, and fork one per new connection."""
+        while not self.stopping:
+            events = dict(self.poller.poll())
+            if self.wake_read in events:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self.wake_read, 4096)
+            for fd, mask in events.items():
+                if fd not in (self.wake_read, self.listener.fileno()) and mask & _CLIENT_GONE:
+                    self.end_abandoned(fd)
+            self.reap()
+            if self.listener.fileno() in events and not self.stopping:
+                self.accept()
+
+    def accept(self) -> None:
+        try:
+            connection, _ = self.listener.accept()
+        except (BlockingIOError, ConnectionAbortedError):
+            return
+        except OSError as exc:  # out of file descriptors, say: clients render in-process
+            self.say(f"cannot accept: {exc}")
+            time.sleep(0.1)
+            return
+        connection.setblocking(True)
+        if not same_user(connection):
+            connection.close()
+            return
+        try:
+            answered_read, answered_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            self.say(f"cannot start a worker: {exc}")
+            connection.close()
+            return
+        try:
+            pid = os.fork()
+        except OSError as exc:  # out of processes or memory: this client renders itself
+            self.say(f"cannot start a worker: {exc}")
+            for fd in (answered_read, answered_write):
+                os.close(fd)
+            connection.close()
+            return
+        if pid == 0:
+            os.close(answered_read)
+            _worker(
+                connection,
+                answered_write,
+                close_in_child=(
+                    self.listener,
+                    self.lock,
+                    self.wake_read,
+                    self.wake_write,
+                    *(w.connection for w in self.workers.values()),
+                    *(w.answered_pipe for w in self.workers.values()),
+                ),
+                log=self.log if self.log_renders else None,
+            )
+        os.close(answered_write)
+        with contextlib.suppress(OSError):
+            os.setpgid(pid, pid)  # also done in the child: whichever runs first
+        self.workers[pid] = _Worker(connection, answered_read, time.monotonic())
+        self.poller.register(connection, _CLIENT_GONE)
+
+    def ended(self, pid: int, status: int, usage: resource.struct_rusage) -> None:
         """Log a worker that ended and, if its client still waits for an answer the worker
         never sent, answer for it: so the client does not render again what killed it."""
-        worker = workers.pop(pid, None)
+        worker = self.workers.pop(pid, None)
         if worker is None:
             return
         with contextlib.suppress(KeyError, ValueError):
-            poller.unregister(worker.connection)
+            self.poller.unregister(worker.connection)
         code = os.waitstatus_to_exitcode(status)
         took = time.monotonic() - worker.began
         cpu = usage.ru_utime + usage.ru_stime
         if worker.abandoned:
             how = "stopped: its client left"
-        elif code < 0 and stopping:
+        elif code < 0 and self.stopping:
             how = "stopped with the server"
         else:
             how = f"killed by signal {-code}" if code < 0 else f"exit {code}"
-        if log_renders or code < 0:
-            say(
+        if self.log_renders or code < 0:
+            self.say(
                 f"worker {pid} {how} after {took * 1000:.1f} ms (CPU {cpu * 1000:.1f} ms), "
                 f"peak RSS {usage.ru_maxrss / 1024:.1f} MiB"
             )
         if code < 0 and not worker.abandoned and not worker.has_answered():
-            _answer_for(worker.connection, *_death_notice(-code, took, cpu, bool(stopping)))
+            notice = _death_notice(-code, took, cpu, bool(self.stopping))
+            _answer_for(worker.connection, *notice)
         worker.connection.close()
         os.close(worker.answered_pipe)
 
-    def reap() -> None:
+    def reap(self) -> None:
         while True:
             try:
                 pid, status, usage = os.wait4(-1, os.WNOHANG)
@@ -117,110 +205,40 @@ def serve(path: str, log: IO[str], *, log_renders: bool = False) -> int:
                 return
             if pid == 0:
                 return
-            ended(pid, status, usage)
+            self.ended(pid, status, usage)
 
-    def end_abandoned(fd: int) -> None:
-        for pid, worker in workers.items():
+    def end_abandoned(self, fd: int) -> None:
+        for pid, worker in self.workers.items():
             if worker.connection.fileno() != fd:
                 continue
-            poller.unregister(fd)  # one look per hang-up; ended() closes it
+            self.poller.unregister(fd)  # one look per hang-up; ended() closes it
             if not worker.has_answered():
                 worker.abandoned = True
                 _kill_group(pid)
             return
 
-    # Signal handlers only note what happened; the wakeup pipe ends the poll() below, and
-    # the loop does the work (nothing is raised in the middle of a fork or a log write).
-    wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    signal.set_wakeup_fd(wake_write)
-    signal.signal(signal.SIGCHLD, lambda _signum, _frame: None)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda signum, _frame: stopping.append(signum))
-    listener.setblocking(False)
-    poller.register(listener, select.POLLIN)
-    poller.register(wake_read, select.POLLIN)
-    say(f"serving {path} (pid {os.getpid()}, ready in {time.monotonic() - started:.2f} s)")
-    try:
-        while not stopping:
-            events = dict(poller.poll())
-            if wake_read in events:
-                with contextlib.suppress(BlockingIOError):
-                    os.read(wake_read, 4096)
-            for fd, mask in events.items():
-                if fd not in (wake_read, listener.fileno()) and mask & _CLIENT_GONE:
-                    end_abandoned(fd)
-            reap()
-            if listener.fileno() not in events or stopping:
-                continue
-            try:
-                connection, _ = listener.accept()
-            except (BlockingIOError, ConnectionAbortedError):
-                continue
-            except OSError as exc:  # out of file descriptors, say: clients render in-process
-                say(f"cannot accept: {exc}")
-                time.sleep(0.1)
-                continue
-            connection.setblocking(True)
-            if not same_user(connection):
-                connection.close()
-                continue
-            try:
-                answered_read, answered_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-            except OSError as exc:
-                say(f"cannot start a worker: {exc}")
-                connection.close()
-                continue
-            try:
-                pid = os.fork()
-            except OSError as exc:  # out of processes or memory: this client renders itself
-                say(f"cannot start a worker: {exc}")
-                for fd in (answered_read, answered_write):
-                    os.close(fd)
-                connection.close()
-                continue
-            if pid == 0:
-                os.close(answered_read)
-                _worker(
-                    connection,
-                    answered_write,
-                    close_in_child=(
-                        listener,
-                        lock,
-                        wake_read,
-                        wake_write,
-                        *(w.connection for w in workers.values()),
-                        *(w.answered_pipe for w in workers.values()),
-                    ),
-                    log=log if log_renders else None,
-                )
-            os.close(answered_write)
-            with contextlib.suppress(OSError):
-                os.setpgid(pid, pid)  # also done in the child: whichever runs first
-            workers[pid] = _Worker(connection, answered_read, time.monotonic())
-            poller.register(connection, _CLIENT_GONE)
-    finally:
-        stopping.append(0)  # also when the loop ended by an error
-        # A stopping server leaves no render behind. A worker that has answered is only
-        # exiting: let it, so its log lines are complete.
+    def stop(self) -> None:
+        """A stopping server leaves no render behind. A worker that has answered is only
+        exiting: let it, so its log lines are complete."""
+        self.stopping.append(0)  # also when the loop ended by an error
         grace = time.monotonic() + STOP_GRACE_SECONDS
-        for pid, worker in list(workers.items()):
+        for pid, worker in list(self.workers.items()):
             if not worker.has_answered():
                 _kill_group(pid)
-        while workers and time.monotonic() < grace:
-            reap()
+        while self.workers and time.monotonic() < grace:
+            self.reap()
             time.sleep(0.01)
-        for pid in list(workers):
+        for pid in list(self.workers):
             _kill_group(pid)
             with contextlib.suppress(ChildProcessError):
                 _, status, usage = os.wait4(pid, 0)
-                ended(pid, status, usage)
+                self.ended(pid, status, usage)
         with contextlib.suppress(OSError):
-            if os.stat(path).st_ino == bound:
-                os.unlink(path)  # ours still: a newer server may have replaced it
-        listener.close()
-        say("stopped")
-        lock.close()
-    return 0
+            if os.stat(self.path).st_ino == self.bound:
+                os.unlink(self.path)  # ours still: a newer server may have replaced it
+        self.listener.close()
+        self.say("stopped")
+        self.lock.close()
 
 
 def _death_notice(signum: int, took: float, cpu: float, stopping: bool) -> tuple[int, str]:
@@ -319,7 +337,7 @@ def warm_up() -> None:
     )
     from cmp.request import from_argocd_environment
     from cmp.services import Services
-    from cmp.settings import DEFAULT_SETTINGS, Settings
+    from cmp.settings import DEFAULT_SETTINGS, AppLookup, CacheMode, LockMode, Settings
 
     try:
         redis_wanted = bool(Settings.from_environ(os.environ).redis_url)
@@ -339,15 +357,14 @@ def warm_up() -> None:
             "{% endfor %}  yaml: {{ values | to_yaml | quote }}\n"
         )
         argocd_env = {"ARGOCD_APP_NAME": "warm-up", "ARGOCD_APP_SOURCE_PATH": "app"}
-        settings = DEFAULT_SETTINGS._replace(cache="off", app_lookup="off", lock="off")
+        settings = DEFAULT_SETTINGS._replace(
+            cache=CacheMode.OFF, app_lookup=AppLookup.OFF, lock=LockMode.OFF
+        )
 
-        def no_registry() -> ecr.EcrRegistryClient:
+        def no_registry(*_: object) -> ecr.EcrRegistryClient:
             raise AssertionError("the warm-up app has no images")
 
-        run(
-            from_argocd_environment(argocd_env, app, settings),
-            Services(registry_factory=no_registry),
-        )
+        run(from_argocd_environment(argocd_env, app, settings), Services(ecr=no_registry))
     tempfile.tempdir = None  # computed from this process's TMPDIR; a worker has its own
     gc.collect()
     gc.freeze()  # workers then never touch these objects' pages: fork shares them for good
@@ -417,7 +434,7 @@ def _render(cwd: str, umask: int, environ: dict[bytes, bytes]) -> tuple[int, byt
     keeping stdout and stderr to send back."""
     from pathlib import Path
 
-    from cmp.commands.generate import generate
+    from cmp.generate import generate
 
     os.chdir(cwd)
     os.umask(umask)  # the cache files it writes get the modes they would in-process

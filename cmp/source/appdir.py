@@ -93,17 +93,22 @@ def read_file(real: Path, shown: str, max_bytes: int) -> str:
                     "(TAGPIN_MAX_FILE_BYTES); refusing to read it"
                 )
             data = handle.read(max_bytes + 1)
-    except FileNotFoundError:
-        raise SourceError(f"{shown}: file not found") from None
-    except IsADirectoryError:
-        raise SourceError(f"{shown}: is a directory, expected a file") from None
     except OSError as exc:
-        raise SourceError(f"{shown}: cannot read: {exc.strerror}") from None
+        raise unreadable(shown, exc) from None
     if len(data) > max_bytes:
         raise SourceError(
             f"{shown}: larger than {max_bytes} bytes (TAGPIN_MAX_FILE_BYTES); refusing to read it"
         )
     return decode(data, shown)
+
+
+def unreadable(shown: str, exc: OSError) -> SourceError:
+    """The error for a file that cannot be read, named as `shown`."""
+    if isinstance(exc, FileNotFoundError):
+        return SourceError(f"{shown}: file not found")
+    if isinstance(exc, IsADirectoryError):
+        return SourceError(f"{shown}: is a directory, expected a file")
+    return SourceError(f"{shown}: cannot read: {exc.strerror}")
 
 
 def decode(data: bytes, shown: str) -> str:
@@ -282,13 +287,12 @@ def load_config(files: RepoFiles, path: Path) -> AppConfig:
     if not isinstance(require, bool):
         problems.append(f"{shown}: images.requireDigests must be true or false")
         require = False
-    allow = images.get("allowUnpinned") or []
-    if not isinstance(allow, list) or not all(isinstance(p, str) and p for p in allow):
-        problems.append(
-            f"{shown}: images.allowUnpinned must be a list of image patterns "
-            '(globs such as "quay.io/prometheus/*" or "nginx")'
-        )
-        allow = []
+    allow = _patterns(
+        images.get("allowUnpinned"),
+        f'{shown}: images.allowUnpinned must be a list of image patterns (globs such as "quay.io'
+        '/prometheus/*" or "nginx")',
+        problems,
+    )
     templates = raw.get("templates") or {}
     if not isinstance(templates, dict):
         problems.append(
@@ -300,13 +304,12 @@ def load_config(files: RepoFiles, path: Path) -> AppConfig:
             problems.append(
                 f"{shown}: unknown key templates.{key} (known: {', '.join(TEMPLATE_KEYS)})"
             )
-    literal = templates.get("literal") or []
-    if not isinstance(literal, list) or not all(isinstance(p, str) and p for p in literal):
-        problems.append(
-            f"{shown}: templates.literal must be a list of file patterns relative to the app "
-            'directory, such as "templates/alerts/*.yaml"'
-        )
-        literal = []
+    literal = _patterns(
+        templates.get("literal"),
+        f"{shown}: templates.literal must be a list of file patterns relative to the app "
+        'directory, such as "templates/alerts/*.yaml"',
+        problems,
+    )
     kustomize = None
     if "kustomize" in raw:
         try:
@@ -319,10 +322,20 @@ def load_config(files: RepoFiles, path: Path) -> AppConfig:
         values_files=tuple(values_files),
         image_paths=images.get("paths") or (),
         require_digests=require,
-        allow_unpinned=tuple(allow),
+        allow_unpinned=allow,
         kustomize=kustomize,
-        literal=tuple(literal),
+        literal=literal,
     )
+
+
+def _patterns(value: Any, problem: str, problems: list[str]) -> tuple[str, ...]:
+    """A list of non-empty glob patterns (none when unset); else `problem` is said."""
+    if not value:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(p, str) and p for p in value):
+        problems.append(problem)
+        return ()
+    return tuple(value)
 
 
 def load_values_file(

@@ -15,38 +15,35 @@ from typing import Any
 from cmp.source.yamlread import Misread
 
 
-class WrittenFloat(float):
+class _AsWritten:
+    """Prints as written, computes as read: mixed into a number type (first, so its `__str__`
+    wins); a format spec formats the number."""
+
+    written: str
+
+    def __str__(self) -> str:
+        return self.written
+
+    def __format__(self, spec: str) -> str:
+        return self.written if not spec else super().__format__(spec)
+
+
+class WrittenFloat(_AsWritten, float):
     """A float that prints as written (`1.10`, `1e3`, `.5`)."""
 
-    written: str
-
     def __new__(cls, value: float, written: str) -> WrittenFloat:
-        made = super().__new__(cls, value)
+        made = float.__new__(cls, value)
         made.written = written
         return made
 
-    def __str__(self) -> str:
-        return self.written
 
-    def __format__(self, spec: str) -> str:
-        return self.written if not spec else format(float(self), spec)
-
-
-class WrittenInt(int):
+class WrittenInt(_AsWritten, int):
     """An integer (or a boolean, as 0 or 1) that prints as written (`010`, `0x1F`, `yes`)."""
 
-    written: str
-
     def __new__(cls, value: int, written: str) -> WrittenInt:
-        made = super().__new__(cls, value)
+        made = int.__new__(cls, value)
         made.written = written
         return made
-
-    def __str__(self) -> str:
-        return self.written
-
-    def __format__(self, spec: str) -> str:
-        return self.written if not spec else format(int(self), spec)
 
 
 def as_written(values: Any, misread: Iterable[Misread]) -> Any:

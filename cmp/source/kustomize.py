@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from cmp.errors import ConfigError, Problems, SourceError, TemplateError
-from cmp.settings import Settings
+from cmp.settings import Settings, Switch
 from cmp.source import nonetwork
 from cmp.source.appdir import KustomizeOptions, Limits, RepoFiles, decode
 from cmp.source.templates import RenderedFile
@@ -80,29 +80,17 @@ def kustomization_file(directory: Path) -> Path | None:
     return None
 
 
-def build(
-    files: RepoFiles,
-    app_dir: Path,
-    options: KustomizeOptions,
-    settings: Settings,
-    environ: Mapping[str, str],
-    limits: Limits,
-    meanwhile: Callable[[], None] | None = None,
-    warnings: list[str] | None = None,
-) -> RenderedFile:
-    """`kustomize build APP_DIR` after the safety checks; the output as one rendered file.
-    `meanwhile` runs while kustomize works (on another core, if there is one); kustomize's
-    warnings (deprecated fields) are added to `warnings`."""
+def checked_kustomization(files: RepoFiles, app_dir: Path, settings: Settings) -> Path:
+    """The app's kustomization file, once every kustomization it reaches passed the safety
+    checks (check_tree); run_kustomize then builds it."""
     top = kustomization_file(app_dir)
     if top is None:
         raise SourceError(
             f"{files.display(app_dir)}/: tagpin.yaml says `kustomize:` but the directory has no "
             f"{' or '.join(KUSTOMIZATION_FILES)}"
         )
-    check_tree(files, app_dir, allow_remote=settings.kustomize_remote == "on")
-    return run_kustomize(
-        files, app_dir, top, options, settings, environ, limits, meanwhile, warnings
-    )
+    check_tree(files, app_dir, allow_remote=settings.kustomize_remote is Switch.ON)
+    return top
 
 
 def run_kustomize(
@@ -116,10 +104,13 @@ def run_kustomize(
     meanwhile: Callable[[], None] | None = None,
     warnings: list[str] | None = None,
 ) -> RenderedFile:
-    """kustomize itself, with none of check_tree's checks: unless TAGPIN_KUSTOMIZE_REMOTE=on
-    it runs under the network filter, so whatever a kustomization names, no connection is
-    made. `top` is the app's kustomization file, named in messages."""
-    allow_remote = settings.kustomize_remote == "on"
+    """`kustomize build APP_DIR`, the output as one rendered file. Unless
+    TAGPIN_KUSTOMIZE_REMOTE=on it runs under the network filter, so whatever a kustomization
+    names, no connection is made (checked_kustomization's checks are the clear message). `top`
+    is the app's kustomization file, named in messages; `meanwhile` runs while kustomize works
+    (on another core, if there is one); kustomize's warnings (deprecated fields) are added to
+    `warnings`."""
+    allow_remote = settings.kustomize_remote is Switch.ON
     argv = [*kustomize_command(settings, environ, options), str(files.inside(app_dir))]
     if not allow_remote:
         argv = confined(argv)

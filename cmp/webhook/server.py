@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from cmp.argocd.kube import Applications, KubeApiError
 from cmp.errors import TagpinError
 from cmp.registry.shared import PushGenerations, RedisSettings
+from cmp.settings import DEFAULT_SETTINGS
 from cmp.webhook.connections import BoundedHTTPServer
 from cmp.webhook.events import (
     Ignored,
@@ -61,13 +62,18 @@ class WebhookConfig:
     namespaces: tuple[str, ...]
     host: str = "127.0.0.1"
     port: int = 8080
-    coalesce_seconds: float = 2.0
-    max_body_bytes: int = 64 * 1024
-    max_event_age_seconds: float = 300.0
-    app_cache_seconds: float = 1.0  # events within this share one list of Applications
-    request_timeout_seconds: float = 10.0  # total, per connection: a slower one is cut off
-    max_connections: int = 64  # requests served at once; more get 503 and Retry-After
-    shutdown_seconds: float = 20.0  # SIGTERM to exit, inside the pod's 30 s grace period
+    # The settings table's defaults (TAGPIN_WEBHOOK_*); `tagpin webhook` passes the settings.
+    coalesce_seconds: float = DEFAULT_SETTINGS.webhook_coalesce_seconds
+    max_body_bytes: int = DEFAULT_SETTINGS.webhook_max_body_bytes
+    max_event_age_seconds: float = DEFAULT_SETTINGS.webhook_max_event_age
+    # events within this share one list of Applications
+    app_cache_seconds: float = DEFAULT_SETTINGS.webhook_app_cache_seconds
+    # total, per connection: a slower one is cut off
+    request_timeout_seconds: float = DEFAULT_SETTINGS.webhook_request_timeout
+    # requests served at once; more get 503 and Retry-After
+    max_connections: int = DEFAULT_SETTINGS.webhook_max_connections
+    # SIGTERM to exit, inside the pod's 30 s grace period
+    shutdown_seconds: float = DEFAULT_SETTINGS.webhook_shutdown_seconds
     patch_workers: int = 4
     shared_cache: RedisSettings | None = None  # TAGPIN_REDIS_URL: bump generations on pushes
 

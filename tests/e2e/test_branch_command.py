@@ -18,6 +18,7 @@ import pytest
 
 from cmp.errors import ExitStatus
 from tests.e2e.test_webhook_attacks import deeply_nested_application
+from tests.support.cli import tagpin
 from tests.support.fake_kube import FakeKube
 from tests.support.moto_ecr import ACCOUNT, REGION
 
@@ -55,14 +56,6 @@ def tags(moto_ecr) -> dict[str, str]:
     }
 
 
-def tagpin(
-    env: dict[str, str], *args: str, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [TAGPIN, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
-
-
 def patches(fake: FakeKube) -> list[dict[str, Any]]:
     return [r.json() for r in fake.requests if r.method == "PATCH"]
 
@@ -80,7 +73,7 @@ def render_image(tmp_path: Path, env: dict[str, str]) -> str:
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n"
         f"    spec:\n      containers:\n      - name: web\n        image: {WEB}:v1.2.0\n"
     )
-    done = tagpin(env, "render", str(app), "--app-name", "web")
+    done = tagpin("render", str(app), "--app-name", "web", env=env)
     assert done.returncode == 0, done.stderr
     return next(
         line.split("image:")[1].strip() for line in done.stdout.splitlines() if "image:" in line
@@ -91,7 +84,7 @@ def test_set_status_clear_round_trip(tmp_path: Path, env, fake_kube: FakeKube, t
     fake_kube.add("argocd", "web", PRODUCTION)
     assert render_image(tmp_path, env) == f"{WEB}:v1.3.0@{tags['v1.3.0']}"
 
-    done = tagpin(env, "branch", "set", "web", "--allow-tags", "^pr-42-")
+    done = tagpin("branch", "set", "web", "--allow-tags", "^pr-42-", env=env)
     assert done.returncode == 0, done.stderr
     chosen = f"{WEB}:pr-42-1700000200-ccc@{tags['pr-42-1700000200-ccc']}"
     assert done.stdout == f"Application argocd/web alias web: {chosen}\n"
@@ -109,7 +102,7 @@ def test_set_status_clear_round_trip(tmp_path: Path, env, fake_kube: FakeKube, t
     # What tagpin said will deploy is what the sidecar now renders.
     assert render_image(tmp_path, env) == chosen
 
-    done = tagpin(env, "branch", "clear", "web")
+    done = tagpin("branch", "clear", "web", env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"Application argocd/web alias web: {WEB}:v1.3.0@{tags['v1.3.0']}\n"
     assert {k: v for k, v in fake_kube.annotations("argocd", "web").items()} == {
@@ -123,14 +116,14 @@ def test_default_strategy_is_alphabetical_and_the_render_deploys_what_set_printe
     tmp_path: Path, env, fake_kube: FakeKube, tags
 ) -> None:
     fake_kube.add("argocd", "web", {f"{PREFIX}image-list": f"web={WEB}"})
-    done = tagpin(env, "branch", "set", "web", "--allow-tags", "^pr-42-", "--by", "ci:pr-42")
+    done = tagpin("branch", "set", "web", "--allow-tags", "^pr-42-", "--by", "ci:pr-42", env=env)
     assert done.returncode == 0, done.stderr
     chosen = f"{WEB}:pr-42-1700000200-ccc@{tags['pr-42-1700000200-ccc']}"
     assert done.stdout.endswith(f": {chosen}\n")
     assert fake_kube.annotations("argocd", "web")[f"{PREFIX}web.update-strategy"] == "alphabetical"
     assert render_image(tmp_path, env) == chosen
 
-    status = tagpin(env, "branch", "status", "web", "--output", "json")
+    status = tagpin("branch", "status", "web", "--output", "json", env=env)
     assert status.returncode == 0, status.stderr
     [row] = json.loads(status.stdout)
     assert row["app"] == "argocd/web" and row["alias"] == "web"
@@ -140,11 +133,11 @@ def test_default_strategy_is_alphabetical_and_the_render_deploys_what_set_printe
     assert row["setBy"] == "ci:pr-42" and row["setAt"].endswith("Z")
 
     # A second set (a new push to another PR) keeps what the first one replaced.
-    done = tagpin(env, "branch", "set", "web", "--allow-tags", "regexp:^pr-41-")
+    done = tagpin("branch", "set", "web", "--allow-tags", "regexp:^pr-41-", env=env)
     assert done.returncode == 0, done.stderr
     assert record(fake_kube)["web"]["previous"] == {"allow-tags": None, "update-strategy": None}
 
-    done = tagpin(env, "branch", "clear", "web")
+    done = tagpin("branch", "clear", "web", env=env)
     assert done.returncode == 0, done.stderr
     annotations = fake_kube.annotations("argocd", "web")
     assert f"{PREFIX}web.allow-tags" not in annotations
@@ -158,8 +151,8 @@ def test_default_strategy_is_alphabetical_and_the_render_deploys_what_set_printe
 def test_clear_restores_the_previous_rule(env, fake_kube: FakeKube, tags) -> None:
     before = {**PRODUCTION, f"{PREFIX}web.allow-tags": "regexp:^v1\\.2\\."}
     fake_kube.add("argocd", "web", before)
-    assert tagpin(env, "branch", "set", "web", "--allow-tags", "^pr-41-").returncode == 0
-    done = tagpin(env, "branch", "clear", "web")
+    assert tagpin("branch", "set", "web", "--allow-tags", "^pr-41-", env=env).returncode == 0
+    done = tagpin("branch", "clear", "web", env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.endswith(f": {WEB}:v1.2.0@{tags['v1.2.0']}\n")
     annotations = fake_kube.annotations("argocd", "web")
@@ -168,28 +161,28 @@ def test_clear_restores_the_previous_rule(env, fake_kube: FakeKube, tags) -> Non
 
 def test_clear_with_another_rule_in_force_leaves_it(env, fake_kube: FakeKube, tags) -> None:
     fake_kube.add("argocd", "web", PRODUCTION)
-    assert tagpin(env, "branch", "set", "web", "--allow-tags", "^pr-42-").returncode == 0
+    assert tagpin("branch", "set", "web", "--allow-tags", "^pr-42-", env=env).returncode == 0
     before = copy.deepcopy(fake_kube.applications[("argocd", "web")])
-    done = tagpin(env, "branch", "clear", "web", "--if-allow-tags", "^pr-41-")
+    done = tagpin("branch", "clear", "web", "--if-allow-tags", "^pr-41-", env=env)
     assert done.returncode == 0, done.stderr
     assert "deploys 'regexp:^pr-42-' (set by alice), not 'regexp:^pr-41-'; left as it is" in (
         done.stderr
     )
     assert fake_kube.applications[("argocd", "web")] == before
 
-    nothing = tagpin(env, "branch", "clear", "web", "--alias", "api")
+    nothing = tagpin("branch", "clear", "web", "--alias", "api", env=env)
     assert nothing.returncode == 0 and "nothing to clear" in nothing.stderr
 
 
 def test_image_adds_an_image_list_entry(env, fake_kube: FakeKube, tags, moto_ecr) -> None:
     api_digest = moto_ecr.push("shop/api", "pr-42-1-x")
     fake_kube.add("argocd", "web", PRODUCTION)
-    done = tagpin(env, "branch", "set", "web", "--image", API, "--allow-tags", "^pr-42-")
+    done = tagpin("branch", "set", "web", "--image", API, "--allow-tags", "^pr-42-", env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"Application argocd/web alias api: {API}:pr-42-1-x@{api_digest}\n"
     annotations = fake_kube.annotations("argocd", "web")
     assert annotations[f"{PREFIX}image-list"] == f"web={WEB}, api={API}"
-    done = tagpin(env, "branch", "clear", "web")
+    done = tagpin("branch", "clear", "web", env=env)
     assert done.returncode == 0, done.stderr
     assert fake_kube.annotations("argocd", "web")[f"{PREFIX}image-list"] == f"web={WEB}"
     assert "git's tag deploys" in done.stdout
@@ -274,7 +267,7 @@ def test_each_refusal_leaves_the_application_unchanged(
 ) -> None:
     fake_kube.add("argocd", "web", annotations)
     before = copy.deepcopy(fake_kube.applications[("argocd", "web")])
-    done = tagpin(env, "branch", "set", "web", *args)
+    done = tagpin("branch", "set", "web", *args, env=env)
     assert done.returncode == status, done.stderr
     assert message in done.stderr
     assert done.stdout == ""
@@ -299,7 +292,7 @@ def test_an_image_that_is_not_one_repository_is_refused(
     """The attack: `--image "<repo>, api=<other repo>"` (a bot passing user input) wrote an
     extra alias into image-list, and `--image <repo>@sha256:…` was accepted."""
     fake_kube.add("argocd", "web", PRODUCTION)
-    done = tagpin(env, "branch", "set", "web", "--image", image, "--allow-tags", "^pr-42-")
+    done = tagpin("branch", "set", "web", "--image", image, "--allow-tags", "^pr-42-", env=env)
     assert (done.returncode, done.stdout) == (ExitStatus.CONFIG, ""), done.stderr
     assert message in done.stderr
     assert patches(fake_kube) == []
@@ -317,7 +310,7 @@ def test_unreadable_branch_records_and_applications_cost_only_their_own_team(
     fake_kube.add("argocd", "odd", {**PRODUCTION, RECORD: json.dumps(previous)})
     fake_kube.add_raw("argocd", "evil", deeply_nested_application("evil"))
 
-    done = tagpin(env, "branch", "status", "-o", "json")
+    done = tagpin("branch", "status", "-o", "json", env=env)
     assert done.returncode == 0, done.stderr
     rows = {row["app"]: row for row in json.loads(done.stdout)}
     assert sorted(rows) == ["argocd/deep", "argocd/odd", "argocd/shop"]
@@ -326,15 +319,15 @@ def test_unreadable_branch_records_and_applications_cost_only_their_own_team(
     assert "previous of alias 'web' is not a map" in rows["argocd/odd"]["error"]
     assert "Application argocd/evil cannot be read (nested too deeply" in done.stderr
 
-    text = tagpin(env, "branch", "status", "odd")
+    text = tagpin("branch", "status", "odd", env=env)
     assert text.returncode == 0, text.stderr
     assert text.stdout.startswith("argocd/odd: cannot show its branch deploys: Application ")
     for app in ("deep", "odd"):
-        clear = tagpin(env, "branch", "clear", app)
+        clear = tagpin("branch", "clear", app, env=env)
         assert (clear.returncode, clear.stdout) == (ExitStatus.CONFIG, ""), clear.stderr
         assert f"annotation {RECORD} is not the JSON object tagpin writes" in clear.stderr
     assert patches(fake_kube) == []
-    evil = tagpin(env, "branch", "status", "evil")
+    evil = tagpin("branch", "status", "evil", env=env)
     assert (evil.returncode, evil.stdout) == (ExitStatus.APP_LOOKUP, ""), evil.stderr
     assert "nested too deeply (more than 256 levels)" in evil.stderr
 
@@ -344,12 +337,12 @@ def test_a_rule_in_the_git_parameter_is_refused(env, fake_kube: FakeKube, tags) 
     fake_kube.applications[("argocd", "web")]["spec"]["source"]["plugin"]["parameters"] = [
         {"name": "image-updater", "map": {"web.allow-tags": "regexp:^v"}}
     ]
-    done = tagpin(env, "branch", "set", "web", "--allow-tags", "^pr-42-")
+    done = tagpin("branch", "set", "web", "--allow-tags", "^pr-42-", env=env)
     assert done.returncode == ExitStatus.CONFIG
     assert "the image-updater parameter in git sets web.allow-tags" in done.stderr
     assert patches(fake_kube) == []
 
-    status = tagpin(env, "branch", "status", "web", "-o", "json")
+    status = tagpin("branch", "status", "web", "-o", "json", env=env)
     assert json.loads(status.stdout)[0]["source"] == "parameter"
 
 
@@ -359,7 +352,7 @@ def test_a_missing_application_is_named_and_exits_as_an_unreadable_application(
     """docs/branch-deploys.md: exit 10, the Application could not be read (not exit 3, a bad
     configuration)."""
     for command in (("set", "nope", "--allow-tags", "^pr-42-"), ("status", "nope")):
-        done = tagpin(env, "branch", *command)
+        done = tagpin("branch", *command, env=env)
         assert done.returncode == ExitStatus.APP_LOOKUP, done.stderr
         assert "Application argocd/nope does not exist" in done.stderr
         assert done.stdout == ""
@@ -393,15 +386,15 @@ def test_status_shows_the_error_a_render_would_fail_with(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n"
         f"    spec:\n      containers:\n      - name: web\n        image: {WEB}:v1.2.0\n"
     )
-    rendered = tagpin(env, "render", str(app), "--app-name", "web")
+    rendered = tagpin("render", str(app), "--app-name", "web", env=env)
     assert rendered.returncode == ExitStatus.CONFIG and refusal in rendered.stderr
 
-    done = tagpin(env, "branch", "status", "web", "-o", "json")
+    done = tagpin("branch", "status", "web", "-o", "json", env=env)
     assert done.returncode == 0, done.stderr
     rows = json.loads(done.stdout)
     assert rows and all(row["error"] == f"a render refuses it: {refusal}" for row in rows)
     assert all(row["tag"] is None for row in rows)
-    text = tagpin(env, "branch", "status", "web")
+    text = tagpin("branch", "status", "web", env=env)
     assert f"a render refuses it: {refusal}\n" in text.stdout
     assert "allow-tags any" not in text.stdout
 
@@ -456,7 +449,7 @@ def test_a_status_update_in_between_is_not_a_conflict(env, fake_kube: FakeKube, 
             )
 
     fake_kube.after_get.append(controller_writes_status)
-    done = tagpin(env, "branch", "set", "web", "--allow-tags", "^pr-42-")
+    done = tagpin("branch", "set", "web", "--allow-tags", "^pr-42-", env=env)
     assert done.returncode == 0, done.stderr
     assert [p["metadata"]["resourceVersion"] for p in patches(fake_kube)] == ["1", "2"]
     assert fake_kube.annotations("argocd", "web")[f"{PREFIX}web.allow-tags"] == "regexp:^pr-42-"
@@ -487,7 +480,7 @@ def test_wait_follows_the_app_until_the_digest_runs_synced_and_healthy(
         ],
     )
     done = tagpin(
-        env, "branch", "set", "web", "--allow-tags", "^pr-42-", "--wait", "--interval", "0.05"
+        "branch", "set", "web", "--allow-tags", "^pr-42-", "--wait", "--interval", "0.05", env=env
     )
     assert done.returncode == 0, done.stderr
     progress = [line for line in done.stderr.splitlines() if line.startswith("argocd/web:")]
@@ -514,7 +507,7 @@ def test_wait_fails_when_the_new_image_is_degraded(env, fake_kube: FakeKube, tag
         ],
     )
     done = tagpin(
-        env, "branch", "set", "web", "--allow-tags", "^pr-42-", "--wait", "--interval", "0.05"
+        "branch", "set", "web", "--allow-tags", "^pr-42-", "--wait", "--interval", "0.05", env=env
     )
     assert done.returncode == ExitStatus.NOT_DEPLOYED, done.stderr
     assert (
@@ -530,7 +523,6 @@ def test_wait_times_out(env, fake_kube: FakeKube, tags) -> None:
         "argocd", "web", [app_status("OutOfSync", "Healthy", [f"{WEB}:v1.3.0@{tags['v1.3.0']}"])]
     )
     done = tagpin(
-        env,
         "branch",
         "set",
         "web",
@@ -541,6 +533,7 @@ def test_wait_times_out(env, fake_kube: FakeKube, tags) -> None:
         "0.5",
         "--interval",
         "0.1",
+        env=env,
     )
     assert done.returncode == ExitStatus.NOT_DEPLOYED, done.stderr
     assert "not Synced and Healthy with sha256:" in done.stderr
@@ -564,7 +557,7 @@ def test_status_of_every_branch_app_in_the_namespace(env, fake_kube: FakeKube, t
     fake_kube.applications[("argocd", "shop")]["status"] = app_status(
         "Synced", "Healthy", [f"{WEB}:v1.3.0@{tags['v1.3.0']}", "nginx:1.27"]
     )
-    done = tagpin(env, "branch", "status", "-o", "json")
+    done = tagpin("branch", "status", "-o", "json", env=env)
     assert done.returncode == 0, done.stderr
     rows = {row["app"]: row for row in json.loads(done.stdout)}
     assert sorted(rows) == ["argocd/shop", "argocd/web"]
@@ -573,7 +566,7 @@ def test_status_of_every_branch_app_in_the_namespace(env, fake_kube: FakeKube, t
     assert (rows["argocd/shop"]["sync"], rows["argocd/shop"]["health"]) == ("Synced", "Healthy")
     assert rows["argocd/web"]["tag"] is None and "no tag of" in rows["argocd/web"]["error"]
 
-    text = tagpin(env, "branch", "status")
+    text = tagpin("branch", "status", env=env)
     assert text.returncode == 0, text.stderr
     assert "argocd/shop web: allow-tags any, strategy semver (from annotation)\n" in text.stdout
     assert f"  selects: {WEB}:v1.3.0@{tags['v1.3.0']}\n" in text.stdout
@@ -642,7 +635,7 @@ def test_credentials_from_an_exec_plugin_as_the_render_uses_them(
     config = write_kubeconfig(tmp_path / "kubeconfig", fake_kube.url, user)
     env = dict(os.environ, KUBECONFIG=str(config), TAGPIN_CACHE_DIR=str(tmp_path / "cache"))
     fake_kube.add("argocd", "web", PRODUCTION)
-    done = tagpin(env, "branch", "set", "web", "--allow-tags", "^pr-42-")
+    done = tagpin("branch", "set", "web", "--allow-tags", "^pr-42-", env=env)
     assert done.returncode == 0, done.stderr
     assert len(patches(fake_kube)) == 1
     calls = (tmp_path / "calls.jsonl").read_text().splitlines()

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from cmp.server.client import socket_path
-from cmp.settings import PARAMETERS_BY_NAME, Settings, plugin_config
+from cmp.settings import PARAMETERS_BY_NAME, plugin_config
 from tests.support.kustomize import K8S_VERSIONS, kubectl, kustomize_build, schema_problems
 
 REPO = Path(__file__).resolve().parents[2]
@@ -558,7 +558,7 @@ def test_the_image_starts_a_render_server_on_the_sidecar_tmp(
     fit in a Unix socket address, or every render would quietly run in-process."""
     env = image_env(final_stage)
     assert env["TAGPIN_RENDER_SERVER"] == "auto"
-    path = socket_path(Settings.from_environ(env), env)
+    path = socket_path(env)
     assert path is not None, "the default socket path does not fit in a Unix socket address"
     sidecar = container(pod_spec(built), SIDECAR)
     assert "TAGPIN_RENDER_SERVER" not in {e["name"] for e in sidecar["env"]}

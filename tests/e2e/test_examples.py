@@ -6,23 +6,17 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.cli import tagpin
+
 REPO = Path(__file__).resolve().parents[2]
-TAGPIN = str(Path(sys.executable).with_name("tagpin"))
 
 
-def render(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [TAGPIN, "render", *args],
-        cwd=REPO,
-        capture_output=True,
-        env=env or offline_env(),
-        check=False,
-    )
+def render(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return tagpin("render", *args, cwd=REPO, env=env or offline_env())
 
 
 def offline_env() -> dict[str, str]:
@@ -61,16 +55,14 @@ def offline_env() -> dict[str, str]:
 )
 def test_example_renders_to_reviewed_snapshot(args: list[str], yaml_snapshot) -> None:
     done = render(*args)
-    assert done.returncode == 0, done.stderr.decode()
-    assert done.stdout.decode() == yaml_snapshot
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == yaml_snapshot
 
 
 def test_example_pins_every_ecr_image_from_the_lock_without_aws() -> None:
     done = render("examples/web", "--app-name", "web")
-    assert done.returncode == 0, done.stderr.decode()
+    assert done.returncode == 0, done.stderr
     images = [
-        line.split("image:", 1)[1].strip()
-        for line in done.stdout.decode().splitlines()
-        if "image:" in line
+        line.split("image:", 1)[1].strip() for line in done.stdout.splitlines() if "image:" in line
     ]
     assert images and all("@sha256:" in image for image in images)

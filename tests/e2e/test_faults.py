@@ -385,9 +385,7 @@ def test_a_read_only_or_full_cache_directory_still_renders_with_one_warning(
     cache.mkdir()
     reference = generate(app, generate_env(None))
 
-    done = generate(
-        app, generate_env(cache, CACHE_FAULT=fault), [sys.executable, "-c", FAULTY_CACHE]
-    )
+    done = generate(app, generate_env(cache, CACHE_FAULT=fault), probe=FAULTY_CACHE)
 
     assert done.returncode == 0, done.stderr
     assert done.stdout == reference.stdout

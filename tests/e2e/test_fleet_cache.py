@@ -28,7 +28,6 @@ from tests.support.push_fleet import ecr_push_event, render_server
 from tests.support.redis_server import PASSWORD, RedisServer, TlsFront, free_port
 from tests.support.renders import (
     HOST,
-    TAGPIN,
     generate,
     generate_env,
     images_in,
@@ -273,17 +272,7 @@ def test_a_warm_render_never_imports_the_redis_client(fleet: Fleet) -> None:
     rendered(generate(fleet.app, fleet.env(cache)))
     fleet.redis.stop()  # a warm render must not even notice
 
-    warm = generate(
-        fleet.app,
-        fleet.env(cache),
-        command=[
-            str(Path(TAGPIN).with_name("python")),
-            "-X",
-            "importtime",
-            str(TAGPIN),
-            "generate",
-        ],
-    )
+    warm = generate(fleet.app, {**fleet.env(cache), "PYTHONPROFILEIMPORTTIME": "1"})
 
     assert warm.returncode == 0, warm.stderr
     imported = [

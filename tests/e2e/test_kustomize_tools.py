@@ -13,10 +13,10 @@ import pytest
 from cmp.testing import render_app
 from tests.e2e.source.test_kustomize import BASE, overlay
 from tests.support.apptree import build_tree
+from tests.support.cli import tagpin
 from tests.support.moto_ecr import ACCOUNT, REGION
 
 BIN = Path(sys.executable).parent
-TAGPIN = BIN / "tagpin"
 HOST = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 WEB = f"{HOST}/shop/web"
 DIGEST_V2 = "sha256:" + "2" * 64
@@ -65,25 +65,11 @@ def env_with(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def tagpin(
-    args: list[str], env: dict[str, str], *, stdin: bytes = b"", cwd: Path | None = None
-) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [str(TAGPIN), *args],
-        input=stdin,
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_lock_then_cmp_testing_render_a_kustomize_app_offline(
     repo: Path, tmp_path: Path, moto_ecr, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     digest = moto_ecr.push("shop/web", "v2")
-    locked = tagpin(["lock", str(repo / "apps/shop")], env_with(tmp_path))
+    locked = tagpin("lock", str(repo / "apps/shop"), env=env_with(tmp_path), binary=True)
     assert locked.returncode == 0, locked.stderr.decode()
     lock = (repo / "apps/shop/tagpin.lock").read_text()
     assert f"image: {WEB}:v2" in lock and digest in lock
@@ -94,8 +80,12 @@ def test_lock_then_cmp_testing_render_a_kustomize_app_offline(
     assert (
         text.encode()
         == tagpin(
-            ["render", str(repo / "apps/shop"), "-n", "shop"],
-            env_with(tmp_path, TAGPIN_LOCK="strict"),
+            "render",
+            str(repo / "apps/shop"),
+            "-n",
+            "shop",
+            env=env_with(tmp_path, TAGPIN_LOCK="strict"),
+            binary=True,
         ).stdout
     )
 
@@ -105,7 +95,9 @@ def test_diff_shows_an_overlay_tag_bump_as_a_digest_change(repo: Path, tmp_path:
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "lock")
     build_tree(repo, overlay(tag="v3"))
-    done = tagpin(["diff", "apps/shop"], env_with(tmp_path, TAGPIN_LOCK="strict"), cwd=repo)
+    done = tagpin(
+        "diff", "apps/shop", env=env_with(tmp_path, TAGPIN_LOCK="strict"), cwd=repo, binary=True
+    )
     assert done.returncode == 1, done.stderr.decode()
     changed = [line for line in done.stdout.decode().splitlines()[2:] if line[:1] in "+-"]
     assert changed == [
@@ -137,10 +129,16 @@ def test_pin_reads_files_and_stdin_in_order_and_takes_digests_from_a_lock(tmp_pa
     )
     env = env_with(tmp_path, AWS_CONFIG_FILE=str(tmp_path / "none"))
     done = tagpin(
-        ["pin", "a.yaml", "-", "b.json", "--digests", "digests.lock"],
-        env,
+        "pin",
+        "a.yaml",
+        "-",
+        "b.json",
+        "--digests",
+        "digests.lock",
+        env=env,
         stdin=b"apiVersion: v1\nkind: Service\nmetadata: {name: web}\n",
         cwd=tmp_path,
+        binary=True,
     )
     assert done.returncode == 0, done.stderr.decode()
     text = done.stdout.decode()
@@ -153,7 +151,13 @@ def test_pin_reads_files_and_stdin_in_order_and_takes_digests_from_a_lock(tmp_pa
     # --lock under TAGPIN_LOCK=strict: a tag it lacks fails, naming the image; nothing printed.
     build_tree(tmp_path, {"tagpin.lock": lock_text(v1=DIGEST_V2)})
     strict = tagpin(
-        ["pin", "a.yaml", "--lock", "tagpin.lock"], {**env, "TAGPIN_LOCK": "strict"}, cwd=tmp_path
+        "pin",
+        "a.yaml",
+        "--lock",
+        "tagpin.lock",
+        env={**env, "TAGPIN_LOCK": "strict"},
+        cwd=tmp_path,
+        binary=True,
     )
     assert (strict.returncode, strict.stdout) == (11, b"")
     assert f"{WEB}:v2: not in tagpin.lock".encode() in strict.stderr
@@ -177,20 +181,19 @@ def test_pin_applies_image_updater_overrides_and_tagpin_yaml_paths(
         },
     )
     done = tagpin(
-        [
-            "pin",
-            "in.yaml",
-            "--config",
-            "tagpin.yaml",
-            "--image-updater",
-            f"image-list=web={WEB}",
-            "--image-updater",
-            "web.allow-tags=regexp:^pr-42-",
-            "--image-updater",
-            "web.update-strategy=alphabetical",
-        ],
-        env_with(tmp_path),
+        "pin",
+        "in.yaml",
+        "--config",
+        "tagpin.yaml",
+        "--image-updater",
+        f"image-list=web={WEB}",
+        "--image-updater",
+        "web.allow-tags=regexp:^pr-42-",
+        "--image-updater",
+        "web.update-strategy=alphabetical",
+        env=env_with(tmp_path),
         cwd=tmp_path,
+        binary=True,
     )
     assert done.returncode == 0, done.stderr.decode()
     text = done.stdout.decode()
@@ -224,7 +227,9 @@ def test_pin_applies_image_updater_overrides_and_tagpin_yaml_paths(
 def test_pin_failures_print_nothing_and_exit_as_render_does(
     tmp_path: Path, stdin: bytes, status: int, message: bytes
 ) -> None:
-    done = tagpin(["pin", "-"], env_with(tmp_path, TAGPIN_LOCK="strict"), stdin=stdin)
+    done = tagpin(
+        "pin", "-", env=env_with(tmp_path, TAGPIN_LOCK="strict"), stdin=stdin, binary=True
+    )
     assert (done.returncode, done.stdout) == (status, b""), done.stderr.decode()
     assert message in done.stderr
 
@@ -234,12 +239,20 @@ def test_pin_of_a_template_apps_output_is_that_output(tmp_path: Path) -> None:
     (its images are already pinned, so nothing is asked either)."""
     example = Path(__file__).resolve().parents[2] / "examples" / "web"
     env = env_with(tmp_path, TAGPIN_LOCK="strict", AWS_CONFIG_FILE=str(tmp_path / "none"))
-    rendered = tagpin(["render", str(example), "--app-name", "web", "-n", "shop"], env)
+    rendered = tagpin(
+        "render", str(example), "--app-name", "web", "-n", "shop", env=env, binary=True
+    )
     assert rendered.returncode == 0, rendered.stderr.decode()
     pinned = tagpin(
-        ["pin", "-", "-n", "shop", "--digests", str(example / "tagpin.lock")],
-        env,
+        "pin",
+        "-",
+        "-n",
+        "shop",
+        "--digests",
+        str(example / "tagpin.lock"),
+        env=env,
         stdin=rendered.stdout,
+        binary=True,
     )
     assert pinned.returncode == 0, pinned.stderr.decode()
     assert pinned.stdout == rendered.stdout
@@ -268,13 +281,17 @@ def test_pin_reads_the_live_applications_overrides_like_render(
         ARGOCD_NAMESPACE="argocd",
         TAGPIN_CACHE_DIR=str(tmp_path / "cache"),
     )
-    rendered = tagpin(["render", str(app), "--app-name", "web"], env)
+    rendered = tagpin("render", str(app), "--app-name", "web", env=env, binary=True)
     assert rendered.returncode == 0, rendered.stderr.decode()
-    piped = tagpin(["pin", "--app-name", "web", str(app / "templates/web.yaml")], env)
+    piped = tagpin(
+        "pin", "--app-name", "web", str(app / "templates/web.yaml"), env=env, binary=True
+    )
     assert piped.returncode == 0, piped.stderr.decode()
     assert piped.stdout == rendered.stdout
     assert f"image: {WEB}:pr-42-abc@{digests['pr-42-abc']}".encode() in piped.stdout
-    production = tagpin(["pin", str(app / "templates/web.yaml")], env)  # no app: git's tag
+    production = tagpin(
+        "pin", str(app / "templates/web.yaml"), env=env, binary=True
+    )  # no app: git's tag
     assert f"image: {WEB}:v2@{digests['v2']}".encode() in production.stdout
 
 
@@ -289,6 +306,6 @@ def test_a_hung_kustomize_is_stopped_by_the_timeout(repo: Path, tmp_path: Path) 
         "TAGPIN_APP_LOOKUP": "off",
         "TAGPIN_KUSTOMIZE_TIMEOUT": "1",
     }
-    result = tagpin(["render", str(repo / "apps/shop")], env)
+    result = tagpin("render", str(repo / "apps/shop"), env=env, binary=True)
     assert result.returncode == 5 and result.stdout == b""
     assert b"did not finish in 1 s (TAGPIN_KUSTOMIZE_TIMEOUT)" in result.stderr

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from cmp.errors import ConfigError, ExitStatus
-from cmp.server import memory
-from cmp.settings import SETTINGS_BY_ENV, Settings
+from cmp.limits import memory
+from cmp.settings import SETTINGS_BY_ENV, Number, Settings
 from tests.support.apptree import build_tree, clean_env, cm
 from tests.support.hostile import LOCKED_APP, Sidecar, committed_repo, worker_peaks_mib
 
@@ -258,7 +258,7 @@ def test_a_render_with_every_numeric_setting_at_its_maximum_works(tmp_path: Path
     largest = {
         s.env: str(int(s.maximum))
         for s in SETTINGS_BY_ENV.values()
-        if s.maximum is not None and not s.env.startswith("TAGPIN_WEBHOOK_")
+        if isinstance(s, Number) and not s.env.startswith("TAGPIN_WEBHOOK_")
     }
     done = subprocess.run(
         [str(Path(sys.executable).with_name("tagpin")), "generate"],

@@ -24,10 +24,8 @@ from typing import Any
 import pytest
 
 from cmp import __version__
-from cmp.cli import SERVED_MODES
 from cmp.errors import ExitStatus
-from cmp.server.client import START_TIMEOUT, socket_path
-from cmp.settings import RENDER_SERVER_MODES, Settings
+from cmp.server.client import START_TIMEOUT
 from tests.support.apptree import build_tree, clean_env, run_cli
 from tests.support.cmpserver import AppSpec, CmpServer
 from tests.support.fake_kube import write_kubeconfig
@@ -515,22 +513,6 @@ def test_a_mistyped_mode_is_an_error_not_a_silent_default(app: Path) -> None:
     done = run_cli(["generate"], cwd=app, env={**argocd_env(app), "TAGPIN_RENDER_SERVER": "yes"})
     assert done.returncode != 0 and done.stdout == b""
     assert b"TAGPIN_RENDER_SERVER='yes' must be one of off, on, auto" in done.stderr
-
-
-def path_for(environ: dict[str, str]) -> str | None:
-    return socket_path(Settings.from_environ(environ), environ)
-
-
-def test_socket_path_defaults_and_limits() -> None:
-    assert set(SERVED_MODES) < set(RENDER_SERVER_MODES)  # the fast path knows the modes
-    name = f"render-server-{__version__}.sock"
-    assert path_for({"TAGPIN_CACHE_DIR": "/c"}) == f"/c/{name}"
-    assert path_for({"XDG_CACHE_HOME": "/x"}) == f"/x/tagpin/{name}"
-    assert (
-        path_for({"TAGPIN_RENDER_SERVER_SOCKET": "/s.sock", "TAGPIN_CACHE_DIR": "/c"}) == "/s.sock"
-    )
-    assert path_for({"TAGPIN_CACHE_DIR": "/" + "d" * 120}) is None  # cannot be bound
-    assert path_for({}) is None
 
 
 def test_exponential_allow_tags_through_the_render_server_pins_in_linear_time(

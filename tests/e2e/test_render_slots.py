@@ -1,4 +1,4 @@
-"""Fair render slots (cmp/server/slots.py, docs/reliability.md "Fair render slots"): one
+"""Fair render slots (cmp/limits/slots.py, docs/reliability.md "Fair render slots"): one
 tenant's slow renders cannot make the other tenants' renders fail.
 
 The attack (issue #22): one Application renders a template that spins for hours, twice at once,
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from cmp.errors import ExitStatus
-from cmp.server.slots import KILL_AFTER_SECONDS, Tenant, occupancy, repository_key
+from cmp.limits.slots import KILL_AFTER_SECONDS, Tenant, occupancy, repository_key
 from cmp.settings import DEFAULT_SETTINGS
 from tests.support import slot_attack, slot_holder
 from tests.support.apptree import clean_env

@@ -5,16 +5,15 @@ says where, and nothing on stdout; never exit 70 (an internal error) and never a
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from cmp.errors import ExitStatus
 from cmp.registry.pushes import PUSHES_ANNOTATION
+from tests.support.cli import tagpin
 from tests.support.fake_kube import FakeKube
 
-TAGPIN = str(Path(sys.executable).with_name("tagpin"))
 HOST = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
 CONFIG_MAP = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n"
 JSON_HEAD = '{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": '
@@ -23,18 +22,8 @@ JSON_HEAD = '{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}
 def run(
     args: list[str], stdin: str = "", cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [TAGPIN, *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        errors="surrogateescape",
-        timeout=300,
-        cwd=cwd,
-        env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "TAGPIN_APP_LOOKUP": "off"}
-        | (env or {}),
-        check=False,
-    )
+    bare = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "TAGPIN_APP_LOOKUP": "off"}
+    return tagpin(*args, stdin=stdin, cwd=cwd, env=bare | (env or {}), timeout=300)
 
 
 def nested(depth: int, opener: str = "[") -> str:

@@ -8,14 +8,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from cmp.errors import ExitStatus
 from tests.e2e.test_contract import server, user_repo, web_app  # noqa: F401
+from tests.support.cli import tagpin
 from tests.support.cmpserver import CmpServer
 
-TAGPIN = str(Path(sys.executable).with_name("tagpin"))
 SCHEMA = {
     "$schema": "http://json-schema.org/draft-07/schema#",
     "type": "object",
@@ -53,17 +52,9 @@ def write_app(root: Path, schema: object | None = SCHEMA) -> Path:
 
 
 def render(app: Path, *args: str, probe: bool = False) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-c", IMPORT_PROBE] if probe else [TAGPIN]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ARGOCD_"))}
     env.update(TAGPIN_APP_LOOKUP="off", TAGPIN_LOCK="strict")
-    return subprocess.run(
-        [*command, "render", str(app), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    return tagpin("render", app, *args, env=env, probe=IMPORT_PROBE if probe else None)
 
 
 def test_valid_values_render_and_jsonschema_is_imported_only_with_a_schema(tmp_path: Path) -> None:

@@ -23,10 +23,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cmp.argocd.kube import Connection, KubeApi
-from cmp.commands.webhook import webhook_command
+from cmp.commands.webhook import flags_over, webhook_command, webhook_config
 from cmp.registry.pushes import PUSHES_ANNOTATION, parse_record
+from cmp.settings import Settings
 from cmp.webhook.events import sign
 from cmp.webhook.server import WebhookConfig, WebhookServer
+from tests.support.ecr_events import ecr_event
 from tests.support.fake_kube import TOKEN, FakeKube
 
 REPO = Path(__file__).resolve().parents[2]
@@ -100,36 +102,6 @@ def signed(
         **JSON,
         "X-Tagpin-Timestamp": stamp,
         "X-Tagpin-Signature": sign(secret, stamp, body),
-    }
-
-
-def ecr_event(
-    repository: str = "team/web",
-    tag: str = "1.2.4",
-    *,
-    event_time: float | None = None,
-    detail: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """An ECR Image Action event as EventBridge delivers it (AWS docs' example, our values)."""
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "ECR Image Action",
-        "source": "aws.ecr",
-        "account": ACCOUNT,
-        "time": time.strftime(
-            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if event_time is None else event_time)
-        ),
-        "region": REGION,
-        "resources": [],
-        "detail": {
-            "result": "SUCCESS",
-            "repository-name": repository,
-            "image-digest": DIGEST,
-            "action-type": "PUSH",
-            "image-tag": tag,
-            **(detail or {}),
-        },
     }
 
 
@@ -844,19 +816,19 @@ def test_refuses_to_start_without_a_usable_secret_or_address(
     [
         ({}, ["-n", "team-a", "-n", "team-b"], ("team-a", "team-b")),
         ({"TAGPIN_WEBHOOK_NAMESPACES": "argocd team-a"}, [], ("argocd", "team-a")),
-        ({}, [], ()),  # none given: default_namespaces applies
+        ({}, [], ("gitops",)),  # none given: default_namespaces applies
     ],
 )
 def test_namespaces_come_from_flags_or_the_environment(
-    monkeypatch: pytest.MonkeyPatch,
     env: dict[str, str],
     args: list[str],
     namespaces: tuple[str, ...],
 ) -> None:
-    monkeypatch.delenv("TAGPIN_WEBHOOK_NAMESPACES", raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    assert webhook_command().make_context("webhook", args).params["namespaces"] == namespaces
+    environ = {"TAGPIN_WEBHOOK_SECRET": SECRET, "ARGOCD_NAMESPACE": "gitops", **env}
+    settings = flags_over(
+        Settings.from_environ(environ), **webhook_command().make_context("webhook", args).params
+    )
+    assert webhook_config(settings, environ).namespaces == namespaces
 
 
 def test_default_namespace_is_argo_cds() -> None:

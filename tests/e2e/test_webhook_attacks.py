@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import pytest
 
 from cmp.webhook.matching import select
+from tests.support.ecr_events import ecr_event as pushed
 from tests.support.fake_kube import FakeKube
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,25 +35,7 @@ EXPONENTIAL_TAG = "a" * 40 + "b"  # 41 characters: `^(a+)+$` never finished on i
 
 
 def ecr_event(repository: str, tag: str) -> bytes:
-    return json.dumps(
-        {
-            "version": "0",
-            "id": str(uuid.uuid4()),
-            "detail-type": "ECR Image Action",
-            "source": "aws.ecr",
-            "account": "111122223333",
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "region": "eu-west-1",
-            "resources": [],
-            "detail": {
-                "result": "SUCCESS",
-                "repository-name": repository,
-                "image-digest": DIGEST,
-                "action-type": "PUSH",
-                "image-tag": tag,
-            },
-        }
-    ).encode()
+    return json.dumps(pushed(repository, tag, digest=DIGEST)).encode()
 
 
 def policy(allow_tags: str) -> dict[str, str]:

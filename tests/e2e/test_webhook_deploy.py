@@ -7,11 +7,11 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import click
 import pytest
 
 from cmp.argocd.kube import HTTP_TIMEOUT_SECONDS
 from cmp.commands.webhook import SECRET_ENV, parse_listen, webhook_command
+from cmp.settings import Settings, unknown_settings
 from tests.support.kustomize import K8S_VERSIONS, kustomize_build, schema_problems
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,7 +82,7 @@ def test_runs_the_webhook_command_with_options_it_accepts(built: list[dict[str, 
     assert executable == "/opt/tagpin/bin/tagpin" and subcommand == "webhook"
     assert "tagpin" in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     context = webhook_command().make_context("webhook", list(container["args"]))
-    host, port = parse_listen(context.params["listen"])
+    host, port = parse_listen(context.params["webhook_listen"])
     assert host == "0.0.0.0"  # reachable through the Service, not just from inside the pod
     assert [p["containerPort"] for p in container["ports"]] == [port]
 
@@ -90,11 +90,10 @@ def test_runs_the_webhook_command_with_options_it_accepts(built: list[dict[str, 
 def test_every_setting_in_the_environment_is_one_the_command_reads(
     built: list[dict[str, Any]],
 ) -> None:
-    command = webhook_command()
-    known = {p.envvar for p in command.params if isinstance(p, click.Option) and p.envvar}
     env = {e["name"]: e for e in webhook_container(built)["env"]}
-    settings = {name for name in env if name.startswith("TAGPIN_WEBHOOK_")} - {SECRET_ENV}
-    assert settings <= known
+    assert unknown_settings(env) == []  # each a row of the table, read through Settings
+    values = {name: e["value"] for name, e in env.items() if "value" in e}
+    Settings.from_environ(values)  # and each a value the webhook can use
     assert env["ARGOCD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
 
 
@@ -142,5 +141,6 @@ def test_shutdown_fits_in_the_pods_grace_period(built: list[dict[str, Any]]) -> 
     flight; past the grace period the kubelet SIGKILLs and pending refreshes are lost."""
     context = webhook_command().make_context("webhook", list(webhook_container(built)["args"]))
     env = {e["name"]: e.get("value") for e in webhook_container(built)["env"]}
-    budget = float(env.get("TAGPIN_WEBHOOK_SHUTDOWN_SECONDS") or context.params["shutdown_seconds"])
+    from_env = Settings.from_environ({k: v for k, v in env.items() if v is not None})
+    budget = context.params["webhook_shutdown_seconds"] or from_env.webhook_shutdown_seconds
     assert budget + HTTP_TIMEOUT_SECONDS < pod(built)["terminationGracePeriodSeconds"]

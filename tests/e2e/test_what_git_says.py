@@ -17,12 +17,12 @@ import pytest
 
 from cmp.errors import ExitStatus
 from tests.support.apptree import build_tree
+from tests.support.cli import tagpin
 from tests.support.cmpserver import AppSpec, CmpServer, GenerateResult
 from tests.support.moto_ecr import ACCOUNT, REGION
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-TAGPIN = BIN / "tagpin"
 HOST = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 WEB = f"{HOST}/shop/web"
 
@@ -71,22 +71,8 @@ def tags(moto_ecr) -> dict[str, str]:
     return {tag: moto_ecr.push("shop/web", tag) for tag in ("1.1", "1.10")}
 
 
-def tagpin(
-    args: list[str], env: dict[str, str], stdin: str = ""
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(TAGPIN), *args],
-        input=stdin,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def render(root: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return tagpin(["render", str(root / "apps/web"), "--app-name", "web", *args], env)
+    return tagpin("render", str(root / "apps/web"), "--app-name", "web", *args, env=env)
 
 
 @pytest.fixture(params=["in-process", "served"])
@@ -142,7 +128,7 @@ def test_render_and_lock_refuse_a_tag_yaml_reads_as_a_number(
     done = render(root, env)
     assert (done.returncode, done.stdout) == (ExitStatus.CONFIG, "")
     assert FLOAT_REFUSAL in done.stderr
-    locked = tagpin(["lock", str(root / "apps/web"), "--app-name", "web"], env)
+    locked = tagpin("lock", str(root / "apps/web"), "--app-name", "web", env=env)
     assert locked.returncode == ExitStatus.CONFIG and FLOAT_REFUSAL in locked.stderr
     assert not (root / "apps/web/tagpin.lock").exists()
 
@@ -197,7 +183,7 @@ def test_a_host_almost_like_ecr_is_refused_by_render_and_pin(
     done = render(root, env)
     assert (done.returncode, done.stdout) == (ExitStatus.IMAGE, "")
     assert nearest in done.stderr
-    piped = tagpin(["pin", "-"], env, DEPLOYMENT.replace("IMAGE", LOOKALIKE))
+    piped = tagpin("pin", "-", env=env, stdin=DEPLOYMENT.replace("IMAGE", LOOKALIKE))
     assert (piped.returncode, piped.stdout) == (ExitStatus.IMAGE, "")
     assert nearest in piped.stderr
 
@@ -216,7 +202,7 @@ def test_render_and_pin_name_each_image_left_unpinned_unless_declared(
     done = render(root, env)
     assert done.returncode == 0 and "image: nginx:1.27\n" in done.stdout
     assert NOTICE.format(file="apps/web/templates/web.yaml.j2") in done.stderr
-    piped = tagpin(["pin", "-"], env, DEPLOYMENT.replace("IMAGE", f"{WEB}:1.10"))
+    piped = tagpin("pin", "-", env=env, stdin=DEPLOYMENT.replace("IMAGE", f"{WEB}:1.10"))
     assert piped.returncode == 0 and f"{WEB}:1.10@{tags['1.10']}" in piped.stdout
     assert piped.stderr == NOTICE.format(file="<stdin>")
 
@@ -227,9 +213,12 @@ def test_render_and_pin_name_each_image_left_unpinned_unless_declared(
     assert "not pinned" not in declared.stderr
     (tmp_path / "tagpin.yaml").write_text(config)
     piped = tagpin(
-        ["pin", "--config", str(tmp_path / "tagpin.yaml"), "-"],
-        env,
-        DEPLOYMENT.replace("IMAGE", f"{WEB}:1.10"),
+        "pin",
+        "--config",
+        str(tmp_path / "tagpin.yaml"),
+        "-",
+        env=env,
+        stdin=DEPLOYMENT.replace("IMAGE", f"{WEB}:1.10"),
     )
     assert piped.returncode == 0 and piped.stderr == ""
 
@@ -309,7 +298,7 @@ spec:
 def test_pin_leaves_references_it_would_not_pin_as_written_and_names_them(
     env: dict[str, str],
 ) -> None:
-    done = tagpin(["pin", "-"], env, KNATIVE_AND_TEKTON)
+    done = tagpin("pin", "-", env=env, stdin=KNATIVE_AND_TEKTON)
     assert done.returncode == 0, done.stderr
     for image in ("ko://knative.dev/serving/cmd/activator", "$(params.BUILDER_IMAGE)"):
         assert f"image: {image}\n" in done.stdout
@@ -325,13 +314,13 @@ SELECTOR_TWICE = (
 def test_pin_warns_about_a_key_given_twice_alike_and_refuses_it_when_the_values_differ(
     env: dict[str, str],
 ) -> None:
-    same = tagpin(["pin", "-"], env, SELECTOR_TWICE.replace("SEL", "web"))
+    same = tagpin("pin", "-", env=env, stdin=SELECTOR_TWICE.replace("SEL", "web"))
     assert same.returncode == 0 and "matchLabels:\n      app: web\n" in same.stdout
     assert (
         "tagpin: warning: <stdin>:12:3: key 'selector' is given twice in one mapping (the first "
         "one 7 lines above) with the same value"
     ) in same.stderr
-    different = tagpin(["pin", "-"], env, SELECTOR_TWICE.replace("SEL", "api"))
+    different = tagpin("pin", "-", env=env, stdin=SELECTOR_TWICE.replace("SEL", "api"))
     assert (different.returncode, different.stdout) == (ExitStatus.MANIFEST, "")
     assert (
         "duplicate key 'selector' in a mapping (the first one 7 lines above) with a different"

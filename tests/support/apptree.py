@@ -8,26 +8,26 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from cmp.images.ecr import EcrRepository
-from cmp.pipeline import RenderResult, render_manifests, run
+from cmp.output import Output
+from cmp.pipeline import RenderResult, run
 from cmp.registry.static import StaticRegistry
 from cmp.request import AppInfo, KubeInfo, RenderRequest
-from cmp.services import Services, limits_from
+from cmp.services import Services
 from cmp.settings import Settings, parse_parameters
 from cmp.source.manifests import Manifest
+from cmp.source.render import render_app
+from tests.support.cli import tagpin
 
 # The smallest valid app: a marker file and one plain manifest.
 MINIMAL_APP: dict[str, str | bytes] = {
     "tagpin.yaml": "{}\n",
     "templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n",
 }
-
-CLI_SCRIPT = Path(sys.executable).with_name("tagpin")
 
 
 def build_tree(
@@ -97,8 +97,7 @@ def render_dir(
 ) -> RenderResult:
     """Run the whole pipeline in-process; ECR answers from `registry` ({repo: {tag: digest}})."""
     static = StaticRegistry.of_digests(registry or {})
-    services = Services(registry_factory=lambda: static)
-    return run(make_request(app_dir, repo_root, **request_fields), services)
+    return run(make_request(app_dir, repo_root, **request_fields), Services(ecr=lambda *_: static))
 
 
 def render_text(app_dir: Path, repo_root: Path | None = None, **request_fields: Any) -> str:
@@ -110,7 +109,7 @@ def manifests_of(
 ) -> list[Manifest]:
     """Load → render → parse only (no image pinning): the objects an app produces."""
     request = make_request(app_dir, repo_root, **request_fields)
-    return render_manifests(request, limits_from(request.settings))[1]
+    return render_app(request, None, Output()).manifests
 
 
 def bodies(app_dir: Path, repo_root: Path | None = None, **request_fields: Any) -> list[Any]:
@@ -128,17 +127,5 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 def run_cli(
     args: Sequence[str], *, cwd: Path | None = None, env: Mapping[str, str] | None = None
 ) -> subprocess.CompletedProcess[bytes]:
-    """`tagpin ARGS` in a subprocess, bytes out, never raising on a non-zero exit."""
-    command = (
-        [str(CLI_SCRIPT)]
-        if CLI_SCRIPT.exists()
-        else [sys.executable, "-c", "from cmp.cli import main; main()"]
-    )
-    return subprocess.run(
-        [*command, *args],
-        cwd=cwd,
-        env=clean_env(env),
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
+    """`tagpin ARGS` in a subprocess with a minimal environment (`clean_env`), bytes out."""
+    return tagpin(*args, cwd=cwd, env=clean_env(env), binary=True)

@@ -7,12 +7,13 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from cmp.images.ecr import EcrRegistry, EcrRepository
 from cmp.registry.cache import CachedRepository, DiskCache
+from tests.support.cli import tagpin
 from tests.support.moto_ecr import ACCOUNT, REGION
 
 HOST = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
@@ -79,18 +80,10 @@ def generate_env(cache_dir: Path | None, **extra: str) -> dict[str, str]:
 
 
 def generate(
-    app: Path, env: Mapping[str, str], command: Sequence[str] | None = None
+    app: Path, env: Mapping[str, str], probe: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     """One `tagpin generate`; a render still running at Argo CD's deadline fails the test."""
-    return subprocess.run(
-        list(command or [str(TAGPIN), "generate"]),
-        cwd=app,
-        env=dict(env),
-        capture_output=True,
-        text=True,
-        timeout=ARGOCD_DEADLINE,
-        check=False,
-    )
+    return tagpin("generate", cwd=app, env=env, timeout=ARGOCD_DEADLINE, probe=probe)
 
 
 def start_generate(app: Path, env: Mapping[str, str]) -> subprocess.Popen[str]:

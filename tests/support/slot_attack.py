@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cmp.server.slots import Claim, occupancy
+from cmp.limits.slots import Claim, occupancy
 from tests.support.cmpserver import AppSpec, CmpServer, GenerateResult
 from tests.support.hostile import LOCKED_APP, OFFLINE, committed_repo
 

@@ -1,4 +1,4 @@
-"""A process that waits for a render slot with the real admission code (cmp/server/slots.py),
+"""A process that waits for a render slot with the real admission code (cmp/limits/slots.py),
 notes when it got one, and holds it until the test releases it: renders whose length the test
 decides, for the slot protocol's tests (tests/e2e/test_render_slots.py).
 
@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from cmp.errors import BusyError
-from cmp.server.slots import Tenant, render_slot
+from cmp.limits.slots import Tenant, render_slot
 from cmp.settings import Settings
 
 

@@ -13,12 +13,12 @@ from cmp.settings import (
     PARAMETERS,
     SETTINGS,
     SETTINGS_BY_ENV,
+    CacheMode,
+    Choice,
+    Number,
     Settings,
-    parse_number,
     parse_parameters,
     plugin_config,
-    setting_choice,
-    setting_int,
     unknown_settings,
 )
 
@@ -96,8 +96,8 @@ def test_discovery_claims_only_directories_holding_tagpin_yaml() -> None:
 
 
 def test_empty_setting_means_the_default_because_argo_cd_passes_empty_values() -> None:
-    assert setting_int({"TAGPIN_CACHE_TTL": ""}, "TAGPIN_CACHE_TTL") == 300
-    assert setting_choice({"TAGPIN_CACHE": ""}, "TAGPIN_CACHE", ("on", "off")) == "on"
+    settings = Settings.from_environ({"TAGPIN_CACHE_TTL": "", "TAGPIN_CACHE": ""})
+    assert (settings.cache_ttl, settings.cache) == (300, CacheMode.ON)
 
 
 @pytest.mark.parametrize(
@@ -109,21 +109,46 @@ def test_empty_setting_means_the_default_because_argo_cd_passes_empty_values() -
 )
 def test_bad_numbers_are_config_errors(environ: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        setting_int(environ, "TAGPIN_CACHE_TTL")
+        Settings.from_environ(environ)
 
 
-def test_bad_choices_are_config_errors() -> None:
-    with pytest.raises(ConfigError, match="TAGPIN_CACHE='sometimes' must be one of on, off"):
-        setting_choice({"TAGPIN_CACHE": "sometimes"}, "TAGPIN_CACHE", ("on", "off"))
+def test_bad_choices_are_config_errors_naming_every_choice() -> None:
+    with pytest.raises(
+        ConfigError, match="TAGPIN_CACHE='sometimes' must be one of on, off, refresh"
+    ):
+        Settings.from_environ({"TAGPIN_CACHE": "sometimes"})
 
 
 def test_settings_are_typed_with_the_tables_defaults() -> None:
     settings = Settings.from_environ({"TAGPIN_CACHE": "Refresh", "TAGPIN_ECR_DEADLINE": "7"})
-    assert settings.cache == "refresh"  # choices are case-insensitive, as each setting reads
+    assert settings.cache is CacheMode.REFRESH  # choices are case-insensitive enums
     assert settings.ecr_deadline == 7
     assert settings.cache_ttl == int(SETTINGS_BY_ENV["TAGPIN_CACHE_TTL"].default)
     with pytest.raises(AttributeError):
-        settings.cache = "off"  # type: ignore[misc]  # frozen: built once, passed down
+        settings.cache = CacheMode.OFF  # type: ignore[misc]  # frozen: built once, passed down
+
+
+def test_each_field_is_one_row_of_the_table_and_each_choice_an_enum() -> None:
+    """The typed object and the table are one declaration: a field per row, named after its
+    variable, a choice row's type its enum, whose values are the documented choices."""
+    assert [row.env for row in SETTINGS] == [f"TAGPIN_{f.upper()}" for f in Settings._fields]
+    for row in SETTINGS:
+        if isinstance(row, Choice):
+            assert row.default in row.choices
+            assert isinstance(getattr(Settings.from_environ({}), row.field), row.kind)
+
+
+def test_secrets_never_show_in_the_settings_repr() -> None:
+    settings = Settings.from_environ(
+        {
+            "TAGPIN_REDIS_PASSWORD": "hunter2-password",
+            "TAGPIN_REDIS_SIGNING_KEY": "k" * 32,
+            "TAGPIN_WEBHOOK_SECRET": "webhook-secret-0123456789",
+        }
+    )
+    shown = repr(settings)
+    assert "hunter2" not in shown and "kkkk" not in shown and "webhook-secret" not in shown
+    assert "redis_password='***'" in shown
 
 
 def test_every_bad_setting_is_reported_at_once_from_the_tables_choices_and_minimums() -> None:
@@ -153,16 +178,19 @@ def test_every_setting_is_documented_in_the_reference() -> None:
 def test_settings_are_read_by_name_only_in_the_settings_module() -> None:
     """Every TAGPIN_* value reaches the code as a typed `Settings` field, built once at the
     edge: no module but cmp/settings.py names a setting as a bare string (a lookup) or reads
-    one through setting_int / setting_choice."""
+    one by its variable."""
     import ast
     import re
     from pathlib import Path
 
     package = Path(__file__).resolve().parents[2] / "cmp"
     bare_name = re.compile(r"TAGPIN_[A-Z0-9_]+")
+    # The served client reads its few variables itself, to import nothing: held to the table
+    # by tests/unit/server/test_client.py.
+    exempt = {package / "settings.py", package / "server" / "client.py"}
     found = []
     for path in sorted(package.rglob("*.py")):
-        if path == package / "settings.py":
+        if path in exempt:
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             shown = f"{path.relative_to(package.parent)}:{getattr(node, 'lineno', '?')}"
@@ -171,7 +199,7 @@ def test_settings_are_read_by_name_only_in_the_settings_module() -> None:
                     found.append(f"{shown}: {node.value!r}")
             elif isinstance(node, ast.Name | ast.alias):
                 name = node.id if isinstance(node, ast.Name) else node.name
-                if name in ("setting_int", "setting_choice"):
+                if name == "SETTINGS_BY_ENV":
                     found.append(f"{shown}: {name}")
     assert found == []
 
@@ -200,7 +228,7 @@ def test_every_setting_and_every_other_variable_pass_without_a_word() -> None:
     assert unknown_settings(environ) == []
 
 
-NUMERIC = [s for s in SETTINGS if s.minimum is not None]
+NUMERIC = [s for s in SETTINGS if isinstance(s, Number)]
 ABSURD = [
     "99999999999999999999999999",  # past any maximum, and past what setrlimit takes
     "9" * 5000,  # int() of it alone takes a while, and Python refuses to print it
@@ -219,23 +247,25 @@ ABSURD = [
 @pytest.mark.parametrize("raw", ABSURD)
 @pytest.mark.parametrize("setting", NUMERIC, ids=lambda s: s.env)
 def test_an_absurd_number_in_any_numeric_setting_is_a_config_error_naming_it(
-    setting: Any, raw: str
+    setting: Number, raw: str
 ) -> None:
-    whole = float(setting.minimum).is_integer()
     with pytest.raises(ConfigError) as caught:
-        parse_number(setting.env, raw, whole=whole)
+        Settings.from_environ({setting.env: raw})
     assert str(caught.value).startswith(f"{setting.env}=")
 
 
 @pytest.mark.parametrize("setting", NUMERIC, ids=lambda s: s.env)
-def test_every_numeric_setting_has_a_range_holding_its_default(setting: Any) -> None:
-    whole = float(setting.minimum).is_integer()
-    assert setting.maximum is not None and setting.minimum >= 0
+def test_every_numeric_setting_has_a_range_holding_its_default(setting: Number) -> None:
+    assert setting.minimum >= 0
     if setting.default != "auto":  # TAGPIN_MAX_MEMORY_MB
-        assert setting.minimum <= parse_number(setting.env, setting.default, whole=whole)
-    assert parse_number(setting.env, str(setting.maximum), whole=whole) == setting.maximum
-    with pytest.raises(ConfigError, match=f"must be at most {setting.maximum}"):
-        parse_number(setting.env, str(setting.maximum + 1), whole=whole)
+        assert setting.minimum <= setting.number(setting.default)
+    assert setting.number(_number(setting.maximum)) == setting.maximum
+    with pytest.raises(ConfigError, match=f"must be at most {_number(setting.maximum)}"):
+        setting.number(_number(setting.maximum + 1))
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def test_settings_read_every_absurd_value_at_once() -> None:

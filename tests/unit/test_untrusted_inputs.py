@@ -24,19 +24,20 @@ from hypothesis import strategies as st
 
 from cmp.argocd.branch import LiveApp, plan_clear, status_rows
 from cmp.argocd.kube import LookupSettings, fetch_annotations
-from cmp.commands.options import stream_request
-from cmp.commands.stream import StreamInput, json_documents, parse_inputs, pin_stream
 from cmp.errors import AppLookupError, ConfigError, ResolveError, SourceError, TagpinError
 from cmp.images.ecr import EcrRepository, ecr_registry
 from cmp.imageupdater.annotations import PREFIX
 from cmp.imageupdater.plan import policies_from
 from cmp.jsonread import MAX_NESTING, JsonError, load_list, loads
+from cmp.output import Output
+from cmp.pipeline import run
 from cmp.registry.base import TagInfo
 from cmp.registry.pushes import PUSHES_ANNOTATION, BadRecord, PushFloors, parse_record
 from cmp.registry.static import StaticRegistry
-from cmp.services import services_from
-from cmp.settings import Settings, parse_parameters
+from cmp.request import AppInfo, KubeInfo, ManifestStream, RenderRequest, StreamInput
+from cmp.settings import AppLookup, Settings, parse_parameters
 from cmp.source.emit import emit_stream, emit_value
+from cmp.source.stream import json_documents, read_stream
 from cmp.source.yamlread import load_all
 from cmp.webhook.events import (
     Ignored,
@@ -123,7 +124,12 @@ def test_json_argo_cd_cannot_apply_or_python_cannot_nest_is_refused_with_its_pla
     """The attack: JSON nested 1,000 levels was exit 70 in `tagpin pin` and the Helm
     post-renderer; `NaN`, `Infinity` and `1e400` came out as `.nan`/`.inf` with exit 0."""
     with pytest.raises(TagpinError) as refused:
-        parse_inputs([StreamInput("<stdin>", text)], default_namespace="", max_nodes=MAX_NODES)
+        read_stream(
+            ManifestStream((StreamInput("<stdin>", text),)),
+            default_namespace="",
+            max_nodes=MAX_NODES,
+            output=Output(),
+        )
     assert str(refused.value) == f"<stdin>:{problem}" or str(refused.value).startswith(
         f"<stdin>:{problem}"
     )
@@ -153,7 +159,10 @@ def test_line_numbers_of_a_json_stream_look_at_each_character_a_bounded_number_o
 def test_a_stream_with_no_objects_is_nothing_to_pin() -> None:
     """Issue 23, item 20: `tagpin pin` given no objects prints none (exit 0)."""
     for text in ("", "---\n", "null\n", "# only a comment\n", "---\n---\n"):
-        assert parse_inputs([StreamInput("-", text)], default_namespace="", max_nodes=9) == []
+        said = Output()
+        stream = ManifestStream((StreamInput("-", text),))
+        assert read_stream(stream, default_namespace="", max_nodes=9, output=said) == []
+        assert said.notes == ["the input holds no Kubernetes objects; printed none"]
 
 
 def test_one_too_deep_item_is_left_out_of_a_list_and_named() -> None:
@@ -359,17 +368,20 @@ def test_pin_gives_canonical_yaml_or_a_named_error(text: str) -> None:
             f"- image: {WEB}:v1\n  digest: {DIGEST}\n"
         )
         environ = {"TAGPIN_APP_LOOKUP": "off", "TAGPIN_CACHE_DIR": directory}
-        request = stream_request(
-            app_name="",
-            namespace="",
-            updater={},
+        request = RenderRequest(
+            app_dir=Path(directory),
+            repo_root=Path(directory),
+            app=AppInfo(),
+            kube=KubeInfo(),
+            env={},
+            parameters=parse_parameters(None),
             settings_env=environ,
             settings=Settings.from_environ(environ),
+            digests=lock,
+            stream=ManifestStream((StreamInput("<stdin>", text),)),
         )
-        services = services_from(request)
-        services.digests_file = lock
         try:
-            result = pin_stream([StreamInput("<stdin>", text)], request, services)
+            result = run(request)
         except TagpinError:
             return
     for line, document in load_all(result.text, "out", max_nodes=10 * MAX_NODES):
@@ -502,7 +514,7 @@ class OneApplication:
 def test_a_render_reads_the_annotations_of_any_application_or_fails_by_name(
     application: dict[str, Any],
 ) -> None:
-    settings = LookupSettings(mode="on", enabled=True, app_name="web", namespace="argocd")
+    settings = LookupSettings(mode=AppLookup.ON, enabled=True, app_name="web", namespace="argocd")
     with contextlib.suppress(AppLookupError):
         annotations, _ = fetch_annotations(settings, lambda: OneApplication(application))
         assert all(isinstance(k, str) and isinstance(v, str) for k, v in annotations.items())

@@ -7,16 +7,16 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from cmp.commands.plugin_yaml import plugin_yaml
 from cmp.errors import ExitStatus
-from cmp.settings import PARAMETERS, plugin_yaml
+from cmp.settings import PARAMETERS
+from tests.support.cli import tagpin
 
 REPO = Path(__file__).resolve().parents[3]
-TAGPIN = str(Path(sys.executable).with_name("tagpin"))
 REVISION = "4f2a9c1e0b7d3a5f6e8c9b0a1d2e3f4a5b6c7d8e"
 
 
@@ -34,7 +34,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([TAGPIN, *args], cwd=cwd, env=env, capture_output=True, check=False)
+    return tagpin(*args, cwd=cwd, env=env, binary=True)
 
 
 @pytest.fixture

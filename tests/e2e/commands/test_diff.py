@@ -13,6 +13,7 @@ import pytest
 
 from cmp.errors import ExitStatus
 from cmp.source.gitrev import checkout, resolve_revision
+from tests.support.cli import tagpin
 
 HOST = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
 DIGEST_V1 = "sha256:" + "1" * 64
@@ -95,16 +96,8 @@ def offline_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def tagpin(repo: Repo, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [TAGPIN, *args],
-        cwd=repo.root,
-        env=offline_env(repo.root.parent),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+def in_repo(repo: Repo, *args: str) -> subprocess.CompletedProcess[str]:
+    return tagpin(*args, cwd=repo.root, env=offline_env(repo.root.parent))
 
 
 def bump(repo: Repo) -> str:
@@ -119,13 +112,13 @@ def bump(repo: Repo) -> str:
 
 def test_equal_revisions_exit_0_and_print_nothing(repo: Repo) -> None:
     repo.commit({"README.md": "not part of the app\n"}, "docs only")
-    done = tagpin(repo, "diff", "apps/web", "--base", "HEAD~1", "--head", "HEAD")
+    done = in_repo(repo, "diff", "apps/web", "--base", "HEAD~1", "--head", "HEAD")
     assert (done.returncode, done.stdout) == (0, ""), done.stderr
 
 
 def test_a_bump_exits_1_and_shows_the_image_line_with_both_digests(repo: Repo) -> None:
     bump(repo)
-    done = tagpin(repo, "diff", "apps/web", "--base", "HEAD~1", "--head", "HEAD")
+    done = in_repo(repo, "diff", "apps/web", "--base", "HEAD~1", "--head", "HEAD")
     assert done.returncode == ExitStatus.DIFFERENT, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("--- a/apps/web (HEAD~1 (")
@@ -140,30 +133,30 @@ def test_a_bump_exits_1_and_shows_the_image_line_with_both_digests(repo: Repo) -
 
 def test_a_new_digest_for_the_same_tag_is_visible(repo: Repo) -> None:
     repo.commit({"apps/web/tagpin.lock": lock_text(v1=DIGEST_V2)}, "v1 was rebuilt")
-    done = tagpin(repo, "diff", "apps/web", "--base", "HEAD~1", "--head", "HEAD")
+    done = in_repo(repo, "diff", "apps/web", "--base", "HEAD~1", "--head", "HEAD")
     assert done.returncode == ExitStatus.DIFFERENT
     assert f"+      - image: {HOST}/shop/web:v1@{DIGEST_V2}" in done.stdout.splitlines()
 
 
 def test_reverting_the_commit_restores_the_exact_old_render(repo: Repo) -> None:
-    before = tagpin(repo, "render", "apps/web").stdout
+    before = in_repo(repo, "render", "apps/web").stdout
     bump(repo)
-    assert DIGEST_V2 in tagpin(repo, "render", "apps/web").stdout
+    assert DIGEST_V2 in in_repo(repo, "render", "apps/web").stdout
     repo.git("revert", "--no-edit", "HEAD")
-    reverted = tagpin(repo, "render", "apps/web")
+    reverted = in_repo(repo, "render", "apps/web")
     assert reverted.returncode == 0, reverted.stderr
     assert reverted.stdout == before and f"shop/web:v1@{DIGEST_V1}" in before
-    done = tagpin(repo, "diff", "apps/web", "--base", "HEAD~2", "--head", "HEAD")
+    done = in_repo(repo, "diff", "apps/web", "--base", "HEAD~2", "--head", "HEAD")
     assert (done.returncode, done.stdout) == (0, "")
 
 
 def test_head_defaults_to_the_working_tree_and_base_to_HEAD(repo: Repo) -> None:
     repo.write({"apps/web/values.yaml": "tag: v1\nreplicas: 3\n"})  # not committed
-    done = tagpin(repo, "diff", "apps/web")
+    done = in_repo(repo, "diff", "apps/web")
     assert done.returncode == ExitStatus.DIFFERENT, done.stderr
     assert "+++ b/apps/web (working tree)" in done.stdout
     assert "-  replicas: 2\n+  replicas: 3\n" in done.stdout
-    committed_only = tagpin(repo, "diff", "apps/web", "--head", "HEAD")
+    committed_only = in_repo(repo, "diff", "apps/web", "--head", "HEAD")
     assert (committed_only.returncode, committed_only.stdout) == (0, "")
 
 
@@ -171,7 +164,7 @@ def test_an_app_added_since_base_is_all_additions(repo: Repo) -> None:
     repo.commit(
         {name.replace("apps/web", "apps/api"): text for name, text in APP_FILES.items()}, "add api"
     )
-    done = tagpin(repo, "diff", "apps/api", "--base", "HEAD~1", "--head", "HEAD")
+    done = in_repo(repo, "diff", "apps/api", "--base", "HEAD~1", "--head", "HEAD")
     assert done.returncode == ExitStatus.DIFFERENT, done.stderr
     body = done.stdout.splitlines()[3:]
     assert body and all(line.startswith("+") for line in body)
@@ -217,7 +210,7 @@ def test_errors_exit_with_their_code_and_print_nothing(
     if change:
         repo.commit(change, "break something")
     app = [] if any(a.startswith("apps/") for a in args) else ["apps/web"]
-    done = tagpin(repo, "diff", *app, *args)
+    done = in_repo(repo, "diff", *app, *args)
     assert done.returncode == status, done.stderr
     assert done.stdout == ""
     assert message in done.stderr
@@ -227,14 +220,7 @@ def test_outside_a_git_repository_is_a_config_error(tmp_path: Path) -> None:
     app = tmp_path / "plain" / "app"
     app.mkdir(parents=True)
     (app / "tagpin.yaml").write_text("{}\n")
-    done = subprocess.run(
-        [TAGPIN, "diff", str(app)],
-        env=offline_env(tmp_path),
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=tmp_path,
-    )
+    done = tagpin("diff", app, env=offline_env(tmp_path), cwd=tmp_path)
     assert done.returncode == ExitStatus.CONFIG
     assert "not inside a git repository" in done.stderr
 
@@ -248,7 +234,7 @@ def test_diff_leaves_git_state_and_working_tree_alone(repo: Repo) -> None:
         repo.git("stash", "list"),
         repo.git("worktree", "list"),
     ]
-    assert tagpin(repo, "diff", "apps/web", "--base", "HEAD~1").returncode == 1
+    assert in_repo(repo, "diff", "apps/web", "--base", "HEAD~1").returncode == 1
     assert [
         repo.git("status", "--porcelain"),
         repo.git("rev-parse", "HEAD"),

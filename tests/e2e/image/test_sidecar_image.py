@@ -19,7 +19,7 @@ import pytest
 
 from cmp import __version__
 from cmp.errors import ExitStatus
-from cmp.server.memory import RESERVED_MB
+from cmp.limits.memory import RESERVED_MB
 from tests.support.apptree import build_tree
 from tests.support.cmpserver import AppSpec, CmpServer, GenerateResult
 from tests.support.image import (
@@ -273,7 +273,7 @@ def test_a_render_waits_for_a_free_slot_in_the_container(
     # The slots' own records, read inside the container (what an operator would look at).
     held = (
         "from pathlib import Path\n"
-        "from cmp.server.slots import occupancy\n"
+        "from cmp.limits.slots import occupancy\n"
         "holders, _ = occupancy(Path('/tmp/tagpin-cache'))\n"
         "print('held' if [c.app for c in holders] == ['spin'] else 'free')\n"
     )

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from cmp.errors import ExitStatus
+from tests.support.cli import tagpin
 from tests.support.fake_ecr import access_denied, throttling
 from tests.support.moto_ecr import ACCOUNT, REGION
 from tests.support.renders import BOTO_PROBE
@@ -38,21 +38,11 @@ def write_app(root: Path, images: dict[str, str], extra: str = "") -> Path:
     return app
 
 
-def tagpin(
+def render(
     app: Path, *args: str, env: dict[str, str] | None = None, probe: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    command = (
-        [sys.executable, "-c", BOTO_PROBE]
-        if probe
-        else [str(Path(sys.executable).with_name("tagpin"))]
-    )
-    return subprocess.run(
-        [*command, "render", str(app), "--app-name", "app", *args],
-        capture_output=True,
-        text=True,
-        env=env or dict(os.environ),
-        timeout=120,
-        check=False,
+    return tagpin(
+        "render", app, "--app-name", "app", *args, env=env, probe=BOTO_PROBE if probe else None
     )
 
 
@@ -81,7 +71,7 @@ def test_cold_render_asks_once_per_repository_and_warm_render_not_at_all(
     app = write_app(tmp_path, images)
     moto_ecr.reset_calls()
 
-    cold = tagpin(app, env=cache_env)
+    cold = render(app, env=cache_env)
     assert cold.returncode == 0, cold.stderr
     assert moto_ecr.calls("DescribeImages") == 12
     assert sum(moto_ecr.counts().values()) == 12
@@ -90,7 +80,7 @@ def test_cold_render_asks_once_per_repository_and_warm_render_not_at_all(
     )
 
     moto_ecr.reset_calls()
-    warm = tagpin(app, env=cache_env, probe=True)
+    warm = render(app, env=cache_env, probe=True)
     assert warm.returncode == 0, warm.stderr
     assert sum(moto_ecr.counts().values()) == 0
     assert "IMPORTED=\n" in warm.stderr  # neither boto3 nor botocore was imported
@@ -111,12 +101,12 @@ def test_revert_reproduces_the_old_bytes_and_a_rebuild_under_a_new_tag_is_visibl
     digest_v2 = moto_ecr.push("shop/web", "v2")
     app = write_app(tmp_path, {"web": f"{HOST}/shop/web:v1"})
 
-    def render(tag: str) -> str:
-        done = tagpin(app, "--set", f"images.web={HOST}/shop/web:{tag}", env=cache_env)
+    def at_tag(tag: str) -> str:
+        done = render(app, "--set", f"images.web={HOST}/shop/web:{tag}", env=cache_env)
         assert done.returncode == 0, done.stderr
         return done.stdout
 
-    at_v1, at_v2, reverted = render("v1"), render("v2"), render("v1")
+    at_v1, at_v2, reverted = at_tag("v1"), at_tag("v2"), at_tag("v1")
     assert at_v1 != at_v2
     assert reverted == at_v1  # byte for byte
     assert digest_v1 in at_v1 and digest_v2 in at_v2
@@ -132,7 +122,7 @@ def test_revert_reproduces_the_old_bytes_and_a_rebuild_under_a_new_tag_is_visibl
         )
         == digest_v1
     )
-    rebuilt = render("v3")
+    rebuilt = at_tag("v3")
     assert rebuilt != at_v2
     assert f"{HOST}/shop/web:v3@{digest_v1}" in rebuilt
 
@@ -141,7 +131,7 @@ def test_multi_arch_images_pin_the_index_digest(
     tmp_path: Path, moto_ecr, cache_env: dict[str, str]
 ) -> None:
     index_digest = moto_ecr.push("shop/api", "v5", index=True)
-    done = tagpin(write_app(tmp_path, {"api": f"{HOST}/shop/api:v5"}), env=cache_env)
+    done = render(write_app(tmp_path, {"api": f"{HOST}/shop/api:v5"}), env=cache_env)
     assert done.returncode == 0, done.stderr
     assert images_in(done.stdout) == [f"{HOST}/shop/api:v5@{index_digest}"]
 
@@ -152,7 +142,7 @@ def test_cross_account_repositories_are_asked_with_their_registry_id(
     other = "111122223333"
     digest = moto_ecr.push("platform/base", "2024.1", account=other)
     image = f"{other}.dkr.ecr.{REGION}.amazonaws.com/platform/base:2024.1"
-    done = tagpin(write_app(tmp_path, {"base": image}), env=cache_env)
+    done = render(write_app(tmp_path, {"base": image}), env=cache_env)
     assert done.returncode == 0, done.stderr
     assert images_in(done.stdout) == [f"{image}@{digest}"]
 
@@ -163,12 +153,12 @@ def test_pinned_and_non_ecr_images_are_kept_and_strict_apps_refuse_unpinned_ones
     pinned = f"{HOST}/shop/web:v1@sha256:" + "a" * 64
     images = {"a": pinned, "b": "nginx:1.27", "c": "quay.io/org/tool:3"}
     moto_ecr.reset_calls()
-    done = tagpin(write_app(tmp_path, images), env=cache_env)
+    done = render(write_app(tmp_path, images), env=cache_env)
     assert done.returncode == 0, done.stderr
     assert images_in(done.stdout) == [pinned, "nginx:1.27", "quay.io/org/tool:3"]
     assert sum(moto_ecr.counts().values()) == 0
 
-    strict = tagpin(write_app(tmp_path, images, "images:\n  requireDigests: true\n"), env=cache_env)
+    strict = render(write_app(tmp_path, images, "images:\n  requireDigests: true\n"), env=cache_env)
     assert strict.returncode == ExitStatus.IMAGE and strict.stdout == ""
     assert "'nginx:1.27' is not pinned to a digest" in strict.stderr
     assert "'quay.io/org/tool:3' is not pinned" in strict.stderr
@@ -187,7 +177,7 @@ def test_every_missing_tag_and_repository_is_reported_at_once(
             "norepo": f"{HOST}/shop/nothing:v1",
         },
     )
-    done = tagpin(app, env=cache_env)
+    done = render(app, env=cache_env)
     assert done.returncode == ExitStatus.RESOLVE and done.stdout == ""
     assert (
         f"{HOST}/shop/web:v404: tag 'v404' does not exist in repository 'shop/web'" in done.stderr
@@ -211,7 +201,7 @@ def test_unreachable_ecr_ends_in_a_clear_error_in_bounded_time(tmp_path: Path, a
         TAGPIN_APP_LOOKUP="off",
     )
     started = time.monotonic()
-    done = tagpin(write_app(tmp_path, {"web": f"{HOST}/shop/web:v1"}), env=env)
+    done = render(write_app(tmp_path, {"web": f"{HOST}/shop/web:v1"}), env=env)
     elapsed = time.monotonic() - started
     assert done.returncode == ExitStatus.REGISTRY and done.stdout == ""
     assert "cannot reach ECR" in done.stderr
@@ -221,7 +211,7 @@ def test_unreachable_ecr_ends_in_a_clear_error_in_bounded_time(tmp_path: Path, a
 def test_throttling_ends_after_bounded_attempts(tmp_path: Path, fake_ecr) -> None:
     fake_ecr.script(otherwise=throttling())
     env = dict(os.environ, TAGPIN_CACHE="off", TAGPIN_APP_LOOKUP="off", TAGPIN_ECR_MAX_ATTEMPTS="3")
-    done = tagpin(write_app(tmp_path, {"web": f"{HOST}/shop/web:v1"}), env=env)
+    done = render(write_app(tmp_path, {"web": f"{HOST}/shop/web:v1"}), env=env)
     assert done.returncode == ExitStatus.REGISTRY and done.stdout == ""
     assert "throttl" in done.stderr.lower()
     assert fake_ecr.operations() == ["DescribeImages"] * 3
@@ -230,7 +220,7 @@ def test_throttling_ends_after_bounded_attempts(tmp_path: Path, fake_ecr) -> Non
 def test_access_denied_names_the_missing_permission(tmp_path: Path, fake_ecr) -> None:
     fake_ecr.script(otherwise=access_denied(repo="shop/web"))
     env = dict(os.environ, TAGPIN_CACHE="off", TAGPIN_APP_LOOKUP="off")
-    done = tagpin(write_app(tmp_path, {"web": f"{HOST}/shop/web:v1"}), env=env)
+    done = render(write_app(tmp_path, {"web": f"{HOST}/shop/web:v1"}), env=env)
     assert done.returncode == ExitStatus.REGISTRY and done.stdout == ""
     assert "ecr:DescribeImages" in done.stderr
     assert "testing" not in done.stderr  # the (fake) access key never appears

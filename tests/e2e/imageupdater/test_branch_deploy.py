@@ -14,6 +14,7 @@ import pytest
 
 from cmp.errors import ExitStatus
 from cmp.imageupdater.plan import OVERRIDE_ANNOTATION
+from tests.support.cli import tagpin
 from tests.support.moto_ecr import ACCOUNT, REGION
 from tests.support.push_fleet import manifest
 
@@ -71,15 +72,7 @@ def branch_tags(moto_ecr) -> dict[str, str]:
 
 
 def render(app: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    tagpin = str(Path(sys.executable).with_name("tagpin"))
-    return subprocess.run(
-        [tagpin, "render", str(app), "--app-name", "web", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return tagpin("render", app, "--app-name", "web", *args, env=env)
 
 
 def images(output: str) -> list[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,11 +13,11 @@ import pytest
 from cmp.errors import ExitStatus, LockError
 from cmp.registry.lock import LockMode, format_lock, lock_mode, parse_lock
 from cmp.settings import Settings
+from tests.support.cli import tagpin
 from tests.support.moto_ecr import ACCOUNT, REGION, MotoEcr
 from tests.support.renders import BOTO_PROBE
 
 HOST = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
-TAGPIN = str(Path(sys.executable).with_name("tagpin"))
 
 
 def rebuilt(seed: str) -> bytes:
@@ -56,15 +55,7 @@ def values(web: str = "v1", worker: str = "v1") -> str:
 def run(
     *args: str, env: dict[str, str] | None = None, probe: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-c", BOTO_PROBE] if probe else [TAGPIN]
-    return subprocess.run(
-        [*command, *args],
-        capture_output=True,
-        text=True,
-        env=env if env is not None else dict(os.environ),
-        timeout=120,
-        check=False,
-    )
+    return tagpin(*args, env=env, probe=BOTO_PROBE if probe else None)
 
 
 def images_in(output: str) -> list[str]:

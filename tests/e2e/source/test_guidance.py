@@ -5,15 +5,13 @@ app, ECR Public, an image-list entry naming no image, branch deploys under a str
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 from cmp.errors import ExitStatus
+from tests.support.cli import tagpin
 from tests.support.moto_ecr import ACCOUNT, REGION
 
 HOST = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
-TAGPIN = str(Path(sys.executable).with_name("tagpin"))
 DIGEST = "sha256:" + "1" * 64
 PR_DIGEST = "sha256:" + "2" * 64
 DEPLOYMENT = (
@@ -50,12 +48,6 @@ def offline_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         **extra,
     )
     return env
-
-
-def tagpin(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [TAGPIN, *args], capture_output=True, text=True, env=env, timeout=120, check=False
-    )
 
 
 def test_a_tag_yaml_read_as_a_number_says_so(tmp_path: Path, moto_ecr) -> None:

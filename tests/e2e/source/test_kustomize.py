@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from tests.support.apptree import build_tree
+from tests.support.cli import tagpin
 from tests.support.cmpserver import AppSpec, CmpServer
 from tests.support.kustomize import kubectl, kustomize_build
 from tests.support.moto_ecr import ACCOUNT, REGION
 
 REPO = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent
-TAGPIN = BIN / "tagpin"
 HOST = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 
 BASE = {
@@ -112,20 +112,6 @@ def by_kind(objects: list[dict]) -> dict[str, dict]:
     return {o["kind"]: o for o in objects}
 
 
-def tagpin(
-    args: list[str], env: dict[str, str], *, stdin: bytes = b"", cwd: Path | None = None
-) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [str(TAGPIN), *args],
-        input=stdin,
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_the_sidecar_pins_the_overlays_tag_with_kustomizes_own_transformers(
     server: CmpServer, repo: Path, tags: dict[str, str]
 ) -> None:
@@ -164,19 +150,19 @@ def test_pin_on_kustomizes_output_prints_the_sidecars_bytes(
         check=True,
         timeout=120,
     ).stdout
-    piped = tagpin(["pin", "-"], sidecar_env, stdin=built)
-    assert piped.returncode == 0, piped.stderr.decode()
+    piped = tagpin("pin", "-", env=sidecar_env, stdin=built.decode())
+    assert piped.returncode == 0, piped.stderr
     # The emulator, like Argo CD, drops the one trailing newline of the plugin's stdout.
-    assert piped.stdout.decode() == sidecar.stdout + "\n"
+    assert piped.stdout == sidecar.stdout + "\n"
     # JSON in (as `kubectl ... -o json` gives), the same YAML out.
     import json
 
     import yaml
 
     as_json = "\n".join(json.dumps(doc) for doc in yaml.safe_load_all(built) if doc)
-    from_json = tagpin(["pin"], sidecar_env, stdin=as_json.encode())
-    assert from_json.returncode == 0, from_json.stderr.decode()
-    assert from_json.stdout.decode() == sidecar.stdout + "\n"
+    from_json = tagpin("pin", env=sidecar_env, stdin=as_json)
+    assert from_json.returncode == 0, from_json.stderr
+    assert from_json.stdout == sidecar.stdout + "\n"
 
 
 def test_a_missing_ecr_tag_fails_as_in_a_template_app(
@@ -348,11 +334,11 @@ def test_a_symlinked_base_leaving_the_repository_is_refused(
     )
     (repo / "bases" / "linked").symlink_to(tmp_path / "outside")
     build_tree(repo, {"apps/shop/kustomization.yaml": "resources: [../../bases/linked]\n"})
-    result = tagpin(["render", str(repo / "apps/shop")], sidecar_env)
-    assert result.returncode == 4 and result.stdout == b""
+    result = tagpin("render", repo / "apps/shop", env=sidecar_env)
+    assert result.returncode == 4 and result.stdout == ""
     assert (
-        b"apps/shop/kustomization.yaml: resources: '../../bases/linked' resolves outside "
-        b"the repository"
+        "apps/shop/kustomization.yaml: resources: '../../bases/linked' resolves outside "
+        "the repository"
     ) in result.stderr
 
 
@@ -389,12 +375,12 @@ def test_remote_bases_load_only_when_the_sidecar_setting_allows_them(
         },
     )
     env = {**sidecar_env, "TAGPIN_LOCK": "strict"}
-    refused = tagpin(["render", str(repo / "apps/shop")], env)
-    assert refused.returncode == 4 and refused.stdout == b""
-    assert b"TAGPIN_KUSTOMIZE_REMOTE=on" in refused.stderr
-    allowed = tagpin(["render", str(repo / "apps/shop")], {**env, "TAGPIN_KUSTOMIZE_REMOTE": "on"})
-    assert allowed.returncode == 0, allowed.stderr.decode()
-    assert f"image: {HOST}/shop/web:v1@{digest}".encode() in allowed.stdout
+    refused = tagpin("render", repo / "apps/shop", env=env)
+    assert refused.returncode == 4 and refused.stdout == ""
+    assert "TAGPIN_KUSTOMIZE_REMOTE=on" in refused.stderr
+    allowed = tagpin("render", repo / "apps/shop", env={**env, "TAGPIN_KUSTOMIZE_REMOTE": "on"})
+    assert allowed.returncode == 0, allowed.stderr
+    assert f"image: {HOST}/shop/web:v1@{digest}" in allowed.stdout
 
 
 def test_enable_managed_by_label_reaches_a_kustomize_binary(repo: Path, tmp_path: Path) -> None:
@@ -420,9 +406,9 @@ def test_enable_managed_by_label_reaches_a_kustomize_binary(repo: Path, tmp_path
         "TAGPIN_CACHE": "off",
         "TAGPIN_APP_LOOKUP": "off",
     }
-    done = tagpin(["render", str(repo / "apps/shop")], env)
-    assert done.returncode == 0, done.stderr.decode()
-    assert f"argv: build --enable-managedby-label {repo / 'apps/shop'}".encode() in done.stdout
+    done = tagpin("render", repo / "apps/shop", env=env)
+    assert done.returncode == 0, done.stderr
+    assert f"argv: build --enable-managedby-label {repo / 'apps/shop'}" in done.stdout
 
 
 def test_kustomize_runs_under_the_renders_memory_cap(repo: Path, tmp_path: Path) -> None:
@@ -447,6 +433,6 @@ def test_kustomize_runs_under_the_renders_memory_cap(repo: Path, tmp_path: Path)
         "TAGPIN_APP_LOOKUP": "off",
         "TAGPIN_MAX_MEMORY_MB": "1500",
     }
-    done = tagpin(["render", str(repo / "apps/shop")], env)
-    assert done.returncode == 0, done.stderr.decode()
-    assert f"kib: '{1500 * 1024}'".encode() in done.stdout
+    done = tagpin("render", repo / "apps/shop", env=env)
+    assert done.returncode == 0, done.stderr
+    assert f"kib: '{1500 * 1024}'" in done.stdout

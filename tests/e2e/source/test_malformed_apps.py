@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from cmp.errors import ExitStatus
-from tests.support.renders import TAGPIN, generate_env
+from tests.support.cli import tagpin
+from tests.support.renders import generate_env
 
 
 @dataclass(frozen=True)
@@ -232,15 +233,7 @@ def build(root: Path, files: Mapping[str, Content]) -> Path:
 
 def render(app: Path, settings: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
     # Far below Argo CD's deadline: a malformed app must fail fast, never hang.
-    return subprocess.run(
-        [str(TAGPIN), "generate"],
-        cwd=app,
-        env=generate_env(None, **settings),
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
-    )
+    return tagpin("generate", cwd=app, env=generate_env(None, **settings), timeout=10)
 
 
 @pytest.mark.parametrize(("files", "settings", "expected"), CATALOGUE)

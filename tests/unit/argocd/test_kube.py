@@ -21,7 +21,7 @@ from cmp.argocd.kube import (
     lookup_settings,
 )
 from cmp.errors import AppLookupError, ConfigError
-from cmp.settings import Settings
+from cmp.settings import AppLookup, Settings
 from tests.support.fake_kube import TOKEN, FakeKube, Pki, write_kubeconfig
 
 UPDATER = "argocd-image-updater.argoproj.io/image-list"
@@ -100,13 +100,14 @@ def test_lookup_settings_rules(
 @pytest.mark.parametrize(
     ("environ", "message"),
     [
-        ({"TAGPIN_APP_LOOKUP": "yes"}, "TAGPIN_APP_LOOKUP='yes' is not one of auto, on, off"),
+        ({"TAGPIN_APP_LOOKUP": "yes"}, "TAGPIN_APP_LOOKUP='yes' must be one of auto, on, off"),
         ({"TAGPIN_APP_LOOKUP": "on"}, "pass --app-name or set ARGOCD_APP_NAME"),
     ],
 )
 def test_lookup_settings_rejects(environ: dict[str, str], message: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=message):
-        lookup_settings(Settings.from_environ(environ), environ, "", serviceaccount_dir=tmp_path)
+        settings = Settings.from_environ(environ)  # a bad value: refused with the others
+        lookup_settings(settings, environ, "", serviceaccount_dir=tmp_path)
 
 
 # --- fetch_annotations with a swapped-in reader ---------------------------------------------
@@ -126,7 +127,7 @@ class StaticReader:
 
 
 def settings(mode: str, enabled: bool = True) -> LookupSettings:
-    return LookupSettings(mode=mode, enabled=enabled, app_name="web", namespace="argocd")
+    return LookupSettings(mode=AppLookup(mode), enabled=enabled, app_name="web", namespace="argocd")
 
 
 def test_fetch_annotations_returns_the_live_annotations() -> None:

@@ -227,13 +227,14 @@ def test_when_the_second_render_fails_images_holding_the_printed_value_are_refus
 
 def test_lock_refuses_as_render_does(tmp_path: Path) -> None:
     from cmp.commands.lock import lock_app
+    from cmp.output import Output
     from cmp.registry.static import StaticRegistry
     from tests.support.apptree import make_request
 
     app(tmp_path, "tag: 1.10\n")
     registry = StaticRegistry.of_digests({WEB: {"1.1": DIGEST, "1.10": DIGEST}})
     with pytest.raises(ConfigError, match="tag: 1.10 is read by YAML as the number 1.1"):
-        lock_app(make_request(tmp_path), lambda: registry)
+        lock_app(make_request(tmp_path), lambda: registry, Output())
 
 
 # --- the values a second render sees ---------------------------------------------------------

@@ -38,7 +38,9 @@ NOT_REFERENCES = [
 
 def report_of(*manifests: Manifest, rules: ImageRules | None = None) -> PinReport:
     registry = StaticRegistry.of_digests({ecr_repository("shop/web"): {"v1": DIGEST}})
-    return pin(list(manifests), rules=rules, registry_factory=lambda: registry)
+    wanted, report = collect(list(manifests), rules or ImageRules())
+    pin(wanted, report, registry)
+    return report
 
 
 def test_references_tagpin_would_not_pin_need_not_parse_and_are_named() -> None:

@@ -468,18 +468,19 @@ def test_the_webhook_refuses_to_start_with_a_bad_redis_url(
 
 
 def test_the_webhook_reads_the_redis_password_without_a_signing_key(tmp_path: Path) -> None:
-    from cmp.commands.webhook import shared_cache_settings
+    from cmp.commands.webhook import webhook_config
 
     (tmp_path / "auth").write_text(PASSWORD)
-    loaded = shared_cache_settings(
-        {
-            "TAGPIN_REDIS_URL": "redis://argocd-redis:6379/0",
-            "TAGPIN_REDIS_PASSWORD_FILE": str(tmp_path / "auth"),
-        }
-    )
+    secret = {"TAGPIN_WEBHOOK_SECRET": "fleet-webhook-secret-0123456789"}
+    environ = {
+        **secret,
+        "TAGPIN_REDIS_URL": "redis://argocd-redis:6379/0",
+        "TAGPIN_REDIS_PASSWORD_FILE": str(tmp_path / "auth"),
+    }
+    loaded = webhook_config(Settings.from_environ(environ), environ).shared_cache
 
     assert loaded is not None and loaded.password == PASSWORD and loaded.signing_key is None
-    assert shared_cache_settings({}) is None
+    assert webhook_config(Settings.from_environ(secret), secret).shared_cache is None
 
 
 # -- tag listings (branch deploys) ------------------------------------------------------------

@@ -5,26 +5,19 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
+from tests.support.cli import tagpin
+
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "web"
-TAGPIN = str(Path(sys.executable).with_name("tagpin"))
 
 
 def render(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ARGOCD_"))}
     env.update(TAGPIN_LOCK="strict", TAGPIN_APP_LOOKUP="off")
-    return subprocess.run(
-        [TAGPIN, "render", str(EXAMPLE), "--app-name", "web", "-n", "shop", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    return tagpin("render", EXAMPLE, "--app-name", "web", "-n", "shop", *args, env=env)
 
 
 def test_json_output_is_one_list_of_the_rendered_objects() -> None:

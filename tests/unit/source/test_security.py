@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from cmp.errors import ExitStatus, ManifestError, SourceError, TagpinError, TemplateError
-from cmp.pipeline import render_manifests
+from cmp.output import Output
 from cmp.request import from_argocd_environment
-from cmp.source.appdir import Limits
+from cmp.source.render import render_app
 from tests.support.apptree import build_tree, cm, manifests_of, parameters, run_cli
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -300,7 +300,7 @@ def test_secret_in_the_sidecar_environment_never_reaches_the_output(
     )
     app = build_tree(tmp_path, {"tagpin.yaml": "{}\n", "templates/dump.yaml.j2": template})
     request = from_argocd_environment(dict(os.environ), app)
-    [body] = [m.body for m in render_manifests(request, Limits())[1]]
+    [body] = [m.body for m in render_app(request, None, Output()).manifests]
     assert body["data"]["env"] == '{"LOG_LEVEL":"debug"}'
     assert SECRET not in json.dumps(body)
 

@@ -4,28 +4,20 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from cmp.errors import ExitStatus
+from tests.support.cli import tagpin
 
-TAGPIN = str(Path(sys.executable).with_name("tagpin"))
 VALUES = "image: nginx:1.27\nports: [80]\ncfg: {a: 1}\nflags: {debug: yes}\n"
 
 
 def render(app: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ARGOCD_"))}
     env.update(TAGPIN_APP_LOOKUP="off")
-    return subprocess.run(
-        [TAGPIN, "render", str(app)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    return tagpin("render", app, env=env)
 
 
 def write_app(root: Path, files: dict[str, str], values: str = VALUES) -> Path:

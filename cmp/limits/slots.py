@@ -41,9 +41,9 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
+from typing import NamedTuple
 
 from cmp.errors import BusyError, TemplateError
 from cmp.settings import Settings
@@ -62,8 +62,7 @@ class RenderTimeout(TemplateError):
     """The render kept its slot past TAGPIN_MAX_RENDER_SECONDS."""
 
 
-@dataclass(frozen=True)
-class Tenant:
+class Tenant(NamedTuple):
     """Whose render it is: the unit of fair share. `repo` is a hash of the normalised
     repository URL, so one repository with many Applications (an ApplicationSet, a monorepo)
     gets one share, not one per Application."""
@@ -97,8 +96,7 @@ def repository_key(url: str) -> str:
     return f"{host}/{path}"
 
 
-@dataclass(frozen=True)
-class Claim:
+class Claim(NamedTuple):
     """A slot's holder or a waiting render, from its record."""
 
     pid: int
@@ -121,16 +119,18 @@ class Claim:
         return claim if math.isfinite(since) and math.isfinite(until) else None
 
 
-@dataclass(frozen=True, eq=False)
 class _Ticket:
-    """A waiting render: its ticket file's name ("" for this render before it has one)."""
+    """A waiting render: its ticket file's name ("" for this render before it has one).
+    Compared by identity: this render's is found among the others by being itself."""
 
-    name: str
-    claim: Claim
+    __slots__ = ("claim", "name")
+
+    def __init__(self, name: str, claim: Claim) -> None:
+        self.name = name
+        self.claim = claim
 
 
-@dataclass
-class _View:
+class _View(NamedTuple):
     """What one look under the admission lock found."""
 
     slot: int | None  # the slot this render takes (locked), if it is its turn
@@ -204,7 +204,7 @@ class _Slots:
                     view = self._look(me, now)
                     if view.slot is not None:
                         lease = settings.max_render_seconds
-                        claim = replace(me.claim, since=now, until=now + lease if lease else 0.0)
+                        claim = me.claim._replace(since=now, until=now + lease if lease else 0.0)
                         _write(view.slot, claim)
                         self._drop_ticket()
                         return

@@ -1,9 +1,10 @@
-"""Run one command's job: print its YAML once on success, or its problems on stderr, and
-return the exit code its error class carries.
+"""What a command says, and when: its result once on stdout on success; warnings, notes and
+problems on stderr; the exit code its error class carries.
 
 Output discipline: stdout receives the rendered YAML exactly once, at the very end, and only
 on success. Argo CD reads empty output as "no resources", which with auto-prune deletes the
-app, so every failure writes to stderr only and exits non-zero.
+app, so every failure writes to stderr only and exits non-zero. Warnings are said whether the
+command succeeds or fails, since they often explain the failure; notes only on success.
 """
 
 from __future__ import annotations
@@ -11,38 +12,40 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
 
 from cmp.errors import ExitStatus, SourceError, TagpinError
 
-if TYPE_CHECKING:
-    from cmp.settings import Settings
 
+class Output:
+    """The sink every stage says its warnings and notes into, for one command; `execute`
+    prints them."""
 
-def limit_memory(settings: Settings) -> None:
-    """Cap this process at one render's share of the container's memory (TAGPIN_MAX_MEMORY_MB,
-    cmp/server/memory.py): the Jinja2 sandbox cannot stop every way a template can build a huge
-    string, and a clear error naming the template is far better than the sidecar being
-    OOM-killed with every tenant's renders."""
-    from cmp.server.memory import container_limit_bytes, per_render_megabytes
-    from cmp.server.memory import limit_memory as cap
+    __slots__ = ("notes", "warnings")
 
-    cap(per_render_megabytes(settings, container_limit_bytes()))
+    def __init__(self, warnings: list[str] | None = None) -> None:
+        self.warnings: list[str] = warnings if warnings is not None else []
+        self.notes: list[str] = []  # a human summary on success (overrides applied, say)
+
+    def warn(self, *lines: str) -> None:
+        self.warnings.extend(lines)
+
+    def note(self, *lines: str) -> None:
+        self.notes.extend(lines)
 
 
 def execute(
-    job: Callable[[], Any], *, debug: bool = False, environ: Mapping[str, str] | None = None
+    job: Callable[[Output], str], *, debug: bool = False, environ: Mapping[str, str] | None = None
 ) -> int:
-    """Run a render job; print its YAML once on success, or its problems on stderr. Unknown
-    TAGPIN_* variables in `environ` (default: this process's) are warned about either way."""
+    """Run a command's job, which returns what stdout gets; print it once on success, or the
+    problems on stderr. Unknown TAGPIN_* variables in `environ` (default: this process's) are
+    warned about either way."""
     from cmp.settings import unknown_settings
 
-    unknown = unknown_settings(os.environ if environ is None else environ)
+    output = Output(unknown_settings(os.environ if environ is None else environ))
     try:
-        result = job()
+        text = job(output)
     except TagpinError as exc:
-        exc.warnings = [*unknown, *exc.warnings]
-        _report(exc)
+        _report(output.warnings, exc)
         if debug:
             import traceback
 
@@ -51,17 +54,17 @@ def execute(
     except KeyboardInterrupt:
         return int(ExitStatus.INTERRUPTED)
     except MemoryError:  # the cap (TAGPIN_MAX_MEMORY_MB) at work: the input is too large
-        _warn(unknown)
         _report(
+            output.warnings,
             SourceError(
                 "the render needs more memory than tagpin allows one render (TAGPIN_MAX_MEMORY_MB, "
                 "docs/reliability.md); is a values file, a YAML document or a template's output "
                 "very large?"
-            )
+            ),
         )
         return int(ExitStatus.SOURCE)
     except Exception:  # noqa: BLE001 - anything else is a bug; never print partial output
-        _warn(unknown)
+        _warn(output.warnings)
         sys.stderr.write("tagpin: internal error (a bug in tagpin; please report it)\n")
         if debug:
             import traceback
@@ -70,10 +73,10 @@ def execute(
         else:
             sys.stderr.write(f"  {sys.exc_info()[1]!r}\n  rerun with --debug for a traceback\n")
         return int(ExitStatus.INTERNAL)
-    _warn([*unknown, *result.warnings])
-    for note in result.notes:
+    _warn(output.warnings)
+    for note in output.notes:
         sys.stderr.write(f"tagpin: {note}\n")
-    sys.stdout.write(result.text)
+    sys.stdout.write(text)
     sys.stdout.flush()
     return int(ExitStatus.OK)
 
@@ -83,8 +86,8 @@ def _warn(warnings: list[str]) -> None:
         sys.stderr.write(f"tagpin: warning: {warning}\n")
 
 
-def _report(exc: TagpinError) -> None:
-    lines = [f"tagpin: warning: {warning}" for warning in exc.warnings]
+def _report(warnings: list[str], exc: TagpinError) -> None:
+    lines = [f"tagpin: warning: {warning}" for warning in warnings]
     lines.append(f"tagpin: {exc.title} (exit {int(exc.exit_status)}):")
     lines += [f"  {problem}" for problem in exc.problems]
     sys.stderr.write("\n".join(lines) + "\n")

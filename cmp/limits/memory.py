@@ -3,7 +3,7 @@ fit the container (docs/reliability.md, "Memory").
 
 The sidecar's cgroup limit is shared by argocd-cmp-server, the render server and every render.
 A render that outgrows it gets the whole container OOM-killed, every tenant's renders with it.
-So at most TAGPIN_MAX_PARALLEL_RENDERS renders run at once (cmp/server/slots.py: the others
+So at most TAGPIN_MAX_PARALLEL_RENDERS renders run at once (cmp/limits/slots.py: the others
 wait for a slot; with one CPU they would not finish sooner anyway), and each is capped at its
 share of what the container has left:
 
@@ -84,7 +84,14 @@ def per_render_megabytes(settings: Settings, limit_bytes: int | None) -> int:
     return share
 
 
-def limit_memory(megabytes: int) -> None:
+def limit_render(settings: Settings) -> None:
+    """Cap this process at one render's share of the container's memory: the Jinja2 sandbox
+    cannot stop every way a template can build a huge string, and a clear error naming the
+    template is far better than the sidecar being OOM-killed with every tenant's renders."""
+    limit_data(per_render_megabytes(settings, container_limit_bytes()))
+
+
+def limit_data(megabytes: int) -> None:
     """Cap this process's data size (RLIMIT_DATA) at `megabytes` (0: leave it); a lower limit
     already set (by the operator, or an enclosing render) stays."""
     import resource
