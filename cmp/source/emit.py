@@ -152,7 +152,7 @@ CERTAINLY_PLAIN = re.compile(
 )
 
 
-@functools.lru_cache(maxsize=16384)  # keys and many values repeat across objects
+@functools.lru_cache(maxsize=4096)  # keys and many values repeat across objects
 def _plain_tag(value: str) -> str:
     """What some reader could take plain `value` for: go-yaml v2, v3, then the patterns."""
     if CERTAINLY_PLAIN.fullmatch(value):
@@ -173,7 +173,7 @@ def plain_tag(value: str) -> str:
     return STR
 
 
-@functools.lru_cache(maxsize=16384)
+@functools.lru_cache(maxsize=4096)
 def _str_style(value: str) -> str | None:
     """How a string is written: plain (None) when every reader reads it back as this string,
     else single-quoted (libyaml double-quotes what single quotes cannot hold), `|` for text

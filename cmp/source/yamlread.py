@@ -30,7 +30,7 @@ _EXPECTED_TAGS = {INT: (INT,), FLOAT: (FLOAT, INT), BOOL: (BOOL,), NULL: (NULL,)
 _DEFAULT_TAGS = {yaml.ScalarNode: STR, yaml.SequenceNode: SEQ, yaml.MappingNode: MAP}
 
 
-@functools.lru_cache(maxsize=16384)  # keys and many values repeat across objects
+@functools.lru_cache(maxsize=4096)  # keys and many values repeat across objects
 def _resolve(kind: type, value: str | None, implicit: Any) -> str:
     """The tag of an untagged node: go-yaml v2's for a plain scalar (`implicit[0]`), else the
     default one of its kind."""
