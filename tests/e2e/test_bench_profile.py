@@ -35,7 +35,8 @@ def profile(tmp_path: Path, *arguments: str) -> tuple[Path, set[tuple[str, str]]
     assert printed, completed.stdout
     path = Path(printed.group(1))
     assert path.is_file() and path.parent == tmp_path
-    return path, {(Path(file).as_posix(), name) for file, _, name in pstats.Stats(str(path)).stats}
+    profiled = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]  # (file, line, name) keys
+    return path, {(Path(file).as_posix(), name) for file, _, name in profiled}
 
 
 def _has(functions: set[tuple[str, str]], file: str, name: str) -> bool:

@@ -539,7 +539,8 @@ def test_a_profiling_server_writes_the_profile_of_the_worker_that_rendered(
         process.wait(timeout=WAIT)
     (written,) = profiles.iterdir()
     assert written.name.startswith("worker-") and str(written) in log.read_text()
-    functions = {(Path(path).name, name) for path, _, name in pstats.Stats(str(written)).stats}
+    profiled = pstats.Stats(str(written)).stats  # type: ignore[attr-defined]  # (file, line, name)
+    functions = {(Path(path).name, name) for path, _, name in profiled}
     assert ("listener.py", "_render") in functions  # the worker's render...
     assert ("emit.py", "emit_stream") in functions
     assert ("cli.py", "main") not in functions  # ...not the client's forwarding
