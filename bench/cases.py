@@ -164,10 +164,7 @@ def pin_case(workspace: Workspace, app: BenchApp, runs: int) -> Row:
     cache_dir = workspace.root / f"cache-{app.name}"
     prime_cache(cache_dir, app.images)
     env = argocd_env(workspace, app, cache_dir)
-    stream = workspace.root / f"pin-{app.objects}.in.yaml"
-    stream.write_text(
-        "".join(path.read_text() for path in sorted((app.app_dir / "templates").glob("*.yaml")))
-    )
+    stream = pin_input(workspace, app)
     return compare(
         workspace,
         app,
@@ -177,6 +174,15 @@ def pin_case(workspace: Workspace, app: BenchApp, runs: int) -> Row:
         command=[str(workspace.script), "pin", str(stream)],
         note=f"`tagpin pin FILE`, warm cache, {len(app.images)} images",
     )
+
+
+def pin_input(workspace: Workspace, app: BenchApp) -> Path:
+    """A file of the app's objects, unpinned, as `helm template` would print them."""
+    stream = workspace.root / f"pin-{app.objects}.in.yaml"
+    stream.write_text(
+        "".join(path.read_text() for path in sorted((app.app_dir / "templates").glob("*.yaml")))
+    )
+    return stream
 
 
 @dataclass(frozen=True)

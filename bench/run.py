@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import pstats
-import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -26,46 +24,49 @@ from bench.apps import (
 from bench.cases import cold_cases, import_check, kustomize_case, pin_case, warm_case
 from bench.lookup import kube_api
 from bench.measure import argocd_env, make_workspace, precompile, prime_cache
-from bench.model import REDIS_CONFIGURED, ImportCheck, Row, Workspace
+from bench.model import REDIS_CONFIGURED, ImportCheck, Row
+from bench.profiling import PROFILE_CASES, profile
 from bench.report import import_report, machine, slope, table
 from bench.server import render_server
 
+# What `--cases` takes. The README and docs/performance.md name these in their commands
+# (tests/unit/test_performance_docs.py checks that every one they name is here).
+CASES = {
+    "example": "examples/web, digests in the disk cache",
+    "example-lock": "examples/web, digests from its tagpin.lock",
+    "large": "large-2000 and large-10000",
+    "large-2000": "2,000 plain-YAML objects, a quarter Deployments (40 with --smoke)",
+    "large-10000": "10,000 of them (200 with --smoke)",
+    "images-200": "200 images in 40 repositories, digests cached (8 in 4 with --smoke)",
+    "cold": "those images against moto's ECR, empty cache every run",
+    "served": "example (with kustomize, lookup, cold, redis: those too) through a render server",
+    "lookup": "example reading its Application from a Kubernetes API stand-in",
+    "kustomize": "a Kustomize app against `kustomize build` plus the floor",
+    "pin": "`tagpin pin FILE` on large-2000's objects",
+    "imports": "python -X importtime: what a warm render imports",
+    "redis": "example with the fleet cache configured (not run by default)",
+}
+DEFAULT_CASES = tuple(case for case in CASES if case not in ("large-2000", "large-10000", "redis"))
+SERVED = "served"
+
 
 def build_apps(root: Path, smoke: bool) -> dict[str, BenchApp]:
-    sizes = (40, 200) if smoke else (2000, 10000)
+    """The apps by the case that measures them (the large and images apps are smaller with
+    --smoke, under the same case names)."""
+    small, big = (40, 200) if smoke else (2000, 10000)
     images = dict(images=8, repositories=4) if smoke else dict(images=200, repositories=40)
-    apps = [
-        example_app(root),
-        example_app(root, keep_lock=True),
-        *(large_app(root, size) for size in sizes),
-        many_images_app(root, **images),
-        kustomize_app(root, 20 if smoke else 100),
-    ]
-    return {app.name: app for app in apps}
+    return {
+        "example": example_app(root),
+        "example-lock": example_app(root, keep_lock=True),
+        "large-2000": large_app(root, small),
+        "large-10000": large_app(root, big),
+        "images-200": many_images_app(root, **images),
+        "kustomize": kustomize_app(root, 20 if smoke else 100),
+    }
 
 
-def profile(workspace: Workspace, app: BenchApp, out: Path) -> str:
-    """One render under cProfile; the .prof file opens in snakeviz/pstats, the text is a start."""
-    cache_dir = workspace.root / f"cache-{app.name}"
-    prime_cache(cache_dir, app.images)
-    env = argocd_env(workspace, app, cache_dir)
-    subprocess.run(
-        [str(workspace.python), "-m", "cProfile", "-o", str(out), *workspace.generate],
-        cwd=app.app_dir,
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    import io
-
-    text = io.StringIO()
-    stats = pstats.Stats(str(out), stream=text)
-    stats.sort_stats("cumulative").print_stats(30)
-    stats.sort_stats("tottime").print_stats(20)
-    return text.getvalue()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line, checked: an unknown case is an error, not an empty table."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--runs", type=int, default=11, help="timed runs per case (median)")
     parser.add_argument(
@@ -76,17 +77,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--cases",
         nargs="*",
-        help="subset of: example example-lock large-2000 large-10000 images-200 "
-        "cold served lookup kustomize pin imports redis "
-        "(the last not by default)",
+        metavar="CASE",
+        help="subset of: "
+        + "; ".join(f"{name}: {what}" for name, what in CASES.items())
+        + f" (default: {' '.join(DEFAULT_CASES)})",
     )
     parser.add_argument(
-        "--profile", metavar="CASE", help="render CASE once under cProfile, print the top functions"
+        "--profile",
+        nargs="+",
+        metavar="CASE",
+        help=f"render CASE once under cProfile ({', '.join(PROFILE_CASES)}; add `{SERVED}` to "
+        "profile the render server's worker that answers it), print the top functions and the "
+        "path of the .prof file",
     )
     parser.add_argument(
         "--profile-out",
         type=Path,
-        help="where --profile writes its .prof (default: $TMPDIR/tagpin-CASE.prof)",
+        help="where --profile writes its .prof (default: $TMPDIR/tagpin-CASE[-served].prof)",
     )
     parser.add_argument("--workdir", type=Path, help="where apps and caches go (default: temp)")
     parser.add_argument(
@@ -107,6 +114,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         "editable-install hooks at startup) instead of a deployed-like venv",
     )
     args = parser.parse_args(argv)
+    unknown = [case for case in args.cases or () if case not in CASES]
+    if unknown:
+        parser.error(f"--cases: no case {', '.join(unknown)}; pick from {', '.join(CASES)}")
+    if args.profile:
+        case, *rest = args.profile
+        if case not in PROFILE_CASES or rest not in ([], [SERVED]) or (rest and case == "pin"):
+            parser.error(
+                f"--profile takes CASE or CASE {SERVED}, CASE one of {', '.join(PROFILE_CASES)} "
+                "(`pin` is never served)"
+            )
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
     runs = 1 if args.smoke else max(1, args.runs)
 
     with contextlib.ExitStack() as stack:
@@ -119,56 +141,39 @@ def main(argv: Sequence[str] | None = None) -> int:
             precompile()
         apps = build_apps(workspace.root, args.smoke)
         if args.profile:
-            name = args.profile
-            app = apps.get(name) or next(
-                (a for a in apps.values() if a.name.startswith(name)), None
-            )
-            if app is None:
-                parser.error(f"--profile: no case {name!r}; pick one of {', '.join(apps)}")
-            out = args.profile_out or Path(tempfile.gettempdir()) / f"tagpin-{app.name}.prof"
-            print(profile(workspace, app, out))
+            case, *served = args.profile
+            name = f"{case}-{SERVED}" if served else case
+            out = args.profile_out or Path(tempfile.gettempdir()) / f"tagpin-{name}.prof"
+            app = apps["large-2000" if case == "pin" else case]
+            print(profile(workspace, app, out, pin=case == "pin", served=bool(served)))
             print(f"wrote {out} (python -m pstats {out}, or snakeviz {out})")
             return 0
 
-        wanted = set(
-            args.cases
-            or [
-                "example",
-                "example-lock",
-                "large",
-                "images-200",
-                "cold",
-                "served",
-                "lookup",
-                "kustomize",
-                "pin",
-                "imports",
-            ]
-        )
+        wanted = set(args.cases or DEFAULT_CASES)
+        if "large" in wanted:
+            wanted |= {"large-2000", "large-10000"}
         rows: list[Row] = []
         checks: list[ImportCheck] = []
-        for app in apps.values():
-            if app.name.startswith("kustomize-"):
-                if "kustomize" in wanted:
-                    print(f"measuring {app.name} ...", file=sys.stderr, flush=True)
-                    rows.append(kustomize_case(workspace, app, runs))
-                continue
-            selected = app.name in wanted or (app.name.startswith("large-") and "large" in wanted)
-            if selected:
+        for case in ("example", "example-lock", "large-2000", "large-10000", "images-200"):
+            if case in wanted:
+                app = apps[case]
                 print(f"measuring {app.name} ...", file=sys.stderr, flush=True)
                 # The 10,000-object app takes seconds per run: fewer runs, still a median.
                 rows.append(warm_case(workspace, app, min(runs, 5) if app.objects > 5000 else runs))
+        if "kustomize" in wanted:
+            print(f"measuring {apps['kustomize'].name} ...", file=sys.stderr, flush=True)
+            rows.append(kustomize_case(workspace, apps["kustomize"], runs))
         if "pin" in wanted:
-            app = next(a for a in apps.values() if a.name.startswith("large-"))
+            app = apps["large-2000"]
             print(f"measuring tagpin pin on {app.name} ...", file=sys.stderr, flush=True)
             rows.append(pin_case(workspace, app, runs))
-        images_app = next(a for a in apps.values() if a.name.startswith("images-"))
-        server = stack.enter_context(render_server(workspace)) if "served" in wanted else None
+        images_app = apps["images-200"]
+        server = stack.enter_context(render_server(workspace)) if SERVED in wanted else None
         if server is not None:
             print("measuring example through the render server ...", file=sys.stderr, flush=True)
             rows.append(warm_case(workspace, apps["example"], runs, server=server))
         if server is not None and "kustomize" in wanted:
-            app = next(a for a in apps.values() if a.name.startswith("kustomize-"))
+            app = apps["kustomize"]
             print(
                 f"measuring {app.name} through the render server ...", file=sys.stderr, flush=True
             )
@@ -197,10 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             )
         if "imports" in wanted:
-            for app in (
-                apps["example"],
-                next(a for a in apps.values() if a.name.startswith("large-")),
-            ):
+            for app in (apps["example"], apps["large-2000"]):
                 cache_dir = workspace.root / f"cache-{app.name}"
                 prime_cache(cache_dir, app.images)
                 env = argocd_env(workspace, app, cache_dir, extra=REDIS_CONFIGURED)

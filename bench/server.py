@@ -39,6 +39,15 @@ class RenderServer:
             if "private memory " in line
         ]
 
+    def profiles(self) -> list[Path]:
+        """The profiles workers have written so far (a server started with `profile`)."""
+        marker = " wrote its profile to "
+        return [
+            Path(line.split(marker, 1)[1])
+            for line in self.log.read_text().splitlines()
+            if marker in line
+        ]
+
     def rss_kb(self) -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
@@ -47,13 +56,20 @@ class RenderServer:
 
 
 @contextlib.contextmanager
-def render_server(workspace: Workspace) -> Iterator[RenderServer]:
-    """`python -m cmp.server.listener`, as TAGPIN_RENDER_SERVER=auto starts it in the sidecar."""
+def render_server(workspace: Workspace, *, profile: bool = False) -> Iterator[RenderServer]:
+    """`python -m cmp.server.listener`, as TAGPIN_RENDER_SERVER=auto starts it in the sidecar;
+    with `profile`, each worker renders under cProfile (`profiles()` says where it wrote)."""
     from tests.support.listener import start_listener
 
     directory = Path(tempfile.mkdtemp(prefix="tagpin-bench-", dir="/tmp"))  # short socket path
     socket, log = directory / "render.sock", directory / "server.log"
-    process = start_listener(socket, log, dict(workspace.env_base), python=str(workspace.python))
+    process = start_listener(
+        socket,
+        log,
+        dict(workspace.env_base),
+        python=str(workspace.python),
+        profile_dir=directory / "profiles" if profile else None,
+    )
     try:
         deadline = time.monotonic() + 60
         while not (log.exists() and "serving" in log.read_text()):

@@ -24,7 +24,16 @@ from cmp.errors import ConfigError
     is_flag=True,
     help="Log every render (exit status, time, peak memory), not only failures.",
 )
-def render_server_command(socket_path: str | None, log_renders: bool) -> int:
+@click.option(
+    "--profile-dir",
+    default=None,
+    metavar="DIR",
+    help="Render under cProfile: each worker writes worker-<pid>.prof to DIR "
+    "(a directory only this user can write; docs/performance.md).",
+)
+def render_server_command(
+    socket_path: str | None, log_renders: bool, profile_dir: str | None
+) -> int:
     """Serve `tagpin generate` from warm forked workers (TAGPIN_RENDER_SERVER; docs/server.md)."""
     from cmp.server.client import socket_path as default_socket
     from cmp.server.listener import serve
@@ -37,6 +46,6 @@ def render_server_command(socket_path: str | None, log_renders: bool) -> int:
             "(a path of at most 100 bytes)"
         )
     try:
-        return serve(path, sys.stderr, log_renders=log_renders)
+        return serve(path, sys.stderr, log_renders=log_renders, profile_dir=profile_dir)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None

@@ -60,10 +60,16 @@ class _Worker:
         return self.answered
 
 
-def serve(path: str, log: IO[str], *, log_renders: bool = False) -> int:
+def serve(
+    path: str, log: IO[str], *, log_renders: bool = False, profile_dir: str | None = None
+) -> int:
     """Serve renders on the Unix socket `path` until SIGTERM/SIGINT; 0 if another server owns
-    it already (several clients may have started one at once)."""
+    it already (several clients may have started one at once). With `profile_dir`, every
+    worker runs its render under cProfile and writes `worker-<pid>.prof` there."""
     _check_directory(os.path.dirname(path) or ".")
+    if profile_dir is not None:
+        profile_dir = os.path.abspath(profile_dir)  # a worker renders in its client's cwd
+        _check_directory(profile_dir, holds="profile")
     lock = open(path + ".lock", "a")  # noqa: SIM115 - held for the server's whole life
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -73,7 +79,7 @@ def serve(path: str, log: IO[str], *, log_renders: bool = False) -> int:
         return 0
     started = time.monotonic()
     warm_up()
-    server = _Server(path, lock, log, log_renders)
+    server = _Server(path, lock, log, log_renders, profile_dir)
     server.say(f"serving {path} (pid {os.getpid()}, ready in {time.monotonic() - started:.2f} s)")
     try:
         server.run()
@@ -87,8 +93,16 @@ class _Server:
     connection. Signal handlers only note what happened; the wakeup pipe ends the poll() in
     `run`, which does the work (nothing is raised in the middle of a fork or a log write)."""
 
-    def __init__(self, path: str, lock: IO[str], log: IO[str], log_renders: bool) -> None:
+    def __init__(
+        self,
+        path: str,
+        lock: IO[str],
+        log: IO[str],
+        log_renders: bool,
+        profile_dir: str | None = None,
+    ) -> None:
         self.path, self.lock, self.log, self.log_renders = path, lock, log, log_renders
+        self.profile_dir = profile_dir
         self.listener = _listen(path)
         self.bound = os.stat(path).st_ino
         self.workers: dict[int, _Worker] = {}
@@ -162,6 +176,7 @@ class _Server:
                     *(w.answered_pipe for w in self.workers.values()),
                 ),
                 log=self.log if self.log_renders else None,
+                profile_dir=self.profile_dir,
             )
         os.close(answered_write)
         with contextlib.suppress(OSError):
@@ -281,14 +296,15 @@ def _say(log: IO[str], message: str) -> None:
     log.flush()
 
 
-def _check_directory(directory: str) -> None:
+def _check_directory(directory: str, holds: str = "socket") -> None:
     """Only a directory this user alone can write may hold the socket: anyone who can replace
-    it could answer renders with their own YAML."""
+    it could answer renders with their own YAML (or, for profiles, plant a symlink to write
+    through)."""
     os.makedirs(directory, mode=0o700, exist_ok=True)
     info = os.stat(directory)
     if info.st_uid != os.getuid() or info.st_mode & 0o022:
         raise ConfigError(
-            f"{directory}: the render server's socket directory must belong to this user "
+            f"{directory}: the render server's {holds} directory must belong to this user "
             "and be writable by no one else"
         )
 
@@ -375,9 +391,11 @@ def _worker(
     answered: int,
     close_in_child: tuple[socket.socket | IO[str] | int, ...],
     log: IO[str] | None = None,
+    profile_dir: str | None = None,
 ) -> None:
     """Runs in the forked child; never returns. With `log`, it notes its private memory (what
-    it added to the server's shared pages) once it has answered."""
+    it added to the server's shared pages) once it has answered; with `profile_dir`, it
+    renders under cProfile and writes the profile there once it has answered."""
     status = int(ExitStatus.INTERNAL)
     try:
         os.setpgid(0, 0)  # its own group, which the server kills when the client is gone
@@ -389,7 +407,13 @@ def _worker(
             os.close(inherited) if isinstance(inherited, int) else inherited.close()
         cwd, umask, environ = _read_request(connection)
         connection.sendall(STARTED)
-        status, output, errors = _render(cwd, umask, environ)
+        if profile_dir is None:
+            status, output, errors = _render(cwd, umask, environ)
+        else:
+            import cProfile  # only a profiling server's workers pay for it
+
+            profiler = cProfile.Profile()
+            status, output, errors = profiler.runcall(_render, cwd, umask, environ)
         # Said before the answer goes out: a client that hangs up once it has read it must not
         # look like one that gave up. Only sending is left, which ends if the client is gone.
         os.write(answered, b".")
@@ -403,6 +427,11 @@ def _worker(
         )
         if log is not None:
             _say(log, f"worker {os.getpid()} private memory {_private_kib() / 1024:.1f} MiB")
+        if profile_dir is not None:
+            written = os.path.join(profile_dir, f"worker-{os.getpid()}.prof")
+            profiler.dump_stats(written)
+            if log is not None:
+                _say(log, f"worker {os.getpid()} wrote its profile to {written}")
     except BaseException:  # noqa: BLE001 - the client renders itself when no result comes
         status = int(ExitStatus.INTERNAL)
     finally:
@@ -469,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--socket", required=True)
     parser.add_argument("--log", help="append to this file instead of stderr")
     parser.add_argument("--log-renders", action="store_true")
+    parser.add_argument("--profile-dir", help="each worker writes its render's cProfile here")
     args = parser.parse_args(argv)
     with contextlib.ExitStack() as stack:
         log = (
@@ -484,7 +514,9 @@ def main(argv: list[str] | None = None) -> int:
             else sys.stderr
         )
         try:
-            return serve(args.socket, log, log_renders=args.log_renders)
+            return serve(
+                args.socket, log, log_renders=args.log_renders, profile_dir=args.profile_dir
+            )
         except ConfigError as exc:
             log.write(f"tagpin render-server: cannot serve: {exc}\n")
             return int(exc.exit_status)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import operator
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -140,9 +141,27 @@ def _resolver_table(
 _QUOTE_RESOLVERS = _resolver_table(_QUOTE_PATTERNS)
 
 
-@functools.lru_cache(maxsize=8192)  # keys and many values repeat across objects
+# Plain text that no reader takes for anything but a string: a letter, `_` or `/` first, then
+# only letters, digits and `_./-`, and none of YAML 1.1's words (bools, nulls) nor `e5`-like
+# floats. Most keys and values in Kubernetes objects are such; for them the rule chain below
+# would answer str after half a dozen dictionary and pattern lookups. A fast path only: every
+# string it accepts, the chain reads as str too (tests/unit/source/test_emit_fast.py).
+CERTAINLY_PLAIN = re.compile(
+    r"(?!(?:y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF"
+    r"|null|Null|NULL)\Z)(?![eE][-+]?[0-9])[A-Za-z_/][A-Za-z0-9_./-]*"
+)
+
+
+@functools.lru_cache(maxsize=4096)  # keys and many values repeat across objects
 def _plain_tag(value: str) -> str:
     """What some reader could take plain `value` for: go-yaml v2, v3, then the patterns."""
+    if CERTAINLY_PLAIN.fullmatch(value):
+        return STR
+    return plain_tag(value)
+
+
+def plain_tag(value: str) -> str:
+    """The full rule chain behind `_plain_tag` (which answers most strings without it)."""
     tag = resolve_plain(value)[0]
     if tag != STR:
         return str(tag)
@@ -154,6 +173,18 @@ def _plain_tag(value: str) -> str:
     return STR
 
 
+@functools.lru_cache(maxsize=4096)
+def _str_style(value: str) -> str | None:
+    """How a string is written: plain (None) when every reader reads it back as this string,
+    else single-quoted (libyaml double-quotes what single quotes cannot hold), `|` for text
+    with line breaks, double-quoted for the breaks only some readers know."""
+    if _ESCAPED_BREAKS.search(value):
+        return '"'
+    if "\n" in value:
+        return "|"
+    return None if _plain_tag(value) == STR else "'"
+
+
 def _key(key: Any) -> str:
     # Only values built in templates reach here with keys the loader refuses (a null key, a
     # 65-bit integer): written as their text, quoted, so they read back as that text.
@@ -163,37 +194,84 @@ def _key(key: Any) -> str:
         return "null" if key is None else str(key)
 
 
+_MAP, _SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+_DEFAULT_TAGS = {yaml.ScalarNode: STR, yaml.SequenceNode: _SEQ, yaml.MappingNode: _MAP}
+_ScalarNode, _SequenceNode, _MappingNode = yaml.ScalarNode, yaml.SequenceNode, yaml.MappingNode
+_NO_PATHS: dict[Any, Any] = {}
+_FIRST = operator.itemgetter(0)
+
+
 class CanonicalDumper(_CDumper):  # type: ignore[misc,valid-type]
+    """PyYAML's representer with the canonical rules, written by libyaml's C emitter.
+
+    Strings, lists and dicts (nearly every node of a Kubernetes object) are turned into nodes
+    here directly, each string with its style already decided; anything else goes through
+    PyYAML's representer table. A string is written plain only when no reader could read the
+    plain text as anything else; quoted otherwise, which is what makes every reader agree on
+    tagpin's output and a render of it a fixed point."""
+
     yaml_implicit_resolvers = _QUOTE_RESOLVERS
     # False for text a template places itself (`to_yaml`); tagpin's own output indents right.
     comment_blocks = True
+    # The C serializer calls these around every node it writes. No path resolvers are
+    # registered, so C no-ops stand in for PyYAML's Python ones: two calls a node.
+    descend_resolver = staticmethod(_NO_PATHS.get)
+    ascend_resolver = staticmethod(tuple)
 
-    def resolve(self, kind: type, value: str, implicit: tuple[bool, bool]) -> str:
-        # The serializer writes a scalar plain only when this gives back its own tag, so a
-        # string is quoted whenever any reader would read the plain text as anything else.
-        if kind is yaml.ScalarNode and implicit[0]:
+    def resolve(self, kind: type, value: Any, implicit: Any) -> str:
+        # The serializer writes a scalar plain only when this gives back its own tag. A
+        # string's style is already decided (_str_style); numbers, booleans and null are
+        # written as text that every reader reads as what they are.
+        if kind is _ScalarNode and implicit[0]:
             return _plain_tag(value)
-        return str(super().resolve(kind, value, implicit))
+        return _DEFAULT_TAGS[kind]
 
     def ignore_aliases(self, data: Any) -> bool:
         return True  # never emit anchors: every value is written out in full
 
-    def represent_mapping_canonical(self, data: dict[Any, Any]) -> yaml.MappingNode:
-        items = [(_key(k), v) for k, v in data.items()]
-        items.sort(key=_key_order)
-        node: yaml.MappingNode = self.represent_mapping("tag:yaml.org,2002:map", items)
+    def represent_data(self, data: Any) -> yaml.Node:
+        kind = data.__class__
+        if kind is str:
+            return self.represent_str_canonical(data)
+        if kind is dict:
+            return self.represent_mapping_canonical(data)
+        if kind is list:
+            return self.represent_list(data)
+        node: yaml.Node = super().represent_data(data)  # other types, and subclasses
         return node
 
+    def represent_mapping_canonical(self, data: dict[Any, Any]) -> yaml.MappingNode:
+        items = [(key if key.__class__ is str else _key(key), value) for key, value in data.items()]
+        # Sorted by code point, then apiVersion, kind, metadata (already in that order) first.
+        items.sort(key=_FIRST)
+        if "kind" in data or "apiVersion" in data or "metadata" in data:
+            items = [item for item in items if item[0] in FIRST_KEYS] + [
+                item for item in items if item[0] not in FIRST_KEYS
+            ]
+        represent = self.represent_data
+        pairs = [
+            (
+                self.represent_str_canonical(key) if key.__class__ is str else represent(key),
+                represent(value),
+            )
+            for key, value in items
+        ]
+        return _MappingNode(_MAP, pairs, None, None, False)
+
+    def represent_list(self, data: list[Any]) -> yaml.SequenceNode:
+        represent = self.represent_data
+        return _SequenceNode(_SEQ, [represent(item) for item in data], None, None, False)
+
     def represent_str_canonical(self, data: str) -> yaml.ScalarNode:
-        if _ESCAPED_BREAKS.search(data):
-            style: str | None = '"'
-        elif "\n" in data:
-            commented = not self.comment_blocks and "#" in data and _COMMENT_LINES.fullmatch(data)
-            style = '"' if commented else "|"
-        else:
-            style = None
-        node: yaml.ScalarNode = self.represent_scalar("tag:yaml.org,2002:str", data, style=style)
-        return node
+        style = _str_style(data)
+        if (
+            style == "|"
+            and not self.comment_blocks
+            and "#" in data
+            and _COMMENT_LINES.fullmatch(data)
+        ):
+            style = '"'
+        return _ScalarNode(STR, data, None, None, style)
 
     def represent_float_canonical(self, data: float) -> yaml.ScalarNode:
         if data != data:

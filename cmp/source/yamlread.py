@@ -21,12 +21,22 @@ from cmp.source.yamlscalars import BOOL, FLOAT, INT, MERGE, NULL, STR, key_text,
 
 _CLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
+MAP, SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+_NO_PATHS: dict[Any, Any] = {}
+
 _EXPECTED_TAGS = {INT: (INT,), FLOAT: (FLOAT, INT), BOOL: (BOOL,), NULL: (NULL,)}
 
 
+_DEFAULT_TAGS = {yaml.ScalarNode: STR, yaml.SequenceNode: SEQ, yaml.MappingNode: MAP}
+
+
 @functools.lru_cache(maxsize=4096)  # keys and many values repeat across objects
-def _implicit_tag(value: str) -> str:
-    return str(resolve_plain(value)[0])
+def _resolve(kind: type, value: str | None, implicit: Any) -> str:
+    """The tag of an untagged node: go-yaml v2's for a plain scalar (`implicit[0]`), else the
+    default one of its kind."""
+    if kind is yaml.ScalarNode and implicit[0]:
+        return str(resolve_plain(str(value))[0])
+    return _DEFAULT_TAGS[kind]
 
 
 class KubeLoader(_CLoader):  # type: ignore[misc,valid-type]
@@ -40,10 +50,12 @@ class KubeLoader(_CLoader):  # type: ignore[misc,valid-type]
     # Where numbers and booleans that print unlike their text go, when the caller asks.
     misread: list[tuple[yaml.Mark, str, Any]] | None = None
 
-    def resolve(self, kind: type, value: str, implicit: tuple[bool, bool]) -> str:
-        if kind is yaml.ScalarNode and implicit[0]:
-            return _implicit_tag(value)
-        return str(super().resolve(kind, value, implicit))
+    # libyaml's composer calls these for every node: `resolve` answered from the cache without
+    # a Python call when the text was seen before, and C no-ops instead of PyYAML's Python
+    # path-resolver hooks (none are registered).
+    resolve = staticmethod(_resolve)
+    descend_resolver = staticmethod(_NO_PATHS.get)
+    ascend_resolver = staticmethod(tuple)
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         if (
@@ -54,11 +66,47 @@ class KubeLoader(_CLoader):  # type: ignore[misc,valid-type]
             return node.value
         return super().construct_object(node, deep=deep)
 
+    def construct_tree(self, node: yaml.Node) -> Any:
+        """What construct_document builds from a document without aliases, built directly
+        when it holds only string-keyed mappings (keys all different), sequences and scalars
+        of JSON's kinds, as nearly every Kubernetes object does: PyYAML's constructor spends
+        more on bookkeeping for each node (aliases, recursion, deferred filling) than on the
+        node. Anything else, a merge key or an error included, is left to construct_document,
+        so that what it reads and reports, and in what order, stays its own."""
+        if self.nonspecific or self.misread is not None:
+            return self.construct_document(node)
+        try:
+            return self._tree(node)
+        except (_Unusual, yaml.constructor.ConstructorError):
+            return self.construct_document(node)
+
+    def _tree(self, node: Any) -> Any:  # recursion bounded by _check_depth
+        kind, tag = node.__class__, node.tag
+        if kind is yaml.ScalarNode:
+            if tag == STR:
+                return node.value
+            if tag in _EXPECTED_TAGS:
+                return self._scalar(node)
+        elif kind is yaml.MappingNode and tag == MAP:
+            pairs = node.value
+            keys = [k.value for k, _ in pairs if k.__class__ is yaml.ScalarNode and k.tag == STR]
+            if len(keys) == len(pairs) and len(set(keys)) == len(keys):
+                tree = self._tree
+                return {key: tree(value) for key, (_, value) in zip(keys, pairs, strict=True)}
+        elif kind is yaml.SequenceNode and tag == SEQ:
+            tree = self._tree
+            return [tree(item) for item in node.value]
+        raise _Unusual
+
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[str, Any]:
         # Keys become strings as sigs.k8s.io/yaml makes them (`1` → "1", `y` → "true"), so
         # templates and the emitter see what Kubernetes sees. Duplicate keys are refused, also
         # keys that only collide once stringified (go-yaml v2 would keep the last one: tagpin is
         # stricter on purpose, see docs/yaml.md).
+        if not isinstance(node, yaml.MappingNode):  # `!!map text`: PyYAML's own message
+            raise yaml.constructor.ConstructorError(
+                None, None, f"expected a mapping node, but found {node.id}", node.start_mark
+            )
         keys = [k.value for k, _ in node.value if k.tag == STR and isinstance(k, yaml.ScalarNode)]
         if len(keys) == len(node.value) and len(set(keys)) == len(keys):
             # The common case: plain string keys, all different. Nothing to merge or convert.
@@ -162,6 +210,10 @@ KubeLoader.add_constructor(None, KubeLoader.construct_undefined)
 # Explicit timestamps/binary/sets/omaps have no JSON form; Kubernetes would reject them.
 for _tag in ("timestamp", "binary", "set", "omap", "pairs"):
     KubeLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", KubeLoader.construct_undefined)
+
+
+class _Unusual(Exception):
+    """A node KubeLoader.construct_tree leaves to PyYAML's constructor."""
 
 
 def _same(first: Any, second: Any) -> bool:
@@ -294,7 +346,8 @@ def load_all(
         # Argo CD's document splitter ends every line with a newline, the last one too; this
         # matters to a block scalar on the last line (`|` then keeps one line break).
         text += "\n"
-    surrogate = _SURROGATE.search(text)  # a template can make one; libyaml cannot encode it
+    # A template can make a lone surrogate, which libyaml cannot encode (never in ASCII text).
+    surrogate = None if text.isascii() else _SURROGATE.search(text)
     if surrogate:
         line = text.count("\n", 0, surrogate.start()) + 1
         raise SourceError(
@@ -303,9 +356,9 @@ def load_all(
         )
     _check_plain_size(text, source, max_nodes)
     loader = KubeLoader(text)
-    if _MAY_TAG.search(text):
+    if "!" in text and _MAY_TAG.search(text):  # the `in` skips the slow scan of most texts
         loader.nonspecific = _nonspecific_scalars(text)
-    may_alias = "*" in text  # no alias without a `*`: skip the expansion walk
+    may_alias = "*" in text  # no alias without a `*`: skip the expansion walks
     if warnings is not None:
         loader.duplicates = []
     if misread is not None:
@@ -314,11 +367,16 @@ def load_all(
     try:
         while loader.check_node():
             node = loader.get_node()
-            line = node.start_mark.line + 1 if node is not None else 1
-            if may_alias:
+            line = node.start_mark.line + 1
+            span = text[node.start_mark.index : node.end_mark.index]
+            if may_alias and "*" in span:  # an alias refers to an anchor of its own document
                 _check_expansion(node, source, line, max_nodes)
-            _check_depth(node, source, may_alias)
-            documents.append((line, loader.construct_document(node)))
+                _check_depth(node, source, may_alias=True)
+                documents.append((line, loader.construct_document(node)))
+            else:
+                if nesting_bound(span) > MAX_NESTING:
+                    _check_depth(node, source, may_alias=False)
+                documents.append((line, loader.construct_tree(node)))
     except yaml.MarkedYAMLError as exc:
         raise SourceError(yaml_problem(source, exc)) from None
     except yaml.reader.ReaderError as exc:  # control characters: name the line, not an offset
@@ -389,7 +447,8 @@ def yaml_problem(source: str, exc: yaml.MarkedYAMLError) -> str:
 
 
 # A document marker: `---` or `...` at the start of a line, then a space or the line's end.
-_DOCUMENT_MARKER = re.compile(r"^(?:---|\.\.\.)(?=[ \t\r\n]|$)", re.MULTILINE)
+# Matched with the line break before it, which is many times faster to search for than `^`.
+_DOCUMENT_MARKER = re.compile(r"\n(?:---|\.\.\.)(?=[ \t\r\n]|$)", re.MULTILINE)
 _NODE_EVENTS = (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent, yaml.AliasEvent)
 
 
@@ -399,7 +458,7 @@ def _check_plain_size(text: str, source: str, max_nodes: int) -> None:
     regex scan) can be too large; only then are its parser events counted."""
     if len(text) <= max_nodes:
         return
-    starts = [0, *(m.start() for m in _DOCUMENT_MARKER.finditer(text)), len(text)]
+    starts = [0, *(m.start() + 1 for m in _DOCUMENT_MARKER.finditer(text)), len(text)]
     if all(end - start <= max_nodes for start, end in zip(starts, starts[1:], strict=False)):
         return
     parser = KubeLoader(text)
@@ -453,6 +512,16 @@ def _check_expansion(node: yaml.Node | None, source: str, line: int, max_nodes: 
             f"{source}:{line}: YAML document expands to {total} nodes through aliases "
             f"(limit {max_nodes}, TAGPIN_MAX_YAML_NODES); refusing it (an alias bomb?)"
         )
+
+
+def nesting_bound(span: str) -> int:
+    """How deep a document without aliases, written as `span`, can nest at most: every mapping
+    or sequence in it has a character of its own among `:?-[{` (a block mapping its first
+    key's `:` or `?`, a block sequence its first `-`, a flow collection its bracket, a pair in
+    a flow sequence its `:`). Counting them is far cheaper than walking the nodes, and a
+    Kubernetes object rarely has more than MAX_NESTING."""
+    openers = span.count(":") + span.count("-") + span.count("?") + span.count("[")
+    return openers + span.count("{")
 
 
 def _check_depth(node: yaml.Node | None, source: str, may_alias: bool) -> None:

@@ -509,6 +509,52 @@ def test_a_socket_directory_others_can_write_is_refused(socket_dir: Path) -> Non
     assert not (shared / "render.sock").exists()
 
 
+def test_a_profiling_server_writes_the_profile_of_the_worker_that_rendered(
+    socket_dir: Path, app: Path
+) -> None:
+    """`tagpin render-server --profile-dir`: how to see where a served render spends its time
+    (docs/performance.md); the thin client's own process would show only the forwarding."""
+    import pstats
+
+    sock, log, profiles = socket_dir / "render.sock", socket_dir / "server.log", socket_dir / "p"
+    command = [str(BIN / "tagpin"), "render-server", "--socket", str(sock), "--log-renders"]
+    with log.open("w") as log_file:
+        process = subprocess.Popen(
+            [*command, "--profile-dir", str(profiles)],
+            env=clean_env(None),
+            stdin=subprocess.DEVNULL,
+            stderr=log_file,
+            start_new_session=True,
+        )
+    try:
+        wait_for(lambda: "serving" in log.read_text(), "the render server to start")
+        env = {**argocd_env(app), "TAGPIN_RENDER_SERVER": "on"}
+        done = run_cli(["generate"], cwd=app, env={**env, "TAGPIN_RENDER_SERVER_SOCKET": str(sock)})
+        assert done.returncode == 0, done.stderr.decode()
+        wait_for(lambda: "wrote its profile to" in log.read_text(), "the worker's profile")
+    finally:
+        process.terminate()
+        process.wait(timeout=WAIT)
+    (written,) = profiles.iterdir()
+    assert written.name.startswith("worker-") and str(written) in log.read_text()
+    profiled = pstats.Stats(str(written)).stats  # type: ignore[attr-defined]  # (file, line, name)
+    functions = {(Path(path).name, name) for path, _, name in profiled}
+    assert ("listener.py", "_render") in functions  # the worker's render...
+    assert ("emit.py", "emit_stream") in functions
+    assert ("cli.py", "main") not in functions  # ...not the client's forwarding
+
+
+def test_a_profile_directory_others_can_write_is_refused(socket_dir: Path) -> None:
+    shared = socket_dir / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    done = run_cli(
+        ["render-server", "--socket", str(socket_dir / "s.sock"), "--profile-dir", str(shared)]
+    )
+    assert done.returncode == 2
+    assert b"profile directory must belong to this user" in done.stderr
+
+
 def test_a_mistyped_mode_is_an_error_not_a_silent_default(app: Path) -> None:
     done = run_cli(["generate"], cwd=app, env={**argocd_env(app), "TAGPIN_RENDER_SERVER": "yes"})
     assert done.returncode != 0 and done.stdout == b""

@@ -10,14 +10,20 @@ from pathlib import Path
 
 
 def start_listener(
-    socket: Path, log: Path, env: Mapping[str, str], python: str = sys.executable
+    socket: Path,
+    log: Path,
+    env: Mapping[str, str],
+    python: str = sys.executable,
+    profile_dir: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """The listener on `socket`, logging every render to `log`, in a session of its own (so a
-    signal to the test's process group does not reach it)."""
+    signal to the test's process group does not reach it); with `profile_dir`, its workers
+    write their profiles there."""
     return subprocess.Popen(
         [
             *(python, "-m", "cmp.server.listener"),
             *("--socket", str(socket), "--log", str(log), "--log-renders"),
+            *(("--profile-dir", str(profile_dir)) if profile_dir else ()),
         ],
         env=dict(env),
         stdin=subprocess.DEVNULL,

@@ -289,6 +289,7 @@ YAML_PIECES = [
     "x: !!binary aGVsbG8=",
     "x: !!timestamp 2001-12-14",
     "x: !foo bar",
+    "x: !!map text",
     "x: ! 12",
     "x:\n" + "".join("  " * i + "- \n" for i in range(1, 300)) + "  " * 300 + "- a",
     "x: " + "[" * 300 + "]" * 300,

@@ -188,7 +188,16 @@ def test_float_keys_become_go_s_32_bit_shortest_text() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["~: a\n", "9223372036854775808: a\n", "a: !!bool 1\n", "a: !!int 1.5\n", "a: !!null x\n"],
+    [
+        "~: a\n",
+        "9223372036854775808: a\n",
+        "a: !!bool 1\n",
+        "a: !!int 1.5\n",
+        "a: !!null x\n",
+        "a: !!map x\n",
+        "a: !!seq x\n",
+        "a: !!str {b: 1}\n",
+    ],
 )
 def test_what_argo_cd_cannot_read_is_refused(text: str) -> None:
     with pytest.raises(SourceError, match=r"^apps/web/values\.yaml:1:\d+: invalid YAML: "):
