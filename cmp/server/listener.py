@@ -313,9 +313,8 @@ def warm_up() -> None:
     from cmp.registry import (  # noqa: F401
         cache,
         ecr,
-        lock,  # noqa: F401
+        lock,
         shared,
-        static,
     )
     from cmp.request import from_argocd_environment
     from cmp.services import Services

@@ -15,11 +15,11 @@ from typing import Any
 
 from cmp.images.ecr import EcrRepository
 from cmp.pipeline import RenderResult, render_manifests, run
-from cmp.registry.static import StaticRegistry
 from cmp.request import AppInfo, KubeInfo, RenderRequest
 from cmp.services import Services, limits_from
 from cmp.settings import Settings, parse_parameters
 from cmp.source.manifests import Manifest
+from tests.support.static_registry import StaticRegistry
 
 # The smallest valid app: a marker file and one plain manifest.
 MINIMAL_APP: dict[str, str | bytes] = {

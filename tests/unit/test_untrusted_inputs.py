@@ -33,7 +33,6 @@ from cmp.imageupdater.plan import policies_from
 from cmp.jsonread import MAX_NESTING, JsonError, load_list, loads
 from cmp.registry.base import TagInfo
 from cmp.registry.pushes import PUSHES_ANNOTATION, BadRecord, PushFloors, parse_record
-from cmp.registry.static import StaticRegistry
 from cmp.services import services_from
 from cmp.settings import Settings, parse_parameters
 from cmp.source.emit import emit_stream, emit_value
@@ -48,6 +47,7 @@ from cmp.webhook.events import (
 )
 from cmp.webhook.matching import select
 from cmp.webhook.records import refresh_patch
+from tests.support.static_registry import StaticRegistry
 
 HOST = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
 WEB = f"{HOST}/shop/web"

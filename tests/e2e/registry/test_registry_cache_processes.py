@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 from cmp.images.ecr import EcrRepository
 from cmp.registry.base import Lookup, TagInfo
 from cmp.registry.cache import CachingRegistry, DiskCache
-from cmp.registry.static import StaticRegistry
 from tests.support.ecr_repos import ecr_repository as repo
+from tests.support.static_registry import StaticRegistry
 
 if TYPE_CHECKING:  # spawned workers import this module: keep moto out of them
     from multiprocessing.synchronize import Barrier

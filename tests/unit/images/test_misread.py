@@ -227,8 +227,8 @@ def test_when_the_second_render_fails_images_holding_the_printed_value_are_refus
 
 def test_lock_refuses_as_render_does(tmp_path: Path) -> None:
     from cmp.commands.lock import lock_app
-    from cmp.registry.static import StaticRegistry
     from tests.support.apptree import make_request
+    from tests.support.static_registry import StaticRegistry
 
     app(tmp_path, "tag: 1.10\n")
     registry = StaticRegistry.of_digests({WEB: {"1.1": DIGEST, "1.10": DIGEST}})

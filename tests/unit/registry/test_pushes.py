@@ -24,8 +24,8 @@ from cmp.registry.pushes import (
     parse_record,
     record_pushes,
 )
-from cmp.registry.static import StaticRegistry
 from tests.support.ecr_repos import ecr_repository as repo
+from tests.support.static_registry import StaticRegistry
 
 HOST = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
 WEB = f"{HOST}/team/web"

@@ -12,8 +12,8 @@ import pytest
 
 from cmp.registry.base import Lookup
 from cmp.registry.cache import CacheMode, CachingRegistry, DiskCache
-from cmp.registry.static import StaticRegistry
 from tests.support.ecr_repos import ecr_repository as repo
+from tests.support.static_registry import StaticRegistry
 
 WEB_V1 = "sha256:" + "1" * 64
 WEB_V2 = "sha256:" + "2" * 64

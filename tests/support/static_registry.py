@@ -1,4 +1,4 @@
-"""A registry answering from a fixed table: for tests, and for renders pinned by a lock file."""
+"""A registry answering from a fixed table, standing in for ECR in unit tests."""
 
 from __future__ import annotations
 
