@@ -212,22 +212,23 @@ def registry_for(request: RenderRequest, services: Services) -> Callable[[], Reg
     if services.digests_file is None and (
         mode == "off" or (mode != "strict" and not lock_path.is_file())
     ):
-        # No lock to read (as lock.registry_with_lock decides too): ECR, without importing
+        # No lock to read (as lockfile.app_lock decides too): ECR, without importing
         # the lock module on the most common path.
         return services.registry_factory
-    from cmp.registry.lock import LockMode, digests_registry, registry_with_lock
+    from cmp.images.lockfile import app_lock, digests_lock
+    from cmp.registry.lock import LockMode, with_lock
 
     if services.digests_file is not None:
-        return digests_registry(services.digests_file)
+        return with_lock(digests_lock(services.digests_file), services.registry_factory)
     lock_mode = LockMode(mode)
     fallback = services.registry_factory
     if lock_mode is LockMode.VERIFY and services.fresh_registry_factory is not None:
         fallback = services.fresh_registry_factory  # a warm cache must not vouch for the lock
-    return registry_with_lock(
+    lock = app_lock(
         lock_mode,
         lock_path,
         LOCK_FILE,
-        fallback,
         repo_root=request.repo_root,
         max_bytes=request.settings.max_file_bytes,
     )
+    return with_lock(lock, fallback)

@@ -2,8 +2,9 @@
 `tagpin lock --check` (for CI) writes nothing and fails if the committed lock lacks a tag a
 render uses or locks a digest ECR no longer has for its tag (unused entries are only noted).
 
-The lock file's format and the registry that reads from it live in cmp/registry/lock.py; this
-module is the command's work, which needs the whole pipeline.
+The lock file's format lives in cmp/images/lockfile.py and the registry layer that answers
+from it in cmp/registry/lock.py; this module is the command's work, which needs the whole
+pipeline.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ import click
 from cmp.commands.options import check_pairs, render_options
 from cmp.commands.run import execute
 from cmp.errors import LockError, ResolveError
-from cmp.images.ecr import EcrRepository
+from cmp.images.lockfile import LockEntry, entry_order
 from cmp.images.pin import collect, resolve
 from cmp.pipeline import image_rules, render_manifests
 from cmp.registry.base import Registry
-from cmp.registry.lock import LockEntry, entry_order
+from cmp.registry.names import EcrRepository
 from cmp.request import RenderRequest
 from cmp.services import limits_from
 
@@ -201,7 +202,7 @@ def lock_command(
     itself, never a cache; with --digests, from that file)."""
     from cmp.commands.lock import LockOutcome, lock_app
     from cmp.commands.options import app_request, digests_file
-    from cmp.registry.lock import read_lock, write_lock
+    from cmp.images.lockfile import read_lock, write_lock
     from cmp.services import registry_for, services_from
     from cmp.settings import LOCK_FILE
 

@@ -133,22 +133,23 @@ def stream_registry(
 ) -> Callable[[], Registry]:
     """`--digests FILE` answers alone; `--lock FILE` answers first under TAGPIN_LOCK, as an
     app's tagpin.lock does; otherwise ECR behind the caches."""
-    from cmp.registry.lock import digests_registry, lock_mode, registry_with_lock
+    from cmp.images.lockfile import app_lock, digests_lock
+    from cmp.registry.lock import lock_mode, with_lock
 
     if services.digests_file is not None:
-        return digests_registry(services.digests_file)
+        return with_lock(digests_lock(services.digests_file), services.registry_factory)
     if lock is None:
         return services.registry_factory
     if not lock.is_file():  # an app may lack a lock; a lock named on the command line may not
         raise SourceError(f"--lock {lock}: no such file")
     mode = services.lock_mode or lock_mode(request.settings)
-    return registry_with_lock(
+    found = app_lock(
         mode,
         lock,
         str(lock),
-        services.registry_factory,
         fix=f"add it to {lock}, or set TAGPIN_LOCK=use to ask ECR for the tags it lacks",
     )
+    return with_lock(found, services.registry_factory)
 
 
 def pin_stream(

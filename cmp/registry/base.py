@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeGuard
 from cmp.errors import Problems, RegistryError
 
 if TYPE_CHECKING:
-    from cmp.images.ecr import EcrRepository
+    from cmp.registry.names import EcrRepository
 
 # ECR only stores sha256 manifest digests; anything else in a cache or a response is corrupt.
 DIGEST_PATTERN = re.compile(r"sha256:[0-9a-f]{64}")

@@ -28,7 +28,7 @@ from cmp.registry.base import Lookup, Registry, RegistryUnavailable, TagInfo, is
 from cmp.registry.pushes import PushFloors
 
 if TYPE_CHECKING:
-    from cmp.images.ecr import EcrRepository
+    from cmp.registry.names import EcrRepository
 
 FORMAT = "v1"
 STALE_TEMP_AGE = 300.0  # seconds; a temp file this old belongs to a writer that died

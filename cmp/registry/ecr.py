@@ -17,7 +17,7 @@ from cmp.errors import RegistryError
 from cmp.registry.base import Lookup, RegistryUnavailable, TagInfo, epoch_seconds, is_digest
 
 if TYPE_CHECKING:
-    from cmp.images.ecr import EcrRegistry, EcrRepository
+    from cmp.registry.names import EcrRegistry, EcrRepository
 
 IDS_PER_CALL = 100  # the most imageIds DescribeImages/BatchGetImage take; botocore does not split
 PAGE_SIZE = 1000  # the maximum maxResults for DescribeImages/ListImages

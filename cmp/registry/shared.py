@@ -38,7 +38,7 @@ from cmp.registry.redis_url import check_files, parse_redis_url
 from cmp.settings import Settings, env_name
 
 if TYPE_CHECKING:
-    from cmp.images.ecr import EcrRepository
+    from cmp.registry.names import EcrRepository
     from cmp.registry.pushes import PushFloors
     from cmp.registry.resp import Command, Reply, RespClient
 
@@ -925,14 +925,13 @@ class PushGenerations:
         """`repository` as push events name it (`<host>/<path>`); the problem, or None.
 
         Repositories outside private ECR have nothing cached and are left alone."""
-        from cmp.images.ecr import ecr_registry
+        from cmp.registry.names import repository_named
 
-        host, _, name = repository.partition("/")
-        registry = ecr_registry(host)
-        if registry is None or not name:
+        repo = repository_named(repository)
+        if repo is None:
             return None
         try:
-            self._store.bump_generation(repository_id(registry.account, registry.region, name))
+            self._store.bump_generation(_repo_id(repo))
         except SharedCacheDown as problem:
             return f"cannot mark {repository} as pushed in {self.shown}: {problem}"
         return None

@@ -305,7 +305,10 @@ def warm_up() -> None:
         lookup,  # noqa: F401
     )
     from cmp.errors import ConfigError
-    from cmp.images import pin  # noqa: F401
+    from cmp.images import (
+        lockfile,  # noqa: F401
+        pin,  # noqa: F401
+    )
     from cmp.imageupdater import annotations as overrides  # noqa: F401
     from cmp.imageupdater import plan as branch_deploy  # noqa: F401
     from cmp.imageupdater import semver  # noqa: F401

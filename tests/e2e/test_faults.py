@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from cmp.errors import ExitStatus
-from cmp.images.ecr import EcrRepository
 from cmp.registry.base import Lookup, RegistryUnavailable, TagInfo
 from cmp.registry.cache import CachingRegistry, DiskCache
+from cmp.registry.names import EcrRepository
 from tests.support.fake_ecr import FakeEcr, Reply, access_denied, server_error, throttling
 from tests.support.moto_ecr import MotoEcr
 from tests.support.renders import (
@@ -419,7 +419,7 @@ def test_a_cache_directory_that_is_a_file_still_renders_with_one_warning(
 KILLED_WRITER = """
 import os, sys, time
 from pathlib import Path
-from cmp.images.ecr import EcrRepository
+from cmp.registry.names import EcrRepository
 from cmp.registry.base import Lookup, TagInfo
 from cmp.registry.cache import CachingRegistry, DiskCache
 from cmp.registry.base import RegistryUnavailable

@@ -13,8 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cmp.images.ecr import EcrRepository
 from cmp.pipeline import RenderResult, render_manifests, run
+from cmp.registry.names import EcrRepository
 from cmp.request import AppInfo, KubeInfo, RenderRequest
 from cmp.services import Services, limits_from
 from cmp.settings import Settings, parse_parameters

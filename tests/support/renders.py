@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cmp.images.ecr import EcrRegistry, EcrRepository
 from cmp.registry.cache import CachedRepository, DiskCache
+from cmp.registry.names import EcrRegistry, EcrRepository
 from tests.support.moto_ecr import ACCOUNT, REGION
 
 HOST = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from cmp.registry.base import Lookup, TagInfo
 
 if TYPE_CHECKING:
-    from cmp.images.ecr import EcrRepository
+    from cmp.registry.names import EcrRepository
 
 
 class StaticRegistry:

@@ -27,11 +27,11 @@ from cmp.argocd.kube import LookupSettings, fetch_annotations
 from cmp.commands.options import stream_request
 from cmp.commands.stream import StreamInput, json_documents, parse_inputs, pin_stream
 from cmp.errors import AppLookupError, ConfigError, ResolveError, SourceError, TagpinError
-from cmp.images.ecr import EcrRepository, ecr_registry
 from cmp.imageupdater.annotations import PREFIX
 from cmp.imageupdater.plan import policies_from
 from cmp.jsonread import MAX_NESTING, JsonError, load_list, loads
 from cmp.registry.base import TagInfo
+from cmp.registry.names import EcrRepository, ecr_registry
 from cmp.registry.pushes import PUSHES_ANNOTATION, BadRecord, PushFloors, parse_record
 from cmp.services import services_from
 from cmp.settings import Settings, parse_parameters

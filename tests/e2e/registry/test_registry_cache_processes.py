@@ -14,9 +14,9 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cmp.images.ecr import EcrRepository
 from cmp.registry.base import Lookup, TagInfo
 from cmp.registry.cache import CachingRegistry, DiskCache
+from cmp.registry.names import EcrRepository
 from tests.support.ecr_repos import ecr_repository as repo
 from tests.support.static_registry import StaticRegistry
 
@@ -96,7 +96,7 @@ def test_processes_resolving_one_repository_at_once_ask_once(tmp_path: Path) -> 
 RENDER = """
 import json, sys
 from pathlib import Path
-from cmp.images.ecr import EcrRegistry, EcrRepository
+from cmp.registry.names import EcrRegistry, EcrRepository
 from cmp.registry.cache import CachingRegistry, DiskCache
 from cmp.registry.ecr import EcrRegistryClient
 from tests.support.ecr_repos import ecr_repository as repo

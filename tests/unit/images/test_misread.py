@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from cmp.errors import ConfigError, ExitStatus
-from cmp.images.ecr import EcrRepository
+from cmp.registry.names import EcrRepository
 from cmp.source.aswritten import WrittenFloat, WrittenInt, as_data, as_written
 from cmp.source.yamlread import Misread
 from tests.support.apptree import build_tree, parameters, render_dir

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from cmp.images.ecr import EcrRegistry, EcrRepository
 from cmp.registry.base import Lookup, RegistryUnavailable, TagInfo
 from cmp.registry.cache import CachingRegistry, DiskCache
+from cmp.registry.names import EcrRegistry, EcrRepository
 from cmp.registry.pushes import (
     MAX_REPOSITORIES,
     PUSHES_ANNOTATION,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from cmp.errors import RegistryError
-from cmp.images.ecr import EcrRegistry, EcrRepository
 from cmp.registry.base import Lookup, describe_many
 from cmp.registry.ecr import EcrRegistryClient, EcrSettings
+from cmp.registry.names import EcrRegistry, EcrRepository
 from tests.support.fake_ecr import FakeEcr, Reply, access_denied, ok, server_error, throttling
 from tests.support.moto_ecr import OCI_INDEX, OCI_MANIFEST, MotoEcr
 

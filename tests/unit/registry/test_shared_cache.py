@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from cmp.errors import ConfigError
-from cmp.images.ecr import EcrRepository
 from cmp.registry.base import Lookup, TagInfo
 from cmp.registry.cache import CachingRegistry, DiskCache
+from cmp.registry.names import EcrRepository
 from cmp.registry.pushes import Push, PushFloors, PushRecord
 from cmp.registry.shared import (
     MAX_LISTING_BYTES,

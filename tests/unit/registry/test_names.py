@@ -9,7 +9,7 @@ import os
 import botocore
 import pytest
 
-from cmp.images.ecr import PARTITIONS, ecr_lookalike, ecr_registry, partition_of, registry_host
+from cmp.registry.names import PARTITIONS, ecr_lookalike, ecr_registry, partition_of, registry_host
 
 
 def botocore_partitions() -> dict[str, dict[str, object]]:
