@@ -24,7 +24,15 @@ from urllib.parse import quote
 
 from cachetools import TTLCache
 
-from cmp.registry.base import Lookup, Registry, RegistryUnavailable, TagInfo, is_digest
+from cmp.registry.base import (
+    Fetched,
+    Lookup,
+    Registry,
+    RegistryUnavailable,
+    TagInfo,
+    ages,
+    is_digest,
+)
 from cmp.registry.pushes import PushFloors
 
 if TYPE_CHECKING:
@@ -51,12 +59,9 @@ class CachedTag(NamedTuple):
     fetched_at: float  # the fetcher's clock just before it asked the registry
     seen: float | None = None  # the push time announced for the repository then (PushFloors)
 
-
-class _Fetched(NamedTuple):
-    """When a tag list was fetched and the push time announced then (see CachedTag)."""
-
-    at: float
-    seen: float | None
+    @property
+    def fetched(self) -> Fetched:
+        return Fetched(self.fetched_at, self.seen)
 
 
 class CachedRepository(NamedTuple):
@@ -158,24 +163,26 @@ class DiskCache:
         fetched_at: float,
         *,
         tag_list: bool = False,
-        times: Mapping[str, float] | None = None,
         seen: float | None = None,
+        fetched: Mapping[str, Fetched] | None = None,
     ) -> None:
         """Add entries to the repository's file, keeping the newest entry per tag.
 
-        `times` overrides `fetched_at` per tag (answers a shared cache kept keep their age).
-        Call it inside `locked(repo)` so concurrent writers never lose each other's entries.
+        An entry is aged `fetched[tag]` when that is given (an answer that kept its age through
+        the layers, from Redis say), else (`fetched_at`, `seen`). Call it inside
+        `locked(repo)` so concurrent writers never lose each other's entries.
         """
         if not self._check_root() or not self._writable:
             return
         path = self.path_for(repo)
         current = self.read(repo) or CachedRepository()
         tags = dict(current.tags)
+        default = Fetched(fetched_at, seen)
         for tag, info in infos.items():
             known = tags.get(tag)
-            when = fetched_at if times is None else times.get(tag, fetched_at)
-            if known is None or known.fetched_at <= when:
-                tags[tag] = CachedTag(info, when, seen)
+            when = default if fetched is None else fetched.get(tag, default)
+            if known is None or known.fetched_at <= when.at:
+                tags[tag] = CachedTag(info, *when)
         listed, listed_at = current.tag_list, current.tag_list_fetched_at
         listed_seen = current.tag_list_seen
         if tag_list and (listed_at is None or listed_at <= fetched_at):
@@ -297,7 +304,7 @@ class CachingRegistry:
         self._tags: TTLCache[tuple[EcrRepository, str], CachedTag] = TTLCache(
             memory_size, ttl, timer=clock
         )
-        self._lists: TTLCache[EcrRepository, tuple[Lookup, _Fetched]] = TTLCache(
+        self._lists: TTLCache[EcrRepository, tuple[Lookup, Fetched]] = TTLCache(
             max(1, memory_size // 16), tag_list_ttl, timer=clock
         )
 
@@ -305,20 +312,19 @@ class CachingRegistry:
         wanted = set(tags)
         found = self._from_memory(repo, wanted)
         if len(found) == len(wanted):
-            return Lookup(found=found)
+            return _answer(found)
         store = self._store
         if store is None:
             return self._ask(repo, wanted, found)
         if self._read_disk:
             found.update(self._fresh(repo, store.read(repo), wanted - found.keys()))
             if len(found) == len(wanted):
-                return Lookup(found=found)
+                return _answer(found)
         with store.locked(repo):
             if self._read_disk:
                 found.update(self._fresh(repo, store.read(repo), wanted - found.keys()))
                 if len(found) == len(wanted):
-                    return Lookup(found=found)
-            fetched_at, seen = self._clock(), self._pushes.announced(repo)
+                    return _answer(found)
             try:
                 answer = self._ask(repo, wanted, found)
             except RegistryUnavailable:
@@ -326,13 +332,10 @@ class CachingRegistry:
                 if stale is None:
                     raise
                 self._warn_stale(repo, stale)
-                return Lookup(found={**found, **{t: entry.info for t, entry in stale.items()}})
+                return _answer({**found, **stale})
             fresh = {t: answer.found[t] for t in wanted - found.keys() if t in answer.found}
             if fresh:
-                # A fleet-wide cache (cmp.registry.shared) says how old its answers are.
-                shared_times = getattr(self._inner, "fetched_times", None)
-                times = shared_times(repo, fresh) if shared_times is not None else None
-                store.merge(repo, fresh, fetched_at, times=times, seen=seen)
+                store.merge(repo, fresh, self._clock(), fetched=answer.fetched)
             return answer
 
     def describe_cached(self, repo: EcrRepository, tags: Collection[str]) -> Lookup | None:
@@ -344,7 +347,7 @@ class CachingRegistry:
             found.update(self._fresh(repo, self._store.read(repo), wanted - found.keys()))
         if len(found) < len(wanted):
             return None
-        return Lookup(found=found)
+        return _answer(found)
 
     def list_tags(self, repo: EcrRepository) -> Lookup:
         with self._memory_lock:
@@ -353,7 +356,7 @@ class CachingRegistry:
             return remembered[0]
         store = self._store
         if store is None:
-            return self._list(repo, self._clock(), self._pushes.announced(repo))[0]
+            return self._list(repo)[0]
         if self._read_disk:
             cached = self._fresh_list(repo, store.read(repo))
             if cached is not None:
@@ -363,53 +366,46 @@ class CachingRegistry:
                 cached = self._fresh_list(repo, store.read(repo))
                 if cached is not None:
                     return cached
-            fetched_at, seen = self._clock(), self._pushes.announced(repo)
             try:
-                answer, fetched_at = self._list(repo, fetched_at, seen)
+                answer, when = self._list(repo)
             except RegistryUnavailable:
                 listed = self._stale_list(repo, store.read(repo))
                 if listed is None:
                     raise
                 return listed
             if not answer.repository_missing:
-                store.merge(repo, answer.found, fetched_at, tag_list=True, seen=seen)
+                store.merge(repo, answer.found, when.at, tag_list=True, seen=when.seen)
             return answer
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _ask(self, repo: EcrRepository, wanted: set[str], known: dict[str, TagInfo]) -> Lookup:
-        fetched_at, seen = self._clock(), self._pushes.announced(repo)
+    def _ask(self, repo: EcrRepository, wanted: set[str], known: dict[str, CachedTag]) -> Lookup:
+        asked = Fetched(self._clock(), self._pushes.announced(repo))
         answer = self._inner.describe_tags(repo, sorted(wanted - known.keys()))
-        self._remember(repo, {t: CachedTag(i, fetched_at, seen) for t, i in answer.found.items()})
-        return Lookup(
-            found={**known, **answer.found},
-            missing=answer.missing,
-            repository_missing=answer.repository_missing,
-        )
+        aged = ages(answer, asked)
+        fresh = {t: CachedTag(info, *aged[t]) for t, info in answer.found.items()}
+        self._remember(repo, fresh)
+        return _answer({**known, **fresh}, answer)
 
-    def _list(
-        self, repo: EcrRepository, fetched_at: float, seen: float | None
-    ) -> tuple[Lookup, float]:
-        """The listing and when it was fetched from ECR."""
+    def _list(self, repo: EcrRepository) -> tuple[Lookup, Fetched]:
+        """The listing, aged, and when it was fetched from ECR."""
+        asked = Fetched(self._clock(), self._pushes.announced(repo))
         answer = self._inner.list_tags(repo)
-        # A fleet-wide cache (cmp.registry.shared) says how old its listing is.
-        listed_at = getattr(self._inner, "listed_at", None)
-        shared_at = listed_at(repo) if listed_at is not None else None
-        if shared_at is not None:
-            fetched_at = shared_at
+        when = next(iter(answer.fetched.values()), asked)  # a listing's tags share its age
+        listing = answer._replace(fetched=dict.fromkeys(answer.found, when))
         if not answer.repository_missing:
-            self._remember_list(repo, answer, _Fetched(fetched_at, seen))
-        return answer, fetched_at
+            self._remember_list(repo, listing, when)
+        return listing, when
 
     def _admits(self, repo: EcrRepository, fetched_at: float, seen: float | None) -> bool:
         return self._pushes.admits(repo, fetched_at, seen)
 
-    def _from_memory(self, repo: EcrRepository, wanted: set[str]) -> dict[str, TagInfo]:
+    def _from_memory(self, repo: EcrRepository, wanted: set[str]) -> dict[str, CachedTag]:
         with self._memory_lock:
             hits = {tag: self._tags.get((repo, tag)) for tag in wanted}
         oldest = self._clock() - self._ttl  # an entry read from disk keeps its fetch time
         return {
-            tag: entry.info
+            tag: entry
             for tag, entry in hits.items()
             if entry is not None
             and oldest < entry.fetched_at
@@ -421,7 +417,7 @@ class CachingRegistry:
             for tag, entry in entries.items():
                 self._tags[(repo, tag)] = entry
 
-    def _remember_list(self, repo: EcrRepository, listing: Lookup, when: _Fetched) -> Lookup:
+    def _remember_list(self, repo: EcrRepository, listing: Lookup, when: Fetched) -> Lookup:
         self._remember(repo, {t: CachedTag(i, *when) for t, i in listing.found.items()})
         with self._memory_lock:
             self._lists[repo] = (listing, when)
@@ -429,7 +425,7 @@ class CachingRegistry:
 
     def _fresh(
         self, repo: EcrRepository, cached: CachedRepository | None, tags: Collection[str]
-    ) -> dict[str, TagInfo]:
+    ) -> dict[str, CachedTag]:
         """Disk entries within the TTL that the push rule admits; remembered in memory."""
         if cached is None:
             return {}
@@ -443,7 +439,7 @@ class CachingRegistry:
             and self._admits(repo, entry.fetched_at, entry.seen)
         }
         self._remember(repo, usable)
-        return {tag: entry.info for tag, entry in usable.items()}
+        return usable
 
     def _fresh_list(
         self, repo: EcrRepository, cached: CachedRepository | None, max_age: float | None = None
@@ -451,15 +447,14 @@ class CachingRegistry:
         if cached is None or cached.tag_list is None or cached.tag_list_fetched_at is None:
             return None
         max_age = self._tag_list_ttl if max_age is None else max_age
-        when = _Fetched(cached.tag_list_fetched_at, cached.tag_list_seen)
+        when = Fetched(cached.tag_list_fetched_at, cached.tag_list_seen)
         if when.at <= self._clock() - max_age or not self._admits(repo, *when):
             return None
         entries = [cached.tags.get(tag) for tag in cached.tag_list]
         if any(entry is None for entry in entries):
             return None
-        listing = Lookup(
-            found={entry.info.tag: entry.info for entry in entries if entry is not None}
-        )
+        found = {entry.info.tag: entry.info for entry in entries if entry is not None}
+        listing = Lookup(found=found, fetched=dict.fromkeys(found, when))
         return self._remember_list(repo, listing, when)
 
     # -- serving stale entries while the registry is down (opt-in) --------------------------
@@ -503,6 +498,15 @@ class CachingRegistry:
             f"of date: {pinned}; they are served for up to TAGPIN_SERVE_STALE_HOURS="
             f"{self._stale_for / 3600:g} while ECR is down"
         )
+
+
+def _answer(entries: Mapping[str, CachedTag], asked: Lookup | None = None) -> Lookup:
+    """The answer made of cached entries, with what `asked` (the layer below) said is missing."""
+    found = {tag: entry.info for tag, entry in entries.items()}
+    fetched = {tag: entry.fetched for tag, entry in entries.items()}
+    if asked is None:
+        return Lookup(found=found, fetched=fetched)
+    return Lookup(found, asked.missing, asked.repository_missing, fetched)
 
 
 # -- the file format ------------------------------------------------------------------------

@@ -161,6 +161,9 @@ class EcrRegistryClient:
             missing = set(pulled.missing)
         return Lookup(found=found, missing=frozenset(missing))
 
+    def describe_cached(self, repo: EcrRepository, tags: Collection[str]) -> Lookup | None:
+        return None  # every answer is a call
+
     def list_tags(self, repo: EcrRepository) -> Lookup:
         client = self._client(repo.registry)
         found: dict[str, TagInfo] = {}

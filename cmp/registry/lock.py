@@ -123,6 +123,7 @@ class LockedRegistry:
             found={**found, **answer.found},
             missing=answer.missing,
             repository_missing=answer.repository_missing and not found,
+            fetched=answer.fetched,  # the lock's own answers were never fetched: no age
         )
 
     def _verified(self, repo: EcrRepository, locked: Mapping[str, TagInfo], ecr: Lookup) -> Lookup:

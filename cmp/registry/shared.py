@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from cmp.errors import ConfigError
-from cmp.registry.base import Lookup, Registry, TagInfo, is_digest
+from cmp.registry.base import Fetched, Lookup, Registry, TagInfo, ages, is_digest
 from cmp.registry.redis_url import check_files, parse_redis_url
 from cmp.settings import Settings, env_name
 
@@ -150,6 +150,10 @@ class SharedEntry(NamedTuple):
     generation: str
     seen: float | None = None  # the push announced to the fetching render (PushFloors)
 
+    @property
+    def fetched(self) -> Fetched:
+        return Fetched(self.fetched_at, self.seen)
+
 
 class SharedListing(NamedTuple):
     """Every tagged image of a repository, as one ECR listing saw it."""
@@ -158,6 +162,10 @@ class SharedListing(NamedTuple):
     fetched_at: float
     generation: str
     seen: float | None = None
+
+    @property
+    def fetched(self) -> Fetched:
+        return Fetched(self.fetched_at, self.seen)
 
 
 def repository_id(account: str, region: str, name: str) -> str:
@@ -627,8 +635,6 @@ class SharedRegistry:
         self._give_up_at = monotonic() + min(wait_limit, LOCK_TTL_SECONDS)
         self.warnings = warnings
         self.counts: Counter[str] = Counter()  # hits, ecr, waits, rejected, planted_locks
-        self._fetched: dict[tuple[EcrRepository, str], float] = {}
-        self._listed: dict[EcrRepository, float] = {}
         self._guard = threading.Lock()
         self._warned_rejected = False
         self._warned_planted_lock = False
@@ -662,16 +668,8 @@ class SharedRegistry:
             repo, look, lambda generation, token: self._fill_listing(repo, generation, token)
         )
 
-    def listed_at(self, repo: EcrRepository) -> float | None:
-        """When the last listing this layer answered from Redis was fetched from ECR, so the
-        layers above keep its age; None when it came from ECR just now."""
-        with self._guard:
-            return self._listed.get(repo)
-
-    def fetched_times(self, repo: EcrRepository, tags: Collection[str]) -> dict[str, float]:
-        """When each shared answer was fetched from ECR, so the layers above keep its age."""
-        with self._guard:
-            return {t: self._fetched[(repo, t)] for t in tags if (repo, t) in self._fetched}
+    def describe_cached(self, repo: EcrRepository, tags: Collection[str]) -> Lookup | None:
+        return None  # Redis is a round trip away
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -758,21 +756,12 @@ class SharedRegistry:
 
     def _listing_hit(self, repo: EcrRepository, listing: SharedListing) -> Lookup:
         self.counts["hits"] += 1
-        with self._guard:
-            self._listed[repo] = listing.fetched_at
-        return Lookup(found=dict(listing.found))
+        found = dict(listing.found)
+        return Lookup(found=found, fetched=dict.fromkeys(found, listing.fetched))
 
     def _hit(self, repo: EcrRepository, found: Mapping[str, SharedEntry]) -> Lookup:
         self.counts["hits"] += 1
-        return Lookup(found=self._remember(repo, found))
-
-    def _remember(
-        self, repo: EcrRepository, found: Mapping[str, SharedEntry]
-    ) -> dict[str, TagInfo]:
-        with self._guard:
-            for tag, entry in found.items():
-                self._fetched[(repo, tag)] = entry.fetched_at
-        return {tag: entry.info for tag, entry in found.items()}
+        return _answer(found)
 
     def _fill(
         self,
@@ -805,13 +794,12 @@ class SharedRegistry:
             holder = self._store
             if token is not None and holder is not None:
                 self._quietly(lambda: holder.unlock(repo, token))
-        with self._guard:  # fresh from ECR: no older shared age applies to these
-            for tag in answer.found:
-                self._fetched.pop((repo, tag), None)
+        known_now = _answer(known)
         return Lookup(
-            found={**self._remember(repo, known), **answer.found},
+            found={**known_now.found, **answer.found},
             missing=answer.missing,
             repository_missing=answer.repository_missing,
+            fetched={**known_now.fetched, **ages(answer, Fetched(fetched_at, seen))},
         )
 
     def _fill_listing(
@@ -849,11 +837,7 @@ class SharedRegistry:
             holder = self._store
             if token is not None and holder is not None:
                 self._quietly(lambda: holder.unlock(repo, token))
-        with self._guard:  # fresh from ECR: no older shared age applies
-            self._listed.pop(repo, None)
-            for tag in answer.found:
-                self._fetched.pop((repo, tag), None)
-        return answer
+        return answer._replace(fetched=ages(answer, Fetched(fetched_at, seen)))
 
     def _wait(self, store: RedisStore, repo: EcrRepository) -> bool:
         """Wait while another replica holds the lock; False once the wait limit has passed."""
@@ -906,6 +890,11 @@ class SharedRegistry:
                 f"{SIGNING_KEY_ENV} (tampered with, or written with another key); asking ECR "
                 "(further ones are counted, not repeated)"
             )
+
+
+def _answer(entries: Mapping[str, SharedEntry]) -> Lookup:
+    found = {tag: entry.info for tag, entry in entries.items()}
+    return Lookup(found=found, fetched={tag: entry.fetched for tag, entry in entries.items()})
 
 
 # -- the webhook's side ---------------------------------------------------------------------

@@ -257,6 +257,9 @@ class DownRegistry:
     def list_tags(self, repo: EcrRepository) -> Lookup:
         raise RegistryUnavailable(f"cannot reach ECR while listing {repo.name}")
 
+    def describe_cached(self, repo: EcrRepository, tags: Collection[str]) -> Lookup | None:
+        return None
+
 
 def test_serve_stale_also_answers_tag_listings_for_branch_deploys(tmp_path: Path) -> None:
     store, repo = DiskCache(tmp_path), repository("shop/web")
