@@ -33,6 +33,7 @@ from cmp.registry.base import (
     ages,
     is_digest,
 )
+from cmp.registry.freshness import freshness
 from cmp.registry.pushes import PushFloors
 
 if TYPE_CHECKING:
@@ -272,9 +273,10 @@ class CachingRegistry:
     than `stale_for` answer instead, with a warning naming each image and its age. All the tags
     asked of a repository must be covered, or the registry's error stands.
 
-    `pushes` is the freshness rule for announced pushes (cmp.registry.pushes.PushFloors): no
-    entry, in memory or on disk, fresh or stale, answers unless `pushes.admits` it. Every entry
-    written records when it was fetched and the push time announced for its repository then.
+    `pushes` holds the pushes announced for the render (cmp.registry.pushes.PushFloors): no
+    entry, in memory or on disk, fresh or stale, answers unless the one freshness rule
+    (cmp.registry.freshness) says so. Every entry written records when it was fetched and the
+    push time announced for its repository then.
     """
 
     def __init__(
@@ -352,7 +354,7 @@ class CachingRegistry:
     def list_tags(self, repo: EcrRepository) -> Lookup:
         with self._memory_lock:
             remembered = self._lists.get(repo)
-        if remembered is not None and self._admits(repo, *remembered[1]):
+        if remembered is not None and self._fresh_for(repo, remembered[1], self._tag_list_ttl):
             return remembered[0]
         store = self._store
         if store is None:
@@ -397,20 +399,24 @@ class CachingRegistry:
             self._remember_list(repo, listing, when)
         return listing, when
 
-    def _admits(self, repo: EcrRepository, fetched_at: float, seen: float | None) -> bool:
-        return self._pushes.admits(repo, fetched_at, seen)
+    def _fresh_for(self, repo: EcrRepository, fetched: Fetched, max_age: float) -> bool:
+        now = self._clock()
+        return freshness(repo, fetched, now=now, max_age=max_age, pushes=self._pushes) == "fresh"
+
+    def _usable(
+        self, repo: EcrRepository, entries: Mapping[str, CachedTag | None], max_age: float
+    ) -> dict[str, CachedTag]:
+        """The entries that may answer when entries are trusted for `max_age` seconds."""
+        return {
+            tag: entry
+            for tag, entry in entries.items()
+            if entry is not None and self._fresh_for(repo, entry.fetched, max_age)
+        }
 
     def _from_memory(self, repo: EcrRepository, wanted: set[str]) -> dict[str, CachedTag]:
         with self._memory_lock:
             hits = {tag: self._tags.get((repo, tag)) for tag in wanted}
-        oldest = self._clock() - self._ttl  # an entry read from disk keeps its fetch time
-        return {
-            tag: entry
-            for tag, entry in hits.items()
-            if entry is not None
-            and oldest < entry.fetched_at
-            and self._admits(repo, entry.fetched_at, entry.seen)
-        }
+        return self._usable(repo, hits, self._ttl)  # an entry read from disk keeps its age
 
     def _remember(self, repo: EcrRepository, entries: Mapping[str, CachedTag]) -> None:
         with self._memory_lock:
@@ -426,18 +432,10 @@ class CachingRegistry:
     def _fresh(
         self, repo: EcrRepository, cached: CachedRepository | None, tags: Collection[str]
     ) -> dict[str, CachedTag]:
-        """Disk entries within the TTL that the push rule admits; remembered in memory."""
+        """Disk entries that are fresh; remembered in memory."""
         if cached is None:
             return {}
-        oldest = self._clock() - self._ttl
-        entries = {tag: cached.tags.get(tag) for tag in tags}
-        usable = {
-            tag: entry
-            for tag, entry in entries.items()
-            if entry is not None
-            and oldest < entry.fetched_at
-            and self._admits(repo, entry.fetched_at, entry.seen)
-        }
+        usable = self._usable(repo, {tag: cached.tags.get(tag) for tag in tags}, self._ttl)
         self._remember(repo, usable)
         return usable
 
@@ -448,7 +446,7 @@ class CachingRegistry:
             return None
         max_age = self._tag_list_ttl if max_age is None else max_age
         when = Fetched(cached.tag_list_fetched_at, cached.tag_list_seen)
-        if when.at <= self._clock() - max_age or not self._admits(repo, *when):
+        if not self._fresh_for(repo, when, max_age):
             return None
         entries = [cached.tags.get(tag) for tag in cached.tag_list]
         if any(entry is None for entry in entries):
@@ -466,14 +464,8 @@ class CachingRegistry:
         Never one older than an announced push: a failed render is retried, a stale one sticks."""
         if self._stale_for <= 0 or cached is None:
             return None
-        oldest = self._clock() - self._stale_for
-        entries = {tag: cached.tags.get(tag) for tag in tags}
-        usable = {
-            t: e
-            for t, e in entries.items()
-            if e is not None and oldest < e.fetched_at and self._admits(repo, e.fetched_at, e.seen)
-        }
-        return usable if len(usable) == len(entries) else None
+        usable = self._usable(repo, {tag: cached.tags.get(tag) for tag in tags}, self._stale_for)
+        return usable if len(usable) == len(tags) else None
 
     def _stale_list(self, repo: EcrRepository, cached: CachedRepository | None) -> Lookup | None:
         if self._stale_for <= 0 or cached is None or cached.tag_list_fetched_at is None:

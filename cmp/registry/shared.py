@@ -34,12 +34,13 @@ from urllib.parse import urlsplit
 
 from cmp.errors import ConfigError
 from cmp.registry.base import Fetched, Lookup, Registry, TagInfo, ages, is_digest
+from cmp.registry.freshness import freshness
+from cmp.registry.pushes import PushFloors
 from cmp.registry.redis_url import check_files, parse_redis_url
 from cmp.settings import Settings, env_name
 
 if TYPE_CHECKING:
     from cmp.registry.names import EcrRepository
-    from cmp.registry.pushes import PushFloors
     from cmp.registry.resp import Command, Reply, RespClient
 
 # v2: values are `<hex HMAC><JSON body>`, checked before they are parsed (v1 parsed, then
@@ -599,9 +600,9 @@ class SharedRegistry:
     waits for other replicas' answers in all before asking ECR itself, and never longer than a
     holder keeps its lock (LOCK_TTL_SECONDS): a lock still there by then is not that holder's.
     `read=False` (TAGPIN_CACHE=refresh) asks ECR and only writes. `pushes` holds the
-    pushes announced on the Application (cmp.registry.pushes): shared entries pass the same rule as
-    local ones (`PushFloors.admits`), so the push record guards Redis too, even when the
-    webhook could not bump the repository's generation there.
+    pushes announced on the Application (cmp.registry.pushes): shared entries pass the same
+    freshness rule as local ones (cmp.registry.freshness), so the push record guards Redis too,
+    even when the webhook could not bump the repository's generation there.
     """
 
     def __init__(
@@ -628,7 +629,7 @@ class SharedRegistry:
         self._ttl = min(ttl, GENERATION_TTL_SECONDS / 2)
         self._list_ttl = min(list_ttl, GENERATION_TTL_SECONDS / 2)
         self._read = read
-        self._pushes = pushes
+        self._pushes = pushes if pushes is not None else PushFloors()
         self._clock = clock
         self._monotonic = monotonic
         self._sleep = sleep
@@ -713,22 +714,22 @@ class SharedRegistry:
         self,
         repo: EcrRepository,
         generation: str,
-        oldest: float,
+        max_age: float,
         entry: SharedEntry | SharedListing,
     ) -> bool:
+        # A push bumps the generation (the webhook's side); the push record read from the
+        # Application guards the entry too, as it does the local caches' (freshness).
+        now = self._clock()
         return (
-            entry.generation == generation  # a push announced since makes it stale
-            and oldest < entry.fetched_at
-            # Fetched after an announced push, or by a render that knew it: clock skew
-            # between pods is allowed for, as in the local caches.
-            and (self._pushes is None or self._pushes.admits(repo, entry.fetched_at, entry.seen))
+            entry.generation == generation
+            and freshness(repo, entry.fetched, now=now, max_age=max_age, pushes=self._pushes)
+            == "fresh"
         )
 
     def _shared(
         self, store: RedisStore, repo: EcrRepository, wanted: frozenset[str]
     ) -> tuple[str, dict[str, SharedEntry]]:
         generation, raw = store.read(repo, wanted)
-        oldest = self._clock() - self._ttl
         found: dict[str, SharedEntry] = {}
         for tag, value in raw.items():
             if value is None:
@@ -736,7 +737,7 @@ class SharedRegistry:
             entry = verify_entry(self._key, repo, tag, value)
             if entry is None:
                 self._rejected(repo, f"entry for {repo.uri}:{tag}", value)
-            elif self._admitted(repo, generation, oldest, entry):
+            elif self._admitted(repo, generation, self._ttl, entry):
                 found[tag] = entry
         return generation, found
 
@@ -750,7 +751,7 @@ class SharedRegistry:
         if listing is None:
             self._rejected(repo, f"tag list of {repo.uri}", raw)
             return generation, None
-        if not self._admitted(repo, generation, self._clock() - self._list_ttl, listing):
+        if not self._admitted(repo, generation, self._list_ttl, listing):
             return generation, None
         return generation, listing
 
@@ -778,7 +779,7 @@ class SharedRegistry:
                 # Read before ECR is asked: a push announced meanwhile must make this stale.
                 generation = self._quietly(lambda: before.generation(repo))
             fetched_at = self._clock()
-            seen = self._pushes.announced(repo) if self._pushes is not None else None
+            seen = self._pushes.announced(repo)
             self.counts["ecr"] += 1
             answer = self._inner.describe_tags(repo, sorted(wanted - known.keys()))
             sharing = self._store
@@ -813,7 +814,7 @@ class SharedRegistry:
                 # Read before ECR is asked: a push announced meanwhile must make this stale.
                 generation = self._quietly(lambda: before.generation(repo))
             fetched_at = self._clock()
-            seen = self._pushes.announced(repo) if self._pushes is not None else None
+            seen = self._pushes.announced(repo)
             self.counts["ecr"] += 1
             answer = self._inner.list_tags(repo)
             sharing = self._store
