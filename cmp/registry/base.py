@@ -59,6 +59,38 @@ class Lookup(NamedTuple):
     fetched: Mapping[str, Fetched] = MappingProxyType({})
 
 
+class CachedTag(NamedTuple):
+    """One tag's answer as a cache keeps it: the digest and when it was fetched."""
+
+    info: TagInfo
+    fetched_at: float  # the fetcher's clock just before it asked the registry
+    seen: float | None = None  # the push time announced for the repository then (PushFloors)
+
+    @property
+    def fetched(self) -> Fetched:
+        return Fetched(self.fetched_at, self.seen)
+
+
+class Kept(Protocol):
+    """A tag's answer a cache kept (CachedTag, a Redis entry): its digest and its age."""
+
+    @property
+    def info(self) -> TagInfo: ...
+
+    @property
+    def fetched(self) -> Fetched: ...
+
+
+def answer_from(kept: Mapping[str, Kept], below: Lookup | None = None) -> Lookup:
+    """The answer made of what a cache kept, with what `below` (the layer under it, asked for
+    the rest) says is missing."""
+    found = {tag: entry.info for tag, entry in kept.items()}
+    fetched = {tag: entry.fetched for tag, entry in kept.items()}
+    if below is None:
+        return Lookup(found=found, fetched=fetched)
+    return Lookup(found, below.missing, below.repository_missing, fetched)
+
+
 def ages(answer: Lookup, asked: Fetched) -> dict[str, Fetched]:
     """The age of every tag `answer` found: its own, else `asked`, when the layer that got the
     answer asked for it."""

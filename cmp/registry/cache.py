@@ -25,12 +25,14 @@ from urllib.parse import quote
 from cachetools import TTLCache
 
 from cmp.registry.base import (
+    CachedTag,
     Fetched,
     Lookup,
     Registry,
     RegistryUnavailable,
     TagInfo,
     ages,
+    answer_from,
     is_digest,
 )
 from cmp.registry.freshness import freshness
@@ -53,16 +55,6 @@ class CacheMode(enum.Enum):
     ON = "on"  # use cached values, write new ones
     REFRESH = "refresh"  # ignore cached values, still write what ECR says
     OFF = "off"  # no disk cache at all
-
-
-class CachedTag(NamedTuple):
-    info: TagInfo
-    fetched_at: float  # the fetcher's clock just before it asked the registry
-    seen: float | None = None  # the push time announced for the repository then (PushFloors)
-
-    @property
-    def fetched(self) -> Fetched:
-        return Fetched(self.fetched_at, self.seen)
 
 
 class CachedRepository(NamedTuple):
@@ -262,11 +254,20 @@ class DiskCache:
 
 
 class CachingRegistry:
-    """`Registry` that answers from memory, then disk, and asks `inner` only for misses.
+    """`Registry` with the local caches in front of `inner`: memory, then disk.
 
-    On a miss it takes the repository's lock, re-reads the file (another process may have just
-    filled it), asks `inner` for what is still missing and merges the answer, all under the lock.
-    Missing tags and repositories are never cached: a push must show up on the next render.
+    Both questions, a repository's tags and its listing (branch deploys), take one path:
+    memory, then disk, then, holding the repository's lock so that one process of the machine
+    asks while the others wait for its answer, disk again and `inner`. Each tag is answered by
+    whichever cache holds it fresh; a listing is answered whole or not at all. What `inner`
+    says is kept with the age it carries (an answer Redis kept for a minute is a minute old
+    here too). "Not found" is never cached, so a freshly pushed tag is found at once.
+
+    `mode`: ON reads and writes the disk cache; REFRESH never reads it but still writes
+    (memory still answers what this process asked); OFF has no disk cache (`store` unused).
+    `ttl` is how long a tag's digest is trusted (TAGPIN_CACHE_TTL), `tag_list_ttl` a listing
+    (TAGPIN_TAG_LIST_TTL): new tags appear in listings quickly, while a pinned digest is
+    re-verified less often.
 
     `stale_for` > 0 (seconds, opt-in): when `inner` is unavailable (`RegistryUnavailable`: down,
     throttling, server errors; never access denied), disk entries older than the TTL but younger
@@ -311,95 +312,118 @@ class CachingRegistry:
         )
 
     def describe_tags(self, repo: EcrRepository, tags: Collection[str]) -> Lookup:
-        wanted = set(tags)
-        found = self._from_memory(repo, wanted)
-        if len(found) == len(wanted):
-            return _answer(found)
-        store = self._store
-        if store is None:
-            return self._ask(repo, wanted, found)
-        if self._read_disk:
-            found.update(self._fresh(repo, store.read(repo), wanted - found.keys()))
-            if len(found) == len(wanted):
-                return _answer(found)
-        with store.locked(repo):
-            if self._read_disk:
-                found.update(self._fresh(repo, store.read(repo), wanted - found.keys()))
-                if len(found) == len(wanted):
-                    return _answer(found)
-            try:
-                answer = self._ask(repo, wanted, found)
-            except RegistryUnavailable:
-                stale = self._stale(repo, store.read(repo), wanted - found.keys())
-                if stale is None:
-                    raise
-                self._warn_stale(repo, stale)
-                return _answer({**found, **stale})
-            fresh = {t: answer.found[t] for t in wanted - found.keys() if t in answer.found}
-            if fresh:
-                store.merge(repo, fresh, self._clock(), fetched=answer.fetched)
-            return answer
-
-    def describe_cached(self, repo: EcrRepository, tags: Collection[str]) -> Lookup | None:
-        """The answer if memory or disk holds every tag fresh, else None; never asks ECR and
-        takes no lock (a warm render's fast path in `describe_many`)."""
-        wanted = set(tags)
-        found = self._from_memory(repo, wanted)
-        if len(found) < len(wanted) and self._store is not None and self._read_disk:
-            found.update(self._fresh(repo, self._store.read(repo), wanted - found.keys()))
-        if len(found) < len(wanted):
-            return None
-        return _answer(found)
+        return self.answer_from(repo, frozenset(tags))
 
     def list_tags(self, repo: EcrRepository) -> Lookup:
-        with self._memory_lock:
-            remembered = self._lists.get(repo)
-        if remembered is not None and self._fresh_for(repo, remembered[1], self._tag_list_ttl):
-            return remembered[0]
+        return self.answer_from(repo, None)
+
+    def describe_cached(self, repo: EcrRepository, tags: Collection[str]) -> Lookup | None:
+        """The answer if memory or disk holds every tag fresh, else None; never asks `inner`
+        and takes no lock (a warm render's fast path in `describe_many`)."""
+        return self._cached(repo, frozenset(tags), {})
+
+    # -- one path for both questions ---------------------------------------------------------
+    #
+    # `wanted` is the tags asked, or None for the listing; `known` gathers the tags' fresh
+    # entries found so far (a listing is found whole, or not at all).
+
+    def answer_from(self, repo: EcrRepository, wanted: frozenset[str] | None) -> Lookup:
+        known: dict[str, CachedTag] = {}
+        answer = self._cached(repo, wanted, known)
+        if answer is not None:
+            return answer
         store = self._store
         if store is None:
-            return self._list(repo)[0]
-        if self._read_disk:
-            cached = self._fresh_list(repo, store.read(repo))
-            if cached is not None:
-                return cached
+            return self._fill(repo, wanted, known, None)
         with store.locked(repo):
             if self._read_disk:
-                cached = self._fresh_list(repo, store.read(repo))
-                if cached is not None:
-                    return cached
-            try:
-                answer, when = self._list(repo)
-            except RegistryUnavailable:
-                listed = self._stale_list(repo, store.read(repo))
-                if listed is None:
-                    raise
-                return listed
-            if not answer.repository_missing:
+                # Again under the lock: the process that held it may have just written.
+                answer = self._from_disk(repo, wanted, known, store.read(repo))
+                if answer is not None:
+                    return answer
+            return self._fill(repo, wanted, known, store)
+
+    def _cached(
+        self, repo: EcrRepository, wanted: frozenset[str] | None, known: dict[str, CachedTag]
+    ) -> Lookup | None:
+        """Memory, then disk, with no lock taken and nothing asked of `inner`."""
+        answer = self._from_memory(repo, wanted, known)
+        if answer is None and self._store is not None and self._read_disk:
+            answer = self._from_disk(repo, wanted, known, self._store.read(repo))
+        return answer
+
+    def _from_memory(
+        self, repo: EcrRepository, wanted: frozenset[str] | None, known: dict[str, CachedTag]
+    ) -> Lookup | None:
+        with self._memory_lock:
+            if wanted is None:
+                remembered = self._lists.get(repo)
+            else:
+                hits = {tag: self._tags.get((repo, tag)) for tag in wanted - known.keys()}
+        if wanted is None:
+            if remembered is None or not self._is_fresh(repo, remembered[1], self._tag_list_ttl):
+                return None
+            return remembered[0]
+        known.update(self._usable(repo, hits, self._ttl))  # an entry from disk keeps its age
+        return answer_from(known) if len(known) == len(wanted) else None
+
+    def _from_disk(
+        self,
+        repo: EcrRepository,
+        wanted: frozenset[str] | None,
+        known: dict[str, CachedTag],
+        cached: CachedRepository | None,
+    ) -> Lookup | None:
+        """The disk's fresh answer (remembered in memory) when it completes the question."""
+        if cached is None:
+            return None
+        if wanted is None:
+            return self._listing(repo, cached, self._tag_list_ttl)
+        usable = self._usable(
+            repo, {t: cached.tags.get(t) for t in wanted - known.keys()}, self._ttl
+        )
+        self._remember(repo, usable)
+        known.update(usable)
+        return answer_from(known) if len(known) == len(wanted) else None
+
+    def _fill(
+        self,
+        repo: EcrRepository,
+        wanted: frozenset[str] | None,
+        known: dict[str, CachedTag],
+        store: DiskCache | None,
+    ) -> Lookup:
+        """Ask `inner` what the caches lack, keep its answer in memory and on disk (`store`,
+        its lock held), or serve stale entries while it is unavailable (`stale_for`)."""
+        asked = Fetched(self._clock(), self._pushes.announced(repo))
+        try:
+            if wanted is None:
+                answer = self._inner.list_tags(repo)
+            else:
+                answer = self._inner.describe_tags(repo, sorted(wanted - known.keys()))
+        except RegistryUnavailable:
+            stale = None if store is None else self._stale(repo, wanted, known, store.read(repo))
+            if stale is None:
+                raise
+            return stale
+        aged = ages(answer, asked)
+        fresh = {tag: CachedTag(info, *aged[tag]) for tag, info in answer.found.items()}
+        if wanted is not None:
+            self._remember(repo, fresh)
+            if store is not None and fresh:
+                store.merge(repo, answer.found, asked.at, fetched=aged)
+            return answer_from({**known, **fresh}, answer)
+        when = next(iter(aged.values()), asked)  # a listing's tags share its age
+        listing = answer._replace(fetched=aged)
+        if not answer.repository_missing:
+            self._remember_list(repo, listing, when)
+            if store is not None:
                 store.merge(repo, answer.found, when.at, tag_list=True, seen=when.seen)
-            return answer
+        return listing
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _ask(self, repo: EcrRepository, wanted: set[str], known: dict[str, CachedTag]) -> Lookup:
-        asked = Fetched(self._clock(), self._pushes.announced(repo))
-        answer = self._inner.describe_tags(repo, sorted(wanted - known.keys()))
-        aged = ages(answer, asked)
-        fresh = {t: CachedTag(info, *aged[t]) for t, info in answer.found.items()}
-        self._remember(repo, fresh)
-        return _answer({**known, **fresh}, answer)
-
-    def _list(self, repo: EcrRepository) -> tuple[Lookup, Fetched]:
-        """The listing, aged, and when it was fetched from ECR."""
-        asked = Fetched(self._clock(), self._pushes.announced(repo))
-        answer = self._inner.list_tags(repo)
-        when = next(iter(answer.fetched.values()), asked)  # a listing's tags share its age
-        listing = answer._replace(fetched=dict.fromkeys(answer.found, when))
-        if not answer.repository_missing:
-            self._remember_list(repo, listing, when)
-        return listing, when
-
-    def _fresh_for(self, repo: EcrRepository, fetched: Fetched, max_age: float) -> bool:
+    def _is_fresh(self, repo: EcrRepository, fetched: Fetched, max_age: float) -> bool:
         now = self._clock()
         return freshness(repo, fetched, now=now, max_age=max_age, pushes=self._pushes) == "fresh"
 
@@ -410,13 +434,8 @@ class CachingRegistry:
         return {
             tag: entry
             for tag, entry in entries.items()
-            if entry is not None and self._fresh_for(repo, entry.fetched, max_age)
+            if entry is not None and self._is_fresh(repo, entry.fetched, max_age)
         }
-
-    def _from_memory(self, repo: EcrRepository, wanted: set[str]) -> dict[str, CachedTag]:
-        with self._memory_lock:
-            hits = {tag: self._tags.get((repo, tag)) for tag in wanted}
-        return self._usable(repo, hits, self._ttl)  # an entry read from disk keeps its age
 
     def _remember(self, repo: EcrRepository, entries: Mapping[str, CachedTag]) -> None:
         with self._memory_lock:
@@ -429,24 +448,14 @@ class CachingRegistry:
             self._lists[repo] = (listing, when)
         return listing
 
-    def _fresh(
-        self, repo: EcrRepository, cached: CachedRepository | None, tags: Collection[str]
-    ) -> dict[str, CachedTag]:
-        """Disk entries that are fresh; remembered in memory."""
-        if cached is None:
-            return {}
-        usable = self._usable(repo, {tag: cached.tags.get(tag) for tag in tags}, self._ttl)
-        self._remember(repo, usable)
-        return usable
-
-    def _fresh_list(
-        self, repo: EcrRepository, cached: CachedRepository | None, max_age: float | None = None
+    def _listing(
+        self, repo: EcrRepository, cached: CachedRepository, max_age: float
     ) -> Lookup | None:
-        if cached is None or cached.tag_list is None or cached.tag_list_fetched_at is None:
+        """The disk's listing if it may answer when trusted for `max_age` (remembered)."""
+        if cached.tag_list is None or cached.tag_list_fetched_at is None:
             return None
-        max_age = self._tag_list_ttl if max_age is None else max_age
         when = Fetched(cached.tag_list_fetched_at, cached.tag_list_seen)
-        if not self._fresh_for(repo, when, max_age):
+        if not self._is_fresh(repo, when, max_age):
             return None
         entries = [cached.tags.get(tag) for tag in cached.tag_list]
         if any(entry is None for entry in entries):
@@ -458,28 +467,30 @@ class CachingRegistry:
     # -- serving stale entries while the registry is down (opt-in) --------------------------
 
     def _stale(
-        self, repo: EcrRepository, cached: CachedRepository | None, tags: Collection[str]
-    ) -> dict[str, CachedTag] | None:
-        """Cached entries younger than `stale_for` for every tag, or None if any is lacking.
-        Never one older than an announced push: a failed render is retried, a stale one sticks."""
+        self,
+        repo: EcrRepository,
+        wanted: frozenset[str] | None,
+        known: Mapping[str, CachedTag],
+        cached: CachedRepository | None,
+    ) -> Lookup | None:
+        """Cached entries younger than `stale_for` for the whole question, or None if any is
+        lacking. Never one older than an announced push: a failed render is retried, a stale
+        one sticks."""
         if self._stale_for <= 0 or cached is None:
             return None
-        usable = self._usable(repo, {tag: cached.tags.get(tag) for tag in tags}, self._stale_for)
-        return usable if len(usable) == len(tags) else None
-
-    def _stale_list(self, repo: EcrRepository, cached: CachedRepository | None) -> Lookup | None:
-        if self._stale_for <= 0 or cached is None or cached.tag_list_fetched_at is None:
+        if wanted is None:
+            listing = self._listing(repo, cached, self._stale_for)
+            if listing is not None and cached.tag_list_fetched_at is not None:
+                age = _age(self._clock() - cached.tag_list_fetched_at)
+                self.warnings.append(
+                    f"ECR is unavailable, so the tags of {repo.uri} come from a listing cached "
+                    f"{age} ago and may be out of date (TAGPIN_SERVE_STALE_HOURS)"
+                )
+            return listing
+        lacking = wanted - known.keys()
+        stale = self._usable(repo, {t: cached.tags.get(t) for t in lacking}, self._stale_for)
+        if len(stale) < len(lacking):
             return None
-        listing = self._fresh_list(repo, cached, max_age=self._stale_for)
-        if listing is not None:
-            age = _age(self._clock() - cached.tag_list_fetched_at)
-            self.warnings.append(
-                f"ECR is unavailable, so the tags of {repo.uri} come from a listing cached "
-                f"{age} ago and may be out of date (TAGPIN_SERVE_STALE_HOURS)"
-            )
-        return listing
-
-    def _warn_stale(self, repo: EcrRepository, stale: Mapping[str, CachedTag]) -> None:
         now = self._clock()
         pinned = ", ".join(
             f"{repo.uri}:{tag} (cached {_age(now - entry.fetched_at)} ago)"
@@ -490,15 +501,7 @@ class CachingRegistry:
             f"of date: {pinned}; they are served for up to TAGPIN_SERVE_STALE_HOURS="
             f"{self._stale_for / 3600:g} while ECR is down"
         )
-
-
-def _answer(entries: Mapping[str, CachedTag], asked: Lookup | None = None) -> Lookup:
-    """The answer made of cached entries, with what `asked` (the layer below) said is missing."""
-    found = {tag: entry.info for tag, entry in entries.items()}
-    fetched = {tag: entry.fetched for tag, entry in entries.items()}
-    if asked is None:
-        return Lookup(found=found, fetched=fetched)
-    return Lookup(found, asked.missing, asked.repository_missing, fetched)
+        return answer_from({**known, **stale})
 
 
 # -- the file format ------------------------------------------------------------------------

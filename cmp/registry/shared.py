@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from cmp.errors import ConfigError
-from cmp.registry.base import Fetched, Lookup, Registry, TagInfo, ages, is_digest
+from cmp.registry.base import Fetched, Lookup, Registry, TagInfo, ages, answer_from, is_digest
 from cmp.registry.freshness import freshness
 from cmp.registry.pushes import PushFloors
 from cmp.registry.redis_url import check_files, parse_redis_url
@@ -644,53 +644,29 @@ class SharedRegistry:
     # -- Registry ---------------------------------------------------------------------------
 
     def describe_tags(self, repo: EcrRepository, tags: Collection[str]) -> Lookup:
-        wanted = frozenset(tags)
-        partial: dict[str, SharedEntry] = {}  # what Redis holds of `wanted`, at the last read
-
-        def look(store: RedisStore) -> tuple[str, Lookup | None]:
-            generation, found = self._shared(store, repo, wanted)
-            partial.clear()
-            partial.update(found)
-            return generation, self._hit(repo, found) if len(found) == len(wanted) else None
-
-        def fill(generation: str | None, token: str | None) -> Lookup:
-            # Without a generation Redis was not read (refresh mode) or went down: ask for all.
-            known = partial if generation is not None else {}
-            return self._fill(repo, wanted, known, generation, token)
-
-        return self._single_flight(repo, look, fill)
+        return self._single_flight(repo, frozenset(tags))
 
     def list_tags(self, repo: EcrRepository) -> Lookup:
-        def look(store: RedisStore) -> tuple[str, Lookup | None]:
-            generation, listing = self._shared_listing(store, repo)
-            return generation, None if listing is None else self._listing_hit(repo, listing)
-
-        return self._single_flight(
-            repo, look, lambda generation, token: self._fill_listing(repo, generation, token)
-        )
+        return self._single_flight(repo, None)
 
     def describe_cached(self, repo: EcrRepository, tags: Collection[str]) -> Lookup | None:
         return None  # Redis is a round trip away
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _single_flight(
-        self,
-        repo: EcrRepository,
-        look: Callable[[RedisStore], tuple[str, Lookup | None]],
-        fill: Callable[[str | None, str | None], Lookup],
-    ) -> Lookup:
-        """`look` answers from Redis (the generation read, and a Lookup if Redis holds one);
-        else one replica of the fleet takes the repository's lock and `fill`s from ECR while
-        the others wait, then look again. `fill(generation, token)` releases the lock."""
+    def _single_flight(self, repo: EcrRepository, wanted: frozenset[str] | None) -> Lookup:
+        """One path for both questions (`wanted`: the tags asked, or None for the listing):
+        answer from Redis; else one replica of the fleet takes the repository's lock and
+        `_fill`s from ECR while the others wait, then look again."""
+        known: dict[str, SharedEntry] = {}  # what Redis holds of `wanted`, at the last read
         if not self._read:
-            return fill(None, None)
+            return self._fill(repo, wanted, known, None, None)
         while True:
             store = self._store
             if store is None:
-                return fill(None, None)
+                return self._fill(repo, wanted, {}, None, None)
             try:
-                generation, answer = look(store)
+                generation, answer = self._look(store, repo, wanted, known)
                 if answer is not None:
                     return answer
                 taken = store.lock(repo, LOCK_TTL_SECONDS)
@@ -699,16 +675,33 @@ class SharedRegistry:
                 token = taken.token
                 if token is not None:
                     # Re-read under the lock: the previous holder may have just written.
-                    generation, answer = look(store)
+                    generation, answer = self._look(store, repo, wanted, known)
                     if answer is not None:
                         store.unlock(repo, token)
                         return answer
-                    return fill(generation, token)
+                    return self._fill(repo, wanted, known, generation, token)
                 if not self._wait(store, repo):
                     # Waited as long as ECR may take: ask it without the lock.
-                    return fill(generation, None)
+                    return self._fill(repo, wanted, known, generation, None)
             except SharedCacheDown as problem:
                 self._down(problem)
+
+    def _look(
+        self,
+        store: RedisStore,
+        repo: EcrRepository,
+        wanted: frozenset[str] | None,
+        known: dict[str, SharedEntry],
+    ) -> tuple[str, Lookup | None]:
+        """The generation read, and Redis's answer if it holds the whole question; `known`
+        becomes what it holds of the tags asked."""
+        if wanted is None:
+            generation, listing = self._shared_listing(store, repo)
+            return generation, None if listing is None else self._listing_hit(repo, listing)
+        generation, found = self._shared(store, repo, wanted)
+        known.clear()
+        known.update(found)
+        return generation, self._hit(repo, found) if len(found) == len(wanted) else None
 
     def _admitted(
         self,
@@ -762,83 +755,72 @@ class SharedRegistry:
 
     def _hit(self, repo: EcrRepository, found: Mapping[str, SharedEntry]) -> Lookup:
         self.counts["hits"] += 1
-        return _answer(found)
+        return answer_from(found)
 
     def _fill(
         self,
         repo: EcrRepository,
-        wanted: frozenset[str],
+        wanted: frozenset[str] | None,
         known: Mapping[str, SharedEntry],
         generation: str | None,
         token: str | None,
     ) -> Lookup:
-        """Ask ECR for what Redis lacks, share the answer (if Redis is up), release the lock."""
+        """Ask ECR for what Redis lacks (the listing, or the tags it does not hold), share the
+        answer if Redis is up, release the lock. Without a generation Redis was not read
+        (refresh mode) or is down."""
         try:
             before = self._store
             if generation is None and before is not None:
                 # Read before ECR is asked: a push announced meanwhile must make this stale.
                 generation = self._quietly(lambda: before.generation(repo))
-            fetched_at = self._clock()
-            seen = self._pushes.announced(repo)
+            asked = Fetched(self._clock(), self._pushes.announced(repo))
             self.counts["ecr"] += 1
-            answer = self._inner.describe_tags(repo, sorted(wanted - known.keys()))
+            if wanted is None:
+                answer = self._inner.list_tags(repo)
+            else:
+                answer = self._inner.describe_tags(repo, sorted(wanted - known.keys()))
             sharing = self._store
-            if sharing is not None and answer.found and generation is not None:
-                entries = {
-                    tag: sign_entry(
-                        self._key, repo, SharedEntry(info, fetched_at, generation, seen)
-                    )
-                    for tag, info in answer.found.items()
-                }
-                self._quietly(lambda: sharing.write(repo, entries, self._ttl))
+            if sharing is not None and generation is not None:
+                self._share(sharing, repo, wanted is None, answer, asked, generation)
         finally:
             holder = self._store
             if token is not None and holder is not None:
                 self._quietly(lambda: holder.unlock(repo, token))
-        known_now = _answer(known)
+        held = answer_from(known)
         return Lookup(
-            found={**known_now.found, **answer.found},
+            found={**held.found, **answer.found},
             missing=answer.missing,
             repository_missing=answer.repository_missing,
-            fetched={**known_now.fetched, **ages(answer, Fetched(fetched_at, seen))},
+            fetched={**held.fetched, **ages(answer, asked)},
         )
 
-    def _fill_listing(
-        self, repo: EcrRepository, generation: str | None, token: str | None
-    ) -> Lookup:
-        """List the repository in ECR, share the listing and its digests, release the lock.
-        A repository that does not exist is not shared, nor a listing over MAX_LISTING_BYTES."""
-        try:
-            before = self._store
-            if generation is None and before is not None:
-                # Read before ECR is asked: a push announced meanwhile must make this stale.
-                generation = self._quietly(lambda: before.generation(repo))
-            fetched_at = self._clock()
-            seen = self._pushes.announced(repo)
-            self.counts["ecr"] += 1
-            answer = self._inner.list_tags(repo)
-            sharing = self._store
-            if sharing is not None and generation is not None and not answer.repository_missing:
-                signed = sign_listing(
-                    self._key, repo, SharedListing(answer.found, fetched_at, generation, seen)
-                )
-                # Too big to share: the write drops whatever the listing key holds instead.
-                listing = signed if len(signed) <= MAX_LISTING_BYTES else None
-                entries = {
-                    tag: sign_entry(
-                        self._key, repo, SharedEntry(info, fetched_at, generation, seen)
-                    )
-                    for tag, info in answer.found.items()
-                    if listing is not None
-                }
-                self._quietly(
-                    lambda: sharing.write_listing(repo, listing, self._list_ttl, entries, self._ttl)
-                )
-        finally:
-            holder = self._store
-            if token is not None and holder is not None:
-                self._quietly(lambda: holder.unlock(repo, token))
-        return answer._replace(fetched=ages(answer, Fetched(fetched_at, seen)))
+    def _share(
+        self,
+        store: RedisStore,
+        repo: EcrRepository,
+        listing: bool,
+        answer: Lookup,
+        asked: Fetched,
+        generation: str,
+    ) -> None:
+        """Write what ECR answered: digest entries, and a listing's own value with them. "Not
+        found" is never shared, nor the listing of a repository that does not exist, nor one
+        over MAX_LISTING_BYTES (whatever its key holds is dropped instead, with its entries)."""
+        at, seen = asked
+        entries = {
+            tag: sign_entry(self._key, repo, SharedEntry(info, at, generation, seen))
+            for tag, info in answer.found.items()
+        }
+        if not listing:
+            if entries:
+                self._quietly(lambda: store.write(repo, entries, self._ttl))
+            return
+        if answer.repository_missing:
+            return
+        signed = sign_listing(self._key, repo, SharedListing(answer.found, at, generation, seen))
+        value = signed if len(signed) <= MAX_LISTING_BYTES else None
+        shared = entries if value is not None else {}
+        self._quietly(lambda: store.write_listing(repo, value, self._list_ttl, shared, self._ttl))
 
     def _wait(self, store: RedisStore, repo: EcrRepository) -> bool:
         """Wait while another replica holds the lock; False once the wait limit has passed."""
@@ -891,11 +873,6 @@ class SharedRegistry:
                 f"{SIGNING_KEY_ENV} (tampered with, or written with another key); asking ECR "
                 "(further ones are counted, not repeated)"
             )
-
-
-def _answer(entries: Mapping[str, SharedEntry]) -> Lookup:
-    found = {tag: entry.info for tag, entry in entries.items()}
-    return Lookup(found=found, fetched={tag: entry.fetched for tag, entry in entries.items()})
 
 
 # -- the webhook's side ---------------------------------------------------------------------
