@@ -29,7 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 from cmp.errors import ConfigError
@@ -473,6 +473,9 @@ def _text(value: bytes | None) -> str:
 # nor pass as the other kind.
 
 
+_Read = TypeVar("_Read")
+
+
 def _context(kind: str, repo: EcrRepository, tag: str = "") -> bytes:
     return json.dumps([NAMESPACE, kind, _repo_id(repo), tag]).encode() + b"\n"
 
@@ -498,66 +501,95 @@ def _authentic_body(key: bytes, context: bytes, raw: bytes, limit: int) -> Any:
         return None
 
 
+def _sign(
+    key: bytes,
+    kind: str,
+    repo: EcrRepository,
+    tag: str,
+    answer: Mapping[str, Any],
+    fetched_at: float,
+    generation: str,
+    seen: float | None,
+) -> bytes:
+    """`answer`'s fields and its age, signed as a value of `kind` for `repo` (and `tag`)."""
+    body = {**answer, "fetched_at": fetched_at, "generation": generation, "seen": seen}
+    return _signed(key, _context(kind, repo, tag), body)
+
+
+def _verify(
+    key: bytes,
+    kind: str,
+    repo: EcrRepository,
+    tag: str,
+    raw: bytes,
+    limit: int,
+    read: Callable[[dict[str, Any]], _Read | None],
+) -> tuple[_Read, float, str, float | None] | None:
+    """What `read` makes of the body of `raw`, and its age (fetched_at, generation, seen), if
+    `raw` is signed with `key` as a value of `kind` for `repo` (and `tag`) and well-formed."""
+    body = _authentic_body(key, _context(kind, repo, tag), raw, limit)
+    try:
+        if not isinstance(body, dict):
+            return None
+        answer = read(body)
+        if answer is None:
+            return None
+        return (
+            answer,
+            _number(body["fetched_at"]),
+            _string(body["generation"]),
+            _optional(body["seen"]),
+        )
+    except (KeyError, TypeError):
+        return None
+
+
 def sign_entry(key: bytes, repo: EcrRepository, entry: SharedEntry) -> bytes:
-    body = {
-        "digest": entry.info.digest,
-        "pushed_at": entry.info.pushed_at,
-        "media_type": entry.info.media_type,
-        "fetched_at": entry.fetched_at,
-        "generation": entry.generation,
-        "seen": entry.seen,
-    }
-    return _signed(key, _context("entry", repo, entry.info.tag), body)
+    info = entry.info
+    fields = {"digest": info.digest, "pushed_at": info.pushed_at, "media_type": info.media_type}
+    return _sign(
+        key, "entry", repo, info.tag, fields, entry.fetched_at, entry.generation, entry.seen
+    )
 
 
 def verify_entry(key: bytes, repo: EcrRepository, tag: str, raw: bytes) -> SharedEntry | None:
     """The entry if it is signed with `key` for this repository and tag, and well-formed."""
-    body = _authentic_body(key, _context("entry", repo, tag), raw, MAX_ENTRY_BYTES)
-    try:
-        if not isinstance(body, dict):
-            return None
-        info = _stored_tag(tag, body["digest"], body["pushed_at"], body["media_type"])
-        if info is None:
-            return None
-        return SharedEntry(
-            info, _number(body["fetched_at"]), _string(body["generation"]), _optional(body["seen"])
-        )
-    except (KeyError, TypeError):
-        return None
+
+    def read(body: dict[str, Any]) -> TagInfo | None:
+        return _stored_tag(tag, body["digest"], body["pushed_at"], body["media_type"])
+
+    verified = _verify(key, "entry", repo, tag, raw, MAX_ENTRY_BYTES, read)
+    return None if verified is None else SharedEntry(*verified)
 
 
 def sign_listing(key: bytes, repo: EcrRepository, listing: SharedListing) -> bytes:
-    body = {
-        "tags": [
-            [info.tag, info.digest, info.pushed_at, info.media_type]
-            for _, info in sorted(listing.found.items())
-        ],
-        "fetched_at": listing.fetched_at,
-        "generation": listing.generation,
-        "seen": listing.seen,
-    }
-    return _signed(key, _context("list", repo), body)
+    rows = [
+        [info.tag, info.digest, info.pushed_at, info.media_type]
+        for _, info in sorted(listing.found.items())
+    ]
+    return _sign(
+        key, "list", repo, "", {"tags": rows}, listing.fetched_at, listing.generation, listing.seen
+    )
 
 
 def verify_listing(key: bytes, repo: EcrRepository, raw: bytes) -> SharedListing | None:
     """The listing if it is signed with `key` for this repository, and well-formed."""
-    body = _authentic_body(key, _context("list", repo), raw, MAX_LISTING_BYTES)
-    try:
-        if not isinstance(body, dict) or not isinstance(body["tags"], list):
-            return None
-        found: dict[str, TagInfo] = {}
-        for row in body["tags"]:
-            if not isinstance(row, list) or len(row) != 4:
-                return None
-            info = _stored_tag(*row)
-            if info is None:
-                return None
-            found[info.tag] = info
-        return SharedListing(
-            found, _number(body["fetched_at"]), _string(body["generation"]), _optional(body["seen"])
-        )
-    except (KeyError, TypeError):
+    verified = _verify(key, "list", repo, "", raw, MAX_LISTING_BYTES, _stored_listing)
+    return None if verified is None else SharedListing(*verified)
+
+
+def _stored_listing(body: dict[str, Any]) -> dict[str, TagInfo] | None:
+    if not isinstance(body["tags"], list):
         return None
+    found: dict[str, TagInfo] = {}
+    for row in body["tags"]:
+        if not isinstance(row, list) or len(row) != 4:
+            return None
+        info = _stored_tag(*row)
+        if info is None:
+            return None
+        found[info.tag] = info
+    return found
 
 
 def _stored_tag(tag: Any, digest: Any, pushed_at: Any, media_type: Any) -> TagInfo | None:
