@@ -36,6 +36,7 @@ from cmp.registry.base import (
     is_digest,
 )
 from cmp.registry.freshness import freshness
+from cmp.registry.observe import SILENT, Layer, Question, RegistryObserver
 from cmp.registry.pushes import PushFloors
 
 if TYPE_CHECKING:
@@ -80,8 +81,10 @@ class DiskCache:
         warnings: list[str] | None = None,
         lock_timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
+        observer: RegistryObserver = SILENT,
     ) -> None:
         self.root = Path(root)
+        self._observer = observer
         self.warnings: list[str] = warnings if warnings is not None else []
         self._lock_timeout = lock_timeout
         self._clock = clock
@@ -226,11 +229,15 @@ class DiskCache:
 
     def _acquire(self, handle: int) -> bool:
         deadline = time.monotonic() + self._lock_timeout
+        waiting = False
         while True:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return True
             except BlockingIOError:
+                if not waiting:
+                    waiting = True  # another process is filling this repository
+                    self._observer.waited("disk")
                 if time.monotonic() >= deadline:
                     return False
                 time.sleep(_LOCK_POLL)
@@ -293,8 +300,10 @@ class CachingRegistry:
         stale_for: float = 0.0,
         warnings: list[str] | None = None,
         pushes: PushFloors | None = None,
+        observer: RegistryObserver = SILENT,
     ) -> None:
         self._inner = inner
+        self._observer = observer
         self._pushes = pushes if pushes is not None else PushFloors()
         self._stale_for = stale_for if mode is CacheMode.ON else 0.0
         self.warnings: list[str] = warnings if warnings is not None else []
@@ -312,89 +321,106 @@ class CachingRegistry:
         )
 
     def describe_tags(self, repo: EcrRepository, tags: Collection[str]) -> Lookup:
-        return self.answer_from(repo, frozenset(tags))
+        return self._answer(repo, frozenset(tags))
 
     def list_tags(self, repo: EcrRepository) -> Lookup:
-        return self.answer_from(repo, None)
+        return self._answer(repo, None)
 
     def describe_cached(self, repo: EcrRepository, tags: Collection[str]) -> Lookup | None:
         """The answer if memory or disk holds every tag fresh, else None; never asks `inner`
         and takes no lock (a warm render's fast path in `describe_many`)."""
-        return self._cached(repo, frozenset(tags), {})
+        return self._cached(repo, frozenset(tags), _Search())
 
     # -- one path for both questions ---------------------------------------------------------
     #
-    # `wanted` is the tags asked, or None for the listing; `known` gathers the tags' fresh
+    # `wanted` is the tags asked, or None for the listing; `search` gathers the tags' fresh
     # entries found so far (a listing is found whole, or not at all).
 
-    def answer_from(self, repo: EcrRepository, wanted: frozenset[str] | None) -> Lookup:
-        known: dict[str, CachedTag] = {}
-        answer = self._cached(repo, wanted, known)
+    def _answer(self, repo: EcrRepository, wanted: frozenset[str] | None) -> Lookup:
+        search = _Search()
+        answer = self._cached(repo, wanted, search)
         if answer is not None:
             return answer
         store = self._store
         if store is None:
-            return self._fill(repo, wanted, known, None)
+            return self._fill(repo, wanted, search, None)
         with store.locked(repo):
             if self._read_disk:
                 # Again under the lock: the process that held it may have just written.
-                answer = self._from_disk(repo, wanted, known, store.read(repo))
+                answer = self._from_disk(repo, wanted, search, store.read(repo))
                 if answer is not None:
                     return answer
-            return self._fill(repo, wanted, known, store)
+            return self._fill(repo, wanted, search, store)
 
     def _cached(
-        self, repo: EcrRepository, wanted: frozenset[str] | None, known: dict[str, CachedTag]
+        self, repo: EcrRepository, wanted: frozenset[str] | None, search: _Search
     ) -> Lookup | None:
         """Memory, then disk, with no lock taken and nothing asked of `inner`."""
-        answer = self._from_memory(repo, wanted, known)
+        answer = self._from_memory(repo, wanted, search)
         if answer is None and self._store is not None and self._read_disk:
-            answer = self._from_disk(repo, wanted, known, self._store.read(repo))
+            answer = self._from_disk(repo, wanted, search, self._store.read(repo))
         return answer
 
     def _from_memory(
-        self, repo: EcrRepository, wanted: frozenset[str] | None, known: dict[str, CachedTag]
+        self, repo: EcrRepository, wanted: frozenset[str] | None, search: _Search
     ) -> Lookup | None:
+        known = search.entries
         with self._memory_lock:
             if wanted is None:
                 remembered = self._lists.get(repo)
             else:
                 hits = {tag: self._tags.get((repo, tag)) for tag in wanted - known.keys()}
         if wanted is None:
-            if remembered is None or not self._is_fresh(repo, remembered[1], self._tag_list_ttl):
+            if remembered is None:
                 return None
-            return remembered[0]
-        known.update(self._usable(repo, hits, self._ttl))  # an entry from disk keeps its age
-        return answer_from(known) if len(known) == len(wanted) else None
+            listing, when = remembered
+            if not self._is_fresh(repo, when, self._tag_list_ttl, "memory", search):
+                return None
+            self._observer.answered("memory", "listing", "fresh")
+            return listing
+        known.update(self._usable(repo, hits, self._ttl, "memory", search))  # entries keep ages
+        return self._complete("memory", wanted, search)
 
     def _from_disk(
         self,
         repo: EcrRepository,
         wanted: frozenset[str] | None,
-        known: dict[str, CachedTag],
+        search: _Search,
         cached: CachedRepository | None,
     ) -> Lookup | None:
         """The disk's fresh answer (remembered in memory) when it completes the question."""
         if cached is None:
             return None
         if wanted is None:
-            return self._listing(repo, cached, self._tag_list_ttl)
-        usable = self._usable(
-            repo, {t: cached.tags.get(t) for t in wanted - known.keys()}, self._ttl
-        )
+            listing = self._listing(repo, cached, self._tag_list_ttl, search)
+            if listing is not None:
+                self._observer.answered("disk", "listing", "fresh")
+            return listing
+        lacking = {t: cached.tags.get(t) for t in wanted - search.entries.keys()}
+        usable = self._usable(repo, lacking, self._ttl, "disk", search)
         self._remember(repo, usable)
-        known.update(usable)
-        return answer_from(known) if len(known) == len(wanted) else None
+        search.entries.update(usable)
+        return self._complete("disk", wanted, search)
+
+    def _complete(self, layer: Layer, wanted: frozenset[str], search: _Search) -> Lookup | None:
+        if len(search.entries) < len(wanted):
+            return None
+        self._observer.answered(layer, "tags", "fresh")
+        return answer_from(search.entries)
 
     def _fill(
         self,
         repo: EcrRepository,
         wanted: frozenset[str] | None,
-        known: dict[str, CachedTag],
+        search: _Search,
         store: DiskCache | None,
     ) -> Lookup:
         """Ask `inner` what the caches lack, keep its answer in memory and on disk (`store`,
         its lock held), or serve stale entries while it is unavailable (`stale_for`)."""
+        question: Question = "tags" if wanted is not None else "listing"
+        for layer in sorted(search.refused):
+            self._observer.answered(layer, question, "pushed")
+        known = search.entries
         asked = Fetched(self._clock(), self._pushes.announced(repo))
         try:
             if wanted is None:
@@ -402,9 +428,10 @@ class CachingRegistry:
             else:
                 answer = self._inner.describe_tags(repo, sorted(wanted - known.keys()))
         except RegistryUnavailable:
-            stale = None if store is None else self._stale(repo, wanted, known, store.read(repo))
+            stale = None if store is None else self._stale(repo, wanted, search, store.read(repo))
             if stale is None:
                 raise
+            self._observer.answered("disk", question, "stale")
             return stale
         aged = ages(answer, asked)
         fresh = {tag: CachedTag(info, *aged[tag]) for tag, info in answer.found.items()}
@@ -423,18 +450,28 @@ class CachingRegistry:
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _is_fresh(self, repo: EcrRepository, fetched: Fetched, max_age: float) -> bool:
+    def _is_fresh(
+        self, repo: EcrRepository, fetched: Fetched, max_age: float, layer: Layer, search: _Search
+    ) -> bool:
         now = self._clock()
-        return freshness(repo, fetched, now=now, max_age=max_age, pushes=self._pushes) == "fresh"
+        verdict = freshness(repo, fetched, now=now, max_age=max_age, pushes=self._pushes)
+        if verdict == "pushed":
+            search.refused.add(layer)
+        return verdict == "fresh"
 
     def _usable(
-        self, repo: EcrRepository, entries: Mapping[str, CachedTag | None], max_age: float
+        self,
+        repo: EcrRepository,
+        entries: Mapping[str, CachedTag | None],
+        max_age: float,
+        layer: Layer,
+        search: _Search,
     ) -> dict[str, CachedTag]:
         """The entries that may answer when entries are trusted for `max_age` seconds."""
         return {
             tag: entry
             for tag, entry in entries.items()
-            if entry is not None and self._is_fresh(repo, entry.fetched, max_age)
+            if entry is not None and self._is_fresh(repo, entry.fetched, max_age, layer, search)
         }
 
     def _remember(self, repo: EcrRepository, entries: Mapping[str, CachedTag]) -> None:
@@ -449,13 +486,13 @@ class CachingRegistry:
         return listing
 
     def _listing(
-        self, repo: EcrRepository, cached: CachedRepository, max_age: float
+        self, repo: EcrRepository, cached: CachedRepository, max_age: float, search: _Search
     ) -> Lookup | None:
         """The disk's listing if it may answer when trusted for `max_age` (remembered)."""
         if cached.tag_list is None or cached.tag_list_fetched_at is None:
             return None
         when = Fetched(cached.tag_list_fetched_at, cached.tag_list_seen)
-        if not self._is_fresh(repo, when, max_age):
+        if not self._is_fresh(repo, when, max_age, "disk", search):
             return None
         entries = [cached.tags.get(tag) for tag in cached.tag_list]
         if any(entry is None for entry in entries):
@@ -470,7 +507,7 @@ class CachingRegistry:
         self,
         repo: EcrRepository,
         wanted: frozenset[str] | None,
-        known: Mapping[str, CachedTag],
+        search: _Search,
         cached: CachedRepository | None,
     ) -> Lookup | None:
         """Cached entries younger than `stale_for` for the whole question, or None if any is
@@ -479,7 +516,7 @@ class CachingRegistry:
         if self._stale_for <= 0 or cached is None:
             return None
         if wanted is None:
-            listing = self._listing(repo, cached, self._stale_for)
+            listing = self._listing(repo, cached, self._stale_for, search)
             if listing is not None and cached.tag_list_fetched_at is not None:
                 age = _age(self._clock() - cached.tag_list_fetched_at)
                 self.warnings.append(
@@ -487,8 +524,9 @@ class CachingRegistry:
                     f"{age} ago and may be out of date (TAGPIN_SERVE_STALE_HOURS)"
                 )
             return listing
-        lacking = wanted - known.keys()
-        stale = self._usable(repo, {t: cached.tags.get(t) for t in lacking}, self._stale_for)
+        known = search.entries
+        lacking = {t: cached.tags.get(t) for t in wanted - known.keys()}
+        stale = self._usable(repo, lacking, self._stale_for, "disk", search)
         if len(stale) < len(lacking):
             return None
         now = self._clock()
@@ -502,6 +540,17 @@ class CachingRegistry:
             f"{self._stale_for / 3600:g} while ECR is down"
         )
         return answer_from({**known, **stale})
+
+
+class _Search:
+    """What the local caches hold of one question so far: the tags' fresh entries, and the
+    layers whose answer the push floor refused (reported once the layer below is asked)."""
+
+    __slots__ = ("entries", "refused")
+
+    def __init__(self) -> None:
+        self.entries: dict[str, CachedTag] = {}
+        self.refused: set[Layer] = set()
 
 
 # -- the file format ------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cmp.errors import RegistryError
 from cmp.registry.base import Lookup, RegistryUnavailable, TagInfo, epoch_seconds, is_digest
+from cmp.registry.observe import SILENT, RegistryObserver
 
 if TYPE_CHECKING:
     from cmp.registry.names import EcrRegistry, EcrRepository
@@ -58,6 +59,24 @@ _BAD_CREDENTIAL_CODES = frozenset(
 )
 
 
+# The AWS error codes reported by name (cmp.registry.observe); any other is `other`, so a
+# metric label stays bounded whatever an endpoint answers.
+_KNOWN_CODES = (
+    _THROTTLING_CODES
+    | _BAD_CREDENTIAL_CODES
+    | {
+        "AccessDeniedException",
+        "RepositoryNotFoundException",
+        "ImageNotFoundException",
+        "ServerException",
+        "InvalidParameterException",
+        "ValidationException",
+        "ServiceUnavailable",
+        "InternalFailure",
+    }
+)
+
+
 class EcrSettings(NamedTuple):
     """How hard to try: the defaults end a hung, unreachable or throttling ECR in an error < 30 s.
 
@@ -93,8 +112,10 @@ class EcrRegistryClient:
         settings: EcrSettings | None = None,
         *,
         monotonic: Callable[[], float] = time.monotonic,
+        observer: RegistryObserver = SILENT,
     ) -> None:
         self._settings = settings or EcrSettings()
+        self._observer = observer
         self._monotonic = monotonic
         self._deadline_at = monotonic() + self._settings.deadline
         self._lock = threading.Lock()
@@ -152,9 +173,11 @@ class EcrRegistryClient:
                     missing.update(t for t in pending if t not in found)
                     pending = []
         except _RepositoryNotFound:
+            self._observer.answered("ecr", "tags", "fresh")
             if repo.pull_through_prefix is not None:
                 return self._pull_through(client, repo, wanted, repository_missing=True)
             return Lookup(found={}, missing=frozenset(wanted), repository_missing=True)
+        self._observer.answered("ecr", "tags", "fresh")
         if missing and repo.pull_through_prefix is not None:
             pulled = self._pull_through(client, repo, sorted(missing), repository_missing=False)
             found.update(pulled.found)
@@ -173,7 +196,9 @@ class EcrRegistryClient:
                 for detail in page.get("imageDetails", []):
                     found.update(_tag_infos(detail, detail.get("imageTags", [])))
         except _RepositoryNotFound:
+            self._observer.answered("ecr", "listing", "fresh")
             return Lookup(repository_missing=True)
+        self._observer.answered("ecr", "listing", "fresh")
         return Lookup(found=found)
 
     # -- ECR calls --------------------------------------------------------------------------
@@ -233,7 +258,9 @@ class EcrRegistryClient:
         self._check_deadline(operation, repo)
         method = getattr(client, _snake(operation))
         with self._translated_errors(client, operation, repo):
-            return method(repositoryName=repo.name, registryId=repo.registry.account, **params)
+            response = method(repositoryName=repo.name, registryId=repo.registry.account, **params)
+        self._called(operation, None, response)
+        return response
 
     def _tagged_pages(self, client: Any, operation: str, repo: EcrRepository) -> Iterator[Any]:
         """Every page of `operation` over the repository's tagged images."""
@@ -246,6 +273,7 @@ class EcrRegistryClient:
         )
         with self._translated_errors(client, operation, repo):
             for page in pages:
+                self._called(operation, None, page)
                 yield page
                 self._check_deadline(operation, repo)  # before the next page is requested
 
@@ -259,11 +287,20 @@ class EcrRegistryClient:
         try:
             yield
         except _DeadlinePassed:
+            self._called(operation, "deadline", None)
             raise self._deadline_error(operation, repo) from None
         except ClientError as error:
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            self._called(operation, code if code in _KNOWN_CODES else "other", error.response)
             raise self._translate_client_error(error, operation, repo) from error
         except BotoCoreError as error:
+            self._called(operation, type(error).__name__, None)
             raise self._translate_transport_error(error, client, repo) from error
+
+    def _called(self, operation: str, error: str | None, response: Any) -> None:
+        """Report one call, with the retries botocore made within it."""
+        metadata = response.get("ResponseMetadata", {}) if isinstance(response, dict) else {}
+        self._observer.ecr_called(operation, error, int(metadata.get("RetryAttempts", 0) or 0))
 
     def _check_deadline(self, operation: str, repo: EcrRepository) -> None:
         if self._monotonic() >= self._deadline_at:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from cmp.errors import LockError, RegistryError
 from cmp.registry.base import DeferredRegistry, Lookup, Registry, TagInfo
+from cmp.registry.observe import SILENT, RegistryObserver
 from cmp.settings import LOCK_FILE, LOCK_SETTING, Settings
 
 if TYPE_CHECKING:
@@ -81,7 +82,9 @@ class LockedRegistry:
         verify: bool = False,
         strict_reason: str = f"{LOCK_SETTING}=strict never asks ECR",
         fix: str = APP_LOCK_FIX,
+        observer: RegistryObserver = SILENT,
     ) -> None:
+        self._observer = observer
         self._table: dict[EcrRepository, dict[str, TagInfo]] = {}
         for entry in entries:
             tags = self._table.setdefault(entry.repository, {})
@@ -100,6 +103,7 @@ class LockedRegistry:
         locked = self._table.get(repo, {})
         if self._verify or any(tag not in locked for tag in tags):
             return None
+        self._observer.answered("lock", "tags", "fresh")
         return Lookup(found={tag: locked[tag] for tag in tags})
 
     def describe_tags(self, repo: EcrRepository, tags: Collection[str]) -> Lookup:
@@ -107,6 +111,7 @@ class LockedRegistry:
         found = {tag: locked[tag] for tag in tags if tag in locked}
         rest = [tag for tag in tags if tag not in locked]
         if not rest and not self._verify:
+            self._observer.answered("lock", "tags", "fresh")
             return Lookup(found=found)
         inner = self._fallback
         if inner is None:
@@ -149,6 +154,7 @@ class LockedRegistry:
     def list_tags(self, repo: EcrRepository) -> Lookup:
         inner = self._fallback
         if inner is None:
+            self._observer.answered("lock", "listing", "fresh")
             return Lookup(found=dict(self._table.get(repo, {})))
         return inner.list_tags(repo)
 

@@ -33,8 +33,18 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 from cmp.errors import ConfigError
-from cmp.registry.base import Fetched, Lookup, Registry, TagInfo, ages, answer_from, is_digest
+from cmp.registry.base import (
+    CachedTag,
+    Fetched,
+    Lookup,
+    Registry,
+    TagInfo,
+    ages,
+    answer_from,
+    is_digest,
+)
 from cmp.registry.freshness import freshness
+from cmp.registry.observe import SILENT, Question, RedisTrouble, RegistryObserver
 from cmp.registry.pushes import PushFloors
 from cmp.registry.redis_url import check_files, parse_redis_url
 from cmp.settings import Settings, env_name
@@ -651,6 +661,7 @@ class SharedRegistry:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        observer: RegistryObserver = SILENT,
     ) -> None:
         key = store.settings.signing_key
         if key is None:
@@ -665,12 +676,12 @@ class SharedRegistry:
         self._clock = clock
         self._monotonic = monotonic
         self._sleep = sleep
+        self._observer = observer
         self._give_up_at = monotonic() + min(wait_limit, LOCK_TTL_SECONDS)
         self.warnings = warnings
         self.counts: Counter[str] = Counter()  # hits, ecr, waits, rejected, planted_locks
         self._guard = threading.Lock()
-        self._warned_rejected = False
-        self._warned_planted_lock = False
+        self._warned: set[RedisTrouble] = set()
         self._seen_rejected: set[tuple[EcrRepository, str, bytes]] = set()  # (…, sha256)
 
     # -- Registry ---------------------------------------------------------------------------
@@ -690,15 +701,15 @@ class SharedRegistry:
         """One path for both questions (`wanted`: the tags asked, or None for the listing):
         answer from Redis; else one replica of the fleet takes the repository's lock and
         `_fill`s from ECR while the others wait, then look again."""
-        known: dict[str, SharedEntry] = {}  # what Redis holds of `wanted`, at the last read
+        held = _Held()
         if not self._read:
-            return self._fill(repo, wanted, known, None, None)
+            return self._fill(repo, wanted, held, None, None)
         while True:
             store = self._store
             if store is None:
-                return self._fill(repo, wanted, {}, None, None)
+                return self._fill(repo, wanted, _Held(), None, None)
             try:
-                generation, answer = self._look(store, repo, wanted, known)
+                generation, answer = self._look(store, repo, wanted, held)
                 if answer is not None:
                     return answer
                 taken = store.lock(repo, LOCK_TTL_SECONDS)
@@ -707,99 +718,85 @@ class SharedRegistry:
                 token = taken.token
                 if token is not None:
                     # Re-read under the lock: the previous holder may have just written.
-                    generation, answer = self._look(store, repo, wanted, known)
+                    generation, answer = self._look(store, repo, wanted, held)
                     if answer is not None:
                         store.unlock(repo, token)
                         return answer
-                    return self._fill(repo, wanted, known, generation, token)
+                    return self._fill(repo, wanted, held, generation, token)
                 if not self._wait(store, repo):
                     # Waited as long as ECR may take: ask it without the lock.
-                    return self._fill(repo, wanted, known, generation, None)
+                    return self._fill(repo, wanted, held, generation, None)
             except SharedCacheDown as problem:
                 self._down(problem)
 
     def _look(
-        self,
-        store: RedisStore,
-        repo: EcrRepository,
-        wanted: frozenset[str] | None,
-        known: dict[str, SharedEntry],
+        self, store: RedisStore, repo: EcrRepository, wanted: frozenset[str] | None, held: _Held
     ) -> tuple[str, Lookup | None]:
-        """The generation read, and Redis's answer if it holds the whole question; `known`
-        becomes what it holds of the tags asked."""
+        """The generation read, and Redis's answer if it holds the whole question; `held`
+        becomes what it holds fresh of the tags asked."""
         if wanted is None:
-            generation, listing = self._shared_listing(store, repo)
-            return generation, None if listing is None else self._listing_hit(repo, listing)
-        generation, found = self._shared(store, repo, wanted)
-        known.clear()
-        known.update(found)
-        return generation, self._hit(repo, found) if len(found) == len(wanted) else None
-
-    def _admitted(
-        self,
-        repo: EcrRepository,
-        generation: str,
-        max_age: float,
-        entry: SharedEntry | SharedListing,
-    ) -> bool:
-        # A push bumps the generation (the webhook's side); the push record read from the
-        # Application guards the entry too, as it does the local caches' (freshness).
-        now = self._clock()
-        return (
-            entry.generation == generation
-            and freshness(repo, entry.fetched, now=now, max_age=max_age, pushes=self._pushes)
-            == "fresh"
-        )
-
-    def _shared(
-        self, store: RedisStore, repo: EcrRepository, wanted: frozenset[str]
-    ) -> tuple[str, dict[str, SharedEntry]]:
-        generation, raw = store.read(repo, wanted)
-        found: dict[str, SharedEntry] = {}
-        for tag, value in raw.items():
+            generation, raw = store.read_listing(repo)
+            listing = None if raw is None else verify_listing(self._key, repo, raw)
+            if raw is not None and listing is None:
+                self._rejected(repo, f"tag list of {repo.uri}", raw)
+            if listing is None or not self._admits(repo, generation, self._list_ttl, listing, held):
+                return generation, None
+            found = dict(listing.found)
+            return generation, self._hit(
+                "listing", Lookup(found=found, fetched=dict.fromkeys(found, listing.fetched))
+            )
+        generation, values = store.read(repo, wanted)
+        held.entries.clear()
+        for tag, value in values.items():
             if value is None:
                 continue
             entry = verify_entry(self._key, repo, tag, value)
             if entry is None:
                 self._rejected(repo, f"entry for {repo.uri}:{tag}", value)
-            elif self._admitted(repo, generation, self._ttl, entry):
-                found[tag] = entry
-        return generation, found
+            elif self._admits(repo, generation, self._ttl, entry, held):
+                held.entries[tag] = entry
+        if len(held.entries) < len(wanted):
+            return generation, None
+        return generation, self._hit("tags", answer_from(held.entries))
 
-    def _shared_listing(
-        self, store: RedisStore, repo: EcrRepository
-    ) -> tuple[str, SharedListing | None]:
-        generation, raw = store.read_listing(repo)
-        if raw is None:
-            return generation, None
-        listing = verify_listing(self._key, repo, raw)
-        if listing is None:
-            self._rejected(repo, f"tag list of {repo.uri}", raw)
-            return generation, None
-        if not self._admitted(repo, generation, self._list_ttl, listing):
-            return generation, None
-        return generation, listing
+    def _admits(
+        self,
+        repo: EcrRepository,
+        generation: str,
+        max_age: float,
+        entry: SharedEntry | SharedListing,
+        held: _Held,
+    ) -> bool:
+        """A push bumps the generation (the webhook's side); the push record read from the
+        Application guards the entry too, as it does the local caches' (freshness)."""
+        now = self._clock()
+        verdict = (
+            "pushed"
+            if entry.generation != generation
+            else freshness(repo, entry.fetched, now=now, max_age=max_age, pushes=self._pushes)
+        )
+        held.pushed = held.pushed or verdict == "pushed"
+        return verdict == "fresh"
 
-    def _listing_hit(self, repo: EcrRepository, listing: SharedListing) -> Lookup:
+    def _hit(self, question: Question, answer: Lookup) -> Lookup:
         self.counts["hits"] += 1
-        found = dict(listing.found)
-        return Lookup(found=found, fetched=dict.fromkeys(found, listing.fetched))
-
-    def _hit(self, repo: EcrRepository, found: Mapping[str, SharedEntry]) -> Lookup:
-        self.counts["hits"] += 1
-        return answer_from(found)
+        self._observer.answered("redis", question, "fresh")
+        return answer
 
     def _fill(
         self,
         repo: EcrRepository,
         wanted: frozenset[str] | None,
-        known: Mapping[str, SharedEntry],
+        held: _Held,
         generation: str | None,
         token: str | None,
     ) -> Lookup:
         """Ask ECR for what Redis lacks (the listing, or the tags it does not hold), share the
         answer if Redis is up, release the lock. Without a generation Redis was not read
-        (refresh mode) or is down."""
+        (refresh mode) or is down: ECR is asked for everything."""
+        if held.pushed:
+            self._observer.answered("redis", "listing" if wanted is None else "tags", "pushed")
+        known = held.entries if generation is not None else {}
         try:
             before = self._store
             if generation is None and before is not None:
@@ -818,13 +815,9 @@ class SharedRegistry:
             holder = self._store
             if token is not None and holder is not None:
                 self._quietly(lambda: holder.unlock(repo, token))
-        held = answer_from(known)
-        return Lookup(
-            found={**held.found, **answer.found},
-            missing=answer.missing,
-            repository_missing=answer.repository_missing,
-            fetched={**held.fetched, **ages(answer, asked)},
-        )
+        aged = ages(answer, asked)
+        fresh = {tag: CachedTag(info, *aged[tag]) for tag, info in answer.found.items()}
+        return answer_from({**known, **fresh}, answer)
 
     def _share(
         self,
@@ -857,6 +850,7 @@ class SharedRegistry:
     def _wait(self, store: RedisStore, repo: EcrRepository) -> bool:
         """Wait while another replica holds the lock; False once the wait limit has passed."""
         self.counts["waits"] += 1
+        self._observer.waited("redis")
         while self._monotonic() < self._give_up_at:
             self._sleep(POLL_SECONDS)
             if not store.locked(repo):
@@ -874,22 +868,21 @@ class SharedRegistry:
         with self._guard:
             store, self._store = self._store, None
         if store is not None:
+            self._observer.redis_trouble("down")
             self.warnings.append(
                 f"the shared digest cache at {store.settings.shown} cannot be used: {problem}; "
                 "resolving with the local cache and ECR"
             )
 
     def _planted_lock(self, repo: EcrRepository) -> None:
-        with self._guard:
-            self.counts["planted_locks"] += 1
-            first, self._warned_planted_lock = not self._warned_planted_lock, True
-        if first:
-            self.warnings.append(
-                f"replaced the shared cache's lock on {repo.uri}: it had no expiry or a longer "
-                f"one than tagpin sets ({LOCK_TTL_SECONDS:g} s), so no replica held it; "
-                "something else writes tagpin's keys in Redis (further ones are counted, not "
-                "repeated)"
-            )
+        self._trouble(
+            "planted_lock",
+            "planted_locks",
+            f"replaced the shared cache's lock on {repo.uri}: it had no expiry or a longer "
+            f"one than tagpin sets ({LOCK_TTL_SECONDS:g} s), so no replica held it; "
+            "something else writes tagpin's keys in Redis (further ones are counted, not "
+            "repeated)",
+        )
 
     def _rejected(self, repo: EcrRepository, what: str, value: bytes) -> None:
         with self._guard:
@@ -897,14 +890,34 @@ class SharedRegistry:
             if seen in self._seen_rejected:  # read again under the lock: one entry, one count
                 return
             self._seen_rejected.add(seen)
-            self.counts["rejected"] += 1
-            first, self._warned_rejected = not self._warned_rejected, True
+        self._trouble(
+            "rejected",
+            "rejected",
+            f"ignored the shared cache {what}: it is not signed with "
+            f"{SIGNING_KEY_ENV} (tampered with, or written with another key); asking ECR "
+            "(further ones are counted, not repeated)",
+        )
+
+    def _trouble(self, trouble: RedisTrouble, count: str, warning: str) -> None:
+        """Count and report `trouble`; only the first of its kind is a warning."""
+        with self._guard:
+            self.counts[count] += 1
+            first = trouble not in self._warned
+            self._warned.add(trouble)
+        self._observer.redis_trouble(trouble)
         if first:
-            self.warnings.append(
-                f"ignored the shared cache {what}: it is not signed with "
-                f"{SIGNING_KEY_ENV} (tampered with, or written with another key); asking ECR "
-                "(further ones are counted, not repeated)"
-            )
+            self.warnings.append(warning)
+
+
+class _Held:
+    """What Redis holds fresh of one question at the last read, and whether it held an answer
+    a push made stale (reported once ECR is asked)."""
+
+    __slots__ = ("entries", "pushed")
+
+    def __init__(self) -> None:
+        self.entries: dict[str, SharedEntry] = {}
+        self.pushed = False
 
 
 # -- the webhook's side ---------------------------------------------------------------------
