@@ -100,68 +100,24 @@ def ecr_registry_factory(
     warnings: list[str],
     pushes: PushFloors | None = None,
 ) -> Callable[[], Registry]:
-    """ECR behind the in-process and on-disk caches, configured from `settings` (`environ`:
-    XDG_CACHE_HOME, for the default cache directory); the caches honour the pushes announced
-    in `pushes` (filled before the first lookup)."""
-    mode = settings.cache
-    ttl = settings.cache_ttl
-    list_ttl = settings.tag_list_ttl
-    stale_hours = settings.serve_stale_hours
-    ecr_numbers = {
-        "max_attempts": settings.ecr_max_attempts,
-        "connect_timeout": settings.ecr_connect_timeout,
-        "read_timeout": settings.ecr_read_timeout,
-        "deadline": settings.ecr_deadline,
-        "concurrency": settings.ecr_concurrency,
-    }
+    """ECR behind the caches, as cmp.registry.build puts them in order, configured from
+    `settings` (`environ`: XDG_CACHE_HOME, for the default cache directory); the caches honour
+    the pushes announced in `pushes` (filled before the first lookup)."""
+    from cmp.registry.build import build_registry
+    from cmp.registry.pushes import PushFloors
+
     cache_dir = default_cache_dir(settings, environ)
     shared = None
-    if mode != "off" and settings.redis_url:
+    if settings.cache != "off" and settings.redis_url:
         # Checked on every render, so a missing signing key fails even a warm one; the Redis
         # client itself is imported only when the local caches miss.
         from cmp.registry.shared import redis_settings
 
         shared = redis_settings(settings)
-
-    def build() -> Registry:
-        from cmp.registry.base import DeferredRegistry
-        from cmp.registry.cache import CacheMode, CachingRegistry, DiskCache
-
-        def ecr() -> Registry:
-            from cmp.registry.ecr import EcrRegistryClient, EcrSettings
-
-            return EcrRegistryClient(EcrSettings(**ecr_numbers))
-
-        cache_mode = CacheMode(mode)
-        store = None if cache_mode is CacheMode.OFF else DiskCache(cache_dir, warnings=warnings)
-        inner: Registry = DeferredRegistry(ecr)
-        if shared is not None:
-            from cmp.registry.shared import RedisStore, SharedRegistry
-
-            inner = SharedRegistry(
-                inner,
-                RedisStore.for_render(shared),
-                ttl=float(ttl),
-                list_ttl=float(list_ttl),
-                wait_limit=float(ecr_numbers["deadline"]),
-                warnings=warnings,
-                read=cache_mode is CacheMode.ON,
-                # The push record read from the Application guards Redis too, even when the
-                # webhook could not bump the repository's generation there.
-                pushes=pushes,
-            )
-        return CachingRegistry(
-            inner,
-            store,
-            mode=cache_mode,
-            ttl=float(ttl),
-            tag_list_ttl=float(list_ttl),
-            stale_for=stale_hours * 3600.0,
-            warnings=warnings,
-            pushes=pushes,
-        )
-
-    return build
+    announced = pushes if pushes is not None else PushFloors(skew=float(settings.push_clock_skew))
+    return lambda: build_registry(
+        settings, cache_dir=cache_dir, pushes=announced, warnings=warnings, redis=shared
+    )
 
 
 def live_annotations(request: RenderRequest) -> tuple[dict[str, str], list[str]]:
@@ -216,7 +172,8 @@ def registry_for(request: RenderRequest, services: Services) -> Callable[[], Reg
         # the lock module on the most common path.
         return services.registry_factory
     from cmp.images.lockfile import app_lock, digests_lock
-    from cmp.registry.lock import LockMode, with_lock
+    from cmp.registry.build import with_lock
+    from cmp.registry.lock import LockMode
 
     if services.digests_file is not None:
         return with_lock(digests_lock(services.digests_file), services.registry_factory)

@@ -134,7 +134,8 @@ def stream_registry(
     """`--digests FILE` answers alone; `--lock FILE` answers first under TAGPIN_LOCK, as an
     app's tagpin.lock does; otherwise ECR behind the caches."""
     from cmp.images.lockfile import app_lock, digests_lock
-    from cmp.registry.lock import lock_mode, with_lock
+    from cmp.registry.build import with_lock
+    from cmp.registry.lock import lock_mode
 
     if services.digests_file is not None:
         return with_lock(digests_lock(services.digests_file), services.registry_factory)

@@ -295,7 +295,7 @@ class CachingRegistry:
         *,
         mode: CacheMode = CacheMode.ON,
         ttl: float = 300.0,
-        tag_list_ttl: float = 60.0,
+        tag_list_ttl: float = 30.0,
         memory_size: int = 4096,
         stale_for: float = 0.0,
         warnings: list[str] | None = None,

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cmp.errors import RegistryError
@@ -78,17 +79,18 @@ _KNOWN_CODES = (
 
 
 class EcrSettings(NamedTuple):
-    """How hard to try: the defaults end a hung, unreachable or throttling ECR in an error < 30 s.
+    """How hard to try; the defaults are the TAGPIN_ECR_* settings' (tests/unit/registry/
+    test_build.py keeps them equal).
 
-    Worst cases with the defaults: hung endpoint 4 attempts x 5 s read timeout = 20 s; throttling
-    4 attempts with 1-2-4 s jittered backoff <= 7 s. No attempt (first or retry) starts after
-    `deadline`, so a whole run ends within deadline + one timeout (30 s) however many repositories.
+    No attempt (first or retry) starts after `deadline`, so a whole run ends within deadline +
+    one read timeout (17 s with the defaults) however many repositories: a hung endpoint gets
+    3 attempts of 5 s, throttling 4 attempts with 1-2-4 s jittered backoff (<= 7 s).
     """
 
     max_attempts: int = 4  # per call, including the first (botocore "standard" retry mode)
     connect_timeout: float = 3.0  # seconds
     read_timeout: float = 5.0  # seconds; DescribeImages answers in well under one
-    deadline: float = 25.0  # seconds from client creation after which no new call starts
+    deadline: float = 12.0  # seconds from the adapter's creation after which no call starts
     concurrency: int = 8  # parallel repositories; also the HTTP pool size per region
 
 
@@ -104,23 +106,87 @@ class _DeadlinePassed(Exception):
     pass
 
 
+# Whether the deadline of the adapter making the current call has passed: a client may serve
+# several adapters in turn (EcrClients kept by a long-lived process), so its botocore hook
+# asks whoever is calling, in the calling thread.
+_DEADLINE_PASSED: ContextVar[Callable[[], bool]] = ContextVar("tagpin_ecr_deadline_passed")
+
+
+def _refuse_after_deadline(**_: Any) -> None:
+    """botocore `before-send` hook: also stops retries once the caller's deadline has passed."""
+    passed = _DEADLINE_PASSED.get(None)
+    if passed is not None and passed():
+        raise _DeadlinePassed()
+
+
+class EcrClients:
+    """botocore ECR clients, one per Region and endpoint kind (FIPS, dual-stack), made on first
+    use from one boto3 session (the standard credential chain: environment, profile, IRSA,
+    Pod Identity). Thread-safe. A render makes its own (`EcrRegistryClient`'s default); a
+    process rendering many times may keep one and pass it to each render's adapter: the
+    clients hold no render's state (the deadline is the adapter's)."""
+
+    def __init__(self, settings: EcrSettings) -> None:
+        self.settings = settings  # the clients' timeouts, retries and connection pool
+        self._lock = threading.Lock()
+        self._session: Any = None  # boto3 sessions are not thread-safe: used only under _lock
+        self._clients: dict[tuple[str, bool, bool], Any] = {}
+
+    def client(self, registry: EcrRegistry) -> Any:
+        key = (registry.region, registry.fips, registry.dualstack)
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = self._clients[key] = self._new_client(registry)
+            return client
+
+    def _new_client(self, registry: EcrRegistry) -> Any:
+        import boto3.session  # type: ignore[import-untyped,unused-ignore]
+        from botocore.config import Config  # type: ignore[import-untyped,unused-ignore]
+        from botocore.exceptions import BotoCoreError  # type: ignore[import-untyped,unused-ignore]
+
+        settings = self.settings
+        # An endpoint set by AWS_ENDPOINT_URL_ECR (honoured by botocore) wins over FIPS/dual-stack.
+        config = Config(
+            retries={"mode": "standard", "total_max_attempts": settings.max_attempts},
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+            max_pool_connections=max(1, settings.concurrency),
+            user_agent_appid="tagpin",
+            use_fips_endpoint=registry.fips,
+            use_dualstack_endpoint=registry.dualstack,
+        )
+        try:
+            if self._session is None:
+                self._session = boto3.session.Session()
+            client = self._session.client("ecr", region_name=registry.region, config=config)
+        except BotoCoreError as error:
+            raise RegistryError(
+                f"cannot create an ECR client for {registry.region}: {error}; check the "
+                "sidecar's AWS configuration (AWS_PROFILE, AWS_CONFIG_FILE, AWS_REGION)"
+            ) from error
+        client.meta.events.register("before-send.ecr", _refuse_after_deadline)
+        return client
+
+
 class EcrRegistryClient:
-    """`Registry` backed by ECR. Thread-safe: one lazily created boto3 client per region."""
+    """`Registry` backed by ECR, for one render: no call starts after its deadline (counted
+    from its creation). Thread-safe. `clients` may be kept by the process between renders; by
+    default the adapter makes its own."""
 
     def __init__(
         self,
         settings: EcrSettings | None = None,
         *,
+        clients: EcrClients | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         observer: RegistryObserver = SILENT,
     ) -> None:
         self._settings = settings or EcrSettings()
+        self._clients = clients if clients is not None else EcrClients(self._settings)
         self._observer = observer
         self._monotonic = monotonic
         self._deadline_at = monotonic() + self._settings.deadline
-        self._lock = threading.Lock()
-        self._session: Any = None  # boto3 sessions are not thread-safe: used only under _lock
-        self._clients: dict[tuple[str, bool, bool], Any] = {}
 
     @property
     def settings(self) -> EcrSettings:
@@ -284,6 +350,7 @@ class EcrRegistryClient:
         """botocore's errors (and a deadline passed mid-call) as tagpin's RegistryErrors."""
         from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped,unused-ignore]
 
+        passing = _DEADLINE_PASSED.set(self._deadline_passed)
         try:
             yield
         except _DeadlinePassed:
@@ -296,6 +363,8 @@ class EcrRegistryClient:
         except BotoCoreError as error:
             self._called(operation, type(error).__name__, None)
             raise self._translate_transport_error(error, client, repo) from error
+        finally:
+            _DEADLINE_PASSED.reset(passing)
 
     def _called(self, operation: str, error: str | None, response: Any) -> None:
         """Report one call, with the retries botocore made within it."""
@@ -306,10 +375,8 @@ class EcrRegistryClient:
         if self._monotonic() >= self._deadline_at:
             raise self._deadline_error(operation, repo)
 
-    def _refuse_after_deadline(self, **_: Any) -> None:
-        """botocore `before-send` hook: also stops retries once the deadline has passed."""
-        if self._monotonic() >= self._deadline_at:
-            raise _DeadlinePassed()
+    def _deadline_passed(self) -> bool:
+        return self._monotonic() >= self._deadline_at
 
     def _deadline_error(self, operation: str, repo: EcrRepository) -> RegistryError:
         return RegistryUnavailable(
@@ -319,40 +386,7 @@ class EcrRegistryClient:
         )
 
     def _client(self, registry: EcrRegistry) -> Any:
-        key = (registry.region, registry.fips, registry.dualstack)
-        with self._lock:
-            client = self._clients.get(key)
-            if client is None:
-                client = self._clients[key] = self._new_client(registry)
-            return client
-
-    def _new_client(self, registry: EcrRegistry) -> Any:
-        import boto3.session  # type: ignore[import-untyped,unused-ignore]
-        from botocore.config import Config  # type: ignore[import-untyped,unused-ignore]
-        from botocore.exceptions import BotoCoreError  # type: ignore[import-untyped,unused-ignore]
-
-        settings = self._settings
-        # An endpoint set by AWS_ENDPOINT_URL_ECR (honoured by botocore) wins over FIPS/dual-stack.
-        config = Config(
-            retries={"mode": "standard", "total_max_attempts": settings.max_attempts},
-            connect_timeout=settings.connect_timeout,
-            read_timeout=settings.read_timeout,
-            max_pool_connections=max(1, settings.concurrency),
-            user_agent_appid="tagpin",
-            use_fips_endpoint=registry.fips,
-            use_dualstack_endpoint=registry.dualstack,
-        )
-        try:
-            if self._session is None:
-                self._session = boto3.session.Session()  # the standard chain: env, profile, IRSA...
-            client = self._session.client("ecr", region_name=registry.region, config=config)
-        except BotoCoreError as error:
-            raise RegistryError(
-                f"cannot create an ECR client for {registry.region}: {error}; check the "
-                "sidecar's AWS configuration (AWS_PROFILE, AWS_CONFIG_FILE, AWS_REGION)"
-            ) from error
-        client.meta.events.register("before-send.ecr", self._refuse_after_deadline)
-        return client
+        return self._clients.client(registry)
 
     # -- errors -----------------------------------------------------------------------------
 

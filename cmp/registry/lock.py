@@ -1,8 +1,9 @@
 """The lock layer: a render answers from the app's tagpin.lock (or `--digests FILE`) first.
 
 TAGPIN_LOCK says whether ECR fills the lock's gaps (use), checks it (verify) or is never asked
-(strict). The file itself, its entries written as image references, is read and written by
-cmp.images.lockfile; this layer only needs each entry's repository, tag and digest.
+(strict); cmp.registry.build's `with_lock` puts the layer in front of the others. The file
+itself, its entries written as image references, is read and written by cmp.images.lockfile;
+this layer only needs each entry's repository, tag and digest.
 """
 
 from __future__ import annotations
@@ -157,20 +158,3 @@ class LockedRegistry:
             self._observer.answered("lock", "listing", "fresh")
             return Lookup(found=dict(self._table.get(repo, {})))
         return inner.list_tags(repo)
-
-
-def with_lock(lock: Lock | None, fallback: Callable[[], Registry]) -> Callable[[], Registry]:
-    """The registry a render asks: `lock` in front of `fallback` as TAGPIN_LOCK says (`strict`
-    never builds the fallback), or `fallback` alone when no lock applies."""
-    if lock is None:
-        return fallback
-    if lock.mode is LockMode.STRICT:
-        return lambda: LockedRegistry(
-            lock.entries,
-            fallback=None,
-            shown=lock.shown,
-            strict_reason=lock.strict_reason,
-            fix=lock.fix,
-        )
-    verify = lock.mode is LockMode.VERIFY
-    return lambda: LockedRegistry(lock.entries, fallback, shown=lock.shown, verify=verify)

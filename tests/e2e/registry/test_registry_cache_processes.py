@@ -1,6 +1,6 @@
 """The disk cache shared by many processes at once: spawned writers and renders, and real
 `python` processes resolving through moto's server (the in-process cache tests are in
-tests/unit/registry/test_registry_cache.py)."""
+tests/unit/registry/test_cache.py)."""
 
 from __future__ import annotations
 

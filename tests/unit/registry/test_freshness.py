@@ -1,5 +1,5 @@
 """The one freshness rule every cached answer passes, in memory, on disk and in Redis (the
-layers' own tests check that each applies it: test_registry_cache.py, test_pushes.py,
+layers' own tests check that each applies it: test_cache.py, test_pushes.py,
 test_shared_cache.py)."""
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ from cmp.registry.cache import CachingRegistry, DiskCache
 from cmp.registry.ecr import EcrRegistryClient, EcrSettings
 from cmp.registry.lock import LockedRegistry
 from cmp.registry.names import EcrRepository
-from cmp.registry.observe import Layer, Outcome, Question, RedisTrouble, RegistryObserver
 from cmp.registry.pushes import Push, PushFloors, PushRecord
 from cmp.registry.shared import (
     PushGenerations,
@@ -28,6 +27,7 @@ from cmp.registry.shared import (
 )
 from tests.support.ecr_repos import ecr_repository as repo
 from tests.support.fake_ecr import FakeEcr, Reply, ok, throttling
+from tests.support.observer import Recorder
 from tests.support.redis_server import PASSWORD, RedisServer, free_port
 from tests.support.static_registry import StaticRegistry
 
@@ -35,28 +35,6 @@ WEB_V1 = "sha256:" + "1" * 64
 API_V1 = "sha256:" + "3" * 64
 KEY = b"0123456789abcdef0123456789abcdef-signing"
 REPO_ID, API_ID = "123456789012:eu-west-1:team/web", "123456789012:eu-west-1:team/api"
-
-
-class Recorder(RegistryObserver):
-    def __init__(self) -> None:
-        self.events: list[tuple[Any, ...]] = []
-        self._lock = threading.Lock()
-
-    def answered(self, layer: Layer, question: Question, outcome: Outcome) -> None:
-        with self._lock:
-            self.events.append(("answered", layer, question, outcome))
-
-    def ecr_called(self, operation: str, error: str | None, retries: int) -> None:
-        with self._lock:
-            self.events.append(("ecr_called", operation, error, retries))
-
-    def redis_trouble(self, trouble: RedisTrouble) -> None:
-        with self._lock:
-            self.events.append(("redis_trouble", trouble))
-
-    def waited(self, layer: Layer) -> None:
-        with self._lock:
-            self.events.append(("waited", layer))
 
 
 def ecr() -> StaticRegistry:
