@@ -188,10 +188,6 @@ class EcrRegistryClient:
         self._monotonic = monotonic
         self._deadline_at = monotonic() + self._settings.deadline
 
-    @property
-    def settings(self) -> EcrSettings:
-        return self._settings
-
     # -- the port ---------------------------------------------------------------------------
 
     def describe_tags(self, repo: EcrRepository, tags: Collection[str]) -> Lookup:
