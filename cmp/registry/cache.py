@@ -428,7 +428,7 @@ class CachingRegistry:
             else:
                 answer = self._inner.describe_tags(repo, sorted(wanted - known.keys()))
         except RegistryUnavailable:
-            stale = None if store is None else self._stale(repo, wanted, search, store.read(repo))
+            stale = None if store is None else self._stale(repo, wanted, search, store)
             if stale is None:
                 raise
             self._observer.answered("disk", question, "stale")
@@ -504,16 +504,13 @@ class CachingRegistry:
     # -- serving stale entries while the registry is down (opt-in) --------------------------
 
     def _stale(
-        self,
-        repo: EcrRepository,
-        wanted: frozenset[str] | None,
-        search: _Search,
-        cached: CachedRepository | None,
+        self, repo: EcrRepository, wanted: frozenset[str] | None, search: _Search, store: DiskCache
     ) -> Lookup | None:
-        """Cached entries younger than `stale_for` for the whole question, or None if any is
+        """Disk entries younger than `stale_for` for the whole question, or None if any is
         lacking. Never one older than an announced push: a failed render is retried, a stale
         one sticks."""
-        if self._stale_for <= 0 or cached is None:
+        cached = store.read(repo) if self._stale_for > 0 else None
+        if cached is None:
             return None
         if wanted is None:
             listing = self._listing(repo, cached, self._stale_for, search)
