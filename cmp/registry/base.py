@@ -20,6 +20,16 @@ from cmp.errors import Problems, RegistryError
 if TYPE_CHECKING:
     from cmp.registry.names import EcrRepository
 
+    class Kept(Protocol):
+        """A tag's answer a cache kept (CachedTag, a Redis entry): its digest and its age."""
+
+        @property
+        def info(self) -> TagInfo: ...
+
+        @property
+        def fetched(self) -> Fetched: ...
+
+
 # ECR only stores sha256 manifest digests; anything else in a cache or a response is corrupt.
 DIGEST_PATTERN = re.compile(r"sha256:[0-9a-f]{64}")
 
@@ -69,16 +79,6 @@ class CachedTag(NamedTuple):
     @property
     def fetched(self) -> Fetched:
         return Fetched(self.fetched_at, self.seen)
-
-
-class Kept(Protocol):
-    """A tag's answer a cache kept (CachedTag, a Redis entry): its digest and its age."""
-
-    @property
-    def info(self) -> TagInfo: ...
-
-    @property
-    def fetched(self) -> Fetched: ...
 
 
 def answer_from(kept: Mapping[str, Kept], below: Lookup | None = None) -> Lookup:

@@ -36,11 +36,12 @@ from cmp.registry.base import (
     is_digest,
 )
 from cmp.registry.freshness import freshness
-from cmp.registry.observe import SILENT, Layer, Question, RegistryObserver
+from cmp.registry.observe import SILENT, RegistryObserver
 from cmp.registry.pushes import PushFloors
 
 if TYPE_CHECKING:
     from cmp.registry.names import EcrRepository
+    from cmp.registry.observe import Layer, Question
 
 FORMAT = "v1"
 STALE_TEMP_AGE = 300.0  # seconds; a temp file this old belongs to a writer that died

@@ -8,16 +8,18 @@ Every caching layer asks `freshness` and nothing else; what it says is what the 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from typing import Literal
+
     from cmp.registry.base import Fetched
     from cmp.registry.names import EcrRepository
     from cmp.registry.pushes import PushFloors
 
-# fresh: it may answer; expired: older than the time to live; pushed: fetched before a push
-# announced since (refused by the push floor).
-Freshness = Literal["fresh", "expired", "pushed"]
+    # fresh: it may answer; expired: older than the time to live; pushed: fetched before a
+    # push announced since (refused by the push floor).
+    Freshness = Literal["fresh", "expired", "pushed"]
 
 
 def freshness(

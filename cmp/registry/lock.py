@@ -20,6 +20,19 @@ from cmp.settings import LOCK_FILE, LOCK_SETTING, Settings
 if TYPE_CHECKING:
     from cmp.registry.names import EcrRepository
 
+    class LockedDigest(Protocol):
+        """One entry of a lock: the digest a tag of a repository is locked to."""
+
+        @property
+        def repository(self) -> EcrRepository: ...
+
+        @property
+        def tag(self) -> str: ...
+
+        @property
+        def digest(self) -> str: ...
+
+
 APP_LOCK_FIX = f"run `tagpin lock` in the app directory and commit {LOCK_FILE}"
 
 
@@ -35,19 +48,6 @@ class LockMode(Enum):
 def lock_mode(settings: Settings) -> LockMode:
     """TAGPIN_LOCK from the sidecar's (or the shell's) settings; unset or empty means `use`."""
     return LockMode(settings.lock)
-
-
-class LockedDigest(Protocol):
-    """One entry of a lock: the digest a tag of a repository is locked to."""
-
-    @property
-    def repository(self) -> EcrRepository: ...
-
-    @property
-    def tag(self) -> str: ...
-
-    @property
-    def digest(self) -> str: ...
 
 
 class Lock(NamedTuple):

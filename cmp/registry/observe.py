@@ -11,18 +11,22 @@ one stays bounded.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING
 
-Layer = Literal["lock", "memory", "disk", "redis", "ecr"]
-Question = Literal["tags", "listing"]  # a repository's tags (pinning), or all of them (branches)
-# fresh: the layer answered; pushed: it held an answer the push floor refused (a push was
-# announced since), so a lower layer was asked; stale: it answered past its time to live
-# because ECR was unavailable (TAGPIN_SERVE_STALE_HOURS).
-Outcome = Literal["fresh", "pushed", "stale"]
-# down: Redis could not be used (unreachable, timeout, auth, protocol; the render went on
-# without it); rejected: a value not signed with the fleet's key, or malformed; planted_lock:
-# a single-flight lock no replica could have taken, replaced.
-RedisTrouble = Literal["down", "rejected", "planted_lock"]
+if TYPE_CHECKING:  # the vocabulary, for the type checker; at run time each value is a str
+    from typing import Literal
+
+    Layer = Literal["lock", "memory", "disk", "redis", "ecr"]
+    # a repository's tags (pinning), or all of them (branch deploys)
+    Question = Literal["tags", "listing"]
+    # fresh: the layer answered; pushed: it held an answer the push floor refused (a push was
+    # announced since), so a lower layer was asked; stale: it answered past its time to live
+    # because ECR was unavailable (TAGPIN_SERVE_STALE_HOURS).
+    Outcome = Literal["fresh", "pushed", "stale"]
+    # down: Redis could not be used (unreachable, timeout, auth, protocol; the render went on
+    # without it); rejected: a value not signed with the fleet's key, or malformed;
+    # planted_lock: a single-flight lock no replica could have taken, replaced.
+    RedisTrouble = Literal["down", "rejected", "planted_lock"]
 
 
 class RegistryObserver:

@@ -44,13 +44,14 @@ from cmp.registry.base import (
     is_digest,
 )
 from cmp.registry.freshness import freshness
-from cmp.registry.observe import SILENT, Question, RedisTrouble, RegistryObserver
+from cmp.registry.observe import SILENT, RegistryObserver
 from cmp.registry.pushes import PushFloors
 from cmp.registry.redis_url import check_files, parse_redis_url
 from cmp.settings import Settings, env_name
 
 if TYPE_CHECKING:
     from cmp.registry.names import EcrRepository
+    from cmp.registry.observe import Question, RedisTrouble
     from cmp.registry.resp import Command, Reply, RespClient
 
 # v2: values are `<hex HMAC><JSON body>`, checked before they are parsed (v1 parsed, then

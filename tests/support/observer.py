@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cmp.registry.observe import Layer, Outcome, Question, RedisTrouble, RegistryObserver
+from cmp.registry.observe import RegistryObserver
+
+if TYPE_CHECKING:
+    from cmp.registry.observe import Layer, Outcome, Question, RedisTrouble
 
 
 class Recorder(RegistryObserver):

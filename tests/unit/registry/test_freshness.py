@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from cmp.registry.base import Fetched
-from cmp.registry.freshness import Freshness, freshness
+from cmp.registry.freshness import freshness
 from cmp.registry.pushes import Push, PushFloors, PushRecord
 from tests.support.ecr_repos import ecr_repository as repo
+
+if TYPE_CHECKING:
+    from cmp.registry.freshness import Freshness
 
 T0 = 1_800_000_000.0
 REGISTRY = Path(__file__).resolve().parents[3] / "cmp" / "registry"
