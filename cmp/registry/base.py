@@ -20,15 +20,6 @@ from cmp.errors import Problems, RegistryError
 if TYPE_CHECKING:
     from cmp.registry.names import EcrRepository
 
-    class Kept(Protocol):
-        """A tag's answer a cache kept (CachedTag, a Redis entry): its digest and its age."""
-
-        @property
-        def info(self) -> TagInfo: ...
-
-        @property
-        def fetched(self) -> Fetched: ...
-
 
 # ECR only stores sha256 manifest digests; anything else in a cache or a response is corrupt.
 DIGEST_PATTERN = re.compile(r"sha256:[0-9a-f]{64}")
@@ -70,7 +61,8 @@ class Lookup(NamedTuple):
 
 
 class CachedTag(NamedTuple):
-    """One tag's answer as a cache keeps it: the digest and when it was fetched."""
+    """One tag's answer as a cache keeps it (memory, disk; Redis's entries read as one): the
+    digest and when it was fetched."""
 
     info: TagInfo
     fetched_at: float  # the fetcher's clock just before it asked the registry
@@ -81,7 +73,7 @@ class CachedTag(NamedTuple):
         return Fetched(self.fetched_at, self.seen)
 
 
-def answer_from(kept: Mapping[str, Kept], below: Lookup | None = None) -> Lookup:
+def answer_from(kept: Mapping[str, CachedTag], below: Lookup | None = None) -> Lookup:
     """The answer made of what a cache kept, with what `below` (the layer under it, asked for
     the rest) says is missing."""
     found = {tag: entry.info for tag, entry in kept.items()}

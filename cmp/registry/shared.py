@@ -758,7 +758,7 @@ class SharedRegistry:
                 held.entries[tag] = entry
         if len(held.entries) < len(wanted):
             return generation, None
-        return generation, self._hit("tags", answer_from(held.entries))
+        return generation, self._hit("tags", answer_from(_kept(held.entries)))
 
     def _admits(
         self,
@@ -818,7 +818,7 @@ class SharedRegistry:
                 self._quietly(lambda: holder.unlock(repo, token))
         aged = ages(answer, asked)
         fresh = {tag: CachedTag(info, *aged[tag]) for tag, info in answer.found.items()}
-        return answer_from({**known, **fresh}, answer)
+        return answer_from({**_kept(known), **fresh}, answer)
 
     def _share(
         self,
@@ -908,6 +908,11 @@ class SharedRegistry:
         self._observer.redis_trouble(trouble)
         if first:
             self.warnings.append(warning)
+
+
+def _kept(entries: Mapping[str, SharedEntry]) -> dict[str, CachedTag]:
+    """Redis's entries as the caches above keep them: the digest and its age."""
+    return {tag: CachedTag(e.info, e.fetched_at, e.seen) for tag, e in entries.items()}
 
 
 class _Held:
