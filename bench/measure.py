@@ -153,9 +153,9 @@ def precompile() -> None:
 
 def prime_cache(cache_dir: Path, images: Sequence[Image]) -> None:
     """Write every digest an app needs straight into tagpin's disk cache."""
-    from cmp.images.ecr import EcrRegistry, EcrRepository
     from cmp.registry.base import TagInfo
     from cmp.registry.cache import DiskCache
+    from cmp.registry.names import EcrRegistry, EcrRepository
 
     store = DiskCache(cache_dir)
     by_repo: dict[tuple[str, str], dict[str, TagInfo]] = {}

@@ -95,56 +95,20 @@ def ecr_registry(
     pushes: PushFloors | None = None,
     shared: RedisSettings | None = None,
 ) -> Registry:
-    """ECR behind the in-process and on-disk caches (and Redis, with `shared`), configured from
-    `settings` (`environ`: XDG_CACHE_HOME, for the default cache directory); the caches honour
-    the pushes announced in `pushes`. The ECR client is made on the first cache miss."""
-    from cmp.registry.base import DeferredRegistry
-    from cmp.registry.cache import CachingRegistry, DiskCache
+    """ECR behind the caches, as cmp.registry.build puts them in order (Redis too, with
+    `shared`), configured from `settings` (`environ`: XDG_CACHE_HOME, for the default cache
+    directory); the caches honour the pushes announced in `pushes`. The ECR client is made on
+    the first cache miss."""
+    from cmp.registry.build import build_registry
+    from cmp.registry.pushes import PushFloors
 
-    def ecr() -> Registry:
-        from cmp.registry.ecr import EcrRegistryClient, EcrSettings
-
-        return EcrRegistryClient(
-            EcrSettings(
-                max_attempts=settings.ecr_max_attempts,
-                connect_timeout=settings.ecr_connect_timeout,
-                read_timeout=settings.ecr_read_timeout,
-                deadline=settings.ecr_deadline,
-                concurrency=settings.ecr_concurrency,
-            )
-        )
-
-    mode = settings.cache
-    store = (
-        None
-        if mode is CacheMode.OFF
-        else DiskCache(default_cache_dir(settings, environ), warnings=warnings)
-    )
-    inner: Registry = DeferredRegistry(ecr)
-    if shared is not None and mode is not CacheMode.OFF:
-        from cmp.registry.shared import RedisStore, SharedRegistry
-
-        inner = SharedRegistry(
-            inner,
-            RedisStore.for_render(shared),
-            ttl=float(settings.cache_ttl),
-            list_ttl=float(settings.tag_list_ttl),
-            wait_limit=float(settings.ecr_deadline),
-            warnings=warnings,
-            read=mode is CacheMode.ON,
-            # The push record read from the Application guards Redis too, even when the
-            # webhook could not bump the repository's generation there.
-            pushes=pushes,
-        )
-    return CachingRegistry(
-        inner,
-        store,
-        mode=mode,
-        ttl=float(settings.cache_ttl),
-        tag_list_ttl=float(settings.tag_list_ttl),
-        stale_for=settings.serve_stale_hours * 3600.0,
+    announced = pushes if pushes is not None else PushFloors(skew=float(settings.push_clock_skew))
+    return build_registry(
+        settings,
+        cache_dir=default_cache_dir(settings, environ),
+        pushes=announced,
         warnings=warnings,
-        pushes=pushes,
+        redis=shared,
     )
 
 
@@ -196,22 +160,26 @@ def registry_for(
         or mode is LockMode.OFF
         or (mode is not LockMode.STRICT and not lock.path.is_file())
     ):
-        # No lock to read (as lock.registry_with_lock decides too): ECR, without importing
+        # No lock to read (as lockfile.app_lock decides too): ECR, without importing
         # the lock module on the most common path.
         return lambda: services.ecr(settings, pushes, warnings)
-    from cmp.registry.lock import APP_LOCK_FIX, digests_registry, registry_with_lock
+    from cmp.images.lockfile import app_lock, digests_lock
+    from cmp.registry.build import with_lock
+    from cmp.registry.lock import APP_LOCK_FIX
 
     if request.digests is not None:
-        return digests_registry(request.digests)
+        return with_lock(
+            digests_lock(request.digests), lambda: services.ecr(settings, pushes, warnings)
+        )
     assert lock is not None
     if mode is LockMode.VERIFY and settings.cache is not CacheMode.OFF:
         settings = settings._replace(cache=CacheMode.REFRESH)  # a warm cache must not vouch
-    return registry_with_lock(
+    found = app_lock(
         mode,
         lock.path,
         lock.shown,
-        lambda: services.ecr(settings, pushes, warnings),
         repo_root=lock.repo_root,
         max_bytes=request.settings.max_file_bytes,
         fix=lock.fix or APP_LOCK_FIX,
     )
+    return with_lock(found, lambda: services.ecr(settings, pushes, warnings))

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cmp.errors import AppLookupError, ConfigError, ConflictError, ImageError, ResolveError
-from cmp.images.ecr import EcrRepository, ecr_repository
 from cmp.images.reference import parse_image
 from cmp.imageupdater.annotations import (
     PREFIX,
@@ -33,6 +32,7 @@ from cmp.imageupdater.annotations import (
 from cmp.imageupdater.plan import policies_from
 from cmp.jsonread import JsonError, loads
 from cmp.registry.base import Registry, TagInfo
+from cmp.registry.names import EcrRepository, ecr_repository
 
 if TYPE_CHECKING:
     from cmp.argocd.kube import Applications

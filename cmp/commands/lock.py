@@ -2,8 +2,9 @@
 `tagpin lock --check` (for CI) writes nothing and fails if the committed lock lacks a tag a
 render uses or locks a digest ECR no longer has for its tag (unused entries are only noted).
 
-The lock file's format and the registry that reads from it live in cmp/registry/lock.py; this
-module is the command's work, which needs the whole pipeline.
+The lock file's format lives in cmp/images/lockfile.py and the registry layer that answers
+from it in cmp/registry/lock.py; this module is the command's work, which needs the whole
+pipeline.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ import click
 
 from cmp.commands.options import check_pairs, render_options
 from cmp.errors import LockError, ResolveError
-from cmp.images.ecr import EcrRepository
+from cmp.images.lockfile import LockEntry, entry_order
 from cmp.images.pin import collect, resolve
 from cmp.output import Output, execute
 from cmp.pipeline import explained, load
 from cmp.registry.base import Registry
-from cmp.registry.lock import LockEntry, entry_order
+from cmp.registry.names import EcrRepository
 from cmp.request import RenderRequest
 
 
@@ -187,7 +188,7 @@ def lock_command(
     uses. Commit it; renders then take digests from git instead of ECR (always from ECR
     itself, never a cache; with --digests, from that file)."""
     from cmp.commands.options import app_request
-    from cmp.registry.lock import read_lock, write_lock
+    from cmp.images.lockfile import read_lock, write_lock
     from cmp.registry.pushes import PushFloors
     from cmp.services import registry_for, services_for
     from cmp.settings import LOCK_FILE, CacheMode, LockMode

@@ -12,16 +12,16 @@ from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 from cmp.errors import ImageError, Problems, ResolveError, TagpinError
-from cmp.images.ecr import (
+from cmp.images.fields import ImageField, ImagePath, find_images, parse_image_paths, set_image
+from cmp.images.reference import ImageRef, quoted
+from cmp.registry.base import Lookup, Registry, TagInfo, describe_many
+from cmp.registry.names import (
     ECR_PUBLIC_HOSTS,
     EcrRepository,
     ecr_lookalike,
     ecr_registry,
     ecr_repository,
 )
-from cmp.images.fields import ImageField, ImagePath, find_images, parse_image_paths, set_image
-from cmp.images.reference import ImageRef, quoted
-from cmp.registry.base import Lookup, Registry, TagInfo, describe_many
 from cmp.source.appdir import AppConfig
 from cmp.source.manifests import Manifest
 

@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cmp.errors import ResolveError
-from cmp.images.ecr import EcrRepository
 from cmp.images.fields import ImageField
 from cmp.imageupdater.annotations import (
     PREFIX,
@@ -24,6 +23,7 @@ from cmp.imageupdater.annotations import (
 )
 from cmp.imageupdater.keys import check_sources
 from cmp.registry.base import Registry, TagInfo
+from cmp.registry.names import EcrRepository
 from cmp.source.manifests import Manifest
 
 OVERRIDE_ANNOTATION = "tagpin.dev/image-overrides"

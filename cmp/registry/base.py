@@ -1,6 +1,10 @@
-"""The registry port: what tagpin asks a registry (tag → digest) and the values it gets back.
+"""The registry contract: what tagpin asks a registry (tag → digest), the answers it gets back,
+and `describe_many`, which asks it about many repositories at once.
 
-Adapters (ECR, cache, static) implement `Registry`; the rest of tagpin depends only on this module.
+Every layer (the lock, the local caches, Redis, ECR) is a `Registry` and asks the one under it
+only through this protocol. An answer (`Lookup`) carries how old each of its digests is
+(`Fetched`), so a layer keeps the age of what a lower one answered and judges it with the one
+freshness rule (cmp.registry.freshness).
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeGuard
 from cmp.errors import Problems, RegistryError
 
 if TYPE_CHECKING:
-    from cmp.images.ecr import EcrRepository
+    from cmp.registry.names import EcrRepository
+
 
 # ECR only stores sha256 manifest digests; anything else in a cache or a response is corrupt.
 DIGEST_PATTERN = re.compile(r"sha256:[0-9a-f]{64}")
@@ -35,16 +40,58 @@ class TagInfo(NamedTuple):
     media_type: str | None = None  # an index/manifest-list type for multi-arch images
 
 
+class Fetched(NamedTuple):
+    """When an answer was fetched from ECR, by the fetcher's clock read just before it asked,
+    and the push announced for the repository to that fetcher then (cmp.registry.pushes)."""
+
+    at: float  # epoch seconds
+    seen: float | None = None
+
+
 class Lookup(NamedTuple):
-    """The answer for one repository: the tags found, the tags that do not exist."""
+    """The answer for one repository: the tags found, the tags that do not exist, and when each
+    found tag was fetched from ECR. A found tag without an age was fetched by the very call that
+    returned it (ECR's answers carry none): the layer that asked stamps it (`ages`). A listing's
+    tags all share its age."""
 
     found: Mapping[str, TagInfo] = MappingProxyType({})
     missing: frozenset[str] = frozenset()
     repository_missing: bool = False
+    fetched: Mapping[str, Fetched] = MappingProxyType({})
+
+
+class CachedTag(NamedTuple):
+    """One tag's answer as a cache keeps it (memory, disk; Redis's entries read as one): the
+    digest and when it was fetched."""
+
+    info: TagInfo
+    fetched_at: float  # the fetcher's clock just before it asked the registry
+    seen: float | None = None  # the push time announced for the repository then (PushFloors)
+
+    @property
+    def fetched(self) -> Fetched:
+        return Fetched(self.fetched_at, self.seen)
+
+
+def answer_from(kept: Mapping[str, CachedTag], below: Lookup | None = None) -> Lookup:
+    """The answer made of what a cache kept, with what `below` (the layer under it, asked for
+    the rest) says is missing."""
+    found = {tag: entry.info for tag, entry in kept.items()}
+    fetched = {tag: entry.fetched for tag, entry in kept.items()}
+    if below is None:
+        return Lookup(found=found, fetched=fetched)
+    return Lookup(found, below.missing, below.repository_missing, fetched)
+
+
+def ages(answer: Lookup, asked: Fetched) -> dict[str, Fetched]:
+    """The age of every tag `answer` found: its own, else `asked`, when the layer that got the
+    answer asked for it."""
+    return {tag: answer.fetched.get(tag, asked) for tag in answer.found}
 
 
 class Registry(Protocol):
-    """Resolves tags of one repository; raises `RegistryError` when the registry cannot be asked."""
+    """One layer of tag resolution, asked about one repository at a time; raises
+    `RegistryError` when it cannot answer."""
 
     def describe_tags(self, repo: EcrRepository, tags: Collection[str]) -> Lookup:
         """Every requested tag ends up in `found` or in `missing`."""
@@ -52,6 +99,12 @@ class Registry(Protocol):
 
     def list_tags(self, repo: EcrRepository) -> Lookup:
         """Every tagged image of the repository (for branch deploys), `found` keyed by tag."""
+        ...
+
+    def describe_cached(self, repo: EcrRepository, tags: Collection[str]) -> Lookup | None:
+        """The answer when this layer (with the layers under it that can) holds every tag
+        now, with no network call and no lock to wait for; else None. A warm render answers
+        from here without starting a thread pool (`describe_many`)."""
         ...
 
 
@@ -77,6 +130,9 @@ class DeferredRegistry:
 
     def list_tags(self, repo: EcrRepository) -> Lookup:
         return self._get().list_tags(repo)
+
+    def describe_cached(self, repo: EcrRepository, tags: Collection[str]) -> Lookup | None:
+        return None  # answering now would mean building it
 
 
 def is_digest(value: object) -> TypeGuard[str]:
@@ -114,13 +170,11 @@ def describe_many(
 
     # Answers every cache already holds come first: a warm render then starts no thread pool
     # (and imports nothing for one).
-    cached_answer = getattr(registry, "describe_cached", None)
     known: dict[EcrRepository, Lookup | RegistryError] = {}
-    if cached_answer is not None:
-        for repo in requests:
-            hit = cached_answer(repo, requests[repo])
-            if hit is not None:
-                known[repo] = hit
+    for repo in requests:
+        hit = registry.describe_cached(repo, requests[repo])
+        if hit is not None:
+            known[repo] = hit
     pending = [repo for repo in requests if repo not in known]
     workers = max(1, min(max_workers, len(pending)))
     if workers == 1:

@@ -1,4 +1,4 @@
-"""Caches in front of a registry: in-process (cachetools) and on disk, shared between processes.
+"""Caches in front of a registry: in this process's memory, and on disk, shared between processes.
 
 Argo CD starts one tagpin per render; the disk cache with per-repository locks lets them share
 answers so many renders of apps using one repository make one ECR call for it.
@@ -18,17 +18,28 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from urllib.parse import quote
 
-from cachetools import TTLCache
-
-from cmp.registry.base import Lookup, Registry, RegistryUnavailable, TagInfo, is_digest
+from cmp.registry.base import (
+    CachedTag,
+    Fetched,
+    Lookup,
+    Registry,
+    RegistryUnavailable,
+    TagInfo,
+    ages,
+    answer_from,
+    is_digest,
+)
+from cmp.registry.freshness import freshness
+from cmp.registry.observe import SILENT, RegistryObserver
 from cmp.registry.pushes import PushFloors
 from cmp.settings import CacheMode as CacheMode  # TAGPIN_CACHE's choices
 
 if TYPE_CHECKING:
-    from cmp.images.ecr import EcrRepository
+    from cmp.registry.names import EcrRepository
+    from cmp.registry.observe import Layer, Question
 
 FORMAT = "v1"
 STALE_TEMP_AGE = 300.0  # seconds; a temp file this old belongs to a writer that died
@@ -38,19 +49,8 @@ _LOCK_POLL = 0.02  # seconds between attempts to take a busy lock
 # Two repositories sharing a lock only wait for each other's ECR call.
 LOCK_STRIPES = 256
 _MAX_FILE_NAME = 200  # leave room for the temp-file affixes below the usual 255-byte limit
-
-
-class CachedTag(NamedTuple):
-    info: TagInfo
-    fetched_at: float  # the fetcher's clock just before it asked the registry
-    seen: float | None = None  # the push time announced for the repository then (PushFloors)
-
-
-class _Fetched(NamedTuple):
-    """When a tag list was fetched and the push time announced then (see CachedTag)."""
-
-    at: float
-    seen: float | None
+_Key = TypeVar("_Key")
+_Value = TypeVar("_Value")
 
 
 class CachedRepository(NamedTuple):
@@ -76,8 +76,10 @@ class DiskCache:
         warnings: list[str] | None = None,
         lock_timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
+        observer: RegistryObserver = SILENT,
     ) -> None:
         self.root = Path(root)
+        self._observer = observer
         self.warnings: list[str] = warnings if warnings is not None else []
         self._lock_timeout = lock_timeout
         self._clock = clock
@@ -152,24 +154,26 @@ class DiskCache:
         fetched_at: float,
         *,
         tag_list: bool = False,
-        times: Mapping[str, float] | None = None,
         seen: float | None = None,
+        fetched: Mapping[str, Fetched] | None = None,
     ) -> None:
         """Add entries to the repository's file, keeping the newest entry per tag.
 
-        `times` overrides `fetched_at` per tag (answers a shared cache kept keep their age).
-        Call it inside `locked(repo)` so concurrent writers never lose each other's entries.
+        An entry is aged `fetched[tag]` when that is given (an answer that kept its age through
+        the layers, from Redis say), else (`fetched_at`, `seen`). Call it inside
+        `locked(repo)` so concurrent writers never lose each other's entries.
         """
         if not self._check_root() or not self._writable:
             return
         path = self.path_for(repo)
         current = self.read(repo) or CachedRepository()
         tags = dict(current.tags)
+        default = Fetched(fetched_at, seen)
         for tag, info in infos.items():
             known = tags.get(tag)
-            when = fetched_at if times is None else times.get(tag, fetched_at)
-            if known is None or known.fetched_at <= when:
-                tags[tag] = CachedTag(info, when, seen)
+            when = default if fetched is None else fetched.get(tag, default)
+            if known is None or known.fetched_at <= when.at:
+                tags[tag] = CachedTag(info, *when)
         listed, listed_at = current.tag_list, current.tag_list_fetched_at
         listed_seen = current.tag_list_seen
         if tag_list and (listed_at is None or listed_at <= fetched_at):
@@ -220,11 +224,15 @@ class DiskCache:
 
     def _acquire(self, handle: int) -> bool:
         deadline = time.monotonic() + self._lock_timeout
+        waiting = False
         while True:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return True
             except BlockingIOError:
+                if not waiting:
+                    waiting = True  # another process is filling this repository
+                    self._observer.waited("disk")
                 if time.monotonic() >= deadline:
                     return False
                 time.sleep(_LOCK_POLL)
@@ -248,20 +256,30 @@ class DiskCache:
 
 
 class CachingRegistry:
-    """`Registry` that answers from memory, then disk, and asks `inner` only for misses.
+    """`Registry` with the local caches in front of `inner`: memory, then disk.
 
-    On a miss it takes the repository's lock, re-reads the file (another process may have just
-    filled it), asks `inner` for what is still missing and merges the answer, all under the lock.
-    Missing tags and repositories are never cached: a push must show up on the next render.
+    Both questions, a repository's tags and its listing (branch deploys), take one path:
+    memory, then disk, then, holding the repository's lock so that one process of the machine
+    asks while the others wait for its answer, disk again and `inner`. Each tag is answered by
+    whichever cache holds it fresh; a listing is answered whole or not at all. What `inner`
+    says is kept with the age it carries (an answer Redis kept for a minute is a minute old
+    here too). "Not found" is never cached, so a freshly pushed tag is found at once.
+
+    `mode`: ON reads and writes the disk cache; REFRESH never reads it but still writes
+    (memory still answers what this process asked); OFF has no disk cache (`store` unused).
+    `ttl` is how long a tag's digest is trusted (TAGPIN_CACHE_TTL), `tag_list_ttl` a listing
+    (TAGPIN_TAG_LIST_TTL): new tags appear in listings quickly, while a pinned digest is
+    re-verified less often.
 
     `stale_for` > 0 (seconds, opt-in): when `inner` is unavailable (`RegistryUnavailable`: down,
     throttling, server errors; never access denied), disk entries older than the TTL but younger
     than `stale_for` answer instead, with a warning naming each image and its age. All the tags
     asked of a repository must be covered, or the registry's error stands.
 
-    `pushes` is the freshness rule for announced pushes (cmp.registry.pushes.PushFloors): no
-    entry, in memory or on disk, fresh or stale, answers unless `pushes.admits` it. Every entry
-    written records when it was fetched and the push time announced for its repository then.
+    `pushes` holds the pushes announced for the render (cmp.registry.pushes.PushFloors): no
+    entry, in memory or on disk, fresh or stale, answers unless the one freshness rule
+    (cmp.registry.freshness) says so. Every entry written records when it was fetched and the
+    push time announced for its repository then.
     """
 
     def __init__(
@@ -272,13 +290,15 @@ class CachingRegistry:
         *,
         mode: CacheMode = CacheMode.ON,
         ttl: float = 300.0,
-        tag_list_ttl: float = 60.0,
+        tag_list_ttl: float = 30.0,
         memory_size: int = 4096,
         stale_for: float = 0.0,
         warnings: list[str] | None = None,
         pushes: PushFloors | None = None,
+        observer: RegistryObserver = SILENT,
     ) -> None:
         self._inner = inner
+        self._observer = observer
         self._pushes = pushes if pushes is not None else PushFloors()
         self._stale_for = stale_for if mode is CacheMode.ON else 0.0
         self.warnings: list[str] = warnings if warnings is not None else []
@@ -288,205 +308,218 @@ class CachingRegistry:
         self._ttl = ttl
         self._tag_list_ttl = tag_list_ttl
         self._memory_lock = threading.Lock()
-        self._tags: TTLCache[tuple[EcrRepository, str], CachedTag] = TTLCache(
-            memory_size, ttl, timer=clock
-        )
-        self._lists: TTLCache[EcrRepository, tuple[Lookup, _Fetched]] = TTLCache(
-            max(1, memory_size // 16), tag_list_ttl, timer=clock
-        )
+        # What this process asked or read, judged by its age like any cached answer; at most
+        # `memory_size` tags and a sixteenth as many listings (the first remembered go first).
+        self._memory_size = memory_size
+        self._tags: dict[tuple[EcrRepository, str], CachedTag] = {}
+        self._lists: dict[EcrRepository, tuple[Lookup, Fetched]] = {}
 
     def describe_tags(self, repo: EcrRepository, tags: Collection[str]) -> Lookup:
-        wanted = set(tags)
-        found = self._from_memory(repo, wanted)
-        if len(found) == len(wanted):
-            return Lookup(found=found)
-        store = self._store
-        if store is None:
-            return self._ask(repo, wanted, found)
-        if self._read_disk:
-            found.update(self._fresh(repo, store.read(repo), wanted - found.keys()))
-            if len(found) == len(wanted):
-                return Lookup(found=found)
-        with store.locked(repo):
-            if self._read_disk:
-                found.update(self._fresh(repo, store.read(repo), wanted - found.keys()))
-                if len(found) == len(wanted):
-                    return Lookup(found=found)
-            fetched_at, seen = self._clock(), self._pushes.announced(repo)
-            try:
-                answer = self._ask(repo, wanted, found)
-            except RegistryUnavailable:
-                stale = self._stale(repo, store.read(repo), wanted - found.keys())
-                if stale is None:
-                    raise
-                self._warn_stale(repo, stale)
-                return Lookup(found={**found, **{t: entry.info for t, entry in stale.items()}})
-            fresh = {t: answer.found[t] for t in wanted - found.keys() if t in answer.found}
-            if fresh:
-                # A fleet-wide cache (cmp.registry.shared) says how old its answers are.
-                shared_times = getattr(self._inner, "fetched_times", None)
-                times = shared_times(repo, fresh) if shared_times is not None else None
-                store.merge(repo, fresh, fetched_at, times=times, seen=seen)
-            return answer
-
-    def describe_cached(self, repo: EcrRepository, tags: Collection[str]) -> Lookup | None:
-        """The answer if memory or disk holds every tag fresh, else None; never asks ECR and
-        takes no lock (a warm render's fast path in `describe_many`)."""
-        wanted = set(tags)
-        found = self._from_memory(repo, wanted)
-        if len(found) < len(wanted) and self._store is not None and self._read_disk:
-            found.update(self._fresh(repo, self._store.read(repo), wanted - found.keys()))
-        if len(found) < len(wanted):
-            return None
-        return Lookup(found=found)
+        return self._answer(repo, frozenset(tags))
 
     def list_tags(self, repo: EcrRepository) -> Lookup:
-        with self._memory_lock:
-            remembered = self._lists.get(repo)
-        if remembered is not None and self._admits(repo, *remembered[1]):
-            return remembered[0]
+        return self._answer(repo, None)
+
+    def describe_cached(self, repo: EcrRepository, tags: Collection[str]) -> Lookup | None:
+        """The answer if memory or disk holds every tag fresh, else None; never asks `inner`
+        and takes no lock (a warm render's fast path in `describe_many`)."""
+        return self._cached(repo, frozenset(tags), _Search())
+
+    # -- one path for both questions ---------------------------------------------------------
+    #
+    # `wanted` is the tags asked, or None for the listing; `search` gathers the tags' fresh
+    # entries found so far (a listing is found whole, or not at all).
+
+    def _answer(self, repo: EcrRepository, wanted: frozenset[str] | None) -> Lookup:
+        search = _Search()
+        answer = self._cached(repo, wanted, search)
+        if answer is not None:
+            return answer
         store = self._store
         if store is None:
-            return self._list(repo, self._clock(), self._pushes.announced(repo))[0]
-        if self._read_disk:
-            cached = self._fresh_list(repo, store.read(repo))
-            if cached is not None:
-                return cached
+            return self._fill(repo, wanted, search, None)
         with store.locked(repo):
             if self._read_disk:
-                cached = self._fresh_list(repo, store.read(repo))
-                if cached is not None:
-                    return cached
-            fetched_at, seen = self._clock(), self._pushes.announced(repo)
-            try:
-                answer, fetched_at = self._list(repo, fetched_at, seen)
-            except RegistryUnavailable:
-                listed = self._stale_list(repo, store.read(repo))
-                if listed is None:
-                    raise
-                return listed
-            if not answer.repository_missing:
-                store.merge(repo, answer.found, fetched_at, tag_list=True, seen=seen)
-            return answer
+                # Again under the lock: the process that held it may have just written.
+                answer = self._from_disk(repo, wanted, search, store.read(repo))
+                if answer is not None:
+                    return answer
+            return self._fill(repo, wanted, search, store)
+
+    def _cached(
+        self, repo: EcrRepository, wanted: frozenset[str] | None, search: _Search
+    ) -> Lookup | None:
+        """Memory, then disk, with no lock taken and nothing asked of `inner`."""
+        answer = self._from_memory(repo, wanted, search)
+        if answer is None and self._store is not None and self._read_disk:
+            answer = self._from_disk(repo, wanted, search, self._store.read(repo))
+        return answer
+
+    def _from_memory(
+        self, repo: EcrRepository, wanted: frozenset[str] | None, search: _Search
+    ) -> Lookup | None:
+        known = search.entries
+        with self._memory_lock:
+            if wanted is None:
+                remembered = self._lists.get(repo)
+            else:
+                hits = {tag: self._tags.get((repo, tag)) for tag in wanted - known.keys()}
+        if wanted is None:
+            if remembered is None:
+                return None
+            listing, when = remembered
+            if not self._is_fresh(repo, when, self._tag_list_ttl, "memory", search):
+                return None
+            self._observer.answered("memory", "listing", "fresh")
+            return listing
+        known.update(self._usable(repo, hits, self._ttl, "memory", search))  # entries keep ages
+        return self._complete("memory", wanted, search)
+
+    def _from_disk(
+        self,
+        repo: EcrRepository,
+        wanted: frozenset[str] | None,
+        search: _Search,
+        cached: CachedRepository | None,
+    ) -> Lookup | None:
+        """The disk's fresh answer (remembered in memory) when it completes the question."""
+        if cached is None:
+            return None
+        if wanted is None:
+            listing = self._listing(repo, cached, self._tag_list_ttl, search)
+            if listing is not None:
+                self._observer.answered("disk", "listing", "fresh")
+            return listing
+        lacking = {t: cached.tags.get(t) for t in wanted - search.entries.keys()}
+        usable = self._usable(repo, lacking, self._ttl, "disk", search)
+        self._remember(repo, usable)
+        search.entries.update(usable)
+        return self._complete("disk", wanted, search)
+
+    def _complete(self, layer: Layer, wanted: frozenset[str], search: _Search) -> Lookup | None:
+        if len(search.entries) < len(wanted):
+            return None
+        self._observer.answered(layer, "tags", "fresh")
+        return answer_from(search.entries)
+
+    def _fill(
+        self,
+        repo: EcrRepository,
+        wanted: frozenset[str] | None,
+        search: _Search,
+        store: DiskCache | None,
+    ) -> Lookup:
+        """Ask `inner` what the caches lack, keep its answer in memory and on disk (`store`,
+        its lock held), or serve stale entries while it is unavailable (`stale_for`)."""
+        question: Question = "tags" if wanted is not None else "listing"
+        for layer in sorted(search.refused):
+            self._observer.answered(layer, question, "pushed")
+        known = search.entries
+        asked = Fetched(self._clock(), self._pushes.announced(repo))
+        try:
+            if wanted is None:
+                answer = self._inner.list_tags(repo)
+            else:
+                answer = self._inner.describe_tags(repo, sorted(wanted - known.keys()))
+        except RegistryUnavailable:
+            stale = None if store is None else self._stale(repo, wanted, search, store)
+            if stale is None:
+                raise
+            self._observer.answered("disk", question, "stale")
+            return stale
+        aged = ages(answer, asked)
+        fresh = {tag: CachedTag(info, *aged[tag]) for tag, info in answer.found.items()}
+        if wanted is not None:
+            self._remember(repo, fresh)
+            if store is not None and fresh:
+                store.merge(repo, answer.found, asked.at, fetched=aged)
+            return answer_from({**known, **fresh}, answer)
+        when = next(iter(aged.values()), asked)  # a listing's tags share its age
+        listing = answer._replace(fetched=aged)
+        if not answer.repository_missing:
+            self._remember_list(repo, listing, when)
+            if store is not None:
+                store.merge(repo, answer.found, when.at, tag_list=True, seen=when.seen)
+        return listing
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _ask(self, repo: EcrRepository, wanted: set[str], known: dict[str, TagInfo]) -> Lookup:
-        fetched_at, seen = self._clock(), self._pushes.announced(repo)
-        answer = self._inner.describe_tags(repo, sorted(wanted - known.keys()))
-        self._remember(repo, {t: CachedTag(i, fetched_at, seen) for t, i in answer.found.items()})
-        return Lookup(
-            found={**known, **answer.found},
-            missing=answer.missing,
-            repository_missing=answer.repository_missing,
-        )
+    def _is_fresh(
+        self, repo: EcrRepository, fetched: Fetched, max_age: float, layer: Layer, search: _Search
+    ) -> bool:
+        now = self._clock()
+        verdict = freshness(repo, fetched, now=now, max_age=max_age, pushes=self._pushes)
+        if verdict == "pushed":
+            search.refused.add(layer)
+        return verdict == "fresh"
 
-    def _list(
-        self, repo: EcrRepository, fetched_at: float, seen: float | None
-    ) -> tuple[Lookup, float]:
-        """The listing and when it was fetched from ECR."""
-        answer = self._inner.list_tags(repo)
-        # A fleet-wide cache (cmp.registry.shared) says how old its listing is.
-        listed_at = getattr(self._inner, "listed_at", None)
-        shared_at = listed_at(repo) if listed_at is not None else None
-        if shared_at is not None:
-            fetched_at = shared_at
-        if not answer.repository_missing:
-            self._remember_list(repo, answer, _Fetched(fetched_at, seen))
-        return answer, fetched_at
-
-    def _admits(self, repo: EcrRepository, fetched_at: float, seen: float | None) -> bool:
-        return self._pushes.admits(repo, fetched_at, seen)
-
-    def _from_memory(self, repo: EcrRepository, wanted: set[str]) -> dict[str, TagInfo]:
-        with self._memory_lock:
-            hits = {tag: self._tags.get((repo, tag)) for tag in wanted}
-        oldest = self._clock() - self._ttl  # an entry read from disk keeps its fetch time
+    def _usable(
+        self,
+        repo: EcrRepository,
+        entries: Mapping[str, CachedTag | None],
+        max_age: float,
+        layer: Layer,
+        search: _Search,
+    ) -> dict[str, CachedTag]:
+        """The entries that may answer when entries are trusted for `max_age` seconds."""
         return {
-            tag: entry.info
-            for tag, entry in hits.items()
-            if entry is not None
-            and oldest < entry.fetched_at
-            and self._admits(repo, entry.fetched_at, entry.seen)
+            tag: entry
+            for tag, entry in entries.items()
+            if entry is not None and self._is_fresh(repo, entry.fetched, max_age, layer, search)
         }
 
     def _remember(self, repo: EcrRepository, entries: Mapping[str, CachedTag]) -> None:
         with self._memory_lock:
             for tag, entry in entries.items():
-                self._tags[(repo, tag)] = entry
+                _bounded(self._tags, (repo, tag), entry, self._memory_size)
 
-    def _remember_list(self, repo: EcrRepository, listing: Lookup, when: _Fetched) -> Lookup:
+    def _remember_list(self, repo: EcrRepository, listing: Lookup, when: Fetched) -> Lookup:
         self._remember(repo, {t: CachedTag(i, *when) for t, i in listing.found.items()})
         with self._memory_lock:
-            self._lists[repo] = (listing, when)
+            _bounded(self._lists, repo, (listing, when), max(1, self._memory_size // 16))
         return listing
 
-    def _fresh(
-        self, repo: EcrRepository, cached: CachedRepository | None, tags: Collection[str]
-    ) -> dict[str, TagInfo]:
-        """Disk entries within the TTL that the push rule admits; remembered in memory."""
-        if cached is None:
-            return {}
-        oldest = self._clock() - self._ttl
-        entries = {tag: cached.tags.get(tag) for tag in tags}
-        usable = {
-            tag: entry
-            for tag, entry in entries.items()
-            if entry is not None
-            and oldest < entry.fetched_at
-            and self._admits(repo, entry.fetched_at, entry.seen)
-        }
-        self._remember(repo, usable)
-        return {tag: entry.info for tag, entry in usable.items()}
-
-    def _fresh_list(
-        self, repo: EcrRepository, cached: CachedRepository | None, max_age: float | None = None
+    def _listing(
+        self, repo: EcrRepository, cached: CachedRepository, max_age: float, search: _Search
     ) -> Lookup | None:
-        if cached is None or cached.tag_list is None or cached.tag_list_fetched_at is None:
+        """The disk's listing if it may answer when trusted for `max_age` (remembered)."""
+        if cached.tag_list is None or cached.tag_list_fetched_at is None:
             return None
-        max_age = self._tag_list_ttl if max_age is None else max_age
-        when = _Fetched(cached.tag_list_fetched_at, cached.tag_list_seen)
-        if when.at <= self._clock() - max_age or not self._admits(repo, *when):
+        when = Fetched(cached.tag_list_fetched_at, cached.tag_list_seen)
+        if not self._is_fresh(repo, when, max_age, "disk", search):
             return None
         entries = [cached.tags.get(tag) for tag in cached.tag_list]
         if any(entry is None for entry in entries):
             return None
-        listing = Lookup(
-            found={entry.info.tag: entry.info for entry in entries if entry is not None}
-        )
+        found = {entry.info.tag: entry.info for entry in entries if entry is not None}
+        listing = Lookup(found=found, fetched=dict.fromkeys(found, when))
         return self._remember_list(repo, listing, when)
 
     # -- serving stale entries while the registry is down (opt-in) --------------------------
 
     def _stale(
-        self, repo: EcrRepository, cached: CachedRepository | None, tags: Collection[str]
-    ) -> dict[str, CachedTag] | None:
-        """Cached entries younger than `stale_for` for every tag, or None if any is lacking.
-        Never one older than an announced push: a failed render is retried, a stale one sticks."""
-        if self._stale_for <= 0 or cached is None:
+        self, repo: EcrRepository, wanted: frozenset[str] | None, search: _Search, store: DiskCache
+    ) -> Lookup | None:
+        """Disk entries younger than `stale_for` for the whole question, or None if any is
+        lacking. Never one older than an announced push: a failed render is retried, a stale
+        one sticks."""
+        cached = store.read(repo) if self._stale_for > 0 else None
+        if cached is None:
             return None
-        oldest = self._clock() - self._stale_for
-        entries = {tag: cached.tags.get(tag) for tag in tags}
-        usable = {
-            t: e
-            for t, e in entries.items()
-            if e is not None and oldest < e.fetched_at and self._admits(repo, e.fetched_at, e.seen)
-        }
-        return usable if len(usable) == len(entries) else None
-
-    def _stale_list(self, repo: EcrRepository, cached: CachedRepository | None) -> Lookup | None:
-        if self._stale_for <= 0 or cached is None or cached.tag_list_fetched_at is None:
+        if wanted is None:
+            listing = self._listing(repo, cached, self._stale_for, search)
+            if listing is not None and cached.tag_list_fetched_at is not None:
+                age = _age(self._clock() - cached.tag_list_fetched_at)
+                self.warnings.append(
+                    f"ECR is unavailable, so the tags of {repo.uri} come from a listing cached "
+                    f"{age} ago and may be out of date (TAGPIN_SERVE_STALE_HOURS)"
+                )
+            return listing
+        known = search.entries
+        lacking = {t: cached.tags.get(t) for t in wanted - known.keys()}
+        stale = self._usable(repo, lacking, self._stale_for, "disk", search)
+        if len(stale) < len(lacking):
             return None
-        listing = self._fresh_list(repo, cached, max_age=self._stale_for)
-        if listing is not None:
-            age = _age(self._clock() - cached.tag_list_fetched_at)
-            self.warnings.append(
-                f"ECR is unavailable, so the tags of {repo.uri} come from a listing cached "
-                f"{age} ago and may be out of date (TAGPIN_SERVE_STALE_HOURS)"
-            )
-        return listing
-
-    def _warn_stale(self, repo: EcrRepository, stale: Mapping[str, CachedTag]) -> None:
         now = self._clock()
         pinned = ", ".join(
             f"{repo.uri}:{tag} (cached {_age(now - entry.fetched_at)} ago)"
@@ -497,6 +530,26 @@ class CachingRegistry:
             f"of date: {pinned}; they are served for up to TAGPIN_SERVE_STALE_HOURS="
             f"{self._stale_for / 3600:g} while ECR is down"
         )
+        return answer_from({**known, **stale})
+
+
+def _bounded(table: dict[_Key, _Value], key: _Key, value: _Value, size: int) -> None:
+    """Put `value` last in `table`, dropping the entries put there first beyond `size`."""
+    table.pop(key, None)
+    table[key] = value
+    while len(table) > size:
+        del table[next(iter(table))]
+
+
+class _Search:
+    """What the local caches hold of one question so far: the tags' fresh entries, and the
+    layers whose answer the push floor refused (reported once the layer below is asked)."""
+
+    __slots__ = ("entries", "refused")
+
+    def __init__(self) -> None:
+        self.entries: dict[str, CachedTag] = {}
+        self.refused: set[Layer] = set()
 
 
 # -- the file format ------------------------------------------------------------------------

@@ -11,13 +11,15 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cmp.errors import RegistryError
 from cmp.registry.base import Lookup, RegistryUnavailable, TagInfo, epoch_seconds, is_digest
+from cmp.registry.observe import SILENT, RegistryObserver
 
 if TYPE_CHECKING:
-    from cmp.images.ecr import EcrRegistry, EcrRepository
+    from cmp.registry.names import EcrRegistry, EcrRepository
 
 IDS_PER_CALL = 100  # the most imageIds DescribeImages/BatchGetImage take; botocore does not split
 PAGE_SIZE = 1000  # the maximum maxResults for DescribeImages/ListImages
@@ -58,18 +60,37 @@ _BAD_CREDENTIAL_CODES = frozenset(
 )
 
 
-class EcrSettings(NamedTuple):
-    """How hard to try: the defaults end a hung, unreachable or throttling ECR in an error < 30 s.
+# The AWS error codes reported by name (cmp.registry.observe); any other is `other`, so a
+# metric label stays bounded whatever an endpoint answers.
+_KNOWN_CODES = (
+    _THROTTLING_CODES
+    | _BAD_CREDENTIAL_CODES
+    | {
+        "AccessDeniedException",
+        "RepositoryNotFoundException",
+        "ImageNotFoundException",
+        "ServerException",
+        "InvalidParameterException",
+        "ValidationException",
+        "ServiceUnavailable",
+        "InternalFailure",
+    }
+)
 
-    Worst cases with the defaults: hung endpoint 4 attempts x 5 s read timeout = 20 s; throttling
-    4 attempts with 1-2-4 s jittered backoff <= 7 s. No attempt (first or retry) starts after
-    `deadline`, so a whole run ends within deadline + one timeout (30 s) however many repositories.
+
+class EcrSettings(NamedTuple):
+    """How hard to try; the defaults are the TAGPIN_ECR_* settings' (tests/unit/registry/
+    test_build.py keeps them equal).
+
+    No attempt (first or retry) starts after `deadline`, so a whole run ends within deadline +
+    one read timeout (17 s with the defaults) however many repositories: a hung endpoint gets
+    3 attempts of 5 s, throttling 4 attempts with 1-2-4 s jittered backoff (<= 7 s).
     """
 
     max_attempts: int = 4  # per call, including the first (botocore "standard" retry mode)
     connect_timeout: float = 3.0  # seconds
     read_timeout: float = 5.0  # seconds; DescribeImages answers in well under one
-    deadline: float = 25.0  # seconds from client creation after which no new call starts
+    deadline: float = 12.0  # seconds from the adapter's creation after which no call starts
     concurrency: int = 8  # parallel repositories; also the HTTP pool size per region
 
 
@@ -85,25 +106,87 @@ class _DeadlinePassed(Exception):
     pass
 
 
+# Whether the deadline of the adapter making the current call has passed: a client may serve
+# several adapters in turn (EcrClients kept by a long-lived process), so its botocore hook
+# asks whoever is calling, in the calling thread.
+_DEADLINE_PASSED: ContextVar[Callable[[], bool]] = ContextVar("tagpin_ecr_deadline_passed")
+
+
+def _refuse_after_deadline(**_: Any) -> None:
+    """botocore `before-send` hook: also stops retries once the caller's deadline has passed."""
+    passed = _DEADLINE_PASSED.get(None)
+    if passed is not None and passed():
+        raise _DeadlinePassed()
+
+
+class EcrClients:
+    """botocore ECR clients, one per Region and endpoint kind (FIPS, dual-stack), made on first
+    use from one boto3 session (the standard credential chain: environment, profile, IRSA,
+    Pod Identity). Thread-safe. A render makes its own (`EcrRegistryClient`'s default); a
+    process rendering many times may keep one and pass it to each render's adapter: the
+    clients hold no render's state (the deadline is the adapter's)."""
+
+    def __init__(self, settings: EcrSettings) -> None:
+        self.settings = settings  # the clients' timeouts, retries and connection pool
+        self._lock = threading.Lock()
+        self._session: Any = None  # boto3 sessions are not thread-safe: used only under _lock
+        self._clients: dict[tuple[str, bool, bool], Any] = {}
+
+    def client(self, registry: EcrRegistry) -> Any:
+        key = (registry.region, registry.fips, registry.dualstack)
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = self._clients[key] = self._new_client(registry)
+            return client
+
+    def _new_client(self, registry: EcrRegistry) -> Any:
+        import boto3.session  # type: ignore[import-untyped,unused-ignore]
+        from botocore.config import Config  # type: ignore[import-untyped,unused-ignore]
+        from botocore.exceptions import BotoCoreError  # type: ignore[import-untyped,unused-ignore]
+
+        settings = self.settings
+        # An endpoint set by AWS_ENDPOINT_URL_ECR (honoured by botocore) wins over FIPS/dual-stack.
+        config = Config(
+            retries={"mode": "standard", "total_max_attempts": settings.max_attempts},
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+            max_pool_connections=max(1, settings.concurrency),
+            user_agent_appid="tagpin",
+            use_fips_endpoint=registry.fips,
+            use_dualstack_endpoint=registry.dualstack,
+        )
+        try:
+            if self._session is None:
+                self._session = boto3.session.Session()
+            client = self._session.client("ecr", region_name=registry.region, config=config)
+        except BotoCoreError as error:
+            raise RegistryError(
+                f"cannot create an ECR client for {registry.region}: {error}; check the "
+                "sidecar's AWS configuration (AWS_PROFILE, AWS_CONFIG_FILE, AWS_REGION)"
+            ) from error
+        client.meta.events.register("before-send.ecr", _refuse_after_deadline)
+        return client
+
+
 class EcrRegistryClient:
-    """`Registry` backed by ECR. Thread-safe: one lazily created boto3 client per region."""
+    """`Registry` backed by ECR, for one render: no call starts after its deadline (counted
+    from its creation). Thread-safe. `clients` may be kept by the process between renders; by
+    default the adapter makes its own."""
 
     def __init__(
         self,
         settings: EcrSettings | None = None,
         *,
+        clients: EcrClients | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        observer: RegistryObserver = SILENT,
     ) -> None:
         self._settings = settings or EcrSettings()
+        self._clients = clients if clients is not None else EcrClients(self._settings)
+        self._observer = observer
         self._monotonic = monotonic
         self._deadline_at = monotonic() + self._settings.deadline
-        self._lock = threading.Lock()
-        self._session: Any = None  # boto3 sessions are not thread-safe: used only under _lock
-        self._clients: dict[tuple[str, bool, bool], Any] = {}
-
-    @property
-    def settings(self) -> EcrSettings:
-        return self._settings
 
     # -- the port ---------------------------------------------------------------------------
 
@@ -152,14 +235,19 @@ class EcrRegistryClient:
                     missing.update(t for t in pending if t not in found)
                     pending = []
         except _RepositoryNotFound:
+            self._observer.answered("ecr", "tags", "fresh")
             if repo.pull_through_prefix is not None:
                 return self._pull_through(client, repo, wanted, repository_missing=True)
             return Lookup(found={}, missing=frozenset(wanted), repository_missing=True)
+        self._observer.answered("ecr", "tags", "fresh")
         if missing and repo.pull_through_prefix is not None:
             pulled = self._pull_through(client, repo, sorted(missing), repository_missing=False)
             found.update(pulled.found)
             missing = set(pulled.missing)
         return Lookup(found=found, missing=frozenset(missing))
+
+    def describe_cached(self, repo: EcrRepository, tags: Collection[str]) -> Lookup | None:
+        return None  # every answer is a call
 
     def list_tags(self, repo: EcrRepository) -> Lookup:
         client = self._client(repo.registry)
@@ -170,7 +258,9 @@ class EcrRegistryClient:
                 for detail in page.get("imageDetails", []):
                     found.update(_tag_infos(detail, detail.get("imageTags", [])))
         except _RepositoryNotFound:
+            self._observer.answered("ecr", "listing", "fresh")
             return Lookup(repository_missing=True)
+        self._observer.answered("ecr", "listing", "fresh")
         return Lookup(found=found)
 
     # -- ECR calls --------------------------------------------------------------------------
@@ -230,7 +320,9 @@ class EcrRegistryClient:
         self._check_deadline(operation, repo)
         method = getattr(client, _snake(operation))
         with self._translated_errors(client, operation, repo):
-            return method(repositoryName=repo.name, registryId=repo.registry.account, **params)
+            response = method(repositoryName=repo.name, registryId=repo.registry.account, **params)
+        self._called(operation, None, response)
+        return response
 
     def _tagged_pages(self, client: Any, operation: str, repo: EcrRepository) -> Iterator[Any]:
         """Every page of `operation` over the repository's tagged images."""
@@ -243,6 +335,7 @@ class EcrRegistryClient:
         )
         with self._translated_errors(client, operation, repo):
             for page in pages:
+                self._called(operation, None, page)
                 yield page
                 self._check_deadline(operation, repo)  # before the next page is requested
 
@@ -253,23 +346,33 @@ class EcrRegistryClient:
         """botocore's errors (and a deadline passed mid-call) as tagpin's RegistryErrors."""
         from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped,unused-ignore]
 
+        passing = _DEADLINE_PASSED.set(self._deadline_passed)
         try:
             yield
         except _DeadlinePassed:
+            self._called(operation, "deadline", None)
             raise self._deadline_error(operation, repo) from None
         except ClientError as error:
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            self._called(operation, code if code in _KNOWN_CODES else "other", error.response)
             raise self._translate_client_error(error, operation, repo) from error
         except BotoCoreError as error:
+            self._called(operation, type(error).__name__, None)
             raise self._translate_transport_error(error, client, repo) from error
+        finally:
+            _DEADLINE_PASSED.reset(passing)
+
+    def _called(self, operation: str, error: str | None, response: Any) -> None:
+        """Report one call, with the retries botocore made within it."""
+        metadata = response.get("ResponseMetadata", {}) if isinstance(response, dict) else {}
+        self._observer.ecr_called(operation, error, int(metadata.get("RetryAttempts", 0) or 0))
 
     def _check_deadline(self, operation: str, repo: EcrRepository) -> None:
         if self._monotonic() >= self._deadline_at:
             raise self._deadline_error(operation, repo)
 
-    def _refuse_after_deadline(self, **_: Any) -> None:
-        """botocore `before-send` hook: also stops retries once the deadline has passed."""
-        if self._monotonic() >= self._deadline_at:
-            raise _DeadlinePassed()
+    def _deadline_passed(self) -> bool:
+        return self._monotonic() >= self._deadline_at
 
     def _deadline_error(self, operation: str, repo: EcrRepository) -> RegistryError:
         return RegistryUnavailable(
@@ -279,40 +382,7 @@ class EcrRegistryClient:
         )
 
     def _client(self, registry: EcrRegistry) -> Any:
-        key = (registry.region, registry.fips, registry.dualstack)
-        with self._lock:
-            client = self._clients.get(key)
-            if client is None:
-                client = self._clients[key] = self._new_client(registry)
-            return client
-
-    def _new_client(self, registry: EcrRegistry) -> Any:
-        import boto3.session  # type: ignore[import-untyped,unused-ignore]
-        from botocore.config import Config  # type: ignore[import-untyped,unused-ignore]
-        from botocore.exceptions import BotoCoreError  # type: ignore[import-untyped,unused-ignore]
-
-        settings = self._settings
-        # An endpoint set by AWS_ENDPOINT_URL_ECR (honoured by botocore) wins over FIPS/dual-stack.
-        config = Config(
-            retries={"mode": "standard", "total_max_attempts": settings.max_attempts},
-            connect_timeout=settings.connect_timeout,
-            read_timeout=settings.read_timeout,
-            max_pool_connections=max(1, settings.concurrency),
-            user_agent_appid="tagpin",
-            use_fips_endpoint=registry.fips,
-            use_dualstack_endpoint=registry.dualstack,
-        )
-        try:
-            if self._session is None:
-                self._session = boto3.session.Session()  # the standard chain: env, profile, IRSA...
-            client = self._session.client("ecr", region_name=registry.region, config=config)
-        except BotoCoreError as error:
-            raise RegistryError(
-                f"cannot create an ECR client for {registry.region}: {error}; check the "
-                "sidecar's AWS configuration (AWS_PROFILE, AWS_CONFIG_FILE, AWS_REGION)"
-            ) from error
-        client.meta.events.register("before-send.ecr", self._refuse_after_deadline)
-        return client
+        return self._clients.client(registry)
 
     # -- errors -----------------------------------------------------------------------------
 

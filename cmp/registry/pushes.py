@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from cmp.jsonread import JsonError, loads
 
 if TYPE_CHECKING:
-    from cmp.images.ecr import EcrRepository
+    from cmp.registry.names import EcrRepository
 
 PUSHES_ANNOTATION = "tagpin.dev/pushes"
 RECORD_VERSION = 1
@@ -154,16 +154,13 @@ class PushFloors:
         self._older: float | None = None
 
     def announce(self, record: PushRecord) -> None:
-        """Take the record's pushes. Repositories outside ECR are skipped: no cache holds them."""
-        from cmp.errors import ImageError
-        from cmp.images.ecr import ecr_repository
-        from cmp.images.reference import parse_image
+        """Take the record's pushes. Repositories outside ECR are skipped: no cache holds them.
+        A repository is read as the webhook writes it (`<host>/<name>`, `repository_named`),
+        the way the webhook's generation bump in Redis reads it too."""
+        from cmp.registry.names import repository_named
 
         for repository, push in record.pushes.items():
-            try:
-                parsed = ecr_repository(parse_image(repository))
-            except ImageError:
-                continue
+            parsed = repository_named(repository)
             if parsed is not None:
                 key = _key(parsed)
                 self._times[key] = max(self._times.get(key, -math.inf), push.at)

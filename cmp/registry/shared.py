@@ -29,17 +29,29 @@ import time
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 from cmp.errors import ConfigError
-from cmp.registry.base import Lookup, Registry, TagInfo, is_digest
+from cmp.registry.base import (
+    CachedTag,
+    Fetched,
+    Lookup,
+    Registry,
+    TagInfo,
+    ages,
+    answer_from,
+    is_digest,
+)
+from cmp.registry.freshness import freshness
+from cmp.registry.observe import SILENT, RegistryObserver
+from cmp.registry.pushes import PushFloors
 from cmp.registry.redis_url import check_files, parse_redis_url
 from cmp.settings import Settings, env_name
 
 if TYPE_CHECKING:
-    from cmp.images.ecr import EcrRepository
-    from cmp.registry.pushes import PushFloors
+    from cmp.registry.names import EcrRepository
+    from cmp.registry.observe import Question, RedisTrouble
     from cmp.registry.resp import Command, Reply, RespClient
 
 # v2: values are `<hex HMAC><JSON body>`, checked before they are parsed (v1 parsed, then
@@ -150,6 +162,10 @@ class SharedEntry(NamedTuple):
     generation: str
     seen: float | None = None  # the push announced to the fetching render (PushFloors)
 
+    @property
+    def fetched(self) -> Fetched:
+        return Fetched(self.fetched_at, self.seen)
+
 
 class SharedListing(NamedTuple):
     """Every tagged image of a repository, as one ECR listing saw it."""
@@ -158,6 +174,10 @@ class SharedListing(NamedTuple):
     fetched_at: float
     generation: str
     seen: float | None = None
+
+    @property
+    def fetched(self) -> Fetched:
+        return Fetched(self.fetched_at, self.seen)
 
 
 def repository_id(account: str, region: str, name: str) -> str:
@@ -464,6 +484,9 @@ def _text(value: bytes | None) -> str:
 # nor pass as the other kind.
 
 
+_Read = TypeVar("_Read")
+
+
 def _context(kind: str, repo: EcrRepository, tag: str = "") -> bytes:
     return json.dumps([NAMESPACE, kind, _repo_id(repo), tag]).encode() + b"\n"
 
@@ -489,66 +512,95 @@ def _authentic_body(key: bytes, context: bytes, raw: bytes, limit: int) -> Any:
         return None
 
 
+def _sign(
+    key: bytes,
+    kind: str,
+    repo: EcrRepository,
+    tag: str,
+    answer: Mapping[str, Any],
+    fetched_at: float,
+    generation: str,
+    seen: float | None,
+) -> bytes:
+    """`answer`'s fields and its age, signed as a value of `kind` for `repo` (and `tag`)."""
+    body = {**answer, "fetched_at": fetched_at, "generation": generation, "seen": seen}
+    return _signed(key, _context(kind, repo, tag), body)
+
+
+def _verify(
+    key: bytes,
+    kind: str,
+    repo: EcrRepository,
+    tag: str,
+    raw: bytes,
+    limit: int,
+    read: Callable[[dict[str, Any]], _Read | None],
+) -> tuple[_Read, float, str, float | None] | None:
+    """What `read` makes of the body of `raw`, and its age (fetched_at, generation, seen), if
+    `raw` is signed with `key` as a value of `kind` for `repo` (and `tag`) and well-formed."""
+    body = _authentic_body(key, _context(kind, repo, tag), raw, limit)
+    try:
+        if not isinstance(body, dict):
+            return None
+        answer = read(body)
+        if answer is None:
+            return None
+        return (
+            answer,
+            _number(body["fetched_at"]),
+            _string(body["generation"]),
+            _optional(body["seen"]),
+        )
+    except (KeyError, TypeError):
+        return None
+
+
 def sign_entry(key: bytes, repo: EcrRepository, entry: SharedEntry) -> bytes:
-    body = {
-        "digest": entry.info.digest,
-        "pushed_at": entry.info.pushed_at,
-        "media_type": entry.info.media_type,
-        "fetched_at": entry.fetched_at,
-        "generation": entry.generation,
-        "seen": entry.seen,
-    }
-    return _signed(key, _context("entry", repo, entry.info.tag), body)
+    info = entry.info
+    fields = {"digest": info.digest, "pushed_at": info.pushed_at, "media_type": info.media_type}
+    return _sign(
+        key, "entry", repo, info.tag, fields, entry.fetched_at, entry.generation, entry.seen
+    )
 
 
 def verify_entry(key: bytes, repo: EcrRepository, tag: str, raw: bytes) -> SharedEntry | None:
     """The entry if it is signed with `key` for this repository and tag, and well-formed."""
-    body = _authentic_body(key, _context("entry", repo, tag), raw, MAX_ENTRY_BYTES)
-    try:
-        if not isinstance(body, dict):
-            return None
-        info = _stored_tag(tag, body["digest"], body["pushed_at"], body["media_type"])
-        if info is None:
-            return None
-        return SharedEntry(
-            info, _number(body["fetched_at"]), _string(body["generation"]), _optional(body["seen"])
-        )
-    except (KeyError, TypeError):
-        return None
+
+    def read(body: dict[str, Any]) -> TagInfo | None:
+        return _stored_tag(tag, body["digest"], body["pushed_at"], body["media_type"])
+
+    verified = _verify(key, "entry", repo, tag, raw, MAX_ENTRY_BYTES, read)
+    return None if verified is None else SharedEntry(*verified)
 
 
 def sign_listing(key: bytes, repo: EcrRepository, listing: SharedListing) -> bytes:
-    body = {
-        "tags": [
-            [info.tag, info.digest, info.pushed_at, info.media_type]
-            for _, info in sorted(listing.found.items())
-        ],
-        "fetched_at": listing.fetched_at,
-        "generation": listing.generation,
-        "seen": listing.seen,
-    }
-    return _signed(key, _context("list", repo), body)
+    rows = [
+        [info.tag, info.digest, info.pushed_at, info.media_type]
+        for _, info in sorted(listing.found.items())
+    ]
+    return _sign(
+        key, "list", repo, "", {"tags": rows}, listing.fetched_at, listing.generation, listing.seen
+    )
 
 
 def verify_listing(key: bytes, repo: EcrRepository, raw: bytes) -> SharedListing | None:
     """The listing if it is signed with `key` for this repository, and well-formed."""
-    body = _authentic_body(key, _context("list", repo), raw, MAX_LISTING_BYTES)
-    try:
-        if not isinstance(body, dict) or not isinstance(body["tags"], list):
-            return None
-        found: dict[str, TagInfo] = {}
-        for row in body["tags"]:
-            if not isinstance(row, list) or len(row) != 4:
-                return None
-            info = _stored_tag(*row)
-            if info is None:
-                return None
-            found[info.tag] = info
-        return SharedListing(
-            found, _number(body["fetched_at"]), _string(body["generation"]), _optional(body["seen"])
-        )
-    except (KeyError, TypeError):
+    verified = _verify(key, "list", repo, "", raw, MAX_LISTING_BYTES, _stored_listing)
+    return None if verified is None else SharedListing(*verified)
+
+
+def _stored_listing(body: dict[str, Any]) -> dict[str, TagInfo] | None:
+    if not isinstance(body["tags"], list):
         return None
+    found: dict[str, TagInfo] = {}
+    for row in body["tags"]:
+        if not isinstance(row, list) or len(row) != 4:
+            return None
+        info = _stored_tag(*row)
+        if info is None:
+            return None
+        found[info.tag] = info
+    return found
 
 
 def _stored_tag(tag: Any, digest: Any, pushed_at: Any, media_type: Any) -> TagInfo | None:
@@ -591,9 +643,9 @@ class SharedRegistry:
     waits for other replicas' answers in all before asking ECR itself, and never longer than a
     holder keeps its lock (LOCK_TTL_SECONDS): a lock still there by then is not that holder's.
     `read=False` (TAGPIN_CACHE=refresh) asks ECR and only writes. `pushes` holds the
-    pushes announced on the Application (cmp.registry.pushes): shared entries pass the same rule as
-    local ones (`PushFloors.admits`), so the push record guards Redis too, even when the
-    webhook could not bump the repository's generation there.
+    pushes announced on the Application (cmp.registry.pushes): shared entries pass the same
+    freshness rule as local ones (cmp.registry.freshness), so the push record guards Redis too,
+    even when the webhook could not bump the repository's generation there.
     """
 
     def __init__(
@@ -610,6 +662,7 @@ class SharedRegistry:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        observer: RegistryObserver = SILENT,
     ) -> None:
         key = store.settings.signing_key
         if key is None:
@@ -620,78 +673,44 @@ class SharedRegistry:
         self._ttl = min(ttl, GENERATION_TTL_SECONDS / 2)
         self._list_ttl = min(list_ttl, GENERATION_TTL_SECONDS / 2)
         self._read = read
-        self._pushes = pushes
+        self._pushes = pushes if pushes is not None else PushFloors()
         self._clock = clock
         self._monotonic = monotonic
         self._sleep = sleep
+        self._observer = observer
         self._give_up_at = monotonic() + min(wait_limit, LOCK_TTL_SECONDS)
         self.warnings = warnings
         self.counts: Counter[str] = Counter()  # hits, ecr, waits, rejected, planted_locks
-        self._fetched: dict[tuple[EcrRepository, str], float] = {}
-        self._listed: dict[EcrRepository, float] = {}
         self._guard = threading.Lock()
-        self._warned_rejected = False
-        self._warned_planted_lock = False
+        self._warned: set[RedisTrouble] = set()
         self._seen_rejected: set[tuple[EcrRepository, str, bytes]] = set()  # (…, sha256)
 
     # -- Registry ---------------------------------------------------------------------------
 
     def describe_tags(self, repo: EcrRepository, tags: Collection[str]) -> Lookup:
-        wanted = frozenset(tags)
-        partial: dict[str, SharedEntry] = {}  # what Redis holds of `wanted`, at the last read
-
-        def look(store: RedisStore) -> tuple[str, Lookup | None]:
-            generation, found = self._shared(store, repo, wanted)
-            partial.clear()
-            partial.update(found)
-            return generation, self._hit(repo, found) if len(found) == len(wanted) else None
-
-        def fill(generation: str | None, token: str | None) -> Lookup:
-            # Without a generation Redis was not read (refresh mode) or went down: ask for all.
-            known = partial if generation is not None else {}
-            return self._fill(repo, wanted, known, generation, token)
-
-        return self._single_flight(repo, look, fill)
+        return self._single_flight(repo, frozenset(tags))
 
     def list_tags(self, repo: EcrRepository) -> Lookup:
-        def look(store: RedisStore) -> tuple[str, Lookup | None]:
-            generation, listing = self._shared_listing(store, repo)
-            return generation, None if listing is None else self._listing_hit(repo, listing)
+        return self._single_flight(repo, None)
 
-        return self._single_flight(
-            repo, look, lambda generation, token: self._fill_listing(repo, generation, token)
-        )
-
-    def listed_at(self, repo: EcrRepository) -> float | None:
-        """When the last listing this layer answered from Redis was fetched from ECR, so the
-        layers above keep its age; None when it came from ECR just now."""
-        with self._guard:
-            return self._listed.get(repo)
-
-    def fetched_times(self, repo: EcrRepository, tags: Collection[str]) -> dict[str, float]:
-        """When each shared answer was fetched from ECR, so the layers above keep its age."""
-        with self._guard:
-            return {t: self._fetched[(repo, t)] for t in tags if (repo, t) in self._fetched}
+    def describe_cached(self, repo: EcrRepository, tags: Collection[str]) -> Lookup | None:
+        return None  # Redis is a round trip away
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _single_flight(
-        self,
-        repo: EcrRepository,
-        look: Callable[[RedisStore], tuple[str, Lookup | None]],
-        fill: Callable[[str | None, str | None], Lookup],
-    ) -> Lookup:
-        """`look` answers from Redis (the generation read, and a Lookup if Redis holds one);
-        else one replica of the fleet takes the repository's lock and `fill`s from ECR while
-        the others wait, then look again. `fill(generation, token)` releases the lock."""
+    def _single_flight(self, repo: EcrRepository, wanted: frozenset[str] | None) -> Lookup:
+        """One path for both questions (`wanted`: the tags asked, or None for the listing):
+        answer from Redis; else one replica of the fleet takes the repository's lock and
+        `_fill`s from ECR while the others wait, then look again."""
+        held = _Held()
         if not self._read:
-            return fill(None, None)
+            return self._fill(repo, wanted, held, None, None)
         while True:
             store = self._store
             if store is None:
-                return fill(None, None)
+                return self._fill(repo, wanted, _Held(), None, None)
             try:
-                generation, answer = look(store)
+                generation, answer = self._look(store, repo, wanted, held)
                 if answer is not None:
                     return answer
                 taken = store.lock(repo, LOCK_TTL_SECONDS)
@@ -700,164 +719,139 @@ class SharedRegistry:
                 token = taken.token
                 if token is not None:
                     # Re-read under the lock: the previous holder may have just written.
-                    generation, answer = look(store)
+                    generation, answer = self._look(store, repo, wanted, held)
                     if answer is not None:
                         store.unlock(repo, token)
                         return answer
-                    return fill(generation, token)
+                    return self._fill(repo, wanted, held, generation, token)
                 if not self._wait(store, repo):
                     # Waited as long as ECR may take: ask it without the lock.
-                    return fill(generation, None)
+                    return self._fill(repo, wanted, held, generation, None)
             except SharedCacheDown as problem:
                 self._down(problem)
 
-    def _admitted(
-        self,
-        repo: EcrRepository,
-        generation: str,
-        oldest: float,
-        entry: SharedEntry | SharedListing,
-    ) -> bool:
-        return (
-            entry.generation == generation  # a push announced since makes it stale
-            and oldest < entry.fetched_at
-            # Fetched after an announced push, or by a render that knew it: clock skew
-            # between pods is allowed for, as in the local caches.
-            and (self._pushes is None or self._pushes.admits(repo, entry.fetched_at, entry.seen))
-        )
-
-    def _shared(
-        self, store: RedisStore, repo: EcrRepository, wanted: frozenset[str]
-    ) -> tuple[str, dict[str, SharedEntry]]:
-        generation, raw = store.read(repo, wanted)
-        oldest = self._clock() - self._ttl
-        found: dict[str, SharedEntry] = {}
-        for tag, value in raw.items():
+    def _look(
+        self, store: RedisStore, repo: EcrRepository, wanted: frozenset[str] | None, held: _Held
+    ) -> tuple[str, Lookup | None]:
+        """The generation read, and Redis's answer if it holds the whole question; `held`
+        becomes what it holds fresh of the tags asked."""
+        if wanted is None:
+            generation, raw = store.read_listing(repo)
+            listing = None if raw is None else verify_listing(self._key, repo, raw)
+            if raw is not None and listing is None:
+                self._rejected(repo, f"tag list of {repo.uri}", raw)
+            if listing is None or not self._admits(repo, generation, self._list_ttl, listing, held):
+                return generation, None
+            found = dict(listing.found)
+            return generation, self._hit(
+                "listing", Lookup(found=found, fetched=dict.fromkeys(found, listing.fetched))
+            )
+        generation, values = store.read(repo, wanted)
+        held.entries.clear()
+        for tag, value in values.items():
             if value is None:
                 continue
             entry = verify_entry(self._key, repo, tag, value)
             if entry is None:
                 self._rejected(repo, f"entry for {repo.uri}:{tag}", value)
-            elif self._admitted(repo, generation, oldest, entry):
-                found[tag] = entry
-        return generation, found
+            elif self._admits(repo, generation, self._ttl, entry, held):
+                held.entries[tag] = entry
+        if len(held.entries) < len(wanted):
+            return generation, None
+        return generation, self._hit("tags", answer_from(_kept(held.entries)))
 
-    def _shared_listing(
-        self, store: RedisStore, repo: EcrRepository
-    ) -> tuple[str, SharedListing | None]:
-        generation, raw = store.read_listing(repo)
-        if raw is None:
-            return generation, None
-        listing = verify_listing(self._key, repo, raw)
-        if listing is None:
-            self._rejected(repo, f"tag list of {repo.uri}", raw)
-            return generation, None
-        if not self._admitted(repo, generation, self._clock() - self._list_ttl, listing):
-            return generation, None
-        return generation, listing
+    def _admits(
+        self,
+        repo: EcrRepository,
+        generation: str,
+        max_age: float,
+        entry: SharedEntry | SharedListing,
+        held: _Held,
+    ) -> bool:
+        """A push bumps the generation (the webhook's side); the push record read from the
+        Application guards the entry too, as it does the local caches' (freshness)."""
+        now = self._clock()
+        verdict = (
+            "pushed"
+            if entry.generation != generation
+            else freshness(repo, entry.fetched, now=now, max_age=max_age, pushes=self._pushes)
+        )
+        held.pushed = held.pushed or verdict == "pushed"
+        return verdict == "fresh"
 
-    def _listing_hit(self, repo: EcrRepository, listing: SharedListing) -> Lookup:
+    def _hit(self, question: Question, answer: Lookup) -> Lookup:
         self.counts["hits"] += 1
-        with self._guard:
-            self._listed[repo] = listing.fetched_at
-        return Lookup(found=dict(listing.found))
-
-    def _hit(self, repo: EcrRepository, found: Mapping[str, SharedEntry]) -> Lookup:
-        self.counts["hits"] += 1
-        return Lookup(found=self._remember(repo, found))
-
-    def _remember(
-        self, repo: EcrRepository, found: Mapping[str, SharedEntry]
-    ) -> dict[str, TagInfo]:
-        with self._guard:
-            for tag, entry in found.items():
-                self._fetched[(repo, tag)] = entry.fetched_at
-        return {tag: entry.info for tag, entry in found.items()}
+        self._observer.answered("redis", question, "fresh")
+        return answer
 
     def _fill(
         self,
         repo: EcrRepository,
-        wanted: frozenset[str],
-        known: Mapping[str, SharedEntry],
+        wanted: frozenset[str] | None,
+        held: _Held,
         generation: str | None,
         token: str | None,
     ) -> Lookup:
-        """Ask ECR for what Redis lacks, share the answer (if Redis is up), release the lock."""
+        """Ask ECR for what Redis lacks (the listing, or the tags it does not hold), share the
+        answer if Redis is up, release the lock. Without a generation Redis was not read
+        (refresh mode) or is down: ECR is asked for everything."""
+        if held.pushed:
+            self._observer.answered("redis", "listing" if wanted is None else "tags", "pushed")
+        known = held.entries if generation is not None else {}
         try:
             before = self._store
             if generation is None and before is not None:
                 # Read before ECR is asked: a push announced meanwhile must make this stale.
                 generation = self._quietly(lambda: before.generation(repo))
-            fetched_at = self._clock()
-            seen = self._pushes.announced(repo) if self._pushes is not None else None
+            asked = Fetched(self._clock(), self._pushes.announced(repo))
             self.counts["ecr"] += 1
-            answer = self._inner.describe_tags(repo, sorted(wanted - known.keys()))
+            if wanted is None:
+                answer = self._inner.list_tags(repo)
+            else:
+                answer = self._inner.describe_tags(repo, sorted(wanted - known.keys()))
             sharing = self._store
-            if sharing is not None and answer.found and generation is not None:
-                entries = {
-                    tag: sign_entry(
-                        self._key, repo, SharedEntry(info, fetched_at, generation, seen)
-                    )
-                    for tag, info in answer.found.items()
-                }
-                self._quietly(lambda: sharing.write(repo, entries, self._ttl))
+            if sharing is not None and generation is not None:
+                self._share(sharing, repo, wanted is None, answer, asked, generation)
         finally:
             holder = self._store
             if token is not None and holder is not None:
                 self._quietly(lambda: holder.unlock(repo, token))
-        with self._guard:  # fresh from ECR: no older shared age applies to these
-            for tag in answer.found:
-                self._fetched.pop((repo, tag), None)
-        return Lookup(
-            found={**self._remember(repo, known), **answer.found},
-            missing=answer.missing,
-            repository_missing=answer.repository_missing,
-        )
+        aged = ages(answer, asked)
+        fresh = {tag: CachedTag(info, *aged[tag]) for tag, info in answer.found.items()}
+        return answer_from({**_kept(known), **fresh}, answer)
 
-    def _fill_listing(
-        self, repo: EcrRepository, generation: str | None, token: str | None
-    ) -> Lookup:
-        """List the repository in ECR, share the listing and its digests, release the lock.
-        A repository that does not exist is not shared, nor a listing over MAX_LISTING_BYTES."""
-        try:
-            before = self._store
-            if generation is None and before is not None:
-                # Read before ECR is asked: a push announced meanwhile must make this stale.
-                generation = self._quietly(lambda: before.generation(repo))
-            fetched_at = self._clock()
-            seen = self._pushes.announced(repo) if self._pushes is not None else None
-            self.counts["ecr"] += 1
-            answer = self._inner.list_tags(repo)
-            sharing = self._store
-            if sharing is not None and generation is not None and not answer.repository_missing:
-                signed = sign_listing(
-                    self._key, repo, SharedListing(answer.found, fetched_at, generation, seen)
-                )
-                # Too big to share: the write drops whatever the listing key holds instead.
-                listing = signed if len(signed) <= MAX_LISTING_BYTES else None
-                entries = {
-                    tag: sign_entry(
-                        self._key, repo, SharedEntry(info, fetched_at, generation, seen)
-                    )
-                    for tag, info in answer.found.items()
-                    if listing is not None
-                }
-                self._quietly(
-                    lambda: sharing.write_listing(repo, listing, self._list_ttl, entries, self._ttl)
-                )
-        finally:
-            holder = self._store
-            if token is not None and holder is not None:
-                self._quietly(lambda: holder.unlock(repo, token))
-        with self._guard:  # fresh from ECR: no older shared age applies
-            self._listed.pop(repo, None)
-            for tag in answer.found:
-                self._fetched.pop((repo, tag), None)
-        return answer
+    def _share(
+        self,
+        store: RedisStore,
+        repo: EcrRepository,
+        listing: bool,
+        answer: Lookup,
+        asked: Fetched,
+        generation: str,
+    ) -> None:
+        """Write what ECR answered: digest entries, and a listing's own value with them. "Not
+        found" is never shared, nor the listing of a repository that does not exist, nor one
+        over MAX_LISTING_BYTES (whatever its key holds is dropped instead, with its entries)."""
+        at, seen = asked
+        entries = {
+            tag: sign_entry(self._key, repo, SharedEntry(info, at, generation, seen))
+            for tag, info in answer.found.items()
+        }
+        if not listing:
+            if entries:
+                self._quietly(lambda: store.write(repo, entries, self._ttl))
+            return
+        if answer.repository_missing:
+            return
+        signed = sign_listing(self._key, repo, SharedListing(answer.found, at, generation, seen))
+        value = signed if len(signed) <= MAX_LISTING_BYTES else None
+        shared = entries if value is not None else {}
+        self._quietly(lambda: store.write_listing(repo, value, self._list_ttl, shared, self._ttl))
 
     def _wait(self, store: RedisStore, repo: EcrRepository) -> bool:
         """Wait while another replica holds the lock; False once the wait limit has passed."""
         self.counts["waits"] += 1
+        self._observer.waited("redis")
         while self._monotonic() < self._give_up_at:
             self._sleep(POLL_SECONDS)
             if not store.locked(repo):
@@ -875,22 +869,21 @@ class SharedRegistry:
         with self._guard:
             store, self._store = self._store, None
         if store is not None:
+            self._observer.redis_trouble("down")
             self.warnings.append(
                 f"the shared digest cache at {store.settings.shown} cannot be used: {problem}; "
                 "resolving with the local cache and ECR"
             )
 
     def _planted_lock(self, repo: EcrRepository) -> None:
-        with self._guard:
-            self.counts["planted_locks"] += 1
-            first, self._warned_planted_lock = not self._warned_planted_lock, True
-        if first:
-            self.warnings.append(
-                f"replaced the shared cache's lock on {repo.uri}: it had no expiry or a longer "
-                f"one than tagpin sets ({LOCK_TTL_SECONDS:g} s), so no replica held it; "
-                "something else writes tagpin's keys in Redis (further ones are counted, not "
-                "repeated)"
-            )
+        self._trouble(
+            "planted_lock",
+            "planted_locks",
+            f"replaced the shared cache's lock on {repo.uri}: it had no expiry or a longer "
+            f"one than tagpin sets ({LOCK_TTL_SECONDS:g} s), so no replica held it; "
+            "something else writes tagpin's keys in Redis (further ones are counted, not "
+            "repeated)",
+        )
 
     def _rejected(self, repo: EcrRepository, what: str, value: bytes) -> None:
         with self._guard:
@@ -898,14 +891,39 @@ class SharedRegistry:
             if seen in self._seen_rejected:  # read again under the lock: one entry, one count
                 return
             self._seen_rejected.add(seen)
-            self.counts["rejected"] += 1
-            first, self._warned_rejected = not self._warned_rejected, True
+        self._trouble(
+            "rejected",
+            "rejected",
+            f"ignored the shared cache {what}: it is not signed with "
+            f"{SIGNING_KEY_ENV} (tampered with, or written with another key); asking ECR "
+            "(further ones are counted, not repeated)",
+        )
+
+    def _trouble(self, trouble: RedisTrouble, count: str, warning: str) -> None:
+        """Count and report `trouble`; only the first of its kind is a warning."""
+        with self._guard:
+            self.counts[count] += 1
+            first = trouble not in self._warned
+            self._warned.add(trouble)
+        self._observer.redis_trouble(trouble)
         if first:
-            self.warnings.append(
-                f"ignored the shared cache {what}: it is not signed with "
-                f"{SIGNING_KEY_ENV} (tampered with, or written with another key); asking ECR "
-                "(further ones are counted, not repeated)"
-            )
+            self.warnings.append(warning)
+
+
+def _kept(entries: Mapping[str, SharedEntry]) -> dict[str, CachedTag]:
+    """Redis's entries as the caches above keep them: the digest and its age."""
+    return {tag: CachedTag(e.info, e.fetched_at, e.seen) for tag, e in entries.items()}
+
+
+class _Held:
+    """What Redis holds fresh of one question at the last read, and whether it held an answer
+    a push made stale (reported once ECR is asked)."""
+
+    __slots__ = ("entries", "pushed")
+
+    def __init__(self) -> None:
+        self.entries: dict[str, SharedEntry] = {}
+        self.pushed = False
 
 
 # -- the webhook's side ---------------------------------------------------------------------
@@ -925,14 +943,13 @@ class PushGenerations:
         """`repository` as push events name it (`<host>/<path>`); the problem, or None.
 
         Repositories outside private ECR have nothing cached and are left alone."""
-        from cmp.images.ecr import ecr_registry
+        from cmp.registry.names import repository_named
 
-        host, _, name = repository.partition("/")
-        registry = ecr_registry(host)
-        if registry is None or not name:
+        repo = repository_named(repository)
+        if repo is None:
             return None
         try:
-            self._store.bump_generation(repository_id(registry.account, registry.region, name))
+            self._store.bump_generation(_repo_id(repo))
         except SharedCacheDown as problem:
             return f"cannot mark {repository} as pushed in {self.shown}: {problem}"
         return None

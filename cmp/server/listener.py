@@ -339,7 +339,10 @@ def warm_up() -> None:
         lookup,  # noqa: F401
     )
     from cmp.errors import ConfigError
-    from cmp.images import pin  # noqa: F401
+    from cmp.images import (
+        lockfile,  # noqa: F401
+        pin,  # noqa: F401
+    )
     from cmp.imageupdater import annotations as overrides  # noqa: F401
     from cmp.imageupdater import plan as branch_deploy  # noqa: F401
     from cmp.imageupdater import semver  # noqa: F401
@@ -347,9 +350,8 @@ def warm_up() -> None:
     from cmp.registry import (  # noqa: F401
         cache,
         ecr,
-        lock,  # noqa: F401
+        lock,
         shared,
-        static,
     )
     from cmp.request import from_argocd_environment
     from cmp.services import Services

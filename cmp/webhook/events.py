@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from cmp.errors import ImageError
-from cmp.images.ecr import ecr_registry, registry_host
 from cmp.images.reference import parse_image
 from cmp.imageupdater.annotations import normalize_repository
 from cmp.jsonread import JsonError, loads
+from cmp.registry.names import ecr_registry, registry_host
 
 SECRET_HEADER = "X-Tagpin-Secret"
 SIGNATURE_HEADER = "X-Tagpin-Signature"

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from cmp.errors import ExitStatus
-from cmp.images.ecr import EcrRepository
 from cmp.registry.base import Lookup, RegistryUnavailable, TagInfo
 from cmp.registry.cache import CachingRegistry, DiskCache
+from cmp.registry.names import EcrRepository
 from tests.support.fake_ecr import FakeEcr, Reply, access_denied, server_error, throttling
 from tests.support.moto_ecr import MotoEcr
 from tests.support.renders import (
@@ -257,6 +257,9 @@ class DownRegistry:
     def list_tags(self, repo: EcrRepository) -> Lookup:
         raise RegistryUnavailable(f"cannot reach ECR while listing {repo.name}")
 
+    def describe_cached(self, repo: EcrRepository, tags: Collection[str]) -> Lookup | None:
+        return None
+
 
 def test_serve_stale_also_answers_tag_listings_for_branch_deploys(tmp_path: Path) -> None:
     store, repo = DiskCache(tmp_path), repository("shop/web")
@@ -417,7 +420,7 @@ def test_a_cache_directory_that_is_a_file_still_renders_with_one_warning(
 KILLED_WRITER = """
 import os, sys, time
 from pathlib import Path
-from cmp.images.ecr import EcrRepository
+from cmp.registry.names import EcrRepository
 from cmp.registry.base import Lookup, TagInfo
 from cmp.registry.cache import CachingRegistry, DiskCache
 from cmp.registry.base import RegistryUnavailable

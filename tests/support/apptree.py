@@ -12,16 +12,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cmp.images.ecr import EcrRepository
 from cmp.output import Output
 from cmp.pipeline import RenderResult, run
-from cmp.registry.static import StaticRegistry
+from cmp.registry.names import EcrRepository
 from cmp.request import AppInfo, KubeInfo, RenderRequest
 from cmp.services import Services
 from cmp.settings import Settings, parse_parameters
 from cmp.source.manifests import Manifest
 from cmp.source.render import render_app
 from tests.support.cli import tagpin
+from tests.support.static_registry import StaticRegistry
 
 # The smallest valid app: a marker file and one plain manifest.
 MINIMAL_APP: dict[str, str | bytes] = {

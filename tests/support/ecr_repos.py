@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cmp.images.ecr import EcrRegistry, EcrRepository
+from cmp.registry.names import EcrRegistry, EcrRepository
 
 ACCOUNT = "123456789012"
 

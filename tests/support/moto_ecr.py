@@ -26,7 +26,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import make_server
 
-from cmp.images.ecr import EcrRegistry, EcrRepository
+from cmp.registry.names import EcrRegistry, EcrRepository
 
 ACCOUNT = "123456789012"  # moto's default account
 REGION = "eu-west-1"

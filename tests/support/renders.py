@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cmp.images.ecr import EcrRegistry, EcrRepository
 from cmp.registry.cache import CachedRepository, DiskCache
+from cmp.registry.names import EcrRegistry, EcrRepository
 from tests.support.cli import tagpin
 from tests.support.moto_ecr import ACCOUNT, REGION
 

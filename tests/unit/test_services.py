@@ -10,12 +10,12 @@ import pytest
 
 from cmp.errors import LockError, SourceError
 from cmp.registry.pushes import PushFloors
-from cmp.registry.static import StaticRegistry
 from cmp.request import ManifestStream
 from cmp.services import Services, lock_only_source, registry_for
 from cmp.settings import CacheMode, LockMode, Settings
 from tests.support.apptree import make_request
 from tests.support.ecr_repos import ecr_repository
+from tests.support.static_registry import StaticRegistry
 
 REPO = ecr_repository("shop/web")
 LOCKED = "sha256:" + "1" * 64

@@ -25,15 +25,14 @@ from hypothesis import strategies as st
 from cmp.argocd.branch import LiveApp, plan_clear, status_rows
 from cmp.argocd.kube import LookupSettings, fetch_annotations
 from cmp.errors import AppLookupError, ConfigError, ResolveError, SourceError, TagpinError
-from cmp.images.ecr import EcrRepository, ecr_registry
 from cmp.imageupdater.annotations import PREFIX
 from cmp.imageupdater.plan import policies_from
 from cmp.jsonread import MAX_NESTING, JsonError, load_list, loads
 from cmp.output import Output
 from cmp.pipeline import run
 from cmp.registry.base import TagInfo
+from cmp.registry.names import EcrRepository, ecr_registry
 from cmp.registry.pushes import PUSHES_ANNOTATION, BadRecord, PushFloors, parse_record
-from cmp.registry.static import StaticRegistry
 from cmp.request import AppInfo, KubeInfo, ManifestStream, RenderRequest, StreamInput
 from cmp.settings import AppLookup, Settings, parse_parameters
 from cmp.source.emit import emit_stream, emit_value
@@ -49,6 +48,7 @@ from cmp.webhook.events import (
 )
 from cmp.webhook.matching import select
 from cmp.webhook.records import refresh_patch
+from tests.support.static_registry import StaticRegistry
 
 HOST = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
 WEB = f"{HOST}/shop/web"

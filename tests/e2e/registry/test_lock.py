@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from cmp.errors import ExitStatus, LockError
-from cmp.registry.lock import LockMode, format_lock, lock_mode, parse_lock
+from cmp.images.lockfile import format_lock, parse_lock
+from cmp.registry.lock import LockMode, lock_mode
 from cmp.settings import Settings
 from tests.support.cli import tagpin
 from tests.support.moto_ecr import ACCOUNT, REGION, MotoEcr
@@ -340,9 +341,10 @@ def test_malformed_locks_are_rejected_with_the_entry_at_fault(text: str, message
 
 
 def test_strict_misses_in_several_repositories_are_reported_together() -> None:
-    from cmp.images.ecr import EcrRegistry, EcrRepository
+    from cmp.images.lockfile import LockEntry
     from cmp.registry.base import describe_many
-    from cmp.registry.lock import LockedRegistry, LockEntry, LockProblem
+    from cmp.registry.lock import LockedRegistry, LockProblem
+    from cmp.registry.names import EcrRegistry, EcrRepository
 
     registry = EcrRegistry(host=HOST, account=ACCOUNT, region=REGION, fips=False, dualstack=False)
     web, api = EcrRepository(registry, "shop/web"), EcrRepository(registry, "shop/api")

@@ -1,6 +1,6 @@
 """The disk cache shared by many processes at once: spawned writers and renders, and real
 `python` processes resolving through moto's server (the in-process cache tests are in
-tests/unit/registry/test_registry_cache.py)."""
+tests/unit/registry/test_cache.py)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cmp.images.ecr import EcrRepository
 from cmp.registry.base import Lookup, TagInfo
 from cmp.registry.cache import CachingRegistry, DiskCache
-from cmp.registry.static import StaticRegistry
+from cmp.registry.names import EcrRepository
 from tests.support.ecr_repos import ecr_repository as repo
+from tests.support.static_registry import StaticRegistry
 
 if TYPE_CHECKING:  # spawned workers import this module: keep moto out of them
     from multiprocessing.synchronize import Barrier
@@ -96,7 +96,7 @@ def test_processes_resolving_one_repository_at_once_ask_once(tmp_path: Path) -> 
 RENDER = """
 import json, sys
 from pathlib import Path
-from cmp.images.ecr import EcrRegistry, EcrRepository
+from cmp.registry.names import EcrRegistry, EcrRepository
 from cmp.registry.cache import CachingRegistry, DiskCache
 from cmp.registry.ecr import EcrRegistryClient
 from tests.support.ecr_repos import ecr_repository as repo

@@ -9,7 +9,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cmp.errors import ConfigError, ImageError
-from cmp.images.ecr import EcrRegistry, ecr_registry, ecr_repository
 from cmp.images.fields import (
     ImageField,
     ImagePath,
@@ -21,6 +20,7 @@ from cmp.images.fields import (
     set_image,
 )
 from cmp.images.reference import ImageRef, parse_image, reference_pattern
+from cmp.registry.names import EcrRegistry, ecr_registry, ecr_repository
 from cmp.source.manifests import Manifest
 
 D = "sha256:" + "0123456789abcdef" * 4

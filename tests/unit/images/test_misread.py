@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from cmp.errors import ConfigError, ExitStatus
-from cmp.images.ecr import EcrRepository
+from cmp.registry.names import EcrRepository
 from cmp.source.aswritten import WrittenFloat, WrittenInt, as_data, as_written
 from cmp.source.yamlread import Misread
 from tests.support.apptree import build_tree, parameters, render_dir
@@ -228,8 +228,8 @@ def test_when_the_second_render_fails_images_holding_the_printed_value_are_refus
 def test_lock_refuses_as_render_does(tmp_path: Path) -> None:
     from cmp.commands.lock import lock_app
     from cmp.output import Output
-    from cmp.registry.static import StaticRegistry
     from tests.support.apptree import make_request
+    from tests.support.static_registry import StaticRegistry
 
     app(tmp_path, "tag: 1.10\n")
     registry = StaticRegistry.of_digests({WEB: {"1.1": DIGEST, "1.10": DIGEST}})

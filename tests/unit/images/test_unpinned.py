@@ -7,9 +7,9 @@ import pytest
 
 from cmp.errors import ImageError
 from cmp.images.pin import ImageRules, PinReport, collect, pin
-from cmp.registry.static import StaticRegistry
 from cmp.source.manifests import Manifest
 from tests.support.ecr_repos import ecr_repository
+from tests.support.static_registry import StaticRegistry
 
 ECR = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
 DIGEST = "sha256:" + "ab" * 32

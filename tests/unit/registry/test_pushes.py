@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from cmp.images.ecr import EcrRegistry, EcrRepository
 from cmp.registry.base import Lookup, RegistryUnavailable, TagInfo
 from cmp.registry.cache import CachingRegistry, DiskCache
+from cmp.registry.names import EcrRegistry, EcrRepository
 from cmp.registry.pushes import (
     MAX_REPOSITORIES,
     PUSHES_ANNOTATION,
@@ -24,8 +24,8 @@ from cmp.registry.pushes import (
     parse_record,
     record_pushes,
 )
-from cmp.registry.static import StaticRegistry
 from tests.support.ecr_repos import ecr_repository as repo
+from tests.support.static_registry import StaticRegistry
 
 HOST = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
 WEB = f"{HOST}/team/web"

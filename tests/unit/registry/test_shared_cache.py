@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from cmp.errors import ConfigError
-from cmp.images.ecr import EcrRepository
 from cmp.registry.base import Lookup, TagInfo
 from cmp.registry.cache import CachingRegistry, DiskCache
+from cmp.registry.names import EcrRepository
 from cmp.registry.pushes import Push, PushFloors, PushRecord
 from cmp.registry.shared import (
     MAX_LISTING_BYTES,
@@ -27,10 +27,10 @@ from cmp.registry.shared import (
     redis_settings,
     tags_key,
 )
-from cmp.registry.static import StaticRegistry
 from cmp.settings import Settings
 from tests.support.ecr_repos import ecr_repository as repo
 from tests.support.redis_server import PASSWORD, RedisServer, free_port
+from tests.support.static_registry import StaticRegistry
 
 KEY = b"0123456789abcdef0123456789abcdef-signing"
 WEB_V1 = "sha256:" + "1" * 64

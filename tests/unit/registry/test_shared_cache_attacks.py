@@ -37,12 +37,12 @@ from cmp.registry.shared import (
     verify_entry,
     verify_listing,
 )
-from cmp.registry.static import StaticRegistry
 from cmp.settings import Settings
 from tests.support.ecr_repos import ecr_repository as repo
 from tests.support.fake_kube import make_pki
 from tests.support.hostile_redis import HostileRedis, SlowRedis
 from tests.support.redis_server import PASSWORD, RedisServer, TlsFront
+from tests.support.static_registry import StaticRegistry
 
 KEY = b"0123456789abcdef0123456789abcdef-signing"
 WEB_V1 = "sha256:" + "1" * 64

@@ -486,8 +486,8 @@ def test_rendered_text_is_canonical(tmp_path: Path) -> None:
 
 
 def test_rendered_images_are_pinned_through_the_registry(tmp_path: Path) -> None:
-    from cmp.images.ecr import ecr_repository
     from cmp.images.reference import parse_image
+    from cmp.registry.names import ecr_repository
 
     image = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop/web"
     digest = "sha256:" + "ab" * 32

@@ -9,7 +9,14 @@ import os
 import botocore
 import pytest
 
-from cmp.images.ecr import PARTITIONS, ecr_lookalike, ecr_registry, partition_of, registry_host
+from cmp.registry.names import (
+    PARTITIONS,
+    ecr_lookalike,
+    ecr_registry,
+    partition_of,
+    registry_host,
+    repository_named,
+)
 
 
 def botocore_partitions() -> dict[str, dict[str, object]]:
@@ -242,3 +249,22 @@ def test_registry_host_uses_the_region_s_partition_domain() -> None:
         registry_host(ACCOUNT, "eusc-de-east-1") == f"{ACCOUNT}.dkr.ecr.eusc-de-east-1.amazonaws.eu"
     )
     assert registry_host(ACCOUNT, "mars-1") is None
+
+
+@pytest.mark.parametrize(
+    ("uri", "named"),
+    [
+        ("123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/web", ("eu-west-1", "team/web")),
+        ("123456789012.dkr.ecr-fips.us-east-1.amazonaws.com/a/b/c", ("us-east-1", "a/b/c")),
+        ("123456789012.dkr.ecr.eu-west-1.amazonaws.com/", None),
+        ("ghcr.io/org/web", None),
+        ("public.ecr.aws/org/web", None),
+    ],
+)
+def test_a_repository_is_named_as_push_events_and_records_name_it(
+    uri: str, named: tuple[str, str] | None
+) -> None:
+    """`<host>/<name>`: how the webhook writes a push, and how the render and Redis read it."""
+    repository = repository_named(uri)
+    found = None if repository is None else (repository.registry.region, repository.name)
+    assert found == named

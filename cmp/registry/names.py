@@ -1,12 +1,16 @@
-"""Amazon ECR: which registry hosts are ECR, and the repository an image reference names."""
+"""What ECR calls things: partitions, the hosts of private registries (and the hosts that are
+almost one), and `EcrRepository`, the key every registry layer answers for.
+
+Nothing here knows image references: `ecr_repository` takes anything with a `domain` and a
+`path` (cmp.images.reference.ImageRef), so the images package depends on this one and never
+the other way round.
+"""
 
 from __future__ import annotations
 
 import functools
 import re
-from typing import NamedTuple
-
-from cmp.images.reference import ImageRef
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 
 class Partition(NamedTuple):
@@ -37,7 +41,7 @@ def _partition(name: str, pattern: str, suffixes: str, regions: str) -> Partitio
 
 # The dual-stack domain is botocore's dualStackDnsSuffix with `api.` made `on.`; the pairs
 # (`dkr.ecr` with the IPv4 domain, `dkr-ecr` with the dual-stack one) are those EKS's kubelet
-# credential provider matches (its matchImages). tests/unit/images/test_ecr_hosts.py checks
+# credential provider matches (its matchImages). tests/unit/registry/test_names.py checks
 # this table against the installed botocore's partitions.json.
 PARTITIONS: tuple[Partition, ...] = (
     _partition(
@@ -193,7 +197,7 @@ class EcrRepository(NamedTuple):
     """
 
     registry: EcrRegistry
-    name: str  # ImageRef.path, e.g. "team/web" or "docker-hub/library/nginx"
+    name: str  # the reference's path, e.g. "team/web" or "docker-hub/library/nginx"
     pull_through_prefixes: frozenset[str] = DEFAULT_PULL_THROUGH_PREFIXES
 
     def __eq__(self, other: object) -> bool:
@@ -227,8 +231,20 @@ class EcrRepository(NamedTuple):
         return prefix if slash and prefix in self.pull_through_prefixes else None
 
 
+if TYPE_CHECKING:  # a type only: defining a Protocol costs every render's start
+
+    class NamedImage(Protocol):
+        """An image's registry host (maybe with a port) and repository path, as parsed."""
+
+        @property
+        def domain(self) -> str: ...
+
+        @property
+        def path(self) -> str: ...
+
+
 def ecr_repository(
-    ref: ImageRef, pull_through_prefixes: frozenset[str] = DEFAULT_PULL_THROUGH_PREFIXES
+    ref: NamedImage, pull_through_prefixes: frozenset[str] = DEFAULT_PULL_THROUGH_PREFIXES
 ) -> EcrRepository | None:
     """The ECR repository an image lives in, or None for images outside private ECR."""
     registry = ecr_registry(ref.domain)
@@ -237,6 +253,16 @@ def ecr_repository(
     return EcrRepository(
         registry=registry, name=ref.path, pull_through_prefixes=pull_through_prefixes
     )
+
+
+def repository_named(uri: str) -> EcrRepository | None:
+    """The private ECR repository `<host>/<name>` names, as push events, the push record and
+    Redis's generations name it; None for any other registry, or no name."""
+    host, _, name = uri.partition("/")
+    registry = ecr_registry(host)
+    if registry is None or not name:
+        return None
+    return EcrRepository(registry, name)
 
 
 def _without_port(domain: str) -> str:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from cmp.errors import RegistryError
-from cmp.images.ecr import EcrRegistry, EcrRepository
 from cmp.registry.base import Lookup, describe_many
-from cmp.registry.ecr import EcrRegistryClient, EcrSettings
+from cmp.registry.ecr import EcrClients, EcrRegistryClient, EcrSettings
+from cmp.registry.names import EcrRegistry, EcrRepository
 from tests.support.fake_ecr import FakeEcr, Reply, access_denied, ok, server_error, throttling
 from tests.support.moto_ecr import OCI_INDEX, OCI_MANIFEST, MotoEcr
 
@@ -321,6 +321,27 @@ def test_no_retry_starts_after_the_deadline(fake_ecr: FakeEcr) -> None:
 
     assert "did not finish within 30 s" in str(raised.value)
     assert len(fake_ecr.requests) == 1
+
+
+def test_clients_kept_between_renders_stop_each_render_at_its_own_deadline(
+    fake_ecr: FakeEcr,
+) -> None:
+    """A process rendering many times may keep its ECR clients (EcrClients): the deadline
+    of a render that ran out of time must not stop the next render's calls on them."""
+    digest = "sha256:" + "e" * 64
+    settings = EcrSettings(deadline=30, max_attempts=5)
+    kept = EcrClients(settings)
+    fake_ecr.script(otherwise=server_error())
+    readings = iter([0.0, 1.0, 2.0, 31.0])
+    late = EcrRegistryClient(settings, clients=kept, monotonic=lambda: next(readings))
+    with pytest.raises(RegistryError, match="did not finish within 30 s"):
+        late.describe_tags(_repo(), ["v1"])
+    fake_ecr.script(server_error(), ok({"imageDetails": [_detail(digest, ["v1"])]}))
+
+    lookup = EcrRegistryClient(settings, clients=kept).describe_tags(_repo(), ["v1"])
+
+    assert lookup.found["v1"].digest == digest
+    assert len(fake_ecr.requests) == 3  # one for the late render, two (a retry) for the next
 
 
 def test_problems_of_every_repository_are_reported_together(fake_ecr: FakeEcr) -> None:

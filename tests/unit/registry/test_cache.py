@@ -12,8 +12,8 @@ import pytest
 
 from cmp.registry.base import Lookup
 from cmp.registry.cache import CacheMode, CachingRegistry, DiskCache
-from cmp.registry.static import StaticRegistry
 from tests.support.ecr_repos import ecr_repository as repo
+from tests.support.static_registry import StaticRegistry
 
 WEB_V1 = "sha256:" + "1" * 64
 WEB_V2 = "sha256:" + "2" * 64
@@ -226,3 +226,13 @@ def test_leftovers_of_killed_writers_are_never_read_and_get_swept(tmp_path: Path
     assert digests(lookup) == {"v1": WEB_V1}
     assert not stale.exists()
     assert fresh.exists()  # it may belong to a writer still running
+
+
+def test_memory_holds_at_most_its_size_and_forgets_the_first_remembered_first() -> None:
+    inner = StaticRegistry.of_digests({repo(): {"v1": WEB_V1, "v2": WEB_V2, "v3": API_V1}})
+    registry = CachingRegistry(inner, None, Clock(), memory_size=2)
+    for tag in ("v1", "v2", "v3"):
+        registry.describe_tags(repo(), [tag])
+
+    assert registry.describe_cached(repo(), ["v2", "v3"]) is not None
+    assert registry.describe_cached(repo(), ["v1"]) is None

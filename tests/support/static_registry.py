@@ -1,4 +1,4 @@
-"""A registry answering from a fixed table: for tests, and for renders pinned by a lock file."""
+"""A registry answering from a fixed table, standing in for ECR in unit tests."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from cmp.registry.base import Lookup, TagInfo
 
 if TYPE_CHECKING:
-    from cmp.images.ecr import EcrRepository
+    from cmp.registry.names import EcrRepository
 
 
 class StaticRegistry:
@@ -41,6 +41,9 @@ class StaticRegistry:
             found={tag: known[tag] for tag in wanted if tag in known},
             missing=frozenset(tag for tag in wanted if tag not in known),
         )
+
+    def describe_cached(self, repo: EcrRepository, tags: Collection[str]) -> Lookup | None:
+        return None  # as ECR: every answer is a question, recorded in `calls`
 
     def list_tags(self, repo: EcrRepository) -> Lookup:
         self.calls.append(("list_tags", repo, frozenset()))
