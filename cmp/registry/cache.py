@@ -1,4 +1,4 @@
-"""Caches in front of a registry: in this process's memory, and on disk, shared between processes.
+"""Caches in front of a registry: in this process's memory (cachetools), and on disk, shared between processes.
 
 Argo CD starts one tagpin per render; the disk cache with per-repository locks lets them share
 answers so many renders of apps using one repository make one ECR call for it.
@@ -18,8 +18,10 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote
+
+from cachetools import FIFOCache
 
 from cmp.registry.base import (
     CachedTag,
@@ -49,8 +51,6 @@ _LOCK_POLL = 0.02  # seconds between attempts to take a busy lock
 # Two repositories sharing a lock only wait for each other's ECR call.
 LOCK_STRIPES = 256
 _MAX_FILE_NAME = 200  # leave room for the temp-file affixes below the usual 255-byte limit
-_Key = TypeVar("_Key")
-_Value = TypeVar("_Value")
 
 
 class CachedRepository(NamedTuple):
@@ -308,11 +308,13 @@ class CachingRegistry:
         self._ttl = ttl
         self._tag_list_ttl = tag_list_ttl
         self._memory_lock = threading.Lock()
-        # What this process asked or read, judged by its age like any cached answer; at most
-        # `memory_size` tags and a sixteenth as many listings (the first remembered go first).
-        self._memory_size = memory_size
-        self._tags: dict[tuple[EcrRepository, str], CachedTag] = {}
-        self._lists: dict[EcrRepository, tuple[Lookup, Fetched]] = {}
+        # What this process asked or read, judged by its age like any cached answer (so no
+        # TTL of its own); at most `memory_size` tags and a sixteenth as many listings, the
+        # first remembered going first.
+        self._tags: FIFOCache[tuple[EcrRepository, str], CachedTag] = FIFOCache(memory_size)
+        self._lists: FIFOCache[EcrRepository, tuple[Lookup, Fetched]] = FIFOCache(
+            max(1, memory_size // 16)
+        )
 
     def describe_tags(self, repo: EcrRepository, tags: Collection[str]) -> Lookup:
         return self._answer(repo, frozenset(tags))
@@ -471,12 +473,12 @@ class CachingRegistry:
     def _remember(self, repo: EcrRepository, entries: Mapping[str, CachedTag]) -> None:
         with self._memory_lock:
             for tag, entry in entries.items():
-                _bounded(self._tags, (repo, tag), entry, self._memory_size)
+                self._tags[(repo, tag)] = entry
 
     def _remember_list(self, repo: EcrRepository, listing: Lookup, when: Fetched) -> Lookup:
         self._remember(repo, {t: CachedTag(i, *when) for t, i in listing.found.items()})
         with self._memory_lock:
-            _bounded(self._lists, repo, (listing, when), max(1, self._memory_size // 16))
+            self._lists[repo] = (listing, when)
         return listing
 
     def _listing(
@@ -531,14 +533,6 @@ class CachingRegistry:
             f"{self._stale_for / 3600:g} while ECR is down"
         )
         return answer_from({**known, **stale})
-
-
-def _bounded(table: dict[_Key, _Value], key: _Key, value: _Value, size: int) -> None:
-    """Put `value` last in `table`, dropping the entries put there first beyond `size`."""
-    table.pop(key, None)
-    table[key] = value
-    while len(table) > size:
-        del table[next(iter(table))]
 
 
 class _Search:
