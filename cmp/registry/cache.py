@@ -1,4 +1,5 @@
-"""Caches in front of a registry: in this process's memory (cachetools), and on disk, shared between processes.
+"""Caches in front of a registry: in this process's memory (cachetools), and on disk, shared
+between processes.
 
 Argo CD starts one tagpin per render; the disk cache with per-repository locks lets them share
 answers so many renders of apps using one repository make one ECR call for it.
