@@ -76,6 +76,33 @@ fi
 podman=(podman --storage-driver vfs --cgroup-manager cgroupfs)
 "${podman[@]}" info >/dev/null 2>&1 || die "podman cannot run here: $("${podman[@]}" info 2>&1 | tail -1)"
 
+# --- one build at a time, and nothing left over from a killed one -------------------------------
+# The build is reproducible, so every build of a Dockerfile makes its intermediate stage images
+# with the same IDs. Whatever still uses such an image when podman build ends (a concurrent
+# build, or the working containers of a build that was killed: they stay in podman's storage)
+# makes the build fail at its cleanup with "image is in use by a container". So builds take a
+# lock next to podman's storage, which every checkout and test run on this machine shares, and
+# under it remove the working containers earlier builds left on tagpin's base or on a stage
+# image (buildah names those NAME-tmp), then the stage images nothing uses any more.
+storage=$(dirname "$("${podman[@]}" info --format '{{.Store.GraphRoot}}')")
+lock_file="$storage/tagpin-build-image.lock"
+exec {lock_fd}>"$lock_file"
+if ! flock -n "$lock_fd"; then
+  echo "build-image.sh: waiting for another image build to finish ($lock_file)" >&2
+  flock -w 3600 "$lock_fd" || die "another build has held $lock_file for an hour"
+fi
+leftovers=$("${podman[@]}" ps --all --external --format '{{.ID}} {{.Image}}' |
+  awk '$2 ~ /^localhost\/tagpin-base:/ || $2 ~ /-tmp(:latest)?$/')
+if [ -n "$leftovers" ]; then
+  echo "build-image.sh: removing $(wc -l <<<"$leftovers") working container(s) a killed build left" >&2
+  # shellcheck disable=SC2046
+  "${podman[@]}" rm --force $(cut -d' ' -f1 <<<"$leftovers") >/dev/null ||
+    die "cannot remove the containers a killed build left: $(cut -d' ' -f1 <<<"$leftovers" | tr '\n' ' ')"
+  for image in $(awk '$2 ~ /-tmp(:latest)?$/ {print $2}' <<<"$leftovers" | sort -u); do
+    "${podman[@]}" rmi "$image" >/dev/null 2>&1 || true # still used: a later run removes it
+  done
+fi
+
 # --- the base: Debian bookworm with Python 3.11, like python:3.11-slim-bookworm ----------------
 # Documentation, manual pages and translations are left out as Debian's slim images do; the
 # merged-/usr hook avoids usrmerge and the perl it pulls in.

@@ -3,19 +3,28 @@
 build-image.sh stops at a COPY whose source is missing and says so; a Dockerfile that forgets
 USER still builds, and the check the image tests run on every build (`runtime_problems`) is
 what fails it. The arm64 image (Graviton nodes) is built under qemu-user-static and renders in
-an emulated container exactly what the venv renders on this machine."""
+an emulated container exactly what the venv renders on this machine. Builds on one machine take
+turns, and a build killed halfway does not break the next one."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
 import shutil
-from collections.abc import Iterator
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.cmpserver import AppSpec
 from tests.support.image import (
+    BUILD_SCRIPT,
+    BUILD_TIMEOUT,
     REPO,
     Sidecar,
     build_image,
@@ -59,6 +68,58 @@ def test_an_image_built_without_user_fails_the_sidecar_contract(tmp_path: Path, 
     built = build_image(tag, "--file", str(dockerfile))
     assert built.returncode == 0, built.stderr[-4000:]
     assert runtime_problems(tag) == ["runs as user 'root', not 999:999"]
+
+
+def stage_containers() -> list[str]:
+    """buildah's working containers on a stage image (NAME-tmp): a build's later stages run in
+    them, and podman build removes them when it ends."""
+    listed = podman("ps", "--all", "--external", "--format", "{{.ID}} {{.Image}}").stdout
+    return [line for line in listed.splitlines() if re.search(r"-tmp(:latest)?$", line)]
+
+
+def wait_for(condition: Callable[[], object], build: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + BUILD_TIMEOUT
+    while not condition():
+        assert build.poll() is None, f"the build ended before {what}"
+        assert time.monotonic() < deadline, f"no {what} after {BUILD_TIMEOUT} s"
+        time.sleep(0.2)
+
+
+def test_builds_take_turns_and_a_killed_build_does_not_break_the_next(
+    tmp_path: Path, tag: str
+) -> None:
+    """The build is reproducible, so builds share their stage images' IDs: a build waits for
+    the one running, and the working containers a killed build leaves in podman's storage (CI's
+    timeout, Ctrl-C) are removed by the next build instead of failing it with "image is in use
+    by a container"."""
+    storage = Path(podman("info", "--format", "{{.Store.GraphRoot}}").stdout.strip()).parent
+    log = tmp_path / "killed.log"
+    with open(storage / "tagpin-build-image.lock", "a") as held, open(log, "wb") as stderr:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another build is running
+        killed = subprocess.Popen(
+            ["bash", str(BUILD_SCRIPT), new_tag("killed")],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
+            env={**os.environ, "PYTHON": sys.executable},
+        )
+        try:
+            wait_for(
+                lambda: "waiting for another image build" in log.read_text(), killed, "it waited"
+            )
+            assert stage_containers() == []
+            fcntl.flock(held, fcntl.LOCK_UN)
+            wait_for(stage_containers, killed, "its sbom-tool stage ran")
+        finally:
+            os.killpg(killed.pid, signal.SIGKILL)
+            killed.wait()
+    assert stage_containers(), "the kill left no working container: nothing was proven"
+    built = build_image(tag)
+    assert built.returncode == 0, built.stderr[-4000:]
+    assert "working container(s) a killed build left" in built.stderr
+    assert stage_containers() == []
+    assert runtime_problems(tag) == []
 
 
 @pytest.mark.slow
