@@ -8,7 +8,9 @@ holds credentials.
 from __future__ import annotations
 
 import os
+import re
 import stat
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -390,6 +392,53 @@ def list_templates(files: RepoFiles, app_dir: Path) -> tuple[TemplateFile, ...]:
             )
     found.sort(key=lambda t: t.app_name)
     return tuple(found)
+
+
+# A YAML document that is a Kubernetes object: `apiVersion:` and `kind:` at the start of a line.
+_OBJECT_KEYS = (re.compile(rb"^apiVersion:", re.M), re.compile(rb"^kind:", re.M))
+STRAY_READ_BYTES = 64 * 1024  # enough to see the keys of the first objects
+
+
+def stray_manifests(files: RepoFiles, app_dir: Path, known: Iterable[str] = ()) -> list[str]:
+    """YAML and JSON files of the app directory, outside templates/, that hold a Kubernetes
+    object: they are not rendered, and their being there says the user thinks they are.
+    Looks at the app directory and its subdirectories one level down (not templates/, dotted
+    ones, or another app's), except the `known` files (values layers: read already); files it
+    cannot read are left to other checks."""
+    skipped = set(known)
+    found = []
+    directories = [app_dir]
+    for entry in _entries(app_dir):
+        if (
+            entry.is_dir(follow_symlinks=False)
+            and entry.name != TEMPLATE_DIR
+            and not entry.name.startswith(".")
+            and not os.path.lexists(Path(entry.path) / MARKER_FILE)
+        ):
+            directories.append(Path(entry.path))
+    for directory in directories:
+        for entry in sorted(_entries(directory), key=lambda e: e.name):
+            if entry.name.startswith(".") or not entry.name.endswith(COPIED_SUFFIXES):
+                continue
+            path = Path(entry.path)
+            if files.display(path) in skipped:
+                continue
+            try:
+                with open(files.inside(path), "rb") as handle:
+                    head = handle.read(STRAY_READ_BYTES)
+            except (OSError, SourceError):
+                continue
+            if all(key.search(head) for key in _OBJECT_KEYS):
+                found.append(files.display(path))
+    return found
+
+
+def _entries(directory: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(directory) as entries:
+            return list(entries)
+    except OSError:
+        return []
 
 
 def _kind(value: Any) -> str:

@@ -17,7 +17,7 @@ from cmp.errors import TemplateError
 from cmp.output import Output
 from cmp.request import RenderRequest
 from cmp.source import values as values_mod
-from cmp.source.appdir import AppSource, Limits, load_app
+from cmp.source.appdir import TEMPLATE_DIR, AppSource, Limits, load_app, stray_manifests
 from cmp.source.manifests import Manifest, parse_rendered
 from cmp.source.streamend import unterminated_block
 from cmp.source.streamend import warning as unterminated_warning
@@ -151,6 +151,7 @@ def _render_templates(
 
     manifests = render(values, None, warnings)
     warnings.extend(repeated_layers(source))
+    warnings.extend(stray_warnings(source, request.app_dir))
 
     def as_written(involved: Sequence[Misread]) -> list[Manifest]:
         from cmp.source.aswritten import as_data
@@ -195,6 +196,16 @@ def unterminated_blocks(rendered: Sequence[RenderedFile]) -> list[str]:
             where = (item.locate(line, 1) if item.locate else None) or f"{item.name}:{line}"
             found.append(unterminated_warning(where))
     return found
+
+
+def stray_warnings(source: AppSource, app_dir: Path) -> list[str]:
+    """A Kubernetes object in a file next to templates/ is not deployed: say so, since the
+    file's being there says the user thinks it is."""
+    return [
+        f"{name}: not rendered: it holds a Kubernetes object, and a tagpin app renders only the "
+        f"files under {TEMPLATE_DIR}/; move it there to deploy it"
+        for name in stray_manifests(source.files, app_dir, (n for n, _ in source.values_layers))
+    ]
 
 
 def repeated_layers(source: AppSource) -> list[str]:
