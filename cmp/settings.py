@@ -590,6 +590,11 @@ class Settings(NamedTuple):
         }
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
+    def fresh(self) -> "Settings":
+        """These settings asking ECR what it says now: a cache is refreshed, not trusted (it
+        is still written); without one there is nothing to change."""
+        return self if self.cache is CacheMode.OFF else self._replace(cache=CacheMode.REFRESH)
+
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> "Settings":
         problems = Problems()

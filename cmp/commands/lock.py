@@ -191,7 +191,7 @@ def lock_command(
     from cmp.images.lockfile import read_lock, write_lock
     from cmp.registry.pushes import PushFloors
     from cmp.services import registry_for, services_for
-    from cmp.settings import LOCK_FILE, CacheMode, LockMode
+    from cmp.settings import LOCK_FILE, LockMode
 
     check_pairs(options)
     if options["output_format"] != "yaml":
@@ -217,9 +217,7 @@ def lock_command(
         output.note(*branch_deploy_note(request))
         # What ECR says now, not what a cache remembers; --digests answers alone, otherwise
         # ECR, whatever TAGPIN_LOCK says about the app's lock.
-        settings = request.settings._replace(lock=LockMode.OFF)
-        if settings.cache is not CacheMode.OFF:
-            settings = settings._replace(cache=CacheMode.REFRESH)
+        settings = request.settings._replace(lock=LockMode.OFF).fresh()
         request = request._replace(settings=settings)
         pushes = PushFloors(skew=float(settings.push_clock_skew))
         services = services_for(settings, request.settings_env)
