@@ -22,7 +22,7 @@ from cmp.errors import LockError, ResolveError
 from cmp.images.lockfile import LockEntry, entry_order
 from cmp.images.pin import collect, resolve
 from cmp.output import Output, execute
-from cmp.pipeline import explained, load
+from cmp.pipeline import load, raise_explained
 from cmp.registry.base import Registry
 from cmp.registry.names import EcrRepository
 from cmp.request import RenderRequest
@@ -73,10 +73,7 @@ def lock_app(
     try:
         fresh = resolve(ask, registry_factory(), request.settings.ecr_concurrency) if ask else {}
     except ResolveError as error:  # `tag: 1.10` read as 1.1: say so, as a render does
-        hinted = explained(error, loaded)
-        if hinted is error:
-            raise
-        raise hinted from error
+        raise_explained(error, loaded)
     new: dict[tuple[EcrRepository, str], LockEntry] = dict(old) if keep else {}
     for item in wanted:
         key = (item.repository, item.tag)
