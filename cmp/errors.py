@@ -9,35 +9,50 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from enum import IntEnum
+from typing import Any, ClassVar
 
 
 class ExitStatus(IntEnum):
-    """Process exit codes. Documented in docs/reference.md's exit-code table."""
+    """Process exit codes. Documented in docs/reference.md's exit-code table; a code with an
+    error class below is explained by that class's docstring."""
 
     OK = 0
     DIFFERENT = 1  # `tagpin diff` only: the two renders differ (like diff(1))
     USAGE = 2  # bad command line (click's own code)
-    CONFIG = 3  # tagpin.yaml, values (values.schema.json), parameters or settings are invalid
-    SOURCE = 4  # an app file is missing, unreadable, too large or outside the repository
-    TEMPLATE = 5  # a Jinja2 template failed to compile or render
-    MANIFEST = 6  # the rendered YAML is not a valid stream of Kubernetes objects
-    IMAGE = 7  # an image reference is malformed, almost ECR, or unpinned where digests are required
-    RESOLVE = 8  # a tag or repository does not exist, or no tag satisfies a constraint
-    REGISTRY = 9  # ECR could not be asked: unreachable, throttled, access denied, no credentials
-    APP_LOOKUP = 10  # the live Application could not be read from the Kubernetes API
-    LOCK = 11  # tagpin.lock is malformed, incomplete under strict mode, or disagrees with ECR
-    CONFLICT = 12  # `tagpin branch`: someone else changed the branch deploy first; nothing written
-    NOT_DEPLOYED = 13  # `tagpin branch --wait`: timed out, or the app turned Degraded
+    CONFIG = 3
+    SOURCE = 4
+    TEMPLATE = 5
+    MANIFEST = 6
+    IMAGE = 7
+    RESOLVE = 8
+    REGISTRY = 9
+    APP_LOOKUP = 10
+    LOCK = 11
+    CONFLICT = 12
+    NOT_DEPLOYED = 13
     INTERNAL = 70  # a bug in tagpin: rerun with --debug and report it
-    BUSY = 75  # the sidecar had no render slot in time, or its render server stopped: retry
+    BUSY = 75
     INTERRUPTED = 130  # stopped by SIGINT (Ctrl-C)
 
 
 class TagpinError(Exception):
-    """Root of every error tagpin expects. `problems` holds one line per problem found."""
+    """Root of every error tagpin expects. `problems` holds one line per problem found.
 
-    exit_status: ExitStatus = ExitStatus.INTERNAL
-    title: str = "tagpin failed"
+    A subclass names its exit status and the title its message starts with in its class line,
+    `class ConfigError(TagpinError, exit_status=..., title=...)`, so each kind of error is one
+    row; a subclass of a subclass (a kind of template error, say) inherits both."""
+
+    exit_status: ClassVar[ExitStatus] = ExitStatus.INTERNAL
+    title: ClassVar[str] = "tagpin failed"
+
+    def __init_subclass__(
+        cls, *, exit_status: ExitStatus | None = None, title: str | None = None, **rest: Any
+    ) -> None:
+        super().__init_subclass__(**rest)
+        if exit_status is not None:
+            cls.exit_status = exit_status
+        if title is not None:
+            cls.title = title
 
     def __init__(self, *problems: str) -> None:
         if not problems:
@@ -49,67 +64,70 @@ class TagpinError(Exception):
         return "\n".join(self.problems)
 
 
-class ConfigError(TagpinError):
-    exit_status = ExitStatus.CONFIG
-    title = "invalid configuration"
+class ConfigError(TagpinError, exit_status=ExitStatus.CONFIG, title="invalid configuration"):
+    """tagpin.yaml, values (values.schema.json), parameters or settings are invalid."""
 
 
-class SourceError(TagpinError):
-    exit_status = ExitStatus.SOURCE
-    title = "cannot read the input"  # an app's files, or `tagpin pin`'s stream
+class SourceError(TagpinError, exit_status=ExitStatus.SOURCE, title="cannot read the input"):
+    """An app file, or `tagpin pin`'s stream, is missing, unreadable, too large or outside the
+    repository."""
 
 
-class TemplateError(TagpinError):
-    exit_status = ExitStatus.TEMPLATE
-    title = "template error"
+class TemplateError(TagpinError, exit_status=ExitStatus.TEMPLATE, title="template error"):
+    """A Jinja2 template failed to compile or render (kustomize build failing is one too)."""
 
 
-class ManifestError(TagpinError):
-    exit_status = ExitStatus.MANIFEST
-    title = "invalid manifests"
+class ManifestError(TagpinError, exit_status=ExitStatus.MANIFEST, title="invalid manifests"):
+    """The rendered YAML is not a valid stream of Kubernetes objects."""
 
 
-class ImageError(TagpinError):
-    exit_status = ExitStatus.IMAGE
-    title = "invalid image reference"
+class ImageError(TagpinError, exit_status=ExitStatus.IMAGE, title="invalid image reference"):
+    """An image reference is malformed, almost ECR, or unpinned where digests are required."""
 
 
-class ResolveError(TagpinError):
-    exit_status = ExitStatus.RESOLVE
-    title = "cannot resolve image tags"
+class ResolveError(TagpinError, exit_status=ExitStatus.RESOLVE, title="cannot resolve image tags"):
+    """A tag or repository does not exist, or no tag satisfies a constraint."""
 
 
-class RegistryError(TagpinError):
-    exit_status = ExitStatus.REGISTRY
-    title = "cannot reach the registry"
+class RegistryError(
+    TagpinError, exit_status=ExitStatus.REGISTRY, title="cannot reach the registry"
+):
+    """ECR could not be asked: unreachable, throttled, access denied, no credentials."""
 
 
-class AppLookupError(TagpinError):
-    exit_status = ExitStatus.APP_LOOKUP
-    title = "cannot read the Argo CD Application"
+class AppLookupError(
+    TagpinError, exit_status=ExitStatus.APP_LOOKUP, title="cannot read the Argo CD Application"
+):
+    """The live Application could not be read from the Kubernetes API."""
 
 
-class LockError(TagpinError):
-    exit_status = ExitStatus.LOCK
-    title = "tagpin.lock problem"
+class LockError(TagpinError, exit_status=ExitStatus.LOCK, title="tagpin.lock problem"):
+    """tagpin.lock is malformed, incomplete under strict mode, or disagrees with ECR."""
 
 
-class ConflictError(TagpinError):
-    exit_status = ExitStatus.CONFLICT
-    title = "the Application changed under tagpin; nothing written"
+class ConflictError(
+    TagpinError,
+    exit_status=ExitStatus.CONFLICT,
+    title="the Application changed under tagpin; nothing written",
+):
+    """`tagpin branch`: someone else changed the branch deploy first; nothing was written."""
 
 
-class NotDeployedError(TagpinError):
-    exit_status = ExitStatus.NOT_DEPLOYED
-    title = "the branch deploy did not become Synced and Healthy"
+class NotDeployedError(
+    TagpinError,
+    exit_status=ExitStatus.NOT_DEPLOYED,
+    title="the branch deploy did not become Synced and Healthy",
+):
+    """`tagpin branch --wait`: timed out, or the app turned Degraded."""
 
 
-class BusyError(TagpinError):
-    """Nothing is wrong with the app: the sidecar could not take the render now (sysexits'
-    EX_TEMPFAIL). The message says what kept it busy."""
-
-    exit_status = ExitStatus.BUSY
-    title = "the sidecar is busy, nothing is wrong with the app; retry"
+class BusyError(
+    TagpinError,
+    exit_status=ExitStatus.BUSY,
+    title="the sidecar is busy, nothing is wrong with the app; retry",
+):
+    """Nothing is wrong with the app: the sidecar had no render slot in time, or its render
+    server stopped (sysexits' EX_TEMPFAIL). The message says what kept it busy."""
 
 
 class Problems:

@@ -9,7 +9,7 @@ what the stages say goes to an `Output`; nothing here prints.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from cmp.errors import LockError, ResolveError, TagpinError
 from cmp.output import Output
@@ -124,17 +124,17 @@ def pin_images(loaded: Loaded, request: RenderRequest, services: Services, outpu
             )
             pin(wanted, report, asked, settings.ecr_concurrency, chosen)
         except (ResolveError, LockError) as error:
-            hinted = explained(error, loaded)
-            if hinted is error:
-                raise
-            raise hinted from error
+            raise_explained(error, loaded)
     output.warn(*report.notices())
 
 
-def explained(error: TagpinError, loaded: Loaded) -> TagpinError:
-    """`tag: 1.10` in a values file is the number 1.1: a missing tag `1.1` says which value."""
-    if not loaded.values:
-        return error
-    from cmp.source.hints import with_number_hints
+def raise_explained(error: TagpinError, loaded: Loaded) -> NoReturn:
+    """Raise `error`; `tag: 1.10` in a values file is the number 1.1, so a missing tag `1.1`
+    says which value (what a render and `tagpin lock` both say)."""
+    if loaded.values:
+        from cmp.source.hints import with_number_hints
 
-    return with_number_hints(error, loaded.values)
+        hinted = with_number_hints(error, loaded.values)
+        if hinted is not error:
+            raise hinted from error
+    raise error

@@ -172,8 +172,8 @@ def registry_for(
             digests_lock(request.digests), lambda: services.ecr(settings, pushes, warnings)
         )
     assert lock is not None
-    if mode is LockMode.VERIFY and settings.cache is not CacheMode.OFF:
-        settings = settings._replace(cache=CacheMode.REFRESH)  # a warm cache must not vouch
+    if mode is LockMode.VERIFY:
+        settings = settings.fresh()  # a warm cache must not vouch
     found = app_lock(
         mode,
         lock.path,

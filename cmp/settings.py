@@ -224,11 +224,22 @@ class Choice(Row):
             raise ConfigError(f"{shown} must be one of {', '.join(self.choices)}") from None
 
 
+class Bytes(Number):
+    """A size limit in bytes: a whole number from `minimum` to 1 GiB, the most one file,
+    output or request body may be, so every size limit has the same ceiling."""
+
+    __slots__ = ()
+
+    def __init__(self, default: int, help: str, *, minimum: int = 1) -> None:
+        super().__init__(str(default), help, minimum=minimum, maximum=GIB)
+
+
 def _number_text(number: float) -> str:
     return str(int(number)) if number == int(number) else str(number)
 
 
 HOUR, DAY, YEAR = 3600, 86400, 365 * 86400
+MIB, GIB = 1 << 20, 1 << 30
 
 
 class Settings(NamedTuple):
@@ -362,22 +373,10 @@ class Settings(NamedTuple):
         ),
     ]
     max_file_bytes: Annotated[
-        int,
-        Number(
-            str(32 * 1024 * 1024),
-            "Largest app file (template, values) tagpin reads.",
-            minimum=1,
-            maximum=1 << 30,
-        ),
+        int, Bytes(32 * MIB, "Largest app file (template, values) tagpin reads.")
     ]
     max_output_bytes: Annotated[
-        int,
-        Number(
-            str(64 * 1024 * 1024),
-            "Largest rendered output; Argo CD's own gRPC limit is 100 MiB.",
-            minimum=1,
-            maximum=1 << 30,
-        ),
+        int, Bytes(64 * MIB, "Largest rendered output; Argo CD's own gRPC limit is 100 MiB.")
     ]
     max_yaml_nodes: Annotated[
         int,
@@ -530,7 +529,7 @@ class Settings(NamedTuple):
     ]
     webhook_max_body_bytes: Annotated[
         int,
-        Number("65536", "Larger request bodies get 413.", minimum=256, maximum=1 << 30),
+        Bytes(65536, "Larger request bodies get 413.", minimum=256),
     ]
     webhook_max_event_age: Annotated[
         float,
@@ -590,6 +589,11 @@ class Settings(NamedTuple):
             for row, value in zip(SETTINGS, self, strict=True)
         }
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+
+    def fresh(self) -> "Settings":
+        """These settings asking ECR what it says now: a cache is refreshed, not trusted (it
+        is still written); without one there is nothing to change."""
+        return self if self.cache is CacheMode.OFF else self._replace(cache=CacheMode.REFRESH)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> "Settings":

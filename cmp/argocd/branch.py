@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from cmp.errors import AppLookupError, ConfigError, ConflictError, ImageError, ResolveError
 from cmp.images.reference import parse_image
@@ -35,7 +35,7 @@ from cmp.registry.base import Registry, TagInfo
 from cmp.registry.names import EcrRepository, ecr_repository
 
 if TYPE_CHECKING:
-    from cmp.argocd.kube import Applications
+    from cmp.argocd.kube import ApplicationApi
 
 RECORD_ANNOTATION = "tagpin.dev/branch-deploy"
 REFRESH_ANNOTATION = "argocd.argoproj.io/refresh"
@@ -44,18 +44,6 @@ DEFAULT_STRATEGY = "alphabetical"  # sortable branch tags (pr-42-<epoch>-<sha>) 
 REFUSED = "a render refuses it: "  # `status`: the error a render fails with, in a row
 PATCH_ATTEMPTS = 5  # 409s caused only by Argo CD's status updates, retried on a fresh read
 MAX_RECORD_BYTES = 256 * 1024  # all of an object's annotations may hold (Kubernetes' limit)
-
-
-class ApplicationApi(Protocol):
-    """What `tagpin branch` asks of the Kubernetes API (cmp.argocd.kube.KubeApi; fakes in tests)."""
-
-    def get_application(self, namespace: str, name: str) -> dict[str, Any] | None: ...
-
-    def list_applications(self, namespace: str) -> Applications: ...
-
-    def patch_application(
-        self, namespace: str, name: str, patch: dict[str, Any]
-    ) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)

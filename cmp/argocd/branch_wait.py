@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-from cmp.argocd.branch import ApplicationApi, LiveApp, is_running, read
+from cmp.argocd.branch import LiveApp, is_running, read
 from cmp.errors import NotDeployedError
+
+if TYPE_CHECKING:
+    from cmp.argocd.kube import ApplicationApi
 
 
 def wait_for(

@@ -48,6 +48,16 @@ class ApplicationReader(Protocol):
         ...
 
 
+class ApplicationApi(ApplicationReader, Protocol):
+    """The three KubeApi calls `tagpin branch` and the webhook make; tests hand in fakes."""
+
+    def list_applications(self, namespace: str) -> Applications: ...
+
+    def patch_application(
+        self, namespace: str, name: str, patch: dict[str, Any]
+    ) -> dict[str, Any]: ...
+
+
 class KubeApiError(AppLookupError):
     """The API server answered with an error (`status` is its HTTP code) or could not be reached."""
 

@@ -36,11 +36,9 @@ def _api(environ: Mapping[str, str]) -> Any:
 def _registry(environ: Mapping[str, str], output: Output) -> Any:
     """ECR as it is now: the tag list is always asked afresh (the cache is refreshed)."""
     from cmp.services import services_for
-    from cmp.settings import CacheMode, Settings
+    from cmp.settings import Settings
 
-    settings = Settings.from_environ(environ)
-    if settings.cache is not CacheMode.OFF:
-        settings = settings._replace(cache=CacheMode.REFRESH)
+    settings = Settings.from_environ(environ).fresh()
     return services_for(settings, environ).ecr(settings, None, output.warnings)
 
 

@@ -22,7 +22,7 @@ from cmp.errors import LockError, ResolveError
 from cmp.images.lockfile import LockEntry, entry_order
 from cmp.images.pin import collect, resolve
 from cmp.output import Output, execute
-from cmp.pipeline import explained, load
+from cmp.pipeline import load, raise_explained
 from cmp.registry.base import Registry
 from cmp.registry.names import EcrRepository
 from cmp.request import RenderRequest
@@ -73,10 +73,7 @@ def lock_app(
     try:
         fresh = resolve(ask, registry_factory(), request.settings.ecr_concurrency) if ask else {}
     except ResolveError as error:  # `tag: 1.10` read as 1.1: say so, as a render does
-        hinted = explained(error, loaded)
-        if hinted is error:
-            raise
-        raise hinted from error
+        raise_explained(error, loaded)
     new: dict[tuple[EcrRepository, str], LockEntry] = dict(old) if keep else {}
     for item in wanted:
         key = (item.repository, item.tag)
@@ -191,7 +188,7 @@ def lock_command(
     from cmp.images.lockfile import read_lock, write_lock
     from cmp.registry.pushes import PushFloors
     from cmp.services import registry_for, services_for
-    from cmp.settings import LOCK_FILE, CacheMode, LockMode
+    from cmp.settings import LOCK_FILE, LockMode
 
     check_pairs(options)
     if options["output_format"] != "yaml":
@@ -217,9 +214,7 @@ def lock_command(
         output.note(*branch_deploy_note(request))
         # What ECR says now, not what a cache remembers; --digests answers alone, otherwise
         # ECR, whatever TAGPIN_LOCK says about the app's lock.
-        settings = request.settings._replace(lock=LockMode.OFF)
-        if settings.cache is not CacheMode.OFF:
-            settings = settings._replace(cache=CacheMode.REFRESH)
+        settings = request.settings._replace(lock=LockMode.OFF).fresh()
         request = request._replace(settings=settings)
         pushes = PushFloors(skew=float(settings.push_clock_skew))
         services = services_for(settings, request.settings_env)

@@ -23,7 +23,7 @@ from cmp.request import (
     parameters_json,
     parse_api_versions,
 )
-from cmp.settings import CacheMode, Settings, parse_parameters
+from cmp.settings import Settings, parse_parameters
 
 if TYPE_CHECKING:
     from cmp.pipeline import RenderResult
@@ -185,10 +185,8 @@ def digests_file(options: Mapping[str, Any]) -> Path | None:
 
 
 def refreshed(settings: Settings, options: Mapping[str, Any]) -> Settings:
-    """`--refresh`: what ECR says now; still updates the cache (nothing to do without one)."""
-    if options["refresh"] and settings.cache is not CacheMode.OFF:
-        return settings._replace(cache=CacheMode.REFRESH)
-    return settings
+    """`--refresh`: what ECR says now (Settings.fresh)."""
+    return settings.fresh() if options["refresh"] else settings
 
 
 def formatted(result: RenderResult, options: Mapping[str, Any]) -> str:

@@ -278,13 +278,7 @@ def load_config(files: RepoFiles, path: Path) -> AppConfig:
     if not isinstance(values_files, list) or not all(isinstance(v, str) for v in values_files):
         problems.append(f"{shown}: valuesFiles must be a list of file paths")
         values_files = []
-    images = raw.get("images") or {}
-    if not isinstance(images, dict):
-        problems.append(f"{shown}: images must be a mapping with keys {', '.join(IMAGE_KEYS)}")
-        images = {}
-    for key in images:
-        if key not in IMAGE_KEYS:
-            problems.append(f"{shown}: unknown key images.{key} (known: {', '.join(IMAGE_KEYS)})")
+    images = _section(raw, "images", IMAGE_KEYS, shown, problems)
     require = images.get("requireDigests", False)
     if not isinstance(require, bool):
         problems.append(f"{shown}: images.requireDigests must be true or false")
@@ -295,17 +289,7 @@ def load_config(files: RepoFiles, path: Path) -> AppConfig:
         '/prometheus/*" or "nginx")',
         problems,
     )
-    templates = raw.get("templates") or {}
-    if not isinstance(templates, dict):
-        problems.append(
-            f"{shown}: templates must be a mapping with keys {', '.join(TEMPLATE_KEYS)}"
-        )
-        templates = {}
-    for key in templates:
-        if key not in TEMPLATE_KEYS:
-            problems.append(
-                f"{shown}: unknown key templates.{key} (known: {', '.join(TEMPLATE_KEYS)})"
-            )
+    templates = _section(raw, "templates", TEMPLATE_KEYS, shown, problems)
     literal = _patterns(
         templates.get("literal"),
         f"{shown}: templates.literal must be a list of file patterns relative to the app "
@@ -328,6 +312,21 @@ def load_config(files: RepoFiles, path: Path) -> AppConfig:
         kustomize=kustomize,
         literal=literal,
     )
+
+
+def _section(
+    raw: dict[str, Any], name: str, keys: tuple[str, ...], shown: str, problems: list[str]
+) -> dict[str, Any]:
+    """tagpin.yaml's mapping `name` ({} when unset); what is wrong with it is said, and
+    read as {} when it is not a mapping."""
+    section = raw.get(name) or {}
+    if not isinstance(section, dict):
+        problems.append(f"{shown}: {name} must be a mapping with keys {', '.join(keys)}")
+        return {}
+    for key in section:
+        if key not in keys:
+            problems.append(f"{shown}: unknown key {name}.{key} (known: {', '.join(keys)})")
+    return section
 
 
 def _patterns(value: Any, problem: str, problems: list[str]) -> tuple[str, ...]:

@@ -57,10 +57,8 @@ NO_NETWORK = (
 SOCKET_DENIED = "socket: permission denied"
 
 
-class KustomizeError(TemplateError):
+class KustomizeError(TemplateError, title="kustomize build failed"):
     """`kustomize build` failed: the render failed, like a template (same exit code)."""
-
-    title = "kustomize build failed"
 
 
 def refuse_values(parameters: Mapping[str, Any]) -> None:

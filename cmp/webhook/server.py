@@ -18,10 +18,10 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
-from typing import Any, Protocol, TextIO
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from cmp.argocd.kube import Applications, KubeApiError
+from cmp.argocd.kube import ApplicationApi, KubeApiError
 from cmp.errors import TagpinError
 from cmp.registry.shared import PushGenerations, RedisSettings
 from cmp.settings import DEFAULT_SETTINGS
@@ -78,18 +78,6 @@ class WebhookConfig:
     shared_cache: RedisSettings | None = None  # TAGPIN_REDIS_URL: bump generations on pushes
 
 
-class KubeClient(Protocol):
-    """The three KubeApi calls the webhook makes."""
-
-    def get_application(self, namespace: str, name: str) -> dict[str, Any] | None: ...
-
-    def list_applications(self, namespace: str) -> Applications: ...
-
-    def patch_application(
-        self, namespace: str, name: str, patch: dict[str, Any]
-    ) -> dict[str, Any]: ...
-
-
 class EventLog:
     """One JSON object per line, so log pipelines need no parser of their own."""
 
@@ -117,7 +105,7 @@ class ApplicationIndex:
 
     def __init__(
         self,
-        kube: KubeClient,
+        kube: ApplicationApi,
         namespaces: tuple[str, ...],
         max_age: float,
         metrics: WebhookMetrics,
@@ -220,7 +208,7 @@ class Refresher:
 
     def __init__(
         self,
-        kube: KubeClient,
+        kube: ApplicationApi,
         window: float,
         workers: int,
         log: EventLog,
@@ -337,7 +325,7 @@ class Refresher:
 class WebhookServer:
     """The composition root: HTTP front, Application index, refresher, metrics and log."""
 
-    def __init__(self, config: WebhookConfig, kube: KubeClient, log_stream: TextIO) -> None:
+    def __init__(self, config: WebhookConfig, kube: ApplicationApi, log_stream: TextIO) -> None:
         self.config = config
         self.metrics = WebhookMetrics()
         self.log = EventLog(log_stream)
