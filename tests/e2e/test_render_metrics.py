@@ -229,3 +229,39 @@ def test_render_server_metrics_are_the_table(
     }
     listed = {(family_name(m), m.kind) for m in METRICS if m.source == "render server"}
     assert served == listed
+
+
+def test_an_in_process_render_counts_nothing_and_imports_no_metrics_client(
+    tmp_path: Path,
+) -> None:
+    """Without a render server there is no one to report to: TAGPIN_METRICS_PORT set or not,
+    a render in its own process loads no part of the metrics code and serves no port."""
+    app = push_fleet.write_gitops(tmp_path / "gitops", {"web": "nginx:1.27"}) / "apps" / "web"
+    port = free_port()
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from cmp.generate import generate\n"
+        "import os\n"
+        "status = generate(os.environ, Path.cwd())\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(('prometheus_client', "
+        "'cmp.server.metrics', 'cmp.server.tally')))\n"
+        "sys.stderr.write(f'status {status} loaded {loaded}\\n')\n"
+    )
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "TAGPIN_CACHE_DIR": str(tmp_path / "cache"),
+        "TAGPIN_METRICS_PORT": str(port),
+        "ARGOCD_APP_NAME": "web",
+    }
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-c", script], cwd=app, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert run.stderr.splitlines()[-1] == "status 0 loaded []", run.stderr
+    assert "image: nginx:1.27" in run.stdout
+    with pytest.raises(OSError):
+        scrape(port)

@@ -8,6 +8,7 @@ or stuck server never failing or hanging a render (it just runs in-process).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -161,6 +162,42 @@ def test_a_served_failure_fails_the_same_way(server: Server, app: Path) -> None:
     assert alone.returncode == 6 and b"service.yaml:1: Service lacks metadata" in alone.stderr
     assert (answered.returncode, answered.stdout, answered.stderr) == (6, b"", alone.stderr)
     wait_for(lambda: any("exit 6" in line for line in server.worker_lines()), "the worker's log")
+
+
+def test_json_logs_say_each_render_as_one_object_and_nothing_secret(
+    socket_dir: Path, app: Path
+) -> None:
+    """TAGPIN_LOG_FORMAT=json: a line per render a log pipeline reads as is (time, level, app,
+    exit code, duration), and no credential of the request's environment."""
+    json_server = Server(
+        socket_dir / "render.sock", socket_dir / "server.log", env={"TAGPIN_LOG_FORMAT": "json"}
+    )
+    try:
+        secret = "client-secret-0123456789"
+        env = {**argocd_env(app), **served(json_server), "AWS_SECRET_ACCESS_KEY": secret}
+        assert run_cli(["generate"], cwd=app, env=env).returncode == 0
+        (app / "templates" / "service.yaml").write_text("apiVersion: v1\nkind: Service\n")
+        assert run_cli(["generate"], cwd=app, env=env).returncode == 6
+        wait_for(
+            lambda: json_server.log_text().count('"msg": "render"') == 2, "both renders' lines"
+        )
+    finally:
+        json_server.stop()
+    text = json_server.log_text()
+    records = [json.loads(line) for line in text.splitlines()]  # every line, one object
+    assert [r["msg"] for r in records if r["msg"] != "private memory"] == [
+        "serving",
+        "render",
+        "render",
+        "stopped",
+    ]
+    renders = [r for r in records if r["msg"] == "render"]
+    assert [(r["level"], r["app"], r["exit_code"]) for r in renders] == [
+        ("info", "web", 0),
+        ("warning", "web", 6),
+    ]
+    assert all(r["duration_seconds"] > 0 and r["time"].endswith("+00:00") for r in renders)
+    assert secret not in text and "payments" not in text  # neither credentials nor env values
 
 
 def test_each_render_sees_only_its_own_environment(server: Server, app: Path) -> None:
