@@ -214,6 +214,7 @@ METRICS: tuple[Metric, ...] = (
                     "stale",
                     "replayed",
                     "too_large",
+                    "unavailable",
                 ),
             ),
         ),
