@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -377,6 +378,56 @@ def test_a_worker_past_its_cpu_budget_fails_with_a_clear_error(server: Server, a
         lambda: any("exit 5" in line for line in server.worker_lines()),
         "the worker's line in the log: it was served, not rendered in-process",
     )
+
+
+def test_limit_hits_and_killed_workers_are_counted(socket_dir: Path, app: Path) -> None:
+    """With TAGPIN_METRICS_PORT: a render stopped by its CPU budget counts as a cpu limit hit
+    and a failed render (exit 5); a worker whose client left counts as killed, client_left."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.support.redis_server import free_port
+
+    port = free_port()
+    counting = Server(
+        socket_dir / "render.sock",
+        socket_dir / "server.log",
+        env={"TAGPIN_METRICS_PORT": str(port)},
+    )
+
+    def scraped() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        url = f"http://127.0.0.1:{port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode()
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
+    try:
+        with ended_at_exit(spinning_client(counting, app, TAGPIN_MAX_CPU_SECONDS="1")) as client:
+            client.communicate(timeout=WAIT)
+        assert client.returncode == ExitStatus.TEMPLATE
+        wait_for(lambda: scraped().get(("tagpin_renders_total", ERROR_5)) == 1, "the count")
+        assert scraped()[("tagpin_render_limit_hits_total", (("limit", "cpu"),))] == 1
+
+        with ended_at_exit(spinning_client(counting, app)) as client:
+            wait_for(lambda: workers_of(counting), "a worker to start")
+            client.kill()  # as Argo CD's deadline does
+        wait_for(
+            lambda: scraped().get(("tagpin_render_workers_killed_total", CLIENT_LEFT)) == 1,
+            "the killed worker's count",
+        )
+        after = scraped()
+        assert after[("tagpin_render_workers_started_total", ())] == 2
+        assert after[("tagpin_render_workers_running", ())] == 0
+        assert after[("tagpin_render_limit_hits_total", (("limit", "cpu"),))] == 1
+    finally:
+        counting.stop()
+
+
+ERROR_5 = (("exit_code", "5"), ("result", "error"))
+CLIENT_LEFT = (("reason", "client_left"),)
 
 
 def test_an_in_process_render_past_its_cpu_budget_fails_with_a_clear_error(app: Path) -> None:
