@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cmp.errors import LockError, ResolveError, TagpinError
+from cmp.observe import SILENT
 from cmp.output import Output
 from cmp.request import RenderRequest
 from cmp.services import (
@@ -131,7 +132,7 @@ def pin_images(loaded: Loaded, request: RenderRequest, services: Services, outpu
             if hinted is error:
                 raise
             raise hinted from error
-        if pushes:
+        if pushes and observer is not SILENT:  # a render in its own process tells no one
             report_pinned_pushes(wanted, report, pushes, observer)
     output.warn(*report.notices())
 
