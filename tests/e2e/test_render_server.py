@@ -426,6 +426,28 @@ def test_limit_hits_and_killed_workers_are_counted(socket_dir: Path, app: Path) 
         counting.stop()
 
 
+def test_a_metrics_port_in_use_is_said_and_renders_go_on(socket_dir: Path, app: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))  # the metrics server binds every interface: not this one
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        blocked = Server(
+            socket_dir / "render.sock",
+            socket_dir / "server.log",
+            env={"TAGPIN_METRICS_PORT": str(port)},
+        )
+        try:
+            env = {**argocd_env(app), **served(blocked)}
+            assert run_cli(["generate"], cwd=app, env=env).returncode == 0
+            wait_for(lambda: blocked.worker_lines(), "the render to be served")
+        finally:
+            blocked.stop()
+    assert f"cannot serve metrics on port {port}" in blocked.log_text()
+    assert "renders go on without them" in blocked.log_text()
+
+
 ERROR_5 = (("exit_code", "5"), ("result", "error"))
 CLIENT_LEFT = (("reason", "client_left"),)
 
