@@ -380,18 +380,20 @@ def test_a_worker_past_its_cpu_budget_fails_with_a_clear_error(server: Server, a
     )
 
 
-def test_limit_hits_and_killed_workers_are_counted(socket_dir: Path, app: Path) -> None:
+def test_limit_hits_busy_slots_and_killed_workers_are_counted(socket_dir: Path, app: Path) -> None:
     """With TAGPIN_METRICS_PORT: a render stopped by its CPU budget counts as a cpu limit hit
-    and a failed render (exit 5); a worker whose client left counts as killed, client_left."""
+    and a failed render (exit 5); a render in progress holds a slot; a worker whose client left
+    counts as killed, client_left, and its slot is free again."""
     from prometheus_client.parser import text_string_to_metric_families
 
     from tests.support.redis_server import free_port
 
     port = free_port()
+    cache = str(socket_dir / "cache")  # the slots the server shows are this cache's
     counting = Server(
         socket_dir / "render.sock",
         socket_dir / "server.log",
-        env={"TAGPIN_METRICS_PORT": str(port)},
+        env={"TAGPIN_METRICS_PORT": str(port), "TAGPIN_CACHE_DIR": cache},
     )
 
     def scraped() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -411,8 +413,12 @@ def test_limit_hits_and_killed_workers_are_counted(socket_dir: Path, app: Path) 
         wait_for(lambda: scraped().get(("tagpin_renders_total", ERROR_5)) == 1, "the count")
         assert scraped()[("tagpin_render_limit_hits_total", (("limit", "cpu"),))] == 1
 
-        with ended_at_exit(spinning_client(counting, app)) as client:
-            wait_for(lambda: workers_of(counting), "a worker to start")
+        with ended_at_exit(spinning_client(counting, app, TAGPIN_CACHE_DIR=cache)) as client:
+            wait_for(
+                lambda: scraped().get(("tagpin_render_slots_busy", ())) == 1,
+                "the spinning render to hold a slot",
+            )
+            assert scraped()[("tagpin_render_workers_running", ())] == 1
             client.kill()  # as Argo CD's deadline does
         wait_for(
             lambda: scraped().get(("tagpin_render_workers_killed_total", CLIENT_LEFT)) == 1,
@@ -421,6 +427,7 @@ def test_limit_hits_and_killed_workers_are_counted(socket_dir: Path, app: Path) 
         after = scraped()
         assert after[("tagpin_render_workers_started_total", ())] == 2
         assert after[("tagpin_render_workers_running", ())] == 0
+        assert after[("tagpin_render_slots_busy", ())] == 0
         assert after[("tagpin_render_limit_hits_total", (("limit", "cpu"),))] == 1
     finally:
         counting.stop()
