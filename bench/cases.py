@@ -99,7 +99,7 @@ def warm_case(
         app.name
         + (" lookup" if lookup else "")
         + (" redis" if redis else "")
-        + (" served" if server else "")
+        + (f" {server.label}" if server else "")
     )
     before = len(server.worker_peaks_kb()) if server else 0
     row = compare(workspace, app, env, runs, note, case=case)

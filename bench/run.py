@@ -40,6 +40,8 @@ CASES = {
     "images-200": "200 images in 40 repositories, digests cached (8 in 4 with --smoke)",
     "cold": "those images against moto's ECR, empty cache every run",
     "served": "example (with kustomize, lookup, cold, redis: those too) through a render server",
+    "metrics": "example through a second render server serving metrics (TAGPIN_METRICS_PORT), "
+    "beside `served` (needs it)",
     "lookup": "example reading its Application from a Kubernetes API stand-in",
     "kustomize": "a Kustomize app against `kustomize build` plus the floor",
     "pin": "`tagpin pin FILE` on large-2000's objects",
@@ -172,6 +174,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if server is not None:
             print("measuring example through the render server ...", file=sys.stderr, flush=True)
             rows.append(warm_case(workspace, apps["example"], runs, server=server))
+        if server is not None and "metrics" in wanted:
+            print(
+                "measuring example through a render server with metrics ...",
+                file=sys.stderr,
+                flush=True,
+            )
+            with render_server(workspace, metrics=True) as counting:
+                rows.append(warm_case(workspace, apps["example"], runs, server=counting))
         if server is not None and "kustomize" in wanted:
             app = apps["kustomize"]
             print(

@@ -19,6 +19,12 @@ class RenderServer:
     socket: Path
     log: Path
     pid: int
+    metrics_port: int | None = None  # serving /metrics (TAGPIN_METRICS_PORT)
+
+    @property
+    def label(self) -> str:
+        """How its rows are named: `served`, or `served metrics`."""
+        return "served metrics" if self.metrics_port else "served"
 
     def env(self) -> dict[str, str]:
         return {"TAGPIN_RENDER_SERVER": "on", "TAGPIN_RENDER_SERVER_SOCKET": str(self.socket)}
@@ -56,17 +62,24 @@ class RenderServer:
 
 
 @contextlib.contextmanager
-def render_server(workspace: Workspace, *, profile: bool = False) -> Iterator[RenderServer]:
+def render_server(
+    workspace: Workspace, *, profile: bool = False, metrics: bool = False
+) -> Iterator[RenderServer]:
     """`python -m cmp.server.listener`, as TAGPIN_RENDER_SERVER=auto starts it in the sidecar;
-    with `profile`, each worker renders under cProfile (`profiles()` says where it wrote)."""
+    with `profile`, each worker renders under cProfile (`profiles()` says where it wrote); with
+    `metrics`, it serves Prometheus metrics, as deploy/ sets it up (and is scraped once it has
+    served the renders, so what it counted is checked to be there)."""
     from tests.support.listener import start_listener
+    from tests.support.redis_server import free_port
 
     directory = Path(tempfile.mkdtemp(prefix="tagpin-bench-", dir="/tmp"))  # short socket path
     socket, log = directory / "render.sock", directory / "server.log"
+    port = free_port() if metrics else None
+    env = dict(workspace.env_base) | ({"TAGPIN_METRICS_PORT": str(port)} if port else {})
     process = start_listener(
         socket,
         log,
-        dict(workspace.env_base),
+        env,
         python=str(workspace.python),
         profile_dir=directory / "profiles" if profile else None,
     )
@@ -79,11 +92,36 @@ def render_server(workspace: Workspace, *, profile: bool = False) -> Iterator[Re
                     + (log.read_text() if log.exists() else "no log")
                 )
             time.sleep(0.05)
-        yield RenderServer(socket, log, process.pid)
+        server = RenderServer(socket, log, process.pid, port)
+        yield server
+        if port is not None:
+            _check_counted(server)
     finally:
         process.terminate()
         process.wait(timeout=30)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _check_counted(server: RenderServer) -> None:
+    """The metrics server counted every render its workers answered: metrics were on."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    url = f"http://127.0.0.1:{server.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    rendered = sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "tagpin_renders"
+        for sample in family.samples
+        if sample.name == "tagpin_renders_total"
+    )
+    if rendered != len(server.worker_peaks_kb()):
+        raise RuntimeError(
+            f"/metrics counted {rendered} renders, the server's log {len(server.worker_peaks_kb())}"
+        )
 
 
 def served(row: Row, server: RenderServer, before: int) -> Row:

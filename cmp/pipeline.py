@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from cmp.errors import LockError, ResolveError, TagpinError
+from cmp.observe import SILENT
 from cmp.output import Output
 from cmp.request import RenderRequest
 from cmp.services import (
@@ -28,7 +29,9 @@ from cmp.source.manifests import Manifest
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from cmp.images.pin import ImageRules
+    from cmp.images.pin import ImageRules, PinReport, Wanted
+    from cmp.observe import RenderObserver
+    from cmp.registry.pushes import PushFloors
 
 
 class RenderResult(NamedTuple):
@@ -105,6 +108,7 @@ def pin_images(loaded: Loaded, request: RenderRequest, services: Services, outpu
     from cmp.registry.pushes import PushFloors
 
     settings = request.settings
+    observer = services.observer
     pushes = PushFloors(skew=float(settings.push_clock_skew))
     registry = registry_for(request, services, pushes, output.warnings)
     wanted, report = collect(loaded.manifests, loaded.rules)
@@ -125,7 +129,28 @@ def pin_images(loaded: Loaded, request: RenderRequest, services: Services, outpu
             pin(wanted, report, asked, settings.ecr_concurrency, chosen)
         except (ResolveError, LockError) as error:
             raise_explained(error, loaded)
+        if pushes and observer is not SILENT:  # a render in its own process tells no one
+            report_pinned_pushes(wanted, report, pushes, observer)
     output.warn(*report.notices())
+
+
+def report_pinned_pushes(
+    wanted: list[Wanted], report: PinReport, pushes: PushFloors, observer: RenderObserver
+) -> None:
+    """Tell `observer` what the push floor decided per repository, and of each announced
+    push whose digest this render pinned, with the seconds since the webhook recorded it (the
+    server times each push once)."""
+    import hashlib
+    import time
+
+    for admitted in pushes.decisions():
+        observer.push_floor_decided(admitted)
+    now = time.time()
+    for item, (_, value) in zip(wanted, report.pinned[-len(wanted) :], strict=True):
+        push = pushes.pushed(item.repository)
+        if push is not None and push.digest and value.endswith("@" + push.digest):
+            named = f"{item.repository.registry.host}/{item.repository.name}@{push.at!r}"
+            observer.push_pinned(hashlib.sha256(named.encode()).hexdigest()[:16], now - push.at)
 
 
 def raise_explained(error: TagpinError, loaded: Loaded) -> NoReturn:

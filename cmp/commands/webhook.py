@@ -77,6 +77,7 @@ def default_namespaces(environ: Mapping[str, str]) -> tuple[str, ...]:
 def webhook_config(settings: Settings, environ: Mapping[str, str]) -> WebhookConfig:
     """The server's configuration from the settings (flags already applied)."""
     from cmp.registry.shared import redis_settings
+    from cmp.settings import LogFormat
     from cmp.webhook.server import WebhookConfig
 
     host, port = parse_listen(settings.webhook_listen)
@@ -95,6 +96,7 @@ def webhook_config(settings: Settings, environ: Mapping[str, str]) -> WebhookCon
         request_timeout_seconds=settings.webhook_request_timeout,
         max_connections=settings.webhook_max_connections,
         shutdown_seconds=settings.webhook_shutdown_seconds,
+        log_json=settings.log_format is not LogFormat.TEXT,
     )
 
 

@@ -18,8 +18,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cmp.errors import ConfigError
+from cmp.errors import ConfigError, TemplateError
 from cmp.settings import Settings
+
+
+class MemoryLimitExceeded(TemplateError):
+    """A template needed more memory than TAGPIN_MAX_MEMORY_MB allows one render."""
+
 
 # argocd-cmp-server (~25 MiB), the render server (~45 MiB), renders waiting for a slot
 # (~10 MiB each) and the page cache the kernel charges to the container.

@@ -152,6 +152,10 @@ class PushFloors:
         self.skew = skew
         self._times: dict[RepositoryKey, float] = {}
         self._older: float | None = None
+        # For metrics: the newest push announced, and whether a cached answer was refused
+        # (False) or only admitted (True) for each repository with a push announced.
+        self._pushes: dict[RepositoryKey, Push] = {}
+        self._decided: dict[RepositoryKey, bool] = {}
 
     def announce(self, record: PushRecord) -> None:
         """Take the record's pushes. Repositories outside ECR are skipped: no cache holds them.
@@ -163,6 +167,8 @@ class PushFloors:
             parsed = repository_named(repository)
             if parsed is not None:
                 key = _key(parsed)
+                if push.at >= self._times.get(key, -math.inf):
+                    self._pushes[key] = push
                 self._times[key] = max(self._times.get(key, -math.inf), push.at)
         if record.older is not None:
             self._older = record.older if self._older is None else max(self._older, record.older)
@@ -194,11 +200,23 @@ class PushFloors:
             return self._older if listed is None else listed
         return max(listed, self._older)  # the webhook never writes older > listed; be safe
 
+    def pushed(self, repo: EcrRepository) -> Push | None:
+        """The newest push the record lists for `repo` (not one folded into `older`)."""
+        return self._pushes.get(_key(repo))
+
     def admits(self, repo: EcrRepository, fetched_at: float, seen: float | None) -> bool:
         announced = self.announced(repo)
         if announced is None:
             return True
-        return seen == announced or fetched_at >= announced + self.skew
+        admitted = seen == announced or fetched_at >= announced + self.skew
+        key = _key(repo)
+        self._decided[key] = self._decided.get(key, True) and admitted
+        return admitted
+
+    def decisions(self) -> list[bool]:
+        """Per repository whose cached answers met an announced push: True when they were
+        admitted, False when one was refused (the layers under it were asked)."""
+        return list(self._decided.values())
 
     def __bool__(self) -> bool:
         return bool(self._times) or self._older is not None

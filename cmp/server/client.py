@@ -180,7 +180,10 @@ def start_server(path: str) -> None:
         return
     finally:
         os.close(lock)
-    keep = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "VIRTUAL_ENV")
+    keep: tuple[str, ...] = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "VIRTUAL_ENV")
+    # The sidecar's settings the server itself uses: its metrics port and log format, and the
+    # cache directory whose render slots its metrics show. A render's own come with it.
+    keep += ("TAGPIN_METRICS_PORT", "TAGPIN_LOG_FORMAT", "TAGPIN_CACHE_DIR", "XDG_CACHE_HOME")
     environ = {k: v for k, v in os.environ.items() if k in keep or k.startswith("PYTHON")}
     with contextlib.suppress(OSError):  # cannot start one: every render runs in-process
         subprocess.Popen(

@@ -29,10 +29,16 @@ import stat
 import sys
 import time
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from cmp.errors import ConfigError, ExitStatus
+from cmp.eventlog import EventLog
 from cmp.server.client import RESULT, STARTED, decode_request, read_exact, same_user
+
+if TYPE_CHECKING:
+    from cmp.observe import RenderObserver
+    from cmp.server.metrics import RenderServerMetrics
+    from cmp.server.tally import Report
 
 STOP_GRACE_SECONDS = 2.0  # for workers that have answered to exit when the server stops
 MAX_REQUEST_BYTES = 8 * 1024 * 1024  # cwd + environment; Linux caps an environment far lower
@@ -59,6 +65,21 @@ class _Worker:
                 self.answered = bool(os.read(self.answered_pipe, 1))
         return self.answered
 
+    def report(self) -> bytes:
+        """What the worker wrote after its answer's mark (cmp/server/tally.py): read once it
+        has ended, so the pipe holds all of it; at most what a report may be, and one more."""
+        from cmp.server.tally import MAX_REPORT_BYTES
+
+        if not self.has_answered():
+            return b""
+        chunks: list[bytes] = []
+        size = 0
+        with contextlib.suppress(BlockingIOError):
+            while size <= MAX_REPORT_BYTES and (chunk := os.read(self.answered_pipe, 65536)):
+                chunks.append(chunk)
+                size += len(chunk)
+        return b"".join(chunks)
+
 
 def serve(
     path: str, log: IO[str], *, log_renders: bool = False, profile_dir: str | None = None
@@ -70,22 +91,65 @@ def serve(
     if profile_dir is not None:
         profile_dir = os.path.abspath(profile_dir)  # a worker renders in its client's cwd
         _check_directory(profile_dir, holds="profile")
+    from cmp.services import default_cache_dir
+    from cmp.settings import LogFormat, Settings
+
+    # The sidecar's own settings (a render brings its environment to its worker): the server's
+    # port and log format, and the cache directory whose render slots it shows.
+    settings = Settings.from_environ(os.environ)
+    events = EventLog(log, "render-server", json_lines=settings.log_format is LogFormat.JSON)
     lock = open(path + ".lock", "a")  # noqa: SIM115 - held for the server's whole life
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         lock.close()
-        log.write(f"tagpin render-server: another server already serves {path}\n")
+        events.write("already served", socket=path, text=f"another server already serves {path}")
         return 0
     started = time.monotonic()
     warm_up()
-    server = _Server(path, lock, log, log_renders, profile_dir)
-    server.say(f"serving {path} (pid {os.getpid()}, ready in {time.monotonic() - started:.2f} s)")
+    metrics = None
+    if settings.metrics_port:
+        metrics = _serve_metrics(
+            settings.metrics_port, default_cache_dir(settings, os.environ), events
+        )
+    server = _Server(path, lock, events, log_renders, profile_dir, metrics)
+    ready = time.monotonic() - started
+    server.events.write(
+        "serving",
+        socket=path,
+        pid=os.getpid(),
+        ready_seconds=round(ready, 3),
+        metrics_port=settings.metrics_port if metrics else None,
+        text=f"serving {path} (pid {os.getpid()}, ready in {ready:.2f} s)",
+    )
     try:
         server.run()
     finally:
         server.stop()
     return 0
+
+
+def _serve_metrics(
+    port: int, cache_dir: os.PathLike[str], events: EventLog
+) -> tuple[RenderServerMetrics, socket.socket] | None:
+    """The metrics and their listening socket; None, said in the log, when the port cannot be
+    had: renders go on (Prometheus sees the target down)."""
+    from pathlib import Path
+
+    from cmp.server.metrics import RenderServerMetrics
+
+    metrics = RenderServerMetrics(Path(cache_dir))
+    try:
+        return metrics, metrics.serve(port)
+    except OSError as exc:
+        events.write(
+            "cannot serve metrics",
+            level="error",
+            port=port,
+            problem=str(exc),
+            text=f"cannot serve metrics on port {port} ({exc}); renders go on without them",
+        )
+        return None
 
 
 class _Server:
@@ -97,12 +161,17 @@ class _Server:
         self,
         path: str,
         lock: IO[str],
-        log: IO[str],
+        events: EventLog,
         log_renders: bool,
         profile_dir: str | None = None,
+        metrics: tuple[RenderServerMetrics, socket.socket] | None = None,
     ) -> None:
-        self.path, self.lock, self.log, self.log_renders = path, lock, log, log_renders
+        self.path, self.lock, self.events, self.log_renders = path, lock, events, log_renders
         self.profile_dir = profile_dir
+        self.metrics: RenderServerMetrics | None = metrics[0] if metrics else None
+        self.metrics_socket: socket.socket | None = metrics[1] if metrics else None
+        # Workers report what they counted when there are metrics, or a JSON log to name apps in.
+        self.reports = self.metrics is not None or events.json_lines
         self.listener = _listen(path)
         self.bound = os.stat(path).st_ino
         self.workers: dict[int, _Worker] = {}
@@ -116,9 +185,6 @@ class _Server:
         self.listener.setblocking(False)
         self.poller.register(self.listener, select.POLLIN)
         self.poller.register(self.wake_read, select.POLLIN)
-
-    def say(self, message: str) -> None:
-        _say(self.log, message)
 
     def run(self) -> None:
         """Until SIGTERM or SIGINT: end the workers whose clients left, reap the ones that
@@ -141,7 +207,9 @@ class _Server:
         except (BlockingIOError, ConnectionAbortedError):
             return
         except OSError as exc:  # out of file descriptors, say: clients render in-process
-            self.say(f"cannot accept: {exc}")
+            self.events.write(
+                "cannot accept", level="error", problem=str(exc), text=f"cannot accept: {exc}"
+            )
             time.sleep(0.1)
             return
         connection.setblocking(True)
@@ -151,13 +219,23 @@ class _Server:
         try:
             answered_read, answered_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as exc:
-            self.say(f"cannot start a worker: {exc}")
+            self.events.write(
+                "cannot start a worker",
+                level="error",
+                problem=str(exc),
+                text=f"cannot start a worker: {exc}",
+            )
             connection.close()
             return
         try:
             pid = os.fork()
         except OSError as exc:  # out of processes or memory: this client renders itself
-            self.say(f"cannot start a worker: {exc}")
+            self.events.write(
+                "cannot start a worker",
+                level="error",
+                problem=str(exc),
+                text=f"cannot start a worker: {exc}",
+            )
             for fd in (answered_read, answered_write):
                 os.close(fd)
             connection.close()
@@ -174,15 +252,19 @@ class _Server:
                     self.wake_write,
                     *(w.connection for w in self.workers.values()),
                     *(w.answered_pipe for w in self.workers.values()),
+                    *((self.metrics_socket,) if self.metrics_socket else ()),
                 ),
-                log=self.log if self.log_renders else None,
+                log=self.events if self.log_renders else None,
                 profile_dir=self.profile_dir,
+                report=self.reports,
             )
         os.close(answered_write)
         with contextlib.suppress(OSError):
             os.setpgid(pid, pid)  # also done in the child: whichever runs first
         self.workers[pid] = _Worker(connection, answered_read, time.monotonic())
         self.poller.register(connection, _CLIENT_GONE)
+        if self.metrics is not None:
+            self.metrics.worker_started(len(self.workers))
 
     def ended(self, pid: int, status: int, usage: resource.struct_rusage) -> None:
         """Log a worker that ended and, if its client still waits for an answer the worker
@@ -195,22 +277,60 @@ class _Server:
         code = os.waitstatus_to_exitcode(status)
         took = time.monotonic() - worker.began
         cpu = usage.ru_utime + usage.ru_stime
+        killed = None
         if worker.abandoned:
-            how = "stopped: its client left"
+            how, killed = "stopped: its client left", "client_left"
         elif code < 0 and self.stopping:
-            how = "stopped with the server"
+            how, killed = "stopped with the server", "server_stopped"
         else:
             how = f"killed by signal {-code}" if code < 0 else f"exit {code}"
+            killed = "signal" if code < 0 else None
+        answered = worker.has_answered()
+        status = code if code >= 0 else 128 - code
+        if code < 0 and not worker.abandoned and not answered:
+            status, message = _death_notice(-code, took, cpu, bool(self.stopping))
+            _answer_for(worker.connection, status, message)
+        report = self.read_report(worker) if self.reports else None
         if self.log_renders or code < 0:
-            self.say(
-                f"worker {pid} {how} after {took * 1000:.1f} ms (CPU {cpu * 1000:.1f} ms), "
-                f"peak RSS {usage.ru_maxrss / 1024:.1f} MiB"
+            self.events.write(
+                "render",
+                level="info" if code == 0 else "error" if code < 0 else "warning",
+                app=report.app if report else None,
+                worker=pid,
+                exit_code=status,
+                duration_seconds=round(took, 4),
+                cpu_seconds=round(cpu, 4),
+                peak_rss_mib=round(usage.ru_maxrss / 1024, 1),
+                ended=how,
+                text=f"worker {pid} {how} after {took * 1000:.1f} ms (CPU {cpu * 1000:.1f} ms), "
+                f"peak RSS {usage.ru_maxrss / 1024:.1f} MiB",
             )
-        if code < 0 and not worker.abandoned and not worker.has_answered():
-            notice = _death_notice(-code, took, cpu, bool(self.stopping))
-            _answer_for(worker.connection, *notice)
+        if self.metrics is not None:
+            killed = killed if code < 0 and not (answered and killed == "signal") else None
+            self.metrics.worker_ended(status, killed, took, report, len(self.workers))
         worker.connection.close()
         os.close(worker.answered_pipe)
+
+    def read_report(self, worker: _Worker) -> Report | None:
+        """The ended worker's report; None when it wrote none (it was killed, or it failed
+        before answering), or an unreadable one, which is counted and logged."""
+        from cmp.server.tally import BadReport, decode
+
+        data = worker.report()
+        if not data:
+            return None
+        try:
+            return decode(data)
+        except BadReport as error:
+            if self.metrics is not None:
+                self.metrics.report_unreadable()
+            self.events.write(
+                "unreadable report",
+                level="error",
+                problem=str(error),
+                text=f"a worker's report is unreadable ({error}); its counts are lost",
+            )
+            return None
 
     def reap(self) -> None:
         while True:
@@ -252,7 +372,7 @@ class _Server:
             if os.stat(self.path).st_ino == self.bound:
                 os.unlink(self.path)  # ours still: a newer server may have replaced it
         self.listener.close()
-        self.say("stopped")
+        self.events.write("stopped")
         self.lock.close()
 
 
@@ -289,11 +409,6 @@ def _kill_group(pid: int) -> None:
     except ProcessLookupError:  # not its own group yet: it has not run setpgid
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-
-
-def _say(log: IO[str], message: str) -> None:
-    log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} tagpin render-server: {message}\n")
-    log.flush()
 
 
 def _check_directory(directory: str, holds: str = "socket") -> None:
@@ -392,12 +507,21 @@ def _worker(
     connection: socket.socket,
     answered: int,
     close_in_child: tuple[socket.socket | IO[str] | int, ...],
-    log: IO[str] | None = None,
+    log: EventLog | None = None,
     profile_dir: str | None = None,
+    report: bool = False,
 ) -> None:
     """Runs in the forked child; never returns. With `log`, it notes its private memory (what
     it added to the server's shared pages) once it has answered; with `profile_dir`, it
-    renders under cProfile and writes the profile there once it has answered."""
+    renders under cProfile and writes the profile there once it has answered; with `report`,
+    it counts what it does and writes that after its answer's mark (cmp/server/tally.py)."""
+    from cmp.observe import SILENT
+
+    observer: RenderObserver = SILENT
+    if report:
+        from cmp.server.tally import Tally
+
+        observer = tally = Tally()
     status = int(ExitStatus.INTERNAL)
     try:
         os.setpgid(0, 0)  # its own group, which the server kills when the client is gone
@@ -410,12 +534,12 @@ def _worker(
         cwd, umask, environ = _read_request(connection)
         connection.sendall(STARTED)
         if profile_dir is None:
-            status, output, errors = _render(cwd, umask, environ)
+            status, output, errors = _render(cwd, umask, environ, observer)
         else:
             import cProfile  # only a profiling server's workers pay for it
 
             profiler = cProfile.Profile()
-            status, output, errors = profiler.runcall(_render, cwd, umask, environ)
+            status, output, errors = profiler.runcall(_render, cwd, umask, environ, observer)
         # Said before the answer goes out: a client that hangs up once it has read it must not
         # look like one that gave up. Only sending is left, which ends if the client is gone.
         os.write(answered, b".")
@@ -427,13 +551,27 @@ def _worker(
             + output
             + errors
         )
+        if report:  # after the answer: the client does not wait for it
+            with contextlib.suppress(OSError):
+                os.write(answered, tally.encode(os.environ.get("ARGOCD_APP_NAME", "")))
         if log is not None:
-            _say(log, f"worker {os.getpid()} private memory {_private_kib() / 1024:.1f} MiB")
+            private = _private_kib() / 1024
+            log.write(
+                "private memory",
+                worker=os.getpid(),
+                private_mib=round(private, 1),
+                text=f"worker {os.getpid()} private memory {private:.1f} MiB",
+            )
         if profile_dir is not None:
             written = os.path.join(profile_dir, f"worker-{os.getpid()}.prof")
             profiler.dump_stats(written)
             if log is not None:
-                _say(log, f"worker {os.getpid()} wrote its profile to {written}")
+                log.write(
+                    "profile written",
+                    worker=os.getpid(),
+                    path=written,
+                    text=f"worker {os.getpid()} wrote its profile to {written}",
+                )
     except BaseException:  # noqa: BLE001 - the client renders itself when no result comes
         status = int(ExitStatus.INTERNAL)
     finally:
@@ -460,7 +598,9 @@ def _read_request(connection: socket.socket) -> tuple[str, int, dict[bytes, byte
     return decode_request(payload)
 
 
-def _render(cwd: str, umask: int, environ: dict[bytes, bytes]) -> tuple[int, bytes, bytes]:
+def _render(
+    cwd: str, umask: int, environ: dict[bytes, bytes], observer: RenderObserver
+) -> tuple[int, bytes, bytes]:
     """Become the client's `tagpin generate` (its cwd, umask and environment) and run it,
     keeping stdout and stderr to send back."""
     from pathlib import Path
@@ -488,7 +628,7 @@ def _render(cwd: str, umask: int, environ: dict[bytes, bytes]) -> tuple[int, byt
         errors=handler or sys.stderr.errors,
         write_through=True,
     )
-    status = generate(os.environ, Path(cwd))
+    status = generate(os.environ, Path(cwd), observer=observer)
     return int(status), output.getvalue(), errors.getvalue()
 
 

@@ -581,7 +581,9 @@ def render_one(
     except TemplateError:
         raise
     except MemoryError:
-        raise TemplateError(
+        from cmp.limits.memory import MemoryLimitExceeded
+
+        raise MemoryLimitExceeded(
             f"{_template_line(template.name)}: the template needs more memory than tagpin "
             "allows (TAGPIN_MAX_MEMORY_MB); is it building a huge string or list?"
         ) from None

@@ -8,7 +8,6 @@ shutdown): a few hundred events a second is far more than registries send.
 
 from __future__ import annotations
 
-import datetime
 import json
 import socket
 import threading
@@ -23,6 +22,7 @@ from urllib.parse import urlsplit
 
 from cmp.argocd.kube import ApplicationApi, KubeApiError
 from cmp.errors import TagpinError
+from cmp.eventlog import EventLog
 from cmp.registry.shared import PushGenerations, RedisSettings
 from cmp.settings import DEFAULT_SETTINGS
 from cmp.webhook.connections import BoundedHTTPServer
@@ -76,25 +76,7 @@ class WebhookConfig:
     shutdown_seconds: float = DEFAULT_SETTINGS.webhook_shutdown_seconds
     patch_workers: int = 4
     shared_cache: RedisSettings | None = None  # TAGPIN_REDIS_URL: bump generations on pushes
-
-
-class EventLog:
-    """One JSON object per line, so log pipelines need no parser of their own."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-        self._lock = threading.Lock()
-
-    def write(self, message: str, **fields: Any) -> None:
-        record = {
-            "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
-            "msg": message,
-            **fields,
-        }
-        line = json.dumps(record, default=str) + "\n"
-        with self._lock:
-            self._stream.write(line)
-            self._stream.flush()
+    log_json: bool = True  # TAGPIN_LOG_FORMAT: JSON lines unless `text`
 
 
 class ApplicationIndex:
@@ -140,7 +122,9 @@ class ApplicationIndex:
                     raise
                 for app, problem in sorted(unreadable.items()):
                     if self._unreadable.get(app) != problem:
-                        self._log.write("unreadable application", app=app, problem=problem)
+                        self._log.write(
+                            "unreadable application", level="warning", app=app, problem=problem
+                        )
                 self._metrics.unreadable_applications.set(len(unreadable))
                 self._items, self._fetched_at, self._unreadable = items, now, unreadable
             return self._items
@@ -314,10 +298,12 @@ class Refresher:
                     break
         except Exception as error:  # noqa: BLE001 - a bug must not leave tickets unfinished
             problem = f"internal error: {error!r}"
-            self._log.write("refresh failed", app=str(app), traceback=traceback.format_exc())
+            self._log.write(
+                "refresh failed", level="error", app=str(app), traceback=traceback.format_exc()
+            )
         self._metrics.refreshes.inc("ok" if ok else "failed")
         if not ok:
-            self._log.write("refresh failed", app=str(app), problem=problem)
+            self._log.write("refresh failed", level="error", app=str(app), problem=problem)
         for ticket in tickets:
             ticket.done(app, ok)
 
@@ -328,7 +314,7 @@ class WebhookServer:
     def __init__(self, config: WebhookConfig, kube: ApplicationApi, log_stream: TextIO) -> None:
         self.config = config
         self.metrics = WebhookMetrics()
-        self.log = EventLog(log_stream)
+        self.log = EventLog(log_stream, "webhook", json_lines=config.log_json)
         self.index = ApplicationIndex(
             kube, config.namespaces, config.app_cache_seconds, self.metrics, self.log
         )
@@ -398,10 +384,10 @@ class WebhookServer:
         try:
             count = len(self.index.applications())
         except TagpinError as error:
-            self.log.write("not ready", problem="; ".join(error.problems))
+            self.log.write("not ready", level="warning", problem="; ".join(error.problems))
             return 503, {"status": "not ready", "error": "cannot list Applications"}
         except Exception:  # noqa: BLE001 - a bug: not ready, said in the log, and no crash
-            self.log.write("not ready", traceback=traceback.format_exc())
+            self.log.write("not ready", level="error", traceback=traceback.format_exc())
             return 503, {"status": "not ready", "error": "internal error; see the webhook's log"}
         return 200, {"status": "ready", "applications": count}
 
@@ -433,7 +419,9 @@ class WebhookServer:
             try:
                 applications = self.index.applications()
             except TagpinError as error:
-                self.log.write("cannot list Applications", problem="; ".join(error.problems))
+                self.log.write(
+                    "cannot list Applications", level="error", problem="; ".join(error.problems)
+                )
                 raise Rejected(
                     503, "unavailable", "cannot list Applications now; retry later"
                 ) from None
@@ -455,7 +443,7 @@ class WebhookServer:
         if self.generations is not None:  # before any refresh, so its render sees the push
             problem = self.generations.bump(event.repository)
             if problem is not None:
-                self.log.write("shared cache not told", problem=problem)
+                self.log.write("shared cache not told", level="warning", problem=problem)
         matches = select(applications, event.repository, event.tag, self._policy_error)
         self.metrics.events.inc(sender, "accepted" if matches else "no_match")
         ticket = EventTicket(event, matches, received, self.log, self.metrics)
@@ -471,12 +459,18 @@ class WebhookServer:
     def _policy_error(self, app: str, error: BaseException) -> None:
         """One Application's policy broke the matching: it alone is skipped for this event."""
         self.metrics.policy_errors.inc()
-        self.log.write("policy error", app=app, problem=f"{type(error).__name__}: {error}"[:500])
+        self.log.write(
+            "policy error",
+            level="warning",
+            app=app,
+            problem=f"{type(error).__name__}: {error}"[:500],
+        )
 
     def reject(self, sender: str, rejection: Rejected) -> tuple[int, dict[str, Any]]:
         self.metrics.events.inc(sender, rejection.outcome)
         self.log.write(
             "rejected",
+            level="warning",
             sender=sender,
             status=rejection.status,
             outcome=rejection.outcome,
@@ -610,7 +604,7 @@ def _handler_class(webhook: WebhookServer) -> type[BaseHTTPRequestHandler]:
             except (TimeoutError, ConnectionError):
                 self.close_connection = True
             except Exception:  # noqa: BLE001 - log it; the client gets no stack trace
-                webhook.log.write("internal error", traceback=traceback.format_exc())
+                webhook.log.write("internal error", level="error", traceback=traceback.format_exc())
                 try:
                     self._send_json(500, {"error": "internal error; see the webhook's log"})
                 except OSError:

@@ -8,6 +8,7 @@ or stuck server never failing or hanging a render (it just runs in-process).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -161,6 +163,42 @@ def test_a_served_failure_fails_the_same_way(server: Server, app: Path) -> None:
     assert alone.returncode == 6 and b"service.yaml:1: Service lacks metadata" in alone.stderr
     assert (answered.returncode, answered.stdout, answered.stderr) == (6, b"", alone.stderr)
     wait_for(lambda: any("exit 6" in line for line in server.worker_lines()), "the worker's log")
+
+
+def test_json_logs_say_each_render_as_one_object_and_nothing_secret(
+    socket_dir: Path, app: Path
+) -> None:
+    """TAGPIN_LOG_FORMAT=json: a line per render a log pipeline reads as is (time, level, app,
+    exit code, duration), and no credential of the request's environment."""
+    json_server = Server(
+        socket_dir / "render.sock", socket_dir / "server.log", env={"TAGPIN_LOG_FORMAT": "json"}
+    )
+    try:
+        secret = "client-secret-0123456789"
+        env = {**argocd_env(app), **served(json_server), "AWS_SECRET_ACCESS_KEY": secret}
+        assert run_cli(["generate"], cwd=app, env=env).returncode == 0
+        (app / "templates" / "service.yaml").write_text("apiVersion: v1\nkind: Service\n")
+        assert run_cli(["generate"], cwd=app, env=env).returncode == 6
+        wait_for(
+            lambda: json_server.log_text().count('"msg": "render"') == 2, "both renders' lines"
+        )
+    finally:
+        json_server.stop()
+    text = json_server.log_text()
+    records = [json.loads(line) for line in text.splitlines()]  # every line, one object
+    assert [r["msg"] for r in records if r["msg"] != "private memory"] == [
+        "serving",
+        "render",
+        "render",
+        "stopped",
+    ]
+    renders = [r for r in records if r["msg"] == "render"]
+    assert [(r["level"], r["app"], r["exit_code"]) for r in renders] == [
+        ("info", "web", 0),
+        ("warning", "web", 6),
+    ]
+    assert all(r["duration_seconds"] > 0 and r["time"].endswith("+00:00") for r in renders)
+    assert secret not in text and "payments" not in text  # neither credentials nor env values
 
 
 def test_each_render_sees_only_its_own_environment(server: Server, app: Path) -> None:
@@ -340,6 +378,85 @@ def test_a_worker_past_its_cpu_budget_fails_with_a_clear_error(server: Server, a
         lambda: any("exit 5" in line for line in server.worker_lines()),
         "the worker's line in the log: it was served, not rendered in-process",
     )
+
+
+def test_limit_hits_busy_slots_and_killed_workers_are_counted(socket_dir: Path, app: Path) -> None:
+    """With TAGPIN_METRICS_PORT: a render stopped by its CPU budget counts as a cpu limit hit
+    and a failed render (exit 5); a render in progress holds a slot; a worker whose client left
+    counts as killed, client_left, and its slot is free again."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.support.redis_server import free_port
+
+    port = free_port()
+    cache = str(socket_dir / "cache")  # the slots the server shows are this cache's
+    counting = Server(
+        socket_dir / "render.sock",
+        socket_dir / "server.log",
+        env={"TAGPIN_METRICS_PORT": str(port), "TAGPIN_CACHE_DIR": cache},
+    )
+
+    def scraped() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        url = f"http://127.0.0.1:{port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode()
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
+    try:
+        with ended_at_exit(spinning_client(counting, app, TAGPIN_MAX_CPU_SECONDS="1")) as client:
+            client.communicate(timeout=WAIT)
+        assert client.returncode == ExitStatus.TEMPLATE
+        wait_for(lambda: scraped().get(("tagpin_renders_total", ERROR_5)) == 1, "the count")
+        assert scraped()[("tagpin_render_limit_hits_total", (("limit", "cpu"),))] == 1
+
+        with ended_at_exit(spinning_client(counting, app, TAGPIN_CACHE_DIR=cache)) as client:
+            wait_for(
+                lambda: scraped().get(("tagpin_render_slots_busy", ())) == 1,
+                "the spinning render to hold a slot",
+            )
+            assert scraped()[("tagpin_render_workers_running", ())] == 1
+            client.kill()  # as Argo CD's deadline does
+        wait_for(
+            lambda: scraped().get(("tagpin_render_workers_killed_total", CLIENT_LEFT)) == 1,
+            "the killed worker's count",
+        )
+        after = scraped()
+        assert after[("tagpin_render_workers_started_total", ())] == 2
+        assert after[("tagpin_render_workers_running", ())] == 0
+        assert after[("tagpin_render_slots_busy", ())] == 0
+        assert after[("tagpin_render_limit_hits_total", (("limit", "cpu"),))] == 1
+    finally:
+        counting.stop()
+
+
+def test_a_metrics_port_in_use_is_said_and_renders_go_on(socket_dir: Path, app: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))  # the metrics server binds every interface: not this one
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        blocked = Server(
+            socket_dir / "render.sock",
+            socket_dir / "server.log",
+            env={"TAGPIN_METRICS_PORT": str(port)},
+        )
+        try:
+            env = {**argocd_env(app), **served(blocked)}
+            assert run_cli(["generate"], cwd=app, env=env).returncode == 0
+            wait_for(lambda: blocked.worker_lines(), "the render to be served")
+        finally:
+            blocked.stop()
+    assert f"cannot serve metrics on port {port}" in blocked.log_text()
+    assert "renders go on without them" in blocked.log_text()
+
+
+ERROR_5 = (("exit_code", "5"), ("result", "error"))
+CLIENT_LEFT = (("reason", "client_left"),)
 
 
 def test_an_in_process_render_past_its_cpu_budget_fails_with_a_clear_error(app: Path) -> None:

@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cmp.argocd.kube import Connection, KubeApi
 from cmp.commands.webhook import flags_over, webhook_command, webhook_config
+from cmp.metrictable import METRICS, PROCESS_PREFIX, family_name
 from cmp.registry.pushes import PUSHES_ANNOTATION, parse_record
 from cmp.settings import Settings
 from cmp.webhook.events import sign
@@ -751,6 +752,13 @@ def test_health_readiness_and_metrics(fleet: FakeKube, start_webhook: StartWebho
     assert samples[("tagpin_webhook_event_to_refresh_seconds_count", ())] == 1
     assert samples[("tagpin_webhook_event_to_refresh_seconds_bucket", (("le", "+Inf"),))] == 1
     assert samples[("process_open_fds", ())] > 0
+    # What /metrics serves is what cmp/metrictable.py (and so docs/reference.md) lists.
+    served = {
+        (family.name, family.type)
+        for family in text_string_to_metric_families(metrics.body.decode())
+        if not family.name.startswith(PROCESS_PREFIX)
+    }
+    assert served == {(family_name(m), m.kind) for m in METRICS if m.source == "webhook"}
 
 
 def unused_port() -> int:

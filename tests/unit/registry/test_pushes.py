@@ -126,6 +126,20 @@ def test_entries_fetched_before_the_push_are_not_admitted() -> None:
     assert rule.admits(repo("team/api"), fetched_at=0.0, seen=None)
 
 
+def test_what_the_floor_decided_is_kept_per_repository_for_the_metrics() -> None:
+    """A repository counts once per render: refused if any cached answer was, else admitted;
+    repositories without a push are not counted."""
+    rule = floors(PushRecord({WEB: Push("main", NEW, T0), f"{HOST}/team/api": Push("v2", API, T0)}))
+    assert rule.decisions() == []
+    rule.admits(repo(), fetched_at=T0 - 60, seen=None)  # refused: the memory layer's
+    rule.admits(repo(), fetched_at=T0 + 5, seen=None)  # admitted: the disk layer's
+    rule.admits(repo("team/api"), fetched_at=T0 + 5, seen=None)
+    rule.admits(repo("team/other"), fetched_at=0.0, seen=None)
+    assert sorted(rule.decisions()) == [False, True]
+    assert rule.pushed(repo()) == Push("main", NEW, T0)
+    assert rule.pushed(repo("team/other")) is None
+
+
 def test_older_applies_to_every_repository_the_record_no_longer_lists() -> None:
     rule = floors(PushRecord({WEB: Push("main", NEW, T0)}, older=T0 - 10))
     assert not rule.admits(repo("team/api"), fetched_at=T0 - 20, seen=None)
