@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from cmp import __version__
 from cmp.errors import ExitStatus
@@ -26,6 +27,7 @@ from tests.support.image import (
     PLUGIN_YAML,
     REPO,
     Sidecar,
+    deployed_environment,
     deployed_limit_bytes,
     podman,
     runtime_problems,
@@ -164,6 +166,19 @@ def test_later_renders_are_answered_by_the_render_server_the_first_started(
         imported = re.findall(r"^import time:.*\|\s*(\S+)$", result.stderr, re.MULTILINE)
         assert "cmp.cli" in imported, "the thin client's own imports are listed"
         assert not [name for name in imported if name.split(".")[0] == "jinja2"], imported
+    # The deploy manifests' TAGPIN_METRICS_PORT reached the server the first render started:
+    # its /metrics counts the two served renders (the first ran in its own process).
+    port = deployed_environment()["TAGPIN_METRICS_PORT"]
+    fetch = f"import urllib.request as u; print(u.urlopen('http://127.0.0.1:{port}/metrics').read().decode())"
+    scraped = fresh_sidecar.exec(["python3", "-c", fetch])
+    assert scraped.returncode == 0, scraped.stderr
+    renders = {
+        sample.labels["result"]: sample.value
+        for family in text_string_to_metric_families(scraped.stdout.decode())
+        for sample in family.samples
+        if sample.name == "tagpin_renders_total"
+    }
+    assert renders == {"ok": 2.0}
     with capsys.disabled():
         print(
             f"\nimage renders of examples/web through podman exec (about 0.3 s of it podman's):"
