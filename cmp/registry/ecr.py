@@ -119,6 +119,48 @@ def _refuse_after_deadline(**_: Any) -> None:
         raise _DeadlinePassed()
 
 
+# botocore's parsed models and endpoint rules (the JSON files it ships): ~40 ms to read for each
+# new session, and the same for every render. A process keeps them, by the search path they
+# were read from (AWS_DATA_PATH); never credentials or configuration, which each session
+# resolves afresh (so the next render reads a rotated key or a changed profile).
+_MODEL_LOADERS: dict[object, Any] = {}
+_MODEL_LOADERS_LOCK = threading.Lock()
+
+
+def new_session() -> Any:
+    """A boto3 session with its own credentials and configuration (the standard chain, read
+    now), sharing this process's parsed botocore models."""
+    import boto3.session  # type: ignore[import-untyped,unused-ignore]
+    import botocore.session  # type: ignore[import-untyped,unused-ignore]
+
+    core = botocore.session.Session()
+    data_path = core.get_config_variable("data_path")
+    with _MODEL_LOADERS_LOCK:
+        kept = _MODEL_LOADERS.get(data_path)
+        if kept is None:
+            kept = _MODEL_LOADERS[data_path] = core.get_component("data_loader")
+        else:
+            core.register_component("data_loader", kept)
+        session = boto3.session.Session(botocore_session=core)
+        # boto3 appends its data directory to the loader's path for each session: once is enough.
+        kept.search_paths[:] = dict.fromkeys(kept.search_paths)
+    return session
+
+
+def preload_models() -> None:
+    """Read ECR's models and endpoint rules into this process's kept loader: a render server
+    does it once, before it forks workers. Explicit dummy keys: no credential is looked up."""
+    from botocore.exceptions import BotoCoreError  # type: ignore[import-untyped,unused-ignore]
+
+    try:
+        client = new_session().client(
+            "ecr", region_name="us-east-1", aws_access_key_id="-", aws_secret_access_key="-"
+        )
+        client.get_paginator("describe_images")
+    except BotoCoreError:
+        pass  # this process's AWS configuration is broken: a render reads it and says so
+
+
 class EcrClients:
     """botocore ECR clients, one per Region and endpoint kind (FIPS, dual-stack), made on first
     use from one boto3 session (the standard credential chain: environment, profile, IRSA,
@@ -141,7 +183,6 @@ class EcrClients:
             return client
 
     def _new_client(self, registry: EcrRegistry) -> Any:
-        import boto3.session  # type: ignore[import-untyped,unused-ignore]
         from botocore.config import Config  # type: ignore[import-untyped,unused-ignore]
         from botocore.exceptions import BotoCoreError  # type: ignore[import-untyped,unused-ignore]
 
@@ -158,7 +199,7 @@ class EcrClients:
         )
         try:
             if self._session is None:
-                self._session = boto3.session.Session()
+                self._session = new_session()
             client = self._session.client("ecr", region_name=registry.region, config=config)
         except BotoCoreError as error:
             raise RegistryError(

@@ -338,7 +338,6 @@ def warm_up() -> None:
         kube,  # noqa: F401
         lookup,  # noqa: F401
     )
-    from cmp.errors import ConfigError
     from cmp.images import (
         lockfile,  # noqa: F401
         pin,  # noqa: F401
@@ -351,18 +350,16 @@ def warm_up() -> None:
         cache,
         ecr,
         lock,
-        shared,
+        resp,  # the fleet cache's client: `auto` starts the server with a scrubbed environment,
+        shared,  # and TAGPIN_REDIS_URL comes with each render's request
     )
     from cmp.request import from_argocd_environment
     from cmp.services import Services
-    from cmp.settings import DEFAULT_SETTINGS, AppLookup, CacheMode, LockMode, Settings
+    from cmp.settings import DEFAULT_SETTINGS, AppLookup, CacheMode, LockMode
 
-    try:
-        redis_wanted = bool(Settings.from_environ(os.environ).redis_url)
-    except ConfigError:
-        redis_wanted = False  # each render reports it, from the environment it brings
-    if redis_wanted:
-        from cmp.registry import resp  # noqa: F401  # the fleet cache's client
+    # ECR's models and endpoint rules (~50 ms a cold render would pay); credentials are not
+    # kept: each worker's session reads its own, from the environment its request brings.
+    ecr.preload_models()
 
     with tempfile.TemporaryDirectory() as root:
         app = Path(root, "app")
