@@ -334,6 +334,7 @@ def warm_up() -> None:
     import boto3.session  # type: ignore[import-untyped,unused-ignore]  # noqa: F401
     import re2  # type: ignore[import-untyped,unused-ignore]  # noqa: F401  # allow-tags, ignore-tags
 
+    from cmp import generate  # noqa: F401
     from cmp.argocd import (
         kube,  # noqa: F401
         lookup,  # noqa: F401
@@ -345,8 +346,14 @@ def warm_up() -> None:
     from cmp.imageupdater import annotations as overrides  # noqa: F401
     from cmp.imageupdater import plan as branch_deploy  # noqa: F401
     from cmp.imageupdater import semver  # noqa: F401
+    from cmp.limits import (  # what generate() imports around the render (the warm-up skips it)
+        cpu,  # noqa: F401
+        memory,  # noqa: F401
+        slots,  # noqa: F401
+    )
     from cmp.pipeline import run
     from cmp.registry import (  # noqa: F401
+        build,
         cache,
         ecr,
         lock,
@@ -356,6 +363,7 @@ def warm_up() -> None:
     from cmp.request import from_argocd_environment
     from cmp.services import Services
     from cmp.settings import DEFAULT_SETTINGS, AppLookup, CacheMode, LockMode
+    from cmp.source import cachedir  # noqa: F401
 
     # ECR's models and endpoint rules (~50 ms a cold render would pay); credentials are not
     # kept: each worker's session reads its own, from the environment its request brings.
