@@ -25,6 +25,7 @@ from bench.cases import (
     cold_cases,
     import_check,
     kustomize_case,
+    moto_ecr,
     pin_case,
     redis_hit_cases,
     warm_case,
@@ -155,8 +156,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             case, *served = args.profile
             name = f"{case}-{SERVED}" if served else case
             out = args.profile_out or Path(tempfile.gettempdir()) / f"tagpin-{name}.prof"
-            app = apps["large-2000" if case == "pin" else case]
-            print(profile(workspace, app, out, pin=case == "pin", served=bool(served)))
+            app = apps[{"pin": "large-2000", "cold": "images-200"}.get(case, case)]
+            if case == "cold":
+                moto = stack.enter_context(moto_ecr(app, args.ecr_latency_ms))
+            summary = profile(
+                workspace,
+                app,
+                out,
+                pin=case == "pin",
+                served=bool(served),
+                ecr=moto.url if case == "cold" else None,
+            )
+            print(summary)
             print(f"wrote {out} (python -m pstats {out}, or snakeviz {out})")
             return 0
 
