@@ -326,6 +326,7 @@ def _listen(path: str) -> socket.socket:
 def warm_up() -> None:
     """Import what any render may need and render a tiny app, so workers start warm: Jinja2's
     lexer, PyYAML's resolvers, tagpin's tables and, for cold renders, botocore."""
+    import concurrent.futures.thread  # noqa: F401  # the registry's pool: every lookup not cached
     import gc
     import tempfile
     from pathlib import Path
