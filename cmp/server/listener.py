@@ -327,6 +327,7 @@ def warm_up() -> None:
     """Import what any render may need and render a tiny app, so workers start warm: Jinja2's
     lexer, PyYAML's resolvers, tagpin's tables and, for cold renders, botocore."""
     import concurrent.futures.thread  # noqa: F401  # the registry's pool: every lookup not cached
+    import encodings.idna  # noqa: F401  # getaddrinfo's first call (Redis, ECR, the Kubernetes API)
     import gc
     import tempfile
     from pathlib import Path
