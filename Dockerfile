@@ -33,9 +33,12 @@ COPY cmp/ cmp/
 # timestamped ones the install's own imports left): they hold no timestamp, and with a fixed
 # hash seed set constants are written in one order, so two builds give the same bytes. The root
 # filesystem is read-only, so sources never change under them, and every render skips reading
-# and hashing ~150 sources.
+# and hashing ~150 sources. pip's `tagpin` script imports `re` before anything runs; it is
+# replaced by cmp.cli's LAUNCHER, which calls the same main() without it (a served render's
+# client imports only what it needs; docs/performance.md).
 RUN /opt/tagpin/bin/pip install --no-compile -c constraints.txt . \
  && /opt/tagpin/bin/pip uninstall --yes pip setuptools \
+ && /opt/tagpin/bin/python -c 'import sys, cmp.cli; cmp.cli.write_launcher(sys.argv[1])' /opt/tagpin/bin/tagpin \
  && PYTHONHASHSEED=0 /opt/tagpin/bin/python -m compileall -q -f --invalidation-mode unchecked-hash /opt/tagpin/lib
 
 

@@ -6,6 +6,7 @@ import contextlib
 import os
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -336,6 +337,74 @@ def cold_variant(
         f"{app.repositories} repos in 2 regions, {latency_ms:g} ms per call; ECR calls/run "
         f"{_span(calls)} (DescribeImages {_span(describe)})",
     )
+
+
+def redis_hit_cases(
+    workspace: Workspace, app: BenchApp, runs: int, server: RenderServer | None = None
+) -> list[Row]:
+    """The example app answered by the fleet cache, a real redis-server, in place of the
+    floor: the same render answered by the local disk cache (both with TAGPIN_REDIS_URL set,
+    as the sidecar runs), alternately. The Redis-answered render starts with an empty disk
+    cache every run and ECR closed, so only Redis can answer it (it fails otherwise)."""
+    from tests.support.redis_server import RedisServer
+
+    redis_dir = workspace.root / "redis"
+    redis_dir.mkdir(exist_ok=True)
+    redis = RedisServer(redis_dir, password=None)
+    redis.start()
+    try:
+        configured = {**REDIS_CONFIGURED, "TAGPIN_REDIS_URL": redis.url}
+        disk = workspace.root / f"cache-{app.name}-redis-disk"
+        empty = workspace.root / f"cache-{app.name}-redis-empty"
+        with moto_ecr(app, 0) as moto:  # one render from ECR fills Redis and the disk cache
+            env = argocd_env(workspace, app, disk, endpoint=moto.url, extra=configured)
+            measure(workspace.generate, cwd=app.app_dir, env=env, stdout_path=workspace.root / "r")
+        rows = []
+        for via in (None, server) if server else (None,):
+            env = argocd_env(
+                workspace, app, empty, extra={**configured, **(via.env() if via else {})}
+            )
+            before = len(via.worker_peaks_kb()) if via else 0
+            row = compare(
+                workspace,
+                app,
+                env,
+                runs,
+                # Its digests only (the repositories' files): compiled templates and the cache's
+                # directories stay, as on a sidecar that has rendered this app before and now
+                # meets tags another replica fetched.
+                before_each=lambda: _forget_digests(empty),
+                case=f"{app.name} redis-hit" + (" served" if via else ""),
+                command=["/usr/bin/env", *workspace.generate],
+                floor_command=["/usr/bin/env", f"TAGPIN_CACHE_DIR={disk}", *workspace.generate],
+            )
+            note = "floor = the same render answered by the disk cache"
+            if via is not None:
+                deadline = time.monotonic() + 10
+                while len(via.worker_peaks_kb()) - before < 2 * (runs + 1):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{row.case}: some renders ran in-process")
+                    time.sleep(0.05)
+                # The workers' own times (the server's log), steadier than the clients' wall
+                # time on a busy machine: tagpin and floor alternate, warm-up pair first.
+                times = via.worker_times_ms()[before:][2:]
+                redis_ms = [statistics.median(t[i] for t in times[0::2]) for i in (0, 1)]
+                disk_ms = [statistics.median(t[i] for t in times[1::2]) for i in (0, 1)]
+                note += (
+                    "; both served, CPU is the clients'; the workers: "
+                    f"{redis_ms[0]:.1f} ms (CPU {redis_ms[1]:.1f}) against "
+                    f"{disk_ms[0]:.1f} ms (CPU {disk_ms[1]:.1f}), "
+                    f"{redis_ms[0] / disk_ms[0]:.2f}x (CPU {redis_ms[1] / disk_ms[1]:.2f}x)"
+                )
+            rows.append(Row(row.case, row.objects, row.tagpin, row.floor, row.runs, note))
+        return rows
+    finally:
+        redis.stop()
+
+
+def _forget_digests(cache_dir: Path) -> None:
+    for cached in (cache_dir / "v1").rglob("*.json"):
+        cached.unlink()
 
 
 def _span(values: Sequence[int]) -> str:

@@ -19,6 +19,7 @@ from bench.apps import (
     Image,
 )
 from bench.model import CLOSED_ENDPOINT, ROOT, Sample, Workspace
+from cmp.cli import write_launcher
 
 # Runs one command with stdout to a file and reports its wall time and its own peak RSS. A
 # separate small launcher (python -S) forks it: Linux counts the memory a child had before
@@ -120,8 +121,8 @@ def make_workspace(root: Path, editable: bool) -> Workspace:
 
 def deployed_interpreter(venv: Path) -> tuple[Path, Path]:
     """A venv of the same interpreter that sees this checkout and its packages through a plain
-    .pth path entry (so their own .pth hooks do not run), plus a `tagpin` console script
-    identical to the one pip writes."""
+    .pth path entry (so their own .pth hooks do not run), plus the `tagpin` launcher the
+    image installs in place of pip's console script."""
     subprocess.run(
         [sys.executable, "-m", "venv", "--without-pip", "--clear", str(venv)], check=True
     )
@@ -135,13 +136,7 @@ def deployed_interpreter(venv: Path) -> tuple[Path, Path]:
     here = sysconfig.get_paths()["purelib"]
     Path(purelib, "tagpin-bench.pth").write_text(f"{ROOT}\n{here}\n")
     script = venv / "bin" / "tagpin"
-    script.write_text(
-        f"#!{python}\n# -*- coding: utf-8 -*-\nimport re\nimport sys\nfrom cmp.cli import main\n"
-        "if __name__ == '__main__':\n"
-        "    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])\n"
-        "    sys.exit(main())\n"
-    )
-    script.chmod(0o755)
+    write_launcher(str(script), str(python))  # what the image's Dockerfile installs
     return python, script
 
 

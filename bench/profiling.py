@@ -21,10 +21,12 @@ from bench.measure import argocd_env, prime_cache
 from bench.model import Workspace
 from bench.server import RenderServer, render_server
 
-# The cases --profile takes: the apps of bench/run.py, and `pin` on large-2000's objects.
+# The cases --profile takes: the apps of bench/run.py, `pin` on large-2000's objects, and
+# `cold`: images-200 with an empty cache against moto's ECR, one repository at a time
+# (TAGPIN_ECR_CONCURRENCY=1: cProfile sees only the thread that started it).
 PROFILE_CASES = (
     *("example", "example-lock", "large-2000", "large-10000", "images-200", "kustomize"),
-    "pin",
+    *("pin", "cold"),
 )
 
 # Runs a console script under cProfile: `python -c PROFILED OUT SCRIPT ARGS...`. `tagpin
@@ -51,12 +53,26 @@ PROFILED = (
 )
 
 
-def profile(workspace: Workspace, app: BenchApp, out: Path, *, pin: bool, served: bool) -> str:
-    """Render `app` once under cProfile (`tagpin pin` on its objects with `pin`), write the
-    profile to `out` and return its top functions; the .prof opens in pstats or snakeviz."""
+def profile(
+    workspace: Workspace,
+    app: BenchApp,
+    out: Path,
+    *,
+    pin: bool,
+    served: bool,
+    ecr: str | None = None,
+) -> str:
+    """Render `app` once under cProfile (`tagpin pin` on its objects with `pin`; with `ecr`, an
+    ECR endpoint, from an empty cache, one repository at a time), write the profile to `out`
+    and return its top functions; the .prof opens in pstats or snakeviz."""
     cache_dir = workspace.root / f"cache-{app.name}"
-    prime_cache(cache_dir, app.images)
     extra = {"TAGPIN_KUSTOMIZE": kustomize_binary()} if app.name.startswith("kustomize-") else {}
+    if ecr is None:
+        prime_cache(cache_dir, app.images)
+    else:
+        cache_dir = workspace.root / f"cache-{app.name}-cold-profile"
+        shutil.rmtree(cache_dir, ignore_errors=True)
+        extra |= {"AWS_ENDPOINT_URL_ECR": ecr, "TAGPIN_ECR_CONCURRENCY": "1"}
     out.parent.mkdir(parents=True, exist_ok=True)
     if served:
         with render_server(workspace, profile=True) as server:

@@ -21,7 +21,15 @@ from bench.apps import (
     large_app,
     many_images_app,
 )
-from bench.cases import cold_cases, import_check, kustomize_case, pin_case, warm_case
+from bench.cases import (
+    cold_cases,
+    import_check,
+    kustomize_case,
+    moto_ecr,
+    pin_case,
+    redis_hit_cases,
+    warm_case,
+)
 from bench.lookup import kube_api
 from bench.measure import argocd_env, make_workspace, precompile, prime_cache
 from bench.model import REDIS_CONFIGURED, ImportCheck, Row
@@ -47,8 +55,12 @@ CASES = {
     "pin": "`tagpin pin FILE` on large-2000's objects",
     "imports": "python -X importtime: what a warm render imports",
     "redis": "example with the fleet cache configured (not run by default)",
+    "redis-hit": "example answered by a real redis-server against the same render answered by "
+    "the disk cache (not run by default)",
 }
-DEFAULT_CASES = tuple(case for case in CASES if case not in ("large-2000", "large-10000", "redis"))
+DEFAULT_CASES = tuple(
+    case for case in CASES if case not in ("large-2000", "large-10000", "redis", "redis-hit")
+)
 SERVED = "served"
 
 
@@ -146,8 +158,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             case, *served = args.profile
             name = f"{case}-{SERVED}" if served else case
             out = args.profile_out or Path(tempfile.gettempdir()) / f"tagpin-{name}.prof"
-            app = apps["large-2000" if case == "pin" else case]
-            print(profile(workspace, app, out, pin=case == "pin", served=bool(served)))
+            app = apps[{"pin": "large-2000", "cold": "images-200"}.get(case, case)]
+            if case == "cold":
+                moto = stack.enter_context(moto_ecr(app, args.ecr_latency_ms))
+            summary = profile(
+                workspace,
+                app,
+                out,
+                pin=case == "pin",
+                served=bool(served),
+                ecr=moto.url if case == "cold" else None,
+            )
+            print(summary)
             print(f"wrote {out} (python -m pstats {out}, or snakeviz {out})")
             return 0
 
@@ -192,6 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("measuring example with TAGPIN_REDIS_URL set ...", file=sys.stderr, flush=True)
             for via in (None, server) if server else (None,):
                 rows.append(warm_case(workspace, apps["example"], runs, server=via, redis=True))
+        if "redis-hit" in wanted:  # not in the default set: needs redis-server
+            print("measuring example answered by Redis ...", file=sys.stderr, flush=True)
+            rows.extend(redis_hit_cases(workspace, apps["example"], runs, server))
         if "lookup" in wanted:
             print("measuring example reading its Application ...", file=sys.stderr, flush=True)
             with kube_api(workspace) as lookup:

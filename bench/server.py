@@ -37,6 +37,16 @@ class RenderServer:
                 peaks.append(int(float(line.split("peak RSS ")[1].split()[0]) * 1024))
         return peaks
 
+    def worker_times_ms(self) -> list[tuple[float, float]]:
+        """Wall and CPU time of every worker so far, in the order the server reaped them."""
+        times = []
+        for line in self.log.read_text().splitlines():
+            if " worker " in line and " after " in line and "(CPU " in line:
+                wall = float(line.split(" after ")[1].split()[0])
+                cpu = float(line.split("(CPU ")[1].split()[0])
+                times.append((wall, cpu))
+        return times
+
     def worker_private_kb(self) -> list[int]:
         """What each worker added to the server's shared pages, from its own log line."""
         return [

@@ -1,7 +1,7 @@
 """The render server (TAGPIN_RENDER_SERVER, docs/server.md): import once, fork a warm worker per
 render.
 
-The server itself never renders: it imports tagpin, Jinja2, PyYAML and boto3, renders a tiny
+The server itself never renders: it imports tagpin, Jinja2, PyYAML and botocore, renders a tiny
 built-in app once so first-call work is done too, then for every connection forks a worker.
 A worker takes the client's working directory and environment, runs exactly what
 `tagpin generate` runs, sends its stdout and stderr back and exits, so nothing of one render
@@ -440,20 +440,22 @@ def _listen(path: str) -> socket.socket:
 
 def warm_up() -> None:
     """Import what any render may need and render a tiny app, so workers start warm: Jinja2's
-    lexer, PyYAML's resolvers, tagpin's tables and, for cold renders, boto3."""
+    lexer, PyYAML's resolvers, tagpin's tables and, for cold renders, botocore."""
+    import concurrent.futures.thread  # noqa: F401  # the registry's pool: every lookup not cached
+    import encodings.idna  # noqa: F401  # getaddrinfo's first call (Redis, ECR, the Kubernetes API)
     import gc
     import tempfile
     from pathlib import Path
 
     # ~100 ms that every cold render (a tag not in the cache yet) would pay.
-    import boto3.session  # type: ignore[import-untyped,unused-ignore]  # noqa: F401
+    import botocore.session  # type: ignore[import-untyped,unused-ignore]  # noqa: F401
     import re2  # type: ignore[import-untyped,unused-ignore]  # noqa: F401  # allow-tags, ignore-tags
 
+    from cmp import generate  # noqa: F401
     from cmp.argocd import (
         kube,  # noqa: F401
         lookup,  # noqa: F401
     )
-    from cmp.errors import ConfigError
     from cmp.images import (
         lockfile,  # noqa: F401
         pin,  # noqa: F401
@@ -461,23 +463,28 @@ def warm_up() -> None:
     from cmp.imageupdater import annotations as overrides  # noqa: F401
     from cmp.imageupdater import plan as branch_deploy  # noqa: F401
     from cmp.imageupdater import semver  # noqa: F401
+    from cmp.limits import (  # what generate() imports around the render (the warm-up skips it)
+        cpu,  # noqa: F401
+        memory,  # noqa: F401
+        slots,  # noqa: F401
+    )
     from cmp.pipeline import run
     from cmp.registry import (  # noqa: F401
+        build,
         cache,
         ecr,
         lock,
-        shared,
+        resp,  # the fleet cache's client: `auto` starts the server with a scrubbed environment,
+        shared,  # and TAGPIN_REDIS_URL comes with each render's request
     )
     from cmp.request import from_argocd_environment
     from cmp.services import Services
-    from cmp.settings import DEFAULT_SETTINGS, AppLookup, CacheMode, LockMode, Settings
+    from cmp.settings import DEFAULT_SETTINGS, AppLookup, CacheMode, LockMode
+    from cmp.source import cachedir  # noqa: F401
 
-    try:
-        redis_wanted = bool(Settings.from_environ(os.environ).redis_url)
-    except ConfigError:
-        redis_wanted = False  # each render reports it, from the environment it brings
-    if redis_wanted:
-        from cmp.registry import resp  # noqa: F401  # the fleet cache's client
+    # ECR's models and endpoint rules (~50 ms a cold render would pay); credentials are not
+    # kept: each worker's session reads its own, from the environment its request brings.
+    ecr.preload_models()
 
     with tempfile.TemporaryDirectory() as root:
         app = Path(root, "app")

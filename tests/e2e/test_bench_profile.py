@@ -66,3 +66,13 @@ def test_a_served_profile_is_the_workers_that_rendered(tmp_path: Path) -> None:
     assert _has(functions, "cmp/server/listener.py", "_render")
     assert _has(functions, "cmp/source/emit.py", "emit_stream")
     assert not _has(functions, "cmp/cli.py", "main")  # not the client's forwarding
+
+
+def test_a_cold_profile_sees_the_ecr_calls(tmp_path: Path) -> None:
+    """`--profile cold`: an empty cache against moto's ECR, one repository at a time so that
+    cProfile (which follows the thread it started in) sees each call."""
+    path, functions = profile(tmp_path, "cold")
+    assert path.name == "tagpin-cold.prof"
+    assert _has(functions, "cmp/registry/ecr.py", "describe_tags")
+    assert _has(functions, "cmp/registry/ecr.py", "_call")
+    assert _has(functions, "cmp/source/emit.py", "emit_stream")

@@ -136,3 +136,20 @@ def test_warm_path_imports_no_aws_or_kubernetes_client(smoke_run: tuple[str, Pat
         "- large-40: OK",
         "- example served: OK",
     ]
+
+
+def test_the_redis_answered_cases_run_answered_by_redis(tmp_path: Path) -> None:
+    """`--cases redis-hit` (not in the default set): its renders start with an empty disk
+    cache and ECR closed, so the run fails unless a real redis-server answers them."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--no-compile", "--workdir", str(tmp_path)]
+        + ["--cases", "served", "redis-hit"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    rows = _table_rows(completed.stdout)
+    assert set(rows) == {"example served", "example redis-hit", "example redis-hit served"}
+    assert "the workers: " in rows["example redis-hit served"][-1]

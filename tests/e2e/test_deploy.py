@@ -445,6 +445,9 @@ def test_builder_installs_the_pinned_project_into_the_venv_the_image_ships(
     command = plugin_config()["spec"]["generate"]["command"][0]
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert command in scripts
+    # ... which is then replaced by cmp.cli's LAUNCHER: the same main() without pip's `re`
+    # (tests/e2e/test_render_server.py runs it).
+    assert re.search(r"cmp\.cli\.write_launcher\(sys\.argv\[1\]\)'? /opt/tagpin/bin/tagpin\b", runs)
     assert image_env(final_stage)["PATH"].split(":")[0] == "/opt/tagpin/bin"
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from cmp import __version__
+from cmp.cli import write_launcher
 from cmp.errors import ExitStatus
 from cmp.server.client import START_TIMEOUT
 from tests.support.apptree import build_tree, clean_env, run_cli
@@ -146,6 +147,33 @@ def test_a_served_render_is_the_in_process_render(server: Server, app: Path) -> 
     (private,) = server.private_lines()
     peak = float(server.worker_lines()[0].split("peak RSS ")[1].split()[0])
     assert 0 < float(private.split("private memory ")[1].split()[0]) < peak
+
+
+def test_the_images_launcher_sends_a_served_render_importing_only_the_client(
+    server: Server, app: Path, tmp_path: Path
+) -> None:
+    """The image replaces pip's console script (which imports `re` first) with cmp.cli's
+    LAUNCHER (Dockerfile): it must render as `tagpin` does and import only the client. Run
+    without `site` (-S), so this venv's editable-install hook cannot import anything first."""
+    launcher = tmp_path / "tagpin"
+    write_launcher(str(launcher))
+    env = {**argocd_env(app), **served(server)}
+    alone = run_cli(["generate"], cwd=app, env=argocd_env(app))
+    done = subprocess.run(
+        [sys.executable, "-S", "-X", "importtime", str(launcher), "generate"],
+        cwd=app,
+        env=clean_env({**env, "PYTHONPATH": str(REPO)}),
+        capture_output=True,
+        timeout=120,
+    )
+    assert (done.returncode, done.stdout) == (0, alone.stdout), done.stderr.decode()
+    imported = {
+        line.split("|")[-1].strip()
+        for line in done.stderr.decode().splitlines()
+        if line.startswith("import time:") and "self [us]" not in line
+    }
+    assert {"cmp.cli", "cmp.server.client"} <= imported
+    assert not imported & {"re", "typing", "socket", "yaml", "jinja2", "cmp.settings"}
 
 
 def test_a_served_render_encodes_its_output_as_the_client_asked(server: Server, app: Path) -> None:

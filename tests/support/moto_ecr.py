@@ -48,13 +48,17 @@ class CallCounter:
         self.delay = 0.0  # seconds added to each counted call: ECR across a network
         self._gates: dict[str, threading.Event] = {}
         self._waiting = 0
+        self._keys: list[str] = []  # the access key id signing each counted call, in order
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         operation = target.rsplit(".", 1)[-1]
         if target:
+            # SigV4: `AWS4-HMAC-SHA256 Credential=<access key id>/<date>/<region>/ecr/...`
+            signed = environ.get("HTTP_AUTHORIZATION", "").partition("Credential=")[2]
             with self._lock:
                 self._counts[operation] += 1
+                self._keys.append(signed.partition("/")[0])
                 gate = self._gates.get(operation)
             if self.delay:
                 time.sleep(self.delay)
@@ -88,9 +92,15 @@ class CallCounter:
         with self._lock:
             return Counter(self._counts)
 
+    def access_keys(self) -> list[str]:
+        """The access key id that signed each call since the last clear, in order."""
+        with self._lock:
+            return list(self._keys)
+
     def clear(self) -> None:
         with self._lock:
             self._counts.clear()
+            self._keys.clear()
         self.release()
 
 

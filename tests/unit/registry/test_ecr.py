@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from cmp.errors import RegistryError
 from cmp.registry.base import Lookup, describe_many
-from cmp.registry.ecr import EcrClients, EcrRegistryClient, EcrSettings
+from cmp.registry.ecr import (
+    EcrClients,
+    EcrRegistryClient,
+    EcrSettings,
+    new_session,
+    preload_models,
+)
 from cmp.registry.names import EcrRegistry, EcrRepository
 from tests.support.fake_ecr import FakeEcr, Reply, access_denied, ok, server_error, throttling
 from tests.support.moto_ecr import OCI_INDEX, OCI_MANIFEST, MotoEcr
@@ -342,6 +350,34 @@ def test_clients_kept_between_renders_stop_each_render_at_its_own_deadline(
 
     assert lookup.found["v1"].digest == digest
     assert len(fake_ecr.requests) == 3  # one for the late render, two (a retry) for the next
+
+
+def test_renders_share_ecrs_models_but_read_their_own_credentials(
+    moto_ecr: MotoEcr, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a process keeps between renders is botocore's parsed models (read once, by
+    preload_models in a render server), never a session: a render after the credentials file
+    changed signs with the new key, and the models are read from the same loader."""
+    digest = moto_ecr.push("team/web", "v1")
+    credentials = tmp_path / "credentials"
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    preload_models()
+    emitters, loaders = [], []
+    moto_ecr.reset_calls()
+    for key in ("AKIAFIRSTKEY", "AKIASECONDKEY"):
+        credentials.write_text(f"[default]\naws_access_key_id = {key}\naws_secret_access_key = s\n")
+        clients = EcrClients(FAST)  # as each render makes its own
+        lookup = EcrRegistryClient(FAST, clients=clients).describe_tags(
+            moto_ecr.repository("team/web"), ["v1"]
+        )
+        assert lookup.found["v1"].digest == digest
+        assert moto_ecr.counter.access_keys()[-1] == key
+        client = clients.client(moto_ecr.repository("team/web").registry)
+        emitters.append(client.meta.events)  # each render's client has its own hooks
+        loaders.append(new_session().get_component("data_loader"))
+    assert emitters[0] is not emitters[1] and loaders[0] is loaders[1]
 
 
 def test_problems_of_every_repository_are_reported_together(fake_ecr: FakeEcr) -> None:
