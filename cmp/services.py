@@ -3,7 +3,7 @@ file, the live Application (Kubernetes API), the cache directories.
 
 `Services` holds the factories cmp/pipeline.py calls when a stage needs them; tests swap them.
 What a command asks for (`--digests`, a lock mode, no live Application) is on the request,
-what a render says goes to its `Output`. Everything heavy (botocore, the Kubernetes client, the
+what a render says goes to its `Output`. Everything heavy (boto3, the Kubernetes client, the
 lock module) is imported only when a render needs it.
 """
 

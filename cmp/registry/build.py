@@ -6,7 +6,7 @@
   `with_lock` as TAGPIN_LOCK says;
 - memory, then disk: the local caches (cmp.registry.cache), one per machine;
 - Redis: the fleet's shared cache (cmp.registry.shared), when TAGPIN_REDIS_URL is set;
-- ECR (cmp.registry.ecr), built, and botocore imported, only when every cache above missed.
+- ECR (cmp.registry.ecr), built, and boto3 imported, only when every cache above missed.
 
 Each layer is a `Registry` (cmp.registry.base) and asks the one under it through that
 protocol only; an answer carries its age up through them, and each judges it with the one
@@ -62,7 +62,7 @@ def build_registry(
     }
 
     def ecr() -> Registry:
-        # Imported here: a render the caches answer never pays for the module (nor botocore).
+        # Imported here: a render the caches answer never pays for the module (nor boto3).
         from cmp.registry.ecr import EcrRegistryClient, EcrSettings
 
         numbers = EcrSettings(**ecr_numbers)

@@ -1,7 +1,7 @@
-"""The Amazon ECR adapter of the registry port: DescribeImages in chunks of 100, via botocore.
+"""The Amazon ECR adapter of the registry port: DescribeImages in chunks of 100, via boto3.
 
-botocore is imported only when a call is about to be made, so a render served from the cache
-never pays its ~100 ms import.
+boto3/botocore are imported only when a call is about to be made, so a render served from the cache
+never pays their ~150 ms import.
 """
 
 from __future__ import annotations
@@ -128,19 +128,22 @@ _MODEL_LOADERS_LOCK = threading.Lock()
 
 
 def new_session() -> Any:
-    """A botocore session with its own credentials and configuration (the standard chain, read
-    now), sharing this process's parsed models. botocore's own: boto3 adds ~20 ms of imports
-    and nothing an ECR client uses."""
+    """A boto3 session with its own credentials and configuration (the standard chain, read
+    now), sharing this process's parsed botocore models."""
+    import boto3.session  # type: ignore[import-untyped,unused-ignore]
     import botocore.session  # type: ignore[import-untyped,unused-ignore]
 
-    session = botocore.session.Session()
-    data_path = session.get_config_variable("data_path")
+    core = botocore.session.Session()
+    data_path = core.get_config_variable("data_path")
     with _MODEL_LOADERS_LOCK:
         kept = _MODEL_LOADERS.get(data_path)
         if kept is None:
-            _MODEL_LOADERS[data_path] = session.get_component("data_loader")
+            kept = _MODEL_LOADERS[data_path] = core.get_component("data_loader")
         else:
-            session.register_component("data_loader", kept)
+            core.register_component("data_loader", kept)
+        session = boto3.session.Session(botocore_session=core)
+        # boto3 appends its data directory to the loader's path for each session: once is enough.
+        kept.search_paths[:] = dict.fromkeys(kept.search_paths)
     return session
 
 
@@ -150,7 +153,7 @@ def preload_models() -> None:
     from botocore.exceptions import BotoCoreError  # type: ignore[import-untyped,unused-ignore]
 
     try:
-        client = new_session().create_client(
+        client = new_session().client(
             "ecr", region_name="us-east-1", aws_access_key_id="-", aws_secret_access_key="-"
         )
         client.get_paginator("describe_images")
@@ -160,7 +163,7 @@ def preload_models() -> None:
 
 class EcrClients:
     """botocore ECR clients, one per Region and endpoint kind (FIPS, dual-stack), made on first
-    use from one botocore session (the standard credential chain: environment, profile, IRSA,
+    use from one boto3 session (the standard credential chain: environment, profile, IRSA,
     Pod Identity). Thread-safe. A render makes its own (`EcrRegistryClient`'s default); a
     process rendering many times may keep one and pass it to each render's adapter: the
     clients hold no render's state (the deadline is the adapter's)."""
@@ -168,7 +171,7 @@ class EcrClients:
     def __init__(self, settings: EcrSettings) -> None:
         self.settings = settings  # the clients' timeouts, retries and connection pool
         self._lock = threading.Lock()
-        self._session: Any = None  # sessions are not thread-safe: used only under _lock
+        self._session: Any = None  # boto3 sessions are not thread-safe: used only under _lock
         self._clients: dict[tuple[str, bool, bool], Any] = {}
 
     def client(self, registry: EcrRegistry) -> Any:
@@ -197,7 +200,7 @@ class EcrClients:
         try:
             if self._session is None:
                 self._session = new_session()
-            client = self._session.create_client("ecr", region_name=registry.region, config=config)
+            client = self._session.client("ecr", region_name=registry.region, config=config)
         except BotoCoreError as error:
             raise RegistryError(
                 f"cannot create an ECR client for {registry.region}: {error}; check the "

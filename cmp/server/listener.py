@@ -1,7 +1,7 @@
 """The render server (TAGPIN_RENDER_SERVER, docs/server.md): import once, fork a warm worker per
 render.
 
-The server itself never renders: it imports tagpin, Jinja2, PyYAML and botocore, renders a tiny
+The server itself never renders: it imports tagpin, Jinja2, PyYAML and boto3, renders a tiny
 built-in app once so first-call work is done too, then for every connection forks a worker.
 A worker takes the client's working directory and environment, runs exactly what
 `tagpin generate` runs, sends its stdout and stderr back and exits, so nothing of one render
@@ -440,7 +440,7 @@ def _listen(path: str) -> socket.socket:
 
 def warm_up() -> None:
     """Import what any render may need and render a tiny app, so workers start warm: Jinja2's
-    lexer, PyYAML's resolvers, tagpin's tables and, for cold renders, botocore."""
+    lexer, PyYAML's resolvers, tagpin's tables and, for cold renders, boto3."""
     import concurrent.futures.thread  # noqa: F401  # the registry's pool: every lookup not cached
     import encodings.idna  # noqa: F401  # getaddrinfo's first call (Redis, ECR, the Kubernetes API)
     import gc
@@ -448,7 +448,7 @@ def warm_up() -> None:
     from pathlib import Path
 
     # ~100 ms that every cold render (a tag not in the cache yet) would pay.
-    import botocore.session  # type: ignore[import-untyped,unused-ignore]  # noqa: F401
+    import boto3.session  # type: ignore[import-untyped,unused-ignore]  # noqa: F401
     import re2  # type: ignore[import-untyped,unused-ignore]  # noqa: F401  # allow-tags, ignore-tags
 
     from cmp import generate  # noqa: F401

@@ -376,8 +376,9 @@ def test_renders_share_ecrs_models_but_read_their_own_credentials(
         assert moto_ecr.counter.access_keys()[-1] == key
         client = clients.client(moto_ecr.repository("team/web").registry)
         emitters.append(client.meta.events)  # each render's client has its own hooks
-        loaders.append(new_session().get_component("data_loader"))
+        loaders.append(new_session()._session.get_component("data_loader"))
     assert emitters[0] is not emitters[1] and loaders[0] is loaders[1]
+    assert len(set(loaders[0].search_paths)) == len(loaders[0].search_paths)  # no growth
 
 
 def test_problems_of_every_repository_are_reported_together(fake_ecr: FakeEcr) -> None:
