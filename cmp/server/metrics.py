@@ -1,5 +1,11 @@
 """The render server's Prometheus metrics (TAGPIN_METRICS_PORT): what its workers did, served on
-/metrics by prometheus_client's HTTP server, on a thread of the server process.
+/metrics from a thread of the server process.
+
+The port is open to the pod network, so it is served with the webhook's connection limits
+(cmp/limits/connections.py) rather than prometheus_client's own server, which gives every
+connection a thread for as long as the client likes: a few idle or trickling sockets per
+scrape slot, the oldest dropped for a new one, and a total deadline per connection, so no one
+can make the render server pile up threads.
 
 Only a server with a metrics port imports this module (and prometheus_client). The server
 counts what it sees itself (workers started, killed and running, exit codes, durations) and
@@ -11,18 +17,24 @@ from __future__ import annotations
 
 import collections
 import socket
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import ClassVar
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from cmp.limits.connections import BoundedHTTPServer
 from cmp.metrictable import METRICS, SERVER, Metric, family_name
 from cmp.server.tally import Report
 
 PUSHES_REMEMBERED = 4096  # pushes already timed: each is timed by its first render only
+SCRAPES_AT_ONCE = 4  # Prometheus scrapes one target at a time; a few more for people and HA pairs
+SCRAPE_SECONDS = 10.0  # a connection's whole life: Prometheus' default scrape timeout
 
 # `<name>_created` samples only repeat the process's start time for every series.
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -97,8 +109,50 @@ class RenderServerMetrics:
     def serve(self, port: int) -> socket.socket:
         """Serve /metrics on `port`, every interface, from a daemon thread; the listening
         socket, which forked workers close."""
-        server, _thread = prometheus_client.start_http_server(port, registry=self.registry)
+        registry = self.registry
+
+        class Handler(_MetricsHandler):
+            metrics_registry = registry
+
+        server = BoundedHTTPServer(
+            ("", port),
+            Handler,
+            max_connections=SCRAPES_AT_ONCE,
+            request_timeout=SCRAPE_SECONDS,
+            on_evicted=_nothing,
+            on_deadline=_nothing,
+        )
+        threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
         return server.socket
+
+
+def _nothing() -> None:
+    """A dropped or cut-off scrape connection: the scraper sees it, nothing else need."""
+
+
+class _MetricsHandler(BaseHTTPRequestHandler):
+    """GET /metrics (and /, as prometheus_client answers); 503 while every scrape slot is busy."""
+
+    server: BoundedHTTPServer
+    metrics_registry: ClassVar[CollectorRegistry]
+    protocol_version = "HTTP/1.0"  # one request per connection: its deadline is the request's
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        if not self.server.admit(self.request):
+            self.send_error(503, "busy")
+            return
+        if self.path.split("?", 1)[0] not in ("/metrics", "/"):
+            self.send_error(404)
+            return
+        body = prometheus_client.generate_latest(self.metrics_registry)
+        self.send_response(200)
+        self.send_header("Content-Type", prometheus_client.exposition.CONTENT_TYPE_PLAIN_0_0_4)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's name
+        pass  # scrapes are not events
 
 
 # Read from the slot directory at each scrape rather than counted.

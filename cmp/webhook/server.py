@@ -2,7 +2,7 @@
 hard-refresh each of them once per coalescing window.
 
 Standard library http.server, one thread per request, with the limits of
-cmp/webhook/connections.py (bounded concurrency, a total deadline per request, a bounded
+cmp/limits/connections.py (bounded concurrency, a total deadline per request, a bounded
 shutdown): a few hundred events a second is far more than registries send.
 """
 
@@ -23,9 +23,9 @@ from urllib.parse import urlsplit
 from cmp.argocd.kube import ApplicationApi, KubeApiError
 from cmp.errors import TagpinError
 from cmp.eventlog import EventLog
+from cmp.limits.connections import BoundedHTTPServer
 from cmp.registry.shared import PushGenerations, RedisSettings
 from cmp.settings import DEFAULT_SETTINGS
-from cmp.webhook.connections import BoundedHTTPServer
 from cmp.webhook.events import (
     Ignored,
     PushEvent,

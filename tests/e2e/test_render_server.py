@@ -483,6 +483,53 @@ def test_a_metrics_port_in_use_is_said_and_renders_go_on(socket_dir: Path, app: 
     assert "renders go on without them" in blocked.log_text()
 
 
+def test_idle_connections_to_the_metrics_port_cannot_lock_out_scrapes_or_pile_up_threads(
+    socket_dir: Path, app: Path
+) -> None:
+    """The metrics port is open to the pod network. 100 connections that send half a request
+    line and wait (as a slowloris does) neither stop a scrape nor give the render server a
+    thread each, and a render is still served meanwhile."""
+    import socket
+
+    from cmp.limits.connections import PENDING_PER_SLOT
+    from cmp.server.metrics import SCRAPES_AT_ONCE
+    from tests.support.redis_server import free_port
+
+    port = free_port()
+    counting = Server(
+        socket_dir / "render.sock",
+        socket_dir / "server.log",
+        env={"TAGPIN_METRICS_PORT": str(port), "TAGPIN_CACHE_DIR": str(socket_dir / "cache")},
+    )
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(100):
+            connection = socket.create_connection(("127.0.0.1", port), timeout=10)
+            connection.sendall(b"GET /metr")
+            idle.append(connection)
+        time.sleep(0.5)  # the server has accepted them all by now; most were dropped again
+        threads = int(
+            re.search(  # type: ignore[union-attr]
+                r"^Threads:\s+(\d+)$",
+                Path(f"/proc/{counting.process.pid}/status").read_text(),
+                re.MULTILINE,
+            ).group(1)
+        )
+        # One thread per connection still being read, at most; plus the server's own few.
+        assert threads <= PENDING_PER_SLOT * SCRAPES_AT_ONCE + 6, threads
+        url = f"http://127.0.0.1:{port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert response.status == 200
+            assert b"tagpin_renders_total" in response.read()
+        env = {**argocd_env(app), **served(counting)}
+        assert run_cli(["generate"], cwd=app, env=env).returncode == 0
+        wait_for(lambda: counting.worker_lines(), "the render to be served")
+    finally:
+        for connection in idle:
+            connection.close()
+        counting.stop()
+
+
 ERROR_5 = (("exit_code", "5"), ("result", "error"))
 CLIENT_LEFT = (("reason", "client_left"),)
 

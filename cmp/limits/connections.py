@@ -1,6 +1,6 @@
-"""The webhook's HTTP front under load and attack: bounded concurrency, a total deadline per
-request, room for authenticated pushes whatever unauthenticated clients do, and a shutdown that
-fits in the pod's grace period.
+"""An HTTP front under load and attack, for the webhook and the render server's /metrics:
+bounded concurrency, a total deadline per request, room for authenticated pushes whatever
+unauthenticated clients do, and a shutdown that fits in the pod's grace period.
 
 http.server gives one thread per connection and a socket timeout per read, so a client that
 trickles a byte every few seconds is never cut off, any number of such clients each hold a
