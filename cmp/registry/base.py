@@ -107,6 +107,12 @@ class Registry(Protocol):
         from here without starting a thread pool (`describe_many`)."""
         ...
 
+    def prefetch(self, requests: Mapping[EcrRepository, Collection[str]]) -> None:
+        """A hint that these questions come next (those no cache answered): a layer a round
+        trip away may read them all in one (Redis), to answer each from what it read. Never
+        raises and never asks a layer that has to be built or imported first."""
+        ...
+
 
 class DeferredRegistry:
     """A `Registry` built on first use: a render the cache answers never imports the adapter
@@ -119,20 +125,24 @@ class DeferredRegistry:
         self._lock = threading.Lock()  # repositories are described from several threads
         self._registry: Registry | None = None
 
-    def _get(self) -> Registry:
+    def get(self) -> Registry:
+        """The registry, built now if it was not yet."""
         with self._lock:
             if self._registry is None:
                 self._registry = self._build()
             return self._registry
 
     def describe_tags(self, repo: EcrRepository, tags: Collection[str]) -> Lookup:
-        return self._get().describe_tags(repo, tags)
+        return self.get().describe_tags(repo, tags)
 
     def list_tags(self, repo: EcrRepository) -> Lookup:
-        return self._get().list_tags(repo)
+        return self.get().list_tags(repo)
 
     def describe_cached(self, repo: EcrRepository, tags: Collection[str]) -> Lookup | None:
         return None  # answering now would mean building it
+
+    def prefetch(self, requests: Mapping[EcrRepository, Collection[str]]) -> None:
+        return None  # so would reading ahead
 
 
 def is_digest(value: object) -> TypeGuard[str]:
@@ -176,6 +186,9 @@ def describe_many(
         if hit is not None:
             known[repo] = hit
     pending = [repo for repo in requests if repo not in known]
+    if pending:
+        # One round trip for what Redis holds of them all, before threads ask one each.
+        registry.prefetch({repo: requests[repo] for repo in pending})
     workers = max(1, min(max_workers, len(pending)))
     if workers == 1:
         asked = [describe(repo) for repo in pending]

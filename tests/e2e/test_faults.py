@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 
 import pytest
@@ -258,6 +258,9 @@ class DownRegistry:
         raise RegistryUnavailable(f"cannot reach ECR while listing {repo.name}")
 
     def describe_cached(self, repo: EcrRepository, tags: Collection[str]) -> Lookup | None:
+        return None
+
+    def prefetch(self, requests: Mapping[EcrRepository, Collection[str]]) -> None:
         return None
 
 
