@@ -791,3 +791,36 @@ def test_redis_trouble_while_reading_ahead_gives_one_warning_and_ecr_answers(
     assert {r: a.found["v1"].digest for r, a in answers.items()} == dict.fromkeys(FOUR, WEB_V1)
     assert asked(ecr) == 4
     assert len(warnings) == 1 and "invalid" in warnings[0]
+
+
+def test_a_database_redis_does_not_have_is_one_warning_and_nothing_runs_on_db_0(
+    redis_server: RedisServer,
+) -> None:
+    ecr, warnings = four_in_ecr(), list[str]()
+    beyond = settings(redis_server, url=redis_server.url.removesuffix("/0") + "/99")
+
+    answers = describe_many(
+        shared(redis_server, ecr, warnings, store_settings=beyond), dict.fromkeys(FOUR, ["v1"])
+    )
+
+    assert len(answers) == 4 and asked(ecr) == 4
+    assert len(warnings) == 1 and "out of range" in warnings[0]
+    client: Any = redis_server.client()
+    assert client.keys("*") == []
+
+
+@pytest.mark.parametrize("password", [PASSWORD, None], ids=["with-auth", "without-auth"])
+def test_the_connections_are_named_tagpin(tmp_path: Path, password: str | None) -> None:
+    server = RedisServer(tmp_path, password=password)
+    server.start()
+    try:
+        store = settings(server, password=password)
+        layer = shared(server, four_in_ecr(), store_settings=store)  # keeps its connection
+        describe_many(layer, {FOUR[0]: ["v1"]})
+        client: Any = server.client()
+
+        names = [c["name"] for c in client.client_list() if c["name"]]
+
+        assert names == ["tagpin"]
+    finally:
+        server.stop()
