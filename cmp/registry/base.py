@@ -107,10 +107,13 @@ class Registry(Protocol):
         from here without starting a thread pool (`describe_many`)."""
         ...
 
-    def prefetch(self, requests: Mapping[EcrRepository, Collection[str]]) -> None:
+    def prefetch(
+        self, requests: Mapping[EcrRepository, Collection[str]]
+    ) -> Collection[EcrRepository]:
         """A hint that these questions come next (those no cache answered): a layer a round
-        trip away may read them all in one (Redis), to answer each from what it read. Never
-        raises and never asks a layer that has to be built or imported first."""
+        trip away may read them all in one (Redis). Returns the repositories this layer (with
+        those under it) can now answer with no further network call, so `describe_many` asks
+        them without a thread. Never raises and never builds or imports a layer."""
         ...
 
 
@@ -141,8 +144,10 @@ class DeferredRegistry:
     def describe_cached(self, repo: EcrRepository, tags: Collection[str]) -> Lookup | None:
         return None  # answering now would mean building it
 
-    def prefetch(self, requests: Mapping[EcrRepository, Collection[str]]) -> None:
-        return None  # so would reading ahead
+    def prefetch(
+        self, requests: Mapping[EcrRepository, Collection[str]]
+    ) -> Collection[EcrRepository]:
+        return ()  # so would reading ahead
 
 
 def is_digest(value: object) -> TypeGuard[str]:
@@ -186,9 +191,12 @@ def describe_many(
         if hit is not None:
             known[repo] = hit
     pending = [repo for repo in requests if repo not in known]
-    if pending:
-        # One round trip for what Redis holds of them all, before threads ask one each.
-        registry.prefetch({repo: requests[repo] for repo in pending})
+    # One round trip for what Redis holds of them all; what it answers needs no thread.
+    ready = registry.prefetch({repo: requests[repo] for repo in pending}) if pending else ()
+    for repo in pending:
+        if repo in ready:
+            known[repo] = describe(repo)
+    pending = [repo for repo in pending if repo not in known]
     workers = max(1, min(max_workers, len(pending)))
     if workers == 1:
         asked = [describe(repo) for repo in pending]

@@ -328,9 +328,11 @@ class CachingRegistry:
         and takes no lock (a warm render's fast path in `describe_many`)."""
         return self._cached(repo, frozenset(tags), _Search())
 
-    def prefetch(self, requests: Mapping[EcrRepository, Collection[str]]) -> None:
+    def prefetch(
+        self, requests: Mapping[EcrRepository, Collection[str]]
+    ) -> Collection[EcrRepository]:
         """Passed on: `describe_many` hints only what `describe_cached` could not answer."""
-        self._inner.prefetch(requests)
+        return self._inner.prefetch(requests)
 
     # -- one path for both questions ---------------------------------------------------------
     #

@@ -290,8 +290,10 @@ class EcrRegistryClient:
     def describe_cached(self, repo: EcrRepository, tags: Collection[str]) -> Lookup | None:
         return None  # every answer is a call
 
-    def prefetch(self, requests: Mapping[EcrRepository, Collection[str]]) -> None:
-        return None  # each repository is its own call
+    def prefetch(
+        self, requests: Mapping[EcrRepository, Collection[str]]
+    ) -> Collection[EcrRepository]:
+        return ()  # each repository is its own call
 
     def list_tags(self, repo: EcrRepository) -> Lookup:
         client = self._client(repo.registry)

@@ -734,21 +734,25 @@ class SharedRegistry:
     def describe_cached(self, repo: EcrRepository, tags: Collection[str]) -> Lookup | None:
         return None  # Redis is a round trip away
 
-    def prefetch(self, requests: Mapping[EcrRepository, Collection[str]]) -> None:
+    def prefetch(
+        self, requests: Mapping[EcrRepository, Collection[str]]
+    ) -> Collection[EcrRepository]:
         """Read every repository asked next in one round trip, on one connection, rather than
-        one per repository on a connection per thread. Each read is taken by its repository's
-        first look and judged there as any read (signature, generation, freshness); the look
-        under the repository's lock reads again."""
+        one per repository on a connection per thread; the repositories whose read answers
+        every tag asked are ready. Each read is taken by its repository's first look and
+        judged there as any read (signature, generation, freshness); the look under the
+        repository's lock reads again."""
         store = self._store
         if not self._read or store is None or not requests:
-            return
+            return ()
         try:
             read = store.read_many(requests)
         except SharedCacheDown as problem:
             self._down(problem)
-            return
+            return ()
         with self._guard:
             self._read_ahead.update(read)
+        return {repo for repo, tags in requests.items() if self._answers(repo, tags, *read[repo])}
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -813,6 +817,22 @@ class SharedRegistry:
         if len(held.entries) < len(wanted):
             return generation, None
         return generation, self._hit("tags", answer_from(_kept(held.entries)))
+
+    def _answers(
+        self,
+        repo: EcrRepository,
+        wanted: Collection[str],
+        generation: str,
+        values: Mapping[str, bytes | None],
+    ) -> bool:
+        """Whether a read holds every tag asked signed and fresh (the look judges it again,
+        counting what it refuses)."""
+        for tag in wanted:
+            value = values.get(tag)
+            entry = None if value is None else verify_entry(self._key, repo, tag, value)
+            if entry is None or not self._admits(repo, generation, self._ttl, entry, _Held()):
+                return False
+        return True
 
     def _taken_ahead(
         self, repo: EcrRepository, wanted: frozenset[str]

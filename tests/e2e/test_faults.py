@@ -260,8 +260,10 @@ class DownRegistry:
     def describe_cached(self, repo: EcrRepository, tags: Collection[str]) -> Lookup | None:
         return None
 
-    def prefetch(self, requests: Mapping[EcrRepository, Collection[str]]) -> None:
-        return None
+    def prefetch(
+        self, requests: Mapping[EcrRepository, Collection[str]]
+    ) -> Collection[EcrRepository]:
+        return ()
 
 
 def test_serve_stale_also_answers_tag_listings_for_branch_deploys(tmp_path: Path) -> None:

@@ -369,8 +369,11 @@ def test_only_tags_the_lock_lacks_are_read_ahead_from_the_layers_below() -> None
     from tests.support.static_registry import StaticRegistry
 
     class ReadingAhead(StaticRegistry):
-        def prefetch(self, requests: Mapping[EcrRepository, Collection[str]]) -> None:
+        def prefetch(
+            self, requests: Mapping[EcrRepository, Collection[str]]
+        ) -> Collection[EcrRepository]:
             read_ahead.append({repo.name: sorted(tags) for repo, tags in requests.items()})
+            return ()
 
     read_ahead: list[dict[str, list[str]]] = []
     registry = EcrRegistry(host=HOST, account=ACCOUNT, region=REGION, fips=False, dualstack=False)
