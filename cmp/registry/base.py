@@ -170,7 +170,8 @@ def describe_many(
     requests: Mapping[EcrRepository, Collection[str]],
     max_workers: int = 8,
 ) -> dict[EcrRepository, Lookup]:
-    """Describe the tags of many repositories in parallel (they and their regions are independent).
+    """Describe the tags of many repositories in parallel (they and their regions are independent);
+    those the caches hold, or Redis answered in the one read `prefetch` makes, in turn.
 
     Every repository is asked even when another fails, so one run reports every registry problem.
     """

@@ -4,8 +4,9 @@ caches and ECR, so every repo-server replica shares one ECR answer per repositor
 Layers: memory → disk (cmp.registry.cache) → Redis (here) → ECR, each answer written back up.
 `SharedRegistry` is the `Registry` the disk cache asks on a miss; it answers from Redis, or takes
 a short per-repository Redis lock (`SET NX PX`) so that one replica of the fleet asks ECR while
-the others wait for its answer. Both questions are shared: tag → digest lookups, and the tag
-listings of branch deploys (whose digests also fill the tag → digest entries).
+the others wait for its answer; the repositories a render's local caches miss are read at once,
+in one pipelined round trip (`prefetch`). Both questions are shared: tag → digest lookups, and
+the tag listings of branch deploys (whose digests also fill the tag → digest entries).
 
 Whoever can write Redis must not choose a digest tagpin deploys (GHSA-9766-5277-j5hr), nor stall
 or fail a render: every value carries an HMAC-SHA256 over its raw bytes and where it belongs,
