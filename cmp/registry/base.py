@@ -107,6 +107,15 @@ class Registry(Protocol):
         from here without starting a thread pool (`describe_many`)."""
         ...
 
+    def prefetch(
+        self, requests: Mapping[EcrRepository, Collection[str]]
+    ) -> Collection[EcrRepository]:
+        """A hint that these questions come next (those no cache answered): a layer a round
+        trip away may read them all in one (Redis). Returns the repositories this layer (with
+        those under it) can now answer with no further network call, so `describe_many` asks
+        them without a thread. Never raises and never builds or imports a layer."""
+        ...
+
 
 class DeferredRegistry:
     """A `Registry` built on first use: a render the cache answers never imports the adapter
@@ -119,20 +128,26 @@ class DeferredRegistry:
         self._lock = threading.Lock()  # repositories are described from several threads
         self._registry: Registry | None = None
 
-    def _get(self) -> Registry:
+    def get(self) -> Registry:
+        """The registry, built now if it was not yet."""
         with self._lock:
             if self._registry is None:
                 self._registry = self._build()
             return self._registry
 
     def describe_tags(self, repo: EcrRepository, tags: Collection[str]) -> Lookup:
-        return self._get().describe_tags(repo, tags)
+        return self.get().describe_tags(repo, tags)
 
     def list_tags(self, repo: EcrRepository) -> Lookup:
-        return self._get().list_tags(repo)
+        return self.get().list_tags(repo)
 
     def describe_cached(self, repo: EcrRepository, tags: Collection[str]) -> Lookup | None:
         return None  # answering now would mean building it
+
+    def prefetch(
+        self, requests: Mapping[EcrRepository, Collection[str]]
+    ) -> Collection[EcrRepository]:
+        return ()  # so would reading ahead
 
 
 def is_digest(value: object) -> TypeGuard[str]:
@@ -155,7 +170,8 @@ def describe_many(
     requests: Mapping[EcrRepository, Collection[str]],
     max_workers: int = 8,
 ) -> dict[EcrRepository, Lookup]:
-    """Describe the tags of many repositories in parallel (they and their regions are independent).
+    """Describe the tags of many repositories in parallel (they and their regions are independent);
+    those the caches hold, or Redis answered in the one read `prefetch` makes, in turn.
 
     Every repository is asked even when another fails, so one run reports every registry problem.
     """
@@ -176,6 +192,12 @@ def describe_many(
         if hit is not None:
             known[repo] = hit
     pending = [repo for repo in requests if repo not in known]
+    # One round trip for what Redis holds of them all; what it answers needs no thread.
+    ready = registry.prefetch({repo: requests[repo] for repo in pending}) if pending else ()
+    for repo in pending:
+        if repo in ready:
+            known[repo] = describe(repo)
+    pending = [repo for repo in pending if repo not in known]
     workers = max(1, min(max_workers, len(pending)))
     if workers == 1:
         asked = [describe(repo) for repo in pending]

@@ -328,6 +328,12 @@ class CachingRegistry:
         and takes no lock (a warm render's fast path in `describe_many`)."""
         return self._cached(repo, frozenset(tags), _Search())
 
+    def prefetch(
+        self, requests: Mapping[EcrRepository, Collection[str]]
+    ) -> Collection[EcrRepository]:
+        """Passed on: `describe_many` hints only what `describe_cached` could not answer."""
+        return self._inner.prefetch(requests)
+
     # -- one path for both questions ---------------------------------------------------------
     #
     # `wanted` is the tags asked, or None for the listing; `search` gathers the tags' fresh

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -289,6 +289,11 @@ class EcrRegistryClient:
 
     def describe_cached(self, repo: EcrRepository, tags: Collection[str]) -> Lookup | None:
         return None  # every answer is a call
+
+    def prefetch(
+        self, requests: Mapping[EcrRepository, Collection[str]]
+    ) -> Collection[EcrRepository]:
+        return ()  # each repository is its own call
 
     def list_tags(self, repo: EcrRepository) -> Lookup:
         client = self._client(repo.registry)

@@ -98,6 +98,22 @@ class LockedRegistry:
         self._observer.answered("lock", "tags", "fresh")
         return Lookup(found={tag: locked[tag] for tag in tags})
 
+    def prefetch(
+        self, requests: Mapping[EcrRepository, Collection[str]]
+    ) -> Collection[EcrRepository]:
+        """The questions the lock leaves to its fallback (all of them when verifying) go on:
+        they are asked of it next, so building it now costs nothing more."""
+        inner = self._fallback
+        if inner is None:
+            return ()
+        rest: dict[EcrRepository, list[str]] = {}
+        for repo, tags in requests.items():
+            locked = self._table.get(repo, {})
+            unlocked = [tag for tag in tags if self._verify or tag not in locked]
+            if unlocked:
+                rest[repo] = unlocked
+        return inner.get().prefetch(rest) if rest else ()
+
     def describe_tags(self, repo: EcrRepository, tags: Collection[str]) -> Lookup:
         locked = self._table.get(repo, {})
         found = {tag: locked[tag] for tag in tags if tag in locked}

@@ -2,7 +2,9 @@
 
 Whoever can reach Redis, or answer in its place, may be slow or hostile. So connecting (TCP,
 TLS, AUTH, SELECT) has one deadline, and so does each round trip (a batch of commands and all
-their replies): a reply trickled a byte at a time ends at the deadline, not at the first silence.
+their replies). CLIENT SETNAME goes with AUTH and SELECT, or, when there are none to wait for,
+with the first commands: naming the connection is no reason for a round trip of its own. A
+reply trickled a byte at a time ends at the deadline, not at the first silence.
 Replies are read iteratively under explicit bounds (a line, a bulk string, an array's length,
 the nesting, the bytes of one round trip), so none can make the client recurse, allocate without
 limit or wait past its deadline. Every failure is a RedisProblem; an error reply ends the round
@@ -99,8 +101,11 @@ class RespClient:
                 hello.append(("AUTH", *user, self._password))
             if address.db:
                 hello.append(("SELECT", address.db))
-            hello.append(("CLIENT", "SETNAME", self._name))
-            connection.round_trip(hello, deadline)
+            naming = ("CLIENT", "SETNAME", self._name)
+            if hello:  # answered before any command: none may run unauthenticated or on db 0
+                connection.round_trip([*hello, naming], deadline)
+            else:
+                connection.greeting = [naming]
         except BaseException:
             sock.close()
             raise
@@ -172,6 +177,7 @@ class _Connection:
         self._buffer = bytearray()
         self._received = 0
         self._deadline = 0.0
+        self.greeting: list[Command] = []  # sent ahead of the first round trip's commands
 
     def close(self) -> None:
         self._sock.close()
@@ -186,19 +192,22 @@ class _Connection:
         return bool(readable)
 
     def round_trip(self, commands: Sequence[Command], deadline: float) -> list[Reply]:
+        """`commands`' replies; an error reply to the greeting fails the round trip too."""
         self._deadline = deadline
         self._received = 0
+        greeting, self.greeting = self.greeting, []
+        sent = [*greeting, *commands]
         self._sock.settimeout(_remaining(deadline, self._timeout))
         try:
-            self._sock.sendall(encode(commands))  # CPython: one timeout for all of it
+            self._sock.sendall(encode(sent))  # CPython: one timeout for all of it
         except TimeoutError:
             raise RedisTimeout(
                 f"timed out: could not send within {self._timeout * 1000:g} ms"
             ) from None
-        replies = [self._reply() for _ in commands]
+        replies = [self._reply() for _ in sent]
         if self._buffer:
             raise RedisProblem("protocol error: the server sent more replies than asked for")
-        return replies
+        return replies[len(greeting) :]
 
     def _reply(self) -> Reply:
         """One reply, arrays included, without recursion: `open_arrays` holds the arrays being

@@ -4,8 +4,9 @@ caches and ECR, so every repo-server replica shares one ECR answer per repositor
 Layers: memory → disk (cmp.registry.cache) → Redis (here) → ECR, each answer written back up.
 `SharedRegistry` is the `Registry` the disk cache asks on a miss; it answers from Redis, or takes
 a short per-repository Redis lock (`SET NX PX`) so that one replica of the fleet asks ECR while
-the others wait for its answer. Both questions are shared: tag → digest lookups, and the tag
-listings of branch deploys (whose digests also fill the tag → digest entries).
+the others wait for its answer; the repositories a render's local caches miss are read at once,
+in one pipelined round trip (`prefetch`). Both questions are shared: tag → digest lookups, and
+the tag listings of branch deploys (whose digests also fill the tag → digest entries).
 
 Whoever can write Redis must not choose a digest tagpin deploys (GHSA-9766-5277-j5hr), nor stall
 or fail a render: every value carries an HMAC-SHA256 over its raw bytes and where it belongs,
@@ -336,6 +337,11 @@ class RedisStore:
         return cls(settings, budget=settings.timeout * RENDER_BUDGET_TIMEOUTS)
 
     def _execute(self, command: Command) -> Reply:
+        [reply] = self._execute_all([command])
+        return reply
+
+    def _execute_all(self, commands: Sequence[Command]) -> list[Reply]:
+        """`commands` in one round trip (pipelined), their replies in order."""
         from cmp.registry.resp import RedisProblem, RedisTimeout
 
         with self._guard:
@@ -347,8 +353,7 @@ class RedisStore:
             raise SharedCacheDown(self._over_budget())
         started = time.monotonic()
         try:
-            [reply] = client.execute([command], None if left is None else started + left)
-            return reply
+            return client.execute(commands, None if left is None else started + left)
         except RedisTimeout as error:
             if left is not None and left < self.settings.timeout:
                 raise SharedCacheDown(self._over_budget()) from None
@@ -373,12 +378,32 @@ class RedisStore:
     ) -> tuple[str, dict[str, bytes | None]]:
         """The repository's generation and the raw entry of each tag (None: none), each cut at
         MAX_ENTRY_BYTES + 1 bytes by Redis itself."""
-        repo_id = _repo_id(repo)
         ordered = sorted(tags)
-        keys = (generation_key(repo_id), tags_key(repo_id))
-        reply = self._eval(_READ_ENTRIES, keys, MAX_GENERATION_BYTES - 1, MAX_ENTRY_BYTES, *ordered)
-        generation, *values = _values(reply, 1 + len(ordered))
-        return _text(generation), dict(zip(ordered, values, strict=True))
+        return _entries_read(self._execute(_read_command(repo, ordered)), ordered)
+
+    def read_many(
+        self, requests: Mapping[EcrRepository, Collection[str]]
+    ) -> dict[EcrRepository, tuple[str, dict[str, bytes | None]]]:
+        """`read` of many repositories, pipelined: one round trip, or a few when their entries
+        could carry more than a round trip may (cmp.registry.resp.MAX_ROUND_TRIP_BYTES)."""
+        from cmp.registry.resp import MAX_ROUND_TRIP_BYTES
+
+        batches: list[list[tuple[EcrRepository, list[str]]]] = [[]]
+        size = 0
+        for repo, tags in requests.items():
+            ordered = sorted(tags)
+            cost = (len(ordered) + 1) * (MAX_ENTRY_BYTES + 32)  # each entry at its bound
+            if batches[-1] and size + cost > MAX_ROUND_TRIP_BYTES // 2:
+                batches.append([])
+                size = 0
+            batches[-1].append((repo, ordered))
+            size += cost
+        read: dict[EcrRepository, tuple[str, dict[str, bytes | None]]] = {}
+        for batch in batches:
+            replies = self._execute_all([_read_command(repo, ordered) for repo, ordered in batch])
+            for (repo, ordered), reply in zip(batch, replies, strict=True):
+                read[repo] = _entries_read(reply, ordered)
+        return read
 
     def read_listing(self, repo: EcrRepository) -> tuple[str, bytes | None]:
         """The repository's generation and its raw listing (None: none). At most
@@ -440,6 +465,18 @@ class RedisStore:
         fresh = secrets.randbelow(1 << 62) + (1 << 62)  # far above any count of pushes
         reply = self._eval(_BUMP, (generation_key(repo_id),), GENERATION_TTL_SECONDS, fresh)
         return str(_integer(reply))
+
+
+def _read_command(repo: EcrRepository, ordered: Sequence[str]) -> Command:
+    repo_id = _repo_id(repo)
+    keys = (generation_key(repo_id), tags_key(repo_id))
+    limits = (MAX_GENERATION_BYTES - 1, MAX_ENTRY_BYTES)
+    return ("EVAL", _READ_ENTRIES, len(keys), *keys, *limits, *ordered)
+
+
+def _entries_read(reply: Reply, ordered: Sequence[str]) -> tuple[str, dict[str, bytes | None]]:
+    generation, *values = _values(reply, 1 + len(ordered))
+    return _text(generation), dict(zip(ordered, values, strict=True))
 
 
 def _milliseconds(seconds: float) -> int:
@@ -684,6 +721,8 @@ class SharedRegistry:
         self._guard = threading.Lock()
         self._warned: set[RedisTrouble] = set()
         self._seen_rejected: set[tuple[EcrRepository, str, bytes]] = set()  # (…, sha256)
+        # What `prefetch` read, each taken by its repository's first look: (generation, entries).
+        self._read_ahead: dict[EcrRepository, tuple[str, dict[str, bytes | None]]] = {}
 
     # -- Registry ---------------------------------------------------------------------------
 
@@ -695,6 +734,26 @@ class SharedRegistry:
 
     def describe_cached(self, repo: EcrRepository, tags: Collection[str]) -> Lookup | None:
         return None  # Redis is a round trip away
+
+    def prefetch(
+        self, requests: Mapping[EcrRepository, Collection[str]]
+    ) -> Collection[EcrRepository]:
+        """Read every repository asked next in one round trip, on one connection, rather than
+        one per repository on a connection per thread; the repositories whose read answers
+        every tag asked are ready. Each read is taken by its repository's first look and
+        judged there as any read (signature, generation, freshness); the look under the
+        repository's lock reads again."""
+        store = self._store
+        if not self._read or store is None or not requests:
+            return ()
+        try:
+            read = store.read_many(requests)
+        except SharedCacheDown as problem:
+            self._down(problem)
+            return ()
+        with self._guard:
+            self._read_ahead.update(read)
+        return {repo for repo, tags in requests.items() if self._answers(repo, tags, *read[repo])}
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -746,7 +805,7 @@ class SharedRegistry:
             return generation, self._hit(
                 "listing", Lookup(found=found, fetched=dict.fromkeys(found, listing.fetched))
             )
-        generation, values = store.read(repo, wanted)
+        generation, values = self._taken_ahead(repo, wanted) or store.read(repo, wanted)
         held.entries.clear()
         for tag, value in values.items():
             if value is None:
@@ -759,6 +818,33 @@ class SharedRegistry:
         if len(held.entries) < len(wanted):
             return generation, None
         return generation, self._hit("tags", answer_from(_kept(held.entries)))
+
+    def _answers(
+        self,
+        repo: EcrRepository,
+        wanted: Collection[str],
+        generation: str,
+        values: Mapping[str, bytes | None],
+    ) -> bool:
+        """Whether a read holds every tag asked signed and fresh (the look judges it again,
+        counting what it refuses)."""
+        for tag in wanted:
+            value = values.get(tag)
+            entry = None if value is None else verify_entry(self._key, repo, tag, value)
+            if entry is None or not self._admits(repo, generation, self._ttl, entry, _Held()):
+                return False
+        return True
+
+    def _taken_ahead(
+        self, repo: EcrRepository, wanted: frozenset[str]
+    ) -> tuple[str, dict[str, bytes | None]] | None:
+        """What `prefetch` read of the repository, once, if it covers the tags asked."""
+        with self._guard:
+            ahead = self._read_ahead.pop(repo, None)
+        if ahead is None or not wanted <= ahead[1].keys():
+            return None
+        generation, values = ahead
+        return generation, {tag: values[tag] for tag in wanted}
 
     def _admits(
         self,

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 
 import pytest
@@ -259,6 +259,11 @@ class DownRegistry:
 
     def describe_cached(self, repo: EcrRepository, tags: Collection[str]) -> Lookup | None:
         return None
+
+    def prefetch(
+        self, requests: Mapping[EcrRepository, Collection[str]]
+    ) -> Collection[EcrRepository]:
+        return ()
 
 
 def test_serve_stale_also_answers_tag_listings_for_branch_deploys(tmp_path: Path) -> None:

@@ -45,6 +45,11 @@ class StaticRegistry:
     def describe_cached(self, repo: EcrRepository, tags: Collection[str]) -> Lookup | None:
         return None  # as ECR: every answer is a question, recorded in `calls`
 
+    def prefetch(
+        self, requests: Mapping[EcrRepository, Collection[str]]
+    ) -> Collection[EcrRepository]:
+        return ()
+
     def list_tags(self, repo: EcrRepository) -> Lookup:
         self.calls.append(("list_tags", repo, frozenset()))
         known = self._images.get(repo)

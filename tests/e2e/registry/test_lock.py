@@ -359,6 +359,34 @@ def test_strict_misses_in_several_repositories_are_reported_together() -> None:
     assert all("not in tagpin.lock" in problem for problem in raised.value.problems)
 
 
+def test_only_tags_the_lock_lacks_are_read_ahead_from_the_layers_below() -> None:
+    from collections.abc import Collection, Mapping
+
+    from cmp.images.lockfile import LockEntry
+    from cmp.registry.base import describe_many
+    from cmp.registry.lock import LockedRegistry
+    from cmp.registry.names import EcrRegistry, EcrRepository
+    from tests.support.static_registry import StaticRegistry
+
+    class ReadingAhead(StaticRegistry):
+        def prefetch(
+            self, requests: Mapping[EcrRepository, Collection[str]]
+        ) -> Collection[EcrRepository]:
+            read_ahead.append({repo.name: sorted(tags) for repo, tags in requests.items()})
+            return ()
+
+    read_ahead: list[dict[str, list[str]]] = []
+    registry = EcrRegistry(host=HOST, account=ACCOUNT, region=REGION, fips=False, dualstack=False)
+    web, api = EcrRepository(registry, "shop/web"), EcrRepository(registry, "shop/api")
+    below = ReadingAhead.of_digests({web: {"v2": GOOD}, api: {"v1": GOOD}})
+    entries = [LockEntry(web, f"{HOST}/shop/web:v1", "v1", GOOD)]
+
+    describe_many(LockedRegistry(entries, lambda: below), {web: ["v1", "v2"], api: ["v1"]})
+    describe_many(LockedRegistry(entries, lambda: below), {web: ["v1"]})  # all locked
+
+    assert read_ahead == [{"shop/web": ["v2"], "shop/api": ["v1"]}]
+
+
 def test_a_lock_written_elsewhere_feeds_an_offline_render_with_digests(
     tmp_path: Path, moto_ecr, ecr_env: dict[str, str]
 ) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from cmp.errors import ConfigError
-from cmp.registry.base import Lookup, TagInfo
+from cmp.registry.base import Lookup, TagInfo, describe_many
 from cmp.registry.cache import CachingRegistry, DiskCache
 from cmp.registry.names import EcrRepository
 from cmp.registry.pushes import Push, PushFloors, PushRecord
@@ -731,3 +731,96 @@ def test_redis_trouble_while_listing_gives_one_warning_and_ecr_lists(
 
     assert (listed(ecr), asked(ecr), len(warnings)) == (3, 1, 1)
     assert "refused" in warnings[0]
+
+
+# -- one read for every repository a render asks (describe_many's prefetch) ----------------
+
+FOUR = [repo(f"team/app{i}") for i in range(4)]
+
+
+def four_in_ecr(digest: str = WEB_V1) -> StaticRegistry:
+    return StaticRegistry.of_digests({r: {"v1": digest} for r in FOUR})
+
+
+def connections(server: RedisServer) -> int:
+    client: Any = server.client()
+    return int(client.info("stats")["total_connections_received"])
+
+
+def test_a_render_reads_every_repository_from_redis_on_one_connection(
+    redis_server: RedisServer,
+) -> None:
+    describe_many(shared(redis_server, four_in_ecr()), dict.fromkeys(FOUR, ["v1"]))
+    ecr = four_in_ecr(WEB_V2)  # Redis still holds v1 everywhere: it answers, not ECR
+    before = connections(redis_server)
+
+    answers = describe_many(shared(redis_server, ecr), dict.fromkeys(FOUR, ["v1"]))
+
+    assert {r: a.found["v1"].digest for r, a in answers.items()} == dict.fromkeys(FOUR, WEB_V1)
+    assert asked(ecr) == 0
+    assert connections(redis_server) - before == 2  # the render's one, and the count's own
+
+
+def test_what_a_render_reads_ahead_is_judged_as_any_read(redis_server: RedisServer) -> None:
+    describe_many(shared(redis_server, four_in_ecr()), dict.fromkeys(FOUR, ["v1"]))
+    client: Any = redis_server.client()
+    key = tags_key("123456789012:eu-west-1:team/app0")
+    client.hset(key, "v1", with_body(client.hget(key, "v1"), digest=WEB_V2))
+    PushGenerations(settings(redis_server, signing_key=None)).bump(FOUR[1].uri)
+    ecr, warnings = four_in_ecr(WEB_V2), list[str]()
+
+    layer = shared(redis_server, ecr, warnings)
+    answers = describe_many(layer, dict.fromkeys(FOUR, ["v1"]))
+
+    digests = [answers[r].found["v1"].digest for r in FOUR]
+    assert digests == [WEB_V2, WEB_V2, WEB_V1, WEB_V1]  # tampered, pushed: ECR; others: Redis
+    assert sorted(call[1].name for call in ecr.calls) == ["team/app0", "team/app1"]
+    assert layer.counts["rejected"] == 1 and len(warnings) == 1
+
+
+def test_redis_trouble_while_reading_ahead_gives_one_warning_and_ecr_answers(
+    redis_server: RedisServer,
+) -> None:
+    ecr, warnings = four_in_ecr(), list[str]()
+    wrong = settings(redis_server, password="wrong")
+
+    answers = describe_many(
+        shared(redis_server, ecr, warnings, store_settings=wrong), dict.fromkeys(FOUR, ["v1"])
+    )
+
+    assert {r: a.found["v1"].digest for r, a in answers.items()} == dict.fromkeys(FOUR, WEB_V1)
+    assert asked(ecr) == 4
+    assert len(warnings) == 1 and "invalid" in warnings[0]
+
+
+def test_a_database_redis_does_not_have_is_one_warning_and_nothing_runs_on_db_0(
+    redis_server: RedisServer,
+) -> None:
+    ecr, warnings = four_in_ecr(), list[str]()
+    beyond = settings(redis_server, url=redis_server.url.removesuffix("/0") + "/99")
+
+    answers = describe_many(
+        shared(redis_server, ecr, warnings, store_settings=beyond), dict.fromkeys(FOUR, ["v1"])
+    )
+
+    assert len(answers) == 4 and asked(ecr) == 4
+    assert len(warnings) == 1 and "out of range" in warnings[0]
+    client: Any = redis_server.client()
+    assert client.keys("*") == []
+
+
+@pytest.mark.parametrize("password", [PASSWORD, None], ids=["with-auth", "without-auth"])
+def test_the_connections_are_named_tagpin(tmp_path: Path, password: str | None) -> None:
+    server = RedisServer(tmp_path, password=password)
+    server.start()
+    try:
+        store = settings(server, password=password)
+        layer = shared(server, four_in_ecr(), store_settings=store)  # keeps its connection
+        describe_many(layer, {FOUR[0]: ["v1"]})
+        client: Any = server.client()
+
+        names = [c["name"] for c in client.client_list() if c["name"]]
+
+        assert names == ["tagpin"]
+    finally:
+        server.stop()

@@ -387,7 +387,8 @@ def test_a_flood_of_reply_bytes_is_refused_before_it_is_read(
         (b":12345678901234567890123\r\n", "not an integer"),
         (b"$3\r\nabcdef\r\n", "a bulk string longer than announced"),
         (b"%1\r\n+a\r\n+b\r\n", "not a RESP2 reply"),  # RESP3, never asked for
-        (b"+OK\r\n+OK\r\n", "more replies than asked for"),
+        # To each command: more than the first round trip asks (CLIENT SETNAME and an EVAL).
+        (b"+OK\r\n+OK\r\n+OK\r\n", "more replies than asked for"),
         (b"-ERR\xff\xfe not UTF-8\r\n", "ERR"),
     ],
 )
