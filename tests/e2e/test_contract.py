@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tests.support.cmpserver import AppSpec, CmpServer
-from tests.support.image import Sidecar
+from tests.support.image import Sidecar, venv_cmp_server
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -52,18 +52,7 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> CmpServer:
     if request.param == "image":
         sidecar: Sidecar = request.getfixturevalue("image_sidecar")
         return sidecar.cmp_server(timeout=60)
-    sidecar_env = {
-        "PATH": f"{BIN}{os.pathsep}/usr/bin:/bin",
-        "HOME": str(tmp_path / "home"),
-        "TAGPIN_CACHE_DIR": str(tmp_path / "cache"),
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "TAGPIN_APP_LOOKUP": "off",
-    }
-    workdir = tmp_path / "cmp-tmp"
-    workdir.mkdir()
-    return CmpServer.from_plugin_yaml(
-        REPO / "plugin.yaml", sidecar_env=sidecar_env, workdir=workdir, timeout=60
-    )
+    return venv_cmp_server(tmp_path)
 
 
 def web_app(**overrides: object) -> AppSpec:
