@@ -12,7 +12,7 @@ import re
 import stat
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 from cmp.errors import ConfigError, Problems, SourceError
 from cmp.settings import MARKER_FILE
@@ -80,15 +80,7 @@ class RepoFiles:
 def read_file(real: Path, shown: str, max_bytes: int) -> str:
     """A regular file's text, at most `max_bytes` long; errors name it as `shown`."""
     try:
-        # O_NONBLOCK: a FIFO where a file should be must not hang the render until Argo CD
-        # kills it; anything but a regular file is refused before reading.
-        descriptor = os.open(real, os.O_RDONLY | os.O_NONBLOCK)
-        with os.fdopen(descriptor, "rb") as handle:
-            mode = os.fstat(handle.fileno()).st_mode
-            if stat.S_ISDIR(mode):
-                raise SourceError(f"{shown}: is a directory, expected a file")
-            if not stat.S_ISREG(mode):
-                raise SourceError(f"{shown}: not a regular file (a FIFO or device?)")
+        with open_regular(real, shown) as handle:
             if os.fstat(handle.fileno()).st_size > max_bytes:
                 raise SourceError(
                     f"{shown}: larger than {max_bytes} bytes "
@@ -102,6 +94,23 @@ def read_file(real: Path, shown: str, max_bytes: int) -> str:
             f"{shown}: larger than {max_bytes} bytes (TAGPIN_MAX_FILE_BYTES); refusing to read it"
         )
     return decode(data, shown)
+
+
+def open_regular(real: Path, shown: str) -> BinaryIO:
+    """`real` opened for reading if it is a regular file; SourceError naming it as `shown`
+    otherwise. O_NONBLOCK: a FIFO where a file should be must not hang the render until Argo
+    CD kills it, so anything but a regular file is refused before reading."""
+    handle = os.fdopen(os.open(real, os.O_RDONLY | os.O_NONBLOCK), "rb")
+    try:
+        mode = os.fstat(handle.fileno()).st_mode
+        if stat.S_ISDIR(mode):
+            raise SourceError(f"{shown}: is a directory, expected a file")
+        if not stat.S_ISREG(mode):
+            raise SourceError(f"{shown}: not a regular file (a FIFO or device?)")
+    except BaseException:
+        handle.close()
+        raise
+    return handle
 
 
 def unreadable(shown: str, exc: OSError) -> SourceError:
@@ -423,7 +432,7 @@ def stray_manifests(files: RepoFiles, app_dir: Path, known: Iterable[str] = ()) 
             if files.display(path) in skipped:
                 continue
             try:
-                with open(files.inside(path), "rb") as handle:
+                with open_regular(files.inside(path), entry.name) as handle:
                     head = handle.read(STRAY_READ_BYTES)
             except (OSError, SourceError):
                 continue

@@ -60,3 +60,10 @@ def test_a_configmap_in_templates_renders_without_a_warning(tmp_path: Path) -> N
     app = build_tree(tmp_path / "web", {"tagpin.yaml": "{}\n", "templates/a.yaml": cm("a")})
     result = render_dir(app)
     assert "name: a" in result.text and result.warnings == []
+
+
+def test_a_fifo_or_directory_named_like_yaml_neither_hangs_nor_warns(tmp_path: Path) -> None:
+    app = build_tree(tmp_path / "web", MINIMAL_APP)
+    os.mkfifo(app / "service.yaml")  # opened for reading it would wait for a writer forever
+    (app / "dir.yaml").mkdir()
+    assert render_dir(app).warnings == []
