@@ -405,16 +405,18 @@ def list_templates(files: RepoFiles, app_dir: Path) -> tuple[TemplateFile, ...]:
 # A YAML document that is a Kubernetes object: `apiVersion:` and `kind:` at the start of a line.
 _OBJECT_KEYS = (re.compile(rb"^apiVersion:", re.M), re.compile(rb"^kind:", re.M))
 STRAY_READ_BYTES = 64 * 1024  # enough to see the keys of the first objects
+STRAY_MAX_FILES = 256  # files looked into per render: a hint, never a render's real cost
 
 
 def stray_manifests(files: RepoFiles, app_dir: Path, known: Iterable[str] = ()) -> list[str]:
     """YAML and JSON files of the app directory, outside templates/, that hold a Kubernetes
     object: they are not rendered, and their being there says the user thinks they are.
     Looks at the app directory and its subdirectories one level down (not templates/, dotted
-    ones, or another app's), except the `known` files (values layers: read already); files it
-    cannot read are left to other checks."""
+    ones, or another app's), except the `known` files (values layers: read already), and at
+    most STRAY_MAX_FILES of them; files it cannot read are left to other checks."""
     skipped = set(known)
-    found = []
+    budget = STRAY_MAX_FILES
+    found: list[str] = []
     directories = [app_dir]
     for entry in _entries(app_dir):
         if (
@@ -431,6 +433,9 @@ def stray_manifests(files: RepoFiles, app_dir: Path, known: Iterable[str] = ()) 
             path = Path(entry.path)
             if files.display(path) in skipped:
                 continue
+            if budget == 0:
+                return found
+            budget -= 1
             try:
                 with open_regular(files.inside(path), entry.name) as handle:
                     head = handle.read(STRAY_READ_BYTES)

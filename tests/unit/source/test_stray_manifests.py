@@ -67,3 +67,12 @@ def test_a_fifo_or_directory_named_like_yaml_neither_hangs_nor_warns(tmp_path: P
     os.mkfifo(app / "service.yaml")  # opened for reading it would wait for a writer forever
     (app / "dir.yaml").mkdir()
     assert render_dir(app).warnings == []
+
+
+def test_at_most_a_bounded_number_of_files_is_looked_into(tmp_path: Path) -> None:
+    from cmp.source.appdir import STRAY_MAX_FILES
+
+    strays = {f"svc-{n:04d}.yaml": SERVICE for n in range(STRAY_MAX_FILES + 10)}
+    app = build_tree(tmp_path / "web", {**MINIMAL_APP, **strays})
+    warnings = render_dir(app).warnings
+    assert warnings == [warning(name) for name in sorted(strays)[:STRAY_MAX_FILES]]
