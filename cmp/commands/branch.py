@@ -72,6 +72,14 @@ namespace_option = click.option(
 )
 
 
+def _seconds_option(
+    flag: str, default: float, minimum: float, help: str
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        flag, default=default, show_default=True, type=click.FloatRange(min=minimum), help=help
+    )
+
+
 def _namespace(value: str | None) -> str:
     from cmp.argocd.lookup import DEFAULT_NAMESPACE
 
@@ -91,7 +99,6 @@ def branch_command() -> click.Group:
     @click.argument("app")
     @click.option(
         "--allow-tags",
-        "allow_tags",
         required=True,
         metavar="REGEXP",
         help="Tags to deploy, e.g. '^pr-42-' (RE2, unanchored; 'regexp:…' or 'any' also accepted).",
@@ -116,19 +123,9 @@ def branch_command() -> click.Group:
         is_flag=True,
         help="Wait until the digest runs, Synced and Healthy (progress on stderr).",
     )
-    @click.option(
-        "--timeout",
-        default=DEFAULT_TIMEOUT_SECONDS,
-        show_default=True,
-        type=click.FloatRange(min=0),
-        help="Seconds --wait waits.",
-    )
-    @click.option(
-        "--interval",
-        default=DEFAULT_INTERVAL_SECONDS,
-        show_default=True,
-        type=click.FloatRange(min=0.01),
-        help="Seconds between two polls of --wait.",
+    @_seconds_option("--timeout", DEFAULT_TIMEOUT_SECONDS, 0, "Seconds --wait waits.")
+    @_seconds_option(
+        "--interval", DEFAULT_INTERVAL_SECONDS, 0.01, "Seconds between polls of --wait."
     )
     @click.pass_context
     def set_command(
