@@ -47,7 +47,6 @@ class BenchApp:
     source_path: str  # ARGOCD_APP_SOURCE_PATH: the app directory relative to repo_root
     objects: int
     images: tuple[Image, ...]
-    has_jinja: bool
 
     @property
     def app_dir(self) -> Path:
@@ -70,7 +69,7 @@ def example_app(root: Path, *, keep_lock: bool = False) -> BenchApp:
         Image(REGIONS[0], "shop/web", "v1.4.2"),
         Image(REGIONS[0], "shop/worker", "2024.11.3"),
     )
-    return BenchApp(name, repo_root, "examples/web", 4, images, has_jinja=True)
+    return BenchApp(name, repo_root, "examples/web", 4, images)
 
 
 def large_app(root: Path, objects: int, *, repositories: int = 20, tags: int = 5) -> BenchApp:
@@ -93,7 +92,6 @@ def large_app(root: Path, objects: int, *, repositories: int = 20, tags: int = 5
         "apps/bench",
         objects,
         tuple(sorted(used, key=_image_key)),
-        has_jinja=False,
     )
 
 
@@ -108,9 +106,7 @@ def many_images_app(root: Path, *, images: int = 200, repositories: int = 40) ->
     ][:images]
     documents = [_deployment(index, image) for index, image in enumerate(wanted)]
     repo_root = _write_app(root / f"images-{images}", documents)
-    return BenchApp(
-        f"images-{images}", repo_root, "apps/bench", len(documents), tuple(wanted), has_jinja=False
-    )
+    return BenchApp(f"images-{images}", repo_root, "apps/bench", len(documents), tuple(wanted))
 
 
 def kustomize_app(root: Path, objects: int = 100) -> BenchApp:
@@ -146,7 +142,6 @@ def kustomize_app(root: Path, objects: int = 100) -> BenchApp:
         "apps/bench",
         objects + 1,
         tuple(sorted(used, key=_image_key)),
-        has_jinja=False,
     )
 
 

@@ -417,7 +417,8 @@ def import_check(
     workspace: Workspace, app: BenchApp, env: Mapping[str, str], runs: int = 3, served: bool = False
 ) -> ImportCheck:
     """`python -X importtime` of one render (the quickest of `runs`): what it loads and costs.
-    A render the server answers must not even import PyYAML or Jinja2."""
+    No warm render imports Jinja2 (its output is kept); one the server answers does not even
+    import PyYAML."""
     checks = [_import_check_once(workspace, app, env, served) for _ in range(runs)]
     return min(checks, key=lambda check: check.total_ms)
 
@@ -442,7 +443,7 @@ def _import_check_once(
         total_us += int(self_us)
         if len(raw_name) - len(raw_name.lstrip(" ")) == 1 and module != "site":
             top.append((module, int(cumulative_us) / 1000))
-    forbidden = FORBIDDEN_WARM + (() if app.has_jinja and not served else FORBIDDEN_PLAIN)
+    forbidden: tuple[str, ...] = FORBIDDEN_WARM + FORBIDDEN_PLAIN
     forbidden += FORBIDDEN_SERVED if served else ()
     found = tuple(m for m in forbidden if m in modules)
     watched = tuple(m for m in WATCHED if m in modules)

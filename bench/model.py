@@ -22,6 +22,7 @@ REDIS_CONFIGURED = {
     "TAGPIN_REDIS_URL": "redis://127.0.0.1:9/0",
     "TAGPIN_REDIS_SIGNING_KEY": "bench-signing-key-" + "0" * 32,
 }
+# A warm render of a Jinja2 app reuses the kept output (cmp/source/rendercache.py).
 FORBIDDEN_PLAIN = ("jinja2",)
 FORBIDDEN_SERVED = ("yaml",)  # the thin client of the render server
 WATCHED = ("click", "cachetools", "concurrent.futures", "urllib.parse", "ssl", "json")

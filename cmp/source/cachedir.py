@@ -14,6 +14,17 @@ MAX_COMPILED_TEMPLATES = 2_000
 MAX_COMPILED_BYTES = 128 * 1024 * 1024
 
 
+def trusted(directory: Path) -> bool:
+    """Whether `directory` exists (it is made if not) and only this user can write it: what is
+    read back from it (compiled templates, rendered output) is used as is."""
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        info = os.stat(directory)
+    except OSError:
+        return False
+    return info.st_uid == os.getuid() and not info.st_mode & 0o022
+
+
 def trim(directory: Path, suffix: str, max_files: int, max_bytes: int) -> int:
     """When `directory`'s files ending in `suffix` exceed `max_files` or `max_bytes`, delete
     the least recently written until three quarters of each bound is left (so the next few

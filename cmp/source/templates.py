@@ -9,7 +9,6 @@ no Python internals, no randomness or clock (output must be deterministic).
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -19,6 +18,7 @@ from typing import Any, NamedTuple
 from cmp.errors import Problems, SourceError, TemplateError
 from cmp.request import KubeInfo
 from cmp.source.appdir import TEMPLATE_DIR, AppSource, Limits, RepoFiles, TemplateFile
+from cmp.source.rendercache import Lookup, find_template, lookup, render_cache
 
 MAX_REPEAT = 1_000_000  # longest string/list a template may build with `*`
 MAX_POWER = 10_000
@@ -113,8 +113,10 @@ def build_environment(
     limits: Limits,
     bytecode_dir: Path | None = None,
     as_data: Callable[[Any], Any] | None = None,
+    lookups: list[Lookup] | None = None,
 ) -> Any:
-    """The sandbox; `as_data` (if given) prepares what `to_yaml` and `to_json` write."""
+    """The sandbox; `as_data` (if given) prepares what `to_yaml` and `to_json` write; every
+    template the loader is asked for is added to `lookups` (if given)."""
     # Imported here: an app with no .j2 files never pays for Jinja2 (or these).
     import base64
     import hashlib
@@ -130,18 +132,20 @@ def build_environment(
     from cmp.source.printable import check as check_printable
 
     class RepoLoader(jinja2.BaseLoader):
-        """Finds templates relative to the app directory first, then the repository root."""
+        """Finds templates relative to the app directory first, then the repository root;
+        tells `lookups` what it found."""
 
         def get_source(
             self, environment: Any, template: str
         ) -> tuple[str, str, Callable[[], bool]]:
             pieces = jinja2.loaders.split_template_path(template)  # refuses '..'
-            for base in (app_dir, files.root):
-                candidate = Path(base, *pieces)
-                if os.path.isfile(candidate):
-                    text = files.read_text(candidate)  # refuses paths resolving outside
-                    return text, files.display(candidate), lambda: True
-            raise jinja2.TemplateNotFound(template)
+            found = find_template(files, app_dir, pieces)  # refuses paths resolving outside
+            if lookups is not None:
+                lookups.append(lookup(files, pieces, found))
+            if found is None:
+                raise jinja2.TemplateNotFound(template)
+            path, text = found
+            return text, files.display(path), lambda: True
 
     class StrictTreeUndefined(jinja2.StrictUndefined):
         __slots__ = ()
@@ -376,16 +380,10 @@ def _bytecode_cache(jinja2: Any, directory: Path | None) -> Any:
     directory that this user alone can write is trusted; any I/O problem just means no cache.
     The directory name carries tagpin's version, because compiled code depends on the
     environment's options, which Jinja2 does not put in its cache key."""
-    if directory is None:
-        return None
-    try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        info = os.stat(directory)
-    except OSError:
-        return None
-    if info.st_uid != os.getuid() or info.st_mode & 0o022:
-        return None
     from cmp.source import cachedir
+
+    if directory is None or not cachedir.trusted(directory):
+        return None
 
     class QuietBytecodeCache(jinja2.FileSystemBytecodeCache):  # type: ignore[misc]
         def load_bytecode(self, bucket: Any) -> None:
@@ -444,19 +442,38 @@ def render_all(
 ) -> list[RenderedFile]:
     """Render every template; report every failing file, not only the first. Jinja2 in a
     plain file is an error or a warning (added to `warnings`): see cmp/source/plainfiles.py.
-    `as_data`: see build_environment."""
+    `as_data`: see build_environment. With `bytecode_dir`, the Jinja2 templates' output is
+    kept there and reused while nothing they read changed (cmp/source/rendercache.py)."""
     problems = Problems()
     rendered: list[RenderedFile] = []
     environment = None
+    jinja_names = [template.app_name for template in source.templates if template.is_jinja]
+    cache = (
+        render_cache(bytecode_dir, source.files, app_dir, jinja_names, context, limits)
+        if as_data is None
+        else None
+    )
+    kept = cache.load(2 * limits.max_output_bytes + 1024 * 1024) if cache else None
+    lookups: list[Lookup] | None = [] if cache and kept is None else None
+    fresh: list[str] = []
+
+    def sandbox() -> Any:
+        nonlocal environment
+        if environment is None:
+            environment = build_environment(
+                source.files, app_dir, limits, bytecode_dir, as_data, lookups
+            )
+        return environment
+
     budget = limits.max_output_bytes
     for template in source.templates:
         try:
             if template.is_jinja:
-                if environment is None:
-                    environment = build_environment(
-                        source.files, app_dir, limits, bytecode_dir, as_data
-                    )
-                text = render_one(environment, template, context, budget)
+                if kept is None:
+                    text = render_one(sandbox(), template, context, budget)
+                else:  # the limits are part of the key: a kept text fits as it did
+                    text = kept[len(fresh)]
+                fresh.append(text)
             else:
                 text = source.files.read_text(template.path)
                 if not _declared_literal(template, source.config.literal):
@@ -473,9 +490,11 @@ def render_all(
                 )
             )
             break
-        locate = _locator(environment, template, context) if template.is_jinja else None
+        locate = _locator(sandbox, template, context) if template.is_jinja else None
         rendered.append(RenderedFile(name=template.name, text=text, locate=locate))
     problems.raise_if_any()
+    if cache is not None and lookups is not None:
+        cache.store(fresh, lookups)
     if warnings is not None:
         plain = [t for t in source.templates if not t.is_jinja]
         warnings.extend(
@@ -521,12 +540,12 @@ def _check_plain(template: TemplateFile, text: str, warnings: list[str] | None) 
 
 
 def _locator(
-    environment: Any, template: TemplateFile, context: Mapping[str, Any]
+    sandbox: Callable[[], Any], template: TemplateFile, context: Mapping[str, Any]
 ) -> Callable[[int, int], str | None]:
     def locate(line: int, column: int) -> str | None:
         from cmp.source.sourcemap import locate as find
 
-        return find(environment, template.app_name, context, line, column)
+        return find(sandbox(), template.app_name, context, line, column)
 
     return locate
 

@@ -112,8 +112,13 @@ def assert_no_credentials(*outputs: str) -> None:
 
 
 def cache_files(root: Path) -> dict[Path, Any]:
-    """Every cache file under `root`, parsed as JSON (raises on a torn or corrupt one)."""
-    return {path: json.loads(path.read_bytes()) for path in sorted(root.rglob("*.json"))}
+    """Every digest cache file under `root`, parsed as JSON (raises on a torn or corrupt one);
+    not the rendered templates kept beside them (cmp/source/rendercache.py)."""
+    return {
+        path: json.loads(path.read_bytes())
+        for path in sorted(root.rglob("*.json"))
+        if not path.name.endswith(".rendered.json")
+    }
 
 
 def cached(root: Path, name: str) -> CachedRepository | None:
