@@ -199,7 +199,8 @@ def _context_text(context: Mapping[str, Any]) -> str | None:
                 for key, item in reversed(list(value.items())):
                     stack.extend((item, key))
             elif isinstance(value, list | tuple) and kind.__module__ in _PLAIN_MODULES:
-                parts.append(f"[{len(value)}")
+                # `~` prints a tuple and a list differently
+                parts.append(f"{'[' if isinstance(value, list) else '('}{len(value)}")
                 stack.extend(reversed(value))
             elif kind.__name__ == "KubeCapabilities" and kind.__module__ == _TEMPLATES:
                 parts.append("kube")

@@ -3,6 +3,7 @@ nothing the templates read changed, never an error, never kept for a failed rend
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cmp.errors import ManifestError, TemplateError
 from cmp.output import Output
@@ -288,3 +291,29 @@ def test_an_upgraded_jinja2_renders_again(
     write(installed, '__version__ = "3.2.0"\n')
     assert render(repo, cache) == first
     assert len(built) == 2
+
+
+PLAIN = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.lists(inner, max_size=3).map(tuple)
+        | st.dictionaries(st.text(max_size=3) | st.integers(), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@given(PLAIN, PLAIN)
+def test_two_contexts_share_a_key_only_when_a_template_could_not_tell_them_apart(
+    left: Any, right: Any
+) -> None:
+    """The key's text of a context is the same exactly when the values are: same types (a
+    tuple is not a list, True is not 1), same values, same key order (repr tells all three)."""
+    same_text = rendercache._context_text({"values": left}) == rendercache._context_text(
+        {"values": right}
+    )
+    assert same_text == (repr(left) == repr(right))
+    assert rendercache._context_text({"values": left}) == rendercache._context_text(
+        {"values": copy.deepcopy(left)}
+    )
