@@ -10,12 +10,11 @@ answers from it is cmp.registry.lock, and TAGPIN_LOCK says whether ECR fills the
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from cmp.atomicfile import write_atomically
 from cmp.errors import ImageError, LockError, SourceError
 from cmp.images.reference import parse_image
 from cmp.registry.base import is_digest
@@ -168,22 +167,9 @@ def entry_order(entry: LockEntry) -> tuple[str, str, str]:
 
 
 def write_lock(path: Path, entries: Iterable[LockEntry]) -> None:
-    """Replace `path` atomically, so a concurrent render reads the old lock or the new one.
-
-    The temporary file is created new (O_EXCL) under a random name and never through a link
-    (O_NOFOLLOW): the directory belongs to a repository others push to, and a planted link
-    must not turn this write into one somewhere else."""
-    text = format_lock(entries).encode("utf-8")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    partial = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
+    """Replace `path` atomically, so a concurrent render reads the old lock or the new one, and
+    never through a link planted in the repository's directory (cmp/atomicfile.py)."""
     try:
-        descriptor = os.open(partial, flags, 0o644)
+        write_atomically(path, format_lock(entries).encode("utf-8"), mode=0o644)
     except OSError as exc:
-        raise LockError(f"{path}: cannot write: {exc.strerror}") from None
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(text)
-        os.replace(partial, path)
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
         raise LockError(f"{path}: cannot write: {exc.strerror}") from None

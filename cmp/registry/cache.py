@@ -12,7 +12,6 @@ import fcntl
 import hashlib
 import json
 import os
-import stat
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -24,6 +23,7 @@ from urllib.parse import quote
 
 from cachetools import FIFOCache
 
+from cmp.atomicfile import read_regular, write_atomically
 from cmp.registry.base import (
     CachedTag,
     Fetched,
@@ -108,7 +108,7 @@ class DiskCache:
             return None
         path = self.path_for(repo)
         try:
-            raw = _read_regular_file(path)
+            raw = read_regular(path)
         except FileNotFoundError:
             return None
         except OSError as error:
@@ -183,7 +183,11 @@ class DiskCache:
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             self._sweep(path.parent)
-            _write_atomically(path, _encode(merged, repo))
+            # No fsync (~4 ms a file, 40 in a cold render of 40 repositories): what a crash of
+            # the machine could leave, an old version or a torn or empty file, is an old answer
+            # the freshness rule judges by its age, or one whose checksum fails and is fetched
+            # again (`_decode`).
+            write_atomically(path, _encode(merged, repo))
         except OSError as error:
             self._unwritable(path.parent, error)
 
@@ -630,44 +634,6 @@ def _optional_time(entry: Mapping[str, Any]) -> float | None:
 def _checksum(body: Mapping[str, Any]) -> str:
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
     return "sha256:" + hashlib.sha256(canonical).hexdigest()
-
-
-def _read_regular_file(path: Path) -> bytes:
-    """The file's bytes, refusing anything but a regular file: reading a FIFO would block."""
-    handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        mode = os.fstat(handle).st_mode
-        if not stat.S_ISREG(mode):
-            kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
-            raise OSError(errno.EINVAL, f"it is {kind}")
-        with os.fdopen(handle, "rb", closefd=False) as file:
-            return file.read()
-    finally:
-        os.close(handle)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Readers see the old file or the new one, never a torn one: temp file, then rename. No
-    fsync (~4 ms a file, 40 in a cold render of 40 repositories): what a crash of the machine
-    could leave, an old version or a torn or empty file, is an old answer the freshness rule
-    judges by its age, or one whose checksum fails and is fetched again (`_decode`)."""
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        handle = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            _write_all(handle, data)
-        finally:
-            os.close(handle)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-
-
-def _write_all(handle: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(handle, view) :]
 
 
 def _reason(error: OSError) -> str:

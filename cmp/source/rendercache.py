@@ -29,11 +29,11 @@ import hashlib
 import json
 import os
 import sys
-from _thread import get_ident
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from cmp.atomicfile import read_regular, write_atomically
 from cmp.source import cachedir
 from cmp.source.appdir import Limits, RepoFiles
 
@@ -87,8 +87,7 @@ class RenderCache:
     def load(self, max_bytes: int) -> list[str] | None:
         """The kept texts, one per template, or None (a miss, whatever the reason)."""
         try:
-            with open(self.path, "rb") as handle:
-                data = handle.read(max_bytes + 1)
+            data = read_regular(self.path, max_bytes)
             if len(data) > max_bytes:
                 return None
             entry = json.loads(data)
@@ -107,14 +106,11 @@ class RenderCache:
             "texts": list(texts),
             "lookups": [[list(item.pieces), item.found, item.sha256] for item in lookups],
         }
-        # Its own name per process and thread, ending as entries do: one a killed render
-        # leaves behind is trimmed with them.
-        temporary = self.path.with_name(f".{os.getpid()}-{get_ident()}-{self.path.name}")
         try:
-            temporary.write_text(json.dumps(entry, ensure_ascii=False), encoding="utf-8")
-            os.replace(temporary, self.path)
-        except (OSError, ValueError):  # read-only, full: the next render renders again
-            temporary.unlink(missing_ok=True)
+            # The temporary file ends as entries do: one a killed render leaves is trimmed too.
+            data = json.dumps(entry, ensure_ascii=False).encode("utf-8")
+            write_atomically(self.path, data, temp_suffix=SUFFIX)
+        except (OSError, ValueError):  # read-only, full, a lone surrogate: renders again
             return
         cachedir.trim(self.path.parent, SUFFIX, MAX_ENTRIES, MAX_BYTES)
 

@@ -130,7 +130,7 @@ def test_tagpin_lock_does_not_write_through_a_planted_temporary_file_link(
     victim = tmp_path / "victim"
     victim.write_text("untouched\n")
     app = build_tree(tmp_path / "app", {"tagpin.lock": LOCK})
-    monkeypatch.setattr(secrets, "token_hex", lambda _n: "fixed")  # the module lockfile.py uses
+    monkeypatch.setattr(secrets, "token_hex", lambda _n: "fixed")  # what cmp/atomicfile.py uses
     (app / f".tagpin.lock.{os.getpid()}.fixed.tmp").symlink_to(victim)
     entries = lock.parse_lock(LOCK, "tagpin.lock")
     with pytest.raises(LockError, match="tagpin.lock: cannot write: File exists"):

@@ -149,6 +149,11 @@ def test_a_change_to_anything_the_templates_read_renders_again(
     assert after != before  # the change is one the output shows
 
 
+def fifo_instead(path: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)
+
+
 @pytest.mark.parametrize(
     "damage",
     [
@@ -161,8 +166,12 @@ def test_a_change_to_anything_the_templates_read_renders_again(
         lambda path: path.write_bytes(b"\xff\xfe" * 10),
         lambda path: path.write_text("[" * 100_000),
         lambda path: (path.unlink(), path.mkdir()),
+        lambda path: fifo_instead(path),  # reading it must not block
     ],
-    ids=["truncated", "not-an-entry", "wrong-types", "short-lookup", "not-utf8", "deep", "a-dir"],
+    ids=[
+        *("truncated", "not-an-entry", "wrong-types", "short-lookup", "not-utf8", "deep"),
+        *("a-dir", "a-fifo"),
+    ],
 )
 def test_a_damaged_entry_is_a_miss_never_an_error(
     repo: Path, tmp_path: Path, damage: Callable[[Path], Any]
