@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from bench.model import (
     Stats,
     Workspace,
 )
-from bench.server import RenderServer, served
+from bench.server import RenderServer, measured_through
 
 
 def compare(
@@ -102,9 +103,7 @@ def warm_case(
         + (" redis" if redis else "")
         + (f" {server.label}" if server else "")
     )
-    before = len(server.worker_peaks_kb()) if server else 0
-    row = compare(workspace, app, env, runs, note, case=case)
-    return served(row, server, before) if server else row
+    return measured_through(server, lambda: compare(workspace, app, env, runs, note, case=case))
 
 
 def kustomize_binary() -> str:
@@ -146,17 +145,18 @@ def kustomize_case(
         FLOOR_PROGRAM,
         str(built),
     ]
-    before = len(server.worker_peaks_kb()) if server else 0
-    row = compare(
-        workspace,
-        app,
-        env,
-        runs,
-        case=app.name + (" served" if server else ""),
-        floor_command=floor,
-        note=f"floor = `{Path(binary).name} {build[1]} .` + floor",
+    return measured_through(
+        server,
+        lambda: compare(
+            workspace,
+            app,
+            env,
+            runs,
+            case=app.name + (" served" if server else ""),
+            floor_command=floor,
+            note=f"floor = `{Path(binary).name} {build[1]} .` + floor",
+        ),
     )
-    return served(row, server, before) if server else row
 
 
 def pin_case(workspace: Workspace, app: BenchApp, runs: int) -> Row:
@@ -297,9 +297,12 @@ def cold_cases(
     rows = []
     with moto_ecr(app, latency_ms) as moto:
         for label, extra in variants:
-            before = len(server.worker_peaks_kb()) if server is not None else 0
-            row = cold_variant(workspace, app, moto, label, extra, runs, latency_ms)
-            rows.append(served(row, server, before) if server and label == "cold served" else row)
+            rows.append(
+                measured_through(
+                    server if label == "cold served" else None,
+                    partial(cold_variant, workspace, app, moto, label, extra, runs, latency_ms),
+                )
+            )
     return rows
 
 

@@ -7,7 +7,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,6 +132,13 @@ def _check_counted(server: RenderServer) -> None:
         raise RuntimeError(
             f"/metrics counted {rendered} renders, the server's log {len(server.worker_peaks_kb())}"
         )
+
+
+def measured_through(server: RenderServer | None, measure: Callable[[], Row]) -> Row:
+    """The row `measure` takes; through `server`, with its workers' memory (`served`)."""
+    before = len(server.worker_peaks_kb()) if server else 0
+    row = measure()
+    return served(row, server, before) if server else row
 
 
 def served(row: Row, server: RenderServer, before: int) -> Row:
