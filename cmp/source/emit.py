@@ -304,7 +304,7 @@ class CanonicalDumper(_CDumper):  # type: ignore[misc,valid-type]
 
 CanonicalDumper.add_representer(dict, CanonicalDumper.represent_mapping_canonical)
 CanonicalDumper.add_multi_representer(dict, CanonicalDumper.represent_mapping_canonical)
-# Subclasses (a template's values know their path: cmp.source.templates.TreeList); plain lists
+# Subclasses (a template's values know their path: cmp.source.context.TreeList); plain lists
 # still take the exact-type entry first.
 CanonicalDumper.add_multi_representer(list, CanonicalDumper.represent_list)
 CanonicalDumper.add_representer(str, CanonicalDumper.represent_str_canonical)

@@ -18,10 +18,11 @@ from cmp.output import Output
 from cmp.request import RenderRequest
 from cmp.source import values as values_mod
 from cmp.source.appdir import TEMPLATE_DIR, AppSource, Limits, load_app, stray_manifests
+from cmp.source.context import build_context
 from cmp.source.manifests import Manifest, parse_rendered
 from cmp.source.streamend import unterminated_block
 from cmp.source.streamend import warning as unterminated_warning
-from cmp.source.templates import TEMPLATE_NOT_FOUND, RenderedFile, build_context, render_all
+from cmp.source.templates import TEMPLATE_NOT_FOUND, RenderedFile, render_all
 from cmp.source.yamlread import Misread
 
 SCHEMA_FILE = "values.schema.json"  # cmp.source.schema checks values against it (Helm's name)

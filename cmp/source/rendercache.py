@@ -36,16 +36,19 @@ from typing import Any, NamedTuple
 from cmp.atomicfile import read_regular, write_atomically
 from cmp.source import cachedir
 from cmp.source.appdir import Limits, RepoFiles
+from cmp.source.context import KubeCapabilities, Tree, TreeList
 
 FORMAT = "tagpin-rendered-1"
 SUFFIX = ".rendered.json"
 MAX_ENTRIES = 2_000
 MAX_BYTES = 256 * 1024 * 1024
 # The modules whose code decides what a template prints (filters, checks, the sandbox).
-_RENDERING_MODULES = ("templates", "printable", "emit", "yamlread", "yamlscalars", "rendercache")
+_RENDERING_MODULES = (
+    *("templates", "context", "printable", "emit", "yamlread", "yamlscalars", "rendercache"),
+)
 
 
-class Lookup(NamedTuple):
+class TemplateLookup(NamedTuple):
     """One template the loader was asked for: the path pieces of its name, and the file found
     (repository-relative) with the SHA-256 of its text, or None for neither."""
 
@@ -67,11 +70,13 @@ def find_template(
     return None
 
 
-def lookup(files: RepoFiles, pieces: Sequence[str], found: tuple[Path, str] | None) -> Lookup:
+def lookup(
+    files: RepoFiles, pieces: Sequence[str], found: tuple[Path, str] | None
+) -> TemplateLookup:
     if found is None:
-        return Lookup(tuple(pieces), None, None)
+        return TemplateLookup(tuple(pieces), None, None)
     path, text = found
-    return Lookup(tuple(pieces), files.display(path), _sha256(text))
+    return TemplateLookup(tuple(pieces), files.display(path), _sha256(text))
 
 
 class RenderCache:
@@ -100,7 +105,7 @@ class RenderCache:
             return None
         return texts
 
-    def store(self, texts: Sequence[str], lookups: Sequence[Lookup]) -> None:
+    def store(self, texts: Sequence[str], lookups: Sequence[TemplateLookup]) -> None:
         entry = {
             "format": FORMAT,
             "texts": list(texts),
@@ -173,10 +178,9 @@ def _parsed(entry: Any, count: int) -> tuple[list[str], list[tuple[tuple[str, ..
 
 
 _EXACT = (str, int, float, bool, type(None))
-# dict, list and tuple, and cmp.source.templates' Tree and TreeList (which add only a path
-# made of the keys) are plain data; a mapping or sequence of any other kind is not.
-_TEMPLATES = "cmp.source.templates"
-_PLAIN_MODULES = ("builtins", _TEMPLATES)
+# Tree and TreeList add only a path made of the keys: plain data, as dict, list and tuple are.
+_MAPPINGS = (dict, Tree)
+_LISTS = (list, TreeList)
 
 
 def _context_text(context: Mapping[str, Any]) -> str | None:
@@ -190,20 +194,20 @@ def _context_text(context: Mapping[str, Any]) -> str | None:
             kind = type(value)
             if kind in _EXACT:
                 parts.append(f"{kind.__name__}:{value!r}")
-            elif isinstance(value, Mapping) and kind.__module__ in _PLAIN_MODULES:
+            elif kind in _MAPPINGS:
                 parts.append(f"{{{len(value)}")
                 for key, item in reversed(list(value.items())):
                     stack.extend((item, key))
-            elif isinstance(value, list | tuple) and kind.__module__ in _PLAIN_MODULES:
+            elif kind in _LISTS or kind is tuple:
                 # `~` prints a tuple and a list differently
-                parts.append(f"{'[' if isinstance(value, list) else '('}{len(value)}")
+                parts.append(f"{'(' if kind is tuple else '['}{len(value)}")
                 stack.extend(reversed(value))
-            elif kind.__name__ == "KubeCapabilities" and kind.__module__ == _TEMPLATES:
+            elif kind is KubeCapabilities:
                 parts.append("kube")
                 stack.extend((value.version, tuple(value.api_versions)))
             else:
                 return None
-    except RecursionError:
+    except ValueError:  # an integer too long to print (sys.set_int_max_str_digits)
         return None
     return "\n".join(parts)
 

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from cmp.errors import Problems, SourceError, TemplateError
-from cmp.request import KubeInfo
 from cmp.source.appdir import TEMPLATE_DIR, AppSource, Limits, RepoFiles, TemplateFile
-from cmp.source.rendercache import Lookup, find_template, lookup, render_cache
+from cmp.source.context import Tree, TreeList
+from cmp.source.rendercache import TemplateLookup, find_template, lookup, render_cache
 
 MAX_REPEAT = 1_000_000  # longest string/list a template may build with `*`
 MAX_POWER = 10_000
@@ -50,50 +50,6 @@ class RenderedFile(NamedTuple):
     locate: Callable[[int, int], str | None] | None = None
 
 
-class Tree(dict[str, Any]):
-    """A mapping that knows its own dotted path, so undefined lookups say which value."""
-
-    __slots__ = ("_tagpin_path",)
-
-    def __init__(self, items: Mapping[str, Any], path: str) -> None:
-        super().__init__(items)
-        self._tagpin_path = path
-
-
-class TreeList(list[Any]):
-    """A list that knows its own dotted path, so a lookup into one of its items can say which
-    (`values.ports[0] is a number (80)`), whatever was looked up in between."""
-
-    __slots__ = ("_tagpin_path",)
-
-    def __init__(self, items: Iterable[Any], path: str) -> None:
-        super().__init__(items)
-        self._tagpin_path = path
-
-
-def tree(value: Any, path: str) -> Any:
-    if isinstance(value, Mapping):
-        return Tree({k: tree(v, f"{path}.{k}") for k, v in value.items()}, path)
-    if isinstance(value, list):
-        return TreeList((tree(v, f"{path}[{i}]") for i, v in enumerate(value)), path)
-    return value
-
-
-class KubeCapabilities:
-    """The `kube` template variable: the destination cluster's version and APIs."""
-
-    def __init__(self, info: KubeInfo) -> None:
-        self.version = info.version
-        parts = (info.version.split(".") + ["", ""])[:2]
-        self.major, self.minor = parts[0], parts[1]
-        self.api_versions = info.api_versions
-        self._apis = frozenset(info.api_versions)
-
-    def has(self, api: str) -> bool:
-        """`kube.has("batch/v1/CronJob")` or `kube.has("batch/v1")`, like Helm's APIVersions.Has."""
-        return api in self._apis
-
-
 class TemplateAbort(Exception):
     """Raised by `required`/`fail` inside a template; carries the author's message."""
 
@@ -113,7 +69,7 @@ def build_environment(
     limits: Limits,
     bytecode_dir: Path | None = None,
     as_data: Callable[[Any], Any] | None = None,
-    lookups: list[Lookup] | None = None,
+    lookups: list[TemplateLookup] | None = None,
 ) -> Any:
     """The sandbox; `as_data` (if given) prepares what `to_yaml` and `to_json` write; every
     template the loader is asked for is added to `lookups` (if given)."""
@@ -415,22 +371,6 @@ def _indent(text: str, width: int) -> str:
     return "\n".join(pad + line if line else line for line in text.split("\n"))
 
 
-def build_context(
-    values: Mapping[str, Any],
-    app: Mapping[str, Any],
-    env: Mapping[str, str],
-    params: Mapping[str, Any],
-    kube: KubeInfo,
-) -> dict[str, Any]:
-    return {
-        "values": tree(values, "values"),
-        "app": tree(app, "app"),
-        "env": tree(dict(env), "env"),
-        "params": tree(dict(params), "params"),
-        "kube": KubeCapabilities(kube),
-    }
-
-
 def render_all(
     source: AppSource,
     app_dir: Path,
@@ -454,7 +394,7 @@ def render_all(
         else None
     )
     kept = cache.load(2 * limits.max_output_bytes + 1024 * 1024) if cache else None
-    lookups: list[Lookup] | None = [] if cache and kept is None else None
+    lookups: list[TemplateLookup] | None = [] if cache and kept is None else None
     fresh: list[str] = []
 
     def sandbox() -> Any:
