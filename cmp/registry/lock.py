@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from cmp.errors import LockError, RegistryError
 from cmp.registry.base import DeferredRegistry, Lookup, Registry, TagInfo
 from cmp.registry.observe import SILENT, RegistryObserver
-from cmp.settings import LOCK_FILE, LOCK_SETTING, Settings
+from cmp.settings import LOCK_FILE, LOCK_SETTING
 from cmp.settings import LockMode as LockMode  # TAGPIN_LOCK's choices
 
 if TYPE_CHECKING:
@@ -34,11 +34,6 @@ if TYPE_CHECKING:
 
 
 APP_LOCK_FIX = f"run `tagpin lock` in the app directory and commit {LOCK_FILE}"
-
-
-def lock_mode(settings: Settings) -> LockMode:
-    """TAGPIN_LOCK from the sidecar's (or the shell's) settings; unset or empty means `use`."""
-    return settings.lock
 
 
 class Lock(NamedTuple):

@@ -12,7 +12,7 @@ import pytest
 
 from cmp.errors import ExitStatus, LockError
 from cmp.images.lockfile import format_lock, parse_lock
-from cmp.registry.lock import LockMode, lock_mode
+from cmp.registry.lock import LockMode
 from cmp.settings import Settings
 from tests.support.cli import tagpin
 from tests.support.moto_ecr import ACCOUNT, REGION, MotoEcr
@@ -301,7 +301,8 @@ def test_offline_render_with_no_aws_configuration_fails_clearly_for_unlocked_tag
     ],
 )
 def test_lock_mode_setting(raw: str | None, mode: LockMode) -> None:
-    assert lock_mode(Settings.from_environ({} if raw is None else {"TAGPIN_LOCK": raw})) is mode
+    """TAGPIN_LOCK: unset or empty means `use`; case and spaces do not matter."""
+    assert Settings.from_environ({} if raw is None else {"TAGPIN_LOCK": raw}).lock is mode
 
 
 def test_an_unknown_lock_mode_is_a_config_error(tmp_path: Path) -> None:
