@@ -112,10 +112,6 @@ _QUOTE_PATTERNS: list[tuple[str, re.Pattern[str], Sequence[str]]] = [
 ]
 
 
-def _key_order(item: tuple[str, Any]) -> tuple[int, str]:
-    return FIRST_KEYS.get(item[0], 3), item[0]
-
-
 # Characters YAML 1.1 readers take for line breaks (YAML 1.2 readers do not) and the carriage
 # return: written raw in a block or single-quoted scalar they change the value read back, so
 # strings holding them are double-quoted, where libyaml escapes them.
