@@ -216,27 +216,18 @@ class _Server:
         if not same_user(connection):
             connection.close()
             return
+        pipe: tuple[int, ...] = ()
         try:
-            answered_read, answered_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError as exc:
-            self.events.write(
-                "cannot start a worker",
-                level="error",
-                problem=str(exc),
-                text=f"cannot start a worker: {exc}",
-            )
-            connection.close()
-            return
-        try:
+            pipe = answered_read, answered_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
             pid = os.fork()
-        except OSError as exc:  # out of processes or memory: this client renders itself
+        except OSError as exc:  # out of descriptors, processes or memory: the client renders
             self.events.write(
                 "cannot start a worker",
                 level="error",
                 problem=str(exc),
                 text=f"cannot start a worker: {exc}",
             )
-            for fd in (answered_read, answered_write):
+            for fd in pipe:
                 os.close(fd)
             connection.close()
             return
