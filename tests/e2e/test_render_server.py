@@ -324,6 +324,7 @@ def test_argo_cds_deadline_ends_the_worker_too(server: Server, app: Path, tmp_pa
             "PATH": f"{BIN}{os.pathsep}/usr/bin:/bin",
             "HOME": str(tmp_path),
             "TAGPIN_APP_LOOKUP": "off",
+            "TAGPIN_CACHE_DIR": str(tmp_path / "cache"),  # its render slots: not the machine's
             **served(server),
         },
     )

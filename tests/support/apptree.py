@@ -76,6 +76,10 @@ def make_request(
     params: Mapping[str, Any] | None = None,
     settings_env: Mapping[str, str] | None = None,
 ) -> RenderRequest:
+    # The test's own cache directory (tests/conftest.py), never the machine's: compiled and
+    # rendered templates are kept there.
+    private = {k: v for k, v in os.environ.items() if k == "TAGPIN_CACHE_DIR"}
+    configured = {**private, **(settings_env or {})}
     return RenderRequest(
         app_dir=app_dir,
         repo_root=repo_root if repo_root is not None else app_dir,
@@ -83,8 +87,8 @@ def make_request(
         kube=kube or KubeInfo(),
         env=dict(env or {}),
         parameters=dict(params) if params is not None else parameters(),
-        settings_env=dict(settings_env or {}),
-        settings=Settings.from_environ(settings_env or {}),
+        settings_env=configured,
+        settings=Settings.from_environ(configured),
     )
 
 
@@ -118,7 +122,10 @@ def bodies(app_dir: Path, repo_root: Path | None = None, **request_fields: Any) 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """A minimal subprocess environment: no AWS, no ARGOCD_* leaking from the test runner."""
-    env = {key: os.environ[key] for key in ("PATH", "HOME", "SYSTEMROOT") if key in os.environ}
+    # TAGPIN_CACHE_DIR: the test's own (tests/conftest.py), which holds the render slots too,
+    # never the machine's, which other test runs and renders share.
+    kept = ("PATH", "HOME", "SYSTEMROOT", "TAGPIN_CACHE_DIR")
+    env = {key: os.environ[key] for key in kept if key in os.environ}
     env.update({"TAGPIN_APP_LOOKUP": "off", "TAGPIN_CACHE": "off"})
     env.update(extra or {})
     return env
