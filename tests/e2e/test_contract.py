@@ -136,6 +136,37 @@ def test_generate_through_the_cmp_contract_matches_tagpin_render(
     assert rendered.stdout.decode() == result.stdout + "\n"  # Argo trims one newline
 
 
+def test_a_refresh_of_the_same_commit_is_the_same_until_a_shared_macro_changes(
+    server: CmpServer, user_repo: Path
+) -> None:
+    """Each render gets a fresh copy of the repository; the templates' output is kept between
+    renders (cmp/source/rendercache.py), so a refresh of the same commit prints the same bytes,
+    and an edit to a macro file outside the app shows in what Argo CD applies next."""
+    first = server.generate(user_repo, web_app(), exclude=[".git"])
+    again = server.generate(user_repo, web_app(), exclude=[".git"])
+    assert first.ok and again.ok, first.error or again.error
+    assert (again.stdout, again.stderr) == (first.stdout, first.stderr)
+
+    macros = user_repo / "examples" / "lib" / "labels.j2"
+    macros.write_text(
+        macros.read_text().replace(
+            "app.kubernetes.io/component:",
+            "app.kubernetes.io/tier: edited\napp.kubernetes.io/component:",
+        )
+    )
+    edited = server.generate(user_repo, web_app(), exclude=[".git"])
+    assert edited.ok, edited.error
+    deployment = next(o for o in edited.objects if o["kind"] == "Deployment")
+    assert deployment["metadata"]["labels"]["app.kubernetes.io/tier"] == "edited"
+    assert (
+        deployment["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/tier"] == "edited"
+    )
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert "@sha256:" in container["image"]  # still pinned, to the lock's digest
+    before = next(o for o in first.objects if o["kind"] == "Deployment")
+    assert container["image"] == before["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
 def test_apps_in_other_namespaces_see_their_plain_name(server: CmpServer, user_repo: Path) -> None:
     result = server.generate(user_repo, web_app(app_namespace="team-a"), exclude=[".git"])
     assert result.ok, result.error

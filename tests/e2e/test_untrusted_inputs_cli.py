@@ -4,6 +4,7 @@ says where, and nothing on stdout; never exit 70 (an internal error) and never a
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -22,7 +23,12 @@ JSON_HEAD = '{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}
 def run(
     args: list[str], stdin: str = "", cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    bare = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "TAGPIN_APP_LOOKUP": "off"}
+    bare = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": "/nonexistent",
+        "TAGPIN_APP_LOOKUP": "off",
+        "TAGPIN_CACHE_DIR": os.environ["TAGPIN_CACHE_DIR"],  # the test's own (tests/conftest.py)
+    }
     return tagpin(*args, stdin=stdin, cwd=cwd, env=bare | (env or {}), timeout=300)
 
 
